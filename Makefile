@@ -1,0 +1,36 @@
+# finsa: `make run` sets up and runs the embedded default; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= data/run
+FOR    ?= 120
+SPEED  ?= 1
+PORT   ?= 8600
+
+.PHONY: setup system-deps run test test-fast bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+system-deps:
+	./.ci/system-deps
+
+setup: $(VENV)/.installed system-deps
+
+run: setup
+	$(BIN)/finsa run --data-dir $(DATA) --for $(FOR) --speed $(SPEED) --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) data build *.egg-info
