@@ -1,0 +1,166 @@
+"""``finsa run``: the embedded default, everything on one machine with one command.
+
+It starts the Tansu broker (a subprocess on a free loopback port), opens the embedded store
+(chdb) in ``--data-dir``, starts a stream worker and the web view in this process, and replays a
+labeled scenario (generated on first use) through the collector at ``--speed`` times real time,
+with flow times rebased to now. It prints the web view's URL and progress, stops on Ctrl-C or
+after ``--for`` seconds, draining what the broker acknowledged before it stops.
+
+    finsa run --data-dir data/run --for 120
+    finsa query --data-dir data/run/store "SELECT count() FROM alerts"   # once it has stopped
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from finsa import wire
+from finsa.collectors.collect_command import scenario_sources
+from finsa.collectors.publisher import BatchPublisher
+from finsa.collectors.replay import replay_all
+from finsa.kafka import ensure_topics
+from finsa.streams.app import WorkerSettings
+from finsa.streams.broker import EmbeddedBroker
+from finsa.streams.processor import FlowProcessor
+from finsa.streams.service import StreamService
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("data/run"), help="where data lives (default data/run)")
+    parser.add_argument("--for", dest="for_s", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed relative to real time (default 1)")
+    parser.add_argument("--port", type=int, default=8600, help="port of the web view (default 8600)")
+    parser.add_argument("--host", default="127.0.0.1", help="address of the web view (default 127.0.0.1)")
+    parser.add_argument("--scenario", type=Path, help="scenario directory to replay (default: DATA_DIR/scenario, generated)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the generated scenario")
+    parser.add_argument("--no-replay", action="store_true", help="do not replay a scenario (wait for external agents)")
+    parser.add_argument("--broker-port", type=int, default=0, help="port of the embedded broker (default: a free one)")
+
+
+def store_path(data_dir: Path) -> Path:
+    return data_dir / "store"
+
+
+def _prepare_scenario(args: argparse.Namespace) -> Path:
+    scenario = args.scenario or args.data_dir / "scenario"
+    if not (scenario / "manifest.json").exists():
+        from finsa.collectors.scenario import generate_scenario
+
+        print(f"finsa: generating scenario (seed {args.seed}) in {scenario}", flush=True)
+        generate_scenario(scenario, seed=args.seed)
+    return scenario
+
+
+class Embedded:
+    """The pieces of ``finsa run``, started and stopped in order."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stop_event = threading.Event()
+        self.broker = EmbeddedBroker(port=args.broker_port, log_path=args.data_dir / "broker.log")
+        self.store = None
+        self.publisher: BatchPublisher | None = None
+        self.replay_thread: threading.Thread | None = None
+
+    def _open_store(self):
+        from finsa.storage.backend import open_store
+
+        store = open_store(data_dir=store_path(self.args.data_dir))
+        store.migrate()
+        return store
+
+    def _start_replay(self, scenario: Path) -> None:
+        from finsa.registry import load_registry
+
+        sources, start_ms = scenario_sources(scenario)
+        registry_file = scenario / "institutions.toml"
+        if registry_file.exists():
+            self.store.load_institutions(load_registry(registry_file))
+        self.publisher = BatchPublisher(self.broker.bootstrap, client_id="finsa-run-collector").start()
+        rebase_ms = int(time.time() * 1000) - start_ms
+        self.replay_thread = threading.Thread(
+            target=replay_all, daemon=True, name="replay",
+            args=(sources, self.publisher.publish, start_ms),
+            kwargs={"speed": self.args.speed, "rebase_ms": rebase_ms, "stop": self.stop_event})
+        self.replay_thread.start()
+
+    async def run(self) -> int:
+        from finsa.dashboards.webview import start_webview
+        from finsa.detectors.engine import DetectionEngine
+
+        args = self.args
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        scenario = None if args.no_replay else _prepare_scenario(args)
+        self.broker.start()
+        print(f"finsa: broker (Tansu) on {self.broker.bootstrap}", flush=True)
+        ensure_topics(self.broker.bootstrap, {wire.TOPICS["flows"]: 4, wire.TOPICS["alerts"]: 4, wire.TOPICS["dlq"]: 1})
+        self.store = self._open_store()
+        processor = FlowProcessor(self.store, DetectionEngine(), should_stop=self.stop_event.is_set)
+        service = StreamService(WorkerSettings(self.broker.bootstrap, datadir=args.data_dir / "faust"), processor)
+        runner = await start_webview(self.store, host=args.host, port=args.port)
+        print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
+        await service.start()
+        if scenario is not None:
+            self._start_replay(scenario)
+        try:
+            await self._wait(processor, service)
+        finally:
+            self.stop_event.set()
+            await self._drain(processor)
+            await service.stop()
+            await runner.cleanup()
+            self.store.close()
+            self.broker.stop()
+        print(f"finsa: stopped; data in {args.data_dir} (finsa query --data-dir {store_path(args.data_dir)} SQL)")
+        return 0
+
+    async def _wait(self, processor: FlowProcessor, service: StreamService) -> None:
+        loop = asyncio.get_running_loop()
+        interrupted = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, interrupted.set)
+        t0 = time.monotonic()
+        next_report = t0 + 10
+        while not interrupted.is_set():
+            now = time.monotonic()
+            if self.args.for_s and now - t0 >= self.args.for_s:
+                break
+            if service.failed is not None:
+                raise RuntimeError(f"stream worker failed: {service.failed!r}")
+            if now >= next_report:
+                next_report += 10
+                print(self._progress(processor, now - t0), flush=True)
+            await asyncio.sleep(0.2)
+
+    def _progress(self, processor: FlowProcessor, elapsed_s: float) -> str:
+        sent = self.publisher.acknowledged if self.publisher else 0
+        counts = self.store.query("SELECT (SELECT count() FROM flows), (SELECT count() FROM alerts FINAL)").rows[0]
+        return (f"finsa: {elapsed_s:5.0f} s  batches sent {sent}, processed {processor.batches}; "
+                f"flows stored {counts[0]}, alerts {counts[1]}")
+
+    async def _drain(self, processor: FlowProcessor, timeout_s: float = 20.0) -> None:
+        """Wait until the worker processed every batch the broker acknowledged."""
+        if self.replay_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.replay_thread.join, 10)
+        if self.publisher is None:
+            return
+        self.publisher.flush(10)
+        deadline = time.monotonic() + timeout_s
+        while processor.batches < self.publisher.acknowledged and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(Embedded(args).run())
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on the user
+        print(f"finsa run: {exc}", file=sys.stderr)
+        raise
