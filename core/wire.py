@@ -24,7 +24,7 @@ A Kafka message carries one *batch* of records in a compact columnar binary enco
 
 Numeric columns are raw little-endian arrays; IP columns are 16 bytes per row (IPv4 as
 IPv4-mapped IPv6, like ClickHouse's IPv6 type); string columns are dictionary-encoded
-(unique values as u32 lengths + utf-8 blob, then u32 codes), so a batch of 10,000 flows from
+(unique values as u32 lengths + utf-8 blob, then codes of 1, 2 or 4 bytes by dictionary size), so a batch of 10,000 flows from
 one institution repeats its id once, not 10,000 times. Decoding is a handful of numpy calls.
 
 Columns are named in the body: a decoder ignores columns it does not know and fills columns
@@ -360,25 +360,31 @@ def _ip_text(raw: bytes) -> str:
 
 # --- codec -------------------------------------------------------------------------------
 
+def _code_dtype(n_unique: int) -> str:
+    return "<u1" if n_unique <= 0x100 else "<u2" if n_unique <= 0x10000 else "<u4"
+
+
 def _encode_strings(values: np.ndarray) -> bytes:
     lookup: dict[str, int] = {}
     codes = np.fromiter((lookup.setdefault("" if v is None else str(v), len(lookup)) for v in values),
                         dtype="<u4", count=len(values))
     blobs = [s.encode("utf-8") for s in lookup]
     lengths = np.fromiter((len(b) for b in blobs), dtype="<u4", count=len(blobs))
-    return struct.pack("<I", len(blobs)) + lengths.tobytes() + b"".join(blobs) + codes.tobytes()
+    narrow = codes.astype(_code_dtype(len(blobs)))
+    return struct.pack("<I", len(blobs)) + lengths.tobytes() + b"".join(blobs) + narrow.tobytes()
 
 
 def _decode_strings(payload: memoryview, n_rows: int) -> np.ndarray:
     if len(payload) < 4:
         raise WireFormatError("truncated", "string column header")
     (n_unique,) = struct.unpack_from("<I", payload)
-    if n_unique > max(n_rows, 1) or 4 + 4 * n_unique + 4 * n_rows > len(payload):
+    code_dtype = np.dtype(_code_dtype(n_unique))
+    if n_unique > max(n_rows, 1) or 4 + 4 * n_unique + code_dtype.itemsize * n_rows > len(payload):
         raise WireFormatError("bad_column", "string dictionary larger than the column")
     lengths = np.frombuffer(payload, dtype="<u4", count=n_unique, offset=4)
     blob_start = 4 + 4 * n_unique
     blob_end = blob_start + int(lengths.sum(dtype=np.uint64))
-    if blob_end + 4 * n_rows != len(payload):
+    if blob_end + code_dtype.itemsize * n_rows != len(payload):
         raise WireFormatError("bad_column", "string column length mismatch")
     ends = np.cumsum(lengths, dtype=np.int64) + blob_start
     starts = ends - lengths
@@ -389,7 +395,7 @@ def _decode_strings(payload: memoryview, n_rows: int) -> np.ndarray:
                            dtype=object)
     except UnicodeDecodeError as exc:
         raise WireFormatError("bad_utf8", str(exc)) from None
-    codes = np.frombuffer(payload, dtype="<u4", count=n_rows, offset=blob_end)
+    codes = np.frombuffer(payload, dtype=code_dtype, count=n_rows, offset=blob_end)
     if n_rows and int(codes.max()) >= max(n_unique, 1):
         raise WireFormatError("bad_column", "string code out of range")
     return uniques[codes] if n_rows else np.empty(0, dtype=object)
