@@ -28,13 +28,8 @@ from typing import IO, Iterator
 import numpy as np
 
 from finsa.errors import CaptureError
-from finsa.metrics import REGISTRY
 
-__all__ = ["PacketBatch", "read_capture", "CAPTURE_ERRORS"]
-
-#: Records the reader could not use (truncated last record, absurd lengths), by reason.
-CAPTURE_ERRORS = REGISTRY.counter("finsa_collector_capture_errors_total",
-                                  "Capture records the reader could not use", ["reason"])
+__all__ = ["PacketBatch", "read_capture"]
 
 _READ_BYTES = 4 << 20
 _MAX_RECORD_BYTES = 256 << 20
@@ -198,8 +193,8 @@ def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
 
 
 def _count(skipped: dict[str, int], reason: str) -> None:
+    """Record a reader-level problem; the decoder turns batch.skipped into the skipped metric."""
     skipped[reason] = skipped.get(reason, 0) + 1
-    CAPTURE_ERRORS.inc(reason=reason)
 
 
 def _read_pcapng(stream: IO[bytes], head: bytes, chunk_packets: int, name: str) -> Iterator[PacketBatch]:
