@@ -1,0 +1,70 @@
+"""``finsa worker``: a stream worker against a Kafka broker and a store.
+
+    finsa worker --broker kafka1:9092 --clickhouse-url http://finsa:secret@ch1:8123
+    finsa worker --broker 127.0.0.1:9092 --data-dir data/store --web-port 8600
+
+Several workers with the same ``--app-id`` share the flow topic's partitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from finsa.streams.app import WorkerSettings
+from finsa.streams.processor import FlowProcessor
+from finsa.streams.service import StreamService
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", required=True, help="Kafka bootstrap servers")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", type=Path, help="embedded store directory (chdb)")
+    where.add_argument("--clickhouse-url", help="ClickHouse server, http://user:password@host:8123")
+    parser.add_argument("--app-id", default="finsa-worker", help="consumer group of the workers")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of the topics it creates")
+    parser.add_argument("--session-timeout", type=float, default=10.0, help="Kafka session timeout in seconds")
+    parser.add_argument("--state-dir", type=Path, default=Path("/tmp/finsa-worker"), help="Faust's local state")
+    parser.add_argument("--web-port", type=int, default=0, help="serve the web view on this port (0 = off)")
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from finsa.detectors.engine import DetectionEngine
+    from finsa.storage.backend import open_store
+
+    store = open_store(data_dir=args.data_dir, url=args.clickhouse_url)
+    store.migrate()
+    stopping = asyncio.Event()
+    processor = FlowProcessor(store, DetectionEngine(), should_stop=stopping.is_set)
+    settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
+                              session_timeout_s=args.session_timeout, datadir=args.state_dir)
+    service = StreamService(settings, processor)
+    runner = None
+    if args.web_port:
+        from finsa.dashboards.webview import start_webview
+
+        runner = await start_webview(store, port=args.web_port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await service.start()
+    print(f"finsa worker: consuming from {args.broker} as {args.app_id}", file=sys.stderr, flush=True)
+    try:
+        while not stopping.is_set():
+            if service.failed is not None:
+                raise RuntimeError(f"stream worker failed: {service.failed!r}")
+            await asyncio.sleep(0.2)
+    finally:
+        stopping.set()
+        await service.stop()
+        if runner is not None:
+            await runner.cleanup()
+        store.close()
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(args))
