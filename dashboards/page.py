@@ -1,0 +1,140 @@
+"""Server-side HTML of the threat view: the page as it is before any script runs.
+
+The page template is ``static/index.html``; this module fills it with the sector map, the
+sector level and the panels' tables, so a client without JavaScript (or ``chromium --dump-dom``
+before the first refresh) already sees every institution and its level. ``static/view.js``
+then refreshes the same elements from the JSON API. Everything from the store is escaped.
+
+>>> cell("severity", 4)
+'<span class="badge sev-4">high</span>'
+>>> cell("entity", "<b>")
+'&lt;b&gt;'
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from importlib import resources
+from string import Template
+from typing import Any, Mapping, Sequence
+
+from finsa.dashboards import sectormap, threat
+from finsa.dashboards.panels import PANELS, Panel
+from finsa.wire import SEVERITIES
+
+__all__ = ["cell", "render_table", "render_page", "template"]
+
+_LEVEL_COLUMNS = {"level"}
+_SEVERITY_COLUMNS = {"severity", "max_severity"}
+
+
+def template(name: str) -> str:
+    """Text of a file in the package's ``static`` folder."""
+    return resources.files("finsa.dashboards").joinpath("static", name).read_text("utf-8")
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+
+
+def cell(column: str, value: Any) -> str:
+    """One value as table-cell HTML: times, levels and severities get their own look."""
+    if value is None:
+        return ""
+    if column in _LEVEL_COLUMNS:
+        level = int(value)
+        name = threat.LEVELS.get(level, ("?", ""))[0]
+        return f'<span class="badge lvl-{level}">{level} {name}</span>'
+    if column in _SEVERITY_COLUMNS:
+        sev = int(value)
+        return f'<span class="badge sev-{sev}">{SEVERITIES.get(sev, sev)}</span>'
+    if column.endswith("_ms") and isinstance(value, int) and value > 0:
+        return f'<time data-ms="{value}">{_clock(value)}</time>'
+    return html.escape(str(value))
+
+
+def _heading(column: str) -> str:
+    return html.escape(column.removesuffix("_ms").replace("_", " "))
+
+
+def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A ``<table>`` of a query result; an empty result says so."""
+    head = "".join(f'<th class="c-{html.escape(c)}">{_heading(c)}</th>' for c in columns)
+    if not rows:
+        body = f'<tr><td class="empty" colspan="{len(columns)}">nothing in this range</td></tr>'
+    else:
+        body = "".join(
+            "<tr>" + "".join(f'<td class="c-{html.escape(c)}">{cell(c, v)}</td>'
+                             for c, v in zip(columns, row)) + "</tr>"
+            for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_INSTITUTION_COLUMNS = ("name", "subsector", "criticality", "alerts", "detectors", "score", "level")
+
+
+def _institutions_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    ordered = sorted(rows, key=lambda r: (-int(r.get("level") or 1), -float(r.get("score") or 0),
+                                          str(r.get("name"))))
+    table = render_table(_INSTITUTION_COLUMNS, [[r.get(c) for c in _INSTITUTION_COLUMNS] for r in ordered])
+    return table.replace("<tr><td", "<tr class=\"inst-row\"><td")
+
+
+def _sector(row: Mapping[str, Any] | None) -> dict[str, str]:
+    if row is None:
+        return {"sector_level": "?", "sector_name": "no data", "sector_class": "lvl-0",
+                "sector_weighted": "-", "sector_elevated": "-", "sector_alerts": "-"}
+    level = int(row.get("level") or 1)
+    return {"sector_level": str(level), "sector_name": threat.LEVELS[level][0],
+            "sector_class": f"lvl-{level}", "sector_weighted": html.escape(str(row.get("weighted_level"))),
+            "sector_elevated": f'{row.get("elevated")} / {row.get("institutions")}',
+            "sector_alerts": html.escape(str(row.get("alerts")))}
+
+
+def _level_css() -> str:
+    rules = [f".lvl-{k}, .sev-{k} {{ background: {colour}; }}" for k, (_, colour) in threat.LEVELS.items()]
+    return "\n".join(rules + [".lvl-0 { background: #555; }"])
+
+
+def _legend() -> str:
+    return "".join(f'<span><i class="swatch" style="background:{colour}"></i>{k} {name}</span>'
+                   for k, (name, colour) in threat.LEVELS.items())
+
+
+def _section(panel: Panel, body: str) -> str:
+    return (f'<section class="panel kind-{panel.kind}" id="panel-{panel.id}" data-panel="{panel.id}" '
+            f'data-kind="{panel.kind}"><h2 title="{html.escape(panel.description)}">'
+            f'{html.escape(panel.title)}</h2><div class="body">{body}</div></section>')
+
+
+def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms: int,
+                range_ms: int) -> str:
+    """The whole page. ``results`` maps panel id -> (columns, rows) or None when it failed."""
+    inst = results.get("institution_threat")
+    inst_rows = [dict(zip(inst[0], r)) for r in inst[1]] if inst else []
+    sector = results.get("sector_threat")
+    sections: dict[str, str] = {}
+    for panel in PANELS:
+        res = results.get(panel.id)
+        if panel.id == "institution_threat":
+            body = _institutions_table(inst_rows) if inst else '<p class="error">data unavailable</p>'
+        elif panel.kind == "timeseries":
+            body = '<svg class="chart" viewBox="0 0 600 180"></svg><div class="legend"></div>'
+        elif res is None:
+            body = '<p class="error">data unavailable</p>'
+        else:
+            body = render_table(res[0], res[1])
+        sections[panel.id] = _section(panel, body)
+    config = {"refresh_s": refresh_s, "range_ms": range_ms, "panels": [p.id for p in PANELS],
+              "levels": {k: v[1] for k, v in threat.LEVELS.items()}, "severities": SEVERITIES}
+    fields = {
+        "title": html.escape(title), "refresh_s": f"{refresh_s:g}", "updated": _clock(now_ms),
+        "map": sectormap.render_map(inst_rows) if inst else '<p class="error">data unavailable</p>',
+        "level_css": _level_css(), "legend": _legend(),
+        "config": html.escape(json.dumps(config), quote=True),
+        **_sector(dict(zip(sector[0], sector[1][0])) if sector and sector[1] else None),
+        **{f"panel_{pid}": text for pid, text in sections.items()},
+    }
+    return Template(template("index.html")).substitute(fields)

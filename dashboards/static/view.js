@@ -1,0 +1,150 @@
+// finsa threat view: refreshes the server-rendered page from the same-origin JSON API.
+// No framework, no network beyond /api on this origin.
+"use strict";
+(function () {
+  const config = JSON.parse(document.body.dataset.config);
+  const SEVERITIES = config.severities;
+  const LEVEL_NAMES = { 1: "normal", 2: "guarded", 3: "elevated", 4: "high", 5: "severe" };
+  const PALETTE = ["#4fb3ff", "#f78c6c", "#c3e88d", "#c792ea", "#ffcb6b", "#89ddff", "#ff5370", "#a6accd"];
+  const INSTITUTION_COLUMNS = ["name", "subsector", "criticality", "alerts", "detectors", "score", "level"];
+  let rangeMs = config.range_ms;
+  let reloading = false;
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function clock(ms) {
+    return new Date(ms).toTimeString().slice(0, 8);
+  }
+  function badge(cls, text) {
+    return el("span", { class: "badge " + cls }, text);
+  }
+  // One value as a table-cell node; mirrors finsa.dashboards.page.cell.
+  function cell(column, value) {
+    if (value === null || value === undefined) return document.createTextNode("");
+    if (column === "level") return badge("lvl-" + value, value + " " + (LEVEL_NAMES[value] || "?"));
+    if (column === "severity" || column === "max_severity") return badge("sev-" + value, SEVERITIES[value] || String(value));
+    if (column.endsWith("_ms") && typeof value === "number" && value > 0) return el("time", { "data-ms": value }, clock(value));
+    return document.createTextNode(String(value));
+  }
+  function table(columns, rows) {
+    const t = el("table"), head = el("tr"), body = el("tbody");
+    for (const c of columns) head.appendChild(el("th", { class: "c-" + c }, c.replace(/_ms$/, "").replace(/_/g, " ")));
+    if (rows.length === 0) {
+      const tr = el("tr"), td = el("td", { class: "empty", colspan: columns.length }, "nothing in this range");
+      tr.appendChild(td); body.appendChild(tr);
+    }
+    for (const row of rows) {
+      const tr = el("tr");
+      columns.forEach((c, i) => { const td = el("td", { class: "c-" + c }); td.appendChild(cell(c, row[i])); tr.appendChild(td); });
+      body.appendChild(tr);
+    }
+    const thead = el("thead"); thead.appendChild(head);
+    t.appendChild(thead); t.appendChild(body);
+    return t;
+  }
+  function dicts(data) {
+    return data.rows.map((r) => Object.fromEntries(data.columns.map((c, i) => [c, r[i]])));
+  }
+  function setBody(id, node) {
+    const body = document.querySelector("#panel-" + id + " .body");
+    if (body) body.replaceChildren(node);
+  }
+
+  function showSector(data) {
+    const row = dicts(data)[0];
+    if (!row) return;
+    const box = document.getElementById("sector");
+    box.className = "sector lvl-" + row.level;
+    document.getElementById("sector-level").textContent = row.level;
+    document.getElementById("sector-name").textContent = LEVEL_NAMES[row.level] || "?";
+    document.getElementById("sector-weighted").textContent = row.weighted_level;
+    document.getElementById("sector-elevated").textContent = row.elevated + " / " + row.institutions;
+    document.getElementById("sector-alerts").textContent = row.alerts;
+  }
+
+  function showInstitutions(data) {
+    const rows = dicts(data);
+    for (const r of rows) {
+      const g = document.querySelector('#sector-map g[data-id="' + CSS.escape(r.institution_id) + '"]');
+      if (!g) { if (!reloading) { reloading = true; location.reload(); } return; }
+      g.setAttribute("class", "inst level-" + r.level);
+      g.querySelector("circle").setAttribute("fill", config.levels[r.level]);
+      g.querySelector(".lvl").textContent = r.level;
+      g.querySelector("title").textContent = (r.name || r.institution_id) + ": level " + r.level + " (" + LEVEL_NAMES[r.level] + ")";
+    }
+    rows.sort((a, b) => b.level - a.level || b.score - a.score || String(a.name).localeCompare(String(b.name)));
+    const t = table(INSTITUTION_COLUMNS, rows.map((r) => INSTITUTION_COLUMNS.map((c) => r[c])));
+    t.querySelectorAll("tbody tr").forEach((tr) => tr.classList.add("inst-row"));
+    setBody(data.id, t);
+  }
+
+  function chart(data) {
+    const W = 600, H = 180, L = 44, B = 20, T = 8, R = 8;
+    const svgNS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(svgNS, "svg");
+    svg.setAttribute("class", "chart"); svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    const from = data.params.from_ms, to = data.params.to_ms, step = 60000;
+    const start = Math.floor(from / step) * step, n = Math.max(1, Math.floor((to - start) / step) + 1);
+    const xi = data.columns.indexOf("minute_ms"), si = data.columns.indexOf("institution_id"), yi = data.columns.indexOf(data.field);
+    const series = new Map();
+    for (const row of data.rows) {
+      if (!series.has(row[si])) series.set(row[si], new Array(n).fill(0));
+      const k = Math.round((row[xi] - start) / step);
+      if (k >= 0 && k < n) series.get(row[si])[k] += Number(row[yi]);
+    }
+    let max = 1;
+    for (const ys of series.values()) for (const y of ys) max = Math.max(max, y);
+    const add = (tag, attrs, text) => { const e = document.createElementNS(svgNS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; svg.appendChild(e); };
+    add("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B });
+    add("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B });
+    add("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, max >= 1e6 ? (max / 1e6).toFixed(1) + "M" : max >= 1e3 ? (max / 1e3).toFixed(1) + "k" : String(max));
+    add("text", { x: L - 4, y: H - B, "text-anchor": "end" }, "0");
+    add("text", { x: L, y: H - 4 }, clock(start));
+    add("text", { x: W - R, y: H - 4, "text-anchor": "end" }, clock(to));
+    const legend = el("div", { class: "legend" });
+    let i = 0;
+    for (const [name, ys] of series) {
+      const colour = PALETTE[i++ % PALETTE.length];
+      const pts = ys.map((y, k) => `${(L + (k / Math.max(1, n - 1)) * (W - L - R)).toFixed(1)},${(H - B - (y / max) * (H - B - T)).toFixed(1)}`);
+      add("polyline", { points: pts.join(" "), stroke: colour });
+      const item = el("span"); item.appendChild(el("i", { class: "swatch", style: "background:" + colour })); item.appendChild(document.createTextNode(name));
+      legend.appendChild(item);
+    }
+    if (series.size === 0) add("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "nothing in this range");
+    const box = document.createElement("div");
+    box.appendChild(svg); box.appendChild(legend);
+    setBody(data.id, box);
+  }
+
+  function show(data) {
+    if (data.id === "sector_threat") return showSector(data);
+    if (data.id === "institution_threat") return showInstitutions(data);
+    if (data.kind === "timeseries") return chart(data);
+    setBody(data.id, table(data.columns, data.rows));
+  }
+
+  async function refresh() {
+    const to = Date.now(), from = to - rangeMs;
+    const status = document.getElementById("status");
+    try {
+      const results = await Promise.all(config.panels.map(async (id) => {
+        const response = await fetch(`api/panels/${encodeURIComponent(id)}?from_ms=${from}&to_ms=${to}`, { cache: "no-store" });
+        if (!response.ok) throw new Error(id + ": HTTP " + response.status);
+        return response.json();
+      }));
+      results.forEach(show);
+      document.getElementById("updated").textContent = clock(to);
+      status.className = "status ok"; status.textContent = "live";
+    } catch (err) {
+      status.className = "status stale"; status.textContent = "stale"; status.title = String(err);
+    }
+  }
+
+  document.getElementById("range").addEventListener("change", (ev) => { rangeMs = Number(ev.target.value); refresh(); });
+  refresh();
+  setInterval(refresh, Math.max(1, config.refresh_s) * 1000);
+})();
