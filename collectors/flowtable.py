@@ -1,0 +1,124 @@
+"""The flow table of a meter: growable numpy columns, one slot per live flow.
+
+A dict maps a flow's 64-bit key hash to its slot; everything else is column arrays, so sweeping
+for idle flows and exporting them are vectorised. Counters are kept per key direction ("lo" is the
+endpoint that sorts first), and ``src_is_lo`` says which of them sent the flow's first packet;
+:func:`to_records` turns that into the wire record's src2dst/dst2src columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from finsa.wire import FLOW, RecordBatch
+
+#: per-flow columns and their dtypes (2-D columns are addresses)
+COLUMNS: dict[str, object] = {
+    "hash": np.uint64, "first_ms": np.int64, "last_ms": np.int64,
+    "lo_pkts": np.int64, "lo_bytes": np.int64, "hi_pkts": np.int64, "hi_bytes": np.int64,
+    "lo_flags": np.int64, "hi_flags": np.int64, "src_is_lo": bool,
+    "src_port": np.int64, "dst_port": np.int64, "protocol": np.int64, "vlan_id": np.int64,
+    "ip_version": np.int64, "tunnel_kind": np.int64, "hinted": bool,
+}
+ADDRESS_COLUMNS = ("src_ip", "dst_ip")
+HINT_COLUMNS = ("dns_query", "dns_qtype", "dns_rcode", "tls_sni", "tls_version", "tls_ja4",
+                "http_host", "http_method", "http_uri", "http_status", "ssh_banner")
+_HINT_INTS = {"dns_qtype", "dns_rcode", "tls_version", "http_status"}
+
+
+def empty_columns(n: int) -> dict[str, np.ndarray]:
+    cols: dict[str, np.ndarray] = {name: np.zeros(n, dtype=dt) for name, dt in COLUMNS.items()}
+    for name in ADDRESS_COLUMNS:
+        cols[name] = np.zeros((n, 16), dtype=np.uint8)
+    for name in HINT_COLUMNS:
+        cols[name] = np.full(n, None, dtype=object)
+    return cols
+
+
+class FlowTable:
+    """Live flows in slots of growable column arrays."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.cols = empty_columns(capacity)
+        self.live = np.zeros(capacity, dtype=bool)
+        self.slot_of: dict[int, int] = {}
+        self.free: list[int] = list(range(capacity - 1, -1, -1))
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def lookup(self, hashes: np.ndarray) -> np.ndarray:
+        get = self.slot_of.get
+        return np.array([get(h, -1) for h in hashes.tolist()], dtype=np.int64)
+
+    def allocate(self, hashes: np.ndarray) -> np.ndarray:
+        need = len(hashes)
+        if need > len(self.free):
+            self._grow(need - len(self.free))
+        slots = np.array(self.free[len(self.free) - need:][::-1], dtype=np.int64)
+        del self.free[len(self.free) - need:]
+        self.slot_of.update(zip(hashes.tolist(), slots.tolist()))
+        self.live[slots] = True
+        return slots
+
+    def release(self, slots: np.ndarray) -> None:
+        for h in self.cols["hash"][slots].tolist():
+            del self.slot_of[h]
+        self.live[slots] = False
+        for name in HINT_COLUMNS:
+            self.cols[name][slots] = None
+        self.free.extend(slots.tolist())
+
+    def _grow(self, extra: int) -> None:
+        old = len(self.live)
+        new = max(old * 2, old + extra)
+        more = empty_columns(new - old)
+        self.cols = {k: np.concatenate([v, more[k]]) for k, v in self.cols.items()}
+        self.live = np.concatenate([self.live, np.zeros(new - old, dtype=bool)])
+        self.free = list(range(new - 1, old - 1, -1)) + self.free
+
+    def store(self, slots: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        for name, col in values.items():
+            self.cols[name][slots] = col
+
+    def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: col[slots] for name, col in self.cols.items()}
+
+
+def flow_ids(key_hash: np.ndarray, first_ms: np.ndarray, sensor_hash: int) -> np.ndarray:
+    """64-bit flow ids from the key hash, first packet time and sensor (splitmix64 finaliser)."""
+    with np.errstate(over="ignore"):
+        x = key_hash.astype(np.uint64) ^ (first_ms.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        x ^= np.uint64(sensor_hash)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def to_records(flows: dict[str, np.ndarray], end_reason: np.ndarray | int, institution_id: str,
+               sensor_id: str, sensor_hash: int) -> RecordBatch:
+    """A FLOW RecordBatch from flow-table columns."""
+    n = len(flows["hash"])
+    lo = flows["src_is_lo"]
+    cols = {
+        "flow_id": flow_ids(flows["hash"], flows["first_ms"], sensor_hash),
+        "first_seen_ms": flows["first_ms"], "last_seen_ms": flows["last_ms"],
+        "institution_id": institution_id, "sensor_id": sensor_id,
+        "src2dst_packets": np.where(lo, flows["lo_pkts"], flows["hi_pkts"]),
+        "src2dst_bytes": np.where(lo, flows["lo_bytes"], flows["hi_bytes"]),
+        "dst2src_packets": np.where(lo, flows["hi_pkts"], flows["lo_pkts"]),
+        "dst2src_bytes": np.where(lo, flows["hi_bytes"], flows["lo_bytes"]),
+        "src2dst_tcp_flags": np.where(lo, flows["lo_flags"], flows["hi_flags"]),
+        "dst2src_tcp_flags": np.where(lo, flows["hi_flags"], flows["lo_flags"]),
+        "end_reason": np.broadcast_to(np.asarray(end_reason, dtype=np.uint8), (n,)),
+    }
+    for name in ("src_ip", "dst_ip", "src_port", "dst_port", "protocol", "vlan_id", "ip_version",
+                 "tunnel_kind"):
+        cols[name] = flows[name]
+    for name in HINT_COLUMNS:
+        col = flows[name]
+        if name in _HINT_INTS:
+            cols[name] = np.array([0 if v is None else v for v in col], dtype=np.int64)
+        else:
+            cols[name] = np.array(["" if v is None else v for v in col] or [""], dtype=object)[:n]
+    return FLOW.make_batch(cols, n_rows=n)

@@ -1,0 +1,118 @@
+"""Per-chunk row building for the meter: canonical bidirectional keys and key-sorted rows.
+
+:func:`key_hashes` orders each packet's two endpoints (address, port) so both directions of a
+conversation share one key, and hashes (protocol, VLAN, tunnel kind, lo endpoint, hi endpoint)
+to 64 bits. :func:`build_rows` lays out the table's pseudo rows and the packets as one set of
+columns sorted by key hash (stable, so arrival order is kept inside a key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from finsa.collectors.flowtable import ADDRESS_COLUMNS, COLUMNS, HINT_COLUMNS
+from finsa.collectors.segment import Rows
+
+_ICMP = (1, 58)
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                 0xFF51AFD7ED558CCD], dtype=np.uint64)
+
+
+def key_hashes(decoded, keep: np.ndarray, vlan_in_key: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(64-bit key hash, True where the packet's source is the key's lo endpoint)."""
+    n = len(keep)
+    proto = decoded.protocol[keep]
+    icmp = np.isin(proto, _ICMP)
+    sport = np.where(icmp, 0, decoded.src_port[keep]).astype(">u2").view(np.uint8).reshape(n, 2)
+    dport = np.where(icmp, 0, decoded.dst_port[keep]).astype(">u2").view(np.uint8).reshape(n, 2)
+    a = np.concatenate([decoded.src_ip[keep], sport], axis=1)
+    b = np.concatenate([decoded.dst_ip[keep], dport], axis=1)
+    differ = a != b
+    col = np.argmax(differ, axis=1)
+    r = np.arange(n)
+    dir_lo = ~differ[r, col] | (a[r, col] < b[r, col])
+    lo = np.where(dir_lo[:, None], a, b)
+    hi = np.where(dir_lo[:, None], b, a)
+    vlan = decoded.vlan_id[keep] if vlan_in_key else np.zeros(n, dtype=np.uint16)
+    extra = np.zeros((n, 4), dtype=np.uint8)
+    extra[:, 0] = proto
+    extra[:, 1:3] = vlan.astype(">u2").view(np.uint8).reshape(n, 2)
+    extra[:, 3] = decoded.tunnel_kind[keep]
+    words = np.ascontiguousarray(np.concatenate([lo, hi, extra], axis=1)).view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.zeros(n, dtype=np.uint64)
+        for i in range(words.shape[1]):
+            h = (h ^ words[:, i]) * _MIX[i]
+            h ^= h >> np.uint64(29)
+    return h, dir_lo
+
+
+@dataclass
+class SortedRows:
+    seg: Rows
+    cols: dict[str, np.ndarray]
+    slot: np.ndarray
+
+
+def _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
+    n = len(keep)
+    flags = decoded.tcp_flags[keep].astype(np.int64)
+    cols = {
+        "hash": hashes, "first_ms": t_ms, "last_ms": t_ms,
+        "lo_pkts": dir_lo.astype(np.int64), "hi_pkts": (~dir_lo).astype(np.int64),
+        "lo_bytes": np.where(dir_lo, size, 0), "hi_bytes": np.where(dir_lo, 0, size),
+        "lo_flags": np.where(dir_lo, flags, 0), "hi_flags": np.where(dir_lo, 0, flags),
+        "src_is_lo": dir_lo, "src_ip": decoded.src_ip[keep], "dst_ip": decoded.dst_ip[keep],
+        "src_port": decoded.src_port[keep].astype(np.int64), "dst_port": decoded.dst_port[keep].astype(np.int64),
+        "protocol": decoded.protocol[keep].astype(np.int64), "vlan_id": decoded.vlan_id[keep].astype(np.int64),
+        "ip_version": decoded.ip_version[keep].astype(np.int64),
+        "tunnel_kind": decoded.tunnel_kind[keep].astype(np.int64),
+        "hinted": np.zeros(n, dtype=bool),
+    }
+    for name in HINT_COLUMNS:
+        cols[name] = np.full(n, None, dtype=object)
+    if hints is not None:
+        rows, values = hints
+        cols["hinted"][rows] = True
+        for name, vals in values.items():
+            cols[name][rows] = vals
+    return cols
+
+
+def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, keep: np.ndarray,
+               t_ms: np.ndarray, size: np.ndarray, hashes: np.ndarray, dir_lo: np.ndarray,
+               hints) -> SortedRows:
+    """Pseudo rows (flows in the table) then packets, stably sorted by key hash."""
+    packets = _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints)
+    names = list(COLUMNS) + list(ADDRESS_COLUMNS) + list(HINT_COLUMNS)
+    cols = {name: np.concatenate([table_flows[name], packets[name]]) for name in names}
+    n_pseudo = len(slots)
+    order = np.argsort(cols["hash"], kind="stable")
+    cols = {name: col[order] for name, col in cols.items()}
+    slot = np.concatenate([slots, np.full(len(keep), -1, dtype=np.int64)])[order]
+    pseudo = np.zeros(len(order), dtype=bool)
+    pseudo[:n_pseudo] = True
+    pseudo = pseudo[order]
+    t = np.where(pseudo, cols["last_ms"], cols["first_ms"])
+    seg = Rows(cols["hash"], t, cols["first_ms"], cols["protocol"], cols["lo_pkts"], cols["hi_pkts"],
+               cols["lo_flags"], cols["hi_flags"], pseudo, cols["src_is_lo"])
+    return SortedRows(seg, cols, slot)
+
+
+def first_hints(cols: dict[str, np.ndarray], starts: np.ndarray, hinted: np.ndarray) -> dict[str, np.ndarray]:
+    """Per segment, the first non-empty value of each hint column."""
+    n_seg = len(starts)
+    out = {name: np.full(n_seg, None, dtype=object) for name in HINT_COLUMNS}
+    rows = np.flatnonzero(cols["hinted"])
+    if not len(rows):
+        return out
+    seg_of = np.searchsorted(starts, rows, side="right") - 1
+    for name in HINT_COLUMNS:
+        vals = cols[name][rows]
+        present = np.fromiter((v is not None for v in vals), dtype=bool, count=len(vals))
+        if present.any():
+            segs, first = np.unique(seg_of[present], return_index=True)
+            out[name][segs] = vals[present][first]
+    return out
