@@ -1,0 +1,148 @@
+"""Online anomaly detection on per-source behaviour with river's Half-Space Trees.
+
+Every batch, each active source host gets one feature vector (flows, distinct destinations and
+ports, failed and SYN-only ratios, bytes and packets per flow, and Kitsune-style damped flow
+rates at 1 s and 60 s), log-scaled into fixed ranges (min-max by hand, so no scaler drifts).
+Each institution has its own ``river.anomaly.HalfSpaceTrees`` and its own threshold: a streaming
+``river.stats.Quantile(q)`` of its recent scores. A vector alerts when, after ``warmup`` learned
+vectors, its score exceeds ``quantile + margin * (1 - quantile)``; a flagged vector is not learned
+(nor are its scores fed to the quantile). Scoring is per source per batch, not per flow, with at
+most ``max_scored`` sources scored (busiest first) and ``max_learned`` learned (a seeded random
+choice) per batch, to bound the cost of a batch.
+
+entity = the source (entity_kind ``src_ip``), target = its only destination or ``many``;
+technique ``anomaly`` (no single ATT&CK technique); severity from the score margin (2..4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from river import anomaly, stats
+
+from finsa.detectors.base import Detector, WindowDeduper, make_alert
+from finsa.detectors.features import DampedStats, FlowFrame, frame_of, source_features
+from finsa.wire import RecordBatch, ips_to_strings
+
+__all__ = ["AnomalyDetector", "FEATURES"]
+
+#: Feature name -> upper end of its range after log1p (ratios are not logged).
+FEATURES = {
+    "flows": np.log1p(1e5), "distinct_dsts": np.log1p(65536.0), "distinct_ports": np.log1p(65536.0),
+    "failed_ratio": 1.0, "syn_only_ratio": 1.0, "bytes_per_flow": np.log1p(1e9),
+    "packets_per_flow": np.log1p(1e6), "rate_1s": np.log1p(1e5), "rate_60s": np.log1p(1e6),
+}
+_RATIOS = ("failed_ratio", "syn_only_ratio")
+
+
+class _InstitutionModel:
+    """Per-institution scorer and threshold."""
+
+    def __init__(self, n_trees: int, height: int, window_size: int, q: float, seed: int) -> None:
+        self.hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
+                                          limits={f: (0.0, float(hi)) for f, hi in FEATURES.items()},
+                                          seed=seed)
+        self.quantile = stats.Quantile(q)
+        self.learned = 0
+
+
+class AnomalyDetector(Detector):
+    """Half-Space Trees over per-source batch features, thresholded per institution."""
+
+    name = "anomaly"
+    technique = "anomaly"
+
+    def __init__(self, *, n_trees: int = 10, height: int = 8, tree_window: int = 250, q: float = 0.99,
+                 margin: float = 0.5, warmup: int = 1000, min_flows: int = 1, max_scored: int = 1000,
+                 max_learned: int = 250, window_ms: int = 60_000, seed: int = 0) -> None:
+        super().__init__(window_ms=window_ms, seed=seed)
+        self.n_trees, self.height, self.tree_window, self.q = n_trees, height, tree_window, q
+        self.margin, self.warmup, self.min_flows = margin, warmup, min_flows
+        self.max_scored, self.max_learned = max_scored, max_learned
+        self._check(n_trees=(n_trees, 1, 100), height=(height, 1, 20), tree_window=(tree_window, 10, 1e6),
+                    q=(q, 0.5, 0.99999), margin=(margin, 0.0, 0.99), warmup=(warmup, 0, 1e9),
+                    min_flows=(min_flows, 1, 1e9), max_scored=(max_scored, 1, 1e7),
+                    max_learned=(max_learned, 0, 1e7))
+        self._models: dict[str, _InstitutionModel] | None = None
+        self._damped: DampedStats | None = None
+        self._rng: np.random.Generator | None = None
+        self._dedupe: WindowDeduper | None = None
+
+    def _vectors(self, frame: FlowFrame) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
+        g, f = source_features(frame)
+        flows = f["flows"].astype(np.float64)
+        t = g.max(frame.end_ms)
+        bytes_sq = g.sum(frame.bytes * frame.bytes)
+        damped = self._damped.update(g.keys, t, flows, f["bytes"], bytes_sq)
+        raw = {"flows": flows, "distinct_dsts": f["distinct_dsts"], "distinct_ports": f["distinct_ports"],
+               "failed_ratio": f["failed"] / flows, "syn_only_ratio": f["syn_only"] / flows,
+               "bytes_per_flow": f["bytes"] / flows, "packets_per_flow": f["packets"] / flows,
+               "rate_1s": damped[:, 0], "rate_60s": damped[:, -3]}
+        matrix = np.column_stack([np.clip(raw[k] if k in _RATIOS else np.log1p(raw[k]), 0.0, hi)
+                                  for k, hi in FEATURES.items()])
+        return g, raw, matrix
+
+    def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
+        if len(flows) == 0:
+            return []
+        if self._models is None:
+            self._models, self._damped = {}, DampedStats()
+            self._rng, self._dedupe = np.random.default_rng(self.seed), WindowDeduper(self.window_ms)
+        frame = frame_of(flows)
+        g, raw, matrix = self._vectors(frame)
+        chosen = np.flatnonzero(raw["flows"] >= self.min_flows)
+        if len(chosen) > self.max_scored:
+            busiest = np.lexsort((g.keys[chosen], -raw["flows"][chosen]))[:self.max_scored]
+            chosen = np.sort(chosen[busiest])
+        order = chosen[self._rng.permutation(len(chosen))]
+        names = list(FEATURES)
+        out, budget = [], self.max_learned
+        inst_of = frame.inst_code[g.first]
+        for gi, row in zip(order.tolist(), matrix[order].tolist()):
+            inst = frame.inst_names[inst_of[gi]]
+            model = self._models.get(inst)
+            if model is None:
+                model = self._models[inst] = _InstitutionModel(
+                    self.n_trees, self.height, self.tree_window, self.q, self.seed + len(self._models))
+            x = dict(zip(names, row))
+            score = model.hst.score_one(x)
+            threshold = self._threshold(model)
+            if model.learned >= self.warmup and score > threshold:
+                alert = self._alert(frame, g, gi, raw, score, model)
+                if alert is not None:
+                    out.append(alert)
+            elif budget > 0:
+                budget -= 1
+                model.hst.learn_one(x)
+                if model.learned >= self.tree_window:
+                    model.quantile.update(score)
+                model.learned += 1
+        return out
+
+    def _threshold(self, model: _InstitutionModel) -> float:
+        q = model.quantile.get()
+        q = 0.0 if q is None else float(q)
+        return q + self.margin * (1.0 - q)
+
+    def _alert(self, frame: FlowFrame, g: Any, gi: int, raw: dict[str, np.ndarray], score: float,
+               model: _InstitutionModel) -> dict[str, Any] | None:
+        cols, first = frame.cols, int(g.first[gi])
+        inst = str(cols["institution_id"][first])
+        entity, dst = ips_to_strings(np.concatenate([cols["src_ip"][first:first + 1],
+                                                     cols["dst_ip"][first:first + 1]]))
+        mine = g.rows_of(gi, 10)
+        time_ms = int(frame.end_ms[g.inverse == gi].max())
+        if not self._dedupe.first(inst, entity, time_ms):
+            return None
+        q = float(model.quantile.get() or 0.0)
+        relative = (score - q) / max(1.0 - q, 1e-9)
+        feats = {k: float(v[gi]) for k, v in raw.items()}
+        feats.update(score=score, quantile=q, threshold=self._threshold(model))
+        return make_alert(
+            detector=self.name, technique=self.technique, institution_id=inst, entity=entity,
+            entity_kind="src_ip", target=dst if raw["distinct_dsts"][gi] == 1 else "many",
+            time_ms=time_ms, first_seen_ms=int(frame.t_ms[g.inverse == gi].min()),
+            window_ms=self.window_ms, severity=2 + int(relative >= 0.75) + int(relative >= 0.9),
+            score=score, confidence=min(1.0, relative), features=feats,
+            flow_ids=cols["flow_id"][mine])

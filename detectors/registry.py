@@ -1,0 +1,46 @@
+"""The one place detectors are registered by name.
+
+A new detector is a module with one :class:`~finsa.detectors.base.Detector` subclass, added to
+:data:`DETECTORS` here; the contract test (tests/detectors/test_contract.py) then holds it to
+the detector contract automatically.
+
+>>> sorted(DETECTORS)
+['anomaly', 'bruteforce', 'portscan', 'synflood']
+>>> create("portscan", min_ports=30).min_ports
+30
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finsa.detectors.anomaly import AnomalyDetector
+from finsa.detectors.base import Detector, DetectorParamError
+from finsa.detectors.bruteforce import BruteForceDetector
+from finsa.detectors.portscan import PortScanDetector
+from finsa.detectors.synflood import SynFloodDetector
+
+__all__ = ["DETECTORS", "DEFAULT_NAMES", "create", "names"]
+
+#: Detector name -> class.
+DETECTORS: dict[str, type[Detector]] = {
+    cls.name: cls for cls in (PortScanDetector, SynFloodDetector, BruteForceDetector, AnomalyDetector)
+}
+#: The detectors an engine runs when none are given.
+DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly")
+
+
+def names() -> list[str]:
+    """Registered detector names, sorted."""
+    return sorted(DETECTORS)
+
+
+def create(name: str, seed: int = 0, **params: Any) -> Detector:
+    """A new detector by name; an unknown name or parameter raises DetectorParamError."""
+    cls = DETECTORS.get(name)
+    if cls is None:
+        raise DetectorParamError(f"unknown detector {name!r} (known: {', '.join(names())})")
+    try:
+        return cls(seed=seed, **params)
+    except TypeError as exc:
+        raise DetectorParamError(f"{name}: {exc}") from None
