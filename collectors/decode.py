@@ -185,8 +185,13 @@ def _tunnels(view: ByteView, st: _State, rows: np.ndarray, enabled: frozenset[in
         ethernet_tags(view, pos, et, np.zeros(len(ok), dtype=np.int64), m, np.zeros(len(ok), dtype=bool))
         st.tunnel[m], inner = TUNNEL_VXLAN, inner | m
     if TUNNEL_TEREDO in enabled:
-        m = udp & ((st.dport == 3544) | (st.sport == 3544)) & (pl_len >= 40) & ((view.u8(pos) >> 4) == 6)
-        et[m] = ETH_IPV6
+        m = udp & ((st.dport == 3544) | (st.sport == 3544)) & (pl_len >= 40)
+        q = pos.copy()
+        auth = m & (view.u16(q) == 1)  # authentication indicator, then maybe an origin indication
+        q[auth] += 13 + view.u8(q[auth] + 2) + view.u8(q[auth] + 3)
+        q[m & (view.u16(q) == 0)] += 8  # origin indication
+        m &= ((view.u8(q) >> 4) == 6) & view.has(q, 40) & (st.ip_end - q >= 40)
+        pos[m], et[m] = q[m], ETH_IPV6
         st.tunnel[m], inner = TUNNEL_TEREDO, inner | m
     if TUNNEL_GRE in enabled:
         m = ok & (st.proto == 47) & view.has(st.l4, 4)
