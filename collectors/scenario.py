@@ -1,0 +1,164 @@
+"""A labeled, reproducible traffic scenario for several institutions of the financial sector.
+
+:func:`generate_scenario` writes into ``out_dir``:
+
+- ``institutions.toml``: the registry (:mod:`finsa.registry` format) of five fictional
+  institutions (two banks, a securities firm, an insurer, a payment institution);
+- ``captures/<institution>.pcap``: what each institution's tap sees (Ethernet, microsecond
+  timestamps): benign background traffic plus the attacks that touch it;
+- ``manifest.json``: ``seed``, ``start_ms``, ``duration_s`` and the captures with their sensor
+  names and packet counts;
+- ``ground_truth.json``: ``seed``, ``start_ms``, ``end_ms`` and the attacks (id, kind, ATT&CK
+  technique, attacker, victims with their own time spans).
+
+The same arguments give byte-identical files. Packets between two institutions (partner API
+calls) are in both captures. Times start at ``start_ms`` (default Monday 2026-03-02 09:00 UTC);
+a replayer rebases them to "now".
+
+>>> import tempfile
+>>> info = generate_scenario(tempfile.mkdtemp(), duration_s=20, scale=0.2)
+>>> [a["attack"] for a in info.ground_truth["attacks"]]
+['port_scan', 'syn_flood', 'ssh_bruteforce']
+>>> load_manifest(info.out_dir)["captures"][0]["sensor"]
+'bank-a-tap1'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from finsa.collectors.pcapwriter import PcapWriter
+from finsa.collectors.scenario_attacks import attacks
+from finsa.collectors.scenario_packets import Packets, encode_frames
+from finsa.collectors.scenario_payloads import PayloadTable
+from finsa.collectors.scenario_traffic import Gen, benign_traffic
+from finsa.collectors.scenario_world import World, default_world, owner_mask, registry_toml
+from finsa.errors import FinsaError
+
+__all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest", "load_ground_truth",
+           "DEFAULT_START_MS", "parse_start"]
+
+DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
+MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
+
+
+class ScenarioError(FinsaError):
+    """A scenario could not be generated or read (bad arguments, missing or malformed files)."""
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    """What :func:`generate_scenario` wrote."""
+
+    out_dir: Path
+    manifest: dict
+    ground_truth: dict
+
+    @property
+    def registry_path(self) -> Path:
+        return self.out_dir / REGISTRY
+
+    @property
+    def capture_paths(self) -> dict[str, Path]:
+        return {c["institution"]: self.out_dir / c["path"] for c in self.manifest["captures"]}
+
+    @property
+    def packets(self) -> int:
+        return sum(c["packets"] for c in self.manifest["captures"])
+
+
+def parse_start(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 instant (UTC when no offset is given)."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise ScenarioError(f"--start: not an ISO 8601 time: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+def _check(seed: int, duration_s: float, start_ms: int, scale: float) -> None:
+    problems = []
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        problems.append(f"seed must be a non-negative integer, not {seed!r}")
+    if not 1 <= duration_s <= 7 * 86400:
+        problems.append(f"duration_s must be between 1 and 604800, not {duration_s!r}")
+    if not 0 <= scale <= 100:
+        problems.append(f"scale must be between 0 and 100, not {scale!r}")
+    if start_ms < 0:
+        problems.append("start must not be before 1970")
+    if problems:
+        raise ScenarioError("; ".join(problems))
+
+
+def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 100,
+                      start_ms: int | None = None, scale: float = 1.0) -> ScenarioInfo:
+    """Generate the scenario into ``out_dir`` (created if needed; our files are overwritten)."""
+    start_ms = DEFAULT_START_MS if start_ms is None else int(start_ms)
+    _check(seed, duration_s, start_ms, scale)
+    world = default_world()
+    g = Gen(np.random.default_rng(seed), PayloadTable(), start_ms, float(duration_s))
+    benign_traffic(g, world, scale)
+    truth = attacks(g, world)
+    packets = Packets.concat(g.parts).sorted()
+    end_ms = start_ms + int(round(duration_s * 1000))
+    inside = (packets.ts_ns >= start_ms * 1_000_000) & (packets.ts_ns < end_ms * 1_000_000)
+    packets = packets.take(np.flatnonzero(inside))
+    out = Path(out_dir)
+    (out / "captures").mkdir(parents=True, exist_ok=True)
+    (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
+    captures = _write_captures(out, world, packets, g.table)
+    manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": duration_s, "scale": scale,
+                "registry": REGISTRY, "ground_truth": GROUND_TRUTH, "captures": captures}
+    ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
+    _write_json(out / MANIFEST, manifest)
+    _write_json(out / GROUND_TRUTH, ground_truth)
+    return ScenarioInfo(out, manifest, ground_truth)
+
+
+def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTable) -> list[dict]:
+    captures = []
+    for inst in world.institutions:
+        seen = owner_mask(packets.src, inst.networks) | owner_mask(packets.dst, inst.networks)
+        mine = packets.take(np.flatnonzero(seen))
+        src_local, dst_local = owner_mask(mine.src, inst.networks), owner_mask(mine.dst, inst.networks)
+        buf, offsets, lengths = encode_frames(mine, table, src_local, dst_local)
+        path = f"captures/{inst.id}.pcap"
+        with PcapWriter(out / path) as writer:
+            writer.write_batch(mine.ts_ns, buf, offsets, lengths)
+        captures.append({"institution": inst.id, "sensor": f"{inst.id}-tap1", "path": path,
+                         "packets": len(mine)})
+    return captures
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path, required: tuple[str, ...]) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
+    missing = [k for k in required if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ScenarioError(f"{path}: missing {', '.join(missing)}")
+    return data
+
+
+def load_manifest(scenario_dir: str | Path) -> dict:
+    """The manifest of a scenario folder (capture paths stay relative to the folder)."""
+    return _read_json(Path(scenario_dir) / MANIFEST, ("seed", "start_ms", "duration_s", "captures"))
+
+
+def load_ground_truth(scenario_dir: str | Path) -> dict:
+    """The ground truth of a scenario folder."""
+    return _read_json(Path(scenario_dir) / GROUND_TRUTH, ("seed", "start_ms", "end_ms", "attacks"))
