@@ -24,7 +24,7 @@ from finsa.dashboards import sectormap, threat
 from finsa.dashboards.panels import PANELS, Panel
 from finsa.wire import SEVERITIES
 
-__all__ = ["cell", "render_table", "render_page", "template"]
+__all__ = ["cell", "render_table", "render_bars", "render_page", "template"]
 
 _LEVEL_COLUMNS = {"level"}
 _SEVERITY_COLUMNS = {"severity", "max_severity"}
@@ -70,6 +70,26 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
                              for c, v in zip(columns, row)) + "</tr>"
             for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_bars(columns: Sequence[str], rows: Sequence[Sequence[Any]], field: str) -> str:
+    """Horizontal bars of ``field`` (a level: out of 5) labelled by the first column; the
+    other columns as a detail line. Mirrored by ``bars`` in view.js."""
+    if not rows:
+        return '<p class="empty">nothing in this range</p>'
+    top = 5.0 if field in _LEVEL_COLUMNS else max(float(r[columns.index(field)] or 0) for r in rows) or 1.0
+    out = []
+    for row in rows:
+        d = dict(zip(columns, row))
+        value = float(d.get(field) or 0)
+        cls = f"lvl-{int(value)}" if field in _LEVEL_COLUMNS else "plain"
+        detail = " · ".join(f"{_heading(c)} {html.escape(str(v))}" for c, v in d.items()
+                            if c not in (columns[0], field))
+        out.append(f'<div class="bar-row"><span class="bar-label">{html.escape(str(row[0]))}</span>'
+                   f'<span class="bar-track"><span class="bar {cls}" style="width:{100 * value / top:.0f}%">'
+                   f'</span></span><span class="bar-value">{cell(field, d.get(field))}</span></div>'
+                   f'<div class="bar-detail">{detail}</div>')
+    return "".join(out)
 
 
 _INSTITUTION_COLUMNS = ("name", "subsector", "criticality", "alerts", "detectors", "score", "level")
@@ -124,6 +144,8 @@ def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms
             body = '<svg class="chart" viewBox="0 0 600 180"></svg><div class="legend"></div>'
         elif res is None:
             body = '<p class="error">data unavailable</p>'
+        elif panel.kind == "bar":
+            body = render_bars(res[0], res[1], panel.field)
         else:
             body = render_table(res[0], res[1])
         sections[panel.id] = _section(panel, body)

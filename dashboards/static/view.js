@@ -82,41 +82,75 @@
     setBody(data.id, t);
   }
 
+  function shortNumber(v) {
+    return v >= 1e9 ? (v / 1e9).toFixed(1) + "G" : v >= 1e6 ? (v / 1e6).toFixed(1) + "M" : v >= 1e3 ? (v / 1e3).toFixed(1) + "k" : String(v);
+  }
+
+  // Stacked bars per minute, one colour per institution, sized to the panel.
   function chart(data) {
-    const W = 600, H = 180, L = 44, B = 20, T = 8, R = 8;
+    const body = document.querySelector("#panel-" + data.id + " .body");
+    const W = Math.max(280, Math.round((body && body.clientWidth) || 600)), H = 170, L = 40, B = 18, T = 8, R = 6;
     const svgNS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(svgNS, "svg");
     svg.setAttribute("class", "chart"); svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const from = data.params.from_ms, to = data.params.to_ms, step = 60000;
     const start = Math.floor(from / step) * step, n = Math.max(1, Math.floor((to - start) / step) + 1);
     const xi = data.columns.indexOf("minute_ms"), si = data.columns.indexOf("institution_id"), yi = data.columns.indexOf(data.field);
-    const series = new Map();
+    const series = new Map(), totals = new Array(n).fill(0);
     for (const row of data.rows) {
       if (!series.has(row[si])) series.set(row[si], new Array(n).fill(0));
       const k = Math.round((row[xi] - start) / step);
-      if (k >= 0 && k < n) series.get(row[si])[k] += Number(row[yi]);
+      if (k >= 0 && k < n) { series.get(row[si])[k] += Number(row[yi]); totals[k] += Number(row[yi]); }
     }
-    let max = 1;
-    for (const ys of series.values()) for (const y of ys) max = Math.max(max, y);
-    const add = (tag, attrs, text) => { const e = document.createElementNS(svgNS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; svg.appendChild(e); };
-    add("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B });
-    add("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B });
-    add("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, max >= 1e6 ? (max / 1e6).toFixed(1) + "M" : max >= 1e3 ? (max / 1e3).toFixed(1) + "k" : String(max));
-    add("text", { x: L - 4, y: H - B, "text-anchor": "end" }, "0");
-    add("text", { x: L, y: H - 4 }, clock(start));
-    add("text", { x: W - R, y: H - 4, "text-anchor": "end" }, clock(to));
+    const max = Math.max(1, ...totals);
+    const add = (tag, attrs, text) => { const e = document.createElementNS(svgNS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; svg.appendChild(e); return e; };
+    const slot = (W - L - R) / n, barW = Math.max(0.6, slot * 0.8), scale = (H - B - T) / max;
+    const base = new Array(n).fill(0);
     const legend = el("div", { class: "legend" });
     let i = 0;
     for (const [name, ys] of series) {
       const colour = PALETTE[i++ % PALETTE.length];
-      const pts = ys.map((y, k) => `${(L + (k / Math.max(1, n - 1)) * (W - L - R)).toFixed(1)},${(H - B - (y / max) * (H - B - T)).toFixed(1)}`);
-      add("polyline", { points: pts.join(" "), stroke: colour });
+      ys.forEach((y, k) => {
+        if (y <= 0) return;
+        const h = y * scale, x = L + k * slot, top = H - B - base[k] * scale - h;
+        add("rect", { x: x.toFixed(1), y: top.toFixed(1), width: barW.toFixed(1), height: h.toFixed(1), fill: colour })
+          .appendChild(document.createElementNS(svgNS, "title")).textContent = `${name} ${clock(start + k * step)}: ${y}`;
+        base[k] += y;
+      });
       const item = el("span"); item.appendChild(el("i", { class: "swatch", style: "background:" + colour })); item.appendChild(document.createTextNode(name));
       legend.appendChild(item);
     }
+    add("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B });
+    add("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B });
+    add("text", { x: L - 4, y: T + 9, "text-anchor": "end" }, shortNumber(max));
+    add("text", { x: L - 4, y: H - B, "text-anchor": "end" }, "0");
+    add("text", { x: L, y: H - 3 }, clock(start));
+    add("text", { x: W - R, y: H - 3, "text-anchor": "end" }, clock(to));
     if (series.size === 0) add("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "nothing in this range");
     const box = document.createElement("div");
     box.appendChild(svg); box.appendChild(legend);
+    setBody(data.id, box);
+  }
+
+  // Horizontal bars; mirrors finsa.dashboards.page.render_bars.
+  function bars(data) {
+    const box = document.createElement("div"), field = data.field, isLevel = field === "level";
+    const fi = data.columns.indexOf(field);
+    const top = isLevel ? 5 : Math.max(1, ...data.rows.map((r) => Number(r[fi]) || 0));
+    if (data.rows.length === 0) box.appendChild(el("p", { class: "empty" }, "nothing in this range"));
+    for (const row of data.rows) {
+      const value = Number(row[fi]) || 0;
+      const line = el("div", { class: "bar-row" });
+      line.appendChild(el("span", { class: "bar-label" }, String(row[0])));
+      const track = el("span", { class: "bar-track" });
+      track.appendChild(el("span", { class: "bar " + (isLevel ? "lvl-" + Math.trunc(value) : "plain"), style: `width:${Math.round(100 * value / top)}%` }));
+      line.appendChild(track);
+      const v = el("span", { class: "bar-value" }); v.appendChild(cell(field, row[fi])); line.appendChild(v);
+      box.appendChild(line);
+      const detail = data.columns.map((c, i) => [c, row[i]]).filter(([c]) => c !== data.columns[0] && c !== field)
+        .map(([c, x]) => c.replace(/_ms$/, "").replace(/_/g, " ") + " " + x).join(" · ");
+      box.appendChild(el("div", { class: "bar-detail" }, detail));
+    }
     setBody(data.id, box);
   }
 
@@ -124,6 +158,7 @@
     if (data.id === "sector_threat") return showSector(data);
     if (data.id === "institution_threat") return showInstitutions(data);
     if (data.kind === "timeseries") return chart(data);
+    if (data.kind === "bar") return bars(data);
     setBody(data.id, table(data.columns, data.rows));
   }
 
