@@ -1,6 +1,123 @@
-"""Application hints (placeholder until the parsers land)."""
+"""Application hints from the first payload bytes, without full dissection.
+
+A vectorised prefilter picks the few packets whose payload can be a DNS message (UDP/TCP port
+53, mDNS 5353, LLMNR 5355), a TLS ClientHello, an HTTP request or response line, or an SSH
+banner; only those are parsed in Python. :func:`packet_hints` returns, per candidate, the values
+for the flow record's string/number hint columns; the meter keeps the first seen per flow.
+
+>>> parse_http(b"GET /wiki HTTP/1.1\\r\\nHost: en.wikipedia.org\\r\\n\\r\\n")
+{'http_method': 'GET', 'http_uri': '/wiki', 'http_host': 'en.wikipedia.org'}
+>>> parse_dns(bytes.fromhex("1234 0100 0001 0000 0000 0000 03777777 076578616d706c65 03636f6d 00 0001 0001"))
+{'dns_query': 'www.example.com', 'dns_qtype': 1}
+"""
+
 from __future__ import annotations
 
+import numpy as np
 
-def packet_hints(packets, decoded, keep):
-    return None
+from finsa.collectors.tls import parse_client_hello
+
+__all__ = ["packet_hints", "parse_dns", "parse_http", "parse_ssh"]
+
+_MAX_TEXT = 255
+_DNS_PORTS = (53, 5353, 5355)
+_HTTP_PREFIXES = [b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"HTTP"]
+_PREFIX_CODES = np.array([int.from_bytes(p, "big") for p in _HTTP_PREFIXES], dtype=np.int64)
+_SSH = int.from_bytes(b"SSH-", "big")
+
+
+def _text(raw: bytes) -> str:
+    return raw[:_MAX_TEXT].decode("utf-8", "replace")
+
+
+def parse_dns(msg: bytes) -> dict | None:
+    """Query name and type (and rcode of a response) of a DNS message."""
+    if len(msg) < 17:
+        return None
+    flags, qdcount = int.from_bytes(msg[2:4], "big"), int.from_bytes(msg[4:6], "big")
+    out: dict = {}
+    if flags & 0x8000:
+        out["dns_rcode"] = flags & 0x0F
+    if qdcount:
+        labels, pos = [], 12
+        while pos < len(msg) and msg[pos] != 0 and len(labels) < 64:
+            length = msg[pos]
+            if length & 0xC0 or pos + 1 + length > len(msg):
+                return out or None
+            labels.append(msg[pos + 1:pos + 1 + length])
+            pos += 1 + length
+        if pos + 3 > len(msg):
+            return out or None
+        out["dns_query"] = _text(b".".join(labels))
+        out["dns_qtype"] = int.from_bytes(msg[pos + 1:pos + 3], "big")
+    return out or None
+
+
+def parse_http(payload: bytes) -> dict | None:
+    """Method, URI and Host of a request, or the status of a response."""
+    line, _, rest = payload.partition(b"\r\n")
+    parts = line.split(b" ")
+    if payload.startswith(b"HTTP/"):
+        if len(parts) >= 2 and parts[1][:3].isdigit():
+            return {"http_status": int(parts[1][:3])}
+        return None
+    if len(parts) < 3 or not parts[2].startswith(b"HTTP/"):
+        return None
+    out = {"http_method": _text(parts[0]), "http_uri": _text(parts[1])}
+    lower = rest[:4096].lower()
+    at = lower.find(b"host:") if lower.startswith(b"host:") else lower.find(b"\r\nhost:")
+    if at >= 0:
+        start = at + (5 if lower.startswith(b"host:") and at == 0 else 7)
+        end = rest.find(b"\r\n", start)
+        out["http_host"] = _text(rest[start:end if end >= 0 else None].strip())
+    return out
+
+
+def parse_ssh(payload: bytes) -> dict | None:
+    line = payload.split(b"\n", 1)[0].rstrip(b"\r")
+    return {"ssh_banner": _text(line)} if line.startswith(b"SSH-") else None
+
+
+def _prefixes(data: bytes, start: np.ndarray, avail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First four payload bytes as a big-endian int (0 when shorter) and the sixth byte."""
+    buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
+    idx = np.clip(start[:, None] + np.arange(6), 0, len(buf) - 1)
+    b = buf[idx].astype(np.int64)
+    head = (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
+    return np.where(avail >= 4, head, 0), np.where(avail >= 6, b[:, 5], -1)
+
+
+def packet_hints(packets, decoded, keep: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """(rows of ``keep`` with hints, hint column -> object array of values or None)."""
+    start, avail = decoded.payload_offset[keep], decoded.payload_bytes[keep]
+    proto = decoded.protocol[keep]
+    sport, dport = decoded.src_port[keep], decoded.dst_port[keep]
+    head, sixth = _prefixes(packets.data, start, avail)
+    dns = (avail >= 12) & np.isin(proto, (6, 17)) & (np.isin(sport, _DNS_PORTS) | np.isin(dport, _DNS_PORTS))
+    tls = (proto == 6) & (((head >> 16) == 0x1603) & (sixth == 1)
+                         | (((head >> 24) & 0x80) != 0) & (((head >> 8) & 0xFF) == 1) & ((head & 0xFF) == 3))
+    http = (proto == 6) & np.isin(head, _PREFIX_CODES)
+    ssh = (proto == 6) & (head == _SSH) & (sport != 22)
+    kind = np.select([dns, tls, http, ssh], [1, 2, 3, 4], 0)
+    rows = np.flatnonzero(kind)
+    if not len(rows):
+        return None
+    found: list[dict | None] = []
+    data = packets.data
+    for r, k, s, n, p in zip(rows.tolist(), kind[rows].tolist(), start[rows].tolist(), avail[rows].tolist(),
+                             proto[rows].tolist()):
+        payload = data[s:s + n]
+        if k == 1:
+            found.append(parse_dns(payload[2:] if p == 6 else payload))
+        elif k == 2:
+            found.append(parse_client_hello(payload))
+        elif k == 3:
+            found.append(parse_http(payload))
+        else:
+            found.append(parse_ssh(payload))
+    got = [i for i, f in enumerate(found) if f]
+    if not got:
+        return None
+    names = sorted({name for i in got for name in found[i]})
+    values = {name: np.array([found[i].get(name) for i in got] + [None], dtype=object)[:-1] for name in names}
+    return rows[got], values
