@@ -15,6 +15,7 @@ from finsa.errors import CaptureError
 
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
 _MAX_BLOCK_BYTES = 256 << 20
+_MAX_NS = 2**63 - 1
 
 
 class PcapngReader:
@@ -118,8 +119,10 @@ class PcapngReader:
     def _ts_ns(self, iface: tuple[int, int, int, int], ticks: int) -> int:
         _, tick_ns, per_s, offset_s = iface
         if tick_ns:
-            return ticks * tick_ns + offset_s * 1_000_000_000
-        return (ticks * 1_000_000_000) // per_s + offset_s * 1_000_000_000
+            ns = ticks * tick_ns + offset_s * 1_000_000_000
+        else:
+            ns = (ticks * 1_000_000_000) // per_s + offset_s * 1_000_000_000
+        return min(max(ns, 0), _MAX_NS)  # a hostile timestamp must not overflow int64
 
     def _enhanced(self, body: int, end: int, chunk: _Chunker, obsolete: bool) -> None:
         if body + 20 > end:
