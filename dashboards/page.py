@@ -59,16 +59,19 @@ def _heading(column: str) -> str:
     return html.escape(column.removesuffix("_ms").replace("_", " "))
 
 
-def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A ``<table>`` of a query result; an empty result says so."""
+def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                 row_ids: Sequence[str] | None = None) -> str:
+    """A ``<table>`` of a query result; an empty result says so. ``row_ids`` become the rows'
+    ``data-id`` (what a click selects)."""
     head = "".join(f'<th class="c-{html.escape(c)}">{_heading(c)}</th>' for c in columns)
     if not rows:
         body = f'<tr><td class="empty" colspan="{len(columns)}">nothing in this range</td></tr>'
     else:
+        ids = [f' data-id="{html.escape(str(i))}"' for i in row_ids] if row_ids else [""] * len(rows)
         body = "".join(
-            "<tr>" + "".join(f'<td class="c-{html.escape(c)}">{cell(c, v)}</td>'
-                             for c, v in zip(columns, row)) + "</tr>"
-            for row in rows)
+            f"<tr{ident}>" + "".join(f'<td class="c-{html.escape(c)}">{cell(c, v)}</td>'
+                                     for c, v in zip(columns, row)) + "</tr>"
+            for ident, row in zip(ids, rows))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -98,8 +101,8 @@ _INSTITUTION_COLUMNS = ("name", "subsector", "criticality", "alerts", "detectors
 def _institutions_table(rows: Sequence[Mapping[str, Any]]) -> str:
     ordered = sorted(rows, key=lambda r: (-int(r.get("level") or 1), -float(r.get("score") or 0),
                                           str(r.get("name"))))
-    table = render_table(_INSTITUTION_COLUMNS, [[r.get(c) for c in _INSTITUTION_COLUMNS] for r in ordered])
-    return table.replace("<tr><td", "<tr class=\"inst-row\"><td")
+    return render_table(_INSTITUTION_COLUMNS, [[r.get(c) for c in _INSTITUTION_COLUMNS] for r in ordered],
+                        [str(r.get("institution_id")) for r in ordered])
 
 
 def _sector(row: Mapping[str, Any] | None) -> dict[str, str]:

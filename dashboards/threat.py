@@ -75,8 +75,8 @@ def _level_sql(score: str) -> str:
     return f"toUInt8(multiIf({cases}, 1))"
 
 
-#: One row per registered institution: its identity, place, the window's alert figures,
-#: ``score`` and ``level``. Parameter: ``{to_ms:Int64}``.
+#: One row per registered institution, the most threatened first: its identity, place, the
+#: window's alert figures, ``score`` and ``level``. Parameter: ``{to_ms:Int64}``.
 INSTITUTION_LEVELS_SQL = f"""
 SELECT
     i.id AS institution_id,
@@ -105,6 +105,7 @@ LEFT JOIN (
     WHERE time_ms > {{to_ms:Int64}} - {WINDOW_MS} AND time_ms <= {{to_ms:Int64}}
     GROUP BY institution_id
 ) AS a ON a.institution_id = i.id
+ORDER BY level DESC, score DESC, name
 SETTINGS join_use_nulls = 0
 """.strip()
 

@@ -9,6 +9,9 @@
   const INSTITUTION_COLUMNS = ["name", "subsector", "criticality", "alerts", "detectors", "score", "level"];
   let rangeMs = config.range_ms;
   let reloading = false;
+  // Institution id the alert panels are narrowed to ("" = the whole sector); kept in the URL.
+  let focus = (/focus=([a-z0-9_-]+)/.exec(location.hash) || ["", ""])[1];
+  const names = {};
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -78,8 +81,10 @@
     }
     rows.sort((a, b) => b.level - a.level || b.score - a.score || String(a.name).localeCompare(String(b.name)));
     const t = table(INSTITUTION_COLUMNS, rows.map((r) => INSTITUTION_COLUMNS.map((c) => r[c])));
-    t.querySelectorAll("tbody tr").forEach((tr) => tr.classList.add("inst-row"));
+    const trs = t.querySelectorAll("tbody tr");
+    rows.forEach((r, i) => { names[r.institution_id] = r.name || r.institution_id; if (trs[i]) trs[i].dataset.id = r.institution_id; });
     setBody(data.id, t);
+    markFocus();
   }
 
   function shortNumber(v) {
@@ -162,12 +167,27 @@
     setBody(data.id, table(data.columns, data.rows));
   }
 
+  function markFocus() {
+    document.querySelectorAll("#sector-map .inst, #panel-institution_threat tbody tr[data-id]").forEach((node) =>
+      node.classList.toggle("selected", node.dataset.id === focus));
+    const chip = document.getElementById("filter");
+    chip.hidden = !focus;
+    chip.textContent = focus ? "focus: " + (names[focus] || focus) + " \u00d7" : "";
+  }
+
+  function setFocus(id) {
+    focus = id === focus ? "" : id;
+    history.replaceState(null, "", focus ? "#focus=" + focus : location.pathname + location.search);
+    markFocus();
+    refresh();
+  }
+
   async function refresh() {
     const to = Date.now(), from = to - rangeMs;
     const status = document.getElementById("status");
     try {
       const results = await Promise.all(config.panels.map(async (id) => {
-        const response = await fetch(`api/panels/${encodeURIComponent(id)}?from_ms=${from}&to_ms=${to}`, { cache: "no-store" });
+        const response = await fetch(`api/panels/${encodeURIComponent(id)}?from_ms=${from}&to_ms=${to}&institution=${encodeURIComponent(focus)}`, { cache: "no-store" });
         if (!response.ok) throw new Error(id + ": HTTP " + response.status);
         return response.json();
       }));
@@ -179,6 +199,15 @@
     }
   }
 
+  document.addEventListener("click", (ev) => {
+    const node = ev.target.closest("#sector-map .inst, #panel-institution_threat tbody tr[data-id]");
+    if (node) setFocus(node.dataset.id);
+  });
+  document.getElementById("filter").addEventListener("click", () => setFocus(""));
+  document.querySelectorAll("#panel-institution_threat tbody tr[data-id]").forEach((tr) => {
+    names[tr.dataset.id] = tr.querySelector("td").textContent;
+  });
+  markFocus();
   document.getElementById("range").addEventListener("change", (ev) => { rangeMs = Number(ev.target.value); refresh(); });
   refresh();
   setInterval(refresh, Math.max(1, config.refresh_s) * 1000);

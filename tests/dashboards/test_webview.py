@@ -127,3 +127,16 @@ def test_render_escapes_store_text():
 def test_refresh_must_be_positive():
     with pytest.raises(ValueError):
         create_app(None, refresh_s=0)
+
+
+def test_jsonable_handles_store_types():
+    import ipaddress
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    import numpy as np
+
+    from finsa.dashboards.webview import jsonable
+    values = [np.uint64(7), np.float64("inf"), ipaddress.ip_address("2001:db8::1"),
+              datetime(2024, 1, 2, tzinfo=timezone.utc), Decimal("2.5"), ("a", None), {"k": float("nan")}]
+    assert jsonable(values) == [7, None, "2001:db8::1", "2024-01-02T00:00:00+00:00", 2.5, ["a", None], {"k": None}]

@@ -32,7 +32,7 @@ def served(store):
     holder: dict = {}
 
     async def start() -> None:
-        holder["runner"] = await start_webview(store, port=port, refresh_s=1)
+        holder["runner"] = await start_webview(store, port=port, refresh_s=30)
         ready.set()
 
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -61,7 +61,7 @@ def chromium():
 
 
 def test_dom_names_every_institution_with_its_level(served, chromium, sector, tmp_path):
-    dom = _run_chromium(chromium, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", served)
+    dom = _run_chromium(chromium, tmp_path / "profile", "--virtual-time-budget=3000", "--dump-dom", served)
     for inst in sector.registry.institution:
         assert inst.name in dom, inst.id
     assert re.search(r'<g class="inst level-5" data-id="bank-a"', dom)
@@ -73,10 +73,21 @@ def test_dom_names_every_institution_with_its_level(served, chromium, sector, tm
 
 def test_screenshot_at_1280x800(served, chromium, tmp_path):
     shot = tmp_path / "view.png"
-    _run_chromium(chromium, tmp_path / "profile", "--virtual-time-budget=5000", "--hide-scrollbars",
+    _run_chromium(chromium, tmp_path / "profile", "--virtual-time-budget=3000", "--hide-scrollbars",
                   f"--screenshot={shot}", "--window-size=1280,800", served)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1280, 800)
     print(f"screenshot: {shot}")
+
+
+def test_focus_on_one_institution_narrows_the_alert_panels(served, chromium, tmp_path):
+    dom = _run_chromium(chromium, tmp_path / "profile", "--virtual-time-budget=3000", "--dump-dom",
+                        served + "#focus=pay-d")
+    alerts = re.search(r'id="panel-latest_alerts".*?</section>', dom, re.S).group(0)
+    assert "Delta Payments" in alerts and "Alpine Bank" not in alerts
+    assert re.search(r'<button id="filter"[^>]*>focus: Delta Payments', dom)
+    assert re.search(r'<g class="inst level-2 selected" data-id="pay-d"', dom)
+    sources = re.search(r'id="panel-top_sources".*?</section>', dom, re.S).group(0)
+    assert "198.51.100.200" in sources and "203.0.113.66" not in sources
