@@ -1,8 +1,14 @@
 """``finsa collect``: the collector agent. Meters captures and publishes flow batches to Kafka.
 
+    finsa collect --config /etc/finsa/agent.toml            # the deployed agent (see finsa.collectors.agent)
+    finsa collect --config /etc/finsa/agent.toml --check    # validate, print the effective config (secrets
+                                                            # masked); exit 0 when valid, 2 when not
     finsa collect --broker 127.0.0.1:9092 --institution bank-a --sensor bank-a-tap1 capture.pcap
     finsa collect --broker 127.0.0.1:9092 --scenario DIR --speed 4 --rebase-time
 
+With ``--config`` the agent spools every batch on disk before sending it, pseudonymises internal
+addresses, sends heartbeats, serves metrics and reloads its config on SIGHUP or when the file
+changes. The flag form below sends directly (no spool, no pseudonymisation), for tests and demos.
 With ``--scenario`` every capture of a scenario (see ``finsa scenario``) is replayed side by side,
 each as its institution's sensor. ``--speed`` replays faster than capture time (``0`` means as fast
 as possible); ``--rebase-time`` shifts flow times so the capture's start is now.
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -27,7 +34,9 @@ from finsa.kafka import ensure_topics
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("captures", nargs="*", type=Path, help="pcap/pcapng files to meter")
-    parser.add_argument("--broker", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
+    parser.add_argument("--config", type=Path, help="agent config file (TOML); the other flags are then not used")
+    parser.add_argument("--check", action="store_true", help="with --config: validate, print the effective config, exit")
+    parser.add_argument("--broker", help="Kafka bootstrap servers, host:port[,host:port]")
     parser.add_argument("--institution", default="", help="institution id of this sensor")
     parser.add_argument("--sensor", default="", help="sensor id (default: INSTITUTION-sensor)")
     parser.add_argument("--scenario", type=Path, help="replay every capture of a scenario directory")
@@ -51,15 +60,51 @@ def scenario_sources(directory: Path) -> tuple[list[ReplaySource], int]:
 
 
 def _first_packet_ms(path: Path) -> int:
-    from finsa.collectors.pcap import read_capture
+    from finsa.collectors.agent_sources import first_packet_ms
 
-    for chunk in read_capture(path, chunk_packets=1):
-        if len(chunk):
-            return int(chunk.ts_ns[0] // 1_000_000)
+    return first_packet_ms(path)
+
+
+def _main_config(args: argparse.Namespace) -> int:
+    """The deployed agent: ``--config FILE [--check]``."""
+    from finsa.collectors.agent import Agent
+    from finsa.collectors.agent_config import load_agent_config, masked_view
+    from finsa.errors import ConfigError
+
+    try:
+        config = load_agent_config(args.config)
+    except ConfigError as exc:
+        print(f"finsa collect: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(json.dumps(masked_view(config), indent=2))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    agent = Agent(config, args.config)
+    reload_requested = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop_event.set())
+    try:
+        agent.start()
+    except (FinsaError, OSError) as exc:
+        print(f"finsa collect: {exc}", file=sys.stderr)
+        return 2
+    left = agent.run(reload_requested)
+    print(f"finsa collect: {agent.totals['flows']} flows spooled, {agent.totals['dropped_batches']} batches "
+          f"dropped (spool full), {left} batches left in the spool", file=sys.stderr)
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        return _main_config(args)
+    if args.check:
+        print("finsa collect: --check needs --config FILE", file=sys.stderr)
+        return 2
+    if not args.broker:
+        print("finsa collect: give --config FILE or --broker HOST:PORT", file=sys.stderr)
+        return 2
     try:
         if args.scenario:
             sources, start_ms = scenario_sources(args.scenario)

@@ -4,6 +4,11 @@ Each message carries one wire batch (see :mod:`finsa.wire`) of at most ``max_row
 keyed by institution id, so one institution's batches stay in order on one partition and one
 worker keeps that institution's detector state. Delivery is counted per outcome; ``flush()``
 waits for every outstanding acknowledgement.
+
+:meth:`BatchPublisher.publish_encoded` sends an already encoded batch (the agent's spool holds
+encoded batches); ``on_error`` hears client-level errors such as "all brokers down", and
+:meth:`BatchPublisher.abort` drops what is still queued (each dropped message is reported to
+``on_delivery`` as failed) so a sender can start over from its spool.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ class BatchPublisher:
 
     def __init__(self, bootstrap: str, client_id: str = "finsa-collector", max_rows: int = 10_000,
                  extra: Mapping[str, object] | None = None,
-                 on_delivery: Callable[[bytes, str | None], None] | None = None) -> None:
+                 on_delivery: Callable[[bytes, str | None], None] | None = None,
+                 on_error: Callable[[str, bool], None] | None = None) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be >= 1")
         self.config = producer_config(bootstrap, client_id, extra)
-        self.max_rows, self.on_delivery = max_rows, on_delivery
+        self.max_rows, self.on_delivery, self.on_error = max_rows, on_delivery, on_error
         self._producer = None
         self.acknowledged = 0
         self.failed = 0
@@ -40,8 +46,41 @@ class BatchPublisher:
     def start(self) -> "BatchPublisher":
         from confluent_kafka import Producer
 
-        self._producer = Producer(self.config)
+        config = dict(self.config)
+        if self.on_error is not None:
+            config["error_cb"] = self._client_error
+        self._producer = Producer(config)
         return self
+
+    def _client_error(self, err) -> None:
+        """librdkafka's error_cb: ``on_error(name, all_brokers_down_or_fatal)``."""
+        from confluent_kafka import KafkaError
+
+        severe = err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal()
+        self.on_error(err.name() if hasattr(err, "name") else str(err), severe)
+
+    def publish_encoded(self, payload: bytes, topic: str, key: bytes, batch_id: bytes, rows: int) -> None:
+        """Queue one already encoded wire batch."""
+        if self._producer is None:
+            raise BrokerError("publisher not started")
+        self._produce(topic, payload, key, batch_id, rows)
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Serve delivery callbacks; returns how many were served."""
+        return 0 if self._producer is None else self._producer.poll(timeout_s)
+
+    @property
+    def outstanding(self) -> int:
+        """Messages queued or in flight, not yet acknowledged or failed."""
+        return 0 if self._producer is None else len(self._producer)
+
+    def abort(self, timeout_s: float = 5.0) -> None:
+        """Drop every queued and in-flight message (reported as failed) and close the client."""
+        if self._producer is None:
+            return
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.flush(timeout_s)
+        self._producer = None
 
     def publish(self, batch: wire.RecordBatch, topic: str | None = None) -> int:
         """Queue a batch (split into messages of max_rows); returns the number of messages."""

@@ -1,0 +1,94 @@
+"""The agent's traffic sources, each metered into flow batches handed to a sink.
+
+* pcap files: replayed through :func:`finsa.collectors.replay.replay_all` (at ``speed`` times
+  capture pace, or as fast as possible), one capture after another in one thread;
+* live interfaces: :class:`finsa.collectors.live.LiveCapture` feeding a
+  :class:`finsa.collectors.meter.FlowMeter`, one thread per interface, idle flows expired by the
+  wall clock while the link is quiet.
+
+Each source runs in a daemon thread until it ends (files) or ``stop`` is set (interfaces).
+A source that fails is counted (``finsa_agent_source_failures_total``) and logged once; the
+others keep running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from finsa import wire
+from finsa.errors import FinsaError
+from finsa.metrics import REGISTRY
+
+__all__ = ["start_pcap_source", "start_live_source", "first_packet_ms"]
+
+Sink = Callable[[wire.RecordBatch], object]
+log = logging.getLogger("finsa.agent")
+FAILURES = REGISTRY.counter("finsa_agent_source_failures_total", "Sources that stopped on an error", ["kind"])
+
+
+def first_packet_ms(path: Path) -> int:
+    """Capture time of a file's first packet (ms since the epoch); 0 for an empty capture."""
+    from finsa.collectors.pcap import read_capture
+
+    for chunk in read_capture(path, chunk_packets=1):
+        if len(chunk):
+            return int(chunk.ts_ns[0] // 1_000_000)
+    return 0
+
+
+def start_pcap_source(paths: list[Path], institution_id: str, sensor_id: str, sink: Sink,
+                      stop: threading.Event, speed: float = 0.0, profile: str = "agent",
+                      rebase_time: bool = False) -> threading.Thread:
+    """Meter capture files one after another in a thread; returns the started thread."""
+    def run() -> None:
+        from finsa.collectors.replay import ReplaySource, replay_all
+
+        for path in paths:
+            if stop.is_set():
+                return
+            try:
+                start_ms = first_packet_ms(path)
+                rebase_ms = int(time.time() * 1000) - start_ms if rebase_time else 0
+                replay_all([ReplaySource(path, institution_id, sensor_id)], sink, start_ms,
+                           speed=speed if speed > 0 else 1e9, profile=profile, rebase_ms=rebase_ms, stop=stop)
+            except (FinsaError, OSError) as exc:
+                FAILURES.inc(kind="pcap")
+                log.error("capture %s failed: %s", path, exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="agent-pcap")
+    thread.start()
+    return thread
+
+
+def start_live_source(interface: str, institution_id: str, sensor_id: str, sink: Sink,
+                      stop: threading.Event, profile: str = "agent") -> threading.Thread:
+    """Capture and meter one interface in a thread until ``stop``; returns the started thread."""
+    def emit(batch: wire.RecordBatch | None) -> None:
+        if batch is not None and len(batch):
+            sink(batch)
+
+    def run() -> None:
+        from finsa.collectors.live import LiveCapture
+        from finsa.collectors.meter import FlowMeter
+
+        meter = FlowMeter(profile, institution_id=institution_id, sensor_id=sensor_id)
+        try:
+            with LiveCapture(interface) as capture:
+                stopper = threading.Thread(target=lambda: (stop.wait(), capture.stop()), daemon=True)
+                stopper.start()
+                for packets in capture.batches(timeout_ms=200):
+                    if len(packets):
+                        emit(meter.add(packets))
+                    emit(meter.expire(int(time.time() * 1000)))
+        except (FinsaError, OSError) as exc:
+            FAILURES.inc(kind="live")
+            log.error("live capture on %s failed: %s", interface, exc)
+        emit(meter.flush())
+
+    thread = threading.Thread(target=run, daemon=True, name=f"agent-live-{interface}")
+    thread.start()
+    return thread
