@@ -1,0 +1,200 @@
+"""One storage interface, two backends: chdb in process or a ClickHouse server.
+
+:func:`open_store` picks the backend: ``data_dir`` opens the ClickHouse engine in process
+(chdb, persistent in that folder; one process at a time), ``url`` talks to a server through
+clickhouse-connect (``http://user:pass@host:8123``). Both expose the same :class:`Store`:
+
+* ``migrate()`` creates or upgrades the tables (see :mod:`finsa.storage.migrations`);
+* ``insert(batch)`` writes a wire batch, idempotent per ``batch.batch_id``: a batch already
+  written is skipped (``False``). Two guards: the ``ingested_batches`` ledger, consulted first,
+  and ClickHouse's insert deduplication token (table setting
+  ``non_replicated_deduplication_window``), which also covers a crash between the data write and
+  the ledger write, and keeps the ``flows_1m`` roll-up free of the repeat;
+* ``query(sql, parameters)`` returns a :class:`QueryResult`; parameters use ClickHouse's
+  server-side binding ``{name:Type}``; table names need no database prefix;
+* every method is thread-safe (one lock per store).
+
+>>> store = open_store()                               # doctest: +SKIP
+>>> applied = store.migrate()                          # doctest: +SKIP
+>>> store.query("SELECT count() FROM flows").rows      # doctest: +SKIP
+[(0,)]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from finsa.errors import StorageError
+from finsa.metrics import REGISTRY
+from finsa.wire import RecordBatch
+
+from finsa.storage.native import native_block
+from finsa.storage.schema import INSTITUTION_COLUMNS, TABLE_OF_RECORD
+
+ROWS_WRITTEN = REGISTRY.counter("finsa_storage_rows_total", "Rows written to the store", ["table"])
+BATCHES = REGISTRY.counter("finsa_storage_batches_total", "Batches offered to the store", ["table", "outcome"])
+ERRORS = REGISTRY.counter("finsa_storage_errors_total", "Store operations that failed", ["operation"])
+
+_SELECT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str) -> str:
+    """A database or table name safe to paste into SQL, or StorageError."""
+    if not _IDENTIFIER.match(name):
+        raise StorageError(f"not a valid ClickHouse identifier: {name!r}")
+    return name
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv6Address) and value.ipv4_mapped is not None:
+        return str(value.ipv4_mapped)
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    return value
+
+
+@dataclass
+class QueryResult:
+    """Column names and rows of a query; addresses come back as text (IPv4 dotted)."""
+
+    columns: list[str]
+    rows: list[tuple] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.rows and any(isinstance(v, (ipaddress.IPv4Address, ipaddress.IPv6Address)) for v in self.rows[0]):
+            self.rows = [tuple(_plain(v) for v in row) for row in self.rows]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+class Store(ABC):
+    """The storage interface (see the module docstring). Subclasses provide four primitives."""
+
+    def __init__(self, database: str = "finsa") -> None:
+        self.database = check_identifier(database)
+        self._lock = threading.RLock()
+
+    # --- primitives a backend implements (called with the lock held) --------------------
+    @abstractmethod
+    def _run_query(self, sql: str, parameters: dict | None) -> QueryResult: ...
+
+    @abstractmethod
+    def _run_command(self, sql: str) -> str: ...
+
+    @abstractmethod
+    def _insert_bytes(self, table: str, names: list[str], payload: bytes, fmt: str,
+                      settings: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    # --- the interface ------------------------------------------------------------------
+    def query(self, sql: str, parameters: dict | None = None) -> QueryResult:
+        with self._lock:
+            result = self._guarded("query", self._run_query, sql, parameters)
+            if not result.columns and _SELECT.match(sql):
+                result = QueryResult(self._header(sql, parameters), [])
+            return result
+
+    def _header(self, sql: str, parameters: dict | None) -> list[str]:
+        """Column names of a query that returned no block (Native sends none for 0 rows)."""
+        try:
+            described = self._run_query(f"DESCRIBE ({sql.strip().rstrip(';')})", parameters)
+        except Exception:  # noqa: BLE001 - a query DESCRIBE cannot wrap (FORMAT clause ...): no names
+            return []
+        return [row[0] for row in described.rows]
+
+    def command(self, sql: str) -> str:
+        with self._lock:
+            return self._guarded("command", self._run_command, sql)
+
+    def migrate(self, ttl_days: Mapping[str, int] | None = None) -> list[str]:
+        """Apply the migration steps this store lacks; returns the names of those applied.
+
+        ``ttl_days`` ({"flows": 30, ...}) applies to tables created by this run only.
+        """
+        return self.migrate_report(ttl_days).applied
+
+    def migrate_report(self, ttl_days: Mapping[str, int] | None = None) -> Any:
+        """Like :meth:`migrate`, returning a MigrationReport (steps applied and skipped)."""
+        from finsa.storage.migrations import run_migrations
+
+        with self._lock:
+            return self._guarded("migrate", run_migrations, self, ttl_days)
+
+    def insert(self, batch: RecordBatch) -> bool:
+        """Write a wire batch; False when this batch id was already written (nothing done)."""
+        table = TABLE_OF_RECORD[batch.type.name]
+        record = batch.type.name
+        id_sql = f"unhex('{batch.batch_id.hex()}')"
+        with self._lock:
+            seen = self._guarded("insert", self._run_query,
+                                 f"SELECT count() FROM ingested_batches WHERE record = '{record}' "
+                                 f"AND batch_id = {id_sql}", None)
+            if seen.rows[0][0]:
+                BATCHES.inc(table=table, outcome="duplicate")
+                return False
+            if len(batch):
+                names, payload = native_block(batch)
+                settings = {"insert_deduplication_token": f"{table}-{batch.batch_id.hex()}",
+                            "deduplicate_blocks_in_dependent_materialized_views": "1"}
+                self._guarded("insert", self._insert_bytes, table, names, payload, "Native", settings)
+            self._guarded("insert", self._run_command,
+                          f"INSERT INTO ingested_batches (batch_id, record, rows) VALUES "
+                          f"({id_sql}, '{record}', {len(batch)})")
+        ROWS_WRITTEN.inc(len(batch), table=table)
+        BATCHES.inc(table=table, outcome="written")
+        return True
+
+    def load_institutions(self, registry: Any) -> int:
+        """Replace the ``institutions`` table with the registry's institutions; returns the count."""
+        names = [c.name for c in INSTITUTION_COLUMNS]
+        lines = [json.dumps({n: getattr(inst, n) for n in names}) for inst in registry.institution]
+        with self._lock:
+            self._guarded("load_institutions", self._run_command, "TRUNCATE TABLE IF EXISTS institutions")
+            if lines:
+                self._guarded("load_institutions", self._insert_bytes, "institutions", names,
+                              ("\n".join(lines) + "\n").encode(), "JSONEachRow", {})
+        return len(lines)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _guarded(self, operation: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except StorageError:
+            ERRORS.inc(operation=operation)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any engine or transport error becomes a StorageError
+            ERRORS.inc(operation=operation)
+            raise StorageError(str(exc).strip()) from exc
+
+
+def open_store(data_dir: str | Path | None = None, url: str | None = None, database: str = "finsa") -> Store:
+    """Open a store: ``url`` -> ClickHouse server, else chdb in ``data_dir`` (None: in memory)."""
+    if url is not None and data_dir is not None:
+        raise StorageError("give either a data directory or a ClickHouse URL, not both")
+    if url is not None:
+        from finsa.storage.server_backend import ServerStore
+
+        return ServerStore(url, database)
+    from finsa.storage.chdb_backend import ChdbStore
+
+    return ChdbStore(data_dir, database)

@@ -1,0 +1,123 @@
+"""Versioned, idempotent, self-checking schema migrations (run by ``Store.migrate()``).
+
+Each step looks at the store (``system.tables``, ``system.columns``) and applies itself only
+when what it creates is missing, so migrating twice, or a store half-migrated by a crash, is
+safe. Applied steps are recorded in ``schema_migrations``.
+
+Two kinds of steps:
+
+* numbered steps creating the tables (``0002_create_flows`` ...), from :mod:`finsa.storage.schema`;
+* column steps, derived at run time: the columns a wire record type implies
+  (:func:`finsa.storage.schema.derived_columns`) are compared with ``system.columns`` and each
+  missing one becomes ``add_column:<table>.<column>`` (``ALTER TABLE ... ADD COLUMN``). Adding a
+  field to a wire record therefore needs no hand-written migration: the next ``migrate()`` adds
+  the column to existing stores, placed after its predecessor; existing rows read the default.
+
+>>> [s.version for s in table_steps()][:3]
+['0001_create_schema_migrations', '0002_create_flows', '0003_create_alerts']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from finsa.storage import schema
+from finsa.storage.schema import DEFAULT_TTL_DAYS, RECORD_OF_TABLE, Column
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration step: ``needed(store)`` says whether ``apply(store)`` must run."""
+
+    version: str
+    description: str
+    needed: Callable[[Any], bool]
+    apply: Callable[[Any], None]
+
+
+@dataclass
+class MigrationReport:
+    applied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def table_exists(store: Any, table: str) -> bool:
+    result = store._run_query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                              "AND name = {table:String}", {"table": table})
+    return bool(result.rows[0][0])
+
+
+def existing_columns(store: Any, table: str) -> list[str]:
+    """Column names of ``table`` in table order (empty when the table does not exist)."""
+    result = store._run_query("SELECT name FROM system.columns WHERE database = currentDatabase() "
+                              "AND table = {table:String} ORDER BY position", {"table": table})
+    return [row[0] for row in result.rows]
+
+
+def _create(version: str, table: str, ddl: Callable[[], str]) -> Step:
+    return Step(version, f"create {table}", lambda store: not table_exists(store, table),
+                lambda store: store._run_command(ddl()))
+
+
+def table_steps(ttl_days: Mapping[str, int] | None = None) -> list[Step]:
+    """The numbered steps, in order. ``ttl_days`` overrides :data:`DEFAULT_TTL_DAYS` per table."""
+    ttl = {**DEFAULT_TTL_DAYS, **(ttl_days or {})}
+    return [
+        _create("0001_create_schema_migrations", "schema_migrations", schema.schema_migrations_ddl),
+        _create("0002_create_flows", "flows", lambda: schema.flows_ddl(ttl["flows"])),
+        _create("0003_create_alerts", "alerts", lambda: schema.alerts_ddl(ttl["alerts"])),
+        _create("0004_create_heartbeats", "heartbeats", lambda: schema.heartbeats_ddl(ttl["heartbeats"])),
+        _create("0005_create_institutions", "institutions", schema.institutions_ddl),
+        _create("0006_create_flows_1m", "flows_1m", lambda: schema.flows_1m_ddl(ttl["flows_1m"])),
+        _create("0007_create_flows_1m_mv", "flows_1m_mv", schema.flows_1m_view_ddl),
+        _create("0008_create_ingested_batches", "ingested_batches", schema.ingested_batches_ddl),
+    ]
+
+
+def _wanted_columns(table: str) -> list[Column]:
+    if table == "institutions":
+        return list(schema.INSTITUTION_COLUMNS)
+    return schema.derived_columns(RECORD_OF_TABLE[table])
+
+
+def column_steps(store: Any) -> list[Step]:
+    """One ``add_column`` step per derived column missing from an existing table."""
+    steps = []
+    for table in (*RECORD_OF_TABLE, "institutions"):
+        have = existing_columns(store, table)
+        if not have:
+            continue  # not created yet: its create step makes every column
+        previous = None
+        for col in _wanted_columns(table):
+            if col.name not in have:
+                sql = schema.add_column_sql(table, col, previous)
+                steps.append(Step(f"add_column:{table}.{col.name}", f"add {col.name} to {table}",
+                                  lambda store, t=table, c=col.name: c not in existing_columns(store, t),
+                                  lambda store, s=sql: store._run_command(s)))
+            previous = col.name
+    return steps
+
+
+def _record(store: Any, version: str) -> None:
+    # versions are made of identifiers, dots, colons and digits: safe to inline
+    store._run_command(f"INSERT INTO schema_migrations (version) VALUES ('{version}')")
+
+
+def run_migrations(store: Any, ttl_days: Mapping[str, int] | None = None) -> MigrationReport:
+    """Apply every needed step (call with the store's lock held, as ``Store.migrate`` does)."""
+    report = MigrationReport()
+    for step in table_steps(ttl_days):
+        _run_step(store, step, report)
+    for step in column_steps(store):
+        _run_step(store, step, report)
+    return report
+
+
+def _run_step(store: Any, step: Step, report: MigrationReport) -> None:
+    if step.needed(store):
+        step.apply(store)
+        _record(store, step.version)
+        report.applied.append(step.version)
+    else:
+        report.skipped.append(step.version)

@@ -1,0 +1,221 @@
+"""ClickHouse tables of finsa, derived from the wire records (never a second column list).
+
+Every wire field becomes one column: its kind gives the ClickHouse type, ``low_cardinality``
+wraps strings in ``LowCardinality``, ``codec`` is chained before ``ZSTD(1)`` and ``doc`` becomes
+the column COMMENT. Two kinds of columns are added by storage itself:
+
+* ``batch_id FixedString(16)``: the wire batch a row came from (idempotent writes key on it);
+* ``stored_at DateTime``: when the store wrote the row; TTLs count from it (a capture replayed
+  years later must not expire on insert);
+* for every ``X_ms`` Int64 time field a ``X DateTime64(3, 'UTC')`` column MATERIALIZED from it,
+  so dashboards filter and bucket by real times (``WHERE first_seen >= now() - INTERVAL 1 HOUR``)
+  while the exact milliseconds stay as sent. MATERIALIZED columns are not in ``SELECT *``:
+  name them (``SELECT first_seen, ...``).
+
+>>> col = wire_columns(FLOW)[0]
+>>> col.name, col.type
+('flow_id', 'UInt64')
+>>> [c.name for c in derived_columns(FLOW) if c.expression or c.default]
+['first_seen', 'last_seen', 'stored_at']
+>>> column_sql(wire_columns(FLOW)[3]).split(" COMMENT")[0]
+'institution_id LowCardinality(String) CODEC(ZSTD(1))'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from finsa.wire import ALERT, FLOW, HEARTBEAT, Field, RecordType
+
+#: wire kind -> ClickHouse type. IPv4 travels IPv4-mapped, exactly ClickHouse's IPv6 layout.
+CLICKHOUSE_TYPES = {"u8": "UInt8", "u16": "UInt16", "u32": "UInt32", "u64": "UInt64", "i64": "Int64",
+                    "f64": "Float64", "ip": "IPv6", "str": "String"}
+
+#: record type name -> the table its batches are written to.
+TABLE_OF_RECORD = {FLOW.name: "flows", ALERT.name: "alerts", HEARTBEAT.name: "heartbeats"}
+RECORD_OF_TABLE = {"flows": FLOW, "alerts": ALERT, "heartbeats": HEARTBEAT}
+
+#: Days a row is kept after it was stored; 0 keeps rows forever. flows_1m counts from its
+#: minute (a roll-up has no storage time), so it keeps everything by default.
+DEFAULT_TTL_DAYS = {"flows": 30, "alerts": 365, "heartbeats": 30, "flows_1m": 0}
+#: How many recent insert blocks a MergeTree table remembers to drop a repeated batch.
+DEDUP_WINDOW_BLOCKS = 10_000
+
+
+@dataclass(frozen=True)
+class Column:
+    """One ClickHouse column; ``expression`` set means MATERIALIZED from other columns."""
+
+    name: str
+    type: str
+    comment: str
+    codec: str = "ZSTD(1)"
+    expression: str = ""
+    default: str = ""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def column_type(f: Field) -> str:
+    base = CLICKHOUSE_TYPES[f.kind]
+    return f"LowCardinality({base})" if f.low_cardinality else base
+
+
+def wire_column(f: Field) -> Column:
+    codec = f"{f.codec}, ZSTD(1)" if f.codec else "ZSTD(1)"
+    return Column(f.name, column_type(f), f.doc, codec)
+
+
+def wire_columns(rtype: RecordType) -> list[Column]:
+    """The columns written from a batch: one per wire field, then ``batch_id``."""
+    cols = [wire_column(f) for f in rtype.fields]
+    cols.append(Column("batch_id", "FixedString(16)", "Id of the wire batch the row arrived in"))
+    return cols
+
+
+def time_columns(rtype: RecordType) -> list[Column]:
+    """DateTime64 columns materialised from every ``*_ms`` Int64 field."""
+    return [Column(f.name[:-3], "DateTime64(3, 'UTC')", f"{f.name} as a time (UTC)", "DoubleDelta, ZSTD(1)",
+                   f"fromUnixTimestamp64Milli({f.name}, 'UTC')")
+            for f in rtype.fields if f.kind == "i64" and f.name.endswith("_ms")]
+
+
+#: When the store wrote the row. TTLs count from it, not from the traffic's own time, so a
+#: capture replayed years later is kept like live traffic instead of expiring on insert.
+STORED_AT = Column("stored_at", "DateTime('UTC')", "When the store wrote the row (TTL counts from it)",
+                   "DoubleDelta, ZSTD(1)", default="now()")
+
+
+def derived_columns(rtype: RecordType) -> list[Column]:
+    """Every column of a record type's table, in table order."""
+    return wire_columns(rtype) + time_columns(rtype) + [STORED_AT]
+
+
+def column_sql(col: Column) -> str:
+    """``name Type [MATERIALIZED expr] CODEC(...) COMMENT '...'``."""
+    materialized = f" MATERIALIZED {col.expression}" if col.expression else ""
+    if col.default:
+        materialized = f" DEFAULT {col.default}"
+    codec = f" CODEC({col.codec})" if col.codec else ""
+    return f"{col.name} {col.type}{materialized}{codec} COMMENT {_quote(col.comment)}"
+
+
+def _columns_block(cols: list[Column]) -> str:
+    return ",\n    ".join(column_sql(c) for c in cols)
+
+
+def _ttl(column: str, days: int) -> str:
+    return f"TTL {column} + INTERVAL {int(days)} DAY\n" if days > 0 else ""
+
+
+def _table_settings() -> str:
+    return f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW_BLOCKS}"
+
+
+def flows_ddl(ttl_days: int = DEFAULT_TTL_DAYS["flows"]) -> str:
+    # One partition per day: TTL drops whole days, and time filters prune days cheaply.
+    # ORDER BY serves the dashboards' questions: "this institution, this time range" first,
+    # then per-minute buckets, then talkers (src_ip) inside a minute for top-N queries.
+    return f"""CREATE TABLE IF NOT EXISTS flows (
+    {_columns_block(derived_columns(FLOW))}
+) ENGINE = MergeTree
+PARTITION BY toDate(first_seen)
+ORDER BY (institution_id, toStartOfMinute(first_seen), src_ip)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT {_quote(FLOW.doc)}"""
+
+
+def alerts_ddl(ttl_days: int = DEFAULT_TTL_DAYS["alerts"]) -> str:
+    # ReplacingMergeTree keyed on the deterministic alert_id: a re-emitted alert (redelivered
+    # batch, replayed window) collapses to one row at merge time. Until then read with FINAL
+    # (SELECT ... FROM alerts FINAL) or count(DISTINCT alert_id). institution_id and detector
+    # are functions of alert_id, so they may lead the key for per-institution reads.
+    # Monthly partitions: an alert id always has the same time_ms, so duplicates share a part.
+    return f"""CREATE TABLE IF NOT EXISTS alerts (
+    {_columns_block(derived_columns(ALERT))}
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(time)
+ORDER BY (institution_id, detector, alert_id)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT {_quote(ALERT.doc)}"""
+
+
+def heartbeats_ddl(ttl_days: int = DEFAULT_TTL_DAYS["heartbeats"]) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS heartbeats (
+    {_columns_block(derived_columns(HEARTBEAT))}
+) ENGINE = MergeTree
+PARTITION BY toDate(time)
+ORDER BY (institution_id, sensor_id, time)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT {_quote(HEARTBEAT.doc)}"""
+
+
+INSTITUTION_COLUMNS = (
+    Column("id", "String", "Institution id (the registry's id, institution_id elsewhere)"),
+    Column("name", "String", "Display name"),
+    Column("subsector", "LowCardinality(String)", "bank, securities, insurance, payment, exchange, other"),
+    Column("region", "LowCardinality(String)", "Region of the institution"),
+    Column("criticality", "UInt8", "1 minor .. 5 systemic"),
+    Column("networks", "Array(String)", "Address ranges the institution owns (CIDR)"),
+    Column("latitude", "Nullable(Float64)", "Latitude for the map, NULL when unknown", ""),
+    Column("longitude", "Nullable(Float64)", "Longitude for the map, NULL when unknown", ""),
+)
+
+
+def institutions_ddl() -> str:
+    # Small and fully rewritten by Store.load_institutions (TRUNCATE + INSERT).
+    return f"""CREATE TABLE IF NOT EXISTS institutions (
+    {_columns_block(list(INSTITUTION_COLUMNS))}
+) ENGINE = MergeTree ORDER BY id
+COMMENT 'Institutions of the sector, loaded from the registry file'"""
+
+
+def flows_1m_ddl(ttl_days: int = DEFAULT_TTL_DAYS["flows_1m"]) -> str:
+    # SummingMergeTree adds rows of the same key at merge time: always read with sum() ... GROUP BY.
+    return f"""CREATE TABLE IF NOT EXISTS flows_1m (
+    minute DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the minute (first_seen)',
+    institution_id LowCardinality(String) COMMENT 'Institution whose sensor metered the flows',
+    flows UInt64 COMMENT 'Flows that started in the minute',
+    bytes UInt64 COMMENT 'Bytes of those flows, both directions',
+    packets UInt64 COMMENT 'Packets of those flows, both directions'
+) ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (institution_id, minute)
+{_ttl("minute", ttl_days)}{_table_settings()}
+COMMENT 'Flows per minute and institution, fed by flows_1m_mv; read with sum() GROUP BY'"""
+
+
+def flows_1m_view_ddl() -> str:
+    return """CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1m_mv TO flows_1m AS
+SELECT toStartOfMinute(first_seen) AS minute, institution_id, count() AS flows,
+       sum(src2dst_bytes + dst2src_bytes) AS bytes, sum(src2dst_packets + dst2src_packets) AS packets
+FROM flows GROUP BY minute, institution_id"""
+
+
+def ingested_batches_ddl() -> str:
+    # The ledger of written batches: insert() consults it so a batch redelivered after the
+    # dedup window has passed is still skipped, and so insert() can say whether it wrote.
+    return """CREATE TABLE IF NOT EXISTS ingested_batches (
+    batch_id FixedString(16) COMMENT 'Wire batch id',
+    record LowCardinality(String) COMMENT 'Record type: flow, alert, heartbeat',
+    rows UInt32 COMMENT 'Rows in the batch',
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'When the store wrote it'
+) ENGINE = ReplacingMergeTree
+ORDER BY (record, batch_id)
+TTL toDateTime(inserted_at) + INTERVAL 400 DAY
+COMMENT 'Batches already written (idempotent inserts)'"""
+
+
+def schema_migrations_ddl() -> str:
+    return """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version String COMMENT 'Step name, e.g. 0002_create_flows or add_column:flows.x',
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'When the step was applied'
+) ENGINE = ReplacingMergeTree ORDER BY version
+COMMENT 'Migration steps applied to this store'"""
+
+
+def add_column_sql(table: str, col: Column, after: str | None) -> str:
+    where = f" AFTER {after}" if after else ""
+    return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column_sql(col)}{where}"
