@@ -9,9 +9,10 @@ innermost 802.1Q tag of the sampled frame, else the extended switch record's sou
 destination) VLAN. sFlow carries no flow times: first and last seen are the arrival time.
 Counter samples (formats 2 and 4) are counted and skipped; other enterprises are ignored.
 
+>>> head = struct.pack(">IIIIIII", 5, 1, 0xC0000201, 0, 1, 1000, 0)  # no samples
 >>> rows = []
->>> decode_sflow(b"\\x00\\x00\\x00\\x05" + bytes(4), 0, rows)
-0
+>>> decode_sflow(head, 0, rows), rows
+(0, [])
 """
 
 from __future__ import annotations
