@@ -185,7 +185,7 @@ class LiveCapture:
                 sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
             if self.fanout_group is not None:
                 mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
-                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, self.fanout_group | (mode << 16))
+                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("=I", self.fanout_group | (mode << 16)))
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if exc.errno == errno.EINVAL and self.fanout_group is not None:
