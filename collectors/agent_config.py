@@ -49,9 +49,9 @@ def _expand(path: Path | None) -> Path | None:
     return None if path is None else Path(os.path.expandvars(str(path)))
 
 
-def _host_port(text: str) -> str:
+def _host_port(text: str, lowest_port: int = 1) -> str:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not lowest_port <= int(port) < 65536:
         raise ValueError(f"{text!r} is not host:port")
     return text
 
@@ -182,7 +182,7 @@ class AgentConfig(Strict):
     internal_networks: list[str] = Field(default_factory=list, description="addresses inside these are pseudonymised")
     pseudonymisation_key_file: Path | None = None
     spool: SpoolSettings
-    metrics_listen: str | None = Field("127.0.0.1:9464", description="host:port of the Prometheus endpoint; empty = off")
+    metrics_listen: str | None = Field("127.0.0.1:9464", description="host:port of the Prometheus endpoint (port 0: any free one); empty = off")
     heartbeat_interval_s: float = Field(30.0, ge=0.1, le=3600.0)
     max_batch_rows: int = Field(10_000, ge=1, le=1_000_000)
 
@@ -202,7 +202,7 @@ class AgentConfig(Strict):
     @field_validator("metrics_listen")
     @classmethod
     def _metrics(cls, text: str | None) -> str | None:
-        return _host_port(text) if text else None
+        return _host_port(text, lowest_port=0) if text else None
 
     @field_validator("pseudonymisation_key_file")
     @classmethod
