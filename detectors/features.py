@@ -83,8 +83,14 @@ class FlowFrame:
         inst = self.cols["institution_id"]
         if self.n and (inst == inst[0]).all():
             return [str(inst[0])], np.zeros(self.n, dtype=np.int64)
-        names, inverse = np.unique(inst.astype(str), return_inverse=True)
-        return [str(x) for x in names], inverse.ravel().astype(np.int64)
+        # Decoded string columns repeat a few objects: group by object identity first (fast),
+        # then merge equal strings held by different objects.
+        values = inst.tolist()
+        ids = np.fromiter(map(id, values), dtype=np.int64, count=self.n)
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        lookup: dict[str, int] = {}
+        code_of = np.array([lookup.setdefault(str(values[i]), len(lookup)) for i in first], dtype=np.int64)
+        return list(lookup), code_of[inverse.ravel()]
 
     @property
     def inst_names(self) -> list[str]:

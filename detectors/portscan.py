@@ -1,15 +1,16 @@
 """Port and host scans (MITRE T1046): many services probed, most of the probes failing.
 
 Per (institution, source host), over a sliding window of flow time (default 60 s), the detector
-counts distinct destination ports, hosts and services (host, protocol, port), the share of failed
-connection attempts (SYN without SYN-ACK), and a threshold random walk in the spirit of Jung et al.
+counts the distinct destination ports, hosts and services (host, protocol, port) of its failed
+connection attempts (SYN without SYN-ACK), the share of its flows that failed, and a threshold
+random walk in the spirit of Jung et al.
 (2004): each distinct service first contacted is an outcome, success or failure, and the
 log-likelihood ratio ``sum(log P(outcome | scanner) / P(outcome | benign))`` is compared with
 ``log(p_detect / p_false)``. (The original TRW counts distinct hosts; counting services also
 catches a vertical scan of one host.)
 
-Only sources with at least one failed attempt in a batch, or already in the window, are kept
-across batches: a benign host whose connections succeed costs nothing after the batch.
+Only failed attempts are kept, for one window; every source's flow count and successful services
+are summed per tumbling window (the current and the previous one give the ratio and the TRW).
 
 An alert: entity = the scanner, entity_kind ``src_ip``, target = the scanned host or ``many``.
 
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.features import FlowFrame, distinct_per_group, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, frame_of, group, mix64
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -38,9 +39,6 @@ __all__ = ["PortScanDetector"]
 
 DROPPED = REGISTRY.counter("finsa_detector_state_dropped_total",
                            "Rows of detector state dropped because a bound was reached", ["detector"])
-
-_NUMERIC = ("key", "inst_h", "t", "end", "dst_h", "port", "service", "failed", "flow_id")
-_OTHER = ("inst", "src", "dst")
 
 
 class PortScanDetector(Detector):
@@ -67,22 +65,43 @@ class PortScanDetector(Detector):
         self._buf: dict[str, np.ndarray] | None = None
         self._watermark: dict[int, int] | None = None
         self._dedupe: WindowDeduper | None = None
+        self._counts: KeyedTable | None = None
 
     # --- state -------------------------------------------------------------------------
 
-    def _candidates(self, frame: FlowFrame) -> np.ndarray:
-        keys = np.unique(frame.src_key[frame.failed])
-        if self._buf is not None and len(self._buf["key"]):
-            keys = np.union1d(keys, self._buf["key"])
-        return np.flatnonzero(np.isin(frame.src_key, keys)) if len(keys) else np.zeros(0, np.int64)
+    def _count_window(self, frame: FlowFrame) -> None:
+        """Add every source's flows and successful services to its (source, window) counts."""
+        window = frame.t_ms // self.window_ms
+        g = group(mix64(frame.src_key, window))
+        ok = ~frame.failed
+        ok_pairs = group(mix64(frame.src_key[ok], frame.dst_service[ok], window[ok]))
+        pos = self._counts.upsert(g.keys)
+        cols = self._counts.cols
+        cols["window"][pos] = window[g.first]
+        cols["flows"][pos] += g.count
+        owner = g.inverse[np.flatnonzero(ok)[ok_pairs.first]] if len(ok_pairs) else np.zeros(0, np.int64)
+        cols["ok_services"][pos] += np.bincount(owner, minlength=len(g))
+        newest = int(window.max())
+        stale = cols["window"] < newest - 2  # coarse: keeps two windows of any institution's clock
+        if stale.mean() > 0.5:
+            self._counts.keep(~stale)
+
+    def _window_counts(self, keys: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flows, successful services) of each source over its current and previous window."""
+        flows, ok = np.zeros(len(keys)), np.zeros(len(keys))
+        for back in (0, 1):
+            pos, found = self._counts.lookup(mix64(keys, window - back))
+            flows += np.where(found, self._counts.cols["flows"][pos], 0.0)
+            ok += np.where(found, self._counts.cols["ok_services"][pos], 0.0)
+        return flows, ok
 
     def _append(self, frame: FlowFrame, rows: np.ndarray) -> None:
         c = frame.cols
         new = {"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
                "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
                "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
-               "failed": frame.failed[rows], "flow_id": c["flow_id"][rows],
-               "inst": c["institution_id"][rows], "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]}
+               "flow_id": c["flow_id"][rows], "inst": c["institution_id"][rows],
+               "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]}
         if self._buf is None:
             self._buf = new
         else:
@@ -90,8 +109,7 @@ class PortScanDetector(Detector):
 
     def _expire(self, frame: FlowFrame) -> None:
         for inst_h in np.unique(frame.inst_hash):
-            mine = frame.inst_hash == inst_h
-            wm = int(frame.end_ms[mine].max())
+            wm = int(frame.end_ms[frame.inst_hash == inst_h].max())
             self._watermark[int(inst_h)] = max(wm, self._watermark.get(int(inst_h), wm))
         buf = self._buf
         limit = np.zeros(len(buf["t"]), dtype=np.int64)
@@ -112,30 +130,31 @@ class PortScanDetector(Detector):
         if len(flows) == 0:
             return []
         frame = frame_of(flows)
-        rows = self._candidates(frame)
-        if len(rows) == 0:
-            return []
         if self._dedupe is None:
             self._watermark, self._dedupe = {}, WindowDeduper(self.window_ms)
+            self._counts = KeyedTable(("window", "flows", "ok_services"))
+        self._count_window(frame)
+        rows = np.flatnonzero(frame.failed)
+        if len(rows) == 0:
+            return []
         self._append(frame, rows)
         self._expire(frame)
-        touched = np.isin(self._buf["key"], np.unique(frame.src_key[rows]))
+        keys = np.unique(frame.src_key[rows])
+        touched = np.isin(self._buf["key"], keys)
         sub = {k: v[touched] for k, v in self._buf.items()}
         return self._score(sub)
 
     def _score(self, sub: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         g = group(sub["key"])
-        flows = g.count
-        failed = np.bincount(g.inverse, weights=sub["failed"], minlength=len(g))
+        failed = g.count.astype(np.float64)
         ports = distinct_per_group(g, sub["port"])
         hosts = distinct_per_group(g, sub["dst_h"])
-        pair = group(mix64(sub["key"], sub["service"]))
-        pair_ok = np.bincount(pair.inverse, weights=~sub["failed"], minlength=len(pair)) > 0
-        owner = g.inverse[pair.first]
-        ok_services = np.bincount(owner, weights=pair_ok, minlength=len(g))
-        services = np.bincount(owner, minlength=len(g))
-        llr = ((services - ok_services) * math.log((1 - self.theta1) / (1 - self.theta0))
+        failed_services = distinct_per_group(g, sub["service"])
+        flows, ok_services = self._window_counts(g.keys, g.max(sub["t"]) // self.window_ms)
+        flows = np.maximum(flows, failed)
+        llr = (failed_services * math.log((1 - self.theta1) / (1 - self.theta0))
                + ok_services * math.log(self.theta1 / self.theta0))
+        services = failed_services + ok_services
         trw = np.where(services >= self.trw_min_services, llr / math.log(self.p_detect / self.p_false), 0.0)
         score = np.maximum.reduce([ports / self.min_ports, hosts / self.min_hosts, trw])
         ratio = failed / flows
@@ -143,8 +162,9 @@ class PortScanDetector(Detector):
         out = []
         for gi in hits:
             feats = {"flows": flows[gi], "failed": failed[gi], "failed_ratio": ratio[gi],
-                     "distinct_ports": ports[gi], "distinct_hosts": hosts[gi],
-                     "distinct_services": services[gi], "trw_llr": llr[gi]}
+                     "distinct_failed_ports": ports[gi], "distinct_failed_hosts": hosts[gi],
+                     "failed_services": failed_services[gi], "ok_services": ok_services[gi],
+                     "trw_llr": llr[gi]}
             alert = self._alert(sub, g, int(gi), float(score[gi]), feats)
             if alert is not None:
                 out.append(alert)
@@ -158,12 +178,11 @@ class PortScanDetector(Detector):
         time_ms = int(sub["end"][mine].max())
         if not self._dedupe.first(inst, entity, time_ms):
             return None
-        target = ips_to_strings(sub["dst"][first:first + 1])[0] if feats["distinct_hosts"] == 1 else "many"
-        ordered = mine[np.argsort(~sub["failed"][mine], kind="stable")]
+        target = ips_to_strings(sub["dst"][first:first + 1])[0] if feats["distinct_failed_hosts"] == 1 else "many"
         return make_alert(
             detector=self.name, technique=self.technique, institution_id=inst, entity=entity,
             entity_kind="src_ip", target=target, time_ms=time_ms,
             first_seen_ms=int(sub["t"][mine].min()), window_ms=self.window_ms,
             severity=min(4, severity_from_margin(score)), score=score,
             confidence=feats["failed_ratio"] * (1.0 - math.exp(-2.0 * score)),
-            features=feats, flow_ids=sub["flow_id"][ordered[:10]])
+            features=feats, flow_ids=sub["flow_id"][mine[:10]])
