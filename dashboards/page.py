@@ -126,6 +126,13 @@ def _legend() -> str:
                    for k, (name, colour) in threat.LEVELS.items())
 
 
+def _map(result: Any, rows: list[dict[str, Any]]) -> str:
+    if not result:
+        return '<p class="error">data unavailable</p>'
+    note = "" if rows else '<p class="empty">no institutions registered yet</p>'
+    return sectormap.render_map(rows) + note
+
+
 def _section(panel: Panel, body: str) -> str:
     return (f'<section class="panel kind-{panel.kind}" id="panel-{panel.id}" data-panel="{panel.id}" '
             f'data-kind="{panel.kind}"><h2 title="{html.escape(panel.description)}">'
@@ -156,7 +163,7 @@ def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms
               "levels": {k: v[1] for k, v in threat.LEVELS.items()}, "severities": SEVERITIES}
     fields = {
         "title": html.escape(title), "refresh_s": f"{refresh_s:g}", "updated": _clock(now_ms),
-        "map": sectormap.render_map(inst_rows) if inst else '<p class="error">data unavailable</p>',
+        "map": _map(inst, inst_rows),
         "level_css": _level_css(), "legend": _legend(),
         "config": html.escape(json.dumps(config), quote=True),
         **_sector(dict(zip(sector[0], sector[1][0])) if sector and sector[1] else None),

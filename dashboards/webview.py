@@ -38,12 +38,16 @@ from finsa.dashboards.panels import (DEFAULT_RANGE_MS, PANELS, PANELS_BY_ID, Pan
                                      PanelParameterError, bind)
 from finsa.metrics import REGISTRY
 
-__all__ = ["create_app", "start_webview", "jsonable"]
+__all__ = ["create_app", "start_webview", "jsonable", "CONTENT_SECURITY_POLICY"]
 
 REQUESTS = REGISTRY.counter("finsa_webview_requests_total", "Web view requests answered",
                             ["route", "status"])
 QUERY_ERRORS = REGISTRY.counter("finsa_webview_query_errors_total",
                                 "Panel queries that failed in the store", ["panel"])
+#: The page may load and fetch from its own origin only (the view works offline, by design).
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
+                           "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 _STORE = web.AppKey("store", object)
 _EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 _SETTINGS = web.AppKey("settings", dict)
@@ -139,7 +143,8 @@ async def _index(request: web.Request) -> web.Response:
     results = {p.id: (None if isinstance(o, BaseException) else o) for p, o in zip(wanted, outcomes)}
     text = page.render_page(settings["title"], settings["refresh_s"], results, now_ms, DEFAULT_RANGE_MS)
     return web.Response(text=text, content_type="text/html", charset="utf-8",
-                        headers={"Cache-Control": "no-store"})
+                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                 "Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
 
 async def _metrics(request: web.Request) -> web.Response:

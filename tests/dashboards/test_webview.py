@@ -106,6 +106,18 @@ def test_page_is_rendered_server_side(store, sector):
     assert "$" not in re.sub(r"<script.*?</script>", "", html, flags=re.S)  # every placeholder filled
 
 
+def test_page_is_confined_to_its_origin_by_policy(store):
+    async def run():
+        client = TestClient(TestServer(create_app(store)))
+        await client.start_server()
+        try:
+            return (await client.get("/")).headers["Content-Security-Policy"]
+        finally:
+            await client.close()
+    policy = asyncio.run(run())
+    assert "default-src 'self'" in policy and "connect-src 'self'" in policy and "script-src 'self'" in policy
+
+
 def test_page_and_assets_stay_on_this_origin(store):
     (index, css, js) = _get(store, "/", "/static/style.css", "/static/view.js")
     assert css[0] == js[0] == 200
@@ -140,3 +152,9 @@ def test_jsonable_handles_store_types():
     values = [np.uint64(7), np.float64("inf"), ipaddress.ip_address("2001:db8::1"),
               datetime(2024, 1, 2, tzinfo=timezone.utc), Decimal("2.5"), ("a", None), {"k": float("nan")}]
     assert jsonable(values) == [7, None, "2001:db8::1", "2024-01-02T00:00:00+00:00", 2.5, ["a", None], {"k": None}]
+
+
+def test_page_without_institutions_says_so():
+    empty = (["institution_id", "name", "level"], [])
+    html = page.render_page("t", 5, {"institution_threat": empty}, 0, 3_600_000)
+    assert "no institutions registered yet" in html and 'id="sector-map"' in html
