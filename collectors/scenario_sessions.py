@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from finsa.collectors.scenario_packets import ACK, FIN, SYN, Packets
 
@@ -72,11 +73,14 @@ class Sessions:
         return len(self.t0_ns)
 
     @classmethod
-    def make(cls, t0_ns, client, server, sport, dport, rtt_ms, isn_c=0, isn_s=0,
-             ttl_c=64, ttl_s=64, payloads: dict | None = None) -> "Sessions":
+    def make(cls, t0_ns: ArrayLike, client: ArrayLike, server: ArrayLike, sport: ArrayLike,
+             dport: ArrayLike, rtt_ms: ArrayLike, isn_c: ArrayLike = 0, isn_s: ArrayLike = 0,
+             ttl_c: ArrayLike = 64, ttl_s: ArrayLike = 64,
+             payloads: dict[str, ArrayLike] | None = None) -> "Sessions":
+        """Sessions from columns; scalars are repeated for every session."""
         n = len(t0_ns)
 
-        def col(v, dtype):
+        def col(v: ArrayLike, dtype: type) -> np.ndarray:
             return np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
 
         return cls(col(t0_ns, np.int64), col(client, np.uint32), col(server, np.uint32),

@@ -20,8 +20,10 @@ and by ``scale``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from finsa.collectors import scenario_templates as tpl
 from finsa.collectors.scenario_packets import Packets
@@ -71,8 +73,10 @@ class Gen:
         lo, hi = (49152, 65535) if windows else (32768, 60999)
         return self.rng.integers(lo, hi + 1, size=n)
 
-    def tcp(self, template: Template, t0_ns, client, server, sport, dport, rtt_ms,
-            payloads: dict, ttl_c=128, ttl_s=64) -> None:
+    def tcp(self, template: Template, t0_ns: ArrayLike, client: ArrayLike, server: ArrayLike,
+            sport: ArrayLike, dport: ArrayLike, rtt_ms: ArrayLike, payloads: dict[str, ArrayLike],
+            ttl_c: ArrayLike = 128, ttl_s: ArrayLike = 64) -> None:
+        """Instantiate ``template`` for every session given, with random initial sequence numbers."""
         n = len(t0_ns)
         s = Sessions.make(t0_ns, client, server, sport, dport, rtt_ms,
                           isn_c=self.rng.integers(0, 1 << 32, n), isn_s=self.rng.integers(0, 1 << 32, n),
@@ -85,15 +89,16 @@ class Gen:
     def fill(self, lo: int, hi: int, n: int, prefix: bytes = b"") -> np.ndarray:
         return self.table.fillers(self.rng.integers(lo, hi + 1, size=n), prefix)
 
-    def add_all(self, ids) -> np.ndarray:
+    def add_all(self, ids: Iterable[bytes]) -> np.ndarray:
         return np.array([self.table.add(b) for b in ids], dtype=np.int32)
 
 
 _HTTPS_SEGMENTS, _HTTPS_PROBS = (1, 3, 8, 20), (0.35, 0.35, 0.2, 0.1)
 
 
-def https_sessions(g: Gen, t0, client, server, sport, rtt, names: list[str], ttl_c=128, ttl_s=64,
-                   dport=443) -> None:
+def https_sessions(g: Gen, t0: np.ndarray, client: np.ndarray, server: np.ndarray, sport: np.ndarray,
+                   rtt: np.ndarray, names: list[str], ttl_c: ArrayLike = 128, ttl_s: ArrayLike = 64,
+                   dport: int = 443) -> None:
     """TLS sessions to ``server``; ``names`` holds each session's SNI."""
     n = len(t0)
     nonce = g.rng.integers(0, 1 << 62, size=n)
@@ -110,11 +115,13 @@ def https_sessions(g: Gen, t0, client, server, sport, rtt, names: list[str], ttl
               {k: c[sel] for k, c in cols.items()}, _pick(ttl_c, sel), _pick(ttl_s, sel))
 
 
-def _pick(value, sel):
+def _pick(value: ArrayLike, sel: np.ndarray) -> ArrayLike:
     return value[sel] if isinstance(value, np.ndarray) else value
 
 
-def dns_lookups(g: Gen, t0, client, resolver, names: list[str], answers: np.ndarray, rtt) -> None:
+def dns_lookups(g: Gen, t0: np.ndarray, client: ArrayLike, resolver: ArrayLike, names: list[str],
+                answers: np.ndarray, rtt: ArrayLike) -> None:
+    """One UDP query and its A-record answer per lookup."""
     n = len(t0)
     txid = g.rng.integers(0, 1 << 16, size=n)
     q = g.add_all(dns_query(int(t), name) for t, name in zip(txid, names))

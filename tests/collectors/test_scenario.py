@@ -283,3 +283,12 @@ def test_cli_writes_a_scenario(tmp_path, capsys) -> None:
     assert "syn_flood" in capsys.readouterr().out
     assert load_manifest(tmp_path)["duration_s"] == 100
     assert main(["scenario", "--out", str(tmp_path / "x"), "--start", "noon"]) == 2
+
+
+def test_partner_traffic_is_seen_identically_by_both_taps(scenario, packets) -> None:
+    def partner(rows: list[tuple]) -> list[tuple]:
+        return [r for r in rows if r[2] == "198.51.100.44" or r[1] == "198.51.100.44"]
+
+    from_bank = [r for r in partner(packets["bank-a"]) if "192.0.2.20" in r[1:3]]
+    at_payer = [r for r in partner(packets["pay-a"]) if "192.0.2.20" in r[1:3]]
+    assert len(from_bank) > 20 and from_bank == at_payer
