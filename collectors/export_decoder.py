@@ -5,7 +5,9 @@ NetFlow v9 (9), IPFIX (10), sFlow v5 (u32 = 5 followed by an agent address type 
 keeps the template caches and sampler tables of every exporter, and accumulates decoded records
 until :meth:`ExportDecoder.take` returns them as one :data:`finsa.wire.FLOW` batch with the
 configured institution and sensor ids and flow ids unique per sensor (a counter started from
-the decoder's creation time in ns). A malformed datagram is counted by reason in
+the decoder's creation time in ns). Per datagram only headers are read; records are decoded
+with numpy when taken, many datagrams at once. Datagram and record counters are kept locally
+and added to the metrics registry on each take (or :meth:`ExportDecoder.publish_metrics`). A malformed datagram is counted by reason in
 ``finsa_export_datagrams_skipped_total`` and skipped: :meth:`feed` never raises.
 
 >>> dec = ExportDecoder("bank-a", "edge-1")
@@ -26,7 +28,7 @@ import numpy as np
 from finsa.collectors import export_metrics as m
 from finsa.collectors.export_flowsets import TemplatedState
 from finsa.collectors.export_ipfix import decode_ipfix
-from finsa.collectors.export_netflow5 import decode_netflow5
+from finsa.collectors.export_netflow5 import netflow5_chunk, netflow5_columns
 from finsa.collectors.export_netflow9 import decode_netflow9
 from finsa.collectors.export_sflow import SFLOW_ROW_FIELDS, decode_sflow
 from finsa.wire import FLOW, RecordBatch
@@ -61,15 +63,17 @@ class ExportDecoder:
             raise ValueError("institution_id and sensor_id must be non-empty")
         self.institution_id, self.sensor_id = institution_id, sensor_id
         self.state = TemplatedState()
-        self._chunks: list[dict[str, np.ndarray]] = []
-        self._chunk_rows = 0
+        self._v5_chunks: list[tuple] = []
+        self._v5_rows = 0
+        self._datagrams: dict[str, int] = {}
+        self._records: dict[str, int] = {}
         self._sflow_rows: list[tuple] = []
         self._next_flow_id = time.time_ns() if flow_id_base is None else flow_id_base
 
     @property
     def rows(self) -> int:
         """Records decoded and not yet taken."""
-        return self._chunk_rows + len(self._sflow_rows) + self.state.rows
+        return self._v5_rows + len(self._sflow_rows) + self.state.rows
 
     def feed(self, data: bytes, exporter: str, received_ms: int | None = None) -> int:
         """Decode one datagram from ``exporter`` (its address as text); records added."""
@@ -80,7 +84,7 @@ class ExportDecoder:
         if protocol is None:
             m.skip("unknown_protocol")
             return 0
-        m.DATAGRAMS.inc(protocol=protocol)
+        self._datagrams[protocol] = self._datagrams.get(protocol, 0) + 1
         data = bytes(data)
         try:
             added = self._dispatch(protocol, data, exporter, received_ms)
@@ -89,7 +93,7 @@ class ExportDecoder:
             m.skip(reason or "malformed")
             return 0
         if added:
-            m.RECORDS.inc(added, protocol=protocol)
+            self._records[protocol] = self._records.get(protocol, 0) + added
         return added
 
     def _dispatch(self, protocol: str, data: bytes, exporter: str, received_ms: int | None) -> int:
@@ -98,14 +102,12 @@ class ExportDecoder:
         if protocol == "ipfix":
             return decode_ipfix(data, exporter, self.state)
         if protocol == "netflow5":
-            cols = decode_netflow5(data)
-            if not cols:
+            chunk = netflow5_chunk(data)
+            if not chunk or not chunk[1]:
                 return 0
-            n = len(cols["protocol"])
-            if n:
-                self._chunks.append(cols)
-                self._chunk_rows += n
-            return n
+            self._v5_chunks.append(chunk)
+            self._v5_rows += chunk[1]
+            return chunk[1]
         now_ms = time.time_ns() // 1_000_000 if received_ms is None else received_ms
         return decode_sflow(data, now_ms, self._sflow_rows)
 
@@ -113,12 +115,23 @@ class ExportDecoder:
         """Decode (exporter, datagram) pairs in order; records added."""
         return sum(self.feed(data, exporter, received_ms) for exporter, data in datagrams)
 
+    def publish_metrics(self) -> None:
+        """Add the datagram and record counts kept locally (cheaper per datagram) to the registry."""
+        for protocol, n in self._datagrams.items():
+            m.DATAGRAMS.inc(n, protocol=protocol)
+        for protocol, n in self._records.items():
+            m.RECORDS.inc(n, protocol=protocol)
+        self._datagrams, self._records = {}, {}
+
     def take(self) -> RecordBatch | None:
         """Every record decoded since the last take, as one FLOW batch (None when there is none)."""
-        chunks = self._chunks + self.state.flush()
+        self.publish_metrics()
+        chunks = self.state.flush()
+        if self._v5_chunks:
+            chunks.append(netflow5_columns(self._v5_chunks))
         if self._sflow_rows:
             chunks.append(_sflow_columns(self._sflow_rows))
-        self._chunks, self._chunk_rows, self._sflow_rows = [], 0, []
+        self._v5_chunks, self._v5_rows, self._sflow_rows = [], 0, []
         chunks = [c for c in chunks if len(c["protocol"])]
         if not chunks:
             return None

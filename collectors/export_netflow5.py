@@ -1,5 +1,7 @@
 """NetFlow v5 datagrams: a 24-byte header and up to 30 fixed 48-byte records, one numpy view.
 
+The records of many datagrams are decoded together (:func:`netflow5_columns`).
+
 Times: the records' first/last are sysUptime milliseconds; epoch ms is
 ``unix_secs * 1000 + unix_nsecs // 10**6 - (sysUptime - t)`` (modulo 2**32 for uptime wrap).
 Sampling: the low 14 bits of the header's sampling_interval (0 means unsampled).
@@ -23,7 +25,7 @@ import numpy as np
 from finsa.collectors import export_metrics as m
 from finsa.collectors.export_columns import ipv4_mapped
 
-__all__ = ["decode_netflow5", "V5_RECORD"]
+__all__ = ["decode_netflow5", "netflow5_chunk", "netflow5_columns", "V5_RECORD"]
 
 _HEADER = struct.Struct(">HHIIIIBBH")
 V5_RECORD = np.dtype([
@@ -37,6 +39,17 @@ V5_RECORD = np.dtype([
 
 def decode_netflow5(data: bytes) -> dict[str, np.ndarray] | None:
     """FLOW columns of one v5 datagram, or None (counted) when it is malformed."""
+    found = netflow5_chunk(data)
+    if found is None:
+        return None
+    return netflow5_columns([found])
+
+
+def netflow5_chunk(data: bytes) -> tuple[bytes, int, int, int, int] | None:
+    """(records bytes, count, export ms, sysUptime ms, sampling rate) of a v5 datagram, or None.
+
+    Only the header is read here; :func:`netflow5_columns` decodes many chunks at once.
+    """
     if len(data) < _HEADER.size:
         m.skip("truncated_header")
         return None
@@ -44,12 +57,22 @@ def decode_netflow5(data: bytes) -> dict[str, np.ndarray] | None:
     if version != 5:
         m.skip("bad_version")
         return None
-    if count > 30 or _HEADER.size + count * V5_RECORD.itemsize > len(data):
+    end = _HEADER.size + count * V5_RECORD.itemsize
+    if count > 30 or end > len(data):
         m.skip("bad_record_count")
         return None
-    rec = np.frombuffer(data, V5_RECORD, count=count, offset=_HEADER.size)
-    rate = np.uint64(max(interval & 0x3FFF, 1))
     now_ms = unix_secs * 1000 + unix_nsecs // 1_000_000
+    return data[_HEADER.size:end], count, now_ms, uptime_ms, max(interval & 0x3FFF, 1)
+
+
+def netflow5_columns(chunks: list[tuple[bytes, int, int, int, int]]) -> dict[str, np.ndarray]:
+    """FLOW columns of the records of many v5 datagrams, in one pass of numpy calls."""
+    counts = np.array([c[1] for c in chunks], dtype=np.int64)
+    rec = np.frombuffer(b"".join(c[0] for c in chunks), V5_RECORD, count=int(counts.sum()))
+    count = len(rec)
+    now_ms = np.repeat(np.array([c[2] for c in chunks], dtype=np.int64), counts)
+    uptime_ms = np.repeat(np.array([c[3] for c in chunks], dtype=np.int64), counts)
+    rate = np.repeat(np.array([c[4] for c in chunks], dtype=np.uint64), counts)
     proto = rec["proto"]
     icmp = ((proto == 1) | (proto == 58)) & (rec["src_port"] == 0)
     src_port = np.where(icmp, rec["dst_port"] >> 8, rec["src_port"]).astype(np.uint16)

@@ -42,8 +42,8 @@ def _check(dec: ExportDecoder, data: bytes) -> None:
     before = _observed()
     added = dec.feed(data, "192.0.2.1", 1_700_000_000_000)
     assert added >= 0
+    batch = dec.take()  # publishes the decoder's local counts
     assert _observed() == before + 1  # every datagram is counted, decoded or not
-    batch = dec.take()
     if batch is not None:
         assert batch.type is FLOW and set(batch.columns) == set(FLOW.names)
         assert all(len(col) == len(batch) for col in batch.columns.values())
