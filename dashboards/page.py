@@ -110,9 +110,9 @@ def _sector(row: Mapping[str, Any] | None) -> dict[str, str]:
         return {"sector_level": "?", "sector_name": "no data", "sector_class": "lvl-0",
                 "sector_weighted": "-", "sector_elevated": "-", "sector_alerts": "-"}
     level = int(row.get("level") or 1)
-    return {"sector_level": str(level), "sector_name": threat.LEVELS[level][0],
+    return {"sector_level": str(level), "sector_name": threat.LEVELS.get(level, ("?", ""))[0],
             "sector_class": f"lvl-{level}", "sector_weighted": html.escape(str(row.get("weighted_level"))),
-            "sector_elevated": f'{row.get("elevated")} / {row.get("institutions")}',
+            "sector_elevated": html.escape(f'{row.get("elevated")} / {row.get("institutions")}'),
             "sector_alerts": html.escape(str(row.get("alerts")))}
 
 
