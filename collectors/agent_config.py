@@ -170,6 +170,11 @@ class SpoolSettings(Strict):
     max_batches: int = Field(100_000, ge=1, description="batches the spool may hold")
     segment_bytes: int = Field(4 << 20, ge=1 << 12, description="size at which a segment file is closed and fsynced")
 
+    @field_validator("directory")
+    @classmethod
+    def _dir(cls, path: Path) -> Path:
+        return _expand(path)
+
 
 class AgentConfig(Strict):
     """Everything one collector agent needs."""

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 from finsa import wire
-from finsa.errors import FinsaError
 from finsa.metrics import REGISTRY
 
 __all__ = ["start_pcap_source", "start_live_source", "first_packet_ms"]
@@ -55,9 +54,9 @@ def start_pcap_source(paths: list[Path], institution_id: str, sensor_id: str, si
                 rebase_ms = int(time.time() * 1000) - start_ms if rebase_time else 0
                 replay_all([ReplaySource(path, institution_id, sensor_id)], sink, start_ms,
                            speed=speed if speed > 0 else 1e9, profile=profile, rebase_ms=rebase_ms, stop=stop)
-            except (FinsaError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad capture must not stop the agent
                 FAILURES.inc(kind="pcap")
-                log.error("capture %s failed: %s", path, exc)
+                log.error("capture %s failed: %s: %s", path, type(exc).__name__, exc)
 
     thread = threading.Thread(target=run, daemon=True, name="agent-pcap")
     thread.start()
@@ -84,9 +83,9 @@ def start_live_source(interface: str, institution_id: str, sensor_id: str, sink:
                     if len(packets):
                         emit(meter.add(packets))
                     emit(meter.expire(int(time.time() * 1000)))
-        except (FinsaError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - counted and logged; other sources keep running
             FAILURES.inc(kind="live")
-            log.error("live capture on %s failed: %s", interface, exc)
+            log.error("live capture on %s failed: %s: %s", interface, type(exc).__name__, exc)
         emit(meter.flush())
 
     thread = threading.Thread(target=run, daemon=True, name=f"agent-live-{interface}")

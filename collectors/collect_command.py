@@ -90,10 +90,13 @@ def _main_config(args: argparse.Namespace) -> int:
     except (FinsaError, OSError) as exc:
         print(f"finsa collect: {exc}", file=sys.stderr)
         return 2
+    from finsa.collectors.agent_sources import FAILURES
+
     left = agent.run(reload_requested)
+    failed = int(FAILURES.total())
     print(f"finsa collect: {agent.totals['flows']} flows spooled, {agent.totals['dropped_batches']} batches "
-          f"dropped (spool full), {left} batches left in the spool", file=sys.stderr)
-    return 0
+          f"dropped (spool full), {left} batches left in the spool, {failed} sources failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(args: argparse.Namespace) -> int:

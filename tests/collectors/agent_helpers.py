@@ -52,8 +52,9 @@ def flow_batch(i: int, rows: int = 20) -> wire.RecordBatch:
 
 
 def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30.0,
-               partitions: int = 2) -> list[wire.RecordBatch]:
-    """Batches of ``topic`` from the start, until ``want`` distinct batch ids arrived (or timeout)."""
+               partitions: int = 2, want_rows: int = 0) -> list[wire.RecordBatch]:
+    """Batches of ``topic`` from the start, until ``want`` distinct batch ids (and ``want_rows``
+    rows) arrived, or the timeout."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
@@ -62,7 +63,8 @@ def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30.0,
     out: list[wire.RecordBatch] = []
     deadline = time.monotonic() + timeout_s
     try:
-        while len({b.batch_id for b in out}) < want and time.monotonic() < deadline:
+        while (len({b.batch_id for b in out}) < want or sum(map(len, out)) < want_rows) \
+                and time.monotonic() < deadline:
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue

