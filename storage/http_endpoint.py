@@ -207,13 +207,17 @@ class ClickHouseHTTPEndpoint:
     @staticmethod
     def _select(session: Any, sql: str, fmt: str, bind: dict[str, str], settings: dict[str, str],
                 headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        for name, value in settings.items():
-            session.query(f"SET {_identifier(name)} = {_literal(value)}", "TSV")
-        try:
-            result = session.query(sql, fmt, params=bind)
-        finally:
-            for name in settings:
-                session.query(f"SET {_identifier(name)} = DEFAULT", "TSV")
+        clause = _settings_in_query(sql, settings)
+        if clause is not None:
+            result = session.query(clause, fmt, params=bind)
+        else:  # DDL, SHOW, a query with its own SETTINGS: set for this request, then reset
+            for name, value in settings.items():
+                session.query(f"SET {_identifier(name)} = {_literal(value)}", "TSV")
+            try:
+                result = session.query(sql, fmt, params=bind)
+            finally:
+                for name in settings:
+                    session.query(f"SET {_identifier(name)} = DEFAULT", "TSV")
         data = result.bytes()
         summary = {"read_rows": str(result.rows_read()), "read_bytes": str(result.bytes_read()),
                    "written_rows": "0", "written_bytes": "0", "total_rows_to_read": str(result.rows_read()),
@@ -222,6 +226,23 @@ class ClickHouseHTTPEndpoint:
         content_type = "application/octet-stream" if fmt in ("Native", "RowBinary", "RowBinaryWithNamesAndTypes",
                                                              "Arrow", "Parquet") else "text/plain; charset=UTF-8"
         return data, {**headers, "X-ClickHouse-Summary": json.dumps(summary), "Content-Type": content_type}
+
+
+_SELECT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
+_TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+\w+\s*;?\s*$", re.IGNORECASE)
+
+
+def _settings_in_query(sql: str, settings: dict[str, str]) -> str | None:
+    """A SELECT with ``SETTINGS ...`` placed before its FORMAT clause, or None when unsafe."""
+    if not settings:
+        return sql
+    if not _SELECT.match(sql) or re.search(r"\bSETTINGS\b", sql, re.IGNORECASE):
+        return None
+    clause = " SETTINGS " + ", ".join(f"{_identifier(k)} = {_literal(v)}" for k, v in settings.items())
+    trailing = _TRAILING_FORMAT.search(sql)
+    if trailing is None:
+        return sql.rstrip().rstrip(";") + clause
+    return sql[:trailing.start()] + clause + sql[trailing.start():]
 
 
 def _identifier(name: str) -> str:
