@@ -36,8 +36,7 @@ from finsa.wire import FLOW, RecordBatch
 __all__ = ["ExportDecoder", "detect_protocol", "MAX_DATAGRAM_BYTES"]
 
 MAX_DATAGRAM_BYTES = 65535
-_U16X2 = struct.Struct(">HH")
-_U32X2 = struct.Struct(">II")
+_VERSIONS = {5: "netflow5", 9: "netflow9", 10: "ipfix"}
 
 
 def detect_protocol(data: bytes) -> str | None:
@@ -46,13 +45,13 @@ def detect_protocol(data: bytes) -> str | None:
     >>> detect_protocol(b"\\x00\\x0a\\x00\\x10"), detect_protocol(b"\\x00\\x00\\x00\\x05\\x00\\x00\\x00\\x01")
     ('ipfix', 'sflow')
     """
-    if len(data) < 4:
+    if len(data) < 4 or data[0]:
         return None
-    head, second = _U16X2.unpack_from(data, 0)
-    if head == 0 and len(data) >= 8:
-        version, addr_type = _U32X2.unpack_from(data, 0)
-        return "sflow" if version == 5 and addr_type in (1, 2) else None
-    return {5: "netflow5", 9: "netflow9", 10: "ipfix"}.get(head)
+    if data[1]:
+        return _VERSIONS.get(data[1])
+    if len(data) >= 8 and data[:4] == b"\x00\x00\x00\x05" and data[4:8] in (b"\x00\x00\x00\x01", b"\x00\x00\x00\x02"):
+        return "sflow"
+    return None
 
 
 class ExportDecoder:
