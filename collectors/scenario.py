@@ -8,19 +8,23 @@
   timestamps): benign background traffic plus the attacks that touch it;
 - ``manifest.json``: ``seed``, ``start_ms``, ``duration_s`` and the captures with their sensor
   names and packet counts;
-- ``ground_truth.json``: ``seed``, ``start_ms``, ``end_ms`` and the attacks (id, kind, ATT&CK
-  technique, attacker, victims with their own time spans).
+- ``ground_truth.json``: ``seed``, ``start_ms``, ``end_ms`` and ``attacks``, each
+  ``{"id", "attack", "technique", "attacker", "victims": [{"institution", "address", "start_ms",
+  "end_ms"}], "start_ms", "end_ms"}``; ``attack`` is ``port_scan`` (T1046), ``syn_flood``
+  (T1499.001) or ``ssh_bruteforce`` (T1110). The flood comes from a few hosts: its entry adds
+  ``sources`` (every flooding address; ``attacker`` is the busiest). Times are epoch ms; a
+  victim's span covers every packet between the attack and that address.
 
 The same arguments give byte-identical files. Packets between two institutions (partner API
 calls) are in both captures. Times start at ``start_ms`` (default Monday 2026-03-02 09:00 UTC);
 a replayer rebases them to "now".
 
 >>> import tempfile
->>> info = generate_scenario(tempfile.mkdtemp(), duration_s=20, scale=0.2)
->>> [a["attack"] for a in info.ground_truth["attacks"]]
-['port_scan', 'syn_flood', 'ssh_bruteforce']
->>> load_manifest(info.out_dir)["captures"][0]["sensor"]
-'bank-a-tap1'
+>>> with tempfile.TemporaryDirectory() as folder:
+...     info = generate_scenario(folder, duration_s=20, scale=0.2)
+...     sensor = load_manifest(folder)["captures"][0]["sensor"]
+>>> [a["attack"] for a in info.ground_truth["attacks"]], sensor
+(['port_scan', 'syn_flood', 'ssh_bruteforce'], 'bank-a-tap1')
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 10
     (out / "captures").mkdir(parents=True, exist_ok=True)
     (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
     captures = _write_captures(out, world, packets, g.table)
-    manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": duration_s, "scale": scale,
+    manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
                 "registry": REGISTRY, "ground_truth": GROUND_TRUTH, "captures": captures}
     ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
     _write_json(out / MANIFEST, manifest)
@@ -135,6 +139,11 @@ def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTab
         captures.append({"institution": inst.id, "sensor": f"{inst.id}-tap1", "path": path,
                          "packets": len(mine)})
     return captures
+
+
+def _number(value: float) -> int | float:
+    """100.0 -> 100, so the API and the CLI (which parses floats) write the same manifest."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -292,3 +292,14 @@ def test_partner_traffic_is_seen_identically_by_both_taps(scenario, packets) -> 
     from_bank = [r for r in partner(packets["bank-a"]) if "192.0.2.20" in r[1:3]]
     at_payer = [r for r in partner(packets["pay-a"]) if "192.0.2.20" in r[1:3]]
     assert len(from_bank) > 20 and from_bank == at_payer
+
+
+def test_another_process_writes_the_same_bytes(scenario, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = f"from finsa.cli import main; raise SystemExit(main(['scenario', '--out', {str(tmp_path)!r}, '--seed', '7']))"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+    assert _files(tmp_path) == _files(scenario.out_dir)
