@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from finsa.collectors.linklayer import ETH_IPV4, ETH_IPV6, ByteView, ethernet_tags, ethertype_from_nibble, link_layer
+from finsa.collectors.linklayer import (ETH_IPV4, ETH_IPV6, ByteView, ethernet_tags, ethertype_from_nibble, isin,
+                                       link_layer)
 from finsa.collectors.pcap import PacketBatch
 from finsa.metrics import REGISTRY
 from finsa.wire import ipv4_to_mapped
@@ -84,6 +85,8 @@ def _fail(st: _State, rows: np.ndarray, code: int) -> None:
 def _ipv4(view: ByteView, st: _State, rows: np.ndarray, pos: np.ndarray) -> None:
     _fail(st, rows & ~view.has(pos, 20), 1)
     m = rows & (st.reason == 0)
+    if not m.any():
+        return
     p = pos[m]
     b0 = view.u8(p)
     ihl = (b0 & 15) * 4
@@ -102,8 +105,9 @@ def _ipv4(view: ByteView, st: _State, rows: np.ndarray, pos: np.ndarray) -> None
 
 def _ipv6(view: ByteView, st: _State, rows: np.ndarray, pos: np.ndarray) -> None:
     _fail(st, rows & ~view.has(pos, 40), 1)
-    m = rows & (st.reason == 0)
-    idx = np.flatnonzero(m)
+    idx = np.flatnonzero(rows & (st.reason == 0))
+    if not len(idx):
+        return
     p = pos[idx]
     st.reason[idx[(view.u8(p) >> 4) != 6]] = 3
     plen = view.u16(p + 4)
@@ -112,7 +116,7 @@ def _ipv6(view: ByteView, st: _State, rows: np.ndarray, pos: np.ndarray) -> None
     st.frag[idx] = 0
     st.src[idx], st.dst[idx] = view.block(p + 8, 16), view.block(p + 24, 16)
     for _ in range(8):
-        m = rows & (st.reason == 0) & (st.version == 6) & np.isin(st.proto, _V6_EXT) & (st.frag != 2)
+        m = rows & (st.reason == 0) & (st.version == 6) & isin(st.proto, _V6_EXT) & (st.frag != 2)
         _fail(st, m & ~view.has(st.l4, 8), 1)
         m &= st.reason == 0
         if not m.any():
@@ -136,8 +140,8 @@ def _ip_layer(view: ByteView, st: _State, rows: np.ndarray, pos: np.ndarray, et:
 
 def _transport(view: ByteView, st: _State, rows: np.ndarray) -> None:
     live = rows & (st.reason == 0) & (st.frag != 2)
-    tcp, udp = live & (st.proto == 6), live & np.isin(st.proto, (17, 136))
-    icmp = live & np.isin(st.proto, (1, 58))
+    tcp, udp = live & (st.proto == 6), live & isin(st.proto, (17, 136))
+    icmp = live & isin(st.proto, (1, 58))
     _fail(st, (tcp & ~view.has(st.l4, 20)) | (udp & ~view.has(st.l4, 8)) | (icmp & ~view.has(st.l4, 2)), 1)
     for m, hdr in ((tcp, None), (udp, 8), (icmp, 4)):
         m &= st.reason == 0
@@ -162,7 +166,7 @@ def _tunnels(view: ByteView, st: _State, rows: np.ndarray, enabled: frozenset[in
     inner = np.zeros(len(ok), dtype=bool)
     pl_len = st.ip_end - st.payload
     if TUNNEL_IPIP in enabled:
-        m = ok & np.isin(st.proto, (4, 41))
+        m = ok & isin(st.proto, (4, 41))
         pos[m], et[m] = st.l4[m], np.where(st.proto[m] == 4, ETH_IPV4, ETH_IPV6)
         st.tunnel[m], inner = TUNNEL_IPIP, inner | m
     udp = ok & (st.proto == 17)
@@ -198,7 +202,7 @@ def _tunnels(view: ByteView, st: _State, rows: np.ndarray, enabled: frozenset[in
         gre = view.u16(st.l4)
         hlen = 4 + 4 * (((gre >> 15) & 1) + ((gre >> 13) & 1) + ((gre >> 12) & 1))
         ptype = view.u16(st.l4 + 2)
-        m &= ((gre & 7) == 0) & np.isin(ptype, (ETH_IPV4, ETH_IPV6))
+        m &= ((gre & 7) == 0) & isin(ptype, (ETH_IPV4, ETH_IPV6))
         pos[m], et[m] = st.l4[m] + hlen[m], ptype[m]
         st.tunnel[m], inner = TUNNEL_GRE, inner | m
     return inner, pos, et

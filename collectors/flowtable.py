@@ -18,12 +18,23 @@ COLUMNS: dict[str, object] = {
     "lo_pkts": np.int64, "lo_bytes": np.int64, "hi_pkts": np.int64, "hi_bytes": np.int64,
     "lo_flags": np.int64, "hi_flags": np.int64, "src_is_lo": bool,
     "src_port": np.int64, "dst_port": np.int64, "protocol": np.int64, "vlan_id": np.int64,
-    "ip_version": np.int64, "tunnel_kind": np.int64, "hinted": bool,
+    "ip_version": np.int64, "tunnel_kind": np.int64, "hinted": bool, "hint_done": np.int64,
 }
 ADDRESS_COLUMNS = ("src_ip", "dst_ip")
 HINT_COLUMNS = ("dns_query", "dns_qtype", "dns_rcode", "tls_sni", "tls_version", "tls_ja4",
                 "http_host", "http_method", "http_uri", "http_status", "ssh_banner")
 _HINT_INTS = {"dns_qtype", "dns_rcode", "tls_version", "http_status"}
+#: hint kinds (bit = kind - 1, as in finsa.collectors.hints) and the column that completes each
+HINT_DONE_BY = ("dns_rcode", "tls_version", "http_status", "ssh_banner")
+
+
+def hint_done(flows: dict[str, np.ndarray]) -> np.ndarray:
+    """Bit mask of the hint kinds a flow has complete; later candidates of those are not parsed."""
+    done = np.zeros(len(flows["hinted"]), dtype=np.int64)
+    hinted = np.flatnonzero(flows["hinted"])
+    for bit, name in enumerate(HINT_DONE_BY):
+        done[hinted] |= (~np.equal(flows[name][hinted], None)).astype(np.int64) << bit
+    return done
 
 
 def empty_columns(n: int) -> dict[str, np.ndarray]:
@@ -81,8 +92,17 @@ class FlowTable:
         for name, col in values.items():
             self.cols[name][slots] = col
 
-    def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: col[slots] for name, col in self.cols.items()}
+    def take(self, slots: np.ndarray, hints_where: str = "") -> dict[str, np.ndarray]:
+        """Columns of ``slots``; with ``hints_where="hinted"`` hint columns only for hinted flows."""
+        if not hints_where:
+            return {name: col[slots] for name, col in self.cols.items()}
+        out = {name: col[slots] for name, col in self.cols.items() if name not in HINT_COLUMNS}
+        hinted = slots[out["hinted"]]
+        for name in HINT_COLUMNS:
+            col = np.full(len(slots), None, dtype=object)
+            col[out["hinted"]] = self.cols[name][hinted]
+            out[name] = col
+        return out
 
 
 def flow_ids(key_hash: np.ndarray, first_ms: np.ndarray, sensor_hash: int) -> np.ndarray:
@@ -115,10 +135,15 @@ def to_records(flows: dict[str, np.ndarray], end_reason: np.ndarray | int, insti
     for name in ("src_ip", "dst_ip", "src_port", "dst_port", "protocol", "vlan_id", "ip_version",
                  "tunnel_kind"):
         cols[name] = flows[name]
+    hinted = np.flatnonzero(flows["hinted"])
     for name in HINT_COLUMNS:
-        col = flows[name]
+        vals = flows[name][hinted]
         if name in _HINT_INTS:
-            cols[name] = np.array([0 if v is None else v for v in col], dtype=np.int64)
+            col = np.zeros(n, dtype=np.int64)
+            col[hinted] = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64, count=len(vals))
         else:
-            cols[name] = np.array(["" if v is None else v for v in col] or [""], dtype=object)[:n]
+            col = np.empty(n, dtype=object)
+            col[:] = ""
+            col[hinted] = [("" if v is None else v) for v in vals]
+        cols[name] = col
     return FLOW.make_batch(cols, n_rows=n)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from finsa.collectors.linklayer import isin
+
 from finsa.collectors.tls import parse_client_hello
 
 __all__ = ["packet_hints", "parse_dns", "parse_http", "parse_ssh"]
@@ -87,21 +89,33 @@ def _prefixes(data: bytes, start: np.ndarray, avail: np.ndarray) -> tuple[np.nda
     return np.where(avail >= 4, head, 0), np.where(avail >= 6, b[:, 5], -1)
 
 
-def packet_hints(packets, decoded, keep: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """(rows of ``keep`` with hints, hint column -> object array of values or None)."""
+def packet_hints(packets, decoded, keep: np.ndarray, side_key: np.ndarray | None = None,
+                 done: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """(rows of ``keep`` with hints, hint column -> object array of values or None).
+
+    ``side_key`` (one value per flow key and direction) limits parsing to the first candidate
+    of each kind per key and direction in the batch: later ones could not change "first seen".
+    ``done`` (per packet, a bit per kind: 1 DNS, 2 TLS, 4 HTTP, 8 SSH) skips kinds its flow has.
+    """
     start, avail = decoded.payload_offset[keep], decoded.payload_bytes[keep]
     proto = decoded.protocol[keep]
     sport, dport = decoded.src_port[keep], decoded.dst_port[keep]
     head, sixth = _prefixes(packets.data, start, avail)
-    dns = (avail >= 12) & np.isin(proto, (6, 17)) & (np.isin(sport, _DNS_PORTS) | np.isin(dport, _DNS_PORTS))
+    dns = (avail >= 12) & isin(proto, (6, 17)) & (isin(sport, _DNS_PORTS) | isin(dport, _DNS_PORTS))
     tls = (proto == 6) & (((head >> 16) == 0x1603) & (sixth == 1)
                          | (((head >> 24) & 0x80) != 0) & (((head >> 8) & 0xFF) == 1) & ((head & 0xFF) == 3))
-    http = (proto == 6) & np.isin(head, _PREFIX_CODES)
+    http = (proto == 6) & isin(head, _PREFIX_CODES)
     ssh = (proto == 6) & (head == _SSH) & (sport != 22)
     kind = np.select([dns, tls, http, ssh], [1, 2, 3, 4], 0)
+    if done is not None:
+        kind[((done >> np.maximum(kind - 1, 0)) & 1) == 1] = 0
     rows = np.flatnonzero(kind)
     if not len(rows):
         return None
+    if side_key is not None:
+        with np.errstate(over="ignore"):
+            dedupe = side_key[rows] * np.uint64(5) + kind[rows].astype(np.uint64)
+        rows = np.sort(rows[np.unique(dedupe, return_index=True)[1]])
     found: list[dict | None] = []
     data = packets.data
     for r, k, s, n, p in zip(rows.tolist(), kind[rows].tolist(), start[rows].tolist(), avail[rows].tolist(),

@@ -26,7 +26,7 @@ class ByteView:
         self.end = end
 
     def u8(self, pos: np.ndarray) -> np.ndarray:
-        return self.buf[np.clip(pos, 0, self.last)].astype(np.int64)
+        return self.buf[np.minimum(pos, self.last)].astype(np.int64)  # positions are never negative
 
     def u16(self, pos: np.ndarray) -> np.ndarray:
         return (self.u8(pos) << 8) | self.u8(pos + 1)
@@ -36,11 +36,19 @@ class ByteView:
 
     def block(self, pos: np.ndarray, width: int) -> np.ndarray:
         """An (n, width) uint8 array of the bytes at ``pos``."""
-        return self.buf[np.clip(pos[:, None] + np.arange(width), 0, self.last)]
+        return self.buf[np.minimum(pos[:, None] + np.arange(width), self.last)]
 
     def has(self, pos: np.ndarray, width: int | np.ndarray) -> np.ndarray:
         """True where ``width`` bytes from ``pos`` were captured."""
         return pos + width <= self.end
+
+
+def isin(values: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
+    """np.isin for a few small constants, without its per-call set-up cost."""
+    out = values == choices[0]
+    for c in choices[1:]:
+        out |= values == c
+    return out
 
 
 def ethertype_from_nibble(view: ByteView, pos: np.ndarray) -> np.ndarray:
@@ -52,7 +60,9 @@ def ethernet_tags(view: ByteView, pos: np.ndarray, et: np.ndarray, vlan: np.ndar
                   rows: np.ndarray, truncated: np.ndarray) -> None:
     """Skip VLAN tags, a PPPoE session header and MPLS labels in place for ``rows``."""
     for _ in range(4):
-        m = rows & np.isin(et, _VLAN_TAGS) & ~truncated
+        m = rows & isin(et, _VLAN_TAGS) & ~truncated
+        if not m.any():
+            break
         truncated |= m & ~view.has(pos, 4)
         m &= ~truncated
         vlan[m] = view.u16(pos[m]) & 0x0FFF
@@ -64,8 +74,10 @@ def ethernet_tags(view: ByteView, pos: np.ndarray, et: np.ndarray, vlan: np.ndar
     ppp = view.u16(pos[m] + 6)
     et[m] = np.where(ppp == 0x21, ETH_IPV4, np.where(ppp == 0x57, ETH_IPV6, 0))
     pos[m] += 8
-    m = rows & np.isin(et, (0x8847, 0x8848)) & ~truncated
+    m = rows & isin(et, (0x8847, 0x8848)) & ~truncated
     for _ in range(6):
+        if not m.any():
+            break
         truncated |= m & ~view.has(pos, 4)
         m &= ~truncated
         bottom = m & ((view.u8(pos + 2) & 1) == 1)
@@ -84,7 +96,7 @@ def link_layer(view: ByteView, offset: np.ndarray, linktype: np.ndarray
     vlan = np.zeros(n, dtype=np.int64)
     truncated = np.zeros(n, dtype=bool)
     eth, sll, sll2 = linktype == 1, linktype == 113, linktype == 276
-    raw = np.isin(linktype, _RAW_IP)
+    raw = isin(linktype, _RAW_IP)
     loop = (linktype == 0) | (linktype == 108)
     unsupported = ~(eth | sll | sll2 | raw | loop)
     for rows, header, et_at in ((eth, 14, 12), (sll, 16, 14), (sll2, 20, 0)):
@@ -95,7 +107,7 @@ def link_layer(view: ByteView, offset: np.ndarray, linktype: np.ndarray
     truncated |= loop & ~view.has(pos, 4)
     ok = loop & ~truncated
     family = np.maximum(view.u8(pos[ok]), view.u8(pos[ok] + 3))
-    et[ok] = np.where(family == 2, ETH_IPV4, np.where(np.isin(family, _V6_FAMILIES), ETH_IPV6, 0))
+    et[ok] = np.where(family == 2, ETH_IPV4, np.where(isin(family, _V6_FAMILIES), ETH_IPV6, 0))
     pos[ok] += 4
     truncated |= raw & ~view.has(pos, 1)
     ok = raw & ~truncated

@@ -25,7 +25,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from finsa.collectors.decode import SKIPPED, decode_packets
-from finsa.collectors.flowtable import HINT_COLUMNS, FlowTable, to_records
+from finsa.collectors.flowtable import FlowTable, hint_done, to_records
 from finsa.collectors.hints import packet_hints
 from finsa.collectors.pcap import PacketBatch, read_capture
 from finsa.collectors.profiles import BYTES_WIRE, MeterProfile, get_profile
@@ -96,11 +96,12 @@ class FlowMeter:
     def _meter(self, packets: PacketBatch, decoded, keep: np.ndarray, t_ms: np.ndarray,
                size: np.ndarray) -> RecordBatch | None:
         hashes, dir_lo = key_hashes(decoded, keep, self.profile.vlan_in_key)
-        hints = packet_hints(packets, decoded, keep)
-        uniq = np.unique(hashes)
+        uniq, inverse = np.unique(hashes, return_inverse=True)
         slots = self.table.lookup(uniq)
+        done = np.where(slots >= 0, self.table.cols["hint_done"][slots], 0)[inverse]
+        hints = packet_hints(packets, decoded, keep, hashes * np.uint64(2) + dir_lo, done)
         pseudo_slots = slots[slots >= 0]
-        rows = build_rows(self.table.take(pseudo_slots), pseudo_slots, decoded, keep, t_ms, size,
+        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, decoded, keep, t_ms, size,
                           hashes, dir_lo, hints)
         boundary, reason = segment(rows.seg, self.profile)
         starts = np.flatnonzero(boundary)
@@ -132,7 +133,8 @@ class FlowMeter:
         flows["first_ms"] = rows.seg.first_t[starts]
         flows["last_ms"] = rows.seg.t[np.append(starts[1:], len(rows.seg.t)) - 1]
         flows["hinted"] = np.logical_or.reduceat(cols["hinted"], starts)
-        flows.update(first_hints(cols, starts, flows["hinted"]))
+        flows.update(first_hints(rows, starts))
+        flows["hint_done"] = hint_done(flows)
         return flows
 
     def _export(self, flows: dict[str, np.ndarray], reasons: np.ndarray | int) -> RecordBatch:

@@ -148,43 +148,60 @@ def read_capture(source: str | Path | IO[bytes], chunk_packets: int = 65536) -> 
             stream.close()
 
 
+def _frame(buf: bytes, pos: int, limit: int, cap_at) -> tuple[list[int], int, bool]:
+    """Record-header positions from ``pos`` while whole records fit (at most ``limit``).
+
+    The one per-record Python loop of the reader: it reads only the captured length.
+    Returns (positions, position after the last whole record, False if framing broke).
+    """
+    heads: list[int] = []
+    append = heads.append
+    end = len(buf)
+    while pos + 16 <= end and limit:
+        (cap,) = cap_at(buf, pos + 8)
+        if cap > _MAX_RECORD_BYTES:
+            return heads, pos, False
+        nxt = pos + 16 + cap
+        if nxt > end:
+            break
+        append(pos)
+        pos = nxt
+        limit -= 1
+    return heads, pos, True
+
+
+def _pcap_batch(buf: bytes, upto: int, heads: list[int], order: str, sub_ns: int, linktype: int,
+                skipped: dict[str, int]) -> PacketBatch:
+    """A PacketBatch of the records at ``heads``, their headers parsed with numpy."""
+    pos = np.array(heads, dtype=np.int64)
+    raw = np.frombuffer(buf, dtype=np.uint8, count=upto)
+    fields = raw[pos[:, None] + np.arange(16)].view(order + "u4").astype(np.int64) if len(heads) else \
+        np.zeros((0, 4), dtype=np.int64)
+    ts = fields[:, 0] * 1_000_000_000 + fields[:, 1] * sub_ns
+    return PacketBatch(buf[:upto], ts, fields[:, 2], fields[:, 3],
+                       np.full(len(heads), linktype, dtype=np.uint16), pos + 16, dict(skipped))
+
+
 def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
                chunk_packets: int) -> Iterator[PacketBatch]:
-    rec = struct.Struct(order + "IIII")
-    unpack = rec.unpack_from
+    cap_at = struct.Struct(order + "I").unpack_from
     buf = b""
     skipped: dict[str, int] = {}
     while True:
         more = stream.read(_READ_BYTES)
         buf = buf + more if buf else more
-        pos, end = 0, len(buf)
-        chunk = _Chunker()
-        framed = True
-        while pos + 16 <= end:
-            sec, frac, cap, wire = unpack(buf, pos)
-            if cap > _MAX_RECORD_BYTES:
+        while True:
+            heads, pos, framed = _frame(buf, 0, chunk_packets, cap_at)
+            if not framed:
                 _count(skipped, "bad_record_length")  # the rest of the file cannot be framed
-                framed = False
-                break
-            if pos + 16 + cap > end:
-                break
-            chunk.ts.append(sec * 1_000_000_000 + frac * sub_ns)
-            chunk.cap.append(cap)
-            chunk.wire.append(wire)
-            chunk.off.append(pos + 16)
-            pos += 16 + cap
-            if len(chunk) >= chunk_packets:
-                chunk.link = [linktype] * len(chunk)
-                yield chunk.batch(buf[:pos], skipped)
+            if heads or skipped:
+                yield _pcap_batch(buf, pos, heads, order, sub_ns, linktype, skipped)
                 skipped = {}
-                buf, pos, end = buf[pos:], 0, end - pos
-        if len(chunk) or skipped:
-            chunk.link = [linktype] * len(chunk)
-            yield chunk.batch(buf[:pos], skipped)
-            skipped = {}
-        if not framed:
-            return
-        buf = buf[pos:]
+            buf = buf[pos:]
+            if not framed:
+                return
+            if len(heads) < chunk_packets:
+                break
         if not more:
             if buf:
                 _count(skipped, "truncated_record")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from finsa.collectors.linklayer import isin
+
 from finsa.collectors.flowtable import ADDRESS_COLUMNS, COLUMNS, HINT_COLUMNS
 from finsa.collectors.segment import Rows
 
@@ -24,7 +26,7 @@ def key_hashes(decoded, keep: np.ndarray, vlan_in_key: bool) -> tuple[np.ndarray
     """(64-bit key hash, True where the packet's source is the key's lo endpoint)."""
     n = len(keep)
     proto = decoded.protocol[keep]
-    icmp = np.isin(proto, _ICMP)
+    icmp = isin(proto, _ICMP)
     sport = np.where(icmp, 0, decoded.src_port[keep]).astype(">u2").view(np.uint8).reshape(n, 2)
     dport = np.where(icmp, 0, decoded.dst_port[keep]).astype(">u2").view(np.uint8).reshape(n, 2)
     a = np.concatenate([decoded.src_ip[keep], sport], axis=1)
@@ -54,6 +56,7 @@ class SortedRows:
     seg: Rows
     cols: dict[str, np.ndarray]
     slot: np.ndarray
+    hints: dict[str, np.ndarray]  # hint values, indexed by cols["hint_ref"]
 
 
 def _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
@@ -69,16 +72,27 @@ def _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints) -> dict[st
         "protocol": decoded.protocol[keep].astype(np.int64), "vlan_id": decoded.vlan_id[keep].astype(np.int64),
         "ip_version": decoded.ip_version[keep].astype(np.int64),
         "tunnel_kind": decoded.tunnel_kind[keep].astype(np.int64),
-        "hinted": np.zeros(n, dtype=bool),
+        "hinted": np.zeros(n, dtype=bool), "hint_ref": np.full(n, -1, dtype=np.int64),
     }
-    for name in HINT_COLUMNS:
-        cols[name] = np.full(n, None, dtype=object)
     if hints is not None:
-        rows, values = hints
-        cols["hinted"][rows] = True
-        for name, vals in values.items():
-            cols[name][rows] = vals
+        cols["hinted"][hints[0]] = True
     return cols
+
+
+def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Hint values of hinted pseudo rows then of hinted packets, and the pseudo rows' refs."""
+    pseudo = np.flatnonzero(table_flows["hinted"])
+    n_packets = 0 if hints is None else len(hints[0])
+    side = {}
+    for name in HINT_COLUMNS:
+        col = np.full(len(pseudo) + n_packets, None, dtype=object)
+        col[:len(pseudo)] = table_flows[name][pseudo]
+        if hints is not None and name in hints[1]:
+            col[len(pseudo):] = hints[1][name]
+        side[name] = col
+    refs = np.full(len(table_flows["hinted"]), -1, dtype=np.int64)
+    refs[pseudo] = np.arange(len(pseudo))
+    return refs, side
 
 
 def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, keep: np.ndarray,
@@ -86,7 +100,11 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, k
                hints) -> SortedRows:
     """Pseudo rows (flows in the table) then packets, stably sorted by key hash."""
     packets = _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints)
-    names = list(COLUMNS) + list(ADDRESS_COLUMNS) + list(HINT_COLUMNS)
+    pseudo_refs, side = _hint_side(table_flows, hints)
+    if hints is not None:
+        packets["hint_ref"][hints[0]] = len(side["dns_query"]) - len(hints[0]) + np.arange(len(hints[0]))
+    table_flows = dict(table_flows, hint_ref=pseudo_refs)
+    names = [c for c in COLUMNS if c != "hint_done"] + list(ADDRESS_COLUMNS) + ["hint_ref"]
     cols = {name: np.concatenate([table_flows[name], packets[name]]) for name in names}
     n_pseudo = len(slots)
     order = np.argsort(cols["hash"], kind="stable")
@@ -98,20 +116,21 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, k
     t = np.where(pseudo, cols["last_ms"], cols["first_ms"])
     seg = Rows(cols["hash"], t, cols["first_ms"], cols["protocol"], cols["lo_pkts"], cols["hi_pkts"],
                cols["lo_flags"], cols["hi_flags"], pseudo, cols["src_is_lo"])
-    return SortedRows(seg, cols, slot)
+    return SortedRows(seg, cols, slot, side)
 
 
-def first_hints(cols: dict[str, np.ndarray], starts: np.ndarray, hinted: np.ndarray) -> dict[str, np.ndarray]:
+def first_hints(rows: SortedRows, starts: np.ndarray) -> dict[str, np.ndarray]:
     """Per segment, the first non-empty value of each hint column."""
     n_seg = len(starts)
     out = {name: np.full(n_seg, None, dtype=object) for name in HINT_COLUMNS}
-    rows = np.flatnonzero(cols["hinted"])
-    if not len(rows):
+    where = np.flatnonzero(rows.cols["hint_ref"] >= 0)
+    if not len(where):
         return out
-    seg_of = np.searchsorted(starts, rows, side="right") - 1
+    refs = rows.cols["hint_ref"][where]
+    seg_of = np.searchsorted(starts, where, side="right") - 1
     for name in HINT_COLUMNS:
-        vals = cols[name][rows]
-        present = np.fromiter((v is not None for v in vals), dtype=bool, count=len(vals))
+        vals = rows.hints[name][refs]
+        present = ~np.equal(vals, None)
         if present.any():
             segs, first = np.unique(seg_of[present], return_index=True)
             out[name][segs] = vals[present][first]
