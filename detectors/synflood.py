@@ -3,9 +3,11 @@
 Per (institution, destination host, protocol, port) the detector counts SYN-only flows (the
 client sent SYN and never ACK: unanswered, or half-open because the source was spoofed) in
 tumbling bins of flow time (``bin_ms``, default 10 s). When a bin closes, its count feeds an
-exponentially weighted mean and variance of the service's baseline (a bin that alerted is not
-learned). The open bin alerts (once) as soon as its count reaches
-``max(min_syn_flows, mean + k_sigma * std)``.
+exponentially weighted mean and variance of the service's baseline (a bin that alerted is learned
+clipped to the threshold, so a flood barely moves the baseline, yet a service whose normal level
+sits above ``min_syn_flows`` still learns it). The open bin alerts (once) as soon as its count
+reaches ``max(min_syn_flows, mean + k_sigma * std)``; score and severity come from the bin's
+count projected to a full bin over the threshold (a fast flood crosses early and scores high).
 
 entity = the source when one source sent at least ``dominance`` of the SYNs of the batch that
 fired (entity_kind ``src_ip``), else the victim address (entity_kind ``dst_ip``);
@@ -67,21 +69,27 @@ class SynFloodDetector(Detector):
             self._table, self._dedupe = KeyedTable(_COLUMNS), WindowDeduper(self.window_ms)
         g = group(frame.service_key[rows])
         bins = g.max(frame.t_ms[rows] // self.bin_ms).astype(np.float64)
+        g_end = g.max(frame.t_ms[rows])
         pos = self._advance(g.keys, bins)
         cols = self._table.cols
         cols["count"][pos] += g.count
-        threshold = np.maximum(self.min_syn_flows, cols["mean"][pos] + self.k_sigma * np.sqrt(cols["var"][pos]))
+        threshold = self._threshold(cols["mean"][pos], cols["var"][pos])
         hits = np.flatnonzero((cols["count"][pos] >= threshold) & (cols["flagged"][pos] == 0))
         cols["flagged"][pos[hits]] = 1.0
         out = []
         for gi in hits:
+            elapsed_ms = max(float(g_end[gi] - bins[gi] * self.bin_ms), 1_000.0)
+            projected = float(cols["count"][pos[gi]]) * max(self.bin_ms / elapsed_ms, 1.0)
             alert = self._alert(frame, rows, g.inverse == gi, float(cols["count"][pos[gi]]),
-                                float(threshold[gi]), float(cols["mean"][pos[gi]]))
+                                float(threshold[gi]), float(cols["mean"][pos[gi]]), projected)
             if alert is not None:
                 out.append(alert)
         if len(self._table) > self.max_services:
             self._evict()
         return out
+
+    def _threshold(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+        return np.maximum(self.min_syn_flows, mean + self.k_sigma * np.sqrt(var))
 
     def _advance(self, keys: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """Close the bins that ended: learn their counts into the baseline; return positions."""
@@ -92,18 +100,20 @@ class SynFloodDetector(Detector):
         cols["bin"][pos[fresh]] = bins[fresh]
         moved = bins > cols["bin"][pos]
         p, gap = pos[moved], bins[moved] - cols["bin"][pos[moved]]
-        learn = cols["flagged"][p] == 0
-        x, mean, var = cols["count"][p], cols["mean"][p], cols["var"][p]
+        mean, var = cols["mean"][p], cols["var"][p]
+        x = cols["count"][p]
+        flagged = cols["flagged"][p] != 0
+        x = np.where(flagged, np.minimum(x, self._threshold(mean, var)), x)
         diff = x - mean
-        new_mean = np.where(learn, mean + self.alpha * diff, mean)
-        new_var = np.where(learn, (1 - self.alpha) * (var + diff * self.alpha * diff), var)
+        new_mean = mean + self.alpha * diff
+        new_var = (1 - self.alpha) * (var + diff * self.alpha * diff)
         idle = (1 - self.alpha) ** (gap - 1)  # the empty bins in between pull the baseline down
         cols["mean"][p], cols["var"][p] = new_mean * idle, new_var * idle
         cols["bin"][p], cols["count"][p], cols["flagged"][p] = bins[moved], 0.0, 0.0
         return pos
 
     def _alert(self, frame: FlowFrame, rows: np.ndarray, in_group: np.ndarray, count: float,
-               threshold: float, baseline: float) -> dict[str, Any] | None:
+               threshold: float, baseline: float, projected: float) -> dict[str, Any] | None:
         mine = rows[in_group]
         first = mine[0]
         cols = frame.cols
@@ -122,8 +132,9 @@ class SynFloodDetector(Detector):
         time_ms = int(frame.end_ms[mine].max())
         if not self._dedupe.first(inst, entity, time_ms):
             return None
-        margin = count / threshold
-        feats = {"syn_only_flows_in_bin": count, "threshold": threshold, "baseline_mean": baseline,
+        margin = projected / threshold
+        feats = {"syn_only_flows_in_bin": count, "projected_per_bin": projected,
+                 "threshold": threshold, "baseline_mean": baseline,
                  "bin_ms": self.bin_ms, "distinct_sources_in_batch": len(sg),
                  "top_source_share": share}
         return make_alert(

@@ -18,6 +18,9 @@ ATTACKER = "203.0.113.66"
 class Synth:
     """Flow column generators (deterministic for a seed)."""
 
+    T0_MS = T0_MS
+    ATTACKER = ATTACKER
+
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
         self._next_id = 1
@@ -122,4 +125,10 @@ class Synth:
 
 @pytest.fixture
 def synth() -> Synth:
+    """A fresh generator (tests under --import-mode=importlib cannot import conftest)."""
     return Synth(seed=7)
+
+
+@pytest.fixture(scope="session")
+def synth_cls() -> type[Synth]:
+    return Synth

@@ -1,0 +1,64 @@
+"""Port and host scans are found, with the right entity, institution, target and technique."""
+
+from __future__ import annotations
+
+from finsa.detectors.portscan import PortScanDetector
+
+
+def run(detector, batches):
+    return [a for b in batches for a in detector.process(b)]
+
+
+def test_vertical_scan_amid_two_institutions_is_alerted_once(synth) -> None:
+    t0 = synth.T0_MS
+    batches = synth.batches(
+        synth.benign(8_000, institution="bank-a", duration_ms=180_000),
+        synth.benign(4_000, institution="broker-c", duration_ms=180_000, net="10.3"),
+        synth.scan("10.3.100.1", range(1, 201), t0 + 60_000, institution="broker-c"),
+        batch_rows=400)
+    alerts = run(PortScanDetector(), batches)
+    assert [(a["institution_id"], a["entity"], a["entity_kind"], a["target"], a["technique"])
+            for a in alerts] == [("broker-c", synth.ATTACKER, "src_ip", "10.3.100.1", "T1046")]
+    assert t0 + 60_000 <= alerts[0]["time_ms"] <= t0 + 70_100
+    assert alerts[0]["severity"] >= 3
+
+
+def test_fifty_ports_in_three_seconds_in_small_batches_is_caught(synth) -> None:
+    batches = synth.batches(synth.scan("10.1.100.2", range(1000, 1050), synth.T0_MS, duration_ms=3_000),
+                            batch_rows=7)
+    alerts = run(PortScanDetector(), batches)
+    assert [a["entity"] for a in alerts] == [synth.ATTACKER]
+
+
+def test_same_scanner_at_two_institutions_gives_one_alert_each(synth) -> None:
+    t0 = synth.T0_MS
+    batches = synth.batches(synth.scan("10.1.100.1", range(1, 101), t0, institution="bank-a"),
+                            synth.scan("10.2.100.1", range(1, 101), t0 + 2_000, institution="bank-b"),
+                            batch_rows=50)
+    alerts = run(PortScanDetector(), batches)
+    assert sorted((a["institution_id"], a["entity"]) for a in alerts) == [
+        ("bank-a", synth.ATTACKER), ("bank-b", synth.ATTACKER)]
+
+
+def test_horizontal_sweep_targets_many(synth) -> None:
+    parts = [synth.scan(f"10.1.7.{i}", [445], synth.T0_MS + i * 100, duration_ms=50) for i in range(1, 61)]
+    alerts = run(PortScanDetector(), synth.batches(*parts, batch_rows=20))
+    assert [(a["entity"], a["target"]) for a in alerts] == [(synth.ATTACKER, "many")]
+
+
+def test_one_alert_per_window_and_again_in_the_next(synth) -> None:
+    t0 = synth.T0_MS
+    batches = synth.batches(synth.scan("10.1.100.1", range(1, 301), t0, duration_ms=50_000),
+                            synth.scan("10.1.100.1", range(301, 601), t0 + 70_000, duration_ms=40_000),
+                            batch_rows=25)
+    alerts = run(PortScanDetector(window_ms=60_000), batches)
+    windows = [a["time_ms"] // 60_000 for a in alerts]
+    assert len(alerts) >= 2 and len(set(windows)) == len(windows)
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)
+
+
+def test_benign_traffic_raises_no_scan_alert(synth) -> None:
+    batches = synth.batches(synth.benign(20_000, duration_ms=300_000, n_clients=400),
+                            synth.benign(10_000, institution="bank-b", duration_ms=300_000, net="10.2"),
+                            batch_rows=1_000)
+    assert run(PortScanDetector(), batches) == []
