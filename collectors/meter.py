@@ -29,7 +29,7 @@ from finsa.collectors.flowtable import FlowTable, hint_done, to_records
 from finsa.collectors.hints import packet_hints
 from finsa.collectors.pcap import PacketBatch, read_capture
 from finsa.collectors.profiles import BYTES_WIRE, MeterProfile, get_profile
-from finsa.collectors.rows import build_rows, first_hints, key_hashes
+from finsa.collectors.rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes
 from finsa.collectors.segment import FIN, RST, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, segment
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch
@@ -41,8 +41,7 @@ FLOWS = REGISTRY.counter("finsa_collector_flows_total", "Flows exported by flow 
 ACTIVE_FLOWS = REGISTRY.gauge("finsa_collector_active_flows", "Flows in flow tables", ["sensor"])
 _SWEEP_EVERY_MS = 1000
 _SUM_COLUMNS = ("lo_pkts", "lo_bytes", "hi_pkts", "hi_bytes")
-_FIRST_COLUMNS = ("hash", "src_is_lo", "src_ip", "dst_ip", "src_port", "dst_port", "protocol",
-                  "vlan_id", "ip_version", "tunnel_kind")
+_FIRST_COLUMNS = ("hash", "src_is_lo", "protocol")
 
 
 class FlowMeter:
@@ -130,6 +129,8 @@ class FlowMeter:
             flows[name] = np.bitwise_or.reduceat(cols[name], starts)
         for name in _FIRST_COLUMNS:
             flows[name] = cols[name][starts]
+        for name in FIRST_COLUMNS:
+            flows[name] = rows.first.gather(name, starts)
         flows["first_ms"] = rows.seg.first_t[starts]
         flows["last_ms"] = rows.seg.t[np.append(starts[1:], len(rows.seg.t)) - 1]
         flows["hinted"] = np.logical_or.reduceat(cols["hinted"], starts)

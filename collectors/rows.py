@@ -14,7 +14,7 @@ import numpy as np
 
 from finsa.collectors.linklayer import isin
 
-from finsa.collectors.flowtable import ADDRESS_COLUMNS, COLUMNS, HINT_COLUMNS
+from finsa.collectors.flowtable import HINT_COLUMNS
 from finsa.collectors.segment import Rows
 
 _ICMP = (1, 58)
@@ -57,6 +57,32 @@ class SortedRows:
     cols: dict[str, np.ndarray]
     slot: np.ndarray
     hints: dict[str, np.ndarray]  # hint values, indexed by cols["hint_ref"]
+    first: "_FirstRows"  # columns needed only at segment starts, gathered on demand
+
+
+SORTED_COLUMNS = ("hash", "first_ms", "last_ms", "lo_pkts", "lo_bytes", "hi_pkts", "hi_bytes", "lo_flags",
+                  "hi_flags", "src_is_lo", "protocol", "hinted", "hint_ref")
+#: columns read only from a flow's first row, and their source in Decoded
+FIRST_COLUMNS = {"src_ip": "src_ip", "dst_ip": "dst_ip", "src_port": "src_port", "dst_port": "dst_port",
+                 "vlan_id": "vlan_id", "ip_version": "ip_version", "tunnel_kind": "tunnel_kind"}
+
+
+class _FirstRows:
+    """Gathers first-row columns for sorted row numbers from the table flows or the packets."""
+
+    def __init__(self, order: np.ndarray, n_pseudo: int, table_flows: dict, decoded, keep: np.ndarray) -> None:
+        self.order, self.n_pseudo, self.table_flows = order, n_pseudo, table_flows
+        self.decoded, self.keep = decoded, keep
+
+    def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
+        orig = self.order[rows]
+        from_table = orig < self.n_pseudo
+        source = self.table_flows[name]
+        out = np.zeros((len(rows),) + source.shape[1:], dtype=source.dtype)
+        out[from_table] = source[orig[from_table]]
+        packet = getattr(self.decoded, FIRST_COLUMNS[name])[self.keep[orig[~from_table] - self.n_pseudo]]
+        out[~from_table] = packet
+        return out
 
 
 def _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
@@ -67,11 +93,7 @@ def _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints) -> dict[st
         "lo_pkts": dir_lo.astype(np.int64), "hi_pkts": (~dir_lo).astype(np.int64),
         "lo_bytes": np.where(dir_lo, size, 0), "hi_bytes": np.where(dir_lo, 0, size),
         "lo_flags": np.where(dir_lo, flags, 0), "hi_flags": np.where(dir_lo, 0, flags),
-        "src_is_lo": dir_lo, "src_ip": decoded.src_ip[keep], "dst_ip": decoded.dst_ip[keep],
-        "src_port": decoded.src_port[keep].astype(np.int64), "dst_port": decoded.dst_port[keep].astype(np.int64),
-        "protocol": decoded.protocol[keep].astype(np.int64), "vlan_id": decoded.vlan_id[keep].astype(np.int64),
-        "ip_version": decoded.ip_version[keep].astype(np.int64),
-        "tunnel_kind": decoded.tunnel_kind[keep].astype(np.int64),
+        "src_is_lo": dir_lo, "protocol": decoded.protocol[keep].astype(np.int64),
         "hinted": np.zeros(n, dtype=bool), "hint_ref": np.full(n, -1, dtype=np.int64),
     }
     if hints is not None:
@@ -104,11 +126,11 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, k
     if hints is not None:
         packets["hint_ref"][hints[0]] = len(side["dns_query"]) - len(hints[0]) + np.arange(len(hints[0]))
     table_flows = dict(table_flows, hint_ref=pseudo_refs)
-    names = [c for c in COLUMNS if c != "hint_done"] + list(ADDRESS_COLUMNS) + ["hint_ref"]
-    cols = {name: np.concatenate([table_flows[name], packets[name]]) for name in names}
+    cols = {name: np.concatenate([table_flows[name], packets[name]]) for name in SORTED_COLUMNS}
     n_pseudo = len(slots)
     order = np.argsort(cols["hash"], kind="stable")
     cols = {name: col[order] for name, col in cols.items()}
+    first = _FirstRows(order, n_pseudo, table_flows, decoded, keep)
     slot = np.concatenate([slots, np.full(len(keep), -1, dtype=np.int64)])[order]
     pseudo = np.zeros(len(order), dtype=bool)
     pseudo[:n_pseudo] = True
@@ -116,7 +138,7 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, k
     t = np.where(pseudo, cols["last_ms"], cols["first_ms"])
     seg = Rows(cols["hash"], t, cols["first_ms"], cols["protocol"], cols["lo_pkts"], cols["hi_pkts"],
                cols["lo_flags"], cols["hi_flags"], pseudo, cols["src_is_lo"])
-    return SortedRows(seg, cols, slot, side)
+    return SortedRows(seg, cols, slot, side, first)
 
 
 def first_hints(rows: SortedRows, starts: np.ndarray) -> dict[str, np.ndarray]:
