@@ -62,6 +62,7 @@ ETH_P_ALL = 0x0003
 _FRAME_BYTES = 2048
 _STATS = struct.Struct("=III")
 _STATUS = struct.Struct("=I")
+_NUM_PKTS_OFFSET = 12
 _STATS_EVERY_S = 1.0
 #: ARPHRD_* hardware type -> pcap link type of what a SOCK_RAW packet socket reads
 _LINKTYPES = {1: 1, 6: 1, 772: 1, 512: 101, 519: 101, 768: 101, 769: 101, 776: 101, 778: 101,
@@ -234,14 +235,50 @@ class LiveCapture:
             start = self._next_block * self.block_size
             blk_len = min(_STATUS.unpack_from(ring, start + 20)[0], self.block_size)
             block = ring[start:start + blk_len]
+            _STATUS.pack_into(ring, start + _NUM_PKTS_OFFSET, 0)  # so a stale count never reads as live
             _STATUS.pack_into(ring, start + BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL)
             self._next_block = (self._next_block + 1) % self.block_count
-        batch = parse_block(block, self.linktype)
+        return self._count(parse_block(block, self.linktype))
+
+    def _count(self, batch: PacketBatch) -> PacketBatch:
         self._totals["blocks"] += 1
         self._totals["packets"] += len(batch)
         self._totals["bytes"] += int(batch.caplen.sum())
         CAPTURED_PACKETS.inc(len(batch), interface=self.interface)
         return batch
+
+    def drain(self) -> Iterator[PacketBatch]:
+        """Stop receiving, yield all the ring still holds (the block being filled too), then stop.
+
+        Without it, packets in the block the kernel is filling are lost at :meth:`stop`: up to
+        ``block_timeout_ms`` of traffic.
+        """
+        if self._sock is None:
+            return
+        self._detach()
+        while (batch := self._take_block()) is not None:
+            yield batch
+        with self._lock:
+            ring, start = self._ring, self._next_block * self.block_size
+            count = _STATUS.unpack_from(ring, start + _NUM_PKTS_OFFSET)[0] if ring is not None else 0
+            blk_len = min(_STATUS.unpack_from(ring, start + 20)[0], self.block_size) if count else 0
+            block = ring[start:start + blk_len] if count else b""  # type: ignore[index]
+        if block:
+            batch = self._count(parse_block(block, self.linktype, partial=True))
+            if len(batch):
+                yield batch
+        self.stop()
+
+    def _detach(self) -> None:
+        """No more packets into the ring: unbind (synchronous), or for a fanout member drop all."""
+        assert self._sock is not None
+        try:
+            if self.fanout_group is None:
+                self._sock.bind((self.interface, 0))
+            else:
+                attach_filter(self._sock, accept_all(0))  # the kernel cannot unbind a fanout member
+        except OSError as exc:
+            raise CaptureError(f"{self.interface}: cannot stop receiving: {exc.strerror or exc}") from None
 
     def _refresh_stats(self) -> None:
         """Read (and so reset) the kernel counters; add them to totals and metrics."""

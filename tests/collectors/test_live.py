@@ -128,6 +128,8 @@ def test_every_replayed_packet_is_captured_and_metered_into_the_same_flows(netns
     with PcapWriter(pcap) as w:
         for i, frame in enumerate(frames):
             w.write(1_700_000_000_000_000_000 + i * 1000, frame)
+    walks = REGISTRY.get("finsa_capture_block_walks_total")
+    loops_before = walks.value(method="loop")
     with LiveCapture("vb", netns=netns, **SMALL_RING) as cap:
         subprocess.run(["ip", "netns", "exec", netns, tcpreplay, "-q", "--topspeed", "-i", "va", str(pcap)],
                        check=True, capture_output=True)
@@ -144,6 +146,7 @@ def test_every_replayed_packet_is_captured_and_metered_into_the_same_flows(netns
     expected = _flow_table(meter_capture(pcap, "nfstream"))
     assert len(expected) == 40
     assert _flow_table(b for b in live_flows if b is not None) == expected
+    assert walks.value(method="loop") == loops_before, "the kernel's blocks take the vectorised chain"
 
 
 def test_frames_arrive_byte_for_byte_with_vlan_tags_and_timestamps(netns, sender):
@@ -239,3 +242,25 @@ def test_missing_interface_and_missing_privilege_are_capture_errors(netns):
                            sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=Path(__file__).parent, check=False)
     assert "needs root or CAP_NET_RAW" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("fanout", [False, True])
+def test_drain_reads_the_block_the_kernel_is_still_filling(netns, sender, fanout):
+    frames = make_frames(flows=5, packets_per_flow=4)
+    group = secrets.randbelow(0xFFFF) if fanout else None
+    cap = LiveCapture("vb", netns=netns, fanout_group=group, block_timeout_ms=60_000, **SMALL_RING).start()
+    for frame in frames:
+        sender.send(frame)
+    assert sum(len(b) for b in cap.batches(timeout_ms=100, stop_when_idle=True)) == 0  # nothing retired yet
+    got = [b.packet(i) for b in cap.drain() for i in range(len(b))]
+    assert got == frames and not cap.running
+    assert cap.stats()["packets"] == len(frames)
+
+
+def test_drain_after_handing_back_blocks_yields_no_stale_packets(netns, sender):
+    frames = make_frames(flows=5, packets_per_flow=4)
+    with LiveCapture("vb", netns=netns, **SMALL_RING) as cap:
+        for frame in frames:
+            sender.send(frame)
+        assert len(_capture_all(cap)) == len(frames)
+        assert list(cap.drain()) == []

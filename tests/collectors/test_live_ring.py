@@ -11,20 +11,17 @@ from finsa.collectors.bpf import accept_all, cap_snaplen, compile_filter, instru
 from finsa.collectors.live import LiveCapture, _is_expression
 from finsa.collectors.live_ring import TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, parse_block
 from finsa.errors import CaptureError
+from finsa.metrics import REGISTRY
 
 _MAC_OFFSET = 82  # as the kernel lays it out: header, sockaddr_ll, alignment so the IP header is aligned
 
 
-def _align16(n: int) -> int:
-    return (n + 15) & ~15
-
-
-def make_block(packets: list[dict], first: int = 48) -> bytes:
+def make_block(packets: list[dict], first: int = 48, align: int = 8) -> bytes:
     """A retired block like the kernel writes: descriptor, then chained tpacket3_hdr + frame."""
     body = bytearray()
     for i, p in enumerate(packets):
         frame = p["frame"]
-        size = _align16(_MAC_OFFSET + len(frame))
+        size = (_MAC_OFFSET + len(frame) + align - 1) // align * align
         nxt = 0 if i == len(packets) - 1 else size
         hdr = struct.pack("<6I2H3I", nxt, p["sec"], p["nsec"], len(frame), p.get("wire", len(frame)),
                           p.get("status", TP_STATUS_USER), _MAC_OFFSET, _MAC_OFFSET + 14,
@@ -48,6 +45,25 @@ def test_parse_block_reads_every_packet_in_chain_order():
     assert b.ts_ns.tolist() == [(1_700_000_000 + i) * 10**9 + 999 * i for i in range(50)]
     assert b.wirelen.tolist() == [len(f) + i for i, f in enumerate(frames)]
     assert b.linktype.dtype == np.uint16 and set(b.linktype.tolist()) == {1}
+
+
+@pytest.mark.parametrize("align", [8, 16])
+def test_chain_is_found_vectorised_or_walked_with_the_same_result(align):
+    walks = REGISTRY.get("finsa_capture_block_walks_total")
+    before = {m: walks.value(method=m) for m in ("vectorised", "loop")}
+    frames = [_frame(40 + 13 * i) for i in range(300)]
+    b = parse_block(make_block([{"frame": f, "sec": 1, "nsec": i} for i, f in enumerate(frames)], align=align),
+                    linktype=1)
+    assert [b.packet(i) for i in range(300)] == frames
+    used = "vectorised" if align == 8 else "loop"  # the kernel aligns to 8; other layouts take the loop
+    assert walks.value(method=used) == before[used] + 1
+
+
+def test_payloads_that_look_like_packet_headers_do_not_fool_the_chain():
+    fake = struct.pack("<6I2H3I", 0, 1, 2, 10, 10, 1, 48, 62, 0, 0, 0)  # a header-like payload ...
+    frames = [_frame(20) + bytes(2) + fake * 5 + bytes(k) for k in range(40)]
+    b = parse_block(make_block([{"frame": f, "sec": 1, "nsec": i} for i, f in enumerate(frames)]), linktype=1)
+    assert [b.packet(i) for i in range(40)] == frames
 
 
 def test_parse_block_puts_stripped_vlan_tags_back():
