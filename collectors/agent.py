@@ -44,6 +44,13 @@ HEARTBEATS = REGISTRY.counter("finsa_agent_heartbeats_total", "Heartbeats, by ou
 RELOADS = REGISTRY.counter("finsa_agent_reloads_total", "Config reloads, by outcome", ["outcome"])
 
 
+def _metric_total(name: str) -> float:
+    try:
+        return REGISTRY.get(name).total()
+    except KeyError:  # that component is not loaded in this process
+        return 0.0
+
+
 def _pseudonymiser(config: AgentConfig) -> Pseudonymiser | None:
     if not config.internal_networks or config.pseudonymisation_key_file is None:
         return None
@@ -157,11 +164,19 @@ class Agent:
             self.totals["packets"] += packets
 
     def heartbeat(self) -> wire.RecordBatch:
-        """The agent's current heartbeat record."""
+        """The agent's current heartbeat record.
+
+        ``packets``: packets the flow meters read (or, before any meter ran, the packets in the
+        spooled flows); ``drops``: packets the kernel dropped or the decoder skipped. Batches the
+        full spool refused are counted in ``finsa_spool_dropped_total``, not here.
+        """
+        packets = int(_metric_total("finsa_collector_packets_total")) or self.totals["packets"]
+        drops = int(_metric_total("finsa_capture_kernel_drops_total")
+                    + _metric_total("finsa_collector_packets_skipped_total"))
         return wire.HEARTBEAT.make_batch({
             "time_ms": [int(time.time() * 1000)], "institution_id": [self.config.institution_id],
-            "sensor_id": [self.config.sensor_id], "packets": [self.totals["packets"]],
-            "drops": [self.totals["dropped_batches"]], "flows": [self.totals["flows"]],
+            "sensor_id": [self.config.sensor_id], "packets": [packets],
+            "drops": [drops], "flows": [self.totals["flows"]],
             "spool_batches": [self.spool.depth_batches], "version": [__version__]})
 
     def _tick(self, sender: SpoolSender) -> None:

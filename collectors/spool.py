@@ -21,7 +21,8 @@ Promises:
   (``append`` returns False and ``finsa_spool_dropped_total`` counts it) and the oldest are kept:
   what was metered first is sent first, and an outage shows up as one gap at its end.
 
-Thread-safe: the meter threads append while the sender reads and acknowledges.
+Thread-safe: the meter threads append while the sender reads and acknowledges. One process at a
+time: :meth:`Spool.open` takes an exclusive lock on ``directory/.lock`` (SpoolBusyError if held).
 
 >>> import tempfile
 >>> spool = Spool(tempfile.mkdtemp(), max_bytes=1 << 20, max_batches=10).open()
@@ -35,6 +36,7 @@ Thread-safe: the meter threads append while the sender reads and acknowledges.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import threading
@@ -42,9 +44,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from finsa.errors import FinsaError
 from finsa.metrics import REGISTRY
 
-__all__ = ["Spool", "SpoolEntry", "ID_BYTES"]
+__all__ = ["Spool", "SpoolEntry", "SpoolBusyError", "ID_BYTES"]
 
 ID_BYTES = 16
 _REC = struct.Struct("<II")
@@ -56,6 +59,10 @@ DROPPED = REGISTRY.counter("finsa_spool_dropped_total", "Batches refused because
 RECOVERED = REGISTRY.counter("finsa_spool_recovered_total", "Torn or corrupt spool tails truncated at open", ["what"])
 DEPTH_BATCHES = REGISTRY.gauge("finsa_spool_depth_batches", "Batches waiting in the spool")
 DEPTH_BYTES = REGISTRY.gauge("finsa_spool_depth_bytes", "Bytes waiting in the spool")
+
+
+class SpoolBusyError(FinsaError):
+    """Another process holds the spool directory."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class Spool:
         self._segments: list[_Segment] = []
         self._by_id: dict[bytes, tuple[_Segment, SpoolEntry]] = {}
         self._writer = None
+        self._dir_lock: int | None = None
         self._lock = threading.Lock()
         self._seq = 0
         self.depth_batches = 0
@@ -100,6 +108,7 @@ class Spool:
     def open(self) -> "Spool":
         """Create the directory or recover what a previous run left in it."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._take_directory()
         for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
             try:
                 number = int(path.stem)
@@ -119,6 +128,20 @@ class Spool:
         """Flush and fsync the open segment; the spool can be opened again later."""
         with self._lock:
             self._close_writer()
+            if self._dir_lock is not None:
+                os.close(self._dir_lock)  # releases the flock
+                self._dir_lock = None
+
+    def _take_directory(self) -> None:
+        if self._dir_lock is not None:
+            return
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SpoolBusyError(f"{self.directory}: another agent uses this spool") from None
+        self._dir_lock = fd
 
     def _scan(self, number: int, path: Path) -> _Segment:
         data = path.read_bytes()

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from finsa.collectors.spool import DROPPED, RECOVERED, Spool
+from finsa.collectors.spool import DROPPED, RECOVERED, Spool, SpoolBusyError
 
 
 def _id(i: int) -> bytes:
@@ -105,4 +105,12 @@ def test_bad_arguments(tmp_path) -> None:
     spool = Spool(tmp_path, max_bytes=100, max_batches=1).open()
     with pytest.raises(ValueError):
         spool.append(b"short", b"x")
-    assert os.listdir(tmp_path) == []
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".seg")] == []
+
+
+def test_one_process_at_a_time(tmp_path) -> None:
+    first = Spool(tmp_path, max_bytes=1 << 20, max_batches=10).open()
+    with pytest.raises(SpoolBusyError):
+        Spool(tmp_path, max_bytes=1 << 20, max_batches=10).open()
+    first.close()
+    Spool(tmp_path, max_bytes=1 << 20, max_batches=10).open().close()
