@@ -26,6 +26,7 @@ import json
 import re
 import threading
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -78,8 +79,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body()
+        try:
+            body = _decoded(body, self.headers.get("Content-Encoding", "").lower())
+        except _QueryFailed as failed:
+            self._error(failed)
+            return
         if parts.path.rstrip("/") in ("/ping", "/replicas_status"):
             self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
             return
@@ -95,6 +100,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         REQUESTS.inc(outcome="ok")
         self._reply(200, data, headers)
+
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():  # clickhouse-connect streams inserts
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
     def _authorised(self) -> bool:
         expected = self.server.endpoint.credentials
@@ -120,6 +139,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _decoded(body: bytes, encoding: str) -> bytes:
+    """A request body without its Content-Encoding (gzip, deflate; lz4 when lz4 is installed)."""
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "deflate"):
+        return zlib.decompress(body, 47 if encoding == "gzip" else 15)
+    if encoding == "lz4":
+        try:
+            import lz4.frame  # clickhouse-connect's own dependency
+        except ImportError:
+            pass
+        else:
+            return lz4.frame.decompress(body)
+    raise _QueryFailed(f"Code: 48. DB::Exception: finsa: Content-Encoding {encoding} is not supported; "
+                       "use gzip, deflate, lz4 or none. (NOT_IMPLEMENTED)", 48)
 
 
 class _Server(ThreadingHTTPServer):

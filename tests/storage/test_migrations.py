@@ -1,0 +1,63 @@
+"""Migrations: self-checking steps, recorded; a store created by an older finsa is upgraded."""
+
+from __future__ import annotations
+
+from finsa.storage import schema
+from finsa.storage.migrations import column_steps, existing_columns, run_migrations
+from finsa.wire import FLOW
+
+
+def _old_flows_ddl(missing: set[str]) -> str:
+    # flows as an older finsa made it: the same table without some columns
+    new = schema.flows_ddl()
+    lines = [line for line in new.splitlines() if line.strip().split(" ")[0] not in missing]
+    return "\n".join(lines)
+
+
+def test_fresh_store_applies_every_table_step_then_nothing(store):
+    report = run_migrations(store)
+    assert report.skipped == []
+    assert report.applied[0] == "0001_create_schema_migrations"
+    again = run_migrations(store)
+    assert again.applied == [] and "0002_create_flows" in again.skipped
+
+
+def test_older_store_is_upgraded_and_keeps_its_rows(store, make_flows):
+    missing = {"ssh_banner", "tls_ja4"}
+    store.command(_old_flows_ddl(missing))
+    old_columns = existing_columns(store, "flows")
+    assert "ssh_banner" not in old_columns and "tls_ja4" not in old_columns
+    store.command("INSERT INTO flows (flow_id, first_seen_ms, institution_id, src_ip) VALUES "
+                  "(1, 1700000000000, 'bank-a', '10.0.0.1'), (2, 1700000001000, 'bank-a', '10.0.0.2')")
+    applied = store.migrate()
+    assert "0002_create_flows" not in applied  # the table was there: skipped, not recreated
+    assert {"add_column:flows.ssh_banner", "add_column:flows.tls_ja4"} <= set(applied)
+    assert existing_columns(store, "flows") == [c.name for c in schema.derived_columns(FLOW)]
+    rows = store.query("SELECT flow_id, src_ip, ssh_banner, tls_ja4 FROM flows ORDER BY flow_id").rows
+    assert rows == [(1, "10.0.0.1", "", ""), (2, "10.0.0.2", "", "")]
+    comment = store.query("SELECT comment FROM system.columns WHERE database = currentDatabase() "
+                          "AND table = 'flows' AND name = 'ssh_banner'").rows
+    assert comment == [(FLOW.field("ssh_banner").doc,)]
+    assert store.migrate() == []
+    recorded = {r[0] for r in store.query("SELECT version FROM schema_migrations FINAL").rows}
+    assert "add_column:flows.ssh_banner" in recorded
+
+
+def test_column_steps_come_from_the_wire_record(store):
+    store.migrate()
+    assert column_steps(store) == []
+    store.command("ALTER TABLE alerts DROP COLUMN technique")
+    steps = column_steps(store)
+    assert [s.version for s in steps] == ["add_column:alerts.technique"]
+    store.migrate()
+    columns = existing_columns(store, "alerts")
+    assert columns.index("technique") == columns.index("detector") + 1
+
+
+def test_ttl_is_configurable(store):
+    store.migrate(ttl_days={"flows": 7, "heartbeats": 0})
+    ddl = {r[0]: r[1] for r in store.query("SELECT name, create_table_query FROM system.tables "
+                                           "WHERE database = currentDatabase()").rows}
+    assert "toIntervalDay(7)" in ddl["flows"]
+    assert "TTL stored_at" not in ddl["heartbeats"]
+    assert "toIntervalDay(365)" in ddl["alerts"]
