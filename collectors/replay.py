@@ -37,22 +37,38 @@ class Replayer:
     """Meter captures in (accelerated) real time and hand flow batches to ``sink``."""
 
     def __init__(self, sink: FlowSink, speed: float = 1.0, profile: str = "agent",
-                 rebase_ms: int = 0, slice_ms: int = 250, stop: threading.Event | None = None) -> None:
+                 rebase_ms: int = 0, slice_ms: int = 250, stop: threading.Event | None = None,
+                 linger_s: float = 1.0, max_rows: int = 5000) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.sink, self.speed, self.profile = sink, speed, profile
         self.rebase_ms, self.slice_ms = rebase_ms, slice_ms
         self.stop = stop or threading.Event()
+        self.linger_s, self.max_rows = linger_s, max_rows
         self.flows_out = 0
+        self._pending: list[wire.RecordBatch] = []
+        self._pending_rows = 0
+        self._last_send = time.monotonic()
 
     def _emit(self, batch: wire.RecordBatch | None) -> None:
-        if batch is None or len(batch) == 0:
+        """Buffer expired flows; send them once ``linger_s`` passed or ``max_rows`` gathered."""
+        if batch is not None and len(batch):
+            if self.rebase_ms:
+                cols = dict(batch.columns)
+                cols["first_seen_ms"] = batch.columns["first_seen_ms"] + self.rebase_ms
+                cols["last_seen_ms"] = batch.columns["last_seen_ms"] + self.rebase_ms
+                batch = wire.RecordBatch(batch.type, cols, batch.batch_id)
+            self._pending.append(batch)
+            self._pending_rows += len(batch)
+        if self._pending_rows >= self.max_rows or time.monotonic() - self._last_send >= self.linger_s:
+            self._send()
+
+    def _send(self) -> None:
+        self._last_send = time.monotonic()
+        if not self._pending:
             return
-        if self.rebase_ms:
-            cols = dict(batch.columns)
-            cols["first_seen_ms"] = batch.columns["first_seen_ms"] + self.rebase_ms
-            cols["last_seen_ms"] = batch.columns["last_seen_ms"] + self.rebase_ms
-            batch = wire.RecordBatch(batch.type, cols, batch.batch_id)
+        batch = self._pending[0] if len(self._pending) == 1 else wire.RecordBatch.concat(self._pending)
+        self._pending, self._pending_rows = [], 0
         self.flows_out += len(batch)
         self.sink(batch)
 
@@ -63,12 +79,13 @@ class Replayer:
             ts_ms = chunk.ts_ns // 1_000_000
             for lo, hi in _time_slices(ts_ms, self.slice_ms):
                 if self.stop.is_set():
+                    self._send()
                     return
                 self._wait_until(wall_start + (int(ts_ms[lo]) - capture_start_ms) / 1000.0 / self.speed)
                 self._emit(meter.add(chunk[lo:hi]))
                 self._emit(meter.expire(meter.clock_ms))
-        # let the tail's flows time out at their natural pace before the final flush
         self._emit(meter.flush())
+        self._send()
 
     def _wait_until(self, deadline: float) -> None:
         delay = deadline - time.monotonic()

@@ -1,7 +1,9 @@
 """The Faust application of a stream worker.
 
-One agent consumes ``finsa.flows.v1``; each message is one flow batch, handed to a
-:class:`~finsa.streams.processor.FlowProcessor` in a thread (storage calls block). Alerts are
+One agent consumes ``finsa.flows.v1``; each message is one flow batch. Messages are grouped (up
+to ``group_max``, or whatever arrived within ``group_within_s``) and handed to a
+:class:`~finsa.streams.processor.FlowProcessor` in a thread (storage calls block): one detection
+pass and one store write per group. Alerts are
 published to ``finsa.alerts.v1``; malformed messages go to ``finsa.dlq.v1`` with their reason in
 the headers. Processing is at-least-once: Faust commits an offset only after the agent finished
 with the message, and storage writes are idempotent.
@@ -36,6 +38,8 @@ class WorkerSettings:
     session_timeout_s: float = 6.0
     datadir: Path = Path("/tmp/finsa-faust")
     broker_credentials: object | None = None
+    group_max: int = 64
+    group_within_s: float = 0.5
 
 
 def build_app(settings: WorkerSettings, processor: FlowProcessor) -> faust.App:
@@ -53,21 +57,60 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor) -> faust.App:
     alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=settings.partitions, **raw)
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
+    grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max)
+
     @app.agent(flows_topic, name="detect")
     async def detect(stream):  # noqa: ANN001 - faust stream
-        loop = asyncio.get_running_loop()
-        async for event in stream.events():
-            payload = event.value if isinstance(event.value, (bytes, bytearray)) else b""
-            outcome = await loop.run_in_executor(None, processor.process, payload)
-            if outcome.dead_reason:
-                DEAD_LETTERS.inc(reason=outcome.dead_reason)
-                msg = event.message
-                headers = {"reason": outcome.dead_reason.encode(), "detail": outcome.dead_detail[:500].encode(),
-                           "topic": str(msg.topic).encode(), "partition": str(msg.partition).encode(),
-                           "offset": str(msg.offset).encode()}
-                await dlq_topic.send(key=event.key, value=payload, headers=headers)
-            elif outcome.alerts is not None:
-                await alerts_topic.send(key=event.key, value=wire.encode_batch(outcome.alerts))
+        async for event in stream.noack().events():
+            await grouper.add(event)
+
+    @app.timer(settings.group_within_s)
+    async def flush_group() -> None:
+        await grouper.flush()
 
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}
     return app
+
+
+class _Grouper:
+    """Collect flow events and process them as a group; ack each only after its group is stored.
+
+    The stream runs without automatic acks: an event's offset becomes committable only after the
+    flows and alerts of its group were written (or it went to the dead-letter topic). A crash or a
+    cancellation mid-group leaves the whole group unacknowledged, so it is redelivered.
+    """
+
+    def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int) -> None:  # noqa: ANN001
+        self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
+        self.group_max = group_max
+        self.pending: list = []
+        self.lock = asyncio.Lock()
+
+    async def add(self, event) -> None:  # noqa: ANN001
+        self.pending.append(event)
+        if len(self.pending) >= self.group_max:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            group, self.pending = self.pending, []
+            if not group:
+                return
+            payloads = [e.value if isinstance(e.value, (bytes, bytearray)) else b"" for e in group]
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(None, self.processor.process_group, payloads)
+            for index, reason, detail in outcome.dead:
+                await self._dead_letter(group[index], reason, detail)
+            if outcome.alerts is not None:
+                key = str(outcome.alerts.columns["institution_id"][0]).encode()
+                await self.alerts_topic.send(key=key, value=wire.encode_batch(outcome.alerts))
+            for event in group:
+                event.ack()
+
+    async def _dead_letter(self, event, reason: str, detail: str) -> None:  # noqa: ANN001
+        DEAD_LETTERS.inc(reason=reason)
+        msg = event.message
+        headers = {"reason": reason.encode(), "detail": detail[:500].encode(), "topic": str(msg.topic).encode(),
+                   "partition": str(msg.partition).encode(), "offset": str(msg.offset).encode()}
+        value = event.value if isinstance(event.value, (bytes, bytearray)) else b""
+        await self.dlq_topic.send(key=event.key, value=value, headers=headers)
