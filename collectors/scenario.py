@@ -38,6 +38,7 @@ import numpy as np
 
 from finsa.collectors.pcapwriter import PcapWriter
 from finsa.collectors.scenario_attacks import attacks
+from finsa.collectors.scenario_noise import background_noise
 from finsa.collectors.scenario_packets import Packets, encode_frames
 from finsa.collectors.scenario_payloads import PayloadTable
 from finsa.collectors.scenario_traffic import Gen, benign_traffic
@@ -110,6 +111,7 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 10
     g = Gen(np.random.default_rng(seed), PayloadTable(), start_ms, float(duration_s))
     benign_traffic(g, world, scale)
     truth = attacks(g, world)
+    background_noise(g, world, scale)
     packets = Packets.concat(g.parts).sorted()
     end_ms = start_ms + int(round(duration_s * 1000))
     inside = (packets.ts_ns >= start_ms * 1_000_000) & (packets.ts_ns < end_ms * 1_000_000)

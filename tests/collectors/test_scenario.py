@@ -165,6 +165,14 @@ def test_ssh_bruteforce_is_dozens_of_short_complete_sessions(scenario, packets) 
         assert session[-1][0] - session[0][0] < 10_000
 
 
+def _noise(syn: tuple) -> bool:
+    """A probe of the unlabeled background noise (scenario_noise), not a benign session."""
+    from finsa.collectors.scenario_noise import RADIATION_PORTS
+
+    outside = not syn[1].startswith("10.")
+    return (outside and syn[5] in RADIATION_PORTS) or syn[2].endswith(".0.99")
+
+
 def test_benign_tcp_sessions_have_complete_handshakes(scenario, packets) -> None:
     attackers = {a["attacker"] for a in scenario.ground_truth["attacks"]}
     attackers |= set(_attack(scenario, "syn_flood")["sources"])
@@ -176,7 +184,7 @@ def test_benign_tcp_sessions_have_complete_handshakes(scenario, packets) -> None
             if r[3] == 6 and r[1] not in attackers and r[2] not in attackers:
                 flows[frozenset([(r[1], r[4]), (r[2], r[5])])].append(r)
         for flow in flows.values():
-            if flow[0][6] != SYN or flow[0][0] > cutoff:
+            if flow[0][6] != SYN or flow[0][0] > cutoff or _noise(flow[0]):
                 continue
             syn, synack, ack = flow[:3]
             assert synack[6] == SYN | ACK and synack[8] == (syn[7] + 1) % 2**32
@@ -303,3 +311,18 @@ def test_another_process_writes_the_same_bytes(scenario, tmp_path) -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
     assert _files(tmp_path) == _files(scenario.out_dir)
+
+
+def test_background_noise_is_sparse_failed_probes(scenario, packets) -> None:
+    labeled = {a["attacker"] for a in scenario.ground_truth["attacks"]}
+    for inst, rows in packets.items():
+        probes = [r for r in rows if r[6] == SYN and _noise(r) and r[1] not in labeled]
+        assert len(probes) >= 5, inst
+        per_source = defaultdict(int)
+        for r in probes:
+            per_source[r[1]] += 1
+        assert max(n for src, n in per_source.items() if not src.startswith("10.")) <= 3
+        probed = {(r[1], r[4], r[2], r[5]) for r in probes}
+        answers = [r for r in rows if (r[2], r[5], r[1], r[4]) in probed]
+        assert answers and all(r[6] == RST | ACK for r in answers)
+        assert len(answers) < len(probes)  # unused addresses stay silent
