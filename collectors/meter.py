@@ -30,7 +30,7 @@ from finsa.collectors.hints import packet_hints
 from finsa.collectors.pcap import PacketBatch, read_capture
 from finsa.collectors.profiles import BYTES_WIRE, MeterProfile, get_profile
 from finsa.collectors.rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes
-from finsa.collectors.segment import FIN, RST, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, segment
+from finsa.collectors.segment import FIN, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, RST, segment
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch
 
@@ -102,7 +102,7 @@ class FlowMeter:
         pseudo_slots = slots[slots >= 0]
         rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, decoded, keep, t_ms, size,
                           hashes, dir_lo, hints)
-        boundary, reason = segment(rows.seg, self.profile)
+        boundary = segment(rows.seg, self.profile)
         starts = np.flatnonzero(boundary)
         flows = self._aggregate(rows, starts)
         n_seg = len(starts)
@@ -120,7 +120,8 @@ class FlowMeter:
         done = np.flatnonzero(~final)
         if not len(done):
             return None
-        return self._export({k: v[done] for k, v in flows.items()}, reason[next_start[done]])
+        ended = {k: v[done] for k, v in flows.items()}
+        return self._export(ended, self._end_reasons(ended))
 
     def _aggregate(self, rows, starts: np.ndarray) -> dict[str, np.ndarray]:
         cols = rows.cols
@@ -146,34 +147,49 @@ class FlowMeter:
         ACTIVE_FLOWS.set(len(self.table), sensor=self.sensor_id)
         return batch
 
+    def _idle_timeouts(self, flows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(effective idle timeout per flow, closed mask, reset mask) by the profile's rules."""
+        p = self.profile
+        proto, lo_f, hi_f = flows["protocol"], flows["lo_flags"], flows["hi_flags"]
+        timeout = np.where(proto == 6, p.idle_timeout_ms, p.other_idle_timeout_ms or p.idle_timeout_ms)
+        rst = (proto == 6) & (((lo_f | hi_f) & RST) != 0)
+        closed = rst | ((proto == 6) & ((lo_f & FIN) != 0) & ((hi_f & FIN) != 0))
+        if p.end_on_fin_rst:
+            timeout = np.where(closed, np.minimum(timeout, p.close_linger_ms), timeout)
+        else:
+            closed = rst = np.zeros(len(proto), dtype=bool)
+        if p.syn_timeout_ms:
+            answered = np.where(flows["src_is_lo"], flows["hi_pkts"], flows["lo_pkts"]) > 0
+            timeout = np.where((proto == 6) & ~answered, np.minimum(timeout, p.syn_timeout_ms), timeout)
+        return timeout, closed, rst
+
+    def _end_reasons(self, flows: dict[str, np.ndarray]) -> np.ndarray:
+        """Whichever deadline came first: the active timeout, or the idle one (fin/rst if closed).
+
+        The same rule for flows cut when a packet arrives and flows swept by expire(), so the
+        reason does not depend on how the packets were chunked.
+        """
+        timeout, closed, rst = self._idle_timeouts(flows)
+        active_first = flows["first_ms"] + self.profile.active_timeout_ms < flows["last_ms"] + timeout
+        reason = np.where(rst, REASON_RST, np.where(closed, REASON_FIN, REASON_IDLE))
+        return np.where(active_first, REASON_ACTIVE, reason).astype(np.uint8)
+
     def expire(self, now_ms: int) -> RecordBatch | None:
         """Export the flows that are idle (or past the active timeout) at capture time ``now_ms``."""
         live = np.flatnonzero(self.table.live)
         if not len(live):
             return None
         c = self.table.cols
-        proto, lo_f, hi_f = c["protocol"][live], c["lo_flags"][live], c["hi_flags"][live]
-        p = self.profile
-        timeout = np.where(proto == 6, p.idle_timeout_ms, p.other_idle_timeout_ms or p.idle_timeout_ms)
-        rst = (proto == 6) & (((lo_f | hi_f) & RST) != 0)
-        closed = rst | ((proto == 6) & ((lo_f & FIN) != 0) & ((hi_f & FIN) != 0))
-        if p.end_on_fin_rst:
-            timeout = np.where(closed, np.minimum(timeout, p.close_linger_ms), timeout)
-        if p.syn_timeout_ms:
-            answered = np.where(c["src_is_lo"][live], c["hi_pkts"][live], c["lo_pkts"][live]) > 0
-            timeout = np.where((proto == 6) & ~answered, np.minimum(timeout, p.syn_timeout_ms), timeout)
-        idle = now_ms - c["last_ms"][live] >= timeout
-        active = now_ms - c["first_ms"][live] >= p.active_timeout_ms
-        gone = idle | active
+        keys = ("protocol", "lo_flags", "hi_flags", "src_is_lo", "lo_pkts", "hi_pkts", "first_ms", "last_ms")
+        view = {k: c[k][live] for k in keys}
+        timeout, _, _ = self._idle_timeouts(view)
+        gone = (now_ms - view["last_ms"] >= timeout) | (now_ms - view["first_ms"] >= self.profile.active_timeout_ms)
         if not gone.any():
             return None
-        reason = np.where(active & ~idle, REASON_ACTIVE, REASON_IDLE)
-        if p.end_on_fin_rst:
-            reason = np.where(closed & idle, np.where(rst, REASON_RST, REASON_FIN), reason)
         slots = live[gone]
         flows = self.table.take(slots)
         self.table.release(slots)
-        return self._export(flows, reason[gone])
+        return self._export(flows, self._end_reasons(flows))
 
     def flush(self) -> RecordBatch | None:
         """Export every flow left in the table (end_reason 4)."""

@@ -69,7 +69,7 @@ class PacketBatch:
                      wirelen: list[int] | None = None) -> "PacketBatch":
         """A batch from (ts_ns, frame bytes) pairs: handy for tests and synthetic traffic."""
         lengths = np.array([len(p) for _, p in packets], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        offsets = (np.cumsum(lengths) - lengths).astype(np.int64)
         wire = np.array(wirelen if wirelen is not None else lengths, dtype=np.int64)
         return PacketBatch(b"".join(p for _, p in packets), np.array([t for t, _ in packets], dtype=np.int64),
                            lengths, wire, np.full(len(packets), linktype, dtype=np.uint16), offsets)

@@ -17,6 +17,7 @@ import numpy as np
 from finsa.collectors.profiles import MeterProfile
 
 FIN, SYN, RST, ACK = 1, 2, 4, 16
+#: end_reason codes (finsa.wire.END_REASONS); the meter decides them from the flow's columns
 REASON_IDLE, REASON_ACTIVE, REASON_FIN, REASON_RST = 0, 1, 2, 3
 
 
@@ -51,15 +52,14 @@ def _idle_timeouts(rows: Rows, profile: MeterProfile) -> np.ndarray:
     return idle
 
 
-def segment(rows: Rows, profile: MeterProfile) -> tuple[np.ndarray, np.ndarray]:
-    """(boundary mask, end reason of the segment that ends before each boundary row)."""
+def segment(rows: Rows, profile: MeterProfile) -> np.ndarray:
+    """Boundary mask: True on the first row of every flow."""
     n = len(rows.t)
     group_start = np.ones(n, dtype=bool)
     group_start[1:] = rows.hash[1:] != rows.hash[:-1]
     gap = np.zeros(n, dtype=np.int64)
     gap[1:] = rows.t[1:] - rows.t[:-1]
     boundary = group_start | (gap >= _idle_timeouts(rows, profile))
-    reason = np.zeros(n, dtype=np.uint8)  # idle unless a rule below says otherwise
     idx = np.arange(n)
     tcp = rows.protocol == 6
     packet_flags = rows.lo_flags | rows.hi_flags
@@ -70,15 +70,12 @@ def segment(rows: Rows, profile: MeterProfile) -> tuple[np.ndarray, np.ndarray]:
         start_of_row = starts[seg]
         active = rows.t - rows.first_t[start_of_row] >= profile.active_timeout_ms
         cut = active.copy()
-        why = np.where(active, REASON_ACTIVE, REASON_IDLE).astype(np.uint8)
         if profile.end_on_fin_rst:
             rst = _seen_before(tcp & (((rows.lo_flags | rows.hi_flags) & RST) != 0), start_of_row)
             fin_lo = _seen_before(tcp & ((rows.lo_flags & FIN) != 0), start_of_row)
             fin_hi = _seen_before(tcp & ((rows.hi_flags & FIN) != 0), start_of_row)
             closed = rst | (fin_lo & fin_hi)
-            closing = closed & (pure_syn | (gap >= profile.close_linger_ms))
-            why = np.where(closing & ~active, np.where(rst, REASON_RST, REASON_FIN), why).astype(np.uint8)
-            cut |= closing
+            cut |= closed & (pure_syn | (gap >= profile.close_linger_ms))
         if profile.syn_timeout_ms:
             lo_seen = _seen_before(rows.lo_pkts > 0, start_of_row)
             hi_seen = _seen_before(rows.hi_pkts > 0, start_of_row)
@@ -86,26 +83,9 @@ def segment(rows: Rows, profile: MeterProfile) -> tuple[np.ndarray, np.ndarray]:
             cut |= tcp & ~answered & (idx > start_of_row) & (gap >= profile.syn_timeout_ms)
         cut &= ~boundary
         if not cut.any():
-            if profile.end_on_fin_rst:
-                _closed_reasons(rows, boundary & ~group_start, reason, start_of_row)
-            return boundary, reason
+            return boundary
         cut_rows = np.flatnonzero(cut)
         _, first = np.unique(seg[cut_rows], return_index=True)
         chosen = cut_rows[first]
         boundary[chosen] = True
-        reason[chosen] = why[chosen]
 
-
-def _closed_reasons(rows: Rows, ends: np.ndarray, reason: np.ndarray, start_of_row: np.ndarray) -> None:
-    """Idle cuts of TCP flows that had closed become end reason fin or rst."""
-    where = np.flatnonzero(ends & (reason == REASON_IDLE) & (rows.protocol == 6))
-    if not len(where):
-        return
-    prev_start = start_of_row[where - 1]
-    flags = {}
-    for name, flag in (("rst", ((rows.lo_flags | rows.hi_flags) & RST) != 0),
-                       ("fin_lo", (rows.lo_flags & FIN) != 0), ("fin_hi", (rows.hi_flags & FIN) != 0)):
-        last = np.maximum.accumulate(np.where(flag, np.arange(len(flag)), -1))
-        flags[name] = last[where - 1] >= prev_start
-    closed = flags["rst"] | (flags["fin_lo"] & flags["fin_hi"])
-    reason[where[closed]] = np.where(flags["rst"][closed], REASON_RST, REASON_FIN)
