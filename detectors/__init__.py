@@ -4,4 +4,11 @@ Contract: a detector is constructed inert from its parameters, learns and scores
 :class:`finsa.wire.RecordBatch` flow batches via ``process(batch) -> list of alert rows``, keeps
 its state picklable, and is deterministic for a seed. High scores mean anomalous. This package
 knows nothing of Kafka, Faust or ClickHouse.
+
+Modules: ``base`` (the contract, alert rows, deterministic alert ids, per-window dedup),
+``features`` (vectorised per-entity features, keyed state, damped statistics), one module per
+detector (``portscan`` T1046, ``synflood`` T1499.001, ``bruteforce`` T1110, ``anomaly`` with
+river's Half-Space Trees), ``registry`` (name -> class, the one place to add a detector) and
+``engine`` (``DetectionEngine().process(flows) -> ALERT batch``, what the stream layer calls).
+Detectors use flow time only, never the wall clock, and keep state per institution.
 """
