@@ -166,15 +166,16 @@ class FlowFrame:
         return (self.cols["src2dst_packets"] + self.cols["dst2src_packets"]).astype(np.float64)
 
 
-_LAST: list = [None, None]
+_LAST: list = [None]  # the last frame; replaced whole, so threads never see a torn pair
 
 
 def frame_of(batch: RecordBatch) -> FlowFrame:
     """The :class:`FlowFrame` of ``batch``, shared with the previous caller for the same batch."""
-    if _LAST[0] is batch and _LAST[1].n == len(batch):
-        return _LAST[1]
+    last = _LAST[0]
+    if last is not None and last.batch is batch and last.n == len(batch):
+        return last
     frame = FlowFrame(batch)
-    _LAST[0], _LAST[1] = batch, frame
+    _LAST[0] = frame
     return frame
 
 
