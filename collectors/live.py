@@ -35,7 +35,7 @@ from typing import Iterator, Sequence
 from finsa.collectors.bpf import accept_all, attach_filter, cap_snaplen, compile_filter, parse_program
 from finsa.collectors.live_netns import in_netns
 from finsa.collectors.live_ring import (BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL, TP_STATUS_USER,
-                                        empty_batch, parse_block)
+                                        concat_batches, empty_batch, parse_block)
 from finsa.collectors.pcap import PacketBatch
 from finsa.errors import CaptureError
 from finsa.metrics import REGISTRY
@@ -193,12 +193,15 @@ class LiveCapture:
                 reason += " (a fanout group's sockets must all use the same mode and interface)"
             raise CaptureError(f"{self.interface}: cannot start capture: {reason}") from None
 
-    def batches(self, timeout_ms: int = 100, stop_when_idle: bool = False) -> Iterator[PacketBatch]:
+    def batches(self, timeout_ms: int = 100, stop_when_idle: bool = False,
+                max_blocks: int = 1) -> Iterator[PacketBatch]:
         """One batch per retired ring block, in arrival order.
 
         When nothing arrives within ``timeout_ms`` an empty batch is yielded (so a meter can
         expire idle flows), or, with ``stop_when_idle``, the iteration ends. It also ends
-        when :meth:`stop` is called, from this thread or another.
+        when :meth:`stop` is called, from this thread or another. With ``max_blocks`` > 1,
+        blocks already waiting are joined into one batch (up to that many): a consumer that fell
+        behind then gets fewer, larger batches, which vectorised code digests faster.
         """
         if self._sock is None:
             raise CaptureError("LiveCapture.batches() before start()")
@@ -215,9 +218,17 @@ class LiveCapture:
                 if stop_when_idle:
                     return
                 batch = empty_batch()
-            elif time.monotonic() - self._stats_at >= _STATS_EVERY_S:
-                self._refresh_stats()
+            else:
+                batch = self._join_waiting(batch, max_blocks)
+                if time.monotonic() - self._stats_at >= _STATS_EVERY_S:
+                    self._refresh_stats()
             yield batch
+
+    def _join_waiting(self, batch: PacketBatch, max_blocks: int) -> PacketBatch:
+        parts = [batch]
+        while len(parts) < max_blocks and (more := self._take_block()) is not None:
+            parts.append(more)
+        return parts[0] if len(parts) == 1 else concat_batches(parts)
 
     def _ready(self) -> bool:
         with self._lock:

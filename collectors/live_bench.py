@@ -56,7 +56,8 @@ def _softnet_drops() -> int:
     return sum(int(row.split()[1], 16) for row in rows if row.strip())
 
 
-def _consume(cap: LiveCapture, meter: bool, done: threading.Event, out: dict, drain: bool) -> None:
+def _consume(cap: LiveCapture, meter: bool, done: threading.Event, out: dict, drain: bool,
+             max_blocks: int) -> None:
     from finsa.collectors.meter import FlowMeter
 
     m = FlowMeter("nfstream") if meter else None
@@ -67,7 +68,7 @@ def _consume(cap: LiveCapture, meter: bool, done: threading.Event, out: dict, dr
     started = busy_until = time.perf_counter()
 
     def live():
-        for batch in cap.batches(timeout_ms=200, stop_when_idle=drain):
+        for batch in cap.batches(timeout_ms=200, stop_when_idle=drain, max_blocks=max_blocks):
             if not len(batch) and done.is_set():
                 break
             yield batch
@@ -90,7 +91,7 @@ def _consume(cap: LiveCapture, meter: bool, done: threading.Event, out: dict, dr
 
 
 def run(packets: int, flows: int, meter: bool, fanout: int, block_size: int, block_count: int,
-        drain: bool = False, block_timeout_ms: int = 50) -> dict:
+        drain: bool = False, block_timeout_ms: int = 50, max_blocks: int = 1) -> dict:
     ns = f"finsa-bench-{secrets.token_hex(3)}"
     work = Path(tempfile.mkdtemp(prefix="finsa-bench-"))
     pcap = work / "bench.pcap"
@@ -107,7 +108,7 @@ def run(packets: int, flows: int, meter: bool, fanout: int, block_size: int, blo
         caps = [LiveCapture("vb", fanout_group=group, block_size=block_size, block_count=block_count,
                             block_timeout_ms=block_timeout_ms, netns=ns).start() for _ in range(fanout)]
         done, results = threading.Event(), [dict() for _ in caps]
-        threads = [threading.Thread(target=_consume, args=(c, meter, done, r, drain)) for c, r in zip(caps, results)]
+        threads = [threading.Thread(target=_consume, args=(c, meter, done, r, drain, max_blocks)) for c, r in zip(caps, results)]
         for t in threads:
             t.start()
         softnet = _softnet_drops()
@@ -141,12 +142,13 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=1, help="capture sockets (threads) in one fanout group")
     parser.add_argument("--drain", action="store_true",
                         help="read only after tcpreplay ends: measures how fast the reader empties the ring")
+    parser.add_argument("--max-blocks", type=int, default=1, help="join up to this many waiting blocks")
     parser.add_argument("--block-timeout-ms", type=int, default=50)
     parser.add_argument("--block-size", type=int, default=1 << 22)
     parser.add_argument("--block-count", type=int, default=64)
     a = parser.parse_args()
     print(json.dumps(run(a.packets, a.flows, a.meter, a.fanout, a.block_size, a.block_count, a.drain,
-                         a.block_timeout_ms)))
+                         a.block_timeout_ms, a.max_blocks)))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 from finsa.collectors.pcap import PacketBatch
 from finsa.metrics import REGISTRY
 
-__all__ = ["parse_block", "block_header", "empty_batch", "TP_STATUS_KERNEL", "TP_STATUS_USER",
+__all__ = ["parse_block", "block_header", "empty_batch", "concat_batches", "TP_STATUS_KERNEL", "TP_STATUS_USER",
            "BLOCK_STATUS_OFFSET"]
 
 TP_STATUS_KERNEL = 0
@@ -55,6 +55,15 @@ def empty_batch() -> PacketBatch:
     """A batch of no packets (what an idle poll yields)."""
     zeros = np.zeros(0, dtype=np.int64)
     return PacketBatch(b"", zeros, zeros, zeros, np.zeros(0, dtype=np.uint16), zeros)
+
+
+def concat_batches(parts: list[PacketBatch]) -> PacketBatch:
+    """One batch of several, in order: buffers joined, offsets shifted."""
+    shift = np.cumsum([0] + [len(p.data) for p in parts[:-1]])
+    return PacketBatch(b"".join(p.data for p in parts), np.concatenate([p.ts_ns for p in parts]),
+                       np.concatenate([p.caplen for p in parts]), np.concatenate([p.wirelen for p in parts]),
+                       np.concatenate([p.linktype for p in parts]),
+                       np.concatenate([p.offset + s for p, s in zip(parts, shift)]))
 
 
 def _packet_offsets(block: bytes, first: int, count: int) -> np.ndarray:

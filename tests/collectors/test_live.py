@@ -264,3 +264,15 @@ def test_drain_after_handing_back_blocks_yields_no_stale_packets(netns, sender):
             sender.send(frame)
         assert len(_capture_all(cap)) == len(frames)
         assert list(cap.drain()) == []
+
+
+def test_waiting_blocks_can_be_joined_into_one_batch(netns, sender):
+    frames = make_frames(flows=8, packets_per_flow=50)  # ~240 kB: several 64 kB blocks
+    with LiveCapture("vb", netns=netns, block_size=1 << 16, block_count=16, snaplen=2048) as cap:
+        for frame in frames:
+            sender.send(frame)
+        time.sleep(0.2)  # let the last block retire: all of them are waiting now
+        batches = list(cap.batches(timeout_ms=200, stop_when_idle=True, max_blocks=64))
+        assert cap.stats()["blocks"] > 1
+    assert len(batches) == 1
+    assert [batches[0].packet(i) for i in range(len(batches[0]))] == frames
