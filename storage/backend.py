@@ -43,6 +43,7 @@ BATCHES = REGISTRY.counter("finsa_storage_batches_total", "Batches offered to th
 ERRORS = REGISTRY.counter("finsa_storage_errors_total", "Store operations that failed", ["operation"])
 
 _SELECT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
+_FORMAT = re.compile(r"\bFORMAT\s+\w+\s*;?\s*$", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -99,6 +100,8 @@ class Store(ABC):
 
     # --- the interface ------------------------------------------------------------------
     def query(self, sql: str, parameters: dict | None = None) -> QueryResult:
+        if _FORMAT.search(sql):
+            raise StorageError("query() returns rows: leave out the FORMAT clause")
         with self._lock:
             result = self._guarded("query", self._run_query, sql, parameters)
             if not result.columns and _SELECT.match(sql):

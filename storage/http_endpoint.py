@@ -12,11 +12,12 @@ It serves the store's own chdb session under the store's lock, so it is how a se
 (or the clickhouse-connect backend in tests) reaches a store that chdb lets one process open.
 
 >>> from finsa.storage.chdb_backend import ChdbStore
->>> endpoint = ClickHouseHTTPEndpoint(ChdbStore(None)).start()
+>>> store = ChdbStore(None)
+>>> endpoint = ClickHouseHTTPEndpoint(store).start()
 >>> import urllib.request
 >>> urllib.request.urlopen(endpoint.url + "/?query=SELECT%2040%2B2").read()
 b'42\\n'
->>> endpoint.stop()
+>>> endpoint.stop(); store.close()
 """
 
 from __future__ import annotations

@@ -40,19 +40,19 @@ def _prefixed(text: bytes) -> bytes:
     return varuint(len(text)) + text
 
 
+class _EncodedStrings(dict):
+    """value -> its Native encoding, computed on first sight (C-speed look-ups via map)."""
+
+    def __missing__(self, value: object) -> bytes:
+        encoded = self[value] = _prefixed(("" if value is None else str(value)).encode("utf-8"))
+        return encoded
+
+
 def string_column(values: np.ndarray) -> bytes:
     """Values of a String column: each distinct value encoded once, then joined."""
-    if len(values) and (values == values[0]).all():  # common: a column that is all "" or one id
-        return _prefixed(("" if values[0] is None else str(values[0])).encode("utf-8")) * len(values)
-    cache: dict[object, bytes] = {}
-    parts = []
-    append = parts.append
-    for value in values.tolist():
-        encoded = cache.get(value)
-        if encoded is None:
-            encoded = cache[value] = _prefixed(("" if value is None else str(value)).encode("utf-8"))
-        append(encoded)
-    return b"".join(parts)
+    if len(values) and (values == values[0]).all():  # common: all "" or one institution id
+        return _EncodedStrings()[values[0]] * len(values)
+    return b"".join(map(_EncodedStrings().__getitem__, values.tolist()))
 
 
 def _column_bytes(f: Field, col: np.ndarray) -> tuple[str, bytes]:
