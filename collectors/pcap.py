@@ -8,6 +8,8 @@ Both pcap byte orders and resolutions (micro/nanosecond) and pcapng (SHB, IDB wi
 link type and ``if_tsresol``, EPB, SPB, the obsolete PB) are understood. A source is a path, a
 binary file object or ``"-"`` (standard input). A file that is not a capture raises
 :class:`finsa.errors.CaptureError`; a truncated last record is counted and reading stops cleanly.
+Such reader-level problems travel in ``PacketBatch.skipped``; :func:`finsa.collectors.decode.decode_packets`
+counts them, with the packets it skips, in ``finsa_collector_packets_skipped_total``.
 
 >>> import io, struct
 >>> hdr = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
@@ -56,8 +58,10 @@ class PacketBatch:
     def __getitem__(self, index: slice) -> "PacketBatch":
         if not isinstance(index, slice):
             raise TypeError("PacketBatch supports slicing only; use packet(i) for one packet")
+        start = index.indices(len(self))[0]
+        # reader-level problems travel with the slice that starts the chunk, so they count once
         return PacketBatch(self.data, self.ts_ns[index], self.caplen[index], self.wirelen[index],
-                           self.linktype[index], self.offset[index])
+                           self.linktype[index], self.offset[index], dict(self.skipped) if start == 0 else {})
 
     def packet(self, i: int) -> bytes:
         """The captured bytes of packet ``i`` (for tests and debugging, not hot paths)."""

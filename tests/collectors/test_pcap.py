@@ -130,3 +130,10 @@ def test_stdin(monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", FakeStdin)
     [batch] = read_capture("-")
     assert len(batch) == 3
+
+
+def test_reader_problems_travel_with_the_first_slice_only() -> None:
+    data = _pcap() + struct.pack("<IIII", 1, 0, 0xFFFFFFF0, 60)  # framing breaks after 3 records
+    [whole] = read_capture(io.BytesIO(data))
+    assert len(whole) == 3 and whole.skipped == {"bad_record_length": 1}
+    assert whole[0:2].skipped == whole.skipped and whole[2:].skipped == {}
