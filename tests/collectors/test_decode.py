@@ -97,3 +97,11 @@ def test_every_truncation_of_a_frame_is_counted(cut: int) -> None:
     d = _decode(frame[:cut])
     assert len(d) + sum(d.skipped.values()) == 1
     assert np.all(d.payload_bytes >= 0)
+
+
+def test_sll2_and_bsd_loopback() -> None:
+    sll2 = bytes.fromhex("0800 0000 00000002 0001 00 06 001122334455 0000")
+    d = _decode(sll2 + bytes(IP(src="10.1.1.1") / UDP()), linktype=276)
+    assert ips_to_strings(d.src_ip) == ["10.1.1.1"]
+    loop = (2).to_bytes(4, "little") + bytes(IP(src="10.2.2.2") / UDP())
+    assert ips_to_strings(_decode(loop, linktype=0).src_ip) == ["10.2.2.2"]

@@ -207,3 +207,10 @@ def test_chunking_never_changes_the_flows(seed: int, chunk: int, profile: str) -
     assert sum(r["src2dst_packets"] + r["dst2src_packets"] for r in whole) == 80
     # flows swept by expiry mid-stream and flows cut on arrival are the same flows
     assert _summary(whole) == _summary(chunked)
+
+
+def test_empty_and_all_skipped_batches() -> None:
+    meter = FlowMeter()
+    assert meter.add(PacketBatch.from_packets([])) is None
+    assert meter.add(batch((1, b"\x00" * 5))) is None
+    assert meter.clock_ms == 0 and meter.stats["packets"] == 1 and meter.flush() is None
