@@ -260,13 +260,17 @@ class ClickHouseHTTPEndpoint:
                    "written_rows": "0", "written_bytes": "0", "total_rows_to_read": str(result.rows_read()),
                    "result_rows": str(result.rows_read()), "result_bytes": str(len(data)),
                    "elapsed_ns": str(int(result.elapsed() * 1e9))}
-        content_type = "application/octet-stream" if fmt in ("Native", "RowBinary", "RowBinaryWithNamesAndTypes",
-                                                             "Arrow", "Parquet") else "text/plain; charset=UTF-8"
-        return data, {**headers, "X-ClickHouse-Summary": json.dumps(summary), "Content-Type": content_type}
+        trailing = _TRAILING_FORMAT.search(sql)
+        shown = trailing.group(1) if trailing else fmt
+        content_type = "application/octet-stream" if shown in _BINARY_FORMATS else "text/plain; charset=UTF-8"
+        return data, {**headers, "X-ClickHouse-Summary": json.dumps(summary), "Content-Type": content_type,
+                      "X-ClickHouse-Format": shown}
 
 
 _SELECT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
-_TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+\w+\s*;?\s*$", re.IGNORECASE)
+_TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
+_BINARY_FORMATS = ("Native", "RowBinary", "RowBinaryWithNames", "RowBinaryWithNamesAndTypes", "Arrow",
+                   "ArrowStream", "Parquet", "ORC", "Avro")
 
 
 def _settings_in_query(sql: str, settings: dict[str, str]) -> str | None:

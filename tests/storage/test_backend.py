@@ -60,8 +60,9 @@ def test_same_batch_twice_leaves_one_copy(migrated, make_flows):
 def test_dedup_token_alone_keeps_one_copy(migrated, make_flows):
     # A crash after the data write but before the ledger write: the ledger forgets the batch,
     # ClickHouse's deduplication token still drops the repeat, in flows and in the roll-up.
-    batch = make_flows(30, start_ms=1_700_000_000_000 - 43_200_000)  # spans two daily partitions
+    batch = make_flows(30, start_ms=1_700_006_400_000 - 15_000)  # 15 s before midnight: two partitions
     migrated.insert(batch)
+    assert migrated.query("SELECT uniqExact(toDate(first_seen)) FROM flows").rows == [(2,)]
     migrated.command("TRUNCATE TABLE ingested_batches")
     migrated.insert(batch)
     assert migrated.query("SELECT count() FROM flows").rows == [(30,)]

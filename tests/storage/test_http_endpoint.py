@@ -39,6 +39,10 @@ def test_select_in_query_or_body_with_format_and_headers(endpoint):
     assert body == b'{"x":"a"}\n'
     _, _, body = _get(endpoint, _q(query="SELECT {n:UInt8} * 2", param_n="21"))
     assert body == b"42\n"
+    _, headers, body = _get(endpoint, _q(query="SELECT 1 AS a", default_format="RowBinaryWithNamesAndTypes"))
+    assert body == b"\x01\x01a\x05UInt8\x01" and headers["X-ClickHouse-Format"] == "RowBinaryWithNamesAndTypes"
+    _, headers, body = _get(endpoint, _q(query="SELECT 1 AS a FORMAT JSONEachRow", default_format="Native"))
+    assert body == b'{"a":1}\n' and headers["X-ClickHouse-Format"] == "JSONEachRow"
 
 
 def test_errors_are_500_with_the_code(endpoint):
