@@ -23,7 +23,6 @@ CAP_NET_RAW; without them :meth:`LiveCapture.start` raises :class:`finsa.errors.
 
 from __future__ import annotations
 
-import errno
 import mmap
 import select
 import socket
@@ -32,10 +31,11 @@ import threading
 import time
 from typing import Iterator, Sequence
 
-from finsa.collectors.bpf import accept_all, attach_filter, cap_snaplen, compile_filter, parse_program
+from finsa.collectors.bpf import accept_all, cap_snaplen, compile_filter, parse_program
 from finsa.collectors.live_netns import in_netns
 from finsa.collectors.live_ring import (BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL, TP_STATUS_USER,
                                         concat_batches, empty_batch, parse_block)
+from finsa.collectors.live_socket import FRAME_BYTES, bind_capture, detach, kernel_stats, open_ring_socket
 from finsa.collectors.pcap import PacketBatch
 from finsa.errors import CaptureError
 from finsa.metrics import REGISTRY
@@ -52,21 +52,9 @@ KERNEL_FREEZES = REGISTRY.counter("finsa_capture_kernel_freezes_total",
 CAPTURED_PACKETS = REGISTRY.counter("finsa_capture_packets_total",
                                     "Packets read from the capture ring into batches", ["interface"])
 
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP, PACKET_RX_RING, PACKET_STATISTICS = 1, 5, 6
-PACKET_VERSION, PACKET_FANOUT = 10, 18
-TPACKET_V3 = 2
-PACKET_MR_PROMISC = 1
-PACKET_FANOUT_HASH, PACKET_FANOUT_FLAG_DEFRAG = 0, 0x8000
-ETH_P_ALL = 0x0003
-_FRAME_BYTES = 2048
-_STATS = struct.Struct("=III")
 _STATUS = struct.Struct("=I")
 _NUM_PKTS_OFFSET = 12
 _STATS_EVERY_S = 1.0
-#: ARPHRD_* hardware type -> pcap link type of what a SOCK_RAW packet socket reads
-_LINKTYPES = {1: 1, 6: 1, 772: 1, 512: 101, 519: 101, 768: 101, 769: 101, 776: 101, 778: 101,
-              823: 101, 0xFFFE: 101}
 
 
 def _validate(interface: str, fanout_group: int | None, block_size: int, block_count: int,
@@ -76,8 +64,8 @@ def _validate(interface: str, fanout_group: int | None, block_size: int, block_c
         problems.append(f"interface {interface!r} is not an interface name")
     if fanout_group is not None and not 0 <= fanout_group <= 0xFFFF:
         problems.append(f"fanout_group {fanout_group} is not in 0..65535")
-    if block_size <= 0 or block_size % mmap.PAGESIZE or block_size % _FRAME_BYTES:
-        problems.append(f"block_size {block_size} is not a positive multiple of {max(mmap.PAGESIZE, _FRAME_BYTES)}")
+    if block_size <= 0 or block_size % mmap.PAGESIZE or block_size % FRAME_BYTES:
+        problems.append(f"block_size {block_size} is not a positive multiple of {max(mmap.PAGESIZE, FRAME_BYTES)}")
     if not 1 <= block_count <= 1 << 16:
         problems.append(f"block_count {block_count} is not in 1..65536")
     if not 64 <= snaplen <= 262144 or snaplen > block_size - 256:
@@ -135,11 +123,14 @@ class LiveCapture:
         """Open the socket and ring, install the filter, bind, join the fanout group."""
         if self._sock is not None:
             return self
-        sock = in_netns(self.netns, self._open_socket)
+        sock = in_netns(self.netns, lambda: open_ring_socket(self.interface, self.block_size, self.block_count,
+                                                             self.block_timeout_ms))
         try:
             self._ring = mmap.mmap(sock.fileno(), self.ring_bytes, mmap.MAP_SHARED,
                                    mmap.PROT_READ | mmap.PROT_WRITE)
-            in_netns(self.netns, lambda: self._bind(sock))
+            where = f" in network namespace {self.netns}" if self.netns else ""
+            self.linktype = in_netns(self.netns, lambda: bind_capture(
+                sock, self.interface, self._program_for, self.promiscuous, self.fanout_group, where))
         except BaseException:
             if self._ring is not None:
                 self._ring.close()
@@ -149,49 +140,10 @@ class LiveCapture:
         self._sock, self._next_block = sock, 0
         return self
 
-    def _open_socket(self) -> socket.socket:
-        try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: nothing queued yet
-        except PermissionError:
-            raise CaptureError(f"capturing on {self.interface} needs root or CAP_NET_RAW") from None
-        try:
-            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
-            req = struct.pack("=7I", self.block_size, self.block_count, _FRAME_BYTES,
-                              self.ring_bytes // _FRAME_BYTES, self.block_timeout_ms, 0, 0)
-            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-        except OSError as exc:
-            sock.close()
-            raise CaptureError(f"{self.interface}: the kernel refused a {self.block_count} x "
-                               f"{self.block_size} byte ring: {exc.strerror or exc}") from None
-        return sock
-
-    def _bind(self, sock: socket.socket) -> None:
-        try:
-            ifindex = socket.if_nametoindex(self.interface)
-        except OSError:
-            raise CaptureError(f"no interface {self.interface!r}"
-                               + (f" in network namespace {self.netns}" if self.netns else "")) from None
-        hatype = _hardware_type(self.interface)
-        if hatype not in _LINKTYPES:
-            raise CaptureError(f"{self.interface}: link type ARPHRD {hatype} is not supported")
-        self.linktype = _LINKTYPES[hatype]
-        program = self._program
-        if self.linktype != 1 and _is_expression(self._bpf):
-            program = self._build_program(self._bpf, self.linktype)
-        attach_filter(sock, program)
-        try:
-            sock.bind((self.interface, ETH_P_ALL))
-            if self.promiscuous:
-                mreq = struct.pack("=iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
-                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-            if self.fanout_group is not None:
-                mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
-                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("=I", self.fanout_group | (mode << 16)))
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            if exc.errno == errno.EINVAL and self.fanout_group is not None:
-                reason += " (a fanout group's sockets must all use the same mode and interface)"
-            raise CaptureError(f"{self.interface}: cannot start capture: {reason}") from None
+    def _program_for(self, linktype: int) -> bytes:
+        if linktype != 1 and _is_expression(self._bpf):
+            return self._build_program(self._bpf, linktype)  # expressions compile per link type
+        return self._program
 
     def batches(self, timeout_ms: int = 100, stop_when_idle: bool = False,
                 max_blocks: int = 1) -> Iterator[PacketBatch]:
@@ -266,7 +218,7 @@ class LiveCapture:
         """
         if self._sock is None:
             return
-        self._detach()
+        detach(self._sock, self.interface, self.fanout_group is not None)
         while (batch := self._take_block()) is not None:
             yield batch
         with self._lock:
@@ -280,24 +232,13 @@ class LiveCapture:
                 yield batch
         self.stop()
 
-    def _detach(self) -> None:
-        """No more packets into the ring: unbind (synchronous), or for a fanout member drop all."""
-        assert self._sock is not None
-        try:
-            if self.fanout_group is None:
-                self._sock.bind((self.interface, 0))
-            else:
-                attach_filter(self._sock, accept_all(0))  # the kernel cannot unbind a fanout member
-        except OSError as exc:
-            raise CaptureError(f"{self.interface}: cannot stop receiving: {exc.strerror or exc}") from None
-
     def _refresh_stats(self) -> None:
         """Read (and so reset) the kernel counters; add them to totals and metrics."""
         self._stats_at = time.monotonic()
         with self._lock:
             if self._sock is None:
                 return
-            packets, drops, freezes = _STATS.unpack(self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size))
+            packets, drops, freezes = kernel_stats(self._sock)
         self._totals["kernel_packets"] += packets
         self._totals["kernel_drops"] += drops
         self._totals["kernel_freezes"] += freezes
@@ -334,10 +275,3 @@ def _is_expression(bpf: object) -> bool:
         return False
     text = bpf.strip()
     return not (text.startswith("{") or (text[:1].isdigit() and "," in text and not any(c.isalpha() for c in text)))
-
-
-def _hardware_type(interface: str) -> int:
-    """The ARPHRD type of an interface, read through a throw-away packet socket's address."""
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as probe:
-        probe.bind((interface, 0))
-        return probe.getsockname()[3]

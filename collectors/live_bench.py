@@ -91,7 +91,7 @@ def _consume(cap: LiveCapture, meter: bool, done: threading.Event, out: dict, dr
 
 
 def run(packets: int, flows: int, meter: bool, fanout: int, block_size: int, block_count: int,
-        drain: bool = False, block_timeout_ms: int = 50, max_blocks: int = 1) -> dict:
+        drain: bool = False, block_timeout_ms: int = 50, max_blocks: int = 1, senders: int = 1) -> dict:
     ns = f"finsa-bench-{secrets.token_hex(3)}"
     work = Path(tempfile.mkdtemp(prefix="finsa-bench-"))
     pcap = work / "bench.pcap"
@@ -112,8 +112,10 @@ def run(packets: int, flows: int, meter: bool, fanout: int, block_size: int, blo
         for t in threads:
             t.start()
         softnet = _softnet_drops()
-        replay = subprocess.run(sh + [shutil.which("tcpreplay") or "tcpreplay", "--topspeed", "-i", "va", str(pcap)],
-                                capture_output=True, text=True, check=True)
+        cmd = sh + [shutil.which("tcpreplay") or "tcpreplay", "--topspeed", "-i", "va", str(pcap)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(senders)]
+        outputs = [p.communicate()[0] for p in procs]
         done.set()
         for t in threads:
             t.join()
@@ -123,10 +125,11 @@ def run(packets: int, flows: int, meter: bool, fanout: int, block_size: int, blo
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(work, ignore_errors=True)
-    rated = re.search(r"Rated: .*?([\d.]+) pps", replay.stdout)
+    rated = [re.search(r"Rated: .*?([\d.]+) pps", text) for text in outputs]
     captured = sum(r["packets"] for r in results)
     span = max(r["span_s"] for r in results) or float("nan")
-    return {"sent": packets, "captured": captured, "tcpreplay_pps": float(rated.group(1)) if rated else None,
+    return {"sent": packets * senders, "captured": captured,
+            "tcpreplay_pps": round(sum(float(r.group(1)) for r in rated if r)),
             "captured_pps": round(captured / span), "kernel_drops": sum(s["kernel_drops"] for s in stats),
             "kernel_packets": sum(s["kernel_packets"] for s in stats),
             "softnet_drops": _softnet_drops() - softnet, "flows": sum(r["flows"] for r in results),
@@ -142,13 +145,14 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=1, help="capture sockets (threads) in one fanout group")
     parser.add_argument("--drain", action="store_true",
                         help="read only after tcpreplay ends: measures how fast the reader empties the ring")
+    parser.add_argument("--senders", type=int, default=1, help="tcpreplay processes sending at once")
     parser.add_argument("--max-blocks", type=int, default=1, help="join up to this many waiting blocks")
     parser.add_argument("--block-timeout-ms", type=int, default=50)
     parser.add_argument("--block-size", type=int, default=1 << 22)
     parser.add_argument("--block-count", type=int, default=64)
     a = parser.parse_args()
     print(json.dumps(run(a.packets, a.flows, a.meter, a.fanout, a.block_size, a.block_count, a.drain,
-                         a.block_timeout_ms, a.max_blocks)))
+                         a.block_timeout_ms, a.max_blocks, a.senders)))
 
 
 if __name__ == "__main__":
