@@ -75,7 +75,9 @@ class ChdbStore(Store):
             self._session.query(f"CREATE DATABASE IF NOT EXISTS {self.database}", "TSV")
             self._session.query(f"USE {self.database}", "TSV")
         except Exception as exc:  # noqa: BLE001 - e.g. another path already open in this process
-            raise StorageError(f"cannot open the chdb store at {self.data_dir or ':memory:'}: {exc}") from exc
+            hint = (" (one process at a time may open a store folder: is `finsa run` still using it?)"
+                    if self.data_dir is not None else "")
+            raise StorageError(f"cannot open the chdb store at {self.data_dir or ':memory:'}: {exc}{hint}") from exc
 
     @property
     def session(self) -> Any:
