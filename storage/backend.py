@@ -14,10 +14,12 @@ clickhouse-connect (``http://user:pass@host:8123``). Both expose the same :class
   server-side binding ``{name:Type}``; table names need no database prefix;
 * every method is thread-safe (one lock per store).
 
->>> store = open_store()                               # doctest: +SKIP
->>> applied = store.migrate()                          # doctest: +SKIP
->>> store.query("SELECT count() FROM flows").rows      # doctest: +SKIP
+>>> store = open_store()                               # chdb, in memory
+>>> store.migrate()[:2]
+['0001_create_schema_migrations', '0002_create_flows']
+>>> store.query("SELECT count() FROM flows").rows
 [(0,)]
+>>> store.close()
 """
 
 from __future__ import annotations
