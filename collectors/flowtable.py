@@ -18,23 +18,12 @@ COLUMNS: dict[str, object] = {
     "lo_pkts": np.int64, "lo_bytes": np.int64, "hi_pkts": np.int64, "hi_bytes": np.int64,
     "lo_flags": np.int64, "hi_flags": np.int64, "src_is_lo": bool,
     "src_port": np.int64, "dst_port": np.int64, "protocol": np.int64, "vlan_id": np.int64,
-    "ip_version": np.int64, "tunnel_kind": np.int64, "hinted": bool, "hint_done": np.int64,
+    "ip_version": np.int64, "tunnel_kind": np.int64, "hinted": bool, "hint_tried": np.int64,
 }
 ADDRESS_COLUMNS = ("src_ip", "dst_ip")
 HINT_COLUMNS = ("dns_query", "dns_qtype", "dns_rcode", "tls_sni", "tls_version", "tls_ja4",
                 "http_host", "http_method", "http_uri", "http_status", "ssh_banner")
 _HINT_INTS = {"dns_qtype", "dns_rcode", "tls_version", "http_status"}
-#: hint kinds (bit = kind - 1, as in finsa.collectors.hints) and the column that completes each
-HINT_DONE_BY = ("dns_rcode", "tls_version", "http_status", "ssh_banner")
-
-
-def hint_done(flows: dict[str, np.ndarray]) -> np.ndarray:
-    """Bit mask of the hint kinds a flow has complete; later candidates of those are not parsed."""
-    done = np.zeros(len(flows["hinted"]), dtype=np.int64)
-    hinted = np.flatnonzero(flows["hinted"])
-    for bit, name in enumerate(HINT_DONE_BY):
-        done[hinted] |= (~np.equal(flows[name][hinted], None)).astype(np.int64) << bit
-    return done
 
 
 def empty_columns(n: int) -> dict[str, np.ndarray]:

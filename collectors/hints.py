@@ -13,6 +13,8 @@ for the flow record's string/number hint columns; the meter keeps the first seen
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from finsa.collectors.linklayer import isin
@@ -89,13 +91,30 @@ def _prefixes(data: bytes, start: np.ndarray, avail: np.ndarray) -> tuple[np.nda
     return np.where(avail >= 4, head, 0), np.where(avail >= 6, b[:, 5], -1)
 
 
+@dataclass
+class Hints:
+    """Hints found in a batch: ``rows`` (into ``keep``) with ``values`` per hint column, and
+    ``tried_rows``/``tried_bits``: every candidate parsed, with its (kind, direction) bit."""
+
+    rows: np.ndarray
+    values: dict[str, np.ndarray]
+    tried_rows: np.ndarray
+    tried_bits: np.ndarray
+
+
+def tried_bit(kind: np.ndarray, dir_lo: np.ndarray) -> np.ndarray:
+    """Bit of a (kind 1..4, direction) pair in a flow's ``hint_tried`` mask."""
+    return np.left_shift(1, (kind.astype(np.int64) - 1) * 2 + dir_lo.astype(np.int64))
+
+
 def packet_hints(packets, decoded, keep: np.ndarray, side_key: np.ndarray | None = None,
-                 done: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """(rows of ``keep`` with hints, hint column -> object array of values or None).
+                 dir_lo: np.ndarray | None = None, tried: np.ndarray | None = None) -> Hints | None:
+    """Hints of the candidate packets among ``keep``, parsed at most once per flow and direction.
 
     ``side_key`` (one value per flow key and direction) limits parsing to the first candidate
     of each kind per key and direction in the batch: later ones could not change "first seen".
-    ``done`` (per packet, a bit per kind: 1 DNS, 2 TLS, 4 HTTP, 8 SSH) skips kinds its flow has.
+    ``tried`` (per packet, its flow's ``hint_tried`` mask) skips (kind, direction) pairs that an
+    earlier batch parsed already.
     """
     start, avail = decoded.payload_offset[keep], decoded.payload_bytes[keep]
     proto = decoded.protocol[keep]
@@ -107,8 +126,8 @@ def packet_hints(packets, decoded, keep: np.ndarray, side_key: np.ndarray | None
     http = (proto == 6) & isin(head, _PREFIX_CODES)
     ssh = (proto == 6) & (head == _SSH) & (sport != 22)
     kind = np.select([dns, tls, http, ssh], [1, 2, 3, 4], 0)
-    if done is not None:
-        kind[((done >> np.maximum(kind - 1, 0)) & 1) == 1] = 0
+    if tried is not None and dir_lo is not None:
+        kind[(kind > 0) & ((tried & tried_bit(np.maximum(kind, 1), dir_lo)) != 0)] = 0
     rows = np.flatnonzero(kind)
     if not len(rows):
         return None
@@ -130,8 +149,7 @@ def packet_hints(packets, decoded, keep: np.ndarray, side_key: np.ndarray | None
         else:
             found.append(parse_ssh(payload))
     got = [i for i, f in enumerate(found) if f]
-    if not got:
-        return None
     names = sorted({name for i in got for name in found[i]})
     values = {name: np.array([found[i].get(name) for i in got] + [None], dtype=object)[:-1] for name in names}
-    return rows[got], values
+    bits = tried_bit(kind[rows], dir_lo[rows]) if dir_lo is not None else np.zeros(len(rows), dtype=np.int64)
+    return Hints(rows[got], values, rows, bits)

@@ -25,7 +25,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from finsa.collectors.decode import SKIPPED, decode_packets
-from finsa.collectors.flowtable import FlowTable, hint_done, to_records
+from finsa.collectors.flowtable import FlowTable, to_records
 from finsa.collectors.hints import packet_hints
 from finsa.collectors.pcap import PacketBatch, read_capture
 from finsa.collectors.profiles import BYTES_WIRE, MeterProfile, get_profile
@@ -97,8 +97,8 @@ class FlowMeter:
         hashes, dir_lo = key_hashes(decoded, keep, self.profile.vlan_in_key)
         uniq, inverse = np.unique(hashes, return_inverse=True)
         slots = self.table.lookup(uniq)
-        done = np.where(slots >= 0, self.table.cols["hint_done"][slots], 0)[inverse]
-        hints = packet_hints(packets, decoded, keep, hashes * np.uint64(2) + dir_lo, done)
+        tried = np.where(slots >= 0, self.table.cols["hint_tried"][slots], 0)[inverse]
+        hints = packet_hints(packets, decoded, keep, hashes * np.uint64(2) + dir_lo, dir_lo, tried)
         pseudo_slots = slots[slots >= 0]
         rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, decoded, keep, t_ms, size,
                           hashes, dir_lo, hints)
@@ -136,7 +136,7 @@ class FlowMeter:
         flows["last_ms"] = rows.seg.t[np.append(starts[1:], len(rows.seg.t)) - 1]
         flows["hinted"] = np.logical_or.reduceat(cols["hinted"], starts)
         flows.update(first_hints(rows, starts))
-        flows["hint_done"] = hint_done(flows)
+        flows["hint_tried"] = np.bitwise_or.reduceat(cols["hint_tried"], starts)
         return flows
 
     def _export(self, flows: dict[str, np.ndarray], reasons: np.ndarray | int) -> RecordBatch:

@@ -61,7 +61,7 @@ class SortedRows:
 
 
 SORTED_COLUMNS = ("hash", "first_ms", "last_ms", "lo_pkts", "lo_bytes", "hi_pkts", "hi_bytes", "lo_flags",
-                  "hi_flags", "src_is_lo", "protocol", "hinted", "hint_ref")
+                  "hi_flags", "src_is_lo", "protocol", "hinted", "hint_ref", "hint_tried")
 #: columns read only from a flow's first row, and their source in Decoded
 FIRST_COLUMNS = {"src_ip": "src_ip", "dst_ip": "dst_ip", "src_port": "src_port", "dst_port": "dst_port",
                  "vlan_id": "vlan_id", "ip_version": "ip_version", "tunnel_kind": "tunnel_kind"}
@@ -95,22 +95,24 @@ def _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints) -> dict[st
         "lo_flags": np.where(dir_lo, flags, 0), "hi_flags": np.where(dir_lo, 0, flags),
         "src_is_lo": dir_lo, "protocol": decoded.protocol[keep].astype(np.int64),
         "hinted": np.zeros(n, dtype=bool), "hint_ref": np.full(n, -1, dtype=np.int64),
+        "hint_tried": np.zeros(n, dtype=np.int64),
     }
     if hints is not None:
-        cols["hinted"][hints[0]] = True
+        cols["hinted"][hints.rows] = True
+        cols["hint_tried"][hints.tried_rows] = hints.tried_bits
     return cols
 
 
 def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Hint values of hinted pseudo rows then of hinted packets, and the pseudo rows' refs."""
     pseudo = np.flatnonzero(table_flows["hinted"])
-    n_packets = 0 if hints is None else len(hints[0])
+    n_packets = 0 if hints is None else len(hints.rows)
     side = {}
     for name in HINT_COLUMNS:
         col = np.full(len(pseudo) + n_packets, None, dtype=object)
         col[:len(pseudo)] = table_flows[name][pseudo]
-        if hints is not None and name in hints[1]:
-            col[len(pseudo):] = hints[1][name]
+        if hints is not None and name in hints.values:
+            col[len(pseudo):] = hints.values[name]
         side[name] = col
     refs = np.full(len(table_flows["hinted"]), -1, dtype=np.int64)
     refs[pseudo] = np.arange(len(pseudo))
@@ -124,7 +126,8 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, k
     packets = _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints)
     pseudo_refs, side = _hint_side(table_flows, hints)
     if hints is not None:
-        packets["hint_ref"][hints[0]] = len(side["dns_query"]) - len(hints[0]) + np.arange(len(hints[0]))
+        n_hinted = len(hints.rows)
+        packets["hint_ref"][hints.rows] = len(side["dns_query"]) - n_hinted + np.arange(n_hinted)
     table_flows = dict(table_flows, hint_ref=pseudo_refs)
     cols = {name: np.concatenate([table_flows[name], packets[name]]) for name in SORTED_COLUMNS}
     n_pseudo = len(slots)
