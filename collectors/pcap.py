@@ -113,6 +113,12 @@ def _open(source: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:
     return source, False
 
 
+def read_some(stream: IO[bytes]) -> bytes:
+    """Up to _READ_BYTES bytes, without waiting for more than one read on a pipe (``tcpdump -w -``)."""
+    read1 = getattr(stream, "read1", None)
+    return read1(_READ_BYTES) if read1 is not None else stream.read(_READ_BYTES)
+
+
 def _read_exact(stream: IO[bytes], n: int) -> bytes:
     parts, got = [], 0
     while got < n:
@@ -192,7 +198,7 @@ def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
     buf = b""
     skipped: dict[str, int] = {}
     while True:
-        more = stream.read(_READ_BYTES)
+        more = read_some(stream)
         buf = buf + more if buf else more
         while True:
             heads, pos, framed = _frame(buf, 0, chunk_packets, cap_at)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import IO, Callable, Iterator
 
-from finsa.collectors.pcap import _READ_BYTES, _Chunker, PacketBatch
+from finsa.collectors.pcap import PacketBatch, _Chunker, read_some
 from finsa.errors import CaptureError
 
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
@@ -34,7 +34,7 @@ class PcapngReader:
     def batches(self) -> Iterator[PacketBatch]:
         first = True
         while True:
-            more = self.stream.read(_READ_BYTES)
+            more = read_some(self.stream)
             self.buf = self.buf + more if self.buf else more
             chunk = _Chunker()
             pos = 0

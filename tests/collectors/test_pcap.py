@@ -137,3 +137,27 @@ def test_reader_problems_travel_with_the_first_slice_only() -> None:
     [whole] = read_capture(io.BytesIO(data))
     assert len(whole) == 3 and whole.skipped == {"bad_record_length": 1}
     assert whole[0:2].skipped == whole.skipped and whole[2:].skipped == {}
+
+
+def test_a_pipe_yields_packets_before_it_ends() -> None:
+    import os
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    data = _pcap()
+    writer = os.fdopen(write_fd, "wb", buffering=0)
+    writer.write(data)  # the writer stays open: the reader must not wait for 4 MiB or EOF
+    got = []
+
+    def consume() -> None:
+        with os.fdopen(read_fd, "rb") as reader:
+            for batch in read_capture(reader):
+                got.append(len(batch))
+                if sum(got) >= 3:
+                    return
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    writer.close()
+    assert sum(got) == 3
