@@ -32,7 +32,7 @@ from finsa.collectors.profiles import BYTES_WIRE, MeterProfile, get_profile
 from finsa.collectors.rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes
 from finsa.collectors.segment import FIN, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, RST, segment
 from finsa.metrics import REGISTRY
-from finsa.wire import RecordBatch
+from finsa.wire import END_REASONS, RecordBatch
 
 __all__ = ["FlowMeter", "meter_capture", "PACKETS", "FLOWS"]
 
@@ -143,7 +143,7 @@ class FlowMeter:
         batch = to_records(flows, reasons, self.institution_id, self.sensor_id, self._sensor_hash)
         self.stats["flows"] += len(batch)
         for code, count in zip(*np.unique(batch.columns["end_reason"], return_counts=True)):
-            FLOWS.inc(int(count), reason=str(int(code)))
+            FLOWS.inc(int(count), reason=END_REASONS.get(int(code), str(int(code))))
         ACTIVE_FLOWS.set(len(self.table), sensor=self.sensor_id)
         return batch
 
