@@ -70,8 +70,13 @@ def _column_header(name: str, ch_type: str) -> bytes:
     return _prefixed(name.encode()) + _prefixed(ch_type.encode())
 
 
-def native_block(batch: RecordBatch) -> tuple[list[str], bytes]:
-    """Column names and one Native block holding every wire field plus ``batch_id``."""
+def native_block(batch: RecordBatch, batch_ids: list[bytes] | None = None,
+                 counts: list[int] | None = None) -> tuple[list[str], bytes]:
+    """Column names and one Native block holding every wire field plus ``batch_id``.
+
+    A block made of several concatenated batches gives each source batch's id and row count
+    (``batch_ids``, ``counts``) so every row keeps the id of the batch it came in.
+    """
     n_rows = len(batch)
     parts = [varuint(len(batch.type.fields) + 1), varuint(n_rows)]
     names = []
@@ -79,6 +84,12 @@ def native_block(batch: RecordBatch) -> tuple[list[str], bytes]:
         ch_type, data = _column_bytes(f, batch.columns[f.name])
         parts += [_column_header(f.name, ch_type), data]
         names.append(f.name)
-    parts += [_column_header("batch_id", "FixedString(16)"), batch.batch_id * n_rows]
+    if batch_ids is None:
+        ids = batch.batch_id * n_rows
+    else:
+        ids = b"".join(bid * count for bid, count in zip(batch_ids, counts or []))
+        if len(ids) != 16 * n_rows:
+            raise ValueError("batch ids and counts do not cover the block's rows")
+    parts += [_column_header("batch_id", "FixedString(16)"), ids]
     names.append("batch_id")
     return names, b"".join(parts)
