@@ -27,7 +27,7 @@ import numpy as np
 from finsa import __version__, wire
 from finsa.collectors.agent_config import AgentConfig, load_agent_config
 from finsa.collectors.agent_metrics_http import MetricsServer
-from finsa.collectors.agent_sources import start_live_source, start_pcap_source
+from finsa.collectors.agent_sources import start_export_source, start_live_source, start_pcap_source
 from finsa.collectors.pseudonym import Pseudonymiser, load_key
 from finsa.collectors.spool import Spool
 from finsa.collectors.spool_sender import SpoolSender, pack_spooled
@@ -87,8 +87,6 @@ class Agent:
 
     def start(self, sources: bool = True) -> "Agent":
         """Open the spool, start sending, serve metrics and (``sources``) start metering."""
-        if self.config.sources.export_listen:
-            raise FinsaError("sources.export_listen: flow-export ingest is not available in this build yet")
         self.spool.open()
         if self.config.metrics_listen:
             host, _, port = self.config.metrics_listen.rpartition(":")
@@ -110,6 +108,9 @@ class Agent:
         for interface in src.interfaces:
             self._sources.append(start_live_source(interface, cfg.institution_id, cfg.sensor_id, self.submit,
                                                    self.stop_event, cfg.profile))
+        for listen in src.export_listen:
+            self._sources.append(start_export_source(listen, cfg.institution_id, cfg.sensor_id, self.submit,
+                                                     self.stop_event))
 
     @property
     def sources_done(self) -> bool:

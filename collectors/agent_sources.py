@@ -4,7 +4,9 @@
   capture pace, or as fast as possible), one capture after another in one thread;
 * live interfaces: :class:`finsa.collectors.live.LiveCapture` feeding a
   :class:`finsa.collectors.meter.FlowMeter`, one thread per interface, idle flows expired by the
-  wall clock while the link is quiet.
+  wall clock while the link is quiet;
+* flow export (NetFlow v5/v9, IPFIX, sFlow): :class:`finsa.collectors.export_receiver.ExportReceiver`
+  on a UDP ``host:port``, one per listener.
 
 Each source runs in a daemon thread until it ends (files) or ``stop`` is set (interfaces).
 A source that fails is counted (``finsa_agent_source_failures_total``) and logged once; the
@@ -22,7 +24,7 @@ from typing import Callable
 from finsa import wire
 from finsa.metrics import REGISTRY
 
-__all__ = ["start_pcap_source", "start_live_source", "first_packet_ms"]
+__all__ = ["start_pcap_source", "start_live_source", "start_export_source", "first_packet_ms"]
 
 Sink = Callable[[wire.RecordBatch], object]
 log = logging.getLogger("finsa.agent")
@@ -79,7 +81,7 @@ def start_live_source(interface: str, institution_id: str, sensor_id: str, sink:
             with LiveCapture(interface) as capture:
                 stopper = threading.Thread(target=lambda: (stop.wait(), capture.stop()), daemon=True)
                 stopper.start()
-                for packets in capture.batches(timeout_ms=200):
+                for packets in capture.batches(timeout_ms=200, max_blocks=64):
                     if len(packets):
                         emit(meter.add(packets))
                     emit(meter.expire(int(time.time() * 1000)))
@@ -89,5 +91,28 @@ def start_live_source(interface: str, institution_id: str, sensor_id: str, sink:
         emit(meter.flush())
 
     thread = threading.Thread(target=run, daemon=True, name=f"agent-live-{interface}")
+    thread.start()
+    return thread
+
+
+def start_export_source(listen: str, institution_id: str, sensor_id: str, sink: Sink,
+                        stop: threading.Event) -> threading.Thread:
+    """Receive flow export on UDP ``host:port`` until ``stop``; returns the watching thread."""
+    from finsa.collectors.export_receiver import ExportReceiver
+
+    host, _, port = listen.rpartition(":")
+    receiver = ExportReceiver(host.strip("[]") or "0.0.0.0", int(port), institution_id, sensor_id, sink)
+
+    def run() -> None:
+        try:
+            receiver.start()
+        except OSError as exc:
+            FAILURES.inc(kind="export")
+            log.error("flow-export listener %s failed: %s", listen, exc)
+            return
+        stop.wait()
+        receiver.stop()
+
+    thread = threading.Thread(target=run, daemon=True, name=f"agent-export-{listen}")
     thread.start()
     return thread
