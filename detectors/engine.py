@@ -9,6 +9,15 @@ in ``finsa_detector_errors_total{detector}``, the others still run), and returns
 id, so a redelivered flow batch gives an alert batch with the same id. The engine pickles with
 all its detectors' state (checkpoint it between batches).
 
+Built from an operator's file (:mod:`finsa.detectors.config`) with
+``DetectionEngine.from_config(cfg, registry)``, the engine runs one detector instance per distinct
+parameter set: institutions with an override (their own, or their subsector's, looked up in the
+institutions ``registry``) get their own instance, a detector disabled for an institution never
+sees its rows, and alerts the allowlist accepts are dropped and counted in
+``finsa_detector_alerts_suppressed_total{detector}``. :meth:`DetectionEngine.reconfigure` swaps
+the config between two batches and keeps every instance (with its learned state) whose
+parameters did not change.
+
 >>> from finsa.wire import FLOW
 >>> engine = DetectionEngine()
 >>> len(engine.process(FLOW.make_batch({}))), [d.name for d in engine.detectors]
@@ -18,14 +27,20 @@ all its detectors' state (checkpoint it between batches).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from finsa.detectors.allowlist import Allowlist
 from finsa.detectors.base import Detector
 from finsa.detectors.registry import DEFAULT_NAMES, create
 from finsa.metrics import REGISTRY
 from finsa.wire import ALERT, FLOW, RecordBatch
+
+if TYPE_CHECKING:  # the engine runs without a config; config imports pydantic models only when used
+    from finsa.detectors.config import Config
+    from finsa.registry import Registry
 
 __all__ = ["DetectionEngine", "default_detectors", "valid_rows"]
 
@@ -33,6 +48,8 @@ SKIPPED = REGISTRY.counter("finsa_detector_rows_skipped_total", "Flow rows the d
 ALERTS = REGISTRY.counter("finsa_detector_alerts_total", "Alerts raised", ["detector"])
 ERRORS = REGISTRY.counter("finsa_detector_errors_total", "Batches a detector failed on", ["detector"])
 FLOWS = REGISTRY.counter("finsa_detector_flows_total", "Flow rows given to the detectors")
+SUPPRESSED = REGISTRY.counter("finsa_detector_alerts_suppressed_total",
+                              "Alerts dropped because the allowlist accepts them", ["detector"])
 
 #: Flow times outside [2000-01-01, 2100-01-01) are refused.
 MIN_TIME_MS, MAX_TIME_MS = 946_684_800_000, 4_102_444_800_000
@@ -85,18 +102,101 @@ def valid_rows(flows: RecordBatch) -> tuple[RecordBatch, dict[str, int]]:
     return (clean.take(~bad, flows.batch_id) if bad.any() else clean), counts
 
 
+def _key(detector: Detector) -> tuple:
+    """(name, parameters without the seed): instances with equal keys are interchangeable."""
+    from finsa.detectors.config import params_key
+
+    params = {k: v for k, v in detector._get_params().items() if k != "seed"}
+    return detector.name, params_key(params)
+
+
+@dataclass
+class _Slot:
+    """One detector name: its instance for most institutions, and the exceptions."""
+
+    name: str
+    default: Detector | None
+    special: dict[str, Detector | None] = field(default_factory=dict)  # None: disabled there
+
+
+@dataclass
+class _State:
+    """Everything process() reads, swapped as one attribute by reconfigure()."""
+
+    slots: list[_Slot]
+    allowlist: Allowlist = field(default_factory=Allowlist)
+
+
 class DetectionEngine:
     """Every enabled detector over each flow batch; see the module docstring."""
 
     def __init__(self, detectors: list[Detector] | None = None, seed: int = 0) -> None:
         self.seed = seed
-        self.detectors = list(detectors) if detectors is not None else default_detectors(seed)
-        names = [d.name for d in self.detectors]
+        detectors = list(detectors) if detectors is not None else default_detectors(seed)
+        names = [d.name for d in detectors]
         if len(set(names)) != len(names):
             raise ValueError(f"detector names must be unique, got {names}")
+        self.config: Config | None = None
+        self.registry: Registry | None = None
+        self._state = _State([_Slot(d.name, d) for d in detectors])
+
+    @classmethod
+    def from_config(cls, cfg: "Config", registry: "Registry | None" = None, seed: int = 0) -> "DetectionEngine":
+        """An engine running ``cfg``; institution -> subsector comes from ``registry``."""
+        engine = cls([], seed=seed)
+        engine.reconfigure(cfg, registry)
+        return engine
+
+    @property
+    def detectors(self) -> list[Detector]:
+        """Every distinct detector instance, in run order."""
+        seen: dict[int, Detector] = {}
+        for slot in self._state.slots:
+            for d in (slot.default, *slot.special.values()):
+                if d is not None:
+                    seen.setdefault(id(d), d)
+        return list(seen.values())
+
+    def instance_for(self, name: str, institution_id: str) -> Detector | None:
+        """The instance that sees this institution's rows for a detector (None: not run there)."""
+        for slot in self._state.slots:
+            if slot.name == name:
+                return slot.special[institution_id] if institution_id in slot.special else slot.default
+        return None
+
+    def reconfigure(self, cfg: "Config", registry: "Registry | None" = None) -> dict[str, int]:
+        """Run ``cfg`` from the next batch on, keeping instances whose parameters are unchanged.
+
+        ``registry`` replaces the institutions registry (None keeps the current one). Returns how
+        many instances were ``kept`` (with their state), ``new`` and ``dropped``.
+        """
+        registry = registry if registry is not None else self.registry
+        old = {_key(d): d for d in self.detectors}
+        pool: dict[tuple, Detector] = {}
+
+        def instance(name: str, params: dict[str, Any]) -> Detector:
+            made = create(name, seed=self.seed, **params)
+            return pool.setdefault(_key(made), old.get(_key(made), made))
+
+        places = _places(cfg, registry)
+        slots = []
+        for name in cfg.names():
+            enabled, base = cfg.effective(name)
+            slot = _Slot(name, instance(name, base) if enabled else None)
+            for inst, subsector in places:
+                on, params = cfg.effective(name, inst, subsector)
+                if (on, params) != (enabled, base):
+                    slot.special[inst] = instance(name, params) if on else None
+            if slot.default is not None or any(slot.special.values()):
+                slots.append(slot)
+        kept = sum(1 for k, d in pool.items() if old.get(k) is d)
+        self._state = _State(slots, Allowlist(cfg.allowlist))  # one assignment: process() sees old or new
+        self.config, self.registry = cfg, registry
+        return {"kept": kept, "new": len(pool) - kept, "dropped": len(old) - kept}
 
     def process(self, flows: RecordBatch) -> RecordBatch:
         """Alerts raised by this flow batch (an ALERT batch, possibly empty)."""
+        state = self._state
         rows: list[dict[str, Any]] = []
         if len(flows):
             FLOWS.inc(len(flows))
@@ -106,7 +206,8 @@ class DetectionEngine:
             for start in range(0, len(clean), MAX_CHUNK_ROWS):
                 chunk = clean if len(clean) <= MAX_CHUNK_ROWS else clean.take(
                     np.arange(start, min(start + MAX_CHUNK_ROWS, len(clean))), flows.batch_id)
-                rows.extend(self._run(chunk))
+                rows.extend(self._run(chunk, state))
+        rows = self._count(rows, state.allowlist)
         alert_batch_id = hashlib.blake2b(b"alerts:" + flows.batch_id, digest_size=16).digest()
         if not rows:
             return ALERT.make_batch({}, batch_id=alert_batch_id)
@@ -114,15 +215,57 @@ class DetectionEngine:
         columns = {name: [r[name] for r in rows] for name in ALERT.names}
         return ALERT.make_batch(columns, batch_id=alert_batch_id)
 
-    def _run(self, chunk: RecordBatch) -> list[dict[str, Any]]:
+    @staticmethod
+    def _count(rows: list[dict[str, Any]], allowlist: Allowlist) -> list[dict[str, Any]]:
+        kept, suppressed = allowlist.split(rows)
+        for counter, group in ((ALERTS, kept), (SUPPRESSED, suppressed)):
+            per_detector: dict[str, int] = {}
+            for r in group:
+                per_detector[r["detector"]] = per_detector.get(r["detector"], 0) + 1
+            for name, n in per_detector.items():
+                counter.inc(n, detector=name)
+        return kept
+
+    def _run(self, chunk: RecordBatch, state: _State) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for detector in self.detectors:
-            try:
-                found = detector.process(chunk)
-            except Exception:  # noqa: BLE001 - one detector's bug must not stop the others
-                ERRORS.inc(detector=detector.name)
-                continue
-            if found:
-                ALERTS.inc(len(found), detector=detector.name)
-                out.extend(found)
+        for slot in state.slots:
+            for detector, part in _parts(slot, chunk):
+                try:
+                    found = detector.process(part)
+                except Exception:  # noqa: BLE001 - one detector's bug must not stop the others
+                    ERRORS.inc(detector=detector.name)
+                    continue
+                out.extend(found or ())
         return out
+
+
+def _places(cfg: "Config", registry: "Registry | None") -> list[tuple[str, str | None]]:
+    """(institution, subsector) of every institution an override may apply to."""
+    places = {}
+    if registry is not None:
+        for inst in registry.institution:
+            if inst.subsector in cfg.subsector or inst.id in cfg.institution:
+                places[inst.id] = inst.subsector
+    for inst_id in cfg.institution:
+        places.setdefault(inst_id, None)
+    return sorted(places.items())
+
+
+def _parts(slot: _Slot, chunk: RecordBatch) -> Iterator[tuple[Detector, RecordBatch]]:
+    """(instance, its rows of the chunk) for one detector; the whole chunk when nothing differs."""
+    if not slot.special:
+        if slot.default is not None:
+            yield slot.default, chunk
+        return
+    inst = chunk.columns["institution_id"]
+    special = np.isin(inst, list(slot.special))
+    if slot.default is not None and not special.all():
+        yield slot.default, (chunk if not special.any() else chunk.take(~special, chunk.batch_id))
+    groups: dict[int, tuple[Detector, list[str]]] = {}
+    for name, detector in slot.special.items():
+        if detector is not None:
+            groups.setdefault(id(detector), (detector, []))[1].append(name)
+    for detector, names in groups.values():
+        mine = np.isin(inst, names)
+        if mine.any():
+            yield detector, chunk.take(mine, chunk.batch_id)
