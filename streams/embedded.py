@@ -7,7 +7,7 @@ with flow times rebased to now. It prints the web view's URL and progress, stops
 after ``--for`` seconds, draining what the broker acknowledged before it stops.
 
     finsa run --data-dir data/run --for 120
-    finsa query --data-dir data/run/store "SELECT count() FROM alerts"   # once it has stopped
+    finsa query --data-dir data/run "SELECT count() FROM alerts"   # once it has stopped
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def store_path(data_dir: Path) -> Path:
-    return data_dir / "store"
+    """The embedded store lives in the data directory itself (next to scenario/, faust/, broker.log),
+    so ``finsa query --data-dir D`` reads what ``finsa run --data-dir D`` wrote."""
+    return data_dir
 
 
 def _prepare_scenario(args: argparse.Namespace) -> Path:

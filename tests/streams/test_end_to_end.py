@@ -76,7 +76,7 @@ def test_live_page_lists_institutions_and_their_levels(finished_run) -> None:
 
 
 def test_alerts_name_the_scan_source_at_each_institution_it_hit(finished_run) -> None:
-    store = finished_run["data"] / "store"
+    store = finished_run["data"]
     truth = json.loads((finished_run["data"] / "scenario" / "ground_truth.json").read_text())
     assert _query(store, "SELECT count() AS n FROM alerts")[0]["n"] > 0
     rows = _query(store, "SELECT DISTINCT institution_id, entity, technique FROM alerts FINAL")
@@ -92,7 +92,7 @@ def test_alerts_name_the_scan_source_at_each_institution_it_hit(finished_run) ->
 
 
 def test_flows_reached_storage(finished_run) -> None:
-    store = finished_run["data"] / "store"
+    store = finished_run["data"]
     rows = _query(store, "SELECT institution_id, count() AS n FROM flows GROUP BY institution_id")
     manifest = json.loads((finished_run["data"] / "scenario" / "manifest.json").read_text())
     assert {r["institution_id"] for r in rows} == {c["institution"] for c in manifest["captures"]}
