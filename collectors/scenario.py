@@ -11,9 +11,19 @@
 - ``ground_truth.json``: ``seed``, ``start_ms``, ``end_ms`` and ``attacks``, each
   ``{"id", "attack", "technique", "attacker", "victims": [{"institution", "address", "start_ms",
   "end_ms"}], "start_ms", "end_ms"}``; ``attack`` is ``port_scan`` (T1046), ``syn_flood``
-  (T1499.001) or ``ssh_bruteforce`` (T1110). The flood comes from a few hosts: its entry adds
-  ``sources`` (every flooding address; ``attacker`` is the busiest). Times are epoch ms; a
-  victim's span covers every packet between the attack and that address.
+  (T1499.001) or ``ssh_bruteforce`` (T1110) (:mod:`~finsa.collectors.scenario_attacks`), and
+  with ``attacks="all"`` (the default) also ``dns_tunnel`` (T1071.004), ``dga`` (T1568.002),
+  ``beaconing`` (T1071) (:mod:`~finsa.collectors.scenario_threats`), ``exfiltration`` (T1048),
+  ``lateral_movement`` (T1021) and ``web_attack`` (T1190)
+  (:mod:`~finsa.collectors.scenario_intrusions`). The flood comes from a few hosts: its entry
+  adds ``sources`` (every flooding address; ``attacker`` is the busiest); DNS-borne attacks add
+  ``domain`` and ``relays`` (the resolver that carried their queries); ``lateral_movement``'s
+  attacker is an internal host. Times are epoch ms; a victim's span covers every packet between
+  the attack and that address, within the run.
+
+``attacks="all"`` also adds routine benign traffic that resembles the attacks (backups,
+monitoring, :mod:`~finsa.collectors.scenario_routine`), drawn from its own random stream:
+``attacks="basic"`` gives exactly the files of the three basic attacks alone.
 
 The same arguments give byte-identical files. Packets between two institutions (partner API
 calls) are in both captures. Times start at ``start_ms`` (default Monday 2026-03-02 09:00 UTC);
@@ -23,8 +33,8 @@ a replayer rebases them to "now".
 >>> with tempfile.TemporaryDirectory() as folder:
 ...     info = generate_scenario(folder, duration_s=20, scale=0.2)
 ...     sensor = load_manifest(folder)["captures"][0]["sensor"]
->>> [a["attack"] for a in info.ground_truth["attacks"]], sensor
-(['port_scan', 'syn_flood', 'ssh_bruteforce'], 'bank-a-tap1')
+>>> [a["attack"] for a in info.ground_truth["attacks"]][:4], sensor
+(['port_scan', 'syn_flood', 'ssh_bruteforce', 'dns_tunnel'], 'bank-a-tap1')
 """
 
 from __future__ import annotations
@@ -37,19 +47,24 @@ from pathlib import Path
 import numpy as np
 
 from finsa.collectors.pcapwriter import PcapWriter
-from finsa.collectors.scenario_attacks import attacks
+from finsa.collectors import scenario_intrusions as intrusions
+from finsa.collectors import scenario_threats as threats
+from finsa.collectors.scenario_attacks import attacks as basic_attacks
 from finsa.collectors.scenario_noise import background_noise
 from finsa.collectors.scenario_packets import Packets, encode_frames
 from finsa.collectors.scenario_payloads import PayloadTable
+from finsa.collectors.scenario_routine import routine_traffic
 from finsa.collectors.scenario_traffic import Gen, benign_traffic
 from finsa.collectors.scenario_world import World, default_world, owner_mask, registry_toml
 from finsa.errors import FinsaError
 
 __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest", "load_ground_truth",
-           "DEFAULT_START_MS", "parse_start"]
+           "DEFAULT_START_MS", "parse_start", "ATTACK_SETS"]
 
 DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
 MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
+#: ``--attacks`` choices: the three basic attacks, or every attack type (the default).
+ATTACK_SETS = ("all", "basic")
 
 
 class ScenarioError(FinsaError):
@@ -88,8 +103,10 @@ def parse_start(text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _check(seed: int, duration_s: float, start_ms: int, scale: float) -> None:
+def _check(seed: int, duration_s: float, start_ms: int, scale: float, attack_set: str) -> None:
     problems = []
+    if attack_set not in ATTACK_SETS:
+        problems.append(f"attacks must be one of {', '.join(ATTACK_SETS)}, not {attack_set!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         problems.append(f"seed must be a non-negative integer, not {seed!r}")
     if not 1 <= duration_s <= 7 * 86400:
@@ -103,15 +120,26 @@ def _check(seed: int, duration_s: float, start_ms: int, scale: float) -> None:
 
 
 def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 100,
-                      start_ms: int | None = None, scale: float = 1.0) -> ScenarioInfo:
-    """Generate the scenario into ``out_dir`` (created if needed; our files are overwritten)."""
+                      start_ms: int | None = None, scale: float = 1.0, attack_set: str = "all") -> ScenarioInfo:
+    """Generate the scenario into ``out_dir`` (created if needed; our files are overwritten).
+
+    ``attack_set`` is ``"all"`` or ``"basic"`` (see the module docstring).
+    """
     start_ms = DEFAULT_START_MS if start_ms is None else int(start_ms)
-    _check(seed, duration_s, start_ms, scale)
+    _check(seed, duration_s, start_ms, scale, attack_set)
     world = default_world()
     g = Gen(np.random.default_rng(seed), PayloadTable(), start_ms, float(duration_s))
     benign_traffic(g, world, scale)
-    truth = attacks(g, world)
+    truth = basic_attacks(g, world)
     background_noise(g, world, scale)
+    if attack_set == "all":
+        more = Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts)
+        routine_traffic(more, world, scale)
+        truth += [threats.dns_tunnel(more, world), threats.dga(more, world), threats.beaconing(more, world),
+                  intrusions.exfiltration(more, world), intrusions.lateral_movement(more, world),
+                  intrusions.web_attack(more, world)]
+    truth = _clip_truth([{"id": f"{e['attack']}-{k + 1}", **{x: v for x, v in e.items() if x != "id"}}
+                         for k, e in enumerate(truth)], start_ms, start_ms + int(round(duration_s * 1000)))
     packets = Packets.concat(g.parts).sorted()
     end_ms = start_ms + int(round(duration_s * 1000))
     inside = (packets.ts_ns >= start_ms * 1_000_000) & (packets.ts_ns < end_ms * 1_000_000)
@@ -121,11 +149,23 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 10
     (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
     captures = _write_captures(out, world, packets, g.table)
     manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
-                "registry": REGISTRY, "ground_truth": GROUND_TRUTH, "captures": captures}
+                "attacks": attack_set, "registry": REGISTRY, "ground_truth": GROUND_TRUTH, "captures": captures}
     ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
     _write_json(out / MANIFEST, manifest)
     _write_json(out / GROUND_TRUTH, ground_truth)
     return ScenarioInfo(out, manifest, ground_truth)
+
+
+def _clip_truth(entries: list[dict], start_ms: int, end_ms: int) -> list[dict]:
+    """Victim spans cut to the run (packets outside it are not written); empty ones dropped."""
+    out = []
+    for e in entries:
+        victims = [{**v, "start_ms": max(v["start_ms"], start_ms), "end_ms": min(v["end_ms"], end_ms)}
+                   for v in e["victims"] if v["start_ms"] < end_ms and v["end_ms"] >= start_ms]
+        if victims:
+            out.append({**e, "victims": victims, "start_ms": min(v["start_ms"] for v in victims),
+                        "end_ms": max(v["end_ms"] for v in victims)})
+    return out
 
 
 def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTable) -> list[dict]:
@@ -137,10 +177,18 @@ def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTab
         buf, offsets, lengths = encode_frames(mine, table, src_local, dst_local)
         path = f"captures/{inst.id}.pcap"
         with PcapWriter(out / path) as writer:
-            writer.write_batch(mine.ts_ns, buf, offsets, lengths)
+            _write_frames(writer, mine.ts_ns, buf, offsets, lengths)
         captures.append({"institution": inst.id, "sensor": f"{inst.id}-tap1", "path": path,
                          "packets": len(mine)})
     return captures
+
+
+def _write_frames(writer: PcapWriter, ts_ns: np.ndarray, buf: np.ndarray, offsets: np.ndarray,
+                  lengths: np.ndarray) -> None:
+    """Frame by frame: cheaper than a gathered batch when a few large transfers dominate the bytes."""
+    data = buf.tobytes()
+    for ts, start, length in zip(ts_ns.tolist(), offsets.tolist(), lengths.tolist()):
+        writer.write(ts, data[start:start + length])
 
 
 def _number(value: float) -> int | float:

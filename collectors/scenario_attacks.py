@@ -28,11 +28,14 @@ from finsa.collectors.scenario_sessions import Sessions, instantiate
 from finsa.collectors.scenario_traffic import Gen
 from finsa.collectors.scenario_world import World, ip, ip_str
 
-__all__ = ["SCHEDULE", "TECHNIQUES", "attacks", "port_scan", "syn_flood", "ssh_bruteforce"]
+__all__ = ["SCHEDULE", "TECHNIQUES", "attacks", "port_scan", "syn_flood", "ssh_bruteforce", "window_ns",
+           "victim", "entry"]
 
 #: Fraction of the run each attack occupies; the scan's window is shared by its three victims.
 SCHEDULE = {"port_scan": (0.10, 0.46), "syn_flood": (0.45, 0.65), "ssh_bruteforce": (0.58, 0.80)}
-TECHNIQUES = {"port_scan": "T1046", "syn_flood": "T1499.001", "ssh_bruteforce": "T1110"}
+TECHNIQUES = {"port_scan": "T1046", "syn_flood": "T1499.001", "ssh_bruteforce": "T1110",
+              "dns_tunnel": "T1071.004", "dga": "T1568.002", "beaconing": "T1071", "exfiltration": "T1048",
+              "lateral_movement": "T1021", "web_attack": "T1190"}
 SCAN_TARGETS = ("bank-a", "sec-a", "pay-a")
 FLOOD_TARGET, BRUTEFORCE_TARGET = "bank-b", "ins-a"
 
@@ -46,11 +49,11 @@ def _scan_ports(g: Gen, count: int = 200) -> np.ndarray:
     return g.rng.permutation(np.concatenate([_COMMON_PORTS, extra]))
 
 
-def _window_ns(g: Gen, lo: float, hi: float) -> tuple[int, int]:
+def window_ns(g: Gen, lo: float, hi: float) -> tuple[int, int]:
     return (g.start_ns + int(lo * g.duration_s * 1e6) * 1000, g.start_ns + int(hi * g.duration_s * 1e6) * 1000)
 
 
-def _victim(part: Packets, address: int, institution: str) -> dict:
+def victim(part: Packets, address: int, institution: str) -> dict:
     rows = (part.src == address) | (part.dst == address)
     ts = part.ts_ns[rows]
     return {"institution": institution, "address": ip_str(address),
@@ -83,16 +86,16 @@ def port_scan(g: Gen, world: World) -> dict:
     edges = np.linspace(lo, hi, len(hosts) + 1)
     victims = []
     for k, (inst, host, open_ports) in enumerate(hosts):
-        t_lo, t_hi = _window_ns(g, edges[k], edges[k + 1] - 0.005)
+        t_lo, t_hi = window_ns(g, edges[k], edges[k + 1] - 0.005)
         part = _scan_host(g, world.scanner, host, open_ports, t_lo, t_hi)
         g.parts.append(part)
-        victims.append(_victim(part, host, inst.id))
-    return _entry("port_scan", world.scanner, victims)
+        victims.append(victim(part, host, inst.id))
+    return entry("port_scan", world.scanner, victims)
 
 
 def syn_flood(g: Gen, world: World, syn_per_s: float = 350.0, bots: int = 8) -> dict:
     inst = world.by_id(FLOOD_TARGET)
-    t_lo, t_hi = _window_ns(g, *SCHEDULE["syn_flood"])
+    t_lo, t_hi = window_ns(g, *SCHEDULE["syn_flood"])
     n = int(syn_per_s * (t_hi - t_lo) / 1e9)
     ramp = np.sqrt(g.rng.random(n)) if n else np.zeros(0)  # the rate climbs at first
     offset = np.where(g.rng.random(n) < 0.1, ramp * 0.1, g.rng.uniform(0.1, 1.0, size=n))
@@ -108,14 +111,14 @@ def syn_flood(g: Gen, world: World, syn_per_s: float = 350.0, bots: int = 8) -> 
                           isn_s=g.rng.integers(0, 1 << 32, size=m), ttl_c=50, ttl_s=64)
         g.parts.append(instantiate(template, s, g.rng))
     part = Packets.concat(g.parts[-2:])
-    entry = _entry("syn_flood", int(sources[0]), [_victim(part, inst.web, inst.id)])
-    entry["sources"] = [ip_str(a) for a in sources]
-    return entry
+    found = entry("syn_flood", int(sources[0]), [victim(part, inst.web, inst.id)])
+    found["sources"] = [ip_str(a) for a in sources]
+    return found
 
 
 def ssh_bruteforce(g: Gen, world: World, sessions: int = 40, attempts: int = 3) -> dict:
     inst = world.by_id(BRUTEFORCE_TARGET)
-    t_lo, t_hi = _window_ns(g, *SCHEDULE["ssh_bruteforce"])
+    t_lo, t_hi = window_ns(g, *SCHEDULE["ssh_bruteforce"])
     span = (t_hi - t_lo) * 0.85  # the last session must end inside the window
     t0 = t_lo + (np.sort(g.rng.uniform(0, 1, size=sessions)) * span / 1000).astype(np.int64) * 1000
     cols = {"sbanner": g.table.add(ssh_banner("OpenSSH_8.9p1 Ubuntu-3ubuntu0.10")),
@@ -125,10 +128,10 @@ def ssh_bruteforce(g: Gen, world: World, sessions: int = 40, attempts: int = 3) 
             "snew": g.table.filler(52), "auth": g.fill(84, 116, sessions), "fail": g.table.filler(52)}
     g.tcp(tpl.ssh_bruteforce(attempts), t0, world.bruteforcer, inst.bastion,
           g.ports(sessions, False), 22, 28.0, cols, ttl_c=50)
-    return _entry("ssh_bruteforce", world.bruteforcer, [_victim(g.parts[-1], inst.bastion, inst.id)])
+    return entry("ssh_bruteforce", world.bruteforcer, [victim(g.parts[-1], inst.bastion, inst.id)])
 
 
-def _entry(kind: str, attacker: int, victims: list[dict]) -> dict:
+def entry(kind: str, attacker: int, victims: list[dict]) -> dict:
     return {"attack": kind, "technique": TECHNIQUES[kind], "attacker": ip_str(attacker), "victims": victims,
             "start_ms": min(v["start_ms"] for v in victims), "end_ms": max(v["end_ms"] for v in victims)}
 

@@ -1,6 +1,7 @@
 """``finsa scenario``: write a labeled multi-institution traffic scenario into a folder.
 
     finsa scenario --out data/scenario [--seed 7] [--duration 100] [--start 2026-03-02T09:00:00Z] [--scale 1]
+                   [--attacks all|basic]
 
 Prints one line per capture and per attack. Exit code 0 on success, 2 on bad arguments.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from finsa.collectors.scenario import ScenarioError, generate_scenario, parse_start
+from finsa.collectors.scenario import ATTACK_SETS, ScenarioError, generate_scenario, parse_start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,21 +21,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", default=None,
                         help="ISO 8601 start time (default 2026-03-02T09:00:00Z, a Monday morning)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplier of the benign traffic volume")
+    parser.add_argument("--attacks", choices=ATTACK_SETS, default="all",
+                        help="every attack type (default), or only port scan, SYN flood and SSH brute force")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         start_ms = None if args.start is None else parse_start(args.start)
         info = generate_scenario(args.out, seed=args.seed, duration_s=args.duration,
-                                 start_ms=start_ms, scale=args.scale)
+                                 start_ms=start_ms, scale=args.scale, attack_set=args.attacks)
     except ScenarioError as exc:
         print(f"finsa scenario: {exc}", file=sys.stderr)
         return 2
     for cap in info.manifest["captures"]:
         print(f"{cap['sensor']:<12} {cap['packets']:>7} packets  {info.out_dir / cap['path']}")
     for attack in info.ground_truth["attacks"]:
-        victims = ", ".join(f"{v['institution']}/{v['address']}" for v in attack["victims"])
-        print(f"{attack['id']:<17} {attack['technique']:<10} {attack['attacker']:<15} -> {victims}")
+        print(f"{attack['id']:<19} {attack['technique']:<10} {attack['attacker']:<15} -> {_victims(attack)}")
     print(f"{info.packets} packets in {len(info.manifest['captures'])} captures; "
           f"ground truth in {info.out_dir / 'ground_truth.json'}")
     return 0
+
+
+def _victims(attack: dict, at_most: int = 6) -> str:
+    victims = attack["victims"]
+    if len(victims) <= at_most:
+        return ", ".join(f"{v['institution']}/{v['address']}" for v in victims)
+    places = ", ".join(dict.fromkeys(v["institution"] for v in victims))
+    return f"{len(victims)} hosts at {places}"

@@ -23,7 +23,10 @@ import struct
 import numpy as np
 
 __all__ = ["PayloadTable", "tls_client_hello", "tls_server_flight", "dns_query", "dns_answer",
-           "http_request", "http_response", "ssh_banner", "ssh_kexinit"]
+           "dns_txt_answer", "dns_nxdomain", "http_request", "http_response", "ssh_banner", "ssh_kexinit",
+           "QTYPE_A", "QTYPE_TXT"]
+
+QTYPE_A, QTYPE_TXT = 1, 16
 
 _FILLER = np.random.default_rng(0x5CE7A210).bytes(1 << 16)
 
@@ -137,6 +140,18 @@ def dns_answer(txid: int, name: str, address: bytes, ttl_s: int = 300) -> bytes:
     """The answer to :func:`dns_query`: one A record (``address`` is 4 bytes)."""
     head = struct.pack("!6H", txid, 0x8180, 1, 1, 0, 0) + _qname(name) + struct.pack("!HH", 1, 1)
     return head + struct.pack("!HHHIH", 0xC00C, 1, 1, ttl_s, 4) + address
+
+
+def dns_txt_answer(txid: int, name: str, text: bytes, ttl_s: int = 0) -> bytes:
+    """The answer to a TXT :func:`dns_query`: one TXT record holding ``text`` (split in 255-byte strings)."""
+    head = struct.pack("!6H", txid, 0x8180, 1, 1, 0, 0) + _qname(name) + struct.pack("!HH", QTYPE_TXT, 1)
+    rdata = b"".join(bytes([len(text[i:i + 255])]) + text[i:i + 255] for i in range(0, max(len(text), 1), 255))
+    return head + struct.pack("!HHHIH", 0xC00C, QTYPE_TXT, 1, ttl_s, len(rdata)) + rdata
+
+
+def dns_nxdomain(txid: int, name: str, qtype: int = QTYPE_A) -> bytes:
+    """A "no such name" answer (rcode 3) to :func:`dns_query`, without an authority section."""
+    return struct.pack("!6H", txid, 0x8183, 1, 0, 0, 0) + _qname(name) + struct.pack("!HH", qtype, 1)
 
 
 def http_request(host: str, path: str = "/", agent: str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64)") -> bytes:

@@ -20,7 +20,7 @@ from finsa.collectors.scenario_sessions import SERVER as S
 from finsa.collectors.scenario_sessions import Step, Template
 
 __all__ = ["https", "http", "request_response", "smtp", "ssh_interactive", "ssh_bruteforce",
-           "dns", "scan_closed", "scan_open", "scan_filtered", "syn_only", "syn_synack"]
+           "upload", "bulk", "dns", "scan_closed", "scan_open", "scan_filtered", "syn_only", "syn_synack"]
 
 DATA = PSH | ACK
 HALF = 0.5  # one way = half a round trip
@@ -57,6 +57,26 @@ def https(segments: int) -> Template:
     body = _stream(S, segments, "last", first_gap_ms=25)  # the server thinks, then answers
     steps = _open() + hello + (Step(S, ACK, gap_rtt=HALF),) + body + _close(C)
     return Template(f"https{segments}", 6, steps)
+
+
+@lru_cache(maxsize=None)
+def upload(segments: int) -> Template:
+    """TLS upload: handshake, the client sends ``segments`` data segments, a short server answer."""
+    hello = (Step(C, DATA, "hello", gap_ms=0.1), Step(S, ACK, gap_rtt=HALF),
+             Step(S, DATA, "sflight", gap_ms=1.5), Step(S, DATA, "cert", gap_ms=0.05),
+             Step(C, ACK, gap_rtt=HALF))
+    body = _stream(C, segments, "last", first_gap_ms=0.3)
+    answer = (Step(S, DATA, "resp", gap_ms=20), Step(C, ACK, gap_rtt=HALF))
+    return Template(f"upload{segments}", 6, _open() + hello + body + answer + _close(C))
+
+
+@lru_cache(maxsize=None)
+def bulk(segments: int) -> Template:
+    """A plain bulk transfer (backup, file copy): a request, ``segments`` client segments, a short reply."""
+    body = (Step(C, DATA, "req", gap_ms=0.5), Step(S, DATA, "resp", gap_rtt=HALF, gap_ms=1))
+    stream = _stream(C, segments, "last", first_gap_ms=0.3)
+    return Template(f"bulk{segments}", 6, _open() + body + stream + (Step(S, DATA, "resp", gap_ms=2),)
+                    + _close(C))
 
 
 @lru_cache(maxsize=None)

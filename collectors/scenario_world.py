@@ -84,6 +84,11 @@ class World:
     flood_net: str = "203.0.113.128/25"
     upstream_resolver: int = ip("198.19.255.53")
     admin_client: int = ip("198.18.200.7")   # a legitimate administrator working from home
+    c2_beacon: int = ip("203.0.113.45")      # a command-and-control server polled by an implant
+    c2_dga: int = ip("203.0.113.47")         # the controller a DGA name finally resolves to
+    tunnel_server: int = ip("203.0.113.53")  # authoritative name server of the tunnel domain
+    web_attacker: int = ip("203.0.113.77")   # SQL injection and path traversal against a web site
+    exfil_drop: int = ip("203.0.113.80")     # where stolen data is uploaded
 
     def by_id(self, inst_id: str) -> InstitutionSpec:
         return next(i for i in self.institutions if i.id == inst_id)
