@@ -74,7 +74,7 @@ def detector_params(cls: type[Detector]) -> dict[str, tuple[Any, Any]]:
             hints = {}
         for pname, p in inspect.signature(klass.__init__).parameters.items():
             if p.kind is p.KEYWORD_ONLY and pname not in out and pname not in ENGINE_PARAMS:
-                default = None if p.default is p.empty else p.default
+                default = ... if p.default is p.empty else p.default  # ...: the file must set it
                 out[pname] = (hints.get(pname, Any), default)
     return out
 
@@ -306,8 +306,8 @@ def _registry_problems(cfg: Config, registry: Registry) -> list[str]:
             if name in cfg.subsector.get(subsector or "", {}):
                 err = _try_build(name, cfg.effective(name, inst_id, subsector)[1])
                 if err:
-                    problems.append(_problem(f"overrides.institution.{inst_id}.{name}", name,
-                                             f"with subsector {subsector}: {err}", None))
+                    where, why = _problem(f"overrides.institution.{inst_id}.{name}", name, err, None).split(": ", 1)
+                    problems.append(f"{where}: {why} (with the {subsector} subsector's override)")
     return problems
 
 
