@@ -171,13 +171,8 @@ def parse_misp(doc: dict, source: str = "") -> list[Indicator]:
             continue
         value = str(attr.get("value", ""))
         value = value.split("|")[0] if "|" in value else value
-        try:
-            until = _time_ms(attr.get("last_seen")) if attr.get("last_seen") else None
-        except ValueError:
-            SKIPPED.inc(reason="bad_time")
-            continue
-        _add(out, kind, value, source=source, ref=str(attr.get("uuid", "")), valid_until_ms=until,
-             confidence=0.7, labels=tags)
+        # MISP has no expiry (first_seen/last_seen say when it was observed): valid until replaced
+        _add(out, kind, value, source=source, ref=str(attr.get("uuid", "")), confidence=0.7, labels=tags)
     return out
 
 
