@@ -1,0 +1,206 @@
+"""Command-and-control beaconing (MITRE T1071): connections repeated at a steady rhythm.
+
+Per (institution, source, destination, protocol, destination port) the detector keeps the start
+times and client byte counts of the last ``ring`` connections (a fixed-width ring per pair, so
+state is bounded: at most ``max_pairs`` pairs, the least recently seen dropped first). Within the
+last ``window_ms`` of flow time (default one hour) a pair beacons when it has at least
+``min_beacons`` connections whose inter-arrival times are steady — robust coefficient of
+variation ``1.4826 * MAD / median`` at most ``max_cv``, which tolerates random jitter and a few
+missed or extra beats — with a median interval between ``min_interval_ms`` and
+``max_interval_ms``, and client byte counts alike (coefficient of variation at most
+``max_size_cv``). A record that continues a connection cut by the meter's active timeout (same
+TCP source port as the pair's previous record) is not a new beat.
+
+By default only internal sources talking to external destinations count (``outbound_only``),
+and NTP (123) is allow-listed: periodic by design. Other legitimate periodic traffic (update
+checks, telemetry, monitoring) can be allow-listed by port or destination network.
+entity = the source (``src_ip``), target = ``destination:port``; one alert per source and window.
+
+>>> from finsa.wire import FLOW
+>>> n = 12
+>>> b = FLOW.make_batch({"src_ip": ["10.1.0.5"] * n, "dst_ip": ["203.0.113.50"] * n,
+...     "dst_port": [443] * n, "src_port": list(range(50000, 50000 + n)), "protocol": [6] * n,
+...     "src2dst_bytes": [900] * n, "first_seen_ms": [60_000 * i + 7 * (i % 3) for i in range(n)],
+...     "last_seen_ms": [60_000 * i + 300 for i in range(n)], "flow_id": list(range(n)),
+...     "institution_id": ["bank-a"] * n})
+>>> [(a["entity"], a["target"], a["technique"]) for a in BeaconingDetector().process(b)]
+[('10.1.0.5', '203.0.113.50:443', 'T1071')]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
+from finsa.detectors.features import FlowFrame, frame_of, group, mix64
+from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
+from finsa.wire import RecordBatch, ips_to_strings
+
+__all__ = ["BeaconingDetector"]
+
+
+class BeaconingDetector(Detector):
+    """Steady inter-arrival times and alike sizes of one source's connections to one service."""
+
+    name = "beaconing"
+    technique = "T1071"
+
+    def __init__(self, *, min_beacons: int = 8, max_cv: float = 0.25, max_size_cv: float = 0.5,
+                 min_interval_ms: int = 10_000, max_interval_ms: int = 1_800_000, ring: int = 32,
+                 outbound_only: bool = True, internal_networks: tuple[str, ...] = (),
+                 allow_ports: tuple[int, ...] = (123,), allow_destinations: tuple[str, ...] = (),
+                 max_pairs: int = 100_000, window_ms: int = 3_600_000, seed: int = 0) -> None:
+        super().__init__(window_ms=window_ms, seed=seed)
+        self.min_beacons, self.max_cv, self.max_size_cv = min_beacons, max_cv, max_size_cv
+        self.min_interval_ms, self.max_interval_ms, self.ring = min_interval_ms, max_interval_ms, ring
+        self.outbound_only, self.max_pairs = bool(outbound_only), max_pairs
+        self.internal_networks, self.allow_destinations = tuple(internal_networks), tuple(allow_destinations)
+        self.allow_ports = tuple(int(p) for p in allow_ports)
+        self._check(min_beacons=(min_beacons, 3, 1024), max_cv=(max_cv, 0.0, 10.0),
+                    max_size_cv=(max_size_cv, 0.0, 100.0), min_interval_ms=(min_interval_ms, 1, 86_400_000),
+                    max_interval_ms=(max_interval_ms, min_interval_ms, 86_400_000), ring=(ring, min_beacons, 1024),
+                    max_pairs=(max_pairs, 10, 1e8))
+        try:
+            NetworkSet(self.internal_networks), NetworkSet(self.allow_destinations)
+        except ValueError as exc:
+            raise DetectorParamError(f"{self.name}: bad network: {exc}") from None
+        self._keys: np.ndarray | None = None
+        self._state: dict[str, np.ndarray] | None = None
+        self._nets: tuple[NetworkSet, NetworkSet] | None = None
+        self._dedupe: WindowDeduper | None = None
+
+    # --- state -------------------------------------------------------------------------
+
+    def _init_state(self) -> None:
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._state = {"times": np.zeros((0, self.ring), np.int64), "sizes": np.zeros((0, self.ring)),
+                       "count": np.zeros(0, np.int64), "last_port": np.zeros(0, np.int64),
+                       "last_ms": np.zeros(0, np.int64)}
+        self._nets = (NetworkSet(self.internal_networks or PRIVATE_NETWORKS), NetworkSet(self.allow_destinations))
+        self._dedupe = WindowDeduper(self.window_ms)
+
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of the unique sorted ``keys`` in the state, inserting the missing ones."""
+        pos = np.searchsorted(self._keys, keys)
+        found = np.zeros(len(keys), dtype=bool)
+        if len(self._keys):
+            found = (pos < len(self._keys)) & (self._keys[np.minimum(pos, len(self._keys) - 1)] == keys)
+        if not found.all():
+            new = keys[~found]
+            merged = np.concatenate([self._keys, new])
+            order = np.argsort(merged, kind="stable")
+            self._keys = merged[order]
+            fill = {"times": np.full((len(new), self.ring), -1, np.int64), "sizes": np.zeros((len(new), self.ring)),
+                    "count": np.zeros(len(new), np.int64), "last_port": np.full(len(new), -1, np.int64),
+                    "last_ms": np.zeros(len(new), np.int64)}
+            self._state = {k: np.concatenate([v, fill[k]])[order] for k, v in self._state.items()}
+            pos = np.searchsorted(self._keys, keys)
+        return pos
+
+    def _evict(self) -> None:
+        keep_n = int(self.max_pairs * 0.9)
+        keep = np.sort(np.argsort(self._state["last_ms"], kind="stable")[-keep_n:])
+        self._keys = self._keys[keep]
+        self._state = {k: v[keep] for k, v in self._state.items()}
+
+    # --- batches -----------------------------------------------------------------------
+
+    def _rows(self, frame: FlowFrame) -> np.ndarray:
+        c = frame.cols
+        internal, allowed = self._nets
+        ok = np.isin(c["protocol"], (6, 17)) & ~np.isin(c["dst_port"], self.allow_ports)
+        if self.outbound_only:
+            ok &= internal.contains(c["src_ip"]) & ~internal.contains(c["dst_ip"])
+        if len(allowed):
+            ok &= ~allowed.contains(c["dst_ip"])
+        return np.flatnonzero(ok)
+
+    def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
+        if len(flows) == 0:
+            return []
+        if self._keys is None:
+            self._init_state()
+        frame = frame_of(flows)
+        rows = self._rows(frame)
+        if not len(rows):
+            return []
+        c = frame.cols
+        pair = mix64(frame.src_key, frame.dst_service)[rows]
+        order = np.lexsort((frame.t_ms[rows], pair))
+        rows, pair = rows[order], pair[order]
+        g = group(pair)
+        pos = self._positions(g.keys)
+        st = self._state
+        port = c["src_port"][rows].astype(np.int64)
+        start = np.r_[True, pair[1:] != pair[:-1]]
+        prev_port = np.where(start, st["last_port"][pos[g.inverse]], np.r_[-1, port[:-1]])
+        beat = ~((port == prev_port) & (c["protocol"][rows] == 6))
+        st["last_port"][pos] = port[np.r_[np.flatnonzero(start)[1:] - 1, len(rows) - 1]]
+        st["last_ms"][pos] = np.maximum(st["last_ms"][pos], g.max(frame.t_ms[rows]))
+        rank = np.cumsum(beat) - 1
+        first_rank = rank[np.flatnonzero(start)] + 1 - beat[np.flatnonzero(start)]
+        rank = rank - first_rank[g.inverse]
+        n_beats = np.bincount(g.inverse, weights=beat, minlength=len(g)).astype(np.int64)
+        put = beat & (rank >= n_beats[g.inverse] - self.ring)
+        slot = (st["count"][pos[g.inverse]] + rank) % self.ring
+        st["times"][pos[g.inverse][put], slot[put]] = frame.t_ms[rows][put]
+        st["sizes"][pos[g.inverse][put], slot[put]] = c["src2dst_bytes"][rows][put]
+        st["count"][pos] += n_beats
+        out = self._evaluate(frame, rows, g, pos)
+        if len(self._keys) > self.max_pairs:
+            self._evict()
+        return out
+
+    def _evaluate(self, frame: FlowFrame, rows: np.ndarray, g: Any, pos: np.ndarray) -> list[dict[str, Any]]:
+        st = self._state
+        cand = np.flatnonzero(st["count"][pos] >= self.min_beacons)
+        if not len(cand):
+            return []
+        times = st["times"][pos[cand]].astype(np.float64)
+        newest = times.max(axis=1, keepdims=True)
+        valid = (times >= 0) & (times >= newest - self.window_ms)
+        t_sorted = np.sort(np.where(valid, times, np.inf), axis=1)
+        with np.errstate(invalid="ignore"):
+            gaps = np.diff(t_sorted, axis=1)
+        gaps[~np.isfinite(gaps)] = np.nan
+        n_gaps = np.sum(~np.isnan(gaps), axis=1)
+        ok = n_gaps >= self.min_beacons - 1
+        if not ok.any():
+            return []
+        cand, gaps, valid = cand[ok], gaps[ok], valid[ok]
+        median = np.nanmedian(gaps, axis=1)
+        mad = np.nanmedian(np.abs(gaps - median[:, None]), axis=1)
+        cv = 1.4826 * mad / np.maximum(median, 1.0)
+        sizes = np.where(valid, st["sizes"][pos[cand]], np.nan)
+        size_mean = np.nanmean(sizes, axis=1)
+        size_cv = np.nanstd(sizes, axis=1) / np.maximum(size_mean, 1.0)
+        hit = ((cv <= self.max_cv) & (size_cv <= self.max_size_cv) & (median >= self.min_interval_ms)
+               & (median <= self.max_interval_ms))
+        out = []
+        for j in np.flatnonzero(hit):
+            gi = cand[j]
+            feats = {"beats": int(n_gaps[ok][j] + 1), "median_interval_ms": median[j], "interval_robust_cv": cv[j],
+                     "client_bytes_mean": size_mean[j], "client_bytes_cv": size_cv[j]}
+            alert = self._alert(frame, rows[g.inverse == gi], feats, float(n_gaps[ok][j] + 1) * (1.0 - cv[j] / max(self.max_cv, 1e-9) / 2))
+            if alert is not None:
+                out.append(alert)
+        return out
+
+    def _alert(self, frame: FlowFrame, mine: np.ndarray, feats: dict[str, Any], score: float) -> dict[str, Any] | None:
+        c, first = frame.cols, mine[0]
+        inst = str(c["institution_id"][first])
+        entity, server = ips_to_strings(np.concatenate([c["src_ip"][first:first + 1], c["dst_ip"][first:first + 1]]))
+        time_ms = int(frame.end_ms[mine].max())
+        if not self._dedupe.first(inst, entity, time_ms):
+            return None
+        port = int(c["dst_port"][first])
+        steady = 1.0 - feats["interval_robust_cv"] / max(self.max_cv, 1e-9)
+        return make_alert(detector=self.name, technique=self.technique, institution_id=inst, entity=entity,
+                          entity_kind="src_ip", target=f"[{server}]:{port}" if ":" in server else f"{server}:{port}",
+                          time_ms=time_ms, first_seen_ms=int(frame.t_ms[mine].min()), window_ms=self.window_ms,
+                          severity=3 + int(feats["beats"] >= 2 * self.min_beacons and steady >= 0.5), score=score,
+                          confidence=min(1.0, (0.5 + 0.5 * steady) * (1 - math.exp(-feats["beats"] / self.min_beacons))),
+                          features=feats, flow_ids=c["flow_id"][mine[:10]])
