@@ -1,0 +1,71 @@
+"""``python -m bench [collector|detection|storage|wire|all] [--quick] [--flows N] [--packets N]``.
+
+Runs finsa's benchmarks next to peer tools and prints one table per measurement: items per
+second and the ratio to finsa's rate (see docs/benchmarks.md for what each number means).
+``--quick`` uses small inputs so that ``all`` finishes in a few minutes; captures are generated
+once and cached in ``$FINSA_BENCH_CACHE`` (default /tmp/finsa-bench-cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+PARTS = ("collector", "detection", "storage", "wire")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[2])
+    p.add_argument("part", nargs="?", default="all", choices=PARTS + ("all",), help="which benchmark (default all)")
+    p.add_argument("--quick", action="store_true", help="small inputs (all parts in under 3 minutes)")
+    p.add_argument("--flows", type=int, default=None,
+                   help="storage: flows loaded before the panel queries (default 2M, 0.5M with --quick)")
+    p.add_argument("--packets", type=int, default=None,
+                   help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
+    return p
+
+
+def _versions() -> str:
+    names = ("finsa", "numpy", "nfstream", "dpkt", "scapy", "river", "chdb", "pyarrow")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} (absent)")
+    return ", ".join(found)
+
+
+def _run_part(part: str, args: argparse.Namespace) -> list[str]:
+    module = import_module(f"bench.{part}")
+    if part == "storage":
+        return module.run(args.quick, flows=args.flows)
+    if part in ("collector", "detection"):
+        return module.run(args.quick, packets=args.packets)
+    return module.run(args.quick)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    parts = PARTS if args.part == "all" else (args.part,)
+    print(f"# finsa benchmarks ({'quick' if args.quick else 'full'}): {platform.node()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}\n# {_versions()}\n"
+          "# clock cpu = CPU seconds of the measuring process and its waited-for children; "
+          "ratio = tool rate / finsa rate\n", flush=True)
+    started = time.perf_counter()
+    for part in parts:
+        t0 = time.perf_counter()
+        for text in _run_part(part, args):
+            print(text + "\n", flush=True)
+        print(f"# {part}: {time.perf_counter() - t0:.1f} s wall\n", flush=True)
+    print(f"# total {time.perf_counter() - started:.1f} s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
