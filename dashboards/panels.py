@@ -28,13 +28,18 @@ from finsa.wire import SEVERITIES
 
 __all__ = [
     "Panel", "Threshold", "PANELS", "PANELS_BY_ID", "PARAMETERS", "KINDS", "DEFAULT_RANGE_MS",
-    "MAX_RANGE_MS", "PanelParameterError", "bind",
+    "MAX_RANGE_MS", "PanelParameterError", "bind", "ALL_PANELS", "ALL_PANELS_BY_ID",
+    "BASE_TABLES",
 ]
 
-#: The visual kinds a panel may have.
-KINDS = ("stat", "table", "bar", "map", "timeseries")
-#: Every query parameter a panel may use, with its ClickHouse type.
-PARAMETERS = {"from_ms": "Int64", "to_ms": "Int64", "institution": "String"}
+#: The visual kinds a panel may have. ``matrix`` is a row x column grid of counts (a
+#: categorical heatmap); ``heatmap`` is counts per time bucket and category.
+KINDS = ("stat", "table", "bar", "map", "timeseries", "heatmap", "matrix")
+#: Every query parameter a panel may use, with its ClickHouse type. ``entity`` selects one
+#: alerted entity (an attack source) for the campaign view.
+PARAMETERS = {"from_ms": "Int64", "to_ms": "Int64", "institution": "String", "entity": "String"}
+#: Tables every store has; a panel naming others in ``requires`` only runs once they exist.
+BASE_TABLES = ("flows", "alerts", "heartbeats", "institutions", "flows_1m")
 #: Time range shown when a request gives no ``from_ms``.
 DEFAULT_RANGE_MS = 60 * 60 * 1000
 #: Longest time range a request may ask for.
@@ -42,6 +47,7 @@ MAX_RANGE_MS = 31 * 24 * 60 * 60 * 1000
 _PLACEHOLDER = re.compile(r"\{(\w+):(\w+)\}")
 _INSTITUTION_ID = re.compile(r"^(|[a-z0-9][a-z0-9_-]{0,62})$")
 _INTEGER = re.compile(r"^-?[0-9]{1,16}$")
+_ENTITY = re.compile(r"^[0-9A-Za-z:._/-]{0,100}$")
 
 
 class PanelParameterError(FinsaError):
@@ -62,7 +68,8 @@ class Panel:
     """One panel: what to query and how to show it.
 
     ``field`` names the result column that thresholds apply to (and a stat shows); ``unit`` is
-    a Grafana unit id ("none", "short", "ms", "bytes", ...).
+    a Grafana unit id ("none", "short", "ms", "bytes", ...). ``requires`` names tables beyond
+    :data:`BASE_TABLES` that the SQL reads (written by later pipeline stages).
     """
 
     id: str
@@ -73,6 +80,7 @@ class Panel:
     unit: str = "none"
     field: str = ""
     thresholds: tuple[Threshold, ...] = ()
+    requires: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -91,8 +99,9 @@ def bind(panel: Panel, values: Mapping[str, str], now_ms: int) -> dict[str, obje
     """Checked query parameters for ``panel`` from a request's text ``values``.
 
     ``to_ms`` defaults to ``now_ms``, ``from_ms`` to an hour earlier, ``institution`` to all.
-    Unknown names, non-integers, a reversed or too long range and a malformed institution id
-    raise :class:`PanelParameterError`. Only the parameters the panel's SQL uses are returned.
+    ``entity`` defaults to ''. Unknown names, non-integers, a reversed or too long range and a
+    malformed institution id or entity raise :class:`PanelParameterError`. Only the
+    parameters the panel's SQL uses are returned.
     """
     unknown = sorted(set(values) - set(PARAMETERS))
     if unknown:
@@ -106,7 +115,10 @@ def bind(panel: Panel, values: Mapping[str, str], now_ms: int) -> dict[str, obje
     institution = values.get("institution", "")
     if not _INSTITUTION_ID.match(institution):
         raise PanelParameterError("institution must be an institution id")
-    bound = {"from_ms": from_ms, "to_ms": to_ms, "institution": institution}
+    entity = values.get("entity", "")
+    if not _ENTITY.match(entity):
+        raise PanelParameterError("entity must be an address or a plain name")
+    bound = {"from_ms": from_ms, "to_ms": to_ms, "institution": institution, "entity": entity}
     return {name: bound[name] for name in panel.parameters}
 
 
@@ -195,3 +207,202 @@ PANELS: tuple[Panel, ...] = (
 )
 
 PANELS_BY_ID: dict[str, Panel] = {p.id: p for p in PANELS}
+
+# --- Panels of the Grafana dashboards and the report (the web view shows PANELS only) -------
+
+_FLOWS_IN_RANGE = ("first_seen >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC')"
+                   " AND first_seen <= fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')"
+                   " AND ({institution:String} = '' OR institution_id = {institution:String})")
+#: An address column as text, IPv4-mapped addresses without their ``::ffff:`` prefix.
+_IP_TEXT = "replaceRegexpOne(toString({}), '^::ffff:', '')"
+_LEVELS_NO_SETTINGS = threat.INSTITUTION_LEVELS_SQL.rsplit("SETTINGS", 1)[0].strip()
+
+_INSTITUTION_LEVEL_SQL = f"""
+SELECT institution_id, name, level, score, alerts
+FROM ({_LEVELS_NO_SETTINGS})
+WHERE {{institution:String}} = '' OR institution_id = {{institution:String}}
+ORDER BY level DESC, score DESC, name
+LIMIT 1
+SETTINGS join_use_nulls = 0
+""".strip()
+
+_TOP_TALKERS_SQL = f"""
+SELECT {_IP_TEXT.format("src_ip")} AS source, count() AS flows,
+       sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqExact(dst_ip) AS peers,
+       uniqExact(dst_port) AS ports
+FROM flows
+WHERE {_FLOWS_IN_RANGE}
+GROUP BY source
+ORDER BY bytes DESC, flows DESC, source
+LIMIT 10
+""".strip()
+
+_SERVICES_SQL = f"""
+SELECT multiIf(protocol = 6, 'tcp', protocol = 17, 'udp', protocol = 1, 'icmp',
+               protocol = 58, 'icmpv6', toString(protocol)) AS proto,
+       dst_port AS port, count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes,
+       uniqExact(src_ip) AS clients, uniqExact(dst_ip) AS servers
+FROM flows
+WHERE {_FLOWS_IN_RANGE}
+GROUP BY proto, port
+ORDER BY flows DESC, bytes DESC, proto, port
+LIMIT 15
+""".strip()
+
+_DETECTORS_FIRING_SQL = f"""
+SELECT detector, count() AS alerts, max(severity) AS max_severity,
+       arrayStringConcat(arraySort(groupUniqArray(technique)), ' ') AS techniques,
+       uniqExact(entity) AS entities, max(time_ms) AS last_seen_ms
+FROM alerts FINAL
+WHERE {_ALERTS_IN_RANGE}
+GROUP BY detector
+ORDER BY alerts DESC, max_severity DESC, detector
+""".strip()
+
+_TECHNIQUE_MATRIX_SQL = f"""
+SELECT if(i.subsector = '', 'unknown', i.subsector) AS subsector, a.technique AS technique,
+       count() AS alerts
+FROM (SELECT institution_id, technique FROM alerts FINAL WHERE {_ALERTS_IN_RANGE}) AS a
+LEFT JOIN institutions AS i ON i.id = a.institution_id
+GROUP BY subsector, technique
+ORDER BY subsector, technique
+SETTINGS join_use_nulls = 0
+""".strip()
+
+_TECHNIQUES_OVER_TIME_SQL = f"""
+SELECT intDiv(time_ms, 300000) * 300000 AS bucket_ms, technique, count() AS alerts
+FROM alerts FINAL
+WHERE {_ALERTS_IN_RANGE}
+GROUP BY bucket_ms, technique
+ORDER BY bucket_ms, technique
+""".strip()
+
+_ENTITY_FILTER = "entity = {entity:String}"
+
+_SOURCE_SUMMARY_SQL = f"""
+SELECT uniqExact(institution_id) AS institutions_hit, count() AS alerts,
+       uniqExact(detector) AS detectors,
+       arrayStringConcat(arraySort(groupUniqArray(technique)), ' ') AS techniques,
+       max(severity) AS max_severity
+FROM alerts FINAL
+WHERE {_ALERTS_IN_RANGE} AND {_ENTITY_FILTER}
+""".strip()
+
+_SOURCE_ALERTS_SQL = f"""
+SELECT a.time_ms AS time_ms, a.institution_id AS institution_id,
+       if(i.name = '', a.institution_id, i.name) AS institution, a.detector AS detector,
+       a.technique AS technique, a.target AS target, a.severity AS severity
+FROM (SELECT * FROM alerts FINAL WHERE {_ALERTS_IN_RANGE} AND {_ENTITY_FILTER}) AS a
+LEFT JOIN institutions AS i ON i.id = a.institution_id
+ORDER BY time_ms DESC, severity DESC, institution_id
+LIMIT 200
+SETTINGS join_use_nulls = 0
+""".strip()
+
+_SOURCE_TIMELINE_SQL = f"""
+SELECT intDiv(time_ms, 60000) * 60000 AS minute_ms, institution_id, count() AS alerts
+FROM alerts FINAL
+WHERE {_ALERTS_IN_RANGE} AND {_ENTITY_FILTER}
+GROUP BY minute_ms, institution_id
+ORDER BY minute_ms, institution_id
+""".strip()
+
+# Tables written by later stages (campaign correlation, early warning, level history). Their
+# columns assumed here: campaigns(campaign_id, first_seen_ms, last_seen_ms, ...),
+# warnings(time_ms, ...), threat_levels(time_ms, institution_id, level, ...).
+_CAMPAIGNS_SQL = """
+SELECT *
+FROM campaigns
+WHERE last_seen_ms >= {from_ms:Int64} AND first_seen_ms <= {to_ms:Int64}
+ORDER BY last_seen_ms DESC
+LIMIT 50
+""".strip()
+
+_WARNINGS_SQL = """
+SELECT *
+FROM warnings
+WHERE time_ms >= {from_ms:Int64} AND time_ms <= {to_ms:Int64}
+ORDER BY time_ms DESC
+LIMIT 50
+""".strip()
+
+_LEVEL_HISTORY_SQL = """
+SELECT intDiv(time_ms, 60000) * 60000 AS minute_ms, institution_id, max(level) AS level
+FROM threat_levels
+WHERE time_ms >= {from_ms:Int64} AND time_ms <= {to_ms:Int64}
+  AND ({institution:String} = '' OR institution_id = {institution:String})
+GROUP BY minute_ms, institution_id
+ORDER BY minute_ms, institution_id
+""".strip()
+
+# Pipeline health from the store itself: how late flows arrive, what sensors report.
+_INGEST_LAG_SQL = f"""
+SELECT intDiv(last_seen_ms, 60000) * 60000 AS minute_ms, institution_id,
+       max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) AS lag_ms
+FROM flows
+WHERE {_FLOWS_IN_RANGE}
+GROUP BY minute_ms, institution_id
+ORDER BY minute_ms, institution_id
+""".strip()
+
+_SENSORS_SQL = """
+SELECT institution_id, sensor_id, max(time_ms) AS last_seen_ms,
+       argMax(packets, time_ms) AS packets, argMax(drops, time_ms) AS drops,
+       argMax(flows, time_ms) AS flows, argMax(spool_batches, time_ms) AS spool_batches,
+       argMax(version, time_ms) AS version
+FROM heartbeats
+WHERE time_ms <= {to_ms:Int64}
+  AND ({institution:String} = '' OR institution_id = {institution:String})
+GROUP BY institution_id, sensor_id
+ORDER BY drops DESC, institution_id, sensor_id
+""".strip()
+
+_COUNT_THRESHOLDS = (Threshold(0.0, "#2e9d5b", "none"), Threshold(1.0, "#e86a1c", "some"))
+
+MORE_PANELS: tuple[Panel, ...] = (
+    Panel("institution_level", "Institution threat level", _INSTITUTION_LEVEL_SQL, "stat",
+          "The selected institution's threat level now (the highest one when all are selected).",
+          field="level", thresholds=_LEVEL_THRESHOLDS),
+    Panel("top_talkers", "Top talkers", _TOP_TALKERS_SQL, "table",
+          "Sources of the most bytes in the institution's flows over the time range.",
+          unit="bytes", field="bytes"),
+    Panel("services", "Services", _SERVICES_SQL, "table",
+          "Protocol and destination port of the institution's flows, busiest first.",
+          unit="short", field="flows"),
+    Panel("detectors_firing", "Detectors firing", _DETECTORS_FIRING_SQL, "table",
+          "Which detectors fired in the time range, how often and how severely.",
+          field="max_severity", thresholds=_SEVERITY_THRESHOLDS),
+    Panel("technique_matrix", "Techniques by subsector", _TECHNIQUE_MATRIX_SQL, "matrix",
+          "Alerts per subsector and MITRE ATT&CK technique over the time range.",
+          unit="short", field="alerts"),
+    Panel("techniques_over_time", "Techniques over time", _TECHNIQUES_OVER_TIME_SQL, "heatmap",
+          "Alerts per five minutes and technique.", unit="short", field="alerts"),
+    Panel("source_summary", "Campaign source", _SOURCE_SUMMARY_SQL, "stat",
+          "How many institutions the selected source hit, with how many alerts.",
+          unit="short", field="institutions_hit"),
+    Panel("source_alerts", "Alerts of the source", _SOURCE_ALERTS_SQL, "table",
+          "Every alert about the selected source, newest first.",
+          field="severity", thresholds=_SEVERITY_THRESHOLDS),
+    Panel("source_timeline", "Source activity", _SOURCE_TIMELINE_SQL, "timeseries",
+          "Alerts about the selected source per minute and institution.", unit="short",
+          field="alerts"),
+    Panel("active_campaigns", "Active campaigns", _CAMPAIGNS_SQL, "table",
+          "Campaigns (one actor across institutions) active in the time range.",
+          requires=("campaigns",)),
+    Panel("early_warnings", "Early warnings", _WARNINGS_SQL, "table",
+          "Early warnings issued to institutions in the time range, newest first.",
+          requires=("warnings",)),
+    Panel("level_history", "Threat level history", _LEVEL_HISTORY_SQL, "timeseries",
+          "Each institution's threat level per minute, as recorded.", field="level",
+          thresholds=_LEVEL_THRESHOLDS, requires=("threat_levels",)),
+    Panel("ingest_lag", "Ingest lag", _INGEST_LAG_SQL, "timeseries",
+          "Time from a flow's last packet to its storage, worst per minute and institution.",
+          unit="ms", field="lag_ms"),
+    Panel("sensors", "Sensors", _SENSORS_SQL, "table",
+          "Each sensor's latest heartbeat: packets, drops, flows and spooled batches.",
+          field="drops", thresholds=_COUNT_THRESHOLDS),
+)
+
+#: Every panel: the web view's and the Grafana dashboards' and the report's.
+ALL_PANELS: tuple[Panel, ...] = PANELS + MORE_PANELS
+ALL_PANELS_BY_ID: dict[str, Panel] = {p.id: p for p in ALL_PANELS}
