@@ -22,8 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from finsa.storage import schema
+from finsa.storage import rollups, schema
+from finsa.storage.audit import audit_log_ddl
 from finsa.storage.schema import DEFAULT_TTL_DAYS, RECORD_OF_TABLE, Column
+from finsa.storage.sector_schema import SECTOR_FIELDS, sector_columns, sector_ddl
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,22 @@ def _create(version: str, table: str, ddl: Callable[[], str]) -> Step:
                 lambda store: store._run_command(ddl()))
 
 
-def table_steps(ttl_days: Mapping[str, int] | None = None) -> list[Step]:
-    """The numbered steps, in order. ``ttl_days`` overrides :data:`DEFAULT_TTL_DAYS` per table."""
+def _flows_1m_sources(version: str) -> Step:
+    """Stores made before flows_1m had ``sources``: add the column and re-create its view."""
+    def apply(store: Any) -> None:
+        store._run_command("ALTER TABLE flows_1m ADD COLUMN IF NOT EXISTS sources AggregateFunction(uniq, IPv6) "
+                           "COMMENT 'Distinct source addresses (approx.): uniqMerge(sources)'")
+        store._run_command(f"ALTER TABLE flows_1m ADD COLUMN IF NOT EXISTS {schema.ROLLUP_STORED_AT}")
+        store._run_command("DROP VIEW IF EXISTS flows_1m_mv")
+        store._run_command(schema.flows_1m_view_ddl())
+
+    return Step(version, "add sources to flows_1m", lambda store: "sources" not in existing_columns(store, "flows_1m"),
+                apply)
+
+
+def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "finsa") -> list[Step]:
+    """The numbered steps, in order. ``ttl_days`` overrides :data:`DEFAULT_TTL_DAYS` per table;
+    ``database`` is the store's (the dictionary and the view reading it name it)."""
     ttl = {**DEFAULT_TTL_DAYS, **(ttl_days or {})}
     return [
         _create("0001_create_schema_migrations", "schema_migrations", schema.schema_migrations_ddl),
@@ -72,19 +88,40 @@ def table_steps(ttl_days: Mapping[str, int] | None = None) -> list[Step]:
         _create("0006_create_flows_1m", "flows_1m", lambda: schema.flows_1m_ddl(ttl["flows_1m"])),
         _create("0007_create_flows_1m_mv", "flows_1m_mv", schema.flows_1m_view_ddl),
         _create("0008_create_ingested_batches", "ingested_batches", schema.ingested_batches_ddl),
+        _flows_1m_sources("0009_flows_1m_sources"),
+        _create("0010_create_flows_1h", "flows_1h", lambda: rollups.flows_1h_ddl(ttl["flows_1h"])),
+        _create("0011_create_flows_1h_mv", "flows_1h_mv", rollups.flows_1h_view_ddl),
+        _create("0012_create_alerts_1m", "alerts_1m", lambda: rollups.alerts_rollup_ddl("1m", ttl["alerts_1m"])),
+        _create("0013_create_alerts_1m_mv", "alerts_1m_mv", lambda: rollups.alerts_rollup_view_ddl("1m")),
+        _create("0014_create_alerts_1h", "alerts_1h", lambda: rollups.alerts_rollup_ddl("1h", ttl["alerts_1h"])),
+        _create("0015_create_alerts_1h_mv", "alerts_1h_mv", lambda: rollups.alerts_rollup_view_ddl("1h")),
+        _create("0016_create_ip_enrichment", "ip_enrichment", rollups.ip_enrichment_ddl),
+        _create("0017_create_ip_enrichment_dict", "ip_enrichment_dict",
+                lambda: rollups.ip_enrichment_dict_ddl(database)),
+        _create("0018_create_alerts_geo_1h", "alerts_geo_1h", lambda: rollups.alerts_geo_1h_ddl(ttl["alerts_geo_1h"])),
+        _create("0019_create_alerts_geo_1h_mv", "alerts_geo_1h_mv", lambda: rollups.alerts_geo_1h_view_ddl(database)),
+        _create("0020_create_alerts_subsector_1h", "alerts_subsector_1h",
+                lambda: rollups.alerts_subsector_1h_ddl(ttl["alerts_subsector_1h"])),
+        _create("0021_create_alerts_subsector_1h_mv", "alerts_subsector_1h_mv", rollups.alerts_subsector_1h_view_ddl),
+        _create("0022_create_campaigns", "campaigns", lambda: sector_ddl("campaigns", ttl["campaigns"])),
+        _create("0023_create_warnings", "warnings", lambda: sector_ddl("warnings", ttl["warnings"])),
+        _create("0024_create_threat_levels", "threat_levels", lambda: sector_ddl("threat_levels", ttl["threat_levels"])),
+        _create("0025_create_audit_log", "audit_log", audit_log_ddl),
     ]
 
 
 def _wanted_columns(table: str) -> list[Column]:
     if table == "institutions":
         return list(schema.INSTITUTION_COLUMNS)
+    if table in SECTOR_FIELDS:
+        return sector_columns(table)
     return schema.derived_columns(RECORD_OF_TABLE[table])
 
 
 def column_steps(store: Any) -> list[Step]:
     """One ``add_column`` step per derived column missing from an existing table."""
     steps = []
-    for table in (*RECORD_OF_TABLE, "institutions"):
+    for table in (*RECORD_OF_TABLE, "institutions", *SECTOR_FIELDS):
         have = existing_columns(store, table)
         if not have:
             continue  # not created yet: its create step makes every column
@@ -107,7 +144,7 @@ def _record(store: Any, version: str) -> None:
 def run_migrations(store: Any, ttl_days: Mapping[str, int] | None = None) -> MigrationReport:
     """Apply every needed step (call with the store's lock held, as ``Store.migrate`` does)."""
     report = MigrationReport()
-    for step in table_steps(ttl_days):
+    for step in table_steps(ttl_days, store.database):
         _run_step(store, step, report)
     for step in column_steps(store):
         _run_step(store, step, report)

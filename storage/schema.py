@@ -35,9 +35,11 @@ CLICKHOUSE_TYPES = {"u8": "UInt8", "u16": "UInt16", "u32": "UInt32", "u64": "UIn
 TABLE_OF_RECORD = {FLOW.name: "flows", ALERT.name: "alerts", HEARTBEAT.name: "heartbeats"}
 RECORD_OF_TABLE = {"flows": FLOW, "alerts": ALERT, "heartbeats": HEARTBEAT}
 
-#: Days a row is kept after it was stored; 0 keeps rows forever. flows_1m counts from its
-#: minute (a roll-up has no storage time), so it keeps everything by default.
-DEFAULT_TTL_DAYS = {"flows": 30, "alerts": 365, "heartbeats": 30, "flows_1m": 0}
+#: Days a row is kept; 0 keeps rows forever. Every TTL counts from ``stored_at`` (roll-ups:
+#: when the aggregate row was last written). ``audit_log`` has no entry: it is never expired by finsa.
+DEFAULT_TTL_DAYS = {"flows": 30, "alerts": 365, "heartbeats": 30, "flows_1m": 365, "flows_1h": 365,
+                    "alerts_1m": 365, "alerts_1h": 365, "alerts_geo_1h": 365, "alerts_subsector_1h": 365,
+                    "campaigns": 0, "warnings": 0, "threat_levels": 0}
 #: How many recent insert blocks a MergeTree table remembers to drop a repeated batch.
 DEDUP_WINDOW_BLOCKS = 10_000
 
@@ -172,25 +174,36 @@ def institutions_ddl() -> str:
 COMMENT 'Institutions of the sector, loaded from the registry file'"""
 
 
+#: Roll-up rows carry when they were (last) written, so a TTL counts from storage time like the
+#: raw tables (a replayed year-old capture is rolled up, not expired on insert). The views do
+#: not produce it: the DEFAULT fills it; merges keep the latest.
+ROLLUP_STORED_AT = ("stored_at SimpleAggregateFunction(max, DateTime('UTC')) DEFAULT now() "
+                    "COMMENT 'When the row was last written (TTL counts from it)'")
+
+
 def flows_1m_ddl(ttl_days: int = DEFAULT_TTL_DAYS["flows_1m"]) -> str:
-    # SummingMergeTree adds rows of the same key at merge time: always read with sum() ... GROUP BY.
+    # SummingMergeTree adds rows of the same key at merge time (and merges AggregateFunction
+    # columns like AggregatingMergeTree): always read with sum() / uniqMerge() ... GROUP BY.
     return f"""CREATE TABLE IF NOT EXISTS flows_1m (
     minute DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the minute (first_seen)',
     institution_id LowCardinality(String) COMMENT 'Institution whose sensor metered the flows',
     flows UInt64 COMMENT 'Flows that started in the minute',
     bytes UInt64 COMMENT 'Bytes of those flows, both directions',
-    packets UInt64 COMMENT 'Packets of those flows, both directions'
+    packets UInt64 COMMENT 'Packets of those flows, both directions',
+    sources AggregateFunction(uniq, IPv6) COMMENT 'Distinct source addresses (approx.): uniqMerge(sources)',
+    {ROLLUP_STORED_AT}
 ) ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (institution_id, minute)
-{_ttl("minute", ttl_days)}{_table_settings()}
-COMMENT 'Flows per minute and institution, fed by flows_1m_mv; read with sum() GROUP BY'"""
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT 'Flows per minute and institution, fed by flows_1m_mv; read with sum() / uniqMerge() GROUP BY'"""
 
 
 def flows_1m_view_ddl() -> str:
     return """CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1m_mv TO flows_1m AS
 SELECT toStartOfMinute(first_seen) AS minute, institution_id, count() AS flows,
-       sum(src2dst_bytes + dst2src_bytes) AS bytes, sum(src2dst_packets + dst2src_packets) AS packets
+       sum(src2dst_bytes + dst2src_bytes) AS bytes, sum(src2dst_packets + dst2src_packets) AS packets,
+       uniqState(src_ip) AS sources
 FROM flows GROUP BY minute, institution_id"""
 
 

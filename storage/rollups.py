@@ -1,0 +1,177 @@
+"""Roll-up tables fed by materialised views, and the address enrichment they look up.
+
+Every roll-up is written by a materialised view on insert into ``flows`` or ``alerts`` (so a
+batch is rolled up once: the insert deduplication token of a redelivered batch also skips its
+roll-up rows) and a TTL (:data:`~finsa.storage.schema.DEFAULT_TTL_DAYS`, a year) counted from ``stored_at``,
+when the aggregate row was last written.
+
+Per institution (each tenant reads its own rows):
+
+* ``flows_1m`` (in :mod:`finsa.storage.schema`) and ``flows_1h``: flows, bytes, packets (sums,
+  SummingMergeTree) and ``sources`` (distinct source addresses, ``uniqState``: read
+  ``uniqMerge(sources)``).
+* ``alerts_1m`` / ``alerts_1h``: per institution x detector x technique x severity. ``alerts``
+  is ``uniqExactState(alert_id)`` (read ``uniqExactMerge(alerts)``): the alerts table is a
+  ReplacingMergeTree, and an alert re-emitted in another batch (same deterministic id, same
+  time) is a second insert that a sum would count twice; the exact set of ids counts it once.
+
+Sector-wide (no institution column: every tenant may read them):
+
+* ``alerts_geo_1h``: alerts per attacker country and ASN x technique x severity, with how many
+  institutions were hit. Country and ASN come from ``dictGetOrDefault`` on
+  ``ip_enrichment_dict`` (an IP_TRIE dictionary over the ``ip_enrichment`` table the stream
+  layer fills, e.g. from geoip2fast) at insert time: the row keeps the enrichment valid when the
+  alert arrived. Entities that are not addresses get country '' and ASN 0.
+* ``alerts_subsector_1h``: alerts per subsector and region (a LEFT JOIN on ``institutions`` in
+  the view; an institution missing from the registry lands in subsector '').
+
+Both were checked on chdb 26.9 (dictionaries with a CLICKHOUSE source and IP_TRIE layout, and
+JOINs in a materialised view, work in process).
+
+>>> "uniqExactState(alert_id)" in alerts_rollup_view_ddl("1m")
+True
+"""
+
+from __future__ import annotations
+
+from finsa.storage.schema import ROLLUP_STORED_AT, _quote, _table_settings, _ttl
+
+_BUCKET = {"1m": ("minute", "toStartOfMinute"), "1h": ("hour", "toStartOfHour")}
+
+
+def flows_1h_ddl(ttl_days: int) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS flows_1h (
+    hour DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the hour (first_seen)',
+    institution_id LowCardinality(String) COMMENT 'Institution whose sensor metered the flows',
+    flows UInt64 COMMENT 'Flows that started in the hour',
+    bytes UInt64 COMMENT 'Bytes of those flows, both directions',
+    packets UInt64 COMMENT 'Packets of those flows, both directions',
+    sources AggregateFunction(uniq, IPv6) COMMENT 'Distinct source addresses (approx.): uniqMerge(sources)',
+    {ROLLUP_STORED_AT}
+) ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (institution_id, hour)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT 'Flows per hour and institution, fed by flows_1h_mv; read with sum() / uniqMerge() GROUP BY'"""
+
+
+def flows_1h_view_ddl() -> str:
+    return """CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS
+SELECT toStartOfHour(first_seen) AS hour, institution_id, count() AS flows,
+       sum(src2dst_bytes + dst2src_bytes) AS bytes, sum(src2dst_packets + dst2src_packets) AS packets,
+       uniqState(src_ip) AS sources
+FROM flows GROUP BY hour, institution_id"""
+
+
+_ALERT_MEASURES = """    alerts AggregateFunction(uniqExact, String) COMMENT 'Distinct alert ids: uniqExactMerge(alerts)',
+    entities AggregateFunction(uniq, String) COMMENT 'Distinct entities (approx.): uniqMerge(entities)',
+    max_score SimpleAggregateFunction(max, Float64) COMMENT 'Highest detector score: max(max_score)',
+    """ + ROLLUP_STORED_AT
+
+
+def alerts_rollup_ddl(resolution: str, ttl_days: int) -> str:
+    bucket, _ = _BUCKET[resolution]
+    return f"""CREATE TABLE IF NOT EXISTS alerts_{resolution} (
+    {bucket} DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the {bucket} (alert time)',
+    institution_id LowCardinality(String) COMMENT 'Institution where the activity was seen',
+    detector LowCardinality(String) COMMENT 'Detector that fired',
+    technique LowCardinality(String) COMMENT 'MITRE ATT&CK technique id',
+    severity UInt8 COMMENT '1 info .. 5 critical',
+{_ALERT_MEASURES}
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM({bucket})
+ORDER BY (institution_id, {bucket}, detector, technique, severity)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT {_quote(f"Alerts per {bucket}, institution, detector, technique, severity; fed by alerts_{resolution}_mv")}"""
+
+
+def alerts_rollup_view_ddl(resolution: str) -> str:
+    bucket, fn = _BUCKET[resolution]
+    return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS alerts_{resolution}_mv TO alerts_{resolution} AS
+SELECT {fn}(time) AS {bucket}, institution_id, detector, technique, severity,
+       uniqExactState(alert_id) AS alerts, uniqState(entity) AS entities, max(score) AS max_score
+FROM alerts GROUP BY {bucket}, institution_id, detector, technique, severity"""
+
+
+def ip_enrichment_ddl() -> str:
+    # Small, fully rewritten by Store.load_ip_enrichment; the dictionary below reads it.
+    return """CREATE TABLE IF NOT EXISTS ip_enrichment (
+    network String COMMENT 'Address range in CIDR form (IPv4 or IPv6)',
+    country LowCardinality(String) COMMENT 'ISO 3166 country code, '''' when unknown',
+    asn UInt32 COMMENT 'Autonomous system number, 0 when unknown',
+    as_name String COMMENT 'Autonomous system name'
+) ENGINE = MergeTree ORDER BY network
+COMMENT 'Address range -> country, ASN (filled by the stream layer, e.g. from geoip2fast)'"""
+
+
+def ip_enrichment_dict_ddl(database: str) -> str:
+    return f"""CREATE DICTIONARY IF NOT EXISTS ip_enrichment_dict (
+    network String,
+    country String DEFAULT '',
+    asn UInt32 DEFAULT 0,
+    as_name String DEFAULT ''
+) PRIMARY KEY network
+SOURCE(CLICKHOUSE(TABLE 'ip_enrichment' DB '{database}'))
+LAYOUT(IP_TRIE)
+LIFETIME(MIN 300 MAX 600)
+COMMENT 'ip_enrichment as an IP_TRIE dictionary (reloaded by Store.load_ip_enrichment)'"""
+
+
+_SECTOR_MEASURES = _ALERT_MEASURES + """,
+    institutions AggregateFunction(uniqExact, String) COMMENT 'Institutions hit: uniqExactMerge(institutions)'"""
+
+
+def alerts_geo_1h_ddl(ttl_days: int) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS alerts_geo_1h (
+    hour DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the hour (alert time)',
+    country LowCardinality(String) COMMENT 'Country of the alerted entity (attacker), '''' unknown',
+    asn UInt32 COMMENT 'ASN of the alerted entity, 0 unknown',
+    as_name SimpleAggregateFunction(anyLast, String) COMMENT 'AS name',
+    technique LowCardinality(String) COMMENT 'MITRE ATT&CK technique id',
+    severity UInt8 COMMENT '1 info .. 5 critical',
+{_SECTOR_MEASURES}
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, country, asn, technique, severity)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT 'Sector-wide alerts per hour by attacker country and ASN; fed by alerts_geo_1h_mv'"""
+
+
+def alerts_geo_1h_view_ddl(database: str) -> str:
+    key = "toIPv6OrDefault(entity)"
+    get = f"dictGetOrDefault('{database}.ip_enrichment_dict'"
+    return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS alerts_geo_1h_mv TO alerts_geo_1h AS
+SELECT toStartOfHour(time) AS hour,
+       {get}, 'country', {key}, '') AS country,
+       {get}, 'asn', {key}, toUInt32(0)) AS asn,
+       anyLast({get}, 'as_name', {key}, '')) AS as_name,
+       technique, severity,
+       uniqExactState(alert_id) AS alerts, uniqState(entity) AS entities, max(score) AS max_score,
+       uniqExactState(institution_id) AS institutions
+FROM alerts GROUP BY hour, country, asn, technique, severity"""
+
+
+def alerts_subsector_1h_ddl(ttl_days: int) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS alerts_subsector_1h (
+    hour DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the hour (alert time)',
+    subsector LowCardinality(String) COMMENT 'Subsector of the institution ('''' not in the registry)',
+    region LowCardinality(String) COMMENT 'Region of the institution',
+    technique LowCardinality(String) COMMENT 'MITRE ATT&CK technique id',
+    severity UInt8 COMMENT '1 info .. 5 critical',
+{_SECTOR_MEASURES}
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, subsector, region, technique, severity)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT 'Sector-wide alerts per hour by subsector and region; fed by alerts_subsector_1h_mv'"""
+
+
+def alerts_subsector_1h_view_ddl() -> str:
+    return """CREATE MATERIALIZED VIEW IF NOT EXISTS alerts_subsector_1h_mv TO alerts_subsector_1h AS
+SELECT toStartOfHour(a.time) AS hour, i.subsector AS subsector, i.region AS region,
+       a.technique AS technique, a.severity AS severity,
+       uniqExactState(a.alert_id) AS alerts, uniqState(a.entity) AS entities, max(a.score) AS max_score,
+       uniqExactState(a.institution_id) AS institutions
+FROM alerts AS a LEFT JOIN institutions AS i ON i.id = a.institution_id
+GROUP BY hour, subsector, region, technique, severity
+SETTINGS join_use_nulls = 0"""
