@@ -145,7 +145,7 @@ class DetectorSettings:
     name: str
     enabled: bool
     params: dict[str, Any]
-    explicit: frozenset[str] = frozenset()
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)
