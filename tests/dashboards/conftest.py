@@ -82,9 +82,13 @@ def sector() -> SimpleNamespace:
     return SimpleNamespace(now_ms=NOW_MS, attacker=ATTACKER, lone_source=LONE_SOURCE, registry=REGISTRY)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A store holding the sector above, its flows and its alerts (shared by the session)."""
+    """A store holding the sector above, its flows and its alerts (shared by a module).
+
+    Module scope, not session: chdb opens one store folder per process at a time, so a store
+    held open for the whole session would keep every later test module from opening its own.
+    """
     s = _open_store(tmp_path_factory.mktemp("store"))
     s.load_institutions(REGISTRY)
     s.insert(_flows())
