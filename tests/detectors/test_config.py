@@ -212,3 +212,11 @@ def test_the_example_file_validates_and_documents_every_detector() -> None:
         expected = {p: list(v) if isinstance(v, tuple) else v for p, v in defaults.detectors[name].params.items()}
         assert not cfg.detectors[name].explicit, "the example's [detectors] tables show defaults, commented"
         assert documented[name] == expected, f"the example's defaults of {name} differ from the code"
+
+
+def test_the_tuning_guide_describes_every_parameter() -> None:
+    guide = (EXAMPLE.parent / "detectors.md").read_text()
+    for name, settings in default_config().detectors.items():
+        assert f"`{name}`" in guide or re.search(rf"^### {name}\b", guide, re.M), f"docs/detectors.md lacks {name}"
+        missing = [p for p in settings.params if f"`{p}`" not in guide]
+        assert not missing, f"docs/detectors.md does not describe {name}: {missing}"
