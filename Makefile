@@ -7,7 +7,7 @@ FOR    ?= 120
 SPEED  ?= 1
 PORT   ?= 8600
 
-.PHONY: setup system-deps run test test-fast bench clean
+.PHONY: setup system-deps run test test-fast bench bench-collector bench-storage reliability clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,16 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not integration"
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench all
+
+bench-collector: setup
+	$(BIN)/python -m bench collector
+
+bench-storage: setup
+	$(BIN)/python -m bench storage
+
+reliability: setup
+	$(BIN)/python -m pytest -q tests/reliability -m reliability --reliability-report
 
 clean:
 	rm -rf $(VENV) data build *.egg-info
