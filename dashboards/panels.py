@@ -29,7 +29,7 @@ from finsa.wire import SEVERITIES
 __all__ = [
     "Panel", "Threshold", "PANELS", "PANELS_BY_ID", "PARAMETERS", "KINDS", "DEFAULT_RANGE_MS",
     "MAX_RANGE_MS", "PanelParameterError", "bind", "ALL_PANELS", "ALL_PANELS_BY_ID",
-    "BASE_TABLES",
+    "BASE_TABLES", "MORE_PANELS",
 ]
 
 #: The visual kinds a panel may have. ``matrix`` is a row x column grid of counts (a
@@ -307,32 +307,50 @@ GROUP BY minute_ms, institution_id
 ORDER BY minute_ms, institution_id
 """.strip()
 
-# Tables written by later stages (campaign correlation, early warning, level history). Their
-# columns assumed here: campaigns(campaign_id, first_seen_ms, last_seen_ms, ...),
-# warnings(time_ms, ...), threat_levels(time_ms, institution_id, level, ...).
+# Tables of the sector layer (finsa.storage.sector_schema): campaigns and warnings are
+# ReplacingMergeTrees (read FINAL); threat_levels keeps every evaluation per scope.
 _CAMPAIGNS_SQL = """
-SELECT *
-FROM campaigns
+SELECT campaign_id, title, kind, status, severity, institutions_hit, alerts,
+       arrayStringConcat(JSONExtract(techniques, 'Array(String)'), ' ') AS techniques,
+       arrayStringConcat(JSONExtract(entities, 'Array(String)'), ' ') AS entities,
+       first_seen_ms, last_seen_ms
+FROM campaigns FINAL
 WHERE last_seen_ms >= {from_ms:Int64} AND first_seen_ms <= {to_ms:Int64}
-ORDER BY last_seen_ms DESC
+  AND ({institution:String} = '' OR has(JSONExtract(institutions, 'Array(String)'), {institution:String}))
+ORDER BY severity DESC, last_seen_ms DESC, campaign_id
 LIMIT 50
 """.strip()
 
 _WARNINGS_SQL = """
-SELECT *
-FROM warnings
+SELECT time_ms, warning_id, scope_kind, scope_id, severity, title, status, campaign_id
+FROM warnings FINAL
 WHERE time_ms >= {from_ms:Int64} AND time_ms <= {to_ms:Int64}
-ORDER BY time_ms DESC
+  AND ({institution:String} = '' OR scope_kind != 'institution' OR scope_id = {institution:String})
+ORDER BY time_ms DESC, severity DESC, warning_id
 LIMIT 50
 """.strip()
 
 _LEVEL_HISTORY_SQL = """
-SELECT intDiv(time_ms, 60000) * 60000 AS minute_ms, institution_id, max(level) AS level
+SELECT intDiv(time_ms, 60000) * 60000 AS minute_ms,
+       if(scope_kind = 'sector', 'sector', scope_id) AS scope, max(level) AS level
 FROM threat_levels
 WHERE time_ms >= {from_ms:Int64} AND time_ms <= {to_ms:Int64}
-  AND ({institution:String} = '' OR institution_id = {institution:String})
-GROUP BY minute_ms, institution_id
-ORDER BY minute_ms, institution_id
+  AND (({institution:String} = '' AND scope_kind IN ('sector', 'institution'))
+       OR (scope_kind = 'institution' AND scope_id = {institution:String}))
+GROUP BY minute_ms, scope
+ORDER BY minute_ms, scope
+""".strip()
+
+#: Attack sources by country, from the sector-wide hourly roll-up (finsa.storage.rollups).
+_SOURCES_BY_COUNTRY_SQL = """
+SELECT if(country = '', 'unknown', country) AS source_country, uniqExactMerge(alerts) AS alerts,
+       uniqExactMerge(institutions) AS institutions_hit, uniqMerge(entities) AS sources
+FROM alerts_geo_1h
+WHERE hour >= toStartOfHour(fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC'))
+  AND hour <= fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')
+GROUP BY source_country
+ORDER BY alerts DESC, source_country
+LIMIT 20
 """.strip()
 
 # Pipeline health from the store itself: how late flows arrive, what sensors report.
@@ -393,8 +411,11 @@ MORE_PANELS: tuple[Panel, ...] = (
           "Early warnings issued to institutions in the time range, newest first.",
           requires=("warnings",)),
     Panel("level_history", "Threat level history", _LEVEL_HISTORY_SQL, "timeseries",
-          "Each institution's threat level per minute, as recorded.", field="level",
-          thresholds=_LEVEL_THRESHOLDS, requires=("threat_levels",)),
+          "The sector's and each institution's threat level per minute, as recorded.",
+          field="level", thresholds=_LEVEL_THRESHOLDS, requires=("threat_levels",)),
+    Panel("sources_by_country", "Attack sources by country", _SOURCES_BY_COUNTRY_SQL, "bar",
+          "Alerts per country of the attacking address (unknown: private or not an address).",
+          unit="short", field="alerts", requires=("alerts_geo_1h",)),
     Panel("ingest_lag", "Ingest lag", _INGEST_LAG_SQL, "timeseries",
           "Time from a flow's last packet to its storage, worst per minute and institution.",
           unit="ms", field="lag_ms"),
