@@ -2,8 +2,11 @@
 
 Alerts are counted per series and per minute of alert time (``step_ms``). When a minute closes
 (:meth:`VolumeForecaster.advance`), each series learns its count, minutes without alerts count as
-zero, and a Holt linear-trend model (``river.time_series.HoltWinters`` without seasonality)
-forecasts the next ``horizon_steps`` minutes. A :class:`Crossing` is reported when the series is
+zero, and a Holt linear-trend model (double exponential smoothing) forecasts the next
+``horizon_steps`` minutes. The model starts with the first value as level and a zero trend:
+``river.time_series.HoltWinters`` starts its trend from the first two values, which made a
+noisy flat series look like a steep rise and warn falsely, so :class:`Holt` is finsa's own
+(eight lines, picklable, deterministic). A :class:`Crossing` is reported when the series is
 still below its threshold but the forecast reaches it within the horizon: that is the early
 warning (once the threshold is passed, the alerts speak for themselves). A series reports again
 only after ``cooldown_ms``.
@@ -14,8 +17,8 @@ series' slow baseline (an EWMA), so a busy series is judged against its own norm
 
 >>> f = VolumeForecaster(default_threshold=20, horizon_steps=15, min_history=4)
 >>> out = []
->>> for minute in range(8):
-...     f.add("subsector:payment", minute * 60_000, count=minute + 1)
+>>> for minute in range(10):
+...     f.add("subsector:payment", minute * 60_000, count=2 * minute + 1)
 ...     out += f.advance((minute + 1) * 60_000)
 >>> [(c.key, c.last_value < c.threshold <= max(c.forecast)) for c in out][:1]
 [('subsector:payment', True)]
@@ -26,11 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from river import time_series
-
 from finsa.metrics import REGISTRY
 
-__all__ = ["Crossing", "VolumeForecaster"]
+__all__ = ["Crossing", "Holt", "VolumeForecaster"]
 
 LATE = REGISTRY.counter("finsa_forecast_late_total", "Alert counts that came after their minute was closed")
 
@@ -47,11 +48,45 @@ class Crossing:
     steps_to_cross: int  # 1 = the next minute
 
 
+class Holt:
+    """Holt's linear trend: level and trend smoothed with ``alpha`` and ``beta``.
+
+    >>> h = Holt(0.5, 0.3)
+    >>> for y in (1, 2, 3, 4, 5, 6): h.learn_one(y)
+    >>> [round(v, 1) for v in h.forecast(2)]
+    [6.4, 7.3]
+    """
+
+    __slots__ = ("alpha", "beta", "level", "trend")
+
+    def __init__(self, alpha: float, beta: float) -> None:
+        self.alpha, self.beta = alpha, beta
+        self.level: float | None = None
+        self.trend = 0.0
+
+    def learn_one(self, y: float) -> None:
+        if self.level is None:
+            self.level = float(y)
+            return
+        level = self.alpha * y + (1 - self.alpha) * (self.level + self.trend)
+        self.trend = self.beta * (level - self.level) + (1 - self.beta) * self.trend
+        self.level = level
+
+    def forecast(self, horizon: int) -> list[float]:
+        return [(self.level or 0.0) + h * self.trend for h in range(1, horizon + 1)]
+
+    def __getstate__(self) -> tuple:
+        return self.alpha, self.beta, self.level, self.trend
+
+    def __setstate__(self, state: tuple) -> None:
+        self.alpha, self.beta, self.level, self.trend = state
+
+
 class _Series:
     __slots__ = ("model", "baseline", "history", "pending", "last_warn_ms", "last")
 
     def __init__(self, alpha: float, beta: float) -> None:
-        self.model = time_series.HoltWinters(alpha=alpha, beta=beta)
+        self.model = Holt(alpha, beta)
         self.baseline: float | None = None
         self.history = 0
         self.pending: dict[int, float] = {}
@@ -64,7 +99,7 @@ class VolumeForecaster:
 
     def __init__(self, step_ms: int = 60_000, horizon_steps: int = 15, default_threshold: float = 20.0,
                  thresholds: Mapping[str, float] | None = None, relative: float = 3.0,
-                 alpha: float = 0.5, beta: float = 0.3, baseline_alpha: float = 0.05,
+                 alpha: float = 0.3, beta: float = 0.2, baseline_alpha: float = 0.05,
                  min_history: int = 5, cooldown_ms: int = 30 * 60_000, max_series: int = 10_000,
                  max_fill_steps: int = 120) -> None:
         if step_ms <= 0 or horizon_steps < 1 or not 0 < alpha <= 1 or not 0 <= beta <= 1:
