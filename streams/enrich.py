@@ -74,7 +74,10 @@ class Asset(Strict):
     criticality: int = Field(3, ge=1, le=5)
     exposed: bool = True
 
-    _check_address = field_validator("address")(classmethod(lambda cls, v: _network(v)))
+    @field_validator("address")
+    @classmethod
+    def _address_parse(cls, value: str) -> str:
+        return _network(value)
 
     @field_validator("ports")
     @classmethod

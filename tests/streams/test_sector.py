@@ -115,3 +115,14 @@ def test_collapsing_flows_raise_an_emergency_and_the_level():
     assert [(e.institution_id, e.kind, e.active) for e in raised] == [("pay-a", "dark_flows", True)]
     last = {r.key: r for r in update.levels if r.scope == "institution"}
     assert last["pay-a"].contributions.get("emergency") == 2.0 and "emergency" not in last["pay-b"].contributions
+
+
+def test_module_examples_run():
+    import doctest
+    import importlib
+
+    for name in ("geo", "intel", "enrich", "campaigns", "forecast", "early_warning", "emergencies", "levels",
+                 "indicators", "sector"):
+        module = importlib.import_module(f"finsa.streams.{name}")
+        result = doctest.testmod(module)
+        assert result.failed == 0, name
