@@ -57,6 +57,13 @@ def _pseudonymiser(config: AgentConfig) -> Pseudonymiser | None:
     return Pseudonymiser(load_key(config.pseudonymisation_key_file), config.internal_networks)
 
 
+def _signing_keys(config: AgentConfig) -> dict[str, bytes]:
+    """{institution: key} when the agent signs its batches, else empty."""
+    if config.batch_signing_key_file is None:
+        return {}
+    return {config.institution_id: load_key(config.batch_signing_key_file)}
+
+
 class Agent:
     """One institution's collector agent (inert until :meth:`start`)."""
 
@@ -70,7 +77,7 @@ class Agent:
         self.sender = SpoolSender(self.spool, config.broker.bootstrap, self._topics(config),
                                   config.broker.client_settings(), client_id=f"finsa-agent-{config.sensor_id}",
                                   retry_s=retry_s, message_timeout_ms=config.broker.message_timeout_ms,
-                                  on_tick=self._tick)
+                                  on_tick=self._tick, signing_keys=_signing_keys(config))
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sources: list[threading.Thread] = []

@@ -186,6 +186,9 @@ class AgentConfig(Strict):
     broker: BrokerSettings
     internal_networks: list[str] = Field(default_factory=list, description="addresses inside these are pseudonymised")
     pseudonymisation_key_file: Path | None = None
+    batch_signing_key_file: Path | None = Field(
+        None, description="the institution's batch-signing key (64 hex characters); workers that verify "
+                          "signatures dead-letter unsigned batches")
     spool: SpoolSettings
     metrics_listen: str | None = Field("127.0.0.1:9464", description="host:port of the Prometheus endpoint (port 0: any free one); empty = off")
     heartbeat_interval_s: float = Field(30.0, ge=0.1, le=3600.0)
@@ -209,7 +212,7 @@ class AgentConfig(Strict):
     def _metrics(cls, text: str | None) -> str | None:
         return _host_port(text, lowest_port=0) if text else None
 
-    @field_validator("pseudonymisation_key_file")
+    @field_validator("pseudonymisation_key_file", "batch_signing_key_file")
     @classmethod
     def _key(cls, path: Path | None) -> Path | None:
         if path is None:

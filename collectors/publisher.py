@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 from finsa import wire
+from finsa.batchauth import sign_headers
 from finsa.errors import BrokerError
 from finsa.kafka import producer_config
 from finsa.metrics import REGISTRY
@@ -34,11 +35,13 @@ class BatchPublisher:
     def __init__(self, bootstrap: str, client_id: str = "finsa-collector", max_rows: int = 10_000,
                  extra: Mapping[str, object] | None = None,
                  on_delivery: Callable[[bytes, str | None], None] | None = None,
-                 on_error: Callable[[str, bool], None] | None = None) -> None:
+                 on_error: Callable[[str, bool], None] | None = None,
+                 signing_keys: Mapping[str, bytes] | None = None) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be >= 1")
         self.config = producer_config(bootstrap, client_id, extra)
         self.max_rows, self.on_delivery, self.on_error = max_rows, on_delivery, on_error
+        self.signing_keys = dict(signing_keys or {})
         self._producer = None
         self.acknowledged = 0
         self.failed = 0
@@ -110,14 +113,25 @@ class BatchPublisher:
             if self.on_delivery:
                 self.on_delivery(batch_id, None if err is None else str(err))
 
+        headers = self._signature(payload, key)
         while True:
             try:
-                self._producer.produce(topic, payload, key=key, on_delivery=delivered)
+                self._producer.produce(topic, payload, key=key, on_delivery=delivered, headers=headers)
                 MESSAGES.inc(outcome="queued")
                 break
             except BufferError:  # local queue full: let deliveries drain (backpressure)
                 self._producer.poll(0.1)
         self._producer.poll(0)
+
+    def _signature(self, payload: bytes, key: bytes) -> list[tuple[str, bytes]] | None:
+        """Headers signing the message as its institution's (the message key), when keys are set."""
+        if not self.signing_keys:
+            return None
+        institution = key.decode("utf-8", "replace")
+        secret = self.signing_keys.get(institution)
+        if secret is None:
+            raise BrokerError(f"no signing key for institution {institution!r}")
+        return sign_headers(payload, institution, secret)
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for acknowledgements; returns how many messages are still outstanding."""

@@ -60,8 +60,10 @@ class SpoolSender:
     def __init__(self, spool: Spool, bootstrap: str, topics: Mapping[str, int],
                  client_settings: Mapping[str, object] | None = None, client_id: str = "finsa-agent",
                  window: int = 64, retry_s: float = 1.0, message_timeout_ms: int = 30_000,
-                 on_tick: Callable[["SpoolSender"], None] | None = None) -> None:
+                 on_tick: Callable[["SpoolSender"], None] | None = None,
+                 signing_keys: Mapping[str, bytes] | None = None) -> None:
         self.spool, self.topics = spool, dict(topics)
+        self.signing_keys = dict(signing_keys or {})
         self.window, self.retry_s, self.on_tick = window, retry_s, on_tick
         self.configure(bootstrap, client_settings, client_id, message_timeout_ms)
         self.publisher: BatchPublisher | None = None
@@ -137,7 +139,8 @@ class SpoolSender:
             return False
         producer_extra = {**extra, "message.timeout.ms": self.message_timeout_ms}
         self.publisher = BatchPublisher(self.bootstrap, self.client_id, extra=producer_extra,
-                                        on_delivery=self._delivered, on_error=self._client_error).start()
+                                        on_delivery=self._delivered, on_error=self._client_error,
+                                        signing_keys=self.signing_keys).start()
         self._cursor = 0  # resend from the oldest unacknowledged batch
         self._broken = False
         self.reconnects += 1

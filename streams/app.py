@@ -98,7 +98,8 @@ class _Grouper:
                 return
             payloads = [e.value if isinstance(e.value, (bytes, bytearray)) else b"" for e in group]
             loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(None, self.processor.process_group, payloads)
+            headers = [e.message.headers for e in group]
+            outcome = await loop.run_in_executor(None, self.processor.process_group, payloads, headers)
             for index, reason, detail in outcome.dead:
                 await self._dead_letter(group[index], reason, detail)
             if outcome.alerts is not None:

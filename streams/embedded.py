@@ -3,7 +3,8 @@
 It starts the Tansu broker (a subprocess on a free loopback port), opens the embedded store
 (chdb) in ``--data-dir``, starts a stream worker and the web view in this process, and replays a
 labeled scenario (generated on first use) through the collector at ``--speed`` times real time,
-with flow times rebased to now. It prints the web view's URL and progress, stops on Ctrl-C or
+with flow times rebased to now. Every batch is signed with its institution's key (made on first
+use in ``DATA_DIR/keys``) and the worker dead-letters any batch that is not. It prints the web view's URL and progress, stops on Ctrl-C or
 after ``--for`` seconds, draining what the broker acknowledged before it stops.
 
     finsa run --data-dir data/run --for 120
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import signal
 import sys
 import threading
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 from finsa import wire
+from finsa.batchauth import BatchVerifier, load_keys
 from finsa.collectors.collect_command import scenario_sources
 from finsa.collectors.publisher import BatchPublisher
 from finsa.collectors.replay import replay_all
@@ -59,6 +62,18 @@ def _prepare_scenario(args: argparse.Namespace) -> Path:
     return scenario
 
 
+def batch_keys(directory: Path, institutions: list[str]) -> dict[str, bytes]:
+    """The batch-signing key of each institution, made on first use (``DIR/<id>.key``, mode 600)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for inst in institutions:
+        path = directory / f"{inst}.key"
+        if not path.exists():
+            path.write_text(secrets.token_hex(32) + "\n")
+            path.chmod(0o600)
+    keys = load_keys(directory)
+    return {inst: keys[inst] for inst in institutions}
+
+
 class Embedded:
     """The pieces of ``finsa run``, started and stopped in order."""
 
@@ -69,6 +84,7 @@ class Embedded:
         self.store = None
         self.publisher: BatchPublisher | None = None
         self.replay_thread: threading.Thread | None = None
+        self.keys: dict[str, bytes] = {}
 
     def _open_store(self):
         from finsa.storage.backend import open_store
@@ -84,7 +100,8 @@ class Embedded:
         registry_file = scenario / "institutions.toml"
         if registry_file.exists():
             self.store.load_institutions(load_registry(registry_file))
-        self.publisher = BatchPublisher(self.broker.bootstrap, client_id="finsa-run-collector").start()
+        self.publisher = BatchPublisher(self.broker.bootstrap, client_id="finsa-run-collector",
+                                        signing_keys=self.keys).start()
         rebase_ms = int(time.time() * 1000) - start_ms
         self.replay_thread = threading.Thread(
             target=replay_all, daemon=True, name="replay",
@@ -103,7 +120,12 @@ class Embedded:
         print(f"finsa: broker (Tansu) on {self.broker.bootstrap}", flush=True)
         ensure_topics(self.broker.bootstrap, {wire.TOPICS["flows"]: 4, wire.TOPICS["alerts"]: 4, wire.TOPICS["dlq"]: 1})
         self.store = self._open_store()
-        processor = FlowProcessor(self.store, DetectionEngine(), should_stop=self.stop_event.is_set)
+        verifier = None
+        if scenario is not None:
+            self.keys = batch_keys(args.data_dir / "keys", [s.institution_id for s in scenario_sources(scenario)[0]])
+            verifier = BatchVerifier(self.keys)
+        processor = FlowProcessor(self.store, DetectionEngine(), should_stop=self.stop_event.is_set,
+                                  verifier=verifier)
         service = StreamService(WorkerSettings(self.broker.bootstrap, datadir=args.data_dir / "faust"), processor)
         runner = await start_webview(self.store, host=args.host, port=args.port)
         print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from finsa import wire
+from finsa.batchauth import BatchAuthError, BatchVerifier
 from finsa.metrics import REGISTRY
 
 FLOWS_IN = REGISTRY.counter("finsa_worker_flows_total", "Flows decoded from the flow topic")
@@ -72,8 +73,8 @@ class FlowProcessor:
     """decode -> detect -> store, for one flow message at a time."""
 
     def __init__(self, store: Store, engine: Engine, max_backoff_s: float = 5.0,
-                 should_stop=lambda: False) -> None:
-        self.store, self.engine = store, engine
+                 should_stop=lambda: False, verifier: BatchVerifier | None = None) -> None:
+        self.store, self.engine, self.verifier = store, engine, verifier
         self.max_backoff_s, self.should_stop = max_backoff_s, should_stop
         self.batches = 0
 
@@ -85,18 +86,20 @@ class FlowProcessor:
             return Outcome(dead_reason=reason, dead_detail=detail)
         return Outcome(flows=group.flows, alerts=group.alerts)
 
-    def process_group(self, payloads: Sequence[bytes]) -> "GroupOutcome":
+    def process_group(self, payloads: Sequence[bytes], headers: Sequence | None = None) -> "GroupOutcome":
         """Several messages at once: one detection pass and one store write for all good ones.
 
         Storage costs a fixed few tens of ms per write, so a worker groups the messages that
         arrived together. Idempotency stays per message: storage skips each batch id it has.
+        With a verifier, a message must be signed by the institution its rows belong to
+        (``headers[i]`` are message i's Kafka headers).
         """
         good: list[wire.RecordBatch] = []
         dead: list[tuple[int, str, str]] = []
         for index, payload in enumerate(payloads):
             try:
-                good.append(wire.decode_batch(payload, expect=wire.FLOW))
-            except wire.WireFormatError as exc:
+                good.append(self._accept(payload, headers[index] if headers else None))
+            except (wire.WireFormatError, BatchAuthError) as exc:
                 BATCHES_IN.inc(outcome="dead_letter")
                 dead.append((index, exc.reason, str(exc)))
         if not good:
@@ -113,6 +116,14 @@ class FlowProcessor:
         BATCHES_IN.inc(len(good), outcome="ok")
         self.batches += len(good)
         return GroupOutcome(flows=len(flows), alerts=alerts if len(alerts) else None, dead=dead)
+
+    def _accept(self, payload: bytes, headers) -> wire.RecordBatch:  # noqa: ANN001
+        """Decode a message, checking its signature first when this worker verifies them."""
+        institution = self.verifier.check(payload, headers) if self.verifier is not None else None
+        batch = wire.decode_batch(payload, expect=wire.FLOW)
+        if institution is not None:
+            BatchVerifier.check_rows(batch.columns["institution_id"], institution)
+        return batch
 
     def write_many(self, batches: list[wire.RecordBatch]) -> int:
         """Store batches (one write where the store can group them); returns how many were new."""

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-timeout", type=float, default=10.0, help="Kafka session timeout in seconds")
     parser.add_argument("--state-dir", type=Path, default=Path("/tmp/finsa-worker"), help="Faust's local state")
     parser.add_argument("--web-port", type=int, default=0, help="serve the web view on this port (0 = off)")
+    parser.add_argument("--batch-keys", type=Path,
+                        help="directory of <institution>.key signing keys: accept only batches signed by their institution")
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -38,7 +40,12 @@ async def _serve(args: argparse.Namespace) -> int:
     store = open_store(data_dir=args.data_dir, url=args.clickhouse_url)
     store.migrate()
     stopping = asyncio.Event()
-    processor = FlowProcessor(store, DetectionEngine(), should_stop=stopping.is_set)
+    verifier = None
+    if args.batch_keys:
+        from finsa.batchauth import BatchVerifier, load_keys
+
+        verifier = BatchVerifier(load_keys(args.batch_keys))
+    processor = FlowProcessor(store, DetectionEngine(), should_stop=stopping.is_set, verifier=verifier)
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
                               session_timeout_s=args.session_timeout, datadir=args.state_dir)
     service = StreamService(settings, processor)
