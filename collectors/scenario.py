@@ -63,6 +63,7 @@ __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest"
 
 DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
 MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
+DETECTORS = "detectors.toml"
 #: ``--attacks`` choices: the three basic attacks, or every attack type (the default).
 ATTACK_SETS = ("all", "basic")
 
@@ -147,13 +148,32 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 10
     out = Path(out_dir)
     (out / "captures").mkdir(parents=True, exist_ok=True)
     (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
+    (out / DETECTORS).write_text(detectors_toml(world), encoding="utf-8")
     captures = _write_captures(out, world, packets, g.table)
     manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
-                "attacks": attack_set, "registry": REGISTRY, "ground_truth": GROUND_TRUTH, "captures": captures}
+                "attacks": attack_set, "registry": REGISTRY, "detectors": DETECTORS, "ground_truth": GROUND_TRUTH, "captures": captures}
     ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
     _write_json(out / MANIFEST, manifest)
     _write_json(out / GROUND_TRUTH, ground_truth)
     return ScenarioInfo(out, manifest, ground_truth)
+
+
+def detectors_toml(world: World) -> str:
+    """The operator tuning of the scenario's sector (:mod:`finsa.detectors.config` format).
+
+    The detectors that need local knowledge get it: the sector's own networks (so internal
+    backups are not exfiltration and internal monitoring is not beaconing), and thresholds for a
+    run compressed into minutes (a beacon every ~10 s, 15 MB uploads).
+    """
+    every = ", ".join(f'"{n}"' for inst in world.institutions for n in inst.networks)
+    internal = ", ".join(f'"{inst.internal_net}"' for inst in world.institutions)
+    return "\n".join([
+        "# Detector tuning for a generated finsa scenario (finsa backtest/detect --scenario use it).", "",
+        "[detectors.beaconing]", "enabled = true", "min_beacons = 5", "min_interval_ms = 5000",
+        f"internal_networks = [{every}]", "",
+        "[detectors.exfiltration]", "enabled = true", "bulk_min_bytes = 10000000", "bin_ms = 60000",
+        f"internal_networks = [{every}]", "",
+        "[detectors.lateral]", "enabled = true", f"internal_networks = [{internal}]", ""])
 
 
 def _clip_truth(entries: list[dict], start_ms: int, end_ms: int) -> list[dict]:

@@ -2,6 +2,8 @@
 
     finsa backtest SCENARIO_DIR [--config FILE] [--format table|json]
 
+Without ``--config`` the scenario's ``detectors.toml`` (its operator tuning) is used when present.
+
 Prints, per attack type, the episodes (attack x victim institution), how many were detected,
 the median and maximum time to detect, the false alerts of that technique family, and totals
 with false alerts per million benign flows (rules in :mod:`finsa.streams.backtest`). Exit code
@@ -41,6 +43,8 @@ def backtest(scenario: str | Path, config: str | Path | None = None, max_flows: 
         truth = load_ground_truth(folder)
     except ScenarioError as exc:
         raise FinsaError(str(exc)) from None
+    if config is None and (folder / "detectors.toml").exists():
+        config = folder / "detectors.toml"  # the scenario's own tuning
     engine = make_engine(config, folder / "institutions.toml")
     result = run_offline(scenario_sources(folder), engine, max_flows=max_flows, batch_ms=batch_ms)
     return score(truth, result.alerts, result.flows)

@@ -6,7 +6,8 @@
 Captures are metered side by side with the agent's profile and fed to the engine in flow-end
 order, in batches of at most ``--batch-flows`` flows or ``--batch-ms`` of flow time (see
 :mod:`finsa.streams.offline`). With ``--scenario`` the captures, their institutions and the
-institutions registry come from the scenario's manifest (``--institution`` then keeps one);
+institutions registry come from the scenario's manifest (``--institution`` then keeps one) and,
+without ``--config``, the detector tuning from its ``detectors.toml``;
 plain captures are all attributed to ``--institution`` (default ``offline``). Exit code 0, or 2
 on bad input (unreadable capture, scenario or config file).
 """
@@ -54,7 +55,10 @@ def sources_of(args: argparse.Namespace) -> tuple[list[CaptureSource], Path | No
 
 def run(args: argparse.Namespace) -> OfflineResult:
     sources, registry = sources_of(args)
-    engine = make_engine(args.config, registry)
+    config = args.config
+    if config is None and args.scenario is not None and (args.scenario / "detectors.toml").exists():
+        config = args.scenario / "detectors.toml"  # the scenario's own tuning
+    engine = make_engine(config, registry)
     return run_offline(sources, engine, args.profile, args.batch_flows, args.batch_ms)
 
 

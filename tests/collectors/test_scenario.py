@@ -49,7 +49,7 @@ def test_same_seed_gives_byte_identical_files(scenario, tmp_path) -> None:
     again = generate_scenario(tmp_path / "again", seed=7)
     first, second = _files(scenario.out_dir), _files(again.out_dir)
     assert sorted(first) == ["captures/bank-a.pcap", "captures/bank-b.pcap", "captures/ins-a.pcap",
-                             "captures/pay-a.pcap", "captures/sec-a.pcap", "ground_truth.json",
+                             "captures/pay-a.pcap", "captures/sec-a.pcap", "detectors.toml", "ground_truth.json",
                              "institutions.toml", "manifest.json"]
     assert first == second
 
