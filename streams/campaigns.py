@@ -195,22 +195,24 @@ class CampaignTracker:
 
     def observe(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         """Add enriched alert rows (ALERT columns plus enrichment columns)."""
+        outcomes: dict[str, int] = {}
         for alert in sorted(alerts, key=lambda a: (int(a["time_ms"]), str(a.get("alert_id", "")))):
-            self._observe_one(alert)
+            outcome = self._observe_one(alert)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        for outcome, n in outcomes.items():
+            ALERTS.inc(n, outcome=outcome)
 
-    def _observe_one(self, alert: Mapping[str, Any]) -> None:
+    def _observe_one(self, alert: Mapping[str, Any]) -> str:
         aid = str(alert.get("alert_id", ""))
         if aid and aid in self._seen:
-            ALERTS.inc(outcome="duplicate")
-            return
+            return "duplicate"
         if aid:
             self._seen[aid] = None
             if len(self._seen) > self.max_seen_alerts:
                 del self._seen[next(iter(self._seen))]
         keys = alert_keys(alert, self.kinds, self.tt_min_severity)
         if not keys:
-            ALERTS.inc(outcome="no_key")
-            return
+            return "no_key"
         t = int(alert["time_ms"])
         live = {self.keys[k][0] for k in keys if k in self.keys and abs(t - self.keys[k][1]) <= self.window_ms}
         live = sorted((self.clusters[c] for c in live if c in self.clusters),
@@ -229,7 +231,7 @@ class CampaignTracker:
             if len(root.keys) < MAX_VALUES * 4:
                 root.keys.add(k)
         self._dirty.add(root.campaign_id)
-        ALERTS.inc(outcome="linked" if live else "new_cluster")
+        return "linked" if live else "new_cluster"
 
     def _merge(self, root: Campaign, other: Campaign) -> None:
         root.absorb(other)

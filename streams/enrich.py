@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
@@ -44,7 +45,7 @@ from pydantic import Field, field_validator
 from finsa.errors import ConfigError
 from finsa.registry import Registry
 from finsa.settings import Strict, parse_config, read_document
-from finsa.streams.geo import GeoLookup, normalise_address
+from finsa.streams.geo import GeoLookup, normalise_address, packed_address
 from finsa.streams.intel import IntelIndex
 
 __all__ = ["Asset", "Provider", "Inventory", "load_inventory", "parse_inventory", "AssetMap",
@@ -137,12 +138,13 @@ def address_prefix(address: str, v4_bits: int = 24, v6_bits: int = 48) -> str:
     >>> address_prefix("198.51.100.77"), address_prefix("2001:db8:1:2::5"), address_prefix("x")
     ('198.51.100.0/24', '2001:db8:1::/48', '')
     """
-    text = normalise_address(address)
-    if text is None:
+    packed = packed_address(address)
+    if packed is None:
         return ""
-    addr = ipaddress.ip_address(text)
-    bits = v4_bits if addr.version == 4 else v6_bits
-    return str(ipaddress.ip_network(f"{text}/{bits}", strict=False))
+    bits = v4_bits if len(packed) == 4 else v6_bits
+    value = int.from_bytes(packed, "big") >> (len(packed) * 8 - bits) << (len(packed) * 8 - bits)
+    family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+    return f"{socket.inet_ntop(family, value.to_bytes(len(packed), 'big'))}/{bits}"
 
 
 def split_target(target: str) -> tuple[str, int]:
@@ -198,7 +200,7 @@ class ProviderMap:
                       for n in p.networks]
 
     def of_address(self, address: str) -> str:
-        text = normalise_address(address)
+        text = normalise_address(address) if self._nets else None
         if text is None:
             return ""
         ip = ipaddress.ip_address(text)

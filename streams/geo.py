@@ -19,16 +19,16 @@ addresses (pseudonyms of other kinds), give ``country == ""``.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Iterable
 
 from finsa.metrics import REGISTRY
 
-__all__ = ["GeoInfo", "GeoLookup", "UNKNOWN", "normalise_address"]
+__all__ = ["GeoInfo", "GeoLookup", "UNKNOWN", "normalise_address", "packed_address"]
 
-LOOKUPS = REGISTRY.counter("finsa_geo_lookups_total", "GeoIP look-ups, by outcome", ["outcome"])
+LOOKUPS = REGISTRY.counter("finsa_geo_lookups_total", "GeoIP look-ups that missed the cache, by outcome", ["outcome"])
 DATA_FILE = "geoip2fast-asn-ipv6.dat.gz"  # country + ASN, IPv4 and IPv6, shipped in the wheel
 
 
@@ -43,6 +43,7 @@ class GeoInfo:
 
 
 UNKNOWN = GeoInfo()
+_MAPPED = bytes(10) + b"\xff\xff"
 _lock = threading.Lock()
 _database = None
 
@@ -58,19 +59,36 @@ def _db():
         return _database
 
 
+def packed_address(text: str) -> bytes | None:
+    """4 bytes (IPv4, also from IPv4-mapped IPv6) or 16 bytes (IPv6), or None if not an address.
+
+    Uses the C parser of the socket module: ~20 times faster than :mod:`ipaddress`.
+
+    >>> packed_address("::ffff:8.8.8.8"), packed_address("bank-x")
+    (b'\\x08\\x08\\x08\\x08', None)
+    """
+    text = text.strip("[]")
+    try:
+        return socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0])
+    except (OSError, ValueError):
+        return None
+    return packed[12:] if packed[:12] == _MAPPED else packed
+
+
 def normalise_address(text: str) -> str | None:
     """Canonical text of an address (IPv4-mapped IPv6 becomes IPv4), or None if not an address.
 
     >>> normalise_address("::ffff:8.8.8.8"), normalise_address("2001:DB8::1"), normalise_address("x")
     ('8.8.8.8', '2001:db8::1', None)
     """
-    try:
-        addr = ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
+    packed = packed_address(text)
+    if packed is None:
         return None
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return str(addr)
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
 class GeoLookup:
@@ -85,7 +103,6 @@ class GeoLookup:
     def lookup(self, address: str) -> GeoInfo:
         hit = self._cache.get(address)
         if hit is not None:
-            LOOKUPS.inc(outcome="cached")
             return hit
         info = self._resolve(address)
         if len(self._cache) >= self.max_cache:

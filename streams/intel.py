@@ -229,6 +229,8 @@ class IntelIndex:
         hit = self.exact.get(text)
         if hit is not None and hit.live(now_ms):
             return hit
+        if not self.nets:
+            return None
         addr = ipaddress.ip_address(text)
         bits = addr.max_prefixlen
         for (version, prefix), table in self.nets.items():
