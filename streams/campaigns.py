@@ -161,6 +161,7 @@ class Campaign:
             "campaign_id": self.campaign_id, "first_seen_ms": self.first_seen_ms,
             "last_seen_ms": self.last_seen_ms,
             "institutions": [[i, self.institutions[i]] for i in self.institution_order()],
+            "institution_count": len(self.institutions),
             "subsectors": sorted(([s, t] for s, t in self.subsectors.items()), key=lambda x: (x[1], x[0])),
             "techniques": dict(sorted(self.techniques.items())), "alert_count": self.alert_count,
             "max_severity": self.max_severity,
