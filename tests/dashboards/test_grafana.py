@@ -228,3 +228,13 @@ def test_health_panels_query_metrics_that_exist():
 def test_requires_only_names_pipeline_tables():
     for panel in ALL_PANELS:
         assert not set(panel.requires) & set(BASE_TABLES)
+
+
+@pytest.mark.parametrize("name", ["grafana", "grafana_sql", "grafana_panels", "grafana_health",
+                                  "grafana_alerting", "grafana_yaml", "grafana_schema", "report_grades",
+                                  "report_render"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(f"finsa.dashboards.{name}"))
+    assert result.attempted > 0 and result.failed == 0
