@@ -15,7 +15,7 @@ entity from dashboard variables that Grafana interpolates:
 values, so tests run the Grafana variant of every panel on a real store.
 
 >>> to_grafana("SELECT 1 WHERE t <= {to_ms:Int64} AND i = {institution:String}")
-"SELECT 1 WHERE t <= toUnixTimestamp64Milli($__toTime_ms) AND i = ${institution:sqlstring}"
+'SELECT 1 WHERE t <= toUnixTimestamp64Milli($__toTime_ms) AND i = ${institution:sqlstring}'
 >>> expand(to_grafana("SELECT {to_ms:Int64}, {institution:String}"), 0, 1000, {"institution": "o'k"})
 "SELECT toUnixTimestamp64Milli(fromUnixTimestamp64Milli(1000)), 'o''k'"
 """
