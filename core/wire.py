@@ -9,7 +9,8 @@ A Kafka message carries one *batch* of records in a compact columnar binary enco
     header (little-endian, 48 bytes)
         magic        4s   b"FNSA"
         codec        u16  encoding version (CODEC_VERSION)
-        record       u8   record type code (flow=1, alert=2, heartbeat=3)
+        record       u8   record type code (flow=1, alert=2, heartbeat=3, warning=4, campaign=5,
+                          level=6, emergency=7)
         flags        u8   bit 0: body is zlib-compressed
         schema       u16  version of the record type's field list
         n_columns    u16
@@ -52,7 +53,8 @@ import numpy as np
 
 __all__ = [
     "CODEC_VERSION", "MAX_BATCH_BYTES", "MAX_BATCH_ROWS", "TOPICS", "Field", "RecordType",
-    "RecordBatch", "WireFormatError", "FLOW", "ALERT", "HEARTBEAT", "RECORD_TYPES",
+    "RecordBatch", "WireFormatError", "FLOW", "ALERT", "HEARTBEAT", "WARNING", "CAMPAIGN", "LEVEL",
+    "EMERGENCY", "RECORD_TYPES",
     "encode_batch", "decode_batch", "ip_to_bytes", "ips_from_strings", "ips_to_strings",
     "ipv4_to_mapped", "new_batch_id", "END_REASONS", "SEVERITIES",
 ]
@@ -72,6 +74,9 @@ TOPICS = {
     "alerts": "finsa.alerts.v1",
     "heartbeats": "finsa.heartbeats.v1",
     "warnings": "finsa.warnings.v1",
+    "campaigns": "finsa.campaigns.v1",
+    "levels": "finsa.levels.v1",
+    "emergencies": "finsa.emergencies.v1",
     "dlq": "finsa.dlq.v1",
 }
 
@@ -254,7 +259,56 @@ HEARTBEAT = RecordType("heartbeat", 3, 1, TOPICS["heartbeats"], (
     _f("version", "str", "finsa version of the agent", lc=True),
 ), doc="An agent's periodic sign of life and health.")
 
-RECORD_TYPES = {rt.code: rt for rt in (FLOW, ALERT, HEARTBEAT)}
+WARNING = RecordType("warning", 4, 1, TOPICS["warnings"], (
+    _f("warning_id", "str", "Deterministic id: the same situation repeats it"),
+    _f("time_ms", "i64", "When the warning was issued (flow time), ms since the Unix epoch", codec="DoubleDelta"),
+    _f("institution_id", "str", "Institution warned; '' for the whole sector", lc=True),
+    _f("subsector", "str", "Subsector of the institution warned (or concerned)", lc=True),
+    _f("kind", "str", "campaign_spread, forecast or drift", lc=True),
+    _f("severity", "u8", "1 info .. 5 critical"),
+    _f("why", "str", "Why the warning was raised, for a person"),
+    _f("evidence", "str", "JSON: campaign, hits, forecast or similarity behind the warning"),
+    _f("indicators", "str", "JSON list of what to block (addresses, prefixes, domains, fingerprints)"),
+), doc="An early warning to an institution, before an attack reaches it.")
+
+CAMPAIGN = RecordType("campaign", 5, 1, TOPICS["campaigns"], (
+    _f("campaign_id", "str", "Deterministic campaign id"),
+    _f("updated_ms", "i64", "Flow time of this version of the campaign (the row version)", codec="DoubleDelta"),
+    _f("first_seen_ms", "i64", "First alert of the campaign, ms since the Unix epoch", codec="DoubleDelta"),
+    _f("last_seen_ms", "i64", "Latest alert of the campaign, ms since the Unix epoch", codec="DoubleDelta"),
+    _f("institutions", "str", "JSON [[institution, first hit ms], ...] in the order they were hit"),
+    _f("institution_count", "u32", "How many institutions were hit"),
+    _f("subsectors", "str", "JSON [[subsector, first hit ms], ...]"),
+    _f("techniques", "str", "JSON {technique: alerts}"),
+    _f("alert_count", "u64", "Alerts joined into the campaign"),
+    _f("max_severity", "u8", "Highest alert severity in the campaign"),
+    _f("spread", "str", "JSON [[5-minute bucket ms, hits], ...]"),
+    _f("indicators", "str", "JSON {addresses, prefixes, asns, domains, fingerprints, intel}"),
+    _f("merged_from", "str", "JSON list of campaign ids merged into this one"),
+), doc="Alerts from several institutions joined by what they share.")
+
+LEVEL = RecordType("level", 6, 1, TOPICS["levels"], (
+    _f("time_ms", "i64", "Minute the level holds for (flow time), ms since the Unix epoch", codec="DoubleDelta"),
+    _f("scope_kind", "str", "institution, subsector, region or sector", lc=True),
+    _f("scope_id", "str", "Institution id, subsector or region name; 'sector' for the sector", lc=True),
+    _f("level", "u8", "Threat level 1 normal .. 5 severe"),
+    _f("score", "f64", "Score the level was derived from"),
+    _f("contributions", "str", "JSON {factor: points}: what made the level"),
+), doc="A threat level at one minute, with what explains it.")
+
+EMERGENCY = RecordType("emergency", 7, 1, TOPICS["emergencies"], (
+    _f("emergency_id", "str", "Deterministic id"),
+    _f("time_ms", "i64", "When it was raised or cleared, ms since the Unix epoch", codec="DoubleDelta"),
+    _f("institution_id", "str", "Institution concerned", lc=True),
+    _f("sensor_id", "str", "Sensor concerned, '' for the whole institution", lc=True),
+    _f("kind", "str", "dark_flows, heartbeat_lost, no_data or clock_offset", lc=True),
+    _f("severity", "u8", "1 info .. 5 critical"),
+    _f("active", "u8", "1 while it lasts, 0 when cleared"),
+    _f("why", "str", "What was seen, for a person"),
+    _f("evidence", "str", "JSON: the figures behind it"),
+), doc="An institution going dark, or a data-quality problem, apart from attacks.")
+
+RECORD_TYPES = {rt.code: rt for rt in (FLOW, ALERT, HEARTBEAT, WARNING, CAMPAIGN, LEVEL, EMERGENCY)}
 
 
 @dataclass
