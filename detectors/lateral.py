@@ -7,8 +7,10 @@ RDP 3389, WinRM 5985/5986 by default; "internal" is RFC 1918 / ULA / link-local 
 
 * ``admin_fanout`` — hosts touched on admin ports (attempts included): at ``fanout_hosts``;
 * ``new_admin_pairs`` — hosts reached (answered) over a (source, host, port) never seen before,
-  once the institution's learning period (``learn_ms`` of flow time from its first flow) is over:
-  at ``min_new_pairs``. Pairs seen are remembered (at most ``max_pairs``, least recent dropped);
+  on a service that fewer than ``popular_sources`` sources have used (a shared file server or
+  jump host is not news), once the institution's learning period (``learn_ms`` of flow time from
+  its first flow) is over: at ``min_new_pairs``. Pairs seen are remembered (at most
+  ``max_pairs``, least recent dropped);
 * ``smb_remote_service`` — hosts where a failed or short SMB connection (client bytes at most
   ``smb_short_bytes``: a probe, a refused login) was followed by an SMB session that uploaded at
   least ``smb_bulk_bytes`` (PsExec-style: copy a service binary, then start it): at
@@ -56,7 +58,7 @@ class LateralMovementDetector(Detector):
 
     def __init__(self, *, admin_ports: tuple[int, ...] = (22, 135, 445, 3389, 5985, 5986),
                  internal_networks: tuple[str, ...] = (), allow_sources: tuple[str, ...] = (),
-                 learn_ms: int = 86_400_000, fanout_hosts: int = 10, min_new_pairs: int = 3,
+                 learn_ms: int = 86_400_000, fanout_hosts: int = 10, min_new_pairs: int = 3, popular_sources: int = 5,
                  smb_min_hosts: int = 3, smb_short_bytes: int = 3_000, smb_bulk_bytes: int = 50_000,
                  max_pairs: int = 1_000_000, window_ms: int = 600_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
@@ -64,11 +66,11 @@ class LateralMovementDetector(Detector):
         self.internal_networks, self.allow_sources = tuple(internal_networks), tuple(allow_sources)
         self.learn_ms, self.fanout_hosts, self.min_new_pairs = learn_ms, fanout_hosts, min_new_pairs
         self.smb_min_hosts, self.smb_short_bytes, self.smb_bulk_bytes = smb_min_hosts, smb_short_bytes, smb_bulk_bytes
-        self.max_pairs = max_pairs
+        self.max_pairs, self.popular_sources = max_pairs, popular_sources
         if not self.admin_ports or not all(0 < p < 65536 for p in self.admin_ports):
             raise DetectorParamError(f"{self.name}.admin_ports: need ports in 1..65535, got {admin_ports!r}")
         self._check(learn_ms=(learn_ms, 0, 365 * 86_400_000), fanout_hosts=(fanout_hosts, 2, 1e9),
-                    min_new_pairs=(min_new_pairs, 1, 1e9), smb_min_hosts=(smb_min_hosts, 1, 1e9),
+                    min_new_pairs=(min_new_pairs, 1, 1e9), popular_sources=(popular_sources, 1, 1e9), smb_min_hosts=(smb_min_hosts, 1, 1e9),
                     smb_short_bytes=(smb_short_bytes, 0, 1e12), smb_bulk_bytes=(smb_bulk_bytes, 1, 1e12),
                     max_pairs=(max_pairs, 100, 1e9))
         try:
@@ -79,6 +81,7 @@ class LateralMovementDetector(Detector):
         self._internal: NetworkSet | None = None
         self._start: dict[int, int] | None = None
         self._known: KeyedTable | None = None
+        self._services: KeyedTable | None = None
         self._windows: KeyedTable | None = None
         self._seen: KeyedTable | None = None
         self._smb: KeyedTable | None = None
@@ -86,7 +89,7 @@ class LateralMovementDetector(Detector):
 
     def _init_state(self) -> None:
         self._internal = NetworkSet(self.internal_networks or PRIVATE_NETWORKS)
-        self._start, self._known = {}, KeyedTable(("last",))
+        self._start, self._known, self._services = {}, KeyedTable(("last",)), KeyedTable(("sources",))
         self._windows, self._seen = KeyedTable(_WIN_COLS), KeyedTable(("window",))
         self._smb, self._dedupe = KeyedTable(("window", "short_ms")), WindowDeduper(self.window_ms)
 
@@ -112,19 +115,34 @@ class LateralMovementDetector(Detector):
         return new
 
     def _new_pairs(self, frame: FlowFrame, rows: np.ndarray, answered: np.ndarray) -> np.ndarray:
-        """Answered rows over a never-seen (source, host, port) after the learning period; learns them."""
+        """Answered rows over a never-seen (source, host, port), to a service few sources use, after
+        the learning period; every pair and service use is learned."""
         c = frame.cols
         for h in np.unique(frame.inst_hash[rows]).tolist():
             self._start.setdefault(h, int(frame.t_ms[rows][frame.inst_hash[rows] == h].min()))
         start = np.array([self._start[h] for h in frame.inst_hash[rows].tolist()], dtype=np.int64)
-        pair = mix64(frame.src_key[rows], frame.dst_h[rows], c["dst_port"][rows])
+        service = mix64(frame.inst_hash[rows], frame.dst_h[rows], c["dst_port"][rows])
+        pair = mix64(frame.src_key[rows], service)
         _, known = self._known.lookup(pair)
-        new = answered & ~known & (frame.t_ms[rows] >= start + self.learn_ms)
+        order = np.lexsort((frame.t_ms[rows], pair, ~answered))  # earliest answered row of each pair first
+        lead = order[np.r_[True, pair[order][1:] != pair[order][:-1]]]
+        earliest = np.zeros(len(rows), dtype=bool)
+        earliest[lead] = True
+        unseen = answered & ~known & earliest
+        spos, sfound = self._services.lookup(service)
+        users = np.where(sfound, self._services.cols["sources"][spos], 0.0) if len(self._services) else np.zeros(len(rows))
+        new = unseen & (users < self.popular_sources) & (frame.t_ms[rows] >= start + self.learn_ms)
+        if unseen.any():
+            g = group(service[unseen])
+            spos = self._services.upsert(g.keys)
+            self._services.cols["sources"][spos] += g.count
         pos = self._known.upsert(pair[answered])
         self._known.cols["last"][pos] = frame.t_ms[rows][answered]
         if len(self._known) > self.max_pairs:
             cut = np.sort(self._known.cols["last"])[len(self._known) - self.max_pairs]
             self._known.keep(self._known.cols["last"] > cut)
+        if len(self._services) > self.max_pairs:
+            self._services.keep(self._services.cols["sources"] >= np.median(self._services.cols["sources"]))
         return new
 
     def _smb_service(self, frame: FlowFrame, rows: np.ndarray, key: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -140,6 +158,8 @@ class LateralMovementDetector(Detector):
             pos = self._smb.upsert(g.keys, short_ms=np.inf)
             self._smb.cols["short_ms"][pos] = np.minimum(self._smb.cols["short_ms"][pos], g.min(frame.t_ms[rows][short]))
             self._smb.cols["window"][pos] = window[short][g.first]
+        if not len(self._smb):
+            return np.zeros(len(rows), dtype=bool)
         pos, found = self._smb.lookup(hk)
         return bulk & found & (self._smb.cols["short_ms"][pos] <= frame.t_ms[rows])
 

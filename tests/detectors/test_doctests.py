@@ -1,0 +1,18 @@
+"""The docstring examples of the detector modules run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["netsets", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel",
+           "forwarded", "registry"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    module = importlib.import_module(f"finsa.detectors.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
