@@ -3,7 +3,7 @@
 The engine is what the stream layer calls: ``DetectionEngine().process(flows)`` validates the
 rows (a row with an impossible time, no institution, no packet, or NaN is skipped and counted in
 ``finsa_detector_rows_skipped_total{reason}``), cuts a huge batch into chunks, runs every
-detector, counts alerts in ``finsa_detector_alerts_total{detector}`` (and a detector that raises
+detector, counts the alerts it emits in ``finsa_detector_alerts_total{detector}`` (and a detector that raises
 in ``finsa_detector_errors_total{detector}``, the others still run), and returns the alerts as a
 :data:`finsa.wire.ALERT` batch, possibly empty. The alert batch id is derived from the flow batch
 id, so a redelivered flow batch gives an alert batch with the same id. The engine pickles with
@@ -20,8 +20,13 @@ parameters did not change.
 
 >>> from finsa.wire import FLOW
 >>> engine = DetectionEngine()
->>> len(engine.process(FLOW.make_batch({}))), [d.name for d in engine.detectors]
-(0, ['portscan', 'synflood', 'bruteforce', 'anomaly'])
+>>> len(engine.process(FLOW.make_batch({}))), [d.name for d in engine.detectors][:3]
+(0, ['portscan', 'synflood', 'bruteforce'])
+>>> from finsa.detectors.config import parse_detectors_config
+>>> cfg = parse_detectors_config({"overrides": {"institution": {"pay-b": {"portscan": {"min_ports": 8}}}}})
+>>> engine = DetectionEngine.from_config(cfg)
+>>> engine.instance_for("portscan", "pay-b").min_ports, engine.instance_for("portscan", "bank-a").min_ports
+(8, 20)
 """
 
 from __future__ import annotations
