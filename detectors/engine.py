@@ -232,9 +232,17 @@ class DetectionEngine:
         return kept
 
     def _run(self, chunk: RecordBatch, state: _State) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        """Every instance over its rows; instances with the same rows share one sub-batch (and frame)."""
+        work: dict[tuple, list[Detector]] = {}
         for slot in state.slots:
-            for detector, part in _parts(slot, chunk):
+            for rows_key, detector in _assignments(slot):
+                work.setdefault(rows_key, []).append(detector)
+        out: list[dict[str, Any]] = []
+        for rows_key, detectors in work.items():
+            part = _select(chunk, rows_key)
+            if not len(part):
+                continue
+            for detector in detectors:
                 try:
                     found = detector.process(part)
                 except Exception:  # noqa: BLE001 - one detector's bug must not stop the others
@@ -256,21 +264,27 @@ def _places(cfg: "Config", registry: "Registry | None") -> list[tuple[str, str |
     return sorted(places.items())
 
 
-def _parts(slot: _Slot, chunk: RecordBatch) -> Iterator[tuple[Detector, RecordBatch]]:
-    """(instance, its rows of the chunk) for one detector; the whole chunk when nothing differs."""
+def _assignments(slot: _Slot) -> Iterator[tuple[tuple, Detector]]:
+    """(which rows, instance) for one detector: ``("all",)``, ``("only", institutions)`` or
+    ``("except", institutions)``."""
     if not slot.special:
         if slot.default is not None:
-            yield slot.default, chunk
+            yield ("all",), slot.default
         return
-    inst = chunk.columns["institution_id"]
-    special = np.isin(inst, list(slot.special))
-    if slot.default is not None and not special.all():
-        yield slot.default, (chunk if not special.any() else chunk.take(~special, chunk.batch_id))
-    groups: dict[int, tuple[Detector, list[str]]] = {}
+    if slot.default is not None:
+        yield ("except", frozenset(slot.special)), slot.default
+    groups: dict[int, tuple[Detector, set[str]]] = {}
     for name, detector in slot.special.items():
         if detector is not None:
-            groups.setdefault(id(detector), (detector, []))[1].append(name)
+            groups.setdefault(id(detector), (detector, set()))[1].add(name)
     for detector, names in groups.values():
-        mine = np.isin(inst, names)
-        if mine.any():
-            yield detector, chunk.take(mine, chunk.batch_id)
+        yield ("only", frozenset(names)), detector
+
+
+def _select(chunk: RecordBatch, rows_key: tuple) -> RecordBatch:
+    if rows_key[0] == "all":
+        return chunk
+    mine = np.isin(chunk.columns["institution_id"], sorted(rows_key[1]))
+    if rows_key[0] == "except":
+        mine = ~mine
+    return chunk if mine.all() else chunk.take(mine, chunk.batch_id)
