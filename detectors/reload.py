@@ -35,6 +35,7 @@ from typing import Callable
 from finsa.detectors.config import Config, load_detectors_config
 from finsa.errors import ConfigError
 from finsa.metrics import REGISTRY
+from finsa.registry import Registry
 
 __all__ = ["ConfigWatcher"]
 
@@ -48,7 +49,7 @@ class ConfigWatcher:
     """Watches one detectors file; see the module docstring."""
 
     def __init__(self, path: str | Path, on_change: Callable[[Config], None], interval_s: float = 2.0,
-                 registry: object | None = None) -> None:
+                 registry: Registry | None = None) -> None:
         self.path = Path(path)
         self.on_change = on_change
         self.interval_s = float(interval_s)

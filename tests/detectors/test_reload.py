@@ -130,3 +130,17 @@ def test_the_watcher_thread_reconfigures_an_engine(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert [d.name for d in engine.detectors] == [n for n in DEFAULT_NAMES if n != "anomaly"]
+
+
+def test_with_a_registry_an_unknown_institution_is_refused(tmp_path: Path) -> None:
+    from finsa.registry import parse_registry
+
+    registry = parse_registry({"institution": [{"id": "bank-a", "name": "A", "subsector": "bank"}]})
+    path = tmp_path / "d.toml"
+    write(path, "[overrides.institution.bank-a.portscan]\nmin_ports = 30\n")
+    seen: list[Config] = []
+    watcher = ConfigWatcher(path, seen.append, registry=registry)
+    watcher.load()
+    write(path, "[overrides.institution.bank-q.portscan]\nmin_ports = 30\n", bump_ns=10**9)
+    assert watcher.poll() is False and seen == []
+    assert watcher.last_problems == ["overrides.institution.bank-q: unknown institution (not in the registry)"]
