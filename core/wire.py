@@ -260,40 +260,43 @@ HEARTBEAT = RecordType("heartbeat", 3, 1, TOPICS["heartbeats"], (
 ), doc="An agent's periodic sign of life and health.")
 
 WARNING = RecordType("warning", 4, 1, TOPICS["warnings"], (
-    _f("warning_id", "str", "Deterministic id: the same situation repeats it"),
+    _f("warning_id", "str", "Deterministic warning id: the same situation repeats it"),
     _f("time_ms", "i64", "When the warning was issued (flow time), ms since the Unix epoch", codec="DoubleDelta"),
-    _f("institution_id", "str", "Institution warned; '' for the whole sector", lc=True),
-    _f("subsector", "str", "Subsector of the institution warned (or concerned)", lc=True),
-    _f("kind", "str", "campaign_spread, forecast or drift", lc=True),
+    _f("campaign_id", "str", "Campaign that caused it, '' when none"),
+    _f("scope_kind", "str", "Audience: institution, subsector, region or sector", lc=True),
+    _f("scope_id", "str", "Institution id, subsector or region name; '' for the sector"),
     _f("severity", "u8", "1 info .. 5 critical"),
-    _f("why", "str", "Why the warning was raised, for a person"),
-    _f("evidence", "str", "JSON: campaign, hits, forecast or similarity behind the warning"),
-    _f("indicators", "str", "JSON list of what to block (addresses, prefixes, domains, fingerprints)"),
-), doc="An early warning to an institution, before an attack reaches it.")
+    _f("title", "str", "Short human title"),
+    _f("body", "str", "What happened, why this audience is warned, and what to do"),
+    _f("indicators", "str", "JSON array of indicators to block (addresses, prefixes, domains, JA4 ...)"),
+    _f("techniques", "str", "JSON array of MITRE ATT&CK technique ids"),
+    _f("status", "str", "issued, updated or withdrawn", lc=True),
+), doc="An early warning, issued before an attack reaches its audience.")
 
 CAMPAIGN = RecordType("campaign", 5, 1, TOPICS["campaigns"], (
-    _f("campaign_id", "str", "Deterministic campaign id"),
-    _f("updated_ms", "i64", "Flow time of this version of the campaign (the row version)", codec="DoubleDelta"),
+    _f("campaign_id", "str", "Deterministic campaign id (same activity, same id)"),
     _f("first_seen_ms", "i64", "First alert of the campaign, ms since the Unix epoch", codec="DoubleDelta"),
-    _f("last_seen_ms", "i64", "Latest alert of the campaign, ms since the Unix epoch", codec="DoubleDelta"),
-    _f("institutions", "str", "JSON [[institution, first hit ms], ...] in the order they were hit"),
-    _f("institution_count", "u32", "How many institutions were hit"),
-    _f("subsectors", "str", "JSON [[subsector, first hit ms], ...]"),
-    _f("techniques", "str", "JSON {technique: alerts}"),
-    _f("alert_count", "u64", "Alerts joined into the campaign"),
-    _f("max_severity", "u8", "Highest alert severity in the campaign"),
-    _f("spread", "str", "JSON [[5-minute bucket ms, hits], ...]"),
-    _f("indicators", "str", "JSON {addresses, prefixes, asns, domains, fingerprints, intel}"),
-    _f("merged_from", "str", "JSON list of campaign ids merged into this one"),
+    _f("last_seen_ms", "i64", "Latest alert of the campaign (the row version)", codec="DoubleDelta"),
+    _f("title", "str", "Short human title"),
+    _f("kind", "str", "What links the alerts: same source, same technique, same target ...", lc=True),
+    _f("severity", "u8", "1 info .. 5 critical"),
+    _f("score", "f64", "Campaign score; higher is worse"),
+    _f("status", "str", "active or closed", lc=True),
+    _f("institutions", "str", "JSON array of the institution ids hit, in the order they were hit"),
+    _f("institutions_hit", "u32", "How many institutions were hit"),
+    _f("entities", "str", "JSON array of the entities (attacker addresses ...)"),
+    _f("techniques", "str", "JSON array of MITRE ATT&CK technique ids"),
+    _f("alerts", "u64", "Alerts attached to the campaign"),
+    _f("summary", "str", "Free text for analysts: subsectors, spread over time, indicators"),
 ), doc="Alerts from several institutions joined by what they share.")
 
 LEVEL = RecordType("level", 6, 1, TOPICS["levels"], (
-    _f("time_ms", "i64", "Minute the level holds for (flow time), ms since the Unix epoch", codec="DoubleDelta"),
+    _f("time_ms", "i64", "End of the evaluated minute (flow time), ms since the Unix epoch", codec="DoubleDelta"),
     _f("scope_kind", "str", "institution, subsector, region or sector", lc=True),
-    _f("scope_id", "str", "Institution id, subsector or region name; 'sector' for the sector", lc=True),
+    _f("scope_id", "str", "Institution id, subsector or region name; '' for the sector", lc=True),
     _f("level", "u8", "Threat level 1 normal .. 5 severe"),
     _f("score", "f64", "Score the level was derived from"),
-    _f("contributions", "str", "JSON {factor: points}: what made the level"),
+    _f("contributions", "str", "JSON {factor: points}: what made up the score"),
 ), doc="A threat level at one minute, with what explains it.")
 
 EMERGENCY = RecordType("emergency", 7, 1, TOPICS["emergencies"], (

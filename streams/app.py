@@ -20,6 +20,7 @@ import faust
 from finsa import wire
 from finsa.metrics import REGISTRY
 from finsa.streams.processor import FlowProcessor
+from finsa.streams.sector_stage import SectorStage
 
 DEAD_LETTERS = REGISTRY.counter("finsa_worker_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
 
@@ -42,8 +43,8 @@ class WorkerSettings:
     group_within_s: float = 0.5
 
 
-def build_app(settings: WorkerSettings, processor: FlowProcessor) -> faust.App:
-    """A Faust app with the flow agent wired to ``processor``."""
+def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: SectorStage | None = None) -> faust.App:
+    """A Faust app with the flow agent wired to ``processor`` (and the sector agent to ``sector``)."""
     app = faust.App(
         settings.app_id, broker=f"kafka://{settings.bootstrap}", store="memory://",
         processing_guarantee="at_least_once", web_enabled=False, topic_partitions=settings.partitions,
@@ -54,7 +55,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor) -> faust.App:
     )
     raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
     flows_topic = app.topic(wire.TOPICS["flows"], partitions=settings.partitions, **raw)
-    alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=settings.partitions, **raw)
+    alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=1, **raw)  # one sector consumer sees all
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
     grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max)
@@ -68,6 +69,8 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor) -> faust.App:
     async def flush_group() -> None:
         await grouper.flush()
 
+    if sector is not None:
+        _sector_agents(app, sector, alerts_topic, raw)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}
     return app
 
@@ -115,3 +118,48 @@ class _Grouper:
                    "partition": str(msg.partition).encode(), "offset": str(msg.offset).encode()}
         value = event.value if isinstance(event.value, (bytes, bytearray)) else b""
         await self.dlq_topic.send(key=event.key, value=value, headers=headers)
+
+
+def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict) -> None:  # noqa: ANN001
+    """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
+
+    Its state is checkpointed after every alert message into a table with a changelog topic, so
+    a worker restarted after a crash resumes from the last processed alert.
+    """
+    state = app.Table("finsa-sector-state", default=str, partitions=1)
+    heartbeats = app.topic(wire.TOPICS["heartbeats"], partitions=1, **raw)
+    outputs = {name: app.topic(wire.TOPICS[topic], partitions=1, **raw)
+               for name, topic in (("warning", "warnings"), ("campaign", "campaigns"), ("level", "levels"),
+                                   ("emergency", "emergencies"))}
+    restored = {"done": False}
+
+    async def publish(batches: dict) -> None:
+        for name, batch in batches.items():
+            await outputs[name].send(value=wire.encode_batch(batch))
+
+    async def tick() -> None:
+        loop = asyncio.get_running_loop()
+        await publish(await loop.run_in_executor(None, sector.tick))
+
+    @app.agent(alerts_topic, name="sector")
+    async def sector_alerts(stream):  # noqa: ANN001 - faust stream
+        async for event in stream.events():
+            if not restored["done"]:
+                restored["done"] = True
+                if state.get("picture"):
+                    sector.restore(state["picture"])
+            if isinstance(event.value, (bytes, bytearray)):
+                sector.observe_alerts(event.value)
+            await tick()
+            state["picture"] = sector.checkpoint()
+
+    @app.agent(heartbeats, name="sector-heartbeats")
+    async def sector_heartbeats(stream):  # noqa: ANN001 - faust stream
+        async for event in stream.events():
+            if isinstance(event.value, (bytes, bytearray)):
+                sector.observe_heartbeats(event.value)
+
+    @app.timer(5.0)
+    async def sector_tick() -> None:  # levels move on (and fall back) while no alert arrives
+        if restored["done"]:
+            await tick()

@@ -62,6 +62,13 @@ def _prepare_scenario(args: argparse.Namespace) -> Path:
     return scenario
 
 
+def topic_partitions(flow_partitions: int) -> dict[str, int]:
+    """Topics and their partitions: flows scale out; alerts, heartbeats and sector outputs have one
+    partition each, so one consumer holds the whole sector picture."""
+    single = ("alerts", "heartbeats", "warnings", "campaigns", "levels", "emergencies", "dlq")
+    return {wire.TOPICS["flows"]: flow_partitions, **{wire.TOPICS[name]: 1 for name in single}}
+
+
 def batch_keys(directory: Path, institutions: list[str]) -> dict[str, bytes]:
     """The batch-signing key of each institution, made on first use (``DIR/<id>.key``, mode 600)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -109,24 +116,38 @@ class Embedded:
             kwargs={"speed": self.args.speed, "rebase_ms": rebase_ms, "stop": self.stop_event})
         self.replay_thread.start()
 
+    def _detection(self, scenario: Path | None):  # noqa: ANN202
+        """The detection engine (with the scenario's detector config) and the sector stage."""
+        from finsa.registry import load_registry
+        from finsa.streams.offline import make_engine
+        from finsa.streams.sector import SectorPicture
+        from finsa.streams.sector_stage import SectorStage
+
+        if scenario is None or not (scenario / "institutions.toml").exists():
+            return make_engine(), None
+        registry_file = scenario / "institutions.toml"
+        config = scenario / "detectors.toml"
+        engine = make_engine(config if config.exists() else None, registry_file)
+        return engine, SectorStage(SectorPicture(load_registry(registry_file)), self.store)
+
     async def run(self) -> int:
         from finsa.dashboards.webview import start_webview
-        from finsa.detectors.engine import DetectionEngine
 
         args = self.args
         args.data_dir.mkdir(parents=True, exist_ok=True)
         scenario = None if args.no_replay else _prepare_scenario(args)
         self.broker.start()
         print(f"finsa: broker (Tansu) on {self.broker.bootstrap}", flush=True)
-        ensure_topics(self.broker.bootstrap, {wire.TOPICS["flows"]: 4, wire.TOPICS["alerts"]: 4, wire.TOPICS["dlq"]: 1})
+        ensure_topics(self.broker.bootstrap, topic_partitions(4))
         self.store = self._open_store()
         verifier = None
         if scenario is not None:
             self.keys = batch_keys(args.data_dir / "keys", [s.institution_id for s in scenario_sources(scenario)[0]])
             verifier = BatchVerifier(self.keys)
-        processor = FlowProcessor(self.store, DetectionEngine(), should_stop=self.stop_event.is_set,
-                                  verifier=verifier)
-        service = StreamService(WorkerSettings(self.broker.bootstrap, datadir=args.data_dir / "faust"), processor)
+        engine, sector = self._detection(scenario)
+        processor = FlowProcessor(self.store, engine, should_stop=self.stop_event.is_set, verifier=verifier,
+                                  flow_observers=[sector.observe_flows] if sector else [])
+        service = StreamService(WorkerSettings(self.broker.bootstrap, datadir=args.data_dir / "faust"), processor, sector)
         runner = await start_webview(self.store, host=args.host, port=args.port)
         print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
         await service.start()

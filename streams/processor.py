@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from finsa import wire
 from finsa.batchauth import BatchAuthError, BatchVerifier
@@ -73,8 +73,10 @@ class FlowProcessor:
     """decode -> detect -> store, for one flow message at a time."""
 
     def __init__(self, store: Store, engine: Engine, max_backoff_s: float = 5.0,
-                 should_stop=lambda: False, verifier: BatchVerifier | None = None) -> None:
+                 should_stop=lambda: False, verifier: BatchVerifier | None = None,
+                 flow_observers: Sequence[Callable[[wire.RecordBatch], None]] = ()) -> None:
         self.store, self.engine, self.verifier = store, engine, verifier
+        self.flow_observers = list(flow_observers)
         self.max_backoff_s, self.should_stop = max_backoff_s, should_stop
         self.batches = 0
 
@@ -112,6 +114,8 @@ class FlowProcessor:
         if len(alerts):
             self.write_many([alerts])
             ALERTS_OUT.inc(len(alerts))
+        for observe in self.flow_observers:
+            observe(flows)
         FLOWS_IN.inc(len(flows))
         BATCHES_IN.inc(len(good), outcome="ok")
         self.batches += len(good)

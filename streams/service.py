@@ -13,6 +13,7 @@ import faust
 
 from finsa.streams.app import WorkerSettings, build_app
 from finsa.streams.processor import FlowProcessor
+from finsa.streams.sector_stage import SectorStage
 
 
 class StreamService:
@@ -22,9 +23,9 @@ class StreamService:
     background); ``stop()`` stops it and waits.
     """
 
-    def __init__(self, settings: WorkerSettings, processor: FlowProcessor) -> None:
-        self.settings, self.processor = settings, processor
-        self.app = build_app(settings, processor)
+    def __init__(self, settings: WorkerSettings, processor: FlowProcessor, sector: SectorStage | None = None) -> None:
+        self.settings, self.processor, self.sector = settings, processor, sector
+        self.app = build_app(settings, processor, sector)
         self._worker: faust.Worker | None = None
         self._task: asyncio.Task | None = None
 

@@ -29,13 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-timeout", type=float, default=10.0, help="Kafka session timeout in seconds")
     parser.add_argument("--state-dir", type=Path, default=Path("/tmp/finsa-worker"), help="Faust's local state")
     parser.add_argument("--web-port", type=int, default=0, help="serve the web view on this port (0 = off)")
+    parser.add_argument("--registry", type=Path, help="institutions file: enables the sector picture (campaigns, warnings, levels)")
+    parser.add_argument("--detectors", type=Path, help="detectors config file (finsa detectors check FILE)")
     parser.add_argument("--batch-keys", type=Path,
                         help="directory of <institution>.key signing keys: accept only batches signed by their institution")
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from finsa.detectors.engine import DetectionEngine
     from finsa.storage.backend import open_store
+    from finsa.streams.offline import make_engine
 
     store = open_store(data_dir=args.data_dir, url=args.clickhouse_url)
     store.migrate()
@@ -45,10 +47,18 @@ async def _serve(args: argparse.Namespace) -> int:
         from finsa.batchauth import BatchVerifier, load_keys
 
         verifier = BatchVerifier(load_keys(args.batch_keys))
-    processor = FlowProcessor(store, DetectionEngine(), should_stop=stopping.is_set, verifier=verifier)
+    sector = None
+    if args.registry:
+        from finsa.registry import load_registry
+        from finsa.streams.sector import SectorPicture
+        from finsa.streams.sector_stage import SectorStage
+
+        sector = SectorStage(SectorPicture(load_registry(args.registry)), store)
+    processor = FlowProcessor(store, make_engine(args.detectors, args.registry), should_stop=stopping.is_set,
+                              verifier=verifier, flow_observers=[sector.observe_flows] if sector else [])
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
                               session_timeout_s=args.session_timeout, datadir=args.state_dir)
-    service = StreamService(settings, processor)
+    service = StreamService(settings, processor, sector)
     runner = None
     if args.web_port:
         from finsa.dashboards.webview import start_webview

@@ -1,0 +1,92 @@
+"""The sector stage in a real worker: alerts from two payment institutions warn the third on
+finsa.warnings.v1, before the attack reaches it; the picture survives a checkpoint round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+
+from finsa import wire
+from finsa.kafka import ensure_topics, producer_config
+from finsa.registry import parse_registry
+from finsa.streams.sector import SectorPicture
+from finsa.streams.sector_stage import SectorStage
+
+SCANNER = "203.0.113.66"
+REGISTRY = parse_registry({"institution": [
+    {"id": f"pay-{i}", "name": f"Pay {i}", "subsector": "payment", "criticality": 3,
+     "networks": [f"198.51.100.{i * 32}/27"]} for i in range(1, 4)]})
+
+
+def scan_alerts(institutions: list[str], start_ms: int = 1_770_000_000_000) -> wire.RecordBatch:
+    n = len(institutions)
+    return wire.ALERT.make_batch({
+        "alert_id": [f"scan-{inst}" for inst in institutions], "time_ms": start_ms + np.arange(n) * 60_000,
+        "first_seen_ms": start_ms + np.arange(n) * 60_000, "institution_id": institutions,
+        "entity": [SCANNER] * n, "entity_kind": ["src_ip"] * n, "target": ["many"] * n,
+        "detector": ["portscan"] * n, "technique": ["T1046"] * n, "severity": [4] * n,
+        "score": [50.0] * n, "confidence": [0.9] * n, "evidence": ["{}"] * n})
+
+
+class _Memory:
+    def __init__(self) -> None:
+        self.batches: list[wire.RecordBatch] = []
+
+    def insert(self, batch: wire.RecordBatch) -> bool:
+        self.batches.append(batch)
+        return True
+
+
+def test_stage_warns_the_institution_not_yet_hit_and_stores_it() -> None:
+    store = _Memory()
+    stage = SectorStage(SectorPicture(REGISTRY), store)
+    stage.observe_alerts(wire.encode_batch(scan_alerts(["pay-1", "pay-2"])))
+    out = stage.tick()
+    warnings = out["warning"].rows()
+    assert {w["scope_id"] for w in warnings if w["scope_kind"] == "institution"} == {"pay-3"}
+    assert any(SCANNER in json.loads(w["indicators"]) for w in warnings)
+    assert json.loads(out["campaign"].rows()[0]["institutions"]) == ["pay-1", "pay-2"]
+    assert {b.type.name for b in store.batches} >= {"warning", "campaign", "level"}
+    again = SectorStage(SectorPicture(REGISTRY))
+    again.restore(stage.checkpoint())
+    again.observe_alerts(wire.encode_batch(scan_alerts(["pay-1", "pay-2"])))  # redelivered: ignored
+    assert "warning" not in again.tick()
+
+
+@pytest.mark.integration
+def test_worker_publishes_warnings_from_alerts(tmp_path) -> None:
+    from confluent_kafka import Producer
+
+    from finsa.streams.app import WorkerSettings
+    from finsa.streams.broker import EmbeddedBroker
+    from finsa.streams.embedded import topic_partitions
+    from finsa.streams.processor import FlowProcessor
+    from finsa.streams.service import StreamService
+    from tests.streams.test_worker import _consume_all
+
+    with EmbeddedBroker() as broker:
+        ensure_topics(broker.bootstrap, topic_partitions(2))
+        producer = Producer(producer_config(broker.bootstrap, "test"))
+        producer.produce(wire.TOPICS["alerts"], wire.encode_batch(scan_alerts(["pay-1", "pay-2"])))
+        assert producer.flush(10) == 0
+        stage = SectorStage(SectorPicture(REGISTRY), _Memory())
+        service = StreamService(WorkerSettings(broker.bootstrap, app_id="sector-test", datadir=tmp_path,
+                                               session_timeout_s=4), FlowProcessor(_Memory(), None), stage)
+
+        async def run() -> None:
+            await service.start()
+            deadline = time.monotonic() + 60
+            while stage.alerts_seen < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)
+            await service.stop()
+
+        asyncio.run(run())
+        got = _consume_all(broker.bootstrap, wire.TOPICS["warnings"], 1)
+    assert got, "no warning was published"
+    rows = wire.decode_batch(got[0].value(), expect=wire.WARNING).rows()
+    assert "pay-3" in {r["scope_id"] for r in rows}
