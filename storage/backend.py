@@ -32,7 +32,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
@@ -101,6 +101,10 @@ class Store(ABC):
     @abstractmethod
     def _close(self) -> None: ...
 
+    @abstractmethod
+    def _use_database(self, database: str) -> None:
+        """Make ``database`` the one unqualified names resolve in (lock held)."""
+
     # --- the interface ------------------------------------------------------------------
     def query(self, sql: str, parameters: dict | None = None) -> QueryResult:
         if _FORMAT.search(sql):
@@ -110,6 +114,55 @@ class Store(ABC):
             if not result.columns and _SELECT.match(sql):
                 result = QueryResult(self._header(sql, parameters), [])
             return result
+
+    def query_in(self, database: str, sql: str, parameters: dict | None = None) -> QueryResult:
+        """:meth:`query` with ``database`` current (unqualified names resolve there)."""
+        with self._lock:
+            self._guarded("query", self._use_database, database)
+            try:
+                return self.query(sql, parameters)
+            finally:
+                self._guarded("query", self._use_database, self.database)
+
+    def audit(self, entry: Any) -> None:
+        """Append one :class:`~finsa.storage.audit.AuditEntry` to ``audit_log``."""
+        from finsa.storage.audit import AUDIT_ROWS
+
+        with self._lock:
+            self._guarded("audit", self._insert_bytes, "audit_log", [], (entry.json_row() + "\n").encode(),
+                          "JSONEachRow", {})
+        AUDIT_ROWS.inc(outcome=entry.outcome)
+
+    def write_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Append rows (dicts of column -> value) to a sector table: campaigns, warnings, threat_levels."""
+        from finsa.storage.sector_schema import SECTOR_FIELDS
+
+        if table not in SECTOR_FIELDS:
+            raise StorageError(f"write_rows writes {sorted(SECTOR_FIELDS)}, not {table!r}")
+        names = [f.name for f in SECTOR_FIELDS[table]]
+        unknown = sorted({k for r in rows for k in r} - set(names))
+        if unknown:
+            raise StorageError(f"{table}: unknown column(s) {', '.join(unknown)}")
+        body = "".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows)
+        if rows:
+            with self._lock:
+                self._guarded("insert", self._insert_bytes, table, [], body.encode(), "JSONEachRow", {})
+            ROWS_WRITTEN.inc(len(rows), table=table)
+        return len(rows)
+
+    def load_ip_enrichment(self, ranges: Iterable[tuple[str, str, int, str]]) -> int:
+        """Replace ``ip_enrichment`` with (network CIDR, country, asn, as_name) rows and reload
+        its dictionary; returns the count. Roll-ups use it for alerts inserted from now on."""
+        lines = [json.dumps({"network": str(ipaddress.ip_network(net, strict=False)), "country": country,
+                             "asn": int(asn), "as_name": name}) for net, country, asn, name in ranges]
+        with self._lock:
+            self._guarded("load_ip_enrichment", self._run_command, "TRUNCATE TABLE ip_enrichment")
+            if lines:
+                self._guarded("load_ip_enrichment", self._insert_bytes, "ip_enrichment", [],
+                              ("\n".join(lines) + "\n").encode(), "JSONEachRow", {})
+            self._guarded("load_ip_enrichment", self._run_command,
+                          f"SYSTEM RELOAD DICTIONARY {self.database}.ip_enrichment_dict")
+        return len(lines)
 
     def _header(self, sql: str, parameters: dict | None) -> list[str]:
         """Column names of a query that returned no block (Native sends none for 0 rows)."""

@@ -104,7 +104,8 @@ class ChdbStore(Store):
 
     def _insert_bytes(self, table: str, names: list[str], payload: bytes, fmt: str,
                       settings: dict[str, str]) -> None:
-        statement = f"INSERT INTO {table} ({', '.join(names)}){settings_clause(settings)}"
+        columns = f" ({', '.join(names)})" if names else ""
+        statement = f"INSERT INTO {table}{columns}{settings_clause(settings)}"
         inserter = self.session.send_insert(statement, fmt)
         try:
             inserter.append(payload)
@@ -112,6 +113,9 @@ class ChdbStore(Store):
             inserter.cancel()
             raise
         inserter.finish()
+
+    def _use_database(self, database: str) -> None:
+        self.session.query(f"USE `{database}`", "TSV")
 
     def _close(self) -> None:
         if self._session is not None:

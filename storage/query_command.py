@@ -4,6 +4,11 @@
 folder must not be open in another process, e.g. a running ``finsa run``);
 ``--clickhouse-url URL`` queries a ClickHouse server instead. ``--format`` picks a text table
 (default), CSV or JSON lines. Bad SQL prints the engine's message and exits 1.
+
+``--as PRINCIPAL`` runs the SQL for ``regulator`` or an institution id through
+:class:`~finsa.storage.tenant.TenantView`: an institution sees only its own rows and the
+sector-wide aggregates, and a refused query exits 1. Without ``--as`` the caller is the
+operator (any SQL, except changing ``audit_log``). Every run is recorded in ``audit_log``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, TextIO
 from finsa.errors import StorageError
 
 from finsa.storage.backend import QueryResult, open_store
+from finsa.storage.tenant import TenantView
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +37,8 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser)
     parser.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
+    parser.add_argument("--as", dest="principal", default="operator", metavar="PRINCIPAL",
+                        help="run as: operator (default), regulator, or an institution id")
     parser.add_argument("sql", help="the SQL to run; tables need no database prefix")
 
 
@@ -71,7 +79,7 @@ def print_result(result: QueryResult, fmt: str, out: TextIO) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         with open_store(args.data_dir, args.clickhouse_url, args.database) as store:
-            result = store.query(args.sql)
+            result = TenantView(store, args.principal).query(args.sql)
     except StorageError as exc:
         print(f"finsa query: {exc}", file=sys.stderr)
         return 1

@@ -62,7 +62,10 @@ class ServerStore(Store):
 
     def _insert_bytes(self, table: str, names: list[str], payload: bytes, fmt: str,
                       settings: dict[str, str]) -> None:
-        self._client.raw_insert(table, names, payload, settings=settings or None, fmt=fmt)
+        self._client.raw_insert(table, names or None, payload, settings=settings or None, fmt=fmt)
+
+    def _use_database(self, database: str) -> None:
+        self._client.database = database
 
     def _close(self) -> None:
         if self._client is not None:
