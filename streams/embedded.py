@@ -92,6 +92,7 @@ class Embedded:
         self.publisher: BatchPublisher | None = None
         self.replay_thread: threading.Thread | None = None
         self.keys: dict[str, bytes] = {}
+        self.watcher = None
 
     def _open_store(self):
         from finsa.storage.backend import open_store
@@ -121,14 +122,18 @@ class Embedded:
         from finsa.registry import load_registry
         from finsa.streams.offline import make_engine
         from finsa.streams.sector import SectorPicture
-        from finsa.streams.sector_stage import SectorStage
+        from finsa.streams.sector_stage import SectorStage, feed_intel
+        from finsa.streams.worker_command import watch_detectors
 
         if scenario is None or not (scenario / "institutions.toml").exists():
             return make_engine(), None
         registry_file = scenario / "institutions.toml"
         config = scenario / "detectors.toml"
         engine = make_engine(config if config.exists() else None, registry_file)
-        return engine, SectorStage(SectorPicture(load_registry(registry_file)), self.store)
+        if config.exists():
+            self.watcher = watch_detectors(config, engine, registry_file)
+        stage = SectorStage(SectorPicture(load_registry(registry_file)), self.store, [feed_intel(engine)])
+        return engine, stage
 
     async def run(self) -> int:
         from finsa.dashboards.webview import start_webview
@@ -160,6 +165,8 @@ class Embedded:
             await self._drain(processor)
             await service.stop()
             await runner.cleanup()
+            if self.watcher is not None:
+                self.watcher.stop()
             self.store.close()
             self.broker.stop()
         print(f"finsa: stopped; data in {args.data_dir} (finsa query --data-dir {store_path(args.data_dir)} SQL)")

@@ -14,7 +14,7 @@ import base64
 import pickle
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol, Sequence
 
 from finsa import wire
 from finsa.metrics import REGISTRY
@@ -33,8 +33,11 @@ class Store(Protocol):
 class SectorStage:
     """Feeds a SectorPicture and writes what it concludes."""
 
-    def __init__(self, picture: SectorPicture, store: Store | None = None) -> None:
+    def __init__(self, picture: SectorPicture, store: Store | None = None,
+                 blocklist_sinks: Sequence[Callable[[list], None]] = ()) -> None:
         self.picture, self.store = picture, store
+        self.blocklist_sinks = list(blocklist_sinks)
+        self._blocklist_key: tuple = ()
         self.alerts_seen = 0
         self._lock = threading.RLock()  # the agent, the timer and the flow processor share the picture
 
@@ -67,6 +70,12 @@ class SectorStage:
         """Advance the picture; store and return the update as {record name: batch}."""
         with self._lock:
             batches = update_batches(self.picture.tick(now_ms).rows())
+            entries = self.picture.blocklist() if self.blocklist_sinks else []
+        key = tuple(sorted((e.kind, e.value) for e in entries))
+        if key != self._blocklist_key:
+            self._blocklist_key = key
+            for sink in self.blocklist_sinks:
+                sink(entries)
         for name, batch in batches.items():
             UPDATES.inc(len(batch), kind=name)
             if self.store is not None:
@@ -83,3 +92,16 @@ class SectorStage:
     def restore(self, text: str) -> None:
         with self._lock:
             self.picture = pickle.loads(base64.b64decode(text))
+
+
+def feed_intel(engine) -> Callable[[list], None]:  # noqa: ANN001 - a DetectionEngine
+    """A blocklist sink giving the sector's indicators to every ``intel`` detector of ``engine``,
+    so a connection to a campaign's attacker is detected at every institution, not only those hit."""
+    def sink(entries: list) -> None:
+        addresses = [e.value for e in entries if e.kind in ("ip", "net")]
+        domains = [e.value for e in entries if e.kind == "domain"]
+        ja4 = [e.value for e in entries if e.kind == "ja4"]
+        for detector in engine.detectors:
+            if getattr(detector, "name", "") == "intel":
+                detector.set_indicators(addresses=addresses, domains=domains, ja4=ja4, source="sector")
+    return sink

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from finsa.streams.app import WorkerSettings
 from finsa.streams.processor import FlowProcessor
+from finsa.streams.sector_stage import feed_intel
 from finsa.streams.service import StreamService
 
 
@@ -54,7 +55,11 @@ async def _serve(args: argparse.Namespace) -> int:
         from finsa.streams.sector_stage import SectorStage
 
         sector = SectorStage(SectorPicture(load_registry(args.registry)), store)
-    processor = FlowProcessor(store, make_engine(args.detectors, args.registry), should_stop=stopping.is_set,
+    engine = make_engine(args.detectors, args.registry)
+    watcher = watch_detectors(args.detectors, engine, args.registry)
+    if sector is not None:
+        sector.blocklist_sinks.append(feed_intel(engine))
+    processor = FlowProcessor(store, engine, should_stop=stopping.is_set,
                               verifier=verifier, flow_observers=[sector.observe_flows] if sector else [])
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
                               session_timeout_s=args.session_timeout, datadir=args.state_dir)
@@ -79,8 +84,27 @@ async def _serve(args: argparse.Namespace) -> int:
         await service.stop()
         if runner is not None:
             await runner.cleanup()
+        if watcher is not None:
+            watcher.stop()
         store.close()
     return 0
+
+
+def watch_detectors(path: Path | None, engine, registry_path: Path | None):  # noqa: ANN001, ANN201
+    """Reload the detectors file on change (an invalid file is refused, the running config kept)."""
+    if path is None:
+        return None
+    from finsa.detectors.reload import ConfigWatcher
+
+    registry = None
+    if registry_path is not None:
+        from finsa.registry import load_registry
+
+        registry = load_registry(registry_path)
+    watcher = ConfigWatcher(path, lambda cfg: engine.reconfigure(cfg, registry), registry=registry)
+    watcher.load()
+    watcher.start()
+    return watcher
 
 
 def main(args: argparse.Namespace) -> int:

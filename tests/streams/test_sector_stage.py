@@ -90,3 +90,22 @@ def test_worker_publishes_warnings_from_alerts(tmp_path) -> None:
     assert got, "no warning was published"
     rows = wire.decode_batch(got[0].value(), expect=wire.WARNING).rows()
     assert "pay-3" in {r["scope_id"] for r in rows}
+
+
+def test_campaign_indicators_reach_the_intel_detector_at_institutions_not_yet_hit() -> None:
+    from finsa.detectors.engine import DetectionEngine
+    from finsa.streams.sector_stage import feed_intel
+
+    engine = DetectionEngine()
+    stage = SectorStage(SectorPicture(REGISTRY), blocklist_sinks=[feed_intel(engine)])
+    stage.observe_alerts(wire.encode_batch(scan_alerts(["pay-1", "pay-2"])))
+    stage.tick()
+    t = 1_770_000_400_000
+    flows = wire.FLOW.make_batch({
+        "flow_id": [1], "first_seen_ms": [t], "last_seen_ms": [t + 10], "institution_id": ["pay-3"],
+        "ip_version": [4], "protocol": [6], "src_ip": [SCANNER], "dst_ip": ["198.51.100.100"],
+        "src_port": [40000], "dst_port": [443], "src2dst_packets": [3], "src2dst_bytes": [180],
+        "dst2src_packets": [3], "dst2src_bytes": [180], "src2dst_tcp_flags": [27], "dst2src_tcp_flags": [27]})
+    alerts = engine.process(flows).rows()
+    assert [(a["institution_id"], a["detector"]) for a in alerts if SCANNER in (a["entity"], a["target"])] \
+        == [("pay-3", "intel")]
