@@ -8,6 +8,7 @@ import time
 import pytest
 
 from finsa.cli import main
+from finsa.registry import parse_registry
 from finsa.storage.backend import open_store
 from finsa.wire import FLOW
 
@@ -58,4 +59,21 @@ def test_ttl_option_and_tenants(tmp_path, capsys):
     assert main(["query", "--data-dir", path, "--format", "csv",
                  "SELECT create_table_query LIKE '%toIntervalDay(3)%' FROM system.tables WHERE name = 'flows'"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "1"
-    assert main(["storage", "tenants"]) == 2
+
+
+def test_query_as_an_institution(data_dir, capsys):
+    with open_store(data_dir=data_dir) as store:
+        store.load_institutions(parse_registry({"institution": [
+            {"id": "bank-a", "name": "A", "subsector": "bank"}, {"id": "bank-b", "name": "B", "subsector": "bank"}]}))
+    capsys.readouterr()
+    sql = "SELECT institution_id, count() AS n FROM flows GROUP BY institution_id"
+    assert main(["query", "--data-dir", str(data_dir), "--as", "bank-a", "--format", "csv", sql]) == 0
+    assert capsys.readouterr().out == "institution_id,n\nbank-a,1\n"
+    assert main(["query", "--data-dir", str(data_dir), "--as", "bank-a", "SELECT * FROM finsa.flows"]) == 1
+    assert "another database" in capsys.readouterr().err
+    assert main(["query", "--data-dir", str(data_dir), "--as", "regulator", "--format", "csv", sql + " ORDER BY 1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["bank-a,1", "bank-b,1"]
+    assert main(["query", "--data-dir", str(data_dir), "--format", "csv",
+                 "SELECT principal, outcome, rows FROM audit_log ORDER BY time"]) == 0
+    # the audit query's own row is written after it ran
+    assert capsys.readouterr().out.splitlines()[1:] == ["bank-a,ok,1", "bank-a,refused,0", "regulator,ok,2"]

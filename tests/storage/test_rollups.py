@@ -1,0 +1,68 @@
+"""Roll-ups: fed on insert, deduplicated with their source, enriched by address, per subsector."""
+
+from __future__ import annotations
+
+from finsa.registry import parse_registry
+
+REGISTRY = parse_registry({"institution": [
+    {"id": "bank-a", "name": "A", "subsector": "bank", "region": "north"},
+    {"id": "ins-b", "name": "B", "subsector": "insurance", "region": "south"}]})
+
+
+def test_flow_rollups_count_sources_and_skip_a_redelivered_batch(migrated, make_flows):
+    batch = make_flows(40)
+    migrated.insert(batch)
+    migrated.command("TRUNCATE TABLE ingested_batches")  # ledger lost: the insert token still dedups
+    migrated.insert(batch)
+    for table in ("flows_1m", "flows_1h"):
+        flows, packets, sources = migrated.query(
+            f"SELECT sum(flows), sum(packets), uniqMerge(sources) FROM {table}").rows[0]
+        assert (flows, packets) == (40, sum(2 * i + 1 for i in range(40))), table
+        assert sources == 40, table
+
+
+def test_alert_rollups_count_a_reemitted_alert_once(migrated, make_alerts):
+    migrated.command("TRUNCATE TABLE alerts_1m")
+    migrated.command("TRUNCATE TABLE alerts_1h")
+    migrated.insert(make_alerts(["x-1", "x-2"], time_ms=1_700_000_000_000))
+    migrated.insert(make_alerts(["x-1"], time_ms=1_700_000_000_000))  # same id, another batch
+    for table in ("alerts_1m", "alerts_1h"):
+        rows = migrated.query(f"SELECT institution_id, detector, technique, severity, uniqExactMerge(alerts), "
+                              f"max(max_score) FROM {table} GROUP BY ALL").rows
+        assert rows == [("bank-a", "portscan", "T1046", 4, 2, 12.5)], table
+
+
+def test_alerts_by_attacker_country_and_asn_and_by_subsector(migrated, make_alerts):
+    for table in ("alerts_geo_1h", "alerts_subsector_1h"):
+        migrated.command(f"TRUNCATE TABLE {table}")
+    migrated.load_institutions(REGISTRY)
+    assert migrated.load_ip_enrichment([("203.0.113.0/24", "FR", 64500, "EXAMPLE-FR"),
+                                        ("2001:db8::/32", "DE", 64501, "EXAMPLE-DE")]) == 2
+    first = make_alerts(["g-1", "g-2", "g-3"])
+    first.columns["entity"][:] = ["203.0.113.9", "2001:db8::5", "not an address"]
+    first.columns["institution_id"][:] = ["bank-a", "ins-b", "unknown-c"]
+    migrated.insert(first)
+    geo = migrated.query("SELECT country, asn, any(as_name), uniqExactMerge(alerts), uniqExactMerge(institutions) "
+                         "FROM alerts_geo_1h GROUP BY country, asn ORDER BY country").rows
+    assert geo == [("", 0, "", 1, 1), ("DE", 64501, "EXAMPLE-DE", 1, 1), ("FR", 64500, "EXAMPLE-FR", 1, 1)]
+    by_subsector = migrated.query("SELECT subsector, region, uniqExactMerge(alerts) FROM alerts_subsector_1h "
+                                  "GROUP BY subsector, region ORDER BY subsector").rows
+    assert by_subsector == [("", "", 1), ("bank", "north", 1), ("insurance", "south", 1)]
+
+
+def test_rollups_have_a_year_ttl_from_storage_time(migrated):
+    ddl = dict(migrated.query("SELECT name, create_table_query FROM system.tables "
+                              "WHERE database = currentDatabase()").rows)
+    for table in ("flows_1m", "flows_1h", "alerts_1m", "alerts_1h", "alerts_geo_1h", "alerts_subsector_1h"):
+        assert "TTL stored_at + toIntervalDay(365)" in ddl[table], table
+    assert "TTL stored_at" not in ddl["threat_levels"] and " TTL " not in ddl["audit_log"].replace("(no TTL)", "")
+
+
+def test_sector_tables_keep_the_newest_campaign_and_every_level(migrated):
+    migrated.command("TRUNCATE TABLE campaigns")
+    migrated.command("TRUNCATE TABLE threat_levels")
+    migrated.write_rows("campaigns", [{"campaign_id": "c1", "first_seen_ms": 1, "last_seen_ms": 5, "alerts": 2}])
+    migrated.write_rows("campaigns", [{"campaign_id": "c1", "first_seen_ms": 1, "last_seen_ms": 9, "alerts": 7}])
+    assert migrated.query("SELECT alerts FROM campaigns FINAL").rows == [(7,)]
+    migrated.write_rows("threat_levels", [{"time_ms": t, "scope_kind": "sector", "level": 2} for t in (1, 2)])
+    assert migrated.query("SELECT count() FROM threat_levels").rows == [(2,)]
