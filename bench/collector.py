@@ -9,6 +9,7 @@ of that prefix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from bench.measure import Clock, isolated
 from bench.report import Result, grid, table
@@ -112,5 +113,8 @@ def export_decoding(quick: bool) -> str:
                  baseline=None)
 
 
-def run(quick: bool, packets: int | None = None) -> list[str]:
-    return [metering(quick, packets), table_memory(quick), export_decoding(quick)]
+def run(quick: bool, packets: int | None = None) -> Iterator[str]:
+    """The collector tables, each yielded as soon as it is measured."""
+    yield metering(quick, packets)
+    yield table_memory(quick)
+    yield export_decoding(quick)

@@ -20,12 +20,17 @@ from finsa.wire import FLOW, decode_batch, encode_batch
 __all__ = ["run", "codecs"]
 
 
-def _best_cpu_s(fn: Callable[[], Any], repeats: int) -> float:
+def _best_cpu_s(fn: Callable[[], Any], repeats: int, sample_s: float = 0.05) -> float:
+    """CPU seconds of one call: best of ``repeats`` samples, each looping for >= ``sample_s``."""
+    t0 = time.process_time()
+    fn()
+    loops = max(1, int(sample_s / max(time.process_time() - t0, 1e-6)))
     best = float("inf")
     for _ in range(repeats):
         t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
+        for _ in range(loops):
+            fn()
+        best = min(best, (time.process_time() - t0) / loops)
     return best
 
 
