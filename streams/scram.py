@@ -84,7 +84,13 @@ class ScramStore:
     def add_user(self, user: str, password: str, mechanism: str = "SCRAM-SHA-512",
                  iterations: int = MIN_ITERATIONS, role: str = "service") -> None:
         """Add or replace a user's credential (and save, when file-backed)."""
-        self._creds[(user, mechanism)] = derive_credential(password, mechanism, iterations=iterations)
+        self.set_credential(user, mechanism, derive_credential(password, mechanism, iterations=iterations), role)
+
+    def set_credential(self, user: str, mechanism: str, credential: ScramCredential, role: str = "service") -> None:
+        """Store verifiers made elsewhere (e.g. by the institution, so the centre never sees the password)."""
+        if mechanism not in MECHANISMS:
+            raise ScramError(f"unknown mechanism {mechanism!r}")
+        self._creds[(user, mechanism)] = credential
         self.roles[user] = role
         self._save()
 
@@ -162,6 +168,11 @@ class ScramServer:
         self.user: str | None = None
         self._state: tuple | None = None
 
+    @staticmethod
+    def server_nonce() -> str:
+        """The server's part of the nonce (random; replaceable in tests of known vectors)."""
+        return base64.b64encode(secrets.token_bytes(18)).decode()
+
     def step(self, message: bytes) -> bytes:
         try:
             return self._first(message) if self._state is None else self._final(message)
@@ -181,7 +192,7 @@ class ScramServer:
         cred = self.store.lookup(user, self.mechanism)
         salt = cred.salt if cred else self.store.decoy_salt(user)
         iterations = cred.iterations if cred else MIN_ITERATIONS
-        nonce = attrs["r"] + base64.b64encode(secrets.token_bytes(18)).decode()
+        nonce = attrs["r"] + self.server_nonce()
         server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i={iterations}".encode()
         self._state = (user, cred, nonce, bare, server_first, message[: len(gs2_flag) + len(authzid) + 2])
         return server_first
