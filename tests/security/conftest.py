@@ -93,3 +93,27 @@ def quiet(settings: dict, errors: list | None = None) -> dict:
     if errors is not None:
         out["error_cb"] = errors.append
     return out
+
+
+def read_batches(settings: dict, topic: str, partitions: int, timeout_s: float = 20.0, idle_s: float = 2.0) -> list:
+    """Every batch of ``topic`` from the start: stop ``idle_s`` after the last one (or at the timeout)."""
+    import time
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from finsa import wire
+
+    consumer = Consumer(quiet({**settings, "group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                               "session.timeout.ms": 6000}))
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out, deadline, last = [], time.monotonic() + timeout_s, None
+    try:
+        while time.monotonic() < deadline and (last is None or time.monotonic() - last < idle_s):
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(wire.decode_batch(msg.value()))
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
