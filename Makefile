@@ -29,13 +29,17 @@ test: setup
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not integration"
 
-bench: setup
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: setup $(VENV)/.bench
 	$(BIN)/python -m bench all
 
-bench-collector: setup
+bench-collector: setup $(VENV)/.bench
 	$(BIN)/python -m bench collector
 
-bench-storage: setup
+bench-storage: setup $(VENV)/.bench
 	$(BIN)/python -m bench storage
 
 reliability: setup
