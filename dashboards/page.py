@@ -21,10 +21,11 @@ from string import Template
 from typing import Any, Mapping, Sequence
 
 from finsa.dashboards import sectormap, threat
-from finsa.dashboards.panels import PANELS, Panel
+from finsa.dashboards.panels import WEB_PANELS, Panel
 from finsa.wire import SEVERITIES
 
-__all__ = ["cell", "render_table", "render_bars", "render_page", "template"]
+__all__ = ["cell", "render_table", "render_bars", "render_page", "template", "CONTENT_SECURITY_POLICY",
+           "DISPLAY_COLUMNS"]
 
 _LEVEL_COLUMNS = {"level"}
 _SEVERITY_COLUMNS = {"severity", "max_severity"}
@@ -42,7 +43,7 @@ def _clock(ms: int) -> str:
 def cell(column: str, value: Any) -> str:
     """One value as table-cell HTML: times, levels and severities get their own look."""
     if value is None:
-        return ""
+        return '<span class="badge lvl-0">withheld</span>' if column in _LEVEL_COLUMNS else ""
     if column in _LEVEL_COLUMNS:
         level = int(value)
         name = threat.LEVELS.get(level, ("?", ""))[0]
@@ -96,24 +97,47 @@ def render_bars(columns: Sequence[str], rows: Sequence[Sequence[Any]], field: st
 
 
 _INSTITUTION_COLUMNS = ("name", "subsector", "criticality", "alerts", "detectors", "score", "level")
+#: Columns each table panel shows (others stay in the JSON); mirrored by view.js via the config.
+DISPLAY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sector_map": _INSTITUTION_COLUMNS,
+    "campaigns": ("title", "severity", "hit_in_order", "techniques", "sources", "alerts", "first_seen_ms",
+                  "last_seen_ms", "status"),
+    "warnings": ("time_ms", "severity", "audience", "title", "why", "indicators", "status"),
+}
+#: The page may load and fetch from its own origin only (the view works offline, by design);
+#: forms (login, logout) post to this origin only.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
+                           "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                           "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def _level_key(row: Mapping[str, Any]) -> tuple:
+    level = row.get("level")
+    return (-(int(level) if level is not None else 0), -float(row.get("score") or 0), str(row.get("name")))
 
 
 def _institutions_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    ordered = sorted(rows, key=lambda r: (-int(r.get("level") or 1), -float(r.get("score") or 0),
-                                          str(r.get("name"))))
+    ordered = sorted(rows, key=_level_key)
     return render_table(_INSTITUTION_COLUMNS, [[r.get(c) for c in _INSTITUTION_COLUMNS] for r in ordered],
                         [str(r.get("institution_id")) for r in ordered])
+
+
+def _display(panel_id: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    shown = [c for c in DISPLAY_COLUMNS.get(panel_id, columns) if c in columns]
+    index = [list(columns).index(c) for c in shown]
+    return render_table(shown, [[row[i] for i in index] for row in rows])
 
 
 def _sector(row: Mapping[str, Any] | None) -> dict[str, str]:
     if row is None:
         return {"sector_level": "?", "sector_name": "no data", "sector_class": "lvl-0",
-                "sector_weighted": "-", "sector_elevated": "-", "sector_alerts": "-"}
+                "sector_weighted": "-", "sector_elevated": "-", "sector_alerts": "-", "sector_warned": "-"}
     level = int(row.get("level") or 1)
     return {"sector_level": str(level), "sector_name": threat.LEVELS.get(level, ("?", ""))[0],
             "sector_class": f"lvl-{level}", "sector_weighted": html.escape(str(row.get("weighted_level"))),
             "sector_elevated": html.escape(f'{row.get("elevated")} / {row.get("institutions")}'),
-            "sector_alerts": html.escape(str(row.get("alerts")))}
+            "sector_alerts": html.escape(str(row.get("alerts"))),
+            "sector_warned": html.escape(str(row.get("warned", "-")))}
 
 
 def _level_css() -> str:
@@ -122,8 +146,9 @@ def _level_css() -> str:
 
 
 def _legend() -> str:
-    return "".join(f'<span><i class="swatch" style="background:{colour}"></i>{k} {name}</span>'
-                   for k, (name, colour) in threat.LEVELS.items())
+    items = [f'<span><i class="swatch" style="background:{colour}"></i>{k} {name}</span>'
+             for k, (name, colour) in threat.LEVELS.items()]
+    return "".join(items + ['<span><i class="swatch warn-swatch"></i>open warning</span>'])
 
 
 def _map(result: Any, rows: list[dict[str, Any]]) -> str:
@@ -139,31 +164,43 @@ def _section(panel: Panel, body: str) -> str:
             f'{html.escape(panel.title)}</h2><div class="body">{body}</div></section>')
 
 
+def _body(panel: Panel, res: Any, inst_rows: list[dict[str, Any]]) -> str:
+    if panel.kind == "timeseries":
+        return '<svg class="chart" viewBox="0 0 600 180"></svg><div class="legend"></div>'
+    if res is None:
+        return '<p class="error">data unavailable</p>'
+    if panel.id == "sector_map":
+        return _institutions_table(inst_rows)
+    if panel.kind == "bar":
+        return render_bars(res[0], res[1], panel.field)
+    return _display(panel.id, res[0], res[1])
+
+
+def _viewer(viewer: Mapping[str, str] | None) -> str:
+    """Who is logged in, and the logout form (its CSRF token in a hidden field)."""
+    if not viewer:
+        return ""
+    who = viewer["user"] + (f' · {viewer["institution"]}' if viewer.get("institution") else f' · {viewer["role"]}')
+    return (f'<form class="viewer" method="post" action="logout"><span id="viewer">{html.escape(who)}</span>'
+            f'<input type="hidden" name="csrf" value="{html.escape(viewer["csrf"])}">'
+            f'<button type="submit">log out</button></form>')
+
+
 def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms: int,
-                range_ms: int) -> str:
-    """The whole page. ``results`` maps panel id -> (columns, rows) or None when it failed."""
-    inst = results.get("institution_threat")
+                range_ms: int, viewer: Mapping[str, str] | None = None) -> str:
+    """The whole page. ``results`` maps panel id -> (columns, rows) or None when it failed;
+    ``viewer`` is the logged-in user (user, role, institution, csrf)."""
+    inst = results.get("sector_map")
     inst_rows = [dict(zip(inst[0], r)) for r in inst[1]] if inst else []
-    sector = results.get("sector_threat")
-    sections: dict[str, str] = {}
-    for panel in PANELS:
-        res = results.get(panel.id)
-        if panel.id == "institution_threat":
-            body = _institutions_table(inst_rows) if inst else '<p class="error">data unavailable</p>'
-        elif panel.kind == "timeseries":
-            body = '<svg class="chart" viewBox="0 0 600 180"></svg><div class="legend"></div>'
-        elif res is None:
-            body = '<p class="error">data unavailable</p>'
-        elif panel.kind == "bar":
-            body = render_bars(res[0], res[1], panel.field)
-        else:
-            body = render_table(res[0], res[1])
-        sections[panel.id] = _section(panel, body)
-    config = {"refresh_s": refresh_s, "range_ms": range_ms, "panels": [p.id for p in PANELS],
-              "levels": {k: v[1] for k, v in threat.LEVELS.items()}, "severities": SEVERITIES}
+    sector = results.get("sector_level")
+    sections = {p.id: _section(p, _body(p, results.get(p.id), inst_rows)) for p in WEB_PANELS
+                if p.id != "sector_level"}
+    config = {"refresh_s": refresh_s, "range_ms": range_ms, "panels": [p.id for p in WEB_PANELS],
+              "levels": {k: v[1] for k, v in threat.LEVELS.items()}, "severities": SEVERITIES,
+              "columns": DISPLAY_COLUMNS, "institution": (viewer or {}).get("institution", "")}
     fields = {
         "title": html.escape(title), "refresh_s": f"{refresh_s:g}", "updated": _clock(now_ms),
-        "map": _map(inst, inst_rows),
+        "map": _map(inst, inst_rows), "viewer": _viewer(viewer),
         "level_css": _level_css(), "legend": _legend(),
         "config": html.escape(json.dumps(config), quote=True),
         **_sector(dict(zip(sector[0], sector[1][0])) if sector and sector[1] else None),

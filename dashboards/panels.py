@@ -29,7 +29,8 @@ from finsa.wire import SEVERITIES
 __all__ = [
     "Panel", "Threshold", "PANELS", "PANELS_BY_ID", "PARAMETERS", "KINDS", "DEFAULT_RANGE_MS",
     "MAX_RANGE_MS", "PanelParameterError", "bind", "ALL_PANELS", "ALL_PANELS_BY_ID",
-    "BASE_TABLES", "MORE_PANELS",
+    "BASE_TABLES", "MORE_PANELS", "WEB_PANELS", "WEB_PANELS_BY_ID", "INSTITUTION_READS", "INSTITUTION_SQL",
+    "WARNING_OPEN_MS", "placeholders",
 ]
 
 #: The visual kinds a panel may have. ``matrix`` is a row x column grid of counts (a
@@ -93,6 +94,11 @@ class Panel:
     def parameters(self) -> dict[str, str]:
         """The query parameters the SQL uses, in order of first use, with their types."""
         return dict(_PLACEHOLDER.findall(self.sql))
+
+
+def placeholders(sql: str) -> dict[str, str]:
+    """The query parameters ``sql`` uses, with their types."""
+    return dict(_PLACEHOLDER.findall(sql))
 
 
 def bind(panel: Panel, values: Mapping[str, str], now_ms: int) -> dict[str, object]:
@@ -427,3 +433,133 @@ MORE_PANELS: tuple[Panel, ...] = (
 #: Every panel: the web view's and the Grafana dashboards' and the report's.
 ALL_PANELS: tuple[Panel, ...] = PANELS + MORE_PANELS
 ALL_PANELS_BY_ID: dict[str, Panel] = {p.id: p for p in ALL_PANELS}
+
+# --- Panels of the web view beyond PANELS (not in ALL_PANELS: Grafana has its own variants) ----
+
+#: A warning stays open (marked on the map) this long after it was issued, unless withdrawn.
+WARNING_OPEN_MS = 24 * 60 * 60 * 1000
+_OPEN_WARNINGS = ("SELECT scope_id FROM warnings FINAL WHERE scope_kind = '{kind}' AND status != 'withdrawn'"
+                  f" AND time_ms > {{{{to_ms:Int64}}}} - {WARNING_OPEN_MS} AND time_ms <= {{{{to_ms:Int64}}}}")
+
+#: Each institution's level: the latest one the sector layer recorded in threat_levels within
+#: the level window, else the alerts-based level of :mod:`finsa.dashboards.threat`; and whether a
+#: warning addressed to it, its subsector or its region is open.
+_SECTOR_MAP_SQL = f"""
+SELECT b.institution_id AS institution_id, b.name AS name, b.subsector AS subsector, b.region AS region,
+       b.criticality AS criticality, b.latitude AS latitude, b.longitude AS longitude,
+       b.alerts AS alerts, b.max_severity AS max_severity, b.detectors AS detectors,
+       if(r.scope_id = '', b.score, round(r.recorded_score, 2)) AS score,
+       if(r.scope_id = '', b.level, r.recorded_level) AS level,
+       if(r.scope_id = '', 'alerts', 'recorded') AS level_source,
+       toUInt8(b.institution_id IN ({_OPEN_WARNINGS.format(kind="institution")})
+               OR b.subsector IN ({_OPEN_WARNINGS.format(kind="subsector")})
+               OR b.region IN ({_OPEN_WARNINGS.format(kind="region")})) AS open_warning
+FROM ({_LEVELS_NO_SETTINGS}) AS b
+LEFT JOIN (
+    SELECT scope_id, argMax(level, time_ms) AS recorded_level, argMax(score, time_ms) AS recorded_score
+    FROM threat_levels
+    WHERE scope_kind = 'institution' AND time_ms > {{to_ms:Int64}} - {threat.WINDOW_MS}
+      AND time_ms <= {{to_ms:Int64}}
+    GROUP BY scope_id
+) AS r ON r.scope_id = b.institution_id
+ORDER BY level DESC, score DESC, name
+SETTINGS join_use_nulls = 0
+""".strip()
+
+_MAP_NO_SETTINGS = _SECTOR_MAP_SQL.rsplit("SETTINGS", 1)[0].strip()
+
+#: The sector figures of the map's levels; the sector level is the highest institution level or
+#: the sector level the sector layer recorded in the window, whichever is higher.
+_SECTOR_LEVEL_SQL = f"""
+SELECT greatest(max(inst_level), 1, any(recorded)) AS level,
+       if(sum(inst_criticality) = 0, 1,
+          round(sum(inst_level * inst_criticality) / sum(inst_criticality), 2)) AS weighted_level,
+       countIf(inst_level >= 3) AS elevated, count() AS institutions, sum(inst_alerts) AS alerts,
+       countIf(inst_warning = 1) AS warned
+FROM (SELECT level AS inst_level, criticality AS inst_criticality, alerts AS inst_alerts,
+             open_warning AS inst_warning FROM ({_MAP_NO_SETTINGS})) AS m
+CROSS JOIN (SELECT toUInt8(ifNull(max(level), 0)) AS recorded FROM threat_levels
+            WHERE scope_kind = 'sector' AND time_ms > {{to_ms:Int64}} - {threat.WINDOW_MS}
+              AND time_ms <= {{to_ms:Int64}}) AS s
+SETTINGS join_use_nulls = 0
+""".strip()
+
+_CAMPAIGN_COLUMNS = """campaign_id, title, severity, status, institutions_hit, {hit} AS hit_in_order,
+       arrayStringConcat(JSONExtract(techniques, 'Array(String)'), ' ') AS techniques,
+       arrayStringConcat(JSONExtract(entities, 'Array(String)'), ' ') AS sources, alerts,
+       first_seen_ms, last_seen_ms"""
+_CAMPAIGN_RANGE = "last_seen_ms >= {from_ms:Int64} AND first_seen_ms <= {to_ms:Int64}"
+_CAMPAIGN_ORDER = "ORDER BY status = 'active' DESC, severity DESC, last_seen_ms DESC, campaign_id\nLIMIT 50"
+
+#: The regulator's campaigns: institutions hit, by name, in the order they were hit.
+_WEB_CAMPAIGNS_SQL = f"""
+WITH (SELECT groupArray(id) FROM institutions) AS ids, (SELECT groupArray(name) FROM institutions) AS names
+SELECT {_CAMPAIGN_COLUMNS.format(hit="arrayStringConcat(arrayMap(x -> if(indexOf(ids, x) = 0, x, "
+                                     "names[indexOf(ids, x)]), JSONExtract(institutions, 'Array(String)')), ' > ')")}
+FROM campaigns FINAL
+WHERE {_CAMPAIGN_RANGE}
+  AND ({{institution:String}} = '' OR has(JSONExtract(institutions, 'Array(String)'), {{institution:String}}))
+{_CAMPAIGN_ORDER}
+""".strip()
+
+#: An institution's campaigns (those that hit it): how many others, never which.
+_TENANT_CAMPAIGNS_SQL = f"""
+SELECT {_CAMPAIGN_COLUMNS.format(hit="concat('you and ', toString(institutions_hit - 1), ' other(s)')")}
+FROM campaigns FINAL
+WHERE {_CAMPAIGN_RANGE}
+{_CAMPAIGN_ORDER}
+""".strip()
+
+_IN_SCOPE = "scope_id IN (SELECT {column} FROM institutions WHERE id = {{institution:String}})"
+_WEB_WARNINGS_SQL = f"""
+SELECT time_ms, severity, if(scope_kind = 'sector', 'whole sector', concat(scope_kind, ' ', scope_id)) AS audience,
+       title, body AS why, arrayStringConcat(JSONExtract(indicators, 'Array(String)'), ' ') AS indicators,
+       status, scope_kind, scope_id, warning_id
+FROM warnings FINAL
+WHERE time_ms >= {{from_ms:Int64}} AND time_ms <= {{to_ms:Int64}}
+  AND ({{institution:String}} = '' OR scope_kind = 'sector'
+       OR (scope_kind = 'institution' AND scope_id = {{institution:String}})
+       OR (scope_kind = 'subsector' AND {_IN_SCOPE.format(column="subsector")})
+       OR (scope_kind = 'region' AND {_IN_SCOPE.format(column="region")}))
+ORDER BY time_ms DESC, severity DESC, warning_id
+LIMIT 50
+""".strip()
+
+_SECTOR_TABLES = ("threat_levels", "warnings")
+_P = PANELS_BY_ID
+#: What the web view shows, in page order.
+WEB_PANELS: tuple[Panel, ...] = (
+    Panel("sector_level", "Sector threat level", _SECTOR_LEVEL_SQL, "stat",
+          "Highest institution threat level now (recorded by the sector layer, or from the alerts of "
+          "the last 15 minutes), the criticality-weighted mean, how many institutions are elevated "
+          "(3+) and how many have an open warning.",
+          field="level", thresholds=_LEVEL_THRESHOLDS, requires=_SECTOR_TABLES),
+    Panel("sector_map", "Institutions", _SECTOR_MAP_SQL, "map",
+          "Each institution's threat level (1 normal .. 5 severe): the sector layer's latest recorded "
+          "level, else computed from its alerts of the last 15 minutes; marked when a warning for it, "
+          "its subsector or its region is open.",
+          field="level", thresholds=_LEVEL_THRESHOLDS, requires=_SECTOR_TABLES),
+    Panel("campaigns", "Active campaigns", _WEB_CAMPAIGNS_SQL, "table",
+          "Campaigns (one actor across institutions) in the time range: institutions hit in order, "
+          "techniques, sources, first and last seen.",
+          field="severity", thresholds=_SEVERITY_THRESHOLDS, requires=("campaigns",)),
+    Panel("warnings", "Early warnings", _WEB_WARNINGS_SQL, "table",
+          "Warnings issued in the time range, newest first: audience, why, indicators to block.",
+          field="severity", thresholds=_SEVERITY_THRESHOLDS, requires=("warnings",)),
+    _P["latest_alerts"], _P["top_sources"], _P["alerts_per_minute"], _P["subsector_threat"],
+    _P["traffic_per_minute"],
+)
+WEB_PANELS_BY_ID: dict[str, Panel] = {p.id: p for p in WEB_PANELS}
+
+#: How an institution's analyst reads each web panel. "own": in its tenant database (its own
+#: flows and alerts, the campaigns that hit it, the warnings addressed to it, its subsector, its
+#: region or the sector; every other institution is a name without figures). "sector": store-wide,
+#: because the result is a sector aggregate (sector and subsector levels). The regulator and the
+#: operator read every panel store-wide.
+INSTITUTION_READS: dict[str, str] = {
+    "sector_level": "sector", "subsector_threat": "sector", "sector_map": "own", "campaigns": "own",
+    "warnings": "own", "latest_alerts": "own", "top_sources": "own", "alerts_per_minute": "own",
+    "traffic_per_minute": "own",
+}
+#: Panels whose SQL differs for an institution's analyst (the tenant database hides columns).
+INSTITUTION_SQL: dict[str, str] = {"campaigns": _TENANT_CAMPAIGNS_SQL}

@@ -3,7 +3,9 @@
 The outline is a hand-made shape (no map data, no network). Institutions are placed by their
 latitude/longitude when they have them (fitted into the outline's frame), otherwise around an
 anchor point of their region (north, south-east, capital, ...). A circle's size grows with the
-institution's criticality and its colour is the threat level's colour.
+institution's criticality and its colour is the threat level's colour; a level of None
+(withheld from an institution's analyst) is grey. An institution with an open warning
+(``open_warning``) carries a warning triangle.
 
 >>> rows = [{"institution_id": "bank-a", "name": "Alpine Bank", "region": "north",
 ...          "criticality": 4, "level": 3, "latitude": None, "longitude": None}]
@@ -34,6 +36,8 @@ REGION_ANCHORS: dict[str, tuple[float, float]] = {
     "south": (300, 340), "southwest": (160, 320), "west": (125, 205), "northwest": (165, 115),
     "central": (300, 210), "capital": (300, 210), "center": (300, 210), "island": (572, 372),
 }
+#: How an institution whose level the viewer may not see is drawn.
+WITHHELD = ("withheld", "#555")
 _FRAME = (110.0, 80.0, 500.0, 350.0)  # x0, y0, x1, y1 that coordinates are fitted into
 _SPREAD = 44.0  # distance from the anchor when several institutions share a region
 
@@ -81,16 +85,22 @@ def place(rows: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
 
 
 def _circle(row: dict[str, Any], x: float, y: float) -> str:
-    level = int(row.get("level") or 1)
-    name_, colour = threat.LEVELS.get(level, threat.LEVELS[1])
+    level = row.get("level")
+    shown = int(level) if level is not None else 0  # None: withheld from this viewer
+    name_, colour = threat.LEVELS.get(shown, WITHHELD)
     radius = 9 + 2.5 * int(row.get("criticality") or 1)
     ident = html.escape(str(row.get("institution_id", "")))
     name = html.escape(str(row.get("name") or ident))
+    warned = bool(row.get("open_warning"))
+    about = f"level {shown} ({name_})" if shown else "level not shared with you"
     return (
-        f'<g class="inst level-{level}" data-id="{ident}" transform="translate({x:.1f},{y:.1f})">'
-        f'<title>{name}: level {level} ({name_})</title>'
+        f'<g class="inst level-{shown}{" warned" if warned else ""}" data-id="{ident}" '
+        f'transform="translate({x:.1f},{y:.1f})">'
+        f'<title>{name}: {about}{"; open warning" if warned else ""}</title>'
         f'<circle r="{radius:.1f}" fill="{colour}" class="dot"/>'
-        f'<text class="lvl" text-anchor="middle" dy="5">{level}</text>'
+        f'<text class="lvl" text-anchor="middle" dy="5">{shown or "-"}</text>'
+        f'<g class="warn" transform="translate({radius * 0.75:.1f},{-radius * 0.75:.1f})">'
+        f'<path d="M0 -9 L8 5 L-8 5 Z"/><text text-anchor="middle" dy="3.5">!</text></g>'
         f'<text class="name" text-anchor="middle" dy="{radius + 14:.1f}">{name}</text></g>'
     )
 

@@ -1,21 +1,31 @@
 """finsa's own web threat view, served with aiohttp from a store.
 
-Routes:
+Routes (every one but the open ones needs a login: :mod:`finsa.dashboards.login`):
 
-- ``/``: the page (sector map and panels), rendered server-side, refreshed by plain JS.
-- ``/api/panels``: the panel definitions as JSON.
+- ``/``: the page (sector map, warnings, campaigns and panels), rendered server-side for the
+  logged-in user, refreshed by plain JS.
+- ``/api/panels``: the panel definitions (:data:`~finsa.dashboards.panels.WEB_PANELS`) as JSON.
 - ``/api/panels/{id}?from_ms=&to_ms=&institution=``: one panel's result as JSON. Parameters are
   checked by :func:`finsa.dashboards.panels.bind` (400 when refused) and passed to the store as
-  ClickHouse query parameters, never pasted into SQL.
-- ``/static/...``: the page's CSS and JS (no CDN, nothing beyond this origin).
-- ``/metrics``: ``finsa.metrics.REGISTRY`` in the Prometheus text format.
-- ``/healthz``: 200 when the store answers ``SELECT 1``, 503 otherwise.
+  ClickHouse query parameters, never pasted into SQL. Reads go through
+  :class:`finsa.dashboards.reads.PanelReads`: tenancy enforced by storage, each read audited.
+- ``/login``, ``/api/login``, ``/api/session``, ``/logout``, ``/api/logout``: see the login module.
+- ``/static/...``: the page's CSS and JS (no CDN, nothing beyond this origin). Open.
+- ``/metrics``: ``finsa.metrics.REGISTRY`` in the Prometheus text format. Open.
+- ``/healthz``: 200 when the store answers ``SELECT 1``, 503 otherwise. Open.
+
+Without a users file (``users=None``) the app makes a one-time regulator account: a random
+password valid while this process runs, printed once by :func:`start_webview` beside the URL
+with a one-time login link. There is no open mode: a demo started on a shared machine (or
+bound to 0.0.0.0) would otherwise show every institution's alerts to anyone who finds the port.
 
 Store calls block, so they run in a small thread pool owned by the application.
 
 >>> app = create_app(store=None)
 >>> sorted(r.resource.canonical for r in app.router.routes() if r.method == "GET")[:3]
 ['/', '/api/panels', '/api/panels/{panel_id}']
+>>> credentials(app).username
+'regulator'
 """
 
 from __future__ import annotations
@@ -33,22 +43,24 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from finsa.dashboards import page
-from finsa.dashboards.panels import (DEFAULT_RANGE_MS, PANELS, PANELS_BY_ID, Panel,
-                                     PanelParameterError, bind)
+from finsa.dashboards import login, page
+from finsa.dashboards.auth import LoginThrottle, SessionStore
+from finsa.dashboards.login import AUTH, Auth, login_link, session_of
+from finsa.dashboards.page import CONTENT_SECURITY_POLICY
+from finsa.dashboards.panels import DEFAULT_RANGE_MS, WEB_PANELS, WEB_PANELS_BY_ID, Panel, PanelParameterError, bind
+from finsa.dashboards.reads import Forbidden, PanelReads
+from finsa.dashboards.users import Credentials, User, Users, one_time_users
 from finsa.metrics import REGISTRY
 
-__all__ = ["create_app", "start_webview", "jsonable", "CONTENT_SECURITY_POLICY"]
+__all__ = ["create_app", "start_webview", "jsonable", "CONTENT_SECURITY_POLICY", "credentials", "login_link"]
 
 REQUESTS = REGISTRY.counter("finsa_webview_requests_total", "Web view requests answered",
                             ["route", "status"])
 QUERY_ERRORS = REGISTRY.counter("finsa_webview_query_errors_total",
                                 "Panel queries that failed in the store", ["panel"])
-#: The page may load and fetch from its own origin only (the view works offline, by design).
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
-                           "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-                           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 _STORE = web.AppKey("store", object)
+_READS = web.AppKey("reads", PanelReads)
+_CREDENTIALS = web.AppKey("credentials", object)
 _EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 _SETTINGS = web.AppKey("settings", dict)
 
@@ -86,12 +98,18 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-async def _run(app: web.Application, panel: Panel, params: dict) -> tuple[list[str], list[list]]:
-    """Run a panel's query in the thread pool; columns and JSON-ready rows."""
-    store = app[_STORE]
+def credentials(app: web.Application) -> Credentials | None:
+    """The one-time account the app made (``users=None``), else None."""
+    return app[_CREDENTIALS]
+
+
+async def _run(app: web.Application, user: User, panel: Panel, params: dict) -> tuple[list[str], list[list]]:
+    """Run a panel for ``user`` in the thread pool; columns and JSON-ready rows."""
     loop = asyncio.get_running_loop()
     try:
-        result = await loop.run_in_executor(app[_EXECUTOR], store.query, panel.sql, params)
+        result = await loop.run_in_executor(app[_EXECUTOR], app[_READS].read, user, panel, params)
+    except Forbidden:
+        raise
     except Exception:
         QUERY_ERRORS.inc(panel=panel.id)
         raise
@@ -103,7 +121,7 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def _panel_data(request: web.Request) -> web.Response:
-    panel = PANELS_BY_ID.get(request.match_info["panel_id"])
+    panel = WEB_PANELS_BY_ID.get(request.match_info["panel_id"])
     if panel is None:
         return _error(404, "no such panel")
     if len(request.query) != len(set(request.query.keys())):
@@ -113,7 +131,9 @@ async def _panel_data(request: web.Request) -> web.Response:
     except PanelParameterError as exc:
         return _error(400, str(exc))
     try:
-        columns, rows = await _run(request.app, panel, params)
+        columns, rows = await _run(request.app, session_of(request).user, panel, params)
+    except Forbidden as exc:
+        return _error(403, str(exc))
     except Exception:  # the store's failure is counted; the page shows the panel as stale
         return _error(500, "query failed")
     return web.json_response({"id": panel.id, "title": panel.title, "kind": panel.kind,
@@ -130,21 +150,25 @@ def _describe(panel: Panel) -> dict[str, Any]:
 
 
 async def _panel_list(request: web.Request) -> web.Response:
-    return web.json_response({"panels": [_describe(p) for p in PANELS]})
+    return web.json_response({"panels": [_describe(p) for p in WEB_PANELS]})
 
 
 async def _index(request: web.Request) -> web.Response:
     now_ms = _now_ms()
     settings = request.app[_SETTINGS]
-    wanted = [p for p in PANELS if p.kind != "timeseries"]
+    session = session_of(request)
+    wanted = [p for p in WEB_PANELS if p.kind != "timeseries"]
     values = {"from_ms": str(now_ms - DEFAULT_RANGE_MS), "to_ms": str(now_ms)}
-    outcomes = await asyncio.gather(*(_run(request.app, p, bind(p, values, now_ms)) for p in wanted),
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(*(_run(request.app, session.user, p, bind(p, values, now_ms))
+                                      for p in wanted), return_exceptions=True)
     results = {p.id: (None if isinstance(o, BaseException) else o) for p, o in zip(wanted, outcomes)}
-    text = page.render_page(settings["title"], settings["refresh_s"], results, now_ms, DEFAULT_RANGE_MS)
+    viewer = {"user": session.user.username, "role": session.user.role,
+              "institution": session.user.institution, "csrf": session.csrf}
+    text = page.render_page(settings["title"], settings["refresh_s"], results, now_ms, DEFAULT_RANGE_MS, viewer)
     return web.Response(text=text, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                                 "Content-Security-Policy": CONTENT_SECURITY_POLICY})
+                                 "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                                 "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -174,12 +198,24 @@ async def _count(request: web.Request,
     return response
 
 
-def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa") -> web.Application:
-    """The web view of ``store`` (anything with ``query(sql, parameters)``), not yet started."""
+def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: Users | None = None, *,
+               secure_cookies: bool | None = None, sessions: SessionStore | None = None,
+               throttle: LoginThrottle | None = None) -> web.Application:
+    """The web view of ``store`` (anything with ``query(sql, parameters)``), not yet started.
+
+    ``users``: who may log in (None: a one-time regulator account, see :func:`credentials`).
+    ``secure_cookies``: force the cookies' Secure flag (None: set it when the request is HTTPS).
+    """
     if not refresh_s > 0:
         raise ValueError("refresh_s must be positive")
-    app = web.Application(middlewares=[_count])
+    made = None
+    if users is None:
+        users, made = one_time_users()
+    app = web.Application(middlewares=[_count, login.guard], client_max_size=64 * 1024)
     app[_STORE] = store
+    app[_READS] = PanelReads(store)
+    app[_CREDENTIALS] = made
+    app[AUTH] = Auth(users, sessions or SessionStore(), throttle or LoginThrottle(), secure_cookies, title)
     app[_SETTINGS] = {"refresh_s": float(refresh_s), "title": title}
     app[_EXECUTOR] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="finsa-webview")
 
@@ -192,17 +228,27 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa") -> web.
     app.router.add_get("/api/panels/{panel_id}", _panel_data)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
+    login.add_routes(app)
     app.router.add_static("/static", str(resources.files("finsa.dashboards") / "static"))
     return app
 
 
 async def start_webview(store: Any, host: str = "127.0.0.1", port: int = 8600,
-                        **kw: Any) -> web.AppRunner:
+                        announce: Callable[[str], None] | None = print, **kw: Any) -> web.AppRunner:
     """Create the app for ``store`` (``kw`` go to :func:`create_app`) and serve it on host:port.
 
-    The caller stops it with ``await runner.cleanup()``.
+    When the app made a one-time account, ``announce`` (print by default; None: stay quiet)
+    gets one line with its username, password and a one-time login link: show it to the
+    person starting finsa only (never to a log). The caller stops the view with
+    ``await runner.cleanup()``; ``runner.app`` is the application.
     """
-    runner = web.AppRunner(create_app(store, **kw), access_log=None)
+    app = create_app(store, **kw)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    made = credentials(app)
+    if made is not None and announce is not None:
+        base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        announce(f"finsa: web view login (this run only): user {made.username}, password {made.password}"
+                 f" -- or open {base}{login_link(app, made.username)} once")
     return runner

@@ -10,7 +10,8 @@
   let rangeMs = config.range_ms;
   let reloading = false;
   // Institution id the alert panels are narrowed to ("" = the whole sector); kept in the URL.
-  let focus = (/focus=([a-z0-9_-]+)/.exec(location.hash) || ["", ""])[1];
+  // An institution's analyst sees only its own institution: no focus to choose.
+  let focus = config.institution ? "" : (/focus=([a-z0-9_-]+)/.exec(location.hash) || ["", ""])[1];
   const names = {};
 
   function el(tag, attrs, text) {
@@ -27,6 +28,7 @@
   }
   // One value as a table-cell node; mirrors finsa.dashboards.page.cell.
   function cell(column, value) {
+    if ((value === null || value === undefined) && column === "level") return badge("lvl-0", "withheld");
     if (value === null || value === undefined) return document.createTextNode("");
     if (column === "level") return badge("lvl-" + value, value + " " + (LEVEL_NAMES[value] || "?"));
     if (column === "severity" || column === "max_severity") return badge("sev-" + value, SEVERITIES[value] || String(value));
@@ -67,6 +69,7 @@
     document.getElementById("sector-weighted").textContent = row.weighted_level;
     document.getElementById("sector-elevated").textContent = row.elevated + " / " + row.institutions;
     document.getElementById("sector-alerts").textContent = row.alerts;
+    document.getElementById("sector-warned").textContent = row.warned;
   }
 
   function showInstitutions(data) {
@@ -74,12 +77,14 @@
     for (const r of rows) {
       const g = document.querySelector('#sector-map g[data-id="' + CSS.escape(r.institution_id) + '"]');
       if (!g) { if (!reloading) { reloading = true; location.reload(); } return; }
-      g.setAttribute("class", "inst level-" + r.level);
-      g.querySelector("circle").setAttribute("fill", config.levels[r.level]);
-      g.querySelector(".lvl").textContent = r.level;
-      g.querySelector("title").textContent = (r.name || r.institution_id) + ": level " + r.level + " (" + LEVEL_NAMES[r.level] + ")";
+      const level = r.level === null ? 0 : r.level;
+      const about = level ? "level " + level + " (" + LEVEL_NAMES[level] + ")" : "level not shared with you";
+      g.setAttribute("class", "inst level-" + level + (r.open_warning ? " warned" : ""));
+      g.querySelector("circle").setAttribute("fill", config.levels[level] || "#555");
+      g.querySelector(".lvl").textContent = level || "-";
+      g.querySelector("title").textContent = (r.name || r.institution_id) + ": " + about + (r.open_warning ? "; open warning" : "");
     }
-    rows.sort((a, b) => b.level - a.level || b.score - a.score || String(a.name).localeCompare(String(b.name)));
+    rows.sort((a, b) => (b.level || 0) - (a.level || 0) || (b.score || 0) - (a.score || 0) || String(a.name).localeCompare(String(b.name)));
     const t = table(INSTITUTION_COLUMNS, rows.map((r) => INSTITUTION_COLUMNS.map((c) => r[c])));
     const trs = t.querySelectorAll("tbody tr");
     rows.forEach((r, i) => { names[r.institution_id] = r.name || r.institution_id; if (trs[i]) trs[i].dataset.id = r.institution_id; });
@@ -160,15 +165,17 @@
   }
 
   function show(data) {
-    if (data.id === "sector_threat") return showSector(data);
-    if (data.id === "institution_threat") return showInstitutions(data);
+    if (data.id === "sector_level") return showSector(data);
+    if (data.id === "sector_map") return showInstitutions(data);
     if (data.kind === "timeseries") return chart(data);
     if (data.kind === "bar") return bars(data);
-    setBody(data.id, table(data.columns, data.rows));
+    const shown = (config.columns[data.id] || data.columns).filter((c) => data.columns.includes(c));
+    const index = shown.map((c) => data.columns.indexOf(c));
+    setBody(data.id, table(shown, data.rows.map((r) => index.map((i) => r[i]))));
   }
 
   function markFocus() {
-    document.querySelectorAll("#sector-map .inst, #panel-institution_threat tbody tr[data-id]").forEach((node) =>
+    document.querySelectorAll("#sector-map .inst, #panel-sector_map tbody tr[data-id]").forEach((node) =>
       node.classList.toggle("selected", node.dataset.id === focus));
     const chip = document.getElementById("filter");
     chip.hidden = !focus;
@@ -176,6 +183,7 @@
   }
 
   function setFocus(id) {
+    if (config.institution) return;
     focus = id === focus ? "" : id;
     history.replaceState(null, "", focus ? "#focus=" + focus : location.pathname + location.search);
     markFocus();
@@ -188,6 +196,7 @@
     try {
       const results = await Promise.all(config.panels.map(async (id) => {
         const response = await fetch(`api/panels/${encodeURIComponent(id)}?from_ms=${from}&to_ms=${to}&institution=${encodeURIComponent(focus)}`, { cache: "no-store" });
+        if (response.status === 401) { location.assign("login"); throw new Error("logged out"); }
         if (!response.ok) throw new Error(id + ": HTTP " + response.status);
         return response.json();
       }));
@@ -200,11 +209,11 @@
   }
 
   document.addEventListener("click", (ev) => {
-    const node = ev.target.closest("#sector-map .inst, #panel-institution_threat tbody tr[data-id]");
+    const node = ev.target.closest("#sector-map .inst, #panel-sector_map tbody tr[data-id]");
     if (node) setFocus(node.dataset.id);
   });
   document.getElementById("filter").addEventListener("click", () => setFocus(""));
-  document.querySelectorAll("#panel-institution_threat tbody tr[data-id]").forEach((tr) => {
+  document.querySelectorAll("#panel-sector_map tbody tr[data-id]").forEach((tr) => {
     names[tr.dataset.id] = tr.querySelector("td").textContent;
   });
   markFocus();

@@ -1,0 +1,119 @@
+"""Panel reads on behalf of a logged-in user: tenancy enforced by storage, every read audited.
+
+Every web view read goes through :class:`~finsa.storage.tenant.TenantView` (or, for the
+sector aggregates an institution may see, through the store with an explicit audit row):
+
+* the **regulator** and the **operator** read each panel store-wide, as themselves;
+* an **institution** analyst reads each panel as :data:`~finsa.dashboards.panels.INSTITUTION_READS`
+  says: "own" panels run in the institution's tenant database, whose views hold only its rows
+  (so no parameter can reach another institution's data: the SQL cannot see it); "sector"
+  panels (sector and subsector levels) run store-wide because their result is an aggregate.
+  A panel not listed is refused (fail closed), and so is an ``institution`` parameter naming
+  another institution (403, rather than an empty answer that looks like "no alerts").
+  On the map, the other institutions keep their name and place, their figures are withheld.
+
+The audit row (``audit_log``) names the principal (regulator, operator or the institution id),
+the panel, its parameters and the web user who asked (``audit_user`` among the parameters).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from finsa.dashboards.panels import INSTITUTION_READS, INSTITUTION_SQL, Panel, placeholders
+from finsa.dashboards.users import User
+from finsa.errors import FinsaError
+from finsa.storage.audit import AuditEntry
+from finsa.storage.backend import QueryResult
+from finsa.storage.tenant import TenantView
+
+__all__ = ["PanelReads", "Forbidden", "AUDIT_USER", "WITHHELD"]
+
+#: Parameter carrying the web username into the audit row (unused by the SQL).
+AUDIT_USER = "audit_user"
+#: Map columns withheld for institutions other than the reader's own.
+WITHHELD = ("alerts", "max_severity", "detectors", "score", "level", "open_warning")
+
+
+class Forbidden(FinsaError):
+    """The user may not read this (the web view answers 403)."""
+
+
+class PanelReads:
+    """Runs panels for users against ``store``; tenant views are rebuilt every ``rebuild_s``
+    (so tables created after start-up appear in them)."""
+
+    def __init__(self, store: Any, rebuild_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.rebuild_s, self._clock = store, rebuild_s, clock
+        self._views: dict[str, tuple[TenantView, float]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, user: User, panel: Panel, params: dict[str, Any]) -> QueryResult:
+        """The panel's result for ``user`` (Forbidden when refused; store errors propagate)."""
+        audited = {**params, AUDIT_USER: user.username}
+        if user.role != "institution":
+            return self._view(user.role).panel(panel.id, panel.sql, audited)
+        if params.get("institution", "") not in ("", user.institution):
+            raise Forbidden("an institution's analyst reads only that institution")
+        mode = INSTITUTION_READS.get(panel.id)
+        sql = INSTITUTION_SQL.get(panel.id, panel.sql)
+        audited = {k: v for k, v in audited.items() if k in placeholders(sql) or k == AUDIT_USER}
+        if mode == "own":
+            result = self._view(user.institution).panel(panel.id, sql, audited)
+        elif mode == "sector":
+            result = self._sector_aggregate(user, panel.id, sql, audited)
+        else:
+            raise Forbidden(f"panel {panel.id} is not shown to institutions")
+        if panel.id == "sector_map":
+            result = withhold_others(result, user.institution)
+        return result
+
+    def _view(self, principal: str) -> TenantView:
+        with self._lock:
+            cached = self._views.get(principal)
+            if cached is None or self._clock() - cached[1] > self.rebuild_s:
+                try:
+                    cached = (TenantView(self.store, principal), self._clock())
+                except FinsaError as exc:
+                    if "unknown institution" in str(exc):
+                        raise Forbidden(f"institution {principal} is not in the registry") from exc
+                    raise
+                self._views[principal] = cached
+            return cached[0]
+
+    def _sector_aggregate(self, user: User, panel_id: str, sql: str, parameters: dict) -> QueryResult:
+        """A sector-wide aggregate for an institution: store-wide, audited like TenantView does."""
+        started = time.monotonic()
+        entry = AuditEntry(user.institution, "institution", "panel", panel_id, parameters, [])
+        try:
+            result = self.store.query(sql, parameters)
+        except Exception as exc:
+            entry.outcome, entry.error = "error", str(exc)
+            raise
+        else:
+            entry.rows = len(result.rows)
+            return result
+        finally:
+            entry.elapsed_ms = int((time.monotonic() - started) * 1000)
+            self.store.audit(entry)  # a read that cannot be audited is not answered
+
+
+def withhold_others(result: QueryResult, own: str) -> QueryResult:
+    """Map rows of other institutions with their figures set to None (``level_source``: withheld).
+
+    >>> r = QueryResult(["institution_id", "level", "level_source"], [("a", 4, "alerts"), ("b", 1, "alerts")])
+    >>> withhold_others(r, "a").rows
+    [('a', 4, 'alerts'), ('b', None, 'withheld')]
+    """
+    cols = result.columns
+    blank = {i for i, c in enumerate(cols) if c in WITHHELD}
+    src = cols.index("level_source") if "level_source" in cols else -1
+    ident = cols.index("institution_id")
+    rows = []
+    for row in result.rows:
+        if row[ident] != own:
+            row = tuple(None if i in blank else ("withheld" if i == src else v) for i, v in enumerate(row))
+        rows.append(row)
+    return QueryResult(list(cols), rows)
