@@ -62,6 +62,7 @@ ACCESS: tuple[TableAccess, ...] = (
                 " OR (scope_kind = 'subsector' AND scope_id = {subsector})"
                 " OR (scope_kind = 'region' AND scope_id = {region})", final=True),
     TableAccess("threat_levels", "own", "scope_kind != 'institution' OR scope_id = {institution}"),
+    TableAccess("emergencies", "own", _OWN),
     TableAccess("audit_log", "own", "principal = {institution} OR (role = 'regulator' AND institutions = [{institution}])"),
     TableAccess("alerts_geo_1h", "shared"),
     TableAccess("alerts_subsector_1h", "shared"),

@@ -134,7 +134,8 @@ class Store(ABC):
         AUDIT_ROWS.inc(outcome=entry.outcome)
 
     def write_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Append rows (dicts of column -> value) to a sector table: campaigns, warnings, threat_levels."""
+        """Append rows (dicts of column -> value) to a sector table (campaigns, warnings, threat_levels,
+        emergencies); prefer ``insert(batch)`` with their wire records, which is idempotent."""
         from finsa.storage.sector_schema import SECTOR_FIELDS
 
         if table not in SECTOR_FIELDS:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from finsa.storage import rollups, schema
 from finsa.storage.audit import audit_log_ddl
 from finsa.storage.schema import DEFAULT_TTL_DAYS, RECORD_OF_TABLE, Column
-from finsa.storage.sector_schema import SECTOR_FIELDS, sector_columns, sector_ddl
+from finsa.storage.sector_schema import sector_ddl
 
 
 @dataclass(frozen=True)
@@ -107,21 +107,20 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         _create("0023_create_warnings", "warnings", lambda: sector_ddl("warnings", ttl["warnings"])),
         _create("0024_create_threat_levels", "threat_levels", lambda: sector_ddl("threat_levels", ttl["threat_levels"])),
         _create("0025_create_audit_log", "audit_log", audit_log_ddl),
+        _create("0026_create_emergencies", "emergencies", lambda: sector_ddl("emergencies", ttl["emergencies"])),
     ]
 
 
 def _wanted_columns(table: str) -> list[Column]:
     if table == "institutions":
         return list(schema.INSTITUTION_COLUMNS)
-    if table in SECTOR_FIELDS:
-        return sector_columns(table)
     return schema.derived_columns(RECORD_OF_TABLE[table])
 
 
 def column_steps(store: Any) -> list[Step]:
     """One ``add_column`` step per derived column missing from an existing table."""
     steps = []
-    for table in (*RECORD_OF_TABLE, "institutions", *SECTOR_FIELDS):
+    for table in (*RECORD_OF_TABLE, "institutions"):
         have = existing_columns(store, table)
         if not have:
             continue  # not created yet: its create step makes every column

@@ -25,21 +25,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finsa.wire import ALERT, FLOW, HEARTBEAT, Field, RecordType
+from finsa.wire import ALERT, CAMPAIGN, EMERGENCY, FLOW, HEARTBEAT, LEVEL, WARNING, Field, RecordType
 
 #: wire kind -> ClickHouse type. IPv4 travels IPv4-mapped, exactly ClickHouse's IPv6 layout.
 CLICKHOUSE_TYPES = {"u8": "UInt8", "u16": "UInt16", "u32": "UInt32", "u64": "UInt64", "i64": "Int64",
                     "f64": "Float64", "ip": "IPv6", "str": "String"}
 
-#: record type name -> the table its batches are written to.
-TABLE_OF_RECORD = {FLOW.name: "flows", ALERT.name: "alerts", HEARTBEAT.name: "heartbeats"}
-RECORD_OF_TABLE = {"flows": FLOW, "alerts": ALERT, "heartbeats": HEARTBEAT}
+#: record type name -> the table its batches are written to (sector records included).
+TABLE_OF_RECORD = {FLOW.name: "flows", ALERT.name: "alerts", HEARTBEAT.name: "heartbeats",
+                   CAMPAIGN.name: "campaigns", WARNING.name: "warnings", LEVEL.name: "threat_levels",
+                   EMERGENCY.name: "emergencies"}
+RECORD_OF_TABLE = {"flows": FLOW, "alerts": ALERT, "heartbeats": HEARTBEAT, "campaigns": CAMPAIGN,
+                   "warnings": WARNING, "threat_levels": LEVEL, "emergencies": EMERGENCY}
 
 #: Days a row is kept; 0 keeps rows forever. Every TTL counts from ``stored_at`` (roll-ups:
 #: when the aggregate row was last written). ``audit_log`` has no entry: it is never expired by finsa.
 DEFAULT_TTL_DAYS = {"flows": 30, "alerts": 365, "heartbeats": 30, "flows_1m": 365, "flows_1h": 365,
                     "alerts_1m": 365, "alerts_1h": 365, "alerts_geo_1h": 365, "alerts_subsector_1h": 365,
-                    "campaigns": 0, "warnings": 0, "threat_levels": 0}
+                    "campaigns": 0, "warnings": 0, "threat_levels": 0, "emergencies": 0}
 #: How many recent insert blocks a MergeTree table remembers to drop a repeated batch.
 DEDUP_WINDOW_BLOCKS = 10_000
 

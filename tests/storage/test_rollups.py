@@ -66,3 +66,16 @@ def test_sector_tables_keep_the_newest_campaign_and_every_level(migrated):
     assert migrated.query("SELECT alerts FROM campaigns FINAL").rows == [(7,)]
     migrated.write_rows("threat_levels", [{"time_ms": t, "scope_kind": "sector", "level": 2} for t in (1, 2)])
     assert migrated.query("SELECT count() FROM threat_levels").rows == [(2,)]
+
+
+def test_sector_records_are_inserted_idempotently_from_the_wire(migrated):
+    from finsa.wire import EMERGENCY, LEVEL
+
+    migrated.command("TRUNCATE TABLE threat_levels")
+    batch = LEVEL.make_batch({"time_ms": [60_000, 60_000], "scope_kind": ["institution", "sector"],
+                              "scope_id": ["bank-a", ""], "level": [3, 2], "contributions": ['{"a": 1}', "{}"]})
+    assert migrated.insert(batch) is True and migrated.insert(batch) is False
+    assert migrated.query("SELECT scope_kind, level, toUnixTimestamp(time) FROM threat_levels ORDER BY level").rows == [
+        ("sector", 2, 60), ("institution", 3, 60)]
+    assert migrated.insert(EMERGENCY.make_batch({"emergency_id": ["e1"], "institution_id": ["bank-a"]}))
+    assert migrated.query("SELECT emergency_id FROM emergencies").rows == [("e1",)]
