@@ -7,9 +7,14 @@ of Kafka or Faust.
 Entry point: ``finsa.storage.backend.open_store(data_dir=..., url=..., database="finsa")`` returns
 a ``Store`` with ``migrate()``, ``insert(batch) -> bool``, ``query(sql, parameters) -> QueryResult``
 (``.columns``, ``.rows``, ``.dicts()``), ``command(sql)``, ``load_institutions(registry)`` and
-``close()``. Modules: ``schema`` (DDL derived from ``finsa.wire``), ``native`` (the columnar
+``close()``; ``audit(entry)``, ``write_rows(table, rows)``, ``load_ip_enrichment(ranges)``,
+``query_in(database, sql)``. Reads on behalf of a user go through
+``finsa.storage.tenant.TenantView(store, principal)`` (tenant-scoped and audited). Modules: ``schema`` (DDL derived from ``finsa.wire``), ``native`` (the columnar
 insert payload), ``migrations``, ``chdb_backend``, ``server_backend``, ``http_endpoint`` (the
-ClickHouse HTTP interface served from chdb), ``query_command`` / ``storage_command`` (CLI).
+ClickHouse HTTP interface served from chdb), ``rollups`` (roll-up tables and views),
+``sector_schema`` (campaigns, warnings, threat_levels, emergencies), ``audit`` (audit_log),
+``access`` (who reads what; server roles and row policies), ``sqlguard`` (the tenant SQL check),
+``tenant`` (TenantView), ``query_command`` / ``storage_command`` (CLI). See docs/storage.md.
 
 Tables (in the store's database; unqualified names work in SQL):
 
@@ -23,10 +28,14 @@ Tables (in the store's database; unqualified names work in SQL):
 * ``heartbeats``: agent health, with a ``time`` DateTime64 column.
 * ``institutions``: the registry (id, name, subsector, region, criticality, networks,
   latitude, longitude), replaced by ``load_institutions``.
-* ``flows_1m``: SummingMergeTree fed by ``flows_1m_mv``: flows, bytes, packets per minute and
-  institution. Rows of one key add up only at merge time: always ``sum(flows) ... GROUP BY``.
+* ``flows_1m`` / ``flows_1h``: SummingMergeTree fed by views: flows, bytes, packets per minute
+  (hour) and institution, ``sources`` (``uniqMerge``). Rows of one key add up only at merge
+  time: always ``sum(flows) ... GROUP BY``. ``alerts_1m`` / ``alerts_1h``, ``alerts_geo_1h``,
+  ``alerts_subsector_1h``: AggregatingMergeTree, ``uniqExactMerge(alerts)`` (see ``rollups``).
+* ``campaigns``, ``warnings`` (read FINAL), ``threat_levels``, ``emergencies``: sector records;
+  ``audit_log``: append-only reads; ``ip_enrichment``: address ranges -> country, ASN.
 * ``ingested_batches`` (the idempotency ledger) and ``schema_migrations``.
 
-TTLs count from ``stored_at`` (defaults: flows 30 days, alerts 365, heartbeats 30, flows_1m
-none), so a replayed old capture is not expired on insert.
+TTLs count from ``stored_at`` (defaults: flows 30 days, alerts 365, heartbeats 30, roll-ups 365,
+sector tables and audit_log never), so a replayed old capture is not expired on insert.
 """
