@@ -70,12 +70,11 @@ async def _serve(args: argparse.Namespace) -> int:
 
         runner = await start_webview(store, port=args.web_port)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
     await service.start()
     print(f"finsa worker: consuming from {args.broker} as {args.app_id}", file=sys.stderr, flush=True)
     try:
-        while not stopping.is_set():
+        while not stopping.is_set() and not service.app.should_stop:
+            _own_stop_signals(loop, stopping)
             if service.failed is not None:
                 raise RuntimeError(f"stream worker failed: {service.failed!r}")
             await asyncio.sleep(0.2)
@@ -88,6 +87,13 @@ async def _serve(args: argparse.Namespace) -> int:
             watcher.stop()
         store.close()
     return 0
+
+
+def _own_stop_signals(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set ``stopping``. Faust's worker installs its own handlers as it starts (they
+    stop Faust but not this command, which then never exits), so ours are put back each round."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
 
 
 def watch_detectors(path: Path | None, engine, registry_path: Path | None):  # noqa: ANN001, ANN201
