@@ -1,0 +1,63 @@
+"""Fault 1: the stream worker is killed (SIGKILL) while it processes, then restarted.
+
+Promise: every flow batch the broker acknowledged is stored exactly once. The worker acks a
+message only after its group's rows were written, so the messages of the groups in flight at
+the kill are redelivered to the restarted worker; storage skips the batch ids it already has.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.reliability.procs import committed, query_store, start_worker, table_parts, wait_caught_up
+from tests.reliability.reconcile import stored_flows
+from tests.reliability.report import Outcome
+from tests.reliability.sources import flow_batches, publish
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(120)]
+
+BATCHES, ROWS = 240, 200
+
+
+def _wait_first_write(store, worker, timeout_s: float) -> None:  # noqa: ANN001
+    """Return as soon as the worker wrote its first flows part: it is busy with the next groups."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert worker.alive, worker.log_tail()
+        if table_parts(store) > 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the worker wrote nothing in {timeout_s} s:\n{worker.log_tail()}")
+
+
+def test_worker_killed_mid_batch_stores_every_batch_exactly_once(broker, tmp_path, reliability) -> None:
+    ends = publish(broker.bootstrap, flow_batches(BATCHES, ROWS))
+    assert sum(ends.values()) == BATCHES
+    store = tmp_path / "store"
+
+    worker = start_worker(broker.bootstrap, store, tmp_path / "worker1.log")
+    _wait_first_write(store, worker, timeout_s=60)
+    worker.kill()
+    committed_at_kill = sum(committed(broker.bootstrap).values())
+    at_kill = stored_flows(store)  # the folder is free once the process died
+    assert at_kill.rows < BATCHES * ROWS, "everything was stored before the kill: no fault injected"
+
+    restarted = time.monotonic()
+    worker = start_worker(broker.bootstrap, store, tmp_path / "worker2.log")
+    try:
+        assert wait_caught_up(broker.bootstrap, ends, timeout_s=60, worker=worker), worker.log_tail()
+        recovery_s = time.monotonic() - restarted
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+
+    final = stored_flows(store)
+    ledger = query_store(store, "SELECT count() AS n, uniqExact(batch_id) AS ids FROM ingested_batches "
+                                "WHERE record = 'flow'")[0]
+    reliability(Outcome("worker SIGKILL mid-batch, restarted", BATCHES * ROWS, final.rows, final.duplicates,
+                        BATCHES * ROWS - final.distinct_natural, recovery_s=recovery_s))
+    assert final.rows == final.distinct_batch_flow == final.distinct_natural == BATCHES * ROWS
+    assert int(ledger["ids"]) == BATCHES
+    # the rows stored but not committed at the kill were redelivered, and storage skipped them
+    assert at_kill.rows > committed_at_kill * ROWS
