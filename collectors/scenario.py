@@ -3,7 +3,8 @@
 :func:`generate_scenario` writes into ``out_dir``:
 
 - ``institutions.toml``: the registry (:mod:`finsa.registry` format) of five fictional
-  institutions (two banks, a securities firm, an insurer, a payment institution);
+  institutions (two banks, a securities firm, an insurer, a payment institution; nine with
+  ``attacks="sector"``);
 - ``captures/<institution>.pcap``: what each institution's tap sees (Ethernet, microsecond
   timestamps): benign background traffic plus the attacks that touch it;
 - ``manifest.json``: ``seed``, ``start_ms``, ``duration_s`` and the captures with their sensor
@@ -24,6 +25,14 @@
 ``attacks="all"`` also adds routine benign traffic that resembles the attacks (backups,
 monitoring, :mod:`~finsa.collectors.scenario_routine`), drawn from its own random stream:
 ``attacks="basic"`` gives exactly the files of the three basic attacks alone.
+
+``attacks="sector"`` is the sector-wide campaign instead (:mod:`~finsa.collectors.scenario_campaign`):
+nine institutions (:func:`~finsa.collectors.scenario_world.sector_world`, five of them payment
+institutions), one actor scanning then brute-forcing the payment institutions one after another,
+over an hour by default (``duration_s`` 3600, benign ``scale`` 0.05 to keep it light; replay it
+at ``--speed 60``). Its ground truth adds ``campaigns``: ``[{"id", "actor", "subsector",
+"attacks" (ids of its attack entries, which carry ``"campaign"``), "victims": [{"institution",
+"start_ms", "end_ms"}] in visit order, "start_ms", "end_ms"}]``.
 
 The same arguments give byte-identical files. Packets between two institutions (partner API
 calls) are in both captures. Times start at ``start_ms`` (default Monday 2026-03-02 09:00 UTC);
@@ -50,22 +59,26 @@ from finsa.collectors.pcapwriter import PcapWriter
 from finsa.collectors import scenario_intrusions as intrusions
 from finsa.collectors import scenario_threats as threats
 from finsa.collectors.scenario_attacks import attacks as basic_attacks
+from finsa.collectors.scenario_campaign import campaign_truth, sector_campaign
 from finsa.collectors.scenario_noise import background_noise
 from finsa.collectors.scenario_packets import Packets, encode_frames
 from finsa.collectors.scenario_payloads import PayloadTable
 from finsa.collectors.scenario_routine import routine_traffic
 from finsa.collectors.scenario_traffic import Gen, benign_traffic
-from finsa.collectors.scenario_world import World, default_world, owner_mask, registry_toml
+from finsa.collectors.scenario_world import World, default_world, ip_str, owner_mask, registry_toml, sector_world
 from finsa.errors import FinsaError
 
 __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest", "load_ground_truth",
-           "DEFAULT_START_MS", "parse_start", "ATTACK_SETS"]
+           "DEFAULT_START_MS", "parse_start", "ATTACK_SETS", "DEFAULTS"]
 
 DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
 MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
 DETECTORS = "detectors.toml"
-#: ``--attacks`` choices: the three basic attacks, or every attack type (the default).
-ATTACK_SETS = ("all", "basic")
+#: ``--attacks`` choices: every attack type (the default), the three basic attacks, or the
+#: hour-long sector-wide campaign.
+ATTACK_SETS = ("all", "basic", "sector")
+#: Defaults of (duration_s, scale) per attack set.
+DEFAULTS = {"all": (100.0, 1.0), "basic": (100.0, 1.0), "sector": (3600.0, 0.05)}
 
 
 class ScenarioError(FinsaError):
@@ -120,18 +133,27 @@ def _check(seed: int, duration_s: float, start_ms: int, scale: float, attack_set
         raise ScenarioError("; ".join(problems))
 
 
-def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 100,
-                      start_ms: int | None = None, scale: float = 1.0, attack_set: str = "all") -> ScenarioInfo:
+def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | None = None,
+                      start_ms: int | None = None, scale: float | None = None, attack_set: str = "all") -> ScenarioInfo:
     """Generate the scenario into ``out_dir`` (created if needed; our files are overwritten).
 
-    ``attack_set`` is ``"all"`` or ``"basic"`` (see the module docstring).
+    ``attack_set`` is ``"all"``, ``"basic"`` or ``"sector"`` (see the module docstring);
+    ``duration_s`` and ``scale`` default per set (:data:`DEFAULTS`).
     """
     start_ms = DEFAULT_START_MS if start_ms is None else int(start_ms)
+    default_s, default_scale = DEFAULTS.get(attack_set, DEFAULTS["all"])
+    duration_s = default_s if duration_s is None else duration_s
+    scale = default_scale if scale is None else scale
     _check(seed, duration_s, start_ms, scale, attack_set)
-    world = default_world()
+    world = sector_world() if attack_set == "sector" else default_world()
     g = Gen(np.random.default_rng(seed), PayloadTable(), start_ms, float(duration_s))
     benign_traffic(g, world, scale)
-    truth = basic_attacks(g, world)
+    campaigns: list[dict] = []
+    if attack_set == "sector":
+        truth, campaign = sector_campaign(g, world)
+        campaigns.append(campaign)
+    else:
+        truth = basic_attacks(g, world)
     background_noise(g, world, scale)
     if attack_set == "all":
         more = Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts)
@@ -141,6 +163,7 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 10
                   intrusions.web_attack(more, world)]
     truth = _clip_truth([{"id": f"{e['attack']}-{k + 1}", **{x: v for x, v in e.items() if x != "id"}}
                          for k, e in enumerate(truth)], start_ms, start_ms + int(round(duration_s * 1000)))
+    campaigns = [c for c in (campaign_truth(c, truth) for c in campaigns) if c is not None]
     packets = Packets.concat(g.parts).sorted()
     end_ms = start_ms + int(round(duration_s * 1000))
     inside = (packets.ts_ns >= start_ms * 1_000_000) & (packets.ts_ns < end_ms * 1_000_000)
@@ -148,29 +171,34 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float = 10
     out = Path(out_dir)
     (out / "captures").mkdir(parents=True, exist_ok=True)
     (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
-    (out / DETECTORS).write_text(detectors_toml(world), encoding="utf-8")
+    (out / DETECTORS).write_text(detectors_toml(world, long_run=attack_set == "sector"), encoding="utf-8")
     captures = _write_captures(out, world, packets, g.table)
     manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
                 "attacks": attack_set, "registry": REGISTRY, "detectors": DETECTORS, "ground_truth": GROUND_TRUTH, "captures": captures}
     ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
+    if attack_set == "sector":
+        ground_truth["campaigns"] = campaigns
     _write_json(out / MANIFEST, manifest)
     _write_json(out / GROUND_TRUTH, ground_truth)
     return ScenarioInfo(out, manifest, ground_truth)
 
 
-def detectors_toml(world: World) -> str:
+def detectors_toml(world: World, long_run: bool = False) -> str:
     """The operator tuning of the scenario's sector (:mod:`finsa.detectors.config` format).
 
     The detectors that need local knowledge get it: the sector's own networks (so internal
     backups are not exfiltration and internal monitoring is not beaconing), and thresholds for a
-    run compressed into minutes (a beacon every ~10 s, 15 MB uploads).
+    run compressed into minutes (a beacon every ~10 s, 15 MB uploads). A ``long_run`` (the
+    hour-long sector campaign) also accepts the institutions' resolvers forwarding to the upstream
+    resolver, which over an hour is as regular as a beacon.
     """
     every = ", ".join(f'"{n}"' for inst in world.institutions for n in inst.networks)
     internal = ", ".join(f'"{inst.internal_net}"' for inst in world.institutions)
+    upstream = [f'allow_destinations = ["{ip_str(world.upstream_resolver)}/32"]'] if long_run else []
     return "\n".join([
         "# Detector tuning for a generated finsa scenario (finsa backtest/detect --scenario use it).", "",
         "[detectors.beaconing]", "enabled = true", "min_beacons = 5", "min_interval_ms = 5000",
-        f"internal_networks = [{every}]", "",
+        f"internal_networks = [{every}]", *upstream, "",
         "[detectors.exfiltration]", "enabled = true", "bulk_min_bytes = 10000000", "bin_ms = 60000",
         f"internal_networks = [{every}]", "",
         "[detectors.lateral]", "enabled = true", f"internal_networks = [{internal}]", ""])

@@ -29,7 +29,7 @@ from finsa.collectors.scenario_traffic import Gen
 from finsa.collectors.scenario_world import World, ip, ip_str
 
 __all__ = ["SCHEDULE", "TECHNIQUES", "attacks", "port_scan", "syn_flood", "ssh_bruteforce", "window_ns",
-           "victim", "entry"]
+           "victim", "entry", "scan_host", "bruteforce_sessions"]
 
 #: Fraction of the run each attack occupies; the scan's window is shared by its three victims.
 SCHEDULE = {"port_scan": (0.10, 0.46), "syn_flood": (0.45, 0.65), "ssh_bruteforce": (0.58, 0.80)}
@@ -60,7 +60,8 @@ def victim(part: Packets, address: int, institution: str) -> dict:
             "start_ms": int(ts.min() // 1_000_000), "end_ms": int(-(-ts.max() // 1_000_000))}
 
 
-def _scan_host(g: Gen, attacker: int, host: int, open_ports: set[int], t_lo: int, t_hi: int) -> Packets:
+def scan_host(g: Gen, attacker: int, host: int, open_ports: set[int], t_lo: int, t_hi: int) -> Packets:
+    """A SYN scan of ~200 ports of ``host`` in [t_lo, t_hi); ``open_ports`` answer SYN-ACK."""
     ports = _scan_ports(g)
     n = len(ports)
     t0 = t_lo + np.sort(g.rng.integers(0, (t_hi - t_lo) // 1000, size=n)) * 1000
@@ -87,7 +88,7 @@ def port_scan(g: Gen, world: World) -> dict:
     victims = []
     for k, (inst, host, open_ports) in enumerate(hosts):
         t_lo, t_hi = window_ns(g, edges[k], edges[k + 1] - 0.005)
-        part = _scan_host(g, world.scanner, host, open_ports, t_lo, t_hi)
+        part = scan_host(g, world.scanner, host, open_ports, t_lo, t_hi)
         g.parts.append(part)
         victims.append(victim(part, host, inst.id))
     return entry("port_scan", world.scanner, victims)
@@ -119,6 +120,13 @@ def syn_flood(g: Gen, world: World, syn_per_s: float = 350.0, bots: int = 8) -> 
 def ssh_bruteforce(g: Gen, world: World, sessions: int = 40, attempts: int = 3) -> dict:
     inst = world.by_id(BRUTEFORCE_TARGET)
     t_lo, t_hi = window_ns(g, *SCHEDULE["ssh_bruteforce"])
+    part = bruteforce_sessions(g, world.bruteforcer, inst.bastion, t_lo, t_hi, sessions, attempts)
+    return entry("ssh_bruteforce", world.bruteforcer, [victim(part, inst.bastion, inst.id)])
+
+
+def bruteforce_sessions(g: Gen, attacker: int, bastion: int, t_lo: int, t_hi: int, sessions: int = 40,
+                        attempts: int = 3) -> Packets:
+    """Short SSH sessions (banner, key exchange, ``attempts`` failed logins) started in [t_lo, t_hi)."""
     span = (t_hi - t_lo) * 0.85  # the last session must end inside the window
     t0 = t_lo + (np.sort(g.rng.uniform(0, 1, size=sessions)) * span / 1000).astype(np.int64) * 1000
     cols = {"sbanner": g.table.add(ssh_banner("OpenSSH_8.9p1 Ubuntu-3ubuntu0.10")),
@@ -126,9 +134,8 @@ def ssh_bruteforce(g: Gen, world: World, sessions: int = 40, attempts: int = 3) 
             "ckex": g.table.add(ssh_kexinit("hydra", 1016)), "skex": g.table.add(ssh_kexinit("bastion", 1080)),
             "cdh": g.table.filler(48), "sdh": g.table.filler(564), "cnew": g.table.filler(64),
             "snew": g.table.filler(52), "auth": g.fill(84, 116, sessions), "fail": g.table.filler(52)}
-    g.tcp(tpl.ssh_bruteforce(attempts), t0, world.bruteforcer, inst.bastion,
-          g.ports(sessions, False), 22, 28.0, cols, ttl_c=50)
-    return entry("ssh_bruteforce", world.bruteforcer, [victim(g.parts[-1], inst.bastion, inst.id)])
+    g.tcp(tpl.ssh_bruteforce(attempts), t0, attacker, bastion, g.ports(sessions, False), 22, 28.0, cols, ttl_c=50)
+    return g.parts[-1]
 
 
 def entry(kind: str, attacker: int, victims: list[dict]) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["InstitutionSpec", "World", "default_world", "ip", "ip_str", "registry_toml",
+__all__ = ["InstitutionSpec", "World", "default_world", "sector_world", "ip", "ip_str", "registry_toml",
            "SITES", "site_address", "owner_mask"]
 
 
@@ -89,6 +89,7 @@ class World:
     tunnel_server: int = ip("203.0.113.53")  # authoritative name server of the tunnel domain
     web_attacker: int = ip("203.0.113.77")   # SQL injection and path traversal against a web site
     exfil_drop: int = ip("203.0.113.80")     # where stolen data is uploaded
+    campaign_actor: int = ip("203.0.113.30")  # works through one subsector (scenario_campaign)
 
     def by_id(self, inst_id: str) -> InstitutionSpec:
         return next(i for i in self.institutions if i.id == inst_id)
@@ -104,6 +105,28 @@ def default_world() -> World:
     ]
     return World(tuple(InstitutionSpec(*row[:9], index=k + 1, public_net=row[9], size=row[10])
                        for k, row in enumerate(spec)))
+
+
+#: The extra payment institutions of :func:`sector_world` (same columns as :func:`default_world`).
+_MORE_PAYMENT = [
+    ("pay-b", "Lakeside Pay", "payment", "east", 3, "Leipzig", 51.3397, 12.3731, "lakesidepay.example", "198.51.100.64/27", 0.7),
+    ("pay-c", "Quayside Transfers", "payment", "west", 3, "Dusseldorf", 51.2277, 6.7735, "quaysidetransfers.example", "198.51.100.96/27", 0.8),
+    ("pay-d", "Summit Card Services", "payment", "south", 4, "Stuttgart", 48.7758, 9.1829, "summitcard.example", "198.51.100.128/27", 0.9),
+    ("pay-e", "Beacon Remit", "payment", "north", 2, "Hanover", 52.3759, 9.7320, "beaconremit.example", "198.51.100.160/27", 0.6),
+]
+
+
+def sector_world() -> World:
+    """:func:`default_world` plus four more payment institutions (five in the subsector), for the
+    sector-wide campaign (``attacks="sector"``).
+
+    >>> [i.id for i in sector_world().institutions if i.subsector == "payment"]
+    ['pay-a', 'pay-b', 'pay-c', 'pay-d', 'pay-e']
+    """
+    base = default_world().institutions
+    more = tuple(InstitutionSpec(*row[:9], index=len(base) + k + 1, public_net=row[9], size=row[10])
+                 for k, row in enumerate(_MORE_PAYMENT))
+    return World(base + more)
 
 
 def registry_toml(world: World) -> str:
