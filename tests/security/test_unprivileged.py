@@ -1,0 +1,166 @@
+"""finsa runs without root: ``finsa flows``, the worker and ``finsa query`` as ``nobody`` with no
+capabilities; live capture needs exactly CAP_NET_RAW (refused without it, works with only it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from finsa import wire
+from finsa.kafka import ensure_topics, producer_config
+from tests.collectors.agent_helpers import flow_batch
+from tests.conftest import REPO, need_tool, shared_data
+from tests.security.conftest import needs_broker, quiet
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")]
+NOBODY = 65534
+
+
+@pytest.fixture
+def home() -> Path:
+    """A directory nobody owns (pytest's tmp_path is root's, mode 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="finsa-nobody-"))
+    os.chown(path, NOBODY, NOBODY)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+_LAUNCH = """import runpy, site, sys
+site.addsitedir(sys.argv[1])
+mode, target = sys.argv[2], sys.argv[3]
+sys.argv = [target, *sys.argv[4:]]
+if mode == "-m":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<test>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def _world_runnable(path: str) -> bool:
+    """Any user may execute ``path``: the file and every directory above it are o+x."""
+    real = Path(os.path.realpath(path))
+    return all(p.stat().st_mode & 0o001 for p in (real, *real.parents))
+
+
+def _interpreter() -> str:
+    """This Python if any user may run it, else the system's of the same version (here pyenv's
+    Python lives under root's 0700 home); the venv's packages are added by ``_LAUNCH``."""
+    for candidate in (sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"):
+        if os.path.exists(candidate) and _world_runnable(candidate):
+            return candidate
+    pytest.skip("no Python interpreter of this version that an unprivileged user may run")
+
+
+def _as_nobody(home: Path, *caps: str) -> list[str]:
+    """Command prefix: uid/gid nobody, no groups, only ``caps`` (e.g. "net_raw"), then this venv's
+    packages on an interpreter nobody may run; what follows is ``-m module args`` or ``-c code``."""
+    need_tool("setpriv")
+    prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    if caps:
+        wanted = ",".join(f"+{c}" for c in caps)
+        prefix += [f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
+    else:
+        prefix += ["--inh-caps=-all"]
+    site_dir = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+    return [*prefix, "env", f"HOME={home}", f"PYTHONPATH={REPO}", _interpreter(), "-c", _LAUNCH, site_dir]
+
+
+def _run(home: Path, args: list[str], *caps: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*_as_nobody(home, *caps), *args], capture_output=True, text=True, timeout=timeout_s,
+                          cwd=home)
+
+
+def test_the_unprivileged_process_really_has_no_capabilities(home) -> None:
+    done = _run(home, ["-c", "import os;print(os.geteuid(), open('/proc/self/status').read())"])
+    assert done.returncode == 0, done.stderr
+    status = dict(line.split(":\t") for line in done.stdout.splitlines()[1:] if ":\t" in line)
+    assert done.stdout.split()[0] == str(NOBODY)
+    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+
+
+def test_flows_runs_as_nobody(home) -> None:
+    pcap = home / "capture.pcap"
+    shutil.copy(shared_data("flows/nfstream") / "google_ssl.pcap", pcap)
+    done = _run(home, ["-m", "finsa.cli", "flows", str(pcap), "--format", "csv", "-o", str(home / "out.csv")])
+    assert done.returncode == 0, done.stderr
+    assert len((home / "out.csv").read_text().splitlines()) > 1
+
+
+@needs_broker
+def test_worker_and_query_run_as_nobody(home) -> None:
+    from confluent_kafka import Producer
+
+    from finsa.streams.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        ensure_topics(broker.bootstrap, {wire.TOPICS["flows"]: 1, wire.TOPICS["alerts"]: 1, wire.TOPICS["dlq"]: 1})
+        producer = Producer(quiet(producer_config(broker.bootstrap, "t")))
+        producer.produce(wire.TOPICS["flows"], wire.encode_batch(flow_batch(1, rows=7)), partition=0)
+        producer.produce(wire.TOPICS["flows"], b"not a batch", partition=0)  # dead-lettered after the batch
+        assert producer.flush(10) == 0
+        worker = subprocess.Popen(
+            [*_as_nobody(home), "-m", "finsa.cli", "worker", "--broker", broker.bootstrap, "--data-dir",
+             str(home / "store"), "--state-dir", str(home / "faust"), "--partitions", "1", "--session-timeout", "4"],
+            cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        dead = None
+        try:
+            dead = _first_dead_letter(broker.bootstrap, worker)
+        finally:  # a running worker stops on SIGTERM; one that never got going is killed
+            worker.send_signal(signal.SIGTERM if dead is not None else signal.SIGKILL)
+            try:
+                _, err = worker.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                _, err = worker.communicate()
+    assert dead == b"not a batch", err
+    assert worker.returncode == 0, err
+    assert (home / "store").stat().st_uid == NOBODY
+    done = _run(home, ["-m", "finsa.cli", "query", "--data-dir", str(home / "store"), "--format", "csv",
+                       "SELECT count() FROM flows"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "7"
+
+
+def _first_dead_letter(bootstrap: str, worker: subprocess.Popen) -> bytes | None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(quiet({"bootstrap.servers": bootstrap, "group.id": f"t-{time.time_ns()}"}))
+    consumer.assign([TopicPartition(wire.TOPICS["dlq"], 0, OFFSET_BEGINNING)])
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline and worker.poll() is None:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                return msg.value()
+    finally:
+        consumer.close()
+    return None
+
+
+_CAPTURE = """
+from finsa.collectors.live import LiveCapture
+from finsa.errors import CaptureError
+try:
+    LiveCapture("lo", block_size=1 << 20, block_count=2).start().stop()
+    print("captured")
+except CaptureError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_live_capture_needs_exactly_cap_net_raw(home) -> None:
+    without = _run(home, ["-c", _CAPTURE])
+    assert without.returncode == 0, without.stderr
+    assert without.stdout.startswith("refused:")
+    with_raw = _run(home, ["-c", _CAPTURE], "net_raw")
+    assert with_raw.returncode == 0, with_raw.stderr
+    assert with_raw.stdout.strip() == "captured"
