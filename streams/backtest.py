@@ -24,19 +24,28 @@ meaning flows that touch no episode address (attacker, source or victim) during 
 ...          "time_ms": 14_000}
 >>> matches(alert, ep), related(dict(alert, technique="anomaly"), ep)
 (True, True)
+
+**Campaigns** (ground truth ``campaigns``, :func:`score_campaigns`): the sector picture's
+campaign whose attacker addresses include the actor (the one spanning most of its victims) is
+the detected campaign; it is *recognised* once it spans two institutions (the second
+institution's first hit). For each victim, the **lead time** is its attack's start minus the
+first warning addressed to it (its institution, or its subsector as a whole) issued since the
+campaign began; positive means warned before the actor arrived. The goal: every victim attacked
+after the campaign was recognised was warned before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import median
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from finsa.wire import RecordBatch, ips_from_strings
 
-__all__ = ["Episode", "episodes", "family", "matches", "related", "score", "BEFORE_MS", "AFTER_MS"]
+__all__ = ["Episode", "episodes", "family", "matches", "related", "score", "score_campaigns", "BEFORE_MS",
+           "AFTER_MS"]
 
 BEFORE_MS, AFTER_MS = 5_000, 120_000
 
@@ -148,3 +157,62 @@ def score(truth: dict, alerts: RecordBatch, flows: RecordBatch) -> dict[str, Any
             "episodes": [{"attack": ep.attack, "id": ep.attack_id, "institution": ep.institution,
                           "detected": k in first, "ttd_s": round(first[k] / 1000, 1) if k in first else None}
                          for k, ep in enumerate(eps)]}
+
+
+def _detected(campaigns: Sequence[Any], actor: str, victims: set[str]) -> Any | None:
+    """The campaign naming ``actor`` that spans most of ``victims`` (the oldest on a tie)."""
+    found = [c for c in campaigns if actor in c.addresses]
+    if not found:
+        return None
+    return max(found, key=lambda c: (len(victims & set(c.institutions)), -c.first_seen_ms))
+
+
+def _first_warning(warnings: Sequence[Any], inst: str, subsector: str, since_ms: int) -> Any | None:
+    """The earliest warning since ``since_ms`` addressed to ``inst`` or to its whole subsector."""
+    mine = [w for w in warnings if w.time_ms >= since_ms and (
+        w.institution_id == inst or (not w.institution_id and subsector and w.subsector == subsector))]
+    return min(mine, key=lambda w: (w.time_ms, w.warning_id), default=None)
+
+
+def _victim_row(v: dict, c: Any, recognised_ms: int | None, warnings: Sequence[Any], subsector: str,
+                since_ms: int) -> dict[str, Any]:
+    w = _first_warning(warnings, v["institution"], subsector, since_ms)
+    lead_ms = v["start_ms"] - w.time_ms if w is not None else None
+    return {"institution": v["institution"], "start_ms": v["start_ms"],
+            "joined_ms": c.institutions.get(v["institution"]) if c is not None else None,
+            "after_recognition": recognised_ms is not None and v["start_ms"] > recognised_ms,
+            "warned_ms": w.time_ms if w is not None else None, "warning_kind": w.kind if w is not None else None,
+            "lead_s": round(lead_ms / 1000, 1) if lead_ms is not None else None,
+            "warned_before": lead_ms is not None and lead_ms > 0}
+
+
+def score_campaigns(truth: dict, campaigns: Sequence[Any], warnings: Sequence[Any],
+                    subsector_of: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Per ground-truth campaign: recognised or not, who joined in which order, lead times (module doc).
+
+    ``campaigns`` are :class:`~finsa.streams.campaigns.Campaign` objects, ``warnings``
+    :class:`~finsa.streams.early_warning.EarlyWarning` objects (e.g. a
+    :class:`~finsa.streams.offline.SectorRun`'s).
+    """
+    out = []
+    for tc in truth.get("campaigns", []):
+        victims = sorted(tc["victims"], key=lambda v: v["start_ms"])
+        c = _detected(campaigns, tc["actor"], {v["institution"] for v in victims})
+        order = c.institution_order() if c is not None else []
+        recognised_ms = c.institutions[order[1]] if len(order) >= 2 else None
+        rows = [_victim_row(v, c, recognised_ms, warnings, subsector_of.get(v["institution"], ""), tc["start_ms"])
+                for v in victims]
+        later = [r for r in rows if r["after_recognition"]]
+        leads = [r["lead_s"] for r in later if r["lead_s"] is not None]
+        truth_order = [v["institution"] for v in victims]
+        out.append({
+            "id": tc["id"], "actor": tc["actor"], "subsector": tc.get("subsector", ""), "start_ms": tc["start_ms"],
+            "recognised": recognised_ms is not None, "campaign_id": c.campaign_id if c is not None else None,
+            "recognised_ms": recognised_ms,
+            "recognised_after_s": round((recognised_ms - tc["start_ms"]) / 1000, 1) if recognised_ms is not None else None,
+            "joined": [[i, c.institutions[i]] for i in order],
+            "order_matches": [i for i in order if i in truth_order] == truth_order,
+            "victims": rows, "later": len(later), "warned_before": sum(r["warned_before"] for r in later),
+            "lead_median_s": round(median(leads), 1) if leads else None,
+            "all_later_warned_before": bool(later) and all(r["warned_before"] for r in later)})
+    return out

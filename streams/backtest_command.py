@@ -6,8 +6,14 @@ Without ``--config`` the scenario's ``detectors.toml`` (its operator tuning) is 
 
 Prints, per attack type, the episodes (attack x victim institution), how many were detected,
 the median and maximum time to detect, the false alerts of that technique family, and totals
-with false alerts per million benign flows (rules in :mod:`finsa.streams.backtest`). Exit code
-0, or 2 on bad input.
+with false alerts per million benign flows (rules in :mod:`finsa.streams.backtest`).
+
+It also runs the sector picture offline over the alerts (:func:`~finsa.streams.offline.run_sector`,
+a tick every minute of flow time) and reports the campaigns and warnings it found and, for each
+campaign of the ground truth (``finsa scenario --attacks sector``), whether it was recognised,
+which institutions joined in which order, and each victim's early-warning lead time, with the
+median and whether every institution hit after recognition was warned before. Exit code 0, or 2
+on bad input.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from finsa.errors import FinsaError
-from finsa.streams.backtest import score
-from finsa.streams.offline import make_engine, run_offline, scenario_sources
+from finsa.streams.backtest import score, score_campaigns
+from finsa.streams.offline import OfflineResult, make_engine, run_offline, run_sector, scenario_sources
 
 __all__ = ["add_arguments", "main", "backtest", "format_table"]
 
@@ -35,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def backtest(scenario: str | Path, config: str | Path | None = None, max_flows: int = 5000,
              batch_ms: int = 1000) -> dict[str, Any]:
-    """Detect offline on ``scenario`` and score the alerts (the dict :func:`score` returns)."""
+    """Detect offline on ``scenario`` and score the alerts (the dict :func:`score` returns, plus
+    ``sector``: the sector picture's campaigns and warnings, and ``campaigns``: the ground-truth
+    campaigns scored by :func:`score_campaigns`)."""
     from finsa.collectors.scenario import ScenarioError, load_ground_truth
 
     folder = Path(scenario)
@@ -47,7 +55,27 @@ def backtest(scenario: str | Path, config: str | Path | None = None, max_flows: 
         config = folder / "detectors.toml"  # the scenario's own tuning
     engine = make_engine(config, folder / "institutions.toml")
     result = run_offline(scenario_sources(folder), engine, max_flows=max_flows, batch_ms=batch_ms)
-    return score(truth, result.alerts, result.flows)
+    report = score(truth, result.alerts, result.flows)
+    report.update(sector_report(folder / "institutions.toml", truth, result))
+    return report
+
+
+def sector_report(registry_path: Path, truth: dict, result: OfflineResult) -> dict[str, Any]:
+    """``sector`` (campaigns and warnings the picture found) and ``campaigns`` (scored) of a run."""
+    from finsa.registry import load_registry
+    from finsa.streams.sector import SectorPicture
+
+    registry = load_registry(registry_path)
+    run = run_sector(SectorPicture(registry), result.alerts, result.flows)
+    kinds: dict[str, int] = {}
+    for w in run.warnings:
+        kinds[w.kind] = kinds.get(w.kind, 0) + 1
+    found = [{"campaign_id": c.campaign_id, "institutions": c.institution_order(), "alerts": c.alert_count,
+              "addresses": sorted(c.addresses)[:5]} for c in run.campaigns]
+    subsector_of = {i.id: i.subsector for i in registry.institution}
+    return {"sector": {"campaigns": found, "warnings": len(run.warnings), "warnings_by_kind": dict(sorted(kinds.items())),
+                       "ticks": run.ticks},
+            "campaigns": score_campaigns(truth, run.campaigns, run.warnings, subsector_of)}
 
 
 def _cell(value: Any) -> str:
@@ -67,7 +95,34 @@ def format_table(report: dict[str, Any]) -> str:
     for a in report["false"]:
         lines.append(f"  false: {a['time_ms']} {a['institution_id']} {a['detector']} {a['technique']} "
                      f"{a['entity']} -> {a['target']}")
+    sector = report.get("sector")
+    if sector is not None:
+        kinds = ", ".join(f"{n} {k}" for k, n in sector["warnings_by_kind"].items()) or "none"
+        lines.append(f"sector picture: {len(sector['campaigns'])} campaigns, {sector['warnings']} warnings ({kinds})")
+    for c in report.get("campaigns", []):
+        lines += _campaign_lines(c)
     return "\n".join(lines)
+
+
+def _minutes(ms: int | None, since_ms: int) -> str:
+    return "-" if ms is None else f"+{(ms - since_ms) / 60_000:.1f}m"
+
+
+def _campaign_lines(c: dict[str, Any]) -> list[str]:
+    t0 = c["start_ms"]
+    if not c["recognised"]:
+        return [f"campaign {c['id']} ({c['subsector']}, actor {c['actor']}): NOT recognised"]
+    joined = ", ".join(f"{inst} {_minutes(ms, t0)}" for inst, ms in c["joined"])
+    lines = [f"campaign {c['id']} ({c['subsector']}, actor {c['actor']}): recognised {_minutes(c['recognised_ms'], t0)} "
+             f"as {c['campaign_id']}; joined {joined}; order {'as' if c['order_matches'] else 'NOT as'} in the truth",
+             f"  {'institution':<12} {'attacked':>9} {'warned':>9} {'lead s':>8}  warning"]
+    for v in c["victims"]:
+        mark = "" if not v["after_recognition"] else ("  ok" if v["warned_before"] else "  LATE")
+        lines.append(f"  {v['institution']:<12} {_minutes(v['start_ms'], t0):>9} {_minutes(v['warned_ms'], t0):>9} "
+                     f"{_cell(v['lead_s']):>8}  {v['warning_kind'] or '-'}{mark}")
+    lines.append(f"  median lead {_cell(c['lead_median_s'])} s; {c['warned_before']} of {c['later']} institutions "
+                 f"attacked after recognition were warned before")
+    return lines
 
 
 def main(args: argparse.Namespace) -> int:

@@ -8,7 +8,9 @@ into batches of at most ``max_flows`` flows spanning at most ``batch_ms`` of flo
 1 s, like the replayer's per-second coalescing), and :func:`detect` hands them to a
 :class:`~finsa.detectors.engine.DetectionEngine` one by one and collects the alerts.
 :func:`make_engine` builds the engine from an operator config file (and the institutions
-registry) or the default detector set.
+registry) or the default detector set. :func:`run_sector` then feeds a
+:class:`~finsa.streams.sector.SectorPicture` the alerts (and flows) minute by minute of flow
+time, ticking at the end of each minute, and keeps every campaign and warning it concluded.
 
 >>> import numpy as np
 >>> from finsa.wire import FLOW
@@ -22,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -31,8 +33,11 @@ from finsa.detectors.engine import DetectionEngine
 from finsa.errors import CaptureError, FinsaError
 from finsa.wire import ALERT, FLOW, RecordBatch
 
-__all__ = ["CaptureSource", "OfflineError", "OfflineResult", "meter_sources", "flow_batches", "detect",
-           "make_engine", "scenario_sources", "run_offline"]
+if TYPE_CHECKING:
+    from finsa.streams.sector import SectorPicture
+
+__all__ = ["CaptureSource", "OfflineError", "OfflineResult", "SectorRun", "meter_sources", "flow_batches",
+           "detect", "make_engine", "scenario_sources", "run_offline", "run_sector"]
 
 
 class OfflineError(FinsaError):
@@ -157,6 +162,50 @@ def run_offline(sources: Sequence[CaptureSource], engine: DetectionEngine | None
     flows = meter_sources(sources, profile)
     alerts, batches = detect(flows, engine if engine is not None else DetectionEngine(), max_flows, batch_ms)
     return OfflineResult(flows, alerts, batches)
+
+
+@dataclass
+class SectorRun:
+    """What the sector picture concluded over an offline run.
+
+    ``campaigns``: the tracker's campaigns at the end (oldest first); ``updates``: every campaign
+    snapshot published, in order; ``warnings``: every early warning issued, in order.
+    """
+
+    campaigns: list[Any]
+    updates: list[Any]
+    warnings: list[Any]
+    ticks: int
+
+
+def run_sector(picture: "SectorPicture", alerts: RecordBatch, flows: RecordBatch | None = None,
+               step_ms: int = 60_000) -> SectorRun:
+    """Feed ``picture`` minute by minute of flow time: that minute's flows, then its alerts (time
+    order), then ``tick`` at the minute's last millisecond, as a worker would."""
+    flows = flows if flows is not None else FLOW.make_batch({})
+    a_t = alerts.columns["time_ms"].astype(np.int64)
+    f_t = flows.columns["last_seen_ms"].astype(np.int64)
+    a_order, f_order = np.argsort(a_t, kind="stable"), np.argsort(f_t, kind="stable")
+    a_t, f_t = a_t[a_order], f_t[f_order]
+    every = np.concatenate([a_t, f_t])
+    run = SectorRun([], [], [], 0)
+    if not len(every):
+        return run
+    ai = fi = 0
+    for minute in range(int(every.min()) // step_ms, int(every.max()) // step_ms + 1):
+        end_ms = (minute + 1) * step_ms
+        fj, aj = int(np.searchsorted(f_t, end_ms)), int(np.searchsorted(a_t, end_ms))
+        if fj > fi:
+            picture.observe_flows(flows.take(f_order[fi:fj]))
+        if aj > ai:
+            picture.observe_alerts(alerts.take(a_order[ai:aj]))
+        ai, fi = aj, fj
+        update = picture.tick(end_ms - 1)
+        run.updates += update.campaigns
+        run.warnings += update.warnings
+        run.ticks += 1
+    run.campaigns = picture.campaigns()
+    return run
 
 
 def _derived(seed: bytes, parts: list[bytes]) -> bytes:
