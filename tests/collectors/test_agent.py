@@ -74,12 +74,27 @@ def test_without_internal_networks_nothing_is_changed(tmp_path) -> None:
     assert (spooled.columns["src_ip"] == batch.columns["src_ip"]).all()
 
 
-def test_export_listener_is_refused_at_start_not_silently_ignored(tmp_path) -> None:
-    import pytest
+def test_export_listener_binds_at_start_and_stops_with_the_agent(tmp_path) -> None:
+    import socket
+    import time
 
-    from finsa.errors import FinsaError
-
-    path = write_config(tmp_path, "127.0.0.1:9092")
-    path.write_text(path.read_text().replace("[sources]", '[sources]\nexport_listen = ["0.0.0.0:2055"]'))
-    with pytest.raises(FinsaError, match="export_listen"):
-        Agent(load_agent_config(path)).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_config(tmp_path, "127.0.0.1:1")  # no broker: batches wait in the spool
+    path.write_text(path.read_text().replace("[sources]", f'[sources]\nexport_listen = ["127.0.0.1:{port}"]'))
+    agent = Agent(load_agent_config(path)).start()
+    try:
+        deadline = time.monotonic() + 10
+        bound = False
+        while not bound and time.monotonic() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+                try:
+                    other.bind(("127.0.0.1", port))
+                except OSError:
+                    bound = True  # the agent holds the port
+            time.sleep(0.05)
+        assert bound
+    finally:
+        agent.stop()
+    assert agent.sources_done
