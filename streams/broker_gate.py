@@ -42,6 +42,7 @@ AGENT_API_KEYS = frozenset({0, 3, 18, 19, 22, 71, 72})
 #: role -> allowed API keys (None: every API).
 ROLES: Mapping[str, frozenset[int] | None] = {"agent": AGENT_API_KEYS, "service": None}
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_LOGIN_FRAME_BYTES = 64 * 1024  #: before login, so strangers cannot make the gate hold large buffers
 
 
 def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str | None = None) -> ssl.SSLContext:
@@ -123,9 +124,9 @@ def _auth_bytes(frame: bytes, version: int, body_at: int) -> bytes:
     return frame[body_at + 4:body_at + 4 + size]
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+async def _read_frame(reader: asyncio.StreamReader, limit_bytes: int = MAX_FRAME_BYTES) -> bytes:
     (size,) = struct.unpack(">i", await reader.readexactly(4))
-    if not 0 <= size <= MAX_FRAME_BYTES:
+    if not 0 <= size <= limit_bytes:
         raise _Refused("frame_size")
     return await reader.readexactly(size)
 
@@ -234,7 +235,7 @@ class BrokerGate:
         scram: ScramServer | None = None
         raw_tokens = False
         while True:
-            frame = await _read_frame(reader)
+            frame = await _read_frame(reader, MAX_LOGIN_FRAME_BYTES)
             if raw_tokens:  # SaslHandshake v0: bare SASL tokens, no Kafka header
                 reply, user = self._scram_step(scram, frame, raw=True)
                 _write_frame(writer, reply)
