@@ -41,7 +41,7 @@ class FaultyStore:
         if fault is None:
             return
         with open(f"{self._fault_file}.hits", "a", encoding="utf-8") as hits:
-            hits.write(fault + "\n")
+            hits.write(f"{fault} at {time.time():.1f}\n")
         if fault.startswith("sleep"):
             time.sleep(float(fault.split()[1]))
             return

@@ -228,3 +228,31 @@ class MotoS3:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
+
+
+def udp_port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something (the agent's flow-export listener) is bound to UDP ``port``."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_agent_ready(agent: Proc, listen_port: int, metrics_port: int, timeout_s: float = 30.0) -> None:
+    """Until the agent serves metrics and listens for flow export."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not agent.alive:
+            raise AssertionError(f"the agent exited ({agent.returncode}):\n{agent.log_tail()}")
+        try:
+            metric(metrics_port, "finsa_spool_depth_batches")
+            if udp_port_taken(listen_port):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the agent did not get ready:\n{agent.log_tail()}")
