@@ -288,3 +288,11 @@ def test_no_secret_reaches_the_logs(store, caplog):
     text = caplog.text
     assert PASSWORD not in text and "wrong-guess-123" not in text and csrf not in text
     assert "scrypt$" not in text
+
+
+@pytest.mark.parametrize("name", ["users", "auth", "reads"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(f"finsa.dashboards.{name}"))
+    assert result.attempted > 0 and result.failed == 0
