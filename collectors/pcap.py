@@ -21,6 +21,9 @@ counts them, with the packets it skips, in ``finsa_collector_packets_skipped_tot
 
 from __future__ import annotations
 
+import mmap
+import os
+import stat
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -29,12 +32,13 @@ from typing import IO, Iterator
 
 import numpy as np
 
+from finsa.collectors.pcapframe import frame_records
 from finsa.errors import CaptureError
 
 __all__ = ["PacketBatch", "read_capture"]
 
 _READ_BYTES = 4 << 20
-_MAX_RECORD_BYTES = 256 << 20
+_WINDOW_BYTES = 64 << 20
 _PCAP_MAGICS = {0xA1B2C3D4: 1000, 0xA1B23C4D: 1}  # -> ns per sub-second unit
 _PCAPNG_SHB = 0x0A0D0D0A
 
@@ -150,7 +154,7 @@ def read_capture(source: str | Path | IO[bytes], chunk_packets: int = 65536) -> 
                 if len(head) < 24:
                     raise CaptureError(f"{name}: pcap header is truncated")
                 linktype = struct.unpack_from(order + "I", head, 20)[0] & 0xFFFF
-                yield from _read_pcap(stream, order, _PCAP_MAGICS[magic], linktype, chunk_packets)
+                yield from _read_pcap(stream, order, _PCAP_MAGICS[magic], linktype, chunk_packets, owned)
                 return
         raise CaptureError(f"{name}: not a pcap or pcapng capture (magic {head[:4].hex()})")
     finally:
@@ -158,65 +162,95 @@ def read_capture(source: str | Path | IO[bytes], chunk_packets: int = 65536) -> 
             stream.close()
 
 
-def _frame(buf: bytes, pos: int, limit: int, cap_at) -> tuple[list[int], int, bool]:
-    """Record-header positions from ``pos`` while whole records fit (at most ``limit``).
+def _pcap_batches(buf, heads: np.ndarray, base: int, order: str, sub_ns: int, linktype: int,
+                  chunk_packets: int, skipped: dict[str, int]) -> Iterator[PacketBatch]:
+    """PacketBatch chunks of the records at ``heads`` (positions in ``buf``), headers parsed with numpy.
 
-    The one per-record Python loop of the reader: it reads only the captured length.
-    Returns (positions, position after the last whole record, False if framing broke).
+    ``base`` is where ``buf`` starts in the chunk's data (0, or a window's offset in the file).
+    Reader-level problems in ``skipped`` travel with the first chunk.
     """
-    heads: list[int] = []
-    append = heads.append
-    end = len(buf)
-    while pos + 16 <= end and limit:
-        (cap,) = cap_at(buf, pos + 8)
-        if cap > _MAX_RECORD_BYTES:
-            return heads, pos, False
-        nxt = pos + 16 + cap
-        if nxt > end:
-            break
-        append(pos)
-        pos = nxt
-        limit -= 1
-    return heads, pos, True
-
-
-def _pcap_batch(buf: bytes, upto: int, heads: list[int], order: str, sub_ns: int, linktype: int,
-                skipped: dict[str, int]) -> PacketBatch:
-    """A PacketBatch of the records at ``heads``, their headers parsed with numpy."""
-    pos = np.array(heads, dtype=np.int64)
-    raw = np.frombuffer(buf, dtype=np.uint8, count=upto)
-    fields = raw[pos[:, None] + np.arange(16)].view(order + "u4").astype(np.int64) if len(heads) else \
-        np.zeros((0, 4), dtype=np.int64)
-    ts = fields[:, 0] * 1_000_000_000 + fields[:, 1] * sub_ns
-    return PacketBatch(buf[:upto], ts, fields[:, 2], fields[:, 3],
-                       np.full(len(heads), linktype, dtype=np.uint16), pos + 16, dict(skipped))
+    raw = np.frombuffer(buf, dtype=np.uint8) if len(buf) >= 16 else np.zeros(16, np.uint8)
+    headers = np.ndarray((len(raw) - 15,), dtype="V16", buffer=raw, strides=(1,))  # one at every byte
+    for lo in range(0, max(len(heads), 1), chunk_packets):
+        pos = heads[lo:lo + chunk_packets]
+        if not len(pos) and not skipped:
+            return
+        sec, frac, cap, wire = headers[pos].view(order + "u4").reshape(-1, 4).T.astype(np.int64)
+        yield PacketBatch(buf, sec * 1_000_000_000 + frac * sub_ns, cap, wire, np.full(len(pos), linktype, dtype=np.uint16),
+                          pos + (16 + base), dict(skipped))
+        skipped = {}
 
 
 def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
-               chunk_packets: int) -> Iterator[PacketBatch]:
-    cap_at = struct.Struct(order + "I").unpack_from
+               chunk_packets: int, mappable: bool = False) -> Iterator[PacketBatch]:
+    frac_limit = 1_000_000_000 // sub_ns
+    if mappable:
+        windows = _mapped(stream)
+        if windows is not None:
+            yield from _read_mapped(windows, order, sub_ns, frac_limit, linktype, chunk_packets)
+            return
     buf = b""
-    skipped: dict[str, int] = {}
     while True:
         more = read_some(stream)
         buf = buf + more if buf else more
-        while True:
-            heads, pos, framed = _frame(buf, 0, chunk_packets, cap_at)
-            if not framed:
-                _count(skipped, "bad_record_length")  # the rest of the file cannot be framed
-            if heads or skipped:
-                yield _pcap_batch(buf, pos, heads, order, sub_ns, linktype, skipped)
-                skipped = {}
-            buf = buf[pos:]
-            if not framed:
-                return
-            if len(heads) < chunk_packets:
-                break
+        heads, pos, framed = frame_records(buf, 0, len(buf), order, frac_limit)
+        skipped: dict[str, int] = {}
+        if not framed:
+            _count(skipped, "bad_record_length")  # the rest of the file cannot be framed
+        yield from _pcap_batches(buf, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
+        buf = buf[pos:]
+        if not framed:
+            return
         if not more:
             if buf:
                 _count(skipped, "truncated_record")
                 yield _Chunker().batch(b"", skipped)
             return
+
+
+def _mapped(stream: IO[bytes]):
+    """(file descriptor, first record position) when ``stream`` is a regular file that can be mapped."""
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return fd, stream.tell()
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: int, linktype: int,
+                 chunk_packets: int) -> Iterator[PacketBatch]:
+    """Frame a regular file through read-only memory maps of _WINDOW_BYTES (no copy of the packets).
+
+    Each chunk's ``data`` is its window's map; a window is unmapped once no chunk refers to it.
+    The file size is read again at the end, so a file that grew while being read is read on.
+    """
+    fd, pos = where
+    want = _WINDOW_BYTES
+    while True:
+        size = os.fstat(fd).st_size
+        if pos >= size:
+            return
+        base = pos - pos % mmap.ALLOCATIONGRANULARITY
+        length = min(size - base, want)
+        try:
+            window = mmap.mmap(fd, length, offset=base, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            raise CaptureError(f"cannot map the capture: {exc}") from None
+        heads, nxt, framed = frame_records(window, pos - base, length, order, frac_limit)
+        skipped: dict[str, int] = {}
+        if not framed:
+            _count(skipped, "bad_record_length")
+        yield from _pcap_batches(window, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
+        pos = base + nxt
+        if not framed:
+            return
+        if base + length >= size:  # at the end of the file as it is now
+            if pos < size and os.fstat(fd).st_size == size:
+                yield _Chunker().batch(b"", {"truncated_record": 1})
+                return
+        want = _WINDOW_BYTES if len(heads) else want * 2  # a record larger than the window
 
 
 def _count(skipped: dict[str, int], reason: str) -> None:

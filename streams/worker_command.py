@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-timeout", type=float, default=10.0, help="Kafka session timeout in seconds")
     parser.add_argument("--state-dir", type=Path, default=Path("/tmp/finsa-worker"), help="Faust's local state")
     parser.add_argument("--web-port", type=int, default=0, help="serve the web view on this port (0 = off)")
+    parser.add_argument("--sasl-username", help="SCRAM user of this worker on the broker")
+    parser.add_argument("--sasl-password-file", type=Path, help="file holding the SCRAM password (never on the command line)")
+    parser.add_argument("--sasl-mechanism", default="SCRAM-SHA-512", choices=["SCRAM-SHA-256", "SCRAM-SHA-512"])
+    parser.add_argument("--ssl-ca-file", type=Path, help="CA that signed the broker's TLS certificate (turns TLS on)")
     parser.add_argument("--registry", type=Path, help="institutions file: enables the sector picture (campaigns, warnings, levels)")
     parser.add_argument("--detectors", type=Path, help="detectors config file (finsa detectors check FILE)")
     parser.add_argument("--batch-keys", type=Path,
@@ -62,7 +66,8 @@ async def _serve(args: argparse.Namespace) -> int:
     processor = FlowProcessor(store, engine, should_stop=stopping.is_set,
                               verifier=verifier, flow_observers=[sector.observe_flows] if sector else [])
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
-                              session_timeout_s=args.session_timeout, datadir=args.state_dir)
+                              session_timeout_s=args.session_timeout, datadir=args.state_dir,
+                              broker_credentials=broker_credentials(args))
     service = StreamService(settings, processor, sector)
     runner = None
     if args.web_port:
@@ -94,6 +99,22 @@ def _own_stop_signals(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) 
     stop Faust but not this command, which then never exits), so ours are put back each round."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+
+
+def broker_credentials(args: argparse.Namespace):  # noqa: ANN201 - a faust credentials object or None
+    """SASL/SCRAM (and TLS) credentials for Faust from the command line, or None for plaintext."""
+    import ssl
+
+    import faust
+
+    context = ssl.create_default_context(cafile=str(args.ssl_ca_file)) if args.ssl_ca_file else None
+    if args.sasl_username:
+        if args.sasl_password_file is None:
+            raise SystemExit("finsa worker: --sasl-username needs --sasl-password-file")
+        password = args.sasl_password_file.read_text().strip()
+        return faust.SASLCredentials(username=args.sasl_username, password=password,
+                                     mechanism=args.sasl_mechanism, ssl_context=context)
+    return faust.SSLCredentials(context) if context is not None else None
 
 
 def watch_detectors(path: Path | None, engine, registry_path: Path | None):  # noqa: ANN001, ANN201

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["pcap", "decode", "profiles", "meter", "hints", "tls"]
+MODULES = ["pcap", "pcapframe", "decode", "profiles", "meter", "hints", "tls"]
 
 
 @pytest.mark.parametrize("name", MODULES)

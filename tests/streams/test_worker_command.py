@@ -1,0 +1,40 @@
+"""`finsa worker` turns its credential flags into Faust credentials, never reading a password from argv."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import subprocess
+
+import faust
+import pytest
+
+from finsa.streams.worker_command import add_arguments, broker_credentials
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--broker", "b:9093", "--data-dir", "/tmp/x", *argv])
+
+
+def test_plaintext_without_flags() -> None:
+    assert broker_credentials(_args()) is None
+
+
+def test_scram_over_tls(tmp_path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    ca = tmp_path / "ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(ca), "-days", "1", "-subj", "/CN=test-ca"], check=True, capture_output=True)
+    creds = broker_credentials(_args("--sasl-username", "worker", "--sasl-password-file", str(secret),
+                                     "--sasl-mechanism", "SCRAM-SHA-256", "--ssl-ca-file", str(ca)))
+    assert isinstance(creds, faust.SASLCredentials)
+    assert creds.username == "worker" and creds.password == "s3cret"
+    assert isinstance(creds.ssl_context, ssl.SSLContext) and str(creds.protocol).endswith("SASL_SSL")
+
+
+def test_username_without_password_file_is_refused() -> None:
+    with pytest.raises(SystemExit, match="password-file"):
+        broker_credentials(_args("--sasl-username", "worker"))
