@@ -30,7 +30,7 @@ engine, where Replicated inserts need a real Keeper.
 >>> sql = cluster_statements("finsa")
 >>> sql[0]
 'CREATE DATABASE IF NOT EXISTS finsa ON CLUSTER finsa'
->>> [s.split(" ENGINE")[0].split("(")[0].strip() for s in sql if " flows_local " in s or " flows ON" in s]
+>>> [s.split(" (")[0].split(" ENGINE")[0] for s in sql if ".flows_local " in s or ".flows ON" in s]
 ['CREATE TABLE IF NOT EXISTS finsa.flows_local ON CLUSTER finsa', 'CREATE TABLE IF NOT EXISTS finsa.flows ON CLUSTER finsa AS finsa.flows_local']
 """
 

@@ -101,3 +101,9 @@ def test_print_command(capsys) -> None:
     assert cluster.main(["--cluster", "finsa", "--print"]) == 0
     assert capsys.readouterr().out.count(" ON CLUSTER finsa") == len(cluster.cluster_statements("finsa"))
     assert cluster.main(["--cluster", "bad name", "--print"]) == 1
+
+
+def test_module_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(cluster).failed == 0
