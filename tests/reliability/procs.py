@@ -256,3 +256,23 @@ def wait_agent_ready(agent: Proc, listen_port: int, metrics_port: int, timeout_s
             pass
         time.sleep(0.1)
     raise AssertionError(f"the agent did not get ready:\n{agent.log_tail()}")
+
+
+def read_flows(bootstrap: str, partitions: int = 2, idle_s: float = 2.0) -> list[tuple[int, int, wire.RecordBatch]]:
+    """Every (partition, offset, batch) of the flow topic, in partition then offset order."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    topic = wire.TOPICS["flows"]
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out, last = [], time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            for msg in consumer.consume(1000, 0.2):
+                if not msg.error():
+                    out.append((msg.partition(), msg.offset(), wire.decode_batch(msg.value())))
+                    last = time.monotonic()
+    finally:
+        consumer.close()
+    return sorted(out, key=lambda m: (m[0], m[1]))

@@ -105,7 +105,7 @@ class NetflowExporter:
 
 def agent_config(directory: Path, bootstrap: str, listen_port: int, metrics_port: int,
                  institution: str = "bank-a", spool_dir: Path | None = None, max_bytes: int = 1 << 30,
-                 segment_bytes: int = 1 << 20, heartbeat_s: float = 1.0) -> Path:
+                 segment_bytes: int = 1 << 20, heartbeat_s: float = 1.0, max_batch_rows: int = 10_000) -> Path:
     """Write an agent config (NetFlow on ``listen_port``, no pseudonymisation); returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "agent.toml"
@@ -113,6 +113,7 @@ def agent_config(directory: Path, bootstrap: str, listen_port: int, metrics_port
 sensor_id = "{institution}-edge1"
 metrics_listen = "127.0.0.1:{metrics_port}"
 heartbeat_interval_s = {heartbeat_s}
+max_batch_rows = {max_batch_rows}
 
 [sources]
 export_listen = ["127.0.0.1:{listen_port}"]
