@@ -30,7 +30,8 @@ engine, where Replicated inserts need a real Keeper.
 >>> sql = cluster_statements("finsa")
 >>> sql[0]
 'CREATE DATABASE IF NOT EXISTS finsa ON CLUSTER finsa'
->>> [s.split(" (")[0].split(" ENGINE")[0] for s in sql if ".flows_local " in s or ".flows ON" in s]
+>>> [s.split(" (")[0].split(" ENGINE")[0] for s in sql if s.startswith("CREATE TABLE IF NOT EXISTS finsa.flows ")
+...  or s.startswith("CREATE TABLE IF NOT EXISTS finsa.flows_local ")]
 ['CREATE TABLE IF NOT EXISTS finsa.flows_local ON CLUSTER finsa', 'CREATE TABLE IF NOT EXISTS finsa.flows ON CLUSTER finsa AS finsa.flows_local']
 """
 
