@@ -5,6 +5,7 @@ finds the scenario's attacks as alerts with the right attacker at each instituti
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -47,9 +48,12 @@ def finished_run(tmp_path_factory):
             page = ""
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and proc.poll() is None:
-                if "threat view at" in log.read_text():
+                text = log.read_text()
+                if "threat view at" in text:
                     time.sleep(25)  # let the scenario's attacks reach the store
-                    page = _dump_dom(chromium, f"http://127.0.0.1:{port}/", data.parent / "chromium")
+                    link = re.search(r"open (http://\S+/login\?token=\S+) once", text)
+                    assert link, "finsa run printed no one-time login link"
+                    page = _dump_dom(chromium, link.group(1), data.parent / "chromium")
                     break
                 time.sleep(0.5)
             code = proc.wait(timeout=150)
@@ -73,6 +77,7 @@ def test_live_page_lists_institutions_and_their_levels(finished_run) -> None:
     for inst in registry.institution:
         assert inst.name in page or inst.id in page, inst.id
     assert "level" in page.lower()
+    assert "password" not in page.lower()  # the link logged us in: the page, not the login form
 
 
 def test_alerts_name_the_scan_source_at_each_institution_it_hit(finished_run) -> None:
