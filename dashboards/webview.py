@@ -234,15 +234,20 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: 
 
 
 async def start_webview(store: Any, host: str = "127.0.0.1", port: int = 8600,
-                        announce: Callable[[str], None] | None = print, **kw: Any) -> web.AppRunner:
+                        announce: Callable[[str], None] | None = print,
+                        extra_routes: Callable[[web.Application], None] | None = None,
+                        **kw: Any) -> web.AppRunner:
     """Create the app for ``store`` (``kw`` go to :func:`create_app`) and serve it on host:port.
 
     When the app made a one-time account, ``announce`` (print by default; None: stay quiet)
     gets one line with its username, password and a one-time login link: show it to the
     person starting finsa only (never to a log). The caller stops the view with
-    ``await runner.cleanup()``; ``runner.app`` is the application.
+    ``await runner.cleanup()``; ``runner.app`` is the application. ``extra_routes(app)`` adds
+    routes served behind the same login (the stream layer's indicator feeds).
     """
     app = create_app(store, **kw)
+    if extra_routes is not None:
+        extra_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -153,7 +153,12 @@ class Embedded:
         processor = FlowProcessor(self.store, engine, should_stop=self.stop_event.is_set, verifier=verifier,
                                   flow_observers=[sector.observe_flows] if sector else [])
         service = StreamService(WorkerSettings(self.broker.bootstrap, datadir=args.data_dir / "faust"), processor, sector)
-        runner = await start_webview(self.store, host=args.host, port=args.port)
+        routes = None
+        if sector is not None:
+            from finsa.streams.indicators_api import indicator_routes
+
+            routes = indicator_routes(sector.blocklist)
+        runner = await start_webview(self.store, host=args.host, port=args.port, extra_routes=routes)
         print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
         await service.start()
         if scenario is not None:

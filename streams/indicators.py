@@ -146,7 +146,9 @@ def to_stix_bundle(entries: Iterable[BlockEntry], now_ms: int, producer: str = "
 def to_misp_feed(entries: Iterable[BlockEntry], now_ms: int, org: str = "finsa sector centre") -> dict[str, dict]:
     """File name -> JSON document of a MISP feed folder (manifest.json and one event)."""
     entries = list(entries)
-    event_uuid = _uuid("misp-event", now_ms, *(f"{e.kind}:{e.value}" for e in entries))
+    # the event's id follows its content, not the clock: a manifest and the event it names, fetched
+    # a moment apart, agree; a grown blocklist is a new event
+    event_uuid = _uuid("misp-event", *(f"{e.kind}:{e.value}" for e in entries))
     stamp = str(now_ms // 1000)
     orgc = {"name": org, "uuid": _uuid("org", org)}
     tags = [{"name": "tlp:amber", "colour": "#FFC000"}, {"name": "finsa:sector-blocklist", "colour": "#336699"}]

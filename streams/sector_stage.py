@@ -85,6 +85,11 @@ class SectorStage:
                     STORE_ERRORS.inc(kind=name, error=type(exc).__name__)
         return batches
 
+    def blocklist(self) -> list:
+        """The sector's indicators to block now (BlockEntry list)."""
+        with self._lock:
+            return self.picture.blocklist()
+
     def checkpoint(self) -> str:
         with self._lock:
             return base64.b64encode(pickle.dumps(self.picture, protocol=pickle.HIGHEST_PROTOCOL)).decode()

@@ -73,7 +73,10 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.web_port:
         from finsa.dashboards.webview import start_webview
 
-        runner = await start_webview(store, port=args.web_port)
+        from finsa.streams.indicators_api import indicator_routes
+
+        routes = indicator_routes(sector.blocklist) if sector is not None else None
+        runner = await start_webview(store, port=args.web_port, extra_routes=routes)
     loop = asyncio.get_running_loop()
     await service.start()
     print(f"finsa worker: consuming from {args.broker} as {args.app_id}", file=sys.stderr, flush=True)
