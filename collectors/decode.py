@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from finsa.collectors.decodefast import decode_common
 from finsa.collectors.linklayer import (ETH_IPV4, ETH_IPV6, ByteView, ethernet_tags, ethertype_from_nibble, isin,
                                        link_layer)
 from finsa.collectors.pcap import PacketBatch
@@ -57,6 +58,8 @@ class Decoded:
     fragment: np.ndarray  # 0 none, 1 first fragment, 2 non-first fragment (no ports)
     tunnel_kind: np.ndarray
     skipped: dict[str, int] = field(default_factory=dict)
+    #: per packet: first four payload bytes and the sixth, packed by decodefast; -1 where not known
+    payload_head: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -209,7 +212,52 @@ def _tunnels(view: ByteView, st: _State, rows: np.ndarray, enabled: frozenset[in
 
 
 def decode_packets(batch: PacketBatch, tunnels: frozenset[int] = ALL_TUNNELS) -> Decoded:
-    """Decode every packet of ``batch``; skipped packets are counted by reason, never raised."""
+    """Decode every packet of ``batch``; skipped packets are counted by reason, never raised.
+
+    The common packets are decoded by :func:`finsa.collectors.decodefast.decode_common`, the
+    others (and their skip reasons) by the general layer-by-layer decoder.
+    """
+    common = decode_common(batch.data, batch.offset, batch.caplen, batch.linktype, tunnels)
+    if common is None:
+        return _decode_general(batch, tunnels)
+    rows, cols = common
+    if len(rows) == len(batch):
+        for reason, count in batch.skipped.items():
+            SKIPPED.inc(count, reason=reason)
+        return Decoded(rows, skipped=dict(batch.skipped), **cols)
+    rest = np.ones(len(batch), dtype=bool)
+    rest[rows] = False
+    rest = np.flatnonzero(rest)
+    sub = PacketBatch(batch.data, batch.ts_ns[rest], batch.caplen[rest], batch.wirelen[rest],
+                      batch.linktype[rest], batch.offset[rest], batch.skipped)
+    other = _decode_general(sub, tunnels)
+    if not len(rows):
+        other.index = rest[other.index]
+        return other
+    return _merge(len(batch), rows, cols, rest[other.index], other)
+
+
+def _merge(n: int, rows: np.ndarray, cols: dict[str, np.ndarray], other_rows: np.ndarray,
+           other: Decoded) -> Decoded:
+    """Columns of both decoders in packet order."""
+    kept = np.zeros(n, dtype=bool)
+    kept[rows] = kept[other_rows] = True
+    at = np.cumsum(kept) - 1
+    index = np.flatnonzero(kept)
+    mine, theirs = at[rows], at[other_rows]
+    out = {}
+    for name, col in cols.items():
+        theirs_col = getattr(other, name)
+        if theirs_col is None:
+            theirs_col = np.full(len(other_rows), -1, dtype=col.dtype)
+        merged = np.empty((len(index),) + col.shape[1:], dtype=col.dtype)
+        merged[mine], merged[theirs] = col, theirs_col
+        out[name] = merged
+    return Decoded(index, skipped=other.skipped, **out)
+
+
+def _decode_general(batch: PacketBatch, tunnels: frozenset[int]) -> Decoded:
+    """Layer by layer, with masks, for every kind of packet."""
     n = len(batch)
     end = batch.offset.astype(np.int64) + batch.caplen.astype(np.int64)
     view = ByteView(batch.data, end)

@@ -82,13 +82,27 @@ def parse_ssh(payload: bytes) -> dict | None:
     return {"ssh_banner": _text(line)} if line.startswith(b"SSH-") else None
 
 
-def _prefixes(data: bytes, start: np.ndarray, avail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First four payload bytes as a big-endian int (0 when shorter) and the sixth byte."""
-    buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
-    idx = np.clip(start[:, None] + np.arange(6), 0, len(buf) - 1)
-    b = buf[idx].astype(np.int64)
-    head = (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
-    return np.where(avail >= 4, head, 0), np.where(avail >= 6, b[:, 5], -1)
+def _prefixes(data, start: np.ndarray, avail: np.ndarray,
+              known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """First four payload bytes as a big-endian int (0 when shorter) and the sixth byte (-1 when absent).
+
+    ``known`` holds them packed by the decoder (``head << 9 | sixth + 1``, -1 where not known);
+    only the unknown ones are gathered from the buffer.
+    """
+    head = np.zeros(len(start), dtype=np.int64)
+    sixth = np.full(len(start), -1, dtype=np.int64)
+    todo = np.arange(len(start)) if known is None else np.flatnonzero(known < 0)
+    if known is not None:
+        have = known >= 0
+        head[have], sixth[have] = known[have] >> 9, (known[have] & 0x1FF) - 1
+    if len(todo):
+        buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
+        idx = np.clip(start[todo, None] + np.arange(6), 0, len(buf) - 1)
+        b = buf[idx].astype(np.int64)
+        got = (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
+        head[todo] = np.where(avail[todo] >= 4, got, 0)
+        sixth[todo] = np.where(avail[todo] >= 6, b[:, 5], -1)
+    return head, sixth
 
 
 @dataclass
@@ -119,7 +133,8 @@ def packet_hints(packets, decoded, keep: np.ndarray, side_key: np.ndarray | None
     start, avail = decoded.payload_offset[keep], decoded.payload_bytes[keep]
     proto = decoded.protocol[keep]
     sport, dport = decoded.src_port[keep], decoded.dst_port[keep]
-    head, sixth = _prefixes(packets.data, start, avail)
+    known = None if decoded.payload_head is None else decoded.payload_head[keep]
+    head, sixth = _prefixes(packets.data, start, avail, known)
     dns = (avail >= 12) & isin(proto, (6, 17)) & (isin(sport, _DNS_PORTS) | isin(dport, _DNS_PORTS))
     tls = (proto == 6) & (((head >> 16) == 0x1603) & (sixth == 1)
                          | (((head >> 24) & 0x80) != 0) & (((head >> 8) & 0xFF) == 1) & ((head & 0xFF) == 3))

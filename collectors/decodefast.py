@@ -1,0 +1,133 @@
+"""The common case of packet decoding, from one gather of each packet's first bytes.
+
+Most packets are Ethernet (untagged or one 802.1Q tag) carrying an IPv4 header without options or
+an IPv6 header without extension headers, then TCP, UDP or ICMP, unfragmented and not a tunnel
+candidate. :func:`decode_common` copies the first ``HEAD_BYTES`` of every packet into one
+``(n, HEAD_BYTES)`` matrix with a single gather (the packet bytes are touched once, not once per
+field) and decodes those packets with column reads; it returns which rows it decoded, and
+:func:`finsa.collectors.decode.decode_packets` sends the others through the general decoder. The
+columns are exactly what the general decoder gives for those packets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["decode_common", "HEAD_BYTES"]
+
+HEAD_BYTES = 96
+_TUNNEL_GTP, _TUNNEL_VXLAN, _TUNNEL_TEREDO = 4, 2, 5  # finsa.collectors.decode's codes
+
+
+def _be(m: np.ndarray, at: int, dtype: str) -> np.ndarray:
+    """A big-endian column of the (n, HEAD_BYTES) matrix ``m`` read at byte ``at`` of every row."""
+    return np.ndarray((len(m),), dtype=dtype, buffer=m, offset=at, strides=(m.strides[0],)).astype(np.int64)
+
+
+def _heads(data, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    raw = np.frombuffer(data, dtype=np.uint8) if len(data) >= HEAD_BYTES else None
+    if raw is None:
+        return None
+    view = np.ndarray((len(raw) - HEAD_BYTES + 1,), dtype=f"V{HEAD_BYTES}", buffer=raw, strides=(1,))
+    inside = offset <= len(raw) - HEAD_BYTES
+    m = view[np.where(inside, offset, 0)].view(np.uint8).reshape(-1, HEAD_BYTES)
+    return m, inside
+
+
+def _untag(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(matrix with a single 802.1Q tag removed, tag shift in bytes, vlan id)."""
+    et = _be(m, 12, ">u2")
+    tagged = (et == 0x8100) & np.isin(_be(m, 16, ">u2"), (0x0800, 0x86DD))
+    vlan = np.zeros(len(m), dtype=np.int64)
+    if tagged.any():
+        vlan[tagged] = _be(m[tagged], 14, ">u2") & 0x0FFF
+        m = m.copy()
+        m[tagged, 12:HEAD_BYTES - 4] = m[tagged, 16:]
+    return m, np.where(tagged, 4, 0), vlan
+
+
+def decode_common(data, offset: np.ndarray, caplen: np.ndarray, linktype: np.ndarray,
+                  tunnels: frozenset[int]) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """(rows decoded here, their Decoded columns), or None when the batch is too small to gather."""
+    got = _heads(data, offset)
+    if got is None:
+        return None
+    m, inside = got
+    m, shift, vlan = _untag(m)
+    et = _be(m, 12, ">u2")
+    end = caplen - shift  # captured bytes, measured in the untagged matrix
+    v4 = (et == 0x0800) & (m[:, 14] == 0x45) & (end >= 34)
+    total, fo = _be(m, 16, ">u2"), _be(m, 20, ">u2")
+    v4 &= (total >= 20) & ((fo & 0x3FFF) == 0)
+    v6 = (et == 0x86DD) & ((m[:, 14] >> 4) == 6) & (end >= 54)
+    plen = _be(m, 18, ">u2")
+    v6 &= plen != 0
+    proto = np.where(v6, m[:, 20], m[:, 23]).astype(np.int64)
+    l4 = np.where(v6, 54, 34)
+    tcp, udp = proto == 6, (proto == 17) | (proto == 136)
+    icmp = (proto == 1) | (proto == 58)
+    ok = inside & (linktype == 1) & (v4 | v6)
+    ok &= (tcp & (end >= l4 + 20)) | (udp & (end >= l4 + 8)) | (icmp & (end >= l4 + 2))
+    sport = np.where(v6, _be(m, 54, ">u2"), _be(m, 34, ">u2"))
+    dport = np.where(v6, _be(m, 56, ">u2"), _be(m, 36, ">u2"))
+    if tunnels:
+        ok &= ~(udp & _tunnel_ports(sport, dport, tunnels))
+    rows = np.flatnonzero(ok)
+    if not len(rows):
+        return rows, {}
+    return rows, _columns(m[rows], offset[rows] + shift[rows], end[rows], v6[rows], proto[rows], l4[rows],
+                          sport[rows], dport[rows], vlan[rows], total[rows], plen[rows])
+
+
+def _tunnel_ports(sport: np.ndarray, dport: np.ndarray, tunnels: frozenset[int]) -> np.ndarray:
+    """UDP packets the general decoder may open as a tunnel."""
+    out = np.zeros(len(sport), dtype=bool)
+    if _TUNNEL_GTP in tunnels:
+        out |= (sport == 2152) | (dport == 2152)
+    if _TUNNEL_VXLAN in tunnels:
+        out |= dport == 4789
+    if _TUNNEL_TEREDO in tunnels:
+        out |= (sport == 3544) | (dport == 3544)
+    return out
+
+
+def _columns(m: np.ndarray, base: np.ndarray, end: np.ndarray, v6: np.ndarray, proto: np.ndarray,
+             l4: np.ndarray, sport: np.ndarray, dport: np.ndarray, vlan: np.ndarray, total: np.ndarray,
+             plen: np.ndarray) -> dict[str, np.ndarray]:
+    """Decoded columns of the rows kept; ``base`` is where the untagged matrix starts in the buffer."""
+    n = len(m)
+    tcp, icmp = proto == 6, (proto == 1) | (proto == 58)
+    flags = np.where(v6, m[:, 67], m[:, 47]) & 0x3F
+    doff = (np.where(v6, m[:, 66], m[:, 46]) >> 4).astype(np.int64) * 4
+    hdr = np.where(tcp, np.maximum(doff, 20), np.where(icmp, 4, 8))
+    if icmp.any():
+        sport = np.where(icmp, np.where(v6, m[:, 54], m[:, 34]), sport)
+        dport = np.where(icmp, np.where(v6, m[:, 55], m[:, 35]), dport)
+    src = np.zeros((n, 16), dtype=np.uint8)
+    dst = np.zeros((n, 16), dtype=np.uint8)
+    src[:, 10:12] = dst[:, 10:12] = 0xFF
+    src[:, 12:], dst[:, 12:] = m[:, 26:30], m[:, 30:34]
+    if v6.any():
+        src[v6], dst[v6] = m[v6, 22:38], m[v6, 38:54]
+    ip_len = np.where(v6, plen + 40, total)
+    ip_end = np.minimum(14 + ip_len, end)
+    payload = l4 + hdr
+    return {
+        "ip_version": np.where(v6, 6, 4).astype(np.uint8), "protocol": proto.astype(np.uint8),
+        "src_ip": src, "dst_ip": dst, "src_port": sport.astype(np.uint16), "dst_port": dport.astype(np.uint16),
+        "vlan_id": vlan.astype(np.uint16), "tcp_flags": np.where(tcp, flags, 0).astype(np.uint8),
+        "ip_bytes": ip_len, "payload_offset": base + payload, "payload_bytes": np.maximum(ip_end - payload, 0),
+        "fragment": np.zeros(n, dtype=np.uint8), "tunnel_kind": np.zeros(n, dtype=np.uint8),
+        "payload_head": _payload_head(m, payload, ip_end - payload),
+    }
+
+
+def _payload_head(m: np.ndarray, payload: np.ndarray, avail: np.ndarray) -> np.ndarray:
+    """First four payload bytes (big-endian; 0 when fewer) and the sixth byte (-1 when absent) packed
+    as ``head << 9 | (sixth + 1)``; -1 where the bytes lie beyond the gathered head."""
+    at = np.arange(len(m)) * HEAD_BYTES + np.minimum(payload, HEAD_BYTES - 6)
+    six = np.ndarray((m.size - 5,), dtype="V6", buffer=np.ascontiguousarray(m), strides=(1,))[at]
+    b = six.view(np.uint8).reshape(-1, 6).astype(np.int64).T[[0, 1, 2, 3, 5]]
+    head = np.where(avail >= 4, (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3], 0)
+    sixth = np.where(avail >= 6, b[4], -1)
+    return np.where(payload <= HEAD_BYTES - 6, (head << 9) | (sixth + 1), -1)
