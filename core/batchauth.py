@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -61,10 +62,27 @@ def load_keys(directory: str | Path) -> dict[str, bytes]:
 
 
 class BatchVerifier:
-    """Checks signatures with the institutions' keys."""
+    """Checks signatures with the institutions' keys.
 
-    def __init__(self, keys: Mapping[str, bytes]) -> None:
+    With ``key_dir``, a batch from an institution without a key makes the verifier read that folder
+    again (at most every ``reload_interval_s``): onboarding an institution is dropping its key file
+    there, no restart.
+    """
+
+    def __init__(self, keys: Mapping[str, bytes], key_dir: str | Path | None = None,
+                 reload_interval_s: float = 2.0) -> None:
         self.keys = dict(keys)
+        self.key_dir, self.reload_interval_s = key_dir, reload_interval_s
+        self._last_reload = time.monotonic()
+
+    def _key_of(self, institution: str) -> bytes | None:
+        key = self.keys.get(institution)
+        if key is None and self.key_dir is not None and \
+                time.monotonic() - self._last_reload >= self.reload_interval_s:
+            self._last_reload = time.monotonic()
+            self.keys.update(load_keys(self.key_dir))
+            key = self.keys.get(institution)
+        return key
 
     def check(self, payload: bytes, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> str:
         """The authenticated institution id, or BatchAuthError."""
@@ -74,7 +92,7 @@ class BatchVerifier:
         if not institution or not sig:
             raise BatchAuthError("unsigned")
         inst = bytes(institution).decode("utf-8", "replace")
-        key = self.keys.get(inst)
+        key = self._key_of(inst)
         if key is None:
             raise BatchAuthError("unknown_institution")
         try:

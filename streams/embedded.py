@@ -28,6 +28,7 @@ from finsa.collectors.collect_command import scenario_sources
 from finsa.collectors.publisher import BatchPublisher
 from finsa.collectors.replay import replay_all
 from finsa.kafka import ensure_topics
+from finsa.settings import FileWatcher
 from finsa.streams.app import WorkerSettings
 from finsa.streams.broker import EmbeddedBroker
 from finsa.streams.processor import FlowProcessor
@@ -93,6 +94,7 @@ class Embedded:
         self.replay_thread: threading.Thread | None = None
         self.keys: dict[str, bytes] = {}
         self.watcher = None
+        self.registry_watcher: FileWatcher | None = None
 
     def _open_store(self):
         from finsa.storage.backend import open_store
@@ -108,6 +110,11 @@ class Embedded:
         registry_file = scenario / "institutions.toml"
         if registry_file.exists():
             self.store.load_institutions(load_registry(registry_file))
+            # onboarding: an institution added to the file appears without a restart
+            self.registry_watcher = FileWatcher(
+                registry_file, load_registry, self.store.load_institutions,
+                on_error=lambda problems: print(f"finsa: {registry_file} refused, keeping the running registry: "
+                                                f"{'; '.join(problems)}", file=sys.stderr, flush=True)).start()
         self.publisher = BatchPublisher(self.broker.bootstrap, client_id="finsa-run-collector",
                                         signing_keys=self.keys).start()
         rebase_ms = int(time.time() * 1000) - start_ms
@@ -148,7 +155,7 @@ class Embedded:
         verifier = None
         if scenario is not None:
             self.keys = batch_keys(args.data_dir / "keys", [s.institution_id for s in scenario_sources(scenario)[0]])
-            verifier = BatchVerifier(self.keys)
+            verifier = BatchVerifier(self.keys, key_dir=args.data_dir / "keys")
         engine, sector = self._detection(scenario)
         processor = FlowProcessor(self.store, engine, should_stop=self.stop_event.is_set, verifier=verifier,
                                   flow_observers=[sector.observe_flows] if sector else [])
@@ -170,8 +177,9 @@ class Embedded:
             await self._drain(processor)
             await service.stop()
             await runner.cleanup()
-            if self.watcher is not None:
-                self.watcher.stop()
+            for watcher in (self.watcher, self.registry_watcher):
+                if watcher is not None:
+                    watcher.stop()
             self.store.close()
             self.broker.stop()
         print(f"finsa: stopped; data in {args.data_dir} (finsa query --data-dir {store_path(args.data_dir)} SQL)")
