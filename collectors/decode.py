@@ -218,7 +218,7 @@ def decode_packets(batch: PacketBatch, tunnels: frozenset[int] = ALL_TUNNELS) ->
     others (and their skip reasons) by the general layer-by-layer decoder.
     """
     common = decode_common(batch.data, batch.offset, batch.caplen, batch.linktype, tunnels)
-    if common is None:
+    if common is None or not len(common[0]):
         return _decode_general(batch, tunnels)
     rows, cols = common
     if len(rows) == len(batch):
@@ -231,9 +231,6 @@ def decode_packets(batch: PacketBatch, tunnels: frozenset[int] = ALL_TUNNELS) ->
     sub = PacketBatch(batch.data, batch.ts_ns[rest], batch.caplen[rest], batch.wirelen[rest],
                       batch.linktype[rest], batch.offset[rest], batch.skipped)
     other = _decode_general(sub, tunnels)
-    if not len(rows):
-        other.index = rest[other.index]
-        return other
     return _merge(len(batch), rows, cols, rest[other.index], other)
 
 

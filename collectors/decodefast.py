@@ -21,6 +21,8 @@ _TUNNEL_GTP, _TUNNEL_VXLAN, _TUNNEL_TEREDO = 4, 2, 5  # finsa.collectors.decode'
 
 def _be(m: np.ndarray, at: int, dtype: str) -> np.ndarray:
     """A big-endian column of the (n, HEAD_BYTES) matrix ``m`` read at byte ``at`` of every row."""
+    if not len(m):
+        return np.zeros(0, dtype=np.int64)
     return np.ndarray((len(m),), dtype=dtype, buffer=m, offset=at, strides=(m.strides[0],)).astype(np.int64)
 
 

@@ -1,7 +1,10 @@
 """The flow table of a meter: growable numpy columns, one slot per live flow.
 
-A dict maps a flow's 64-bit key hash to its slot; everything else is column arrays, so sweeping
-for idle flows and exporting them are vectorised. Counters are kept per key direction ("lo" is the
+A sorted array of the live flows' 64-bit key hashes, with their slots beside it, is the index
+(looked up with ``np.searchsorted``, updated in bulk per chunk); free slots are a numpy stack;
+everything else is column arrays of compact dtypes (about 200 bytes per slot with the hint
+columns), so there is no Python object per flow, and sweeping for idle flows and exporting them
+are vectorised. Counters are kept per key direction ("lo" is the
 endpoint that sorts first), and ``src_is_lo`` says which of them sent the flow's first packet;
 :func:`to_records` turns that into the wire record's src2dst/dst2src columns.
 """
@@ -16,9 +19,9 @@ from finsa.wire import FLOW, RecordBatch
 COLUMNS: dict[str, object] = {
     "hash": np.uint64, "first_ms": np.int64, "last_ms": np.int64,
     "lo_pkts": np.int64, "lo_bytes": np.int64, "hi_pkts": np.int64, "hi_bytes": np.int64,
-    "lo_flags": np.int64, "hi_flags": np.int64, "src_is_lo": bool,
-    "src_port": np.int64, "dst_port": np.int64, "protocol": np.int64, "vlan_id": np.int64,
-    "ip_version": np.int64, "tunnel_kind": np.int64, "hinted": bool, "hint_tried": np.int64,
+    "lo_flags": np.uint8, "hi_flags": np.uint8, "src_is_lo": bool,
+    "src_port": np.uint16, "dst_port": np.uint16, "protocol": np.uint8, "vlan_id": np.uint16,
+    "ip_version": np.uint8, "tunnel_kind": np.uint8, "hinted": bool, "hint_tried": np.uint8,
 }
 ADDRESS_COLUMNS = ("src_ip", "dst_ip")
 HINT_COLUMNS = ("dns_query", "dns_qtype", "dns_rcode", "tls_sni", "tls_version", "tls_ja4",
@@ -35,47 +38,68 @@ def empty_columns(n: int) -> dict[str, np.ndarray]:
     return cols
 
 
+def empty_columns_like(col: np.ndarray, n: int) -> np.ndarray:
+    """An empty column of ``n`` rows with ``col``'s dtype and row shape (hints: None)."""
+    if col.dtype == object:
+        return np.full(n, None, dtype=object)
+    return np.zeros((n,) + col.shape[1:], dtype=col.dtype)
+
+
 class FlowTable:
-    """Live flows in slots of growable column arrays."""
+    """Live flows in slots of growable column arrays, indexed by a sorted hash array."""
 
     def __init__(self, capacity: int = 4096) -> None:
         self.cols = empty_columns(capacity)
         self.live = np.zeros(capacity, dtype=bool)
-        self.slot_of: dict[int, int] = {}
-        self.free: list[int] = list(range(capacity - 1, -1, -1))
+        self._keys = np.zeros(0, dtype=np.uint64)  # sorted hashes of the live flows
+        self._slots = np.zeros(0, dtype=np.int64)  # their slots
+        self._free = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # a stack: the top is the end
 
     def __len__(self) -> int:
-        return len(self.slot_of)
+        return len(self._keys)
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
-        get = self.slot_of.get
-        return np.array([get(h, -1) for h in hashes.tolist()], dtype=np.int64)
+        """Slot of each hash, -1 where the flow is not in the table."""
+        if not len(self._keys):
+            return np.full(len(hashes), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._keys, hashes), len(self._keys) - 1)
+        return np.where(self._keys[at] == hashes, self._slots[at], -1)
 
     def allocate(self, hashes: np.ndarray) -> np.ndarray:
+        """Slots for flows not yet in the table (distinct hashes)."""
         need = len(hashes)
-        if need > len(self.free):
-            self._grow(need - len(self.free))
-        slots = np.array(self.free[len(self.free) - need:][::-1], dtype=np.int64)
-        del self.free[len(self.free) - need:]
-        self.slot_of.update(zip(hashes.tolist(), slots.tolist()))
+        if need > len(self._free):
+            self._grow(need - len(self._free))
+        slots = self._free[len(self._free) - need:][::-1].copy()
+        self._free = self._free[:len(self._free) - need]
+        order = np.argsort(hashes)
+        at = np.searchsorted(self._keys, hashes[order])
+        self._keys = np.insert(self._keys, at, hashes[order])
+        self._slots = np.insert(self._slots, at, slots[order])
         self.live[slots] = True
         return slots
 
     def release(self, slots: np.ndarray) -> None:
-        for h in self.cols["hash"][slots].tolist():
-            del self.slot_of[h]
+        at = np.searchsorted(self._keys, self.cols["hash"][slots])
+        self._keys = np.delete(self._keys, at)
+        self._slots = np.delete(self._slots, at)
         self.live[slots] = False
         for name in HINT_COLUMNS:
             self.cols[name][slots] = None
-        self.free.extend(slots.tolist())
+        self._free = np.concatenate([self._free, slots])
 
     def _grow(self, extra: int) -> None:
+        """Double the slots (or more), one column at a time so only one column is copied at once."""
         old = len(self.live)
         new = max(old * 2, old + extra)
-        more = empty_columns(new - old)
-        self.cols = {k: np.concatenate([v, more[k]]) for k, v in self.cols.items()}
+        for name in list(self.cols):
+            col = self.cols.pop(name)
+            grown = empty_columns_like(col, new)
+            grown[:old] = col
+            del col
+            self.cols[name] = grown
         self.live = np.concatenate([self.live, np.zeros(new - old, dtype=bool)])
-        self.free = list(range(new - 1, old - 1, -1)) + self.free
+        self._free = np.concatenate([np.arange(new - 1, old - 1, -1, dtype=np.int64), self._free])
 
     def store(self, slots: np.ndarray, values: dict[str, np.ndarray]) -> None:
         for name, col in values.items():
