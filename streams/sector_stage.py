@@ -41,21 +41,25 @@ class SectorStage:
         self.alerts_seen = 0
         self._lock = threading.RLock()  # the agent, the timer and the flow processor share the picture
 
-    def observe_alerts(self, payload: bytes) -> None:
+    @staticmethod
+    def _decode(payload: bytes, rtype: wire.RecordType) -> wire.RecordBatch | None:
         try:
-            batch = wire.decode_batch(payload, expect=wire.ALERT)
+            return wire.decode_batch(payload, expect=rtype)
         except wire.WireFormatError as exc:
             SECTOR_DEAD.inc(reason=exc.reason)
+            return None
+
+    def observe_alerts(self, payload: bytes) -> None:
+        batch = self._decode(payload, wire.ALERT)
+        if batch is None:
             return
         with self._lock:
             self.alerts_seen += len(batch)
             self.picture.observe_alerts(batch)
 
     def observe_heartbeats(self, payload: bytes, arrival_ms: int | None = None) -> None:
-        try:
-            batch = wire.decode_batch(payload, expect=wire.HEARTBEAT)
-        except wire.WireFormatError as exc:
-            SECTOR_DEAD.inc(reason=exc.reason)
+        batch = self._decode(payload, wire.HEARTBEAT)
+        if batch is None:
             return
         with self._lock:
             self.picture.observe_heartbeats(batch, arrival_ms=arrival_ms or int(time.time() * 1000))

@@ -17,24 +17,13 @@ from finsa.streams.processor import FlowProcessor
 from finsa.streams.service import StreamService
 from tests.collectors.agent_helpers import flow_batch, wait_for, write_config
 from tests.security.conftest import PASSWORDS, needs_broker, quiet
+from tests.fakes import MemoryStore, NoDetect
 
 pytestmark = [pytest.mark.integration, needs_broker]
 
 KEYS = {"bank-a": bytes.fromhex("a1" * 32), "bank-b": bytes.fromhex("b2" * 32)}
 
 
-class _Memory:
-    def __init__(self) -> None:
-        self.batches: list[wire.RecordBatch] = []
-
-    def insert(self, batch: wire.RecordBatch) -> bool:
-        self.batches.append(batch)
-        return True
-
-
-class _NoDetect:
-    def process(self, flows: wire.RecordBatch) -> wire.RecordBatch:
-        return wire.ALERT.make_batch({}, n_rows=0)
 
 
 def _run_agent(tmp_path, broker) -> None:  # noqa: ANN001
@@ -96,8 +85,8 @@ def test_worker_accepts_its_institution_and_dead_letters_a_mismatch(tmp_path, sa
                   extra=quiet(worker))
     _run_agent(tmp_path, sasl_broker)
     _send_forgeries(sasl_broker)
-    store = _Memory()
-    processor = FlowProcessor(store, _NoDetect(), verifier=BatchVerifier(KEYS))
+    store = MemoryStore()
+    processor = FlowProcessor(store, NoDetect(), verifier=BatchVerifier(KEYS))
     credentials = faust.SASLCredentials(username="finsa-worker", password=PASSWORDS["finsa-worker"],
                                         mechanism="SCRAM-SHA-256")
     settings = WorkerSettings(sasl_broker.bootstrap, app_id="w-sec", partitions=2, datadir=tmp_path / "faust",

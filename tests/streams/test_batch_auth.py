@@ -5,22 +5,11 @@ from __future__ import annotations
 from finsa import wire
 from finsa.batchauth import BatchVerifier, sign_headers
 from finsa.streams.processor import FlowProcessor
+from tests.fakes import MemoryStore, NoDetect
 
 KEYS = {"bank-a": b"a" * 32, "bank-b": b"b" * 32}
 
 
-class _Memory:
-    def __init__(self) -> None:
-        self.batches: list[wire.RecordBatch] = []
-
-    def insert(self, batch: wire.RecordBatch) -> bool:
-        self.batches.append(batch)
-        return True
-
-
-class _NoDetect:
-    def process(self, flows: wire.RecordBatch) -> wire.RecordBatch:
-        return wire.ALERT.make_batch({}, n_rows=0)
 
 
 def _payload(institution: str) -> bytes:
@@ -28,8 +17,8 @@ def _payload(institution: str) -> bytes:
 
 
 def test_signed_batches_pass_and_every_forgery_is_dead_lettered_with_its_reason() -> None:
-    store = _Memory()
-    proc = FlowProcessor(store, _NoDetect(), verifier=BatchVerifier(KEYS))
+    store = MemoryStore()
+    proc = FlowProcessor(store, NoDetect(), verifier=BatchVerifier(KEYS))
     good = _payload("bank-a")
     forged_rows = _payload("bank-b")  # rows claim bank-b, signed by bank-a's key
     unknown = _payload("casino")
@@ -46,5 +35,5 @@ def test_signed_batches_pass_and_every_forgery_is_dead_lettered_with_its_reason(
 
 
 def test_without_a_verifier_unsigned_batches_are_accepted() -> None:
-    proc = FlowProcessor(_Memory(), _NoDetect())
+    proc = FlowProcessor(MemoryStore(), NoDetect())
     assert proc.process_group([_payload("bank-a")]).flows == 3

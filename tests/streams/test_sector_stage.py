@@ -15,6 +15,7 @@ from finsa.kafka import ensure_topics, producer_config
 from finsa.registry import parse_registry
 from finsa.streams.sector import SectorPicture
 from finsa.streams.sector_stage import SectorStage
+from tests.fakes import MemoryStore
 
 SCANNER = "203.0.113.66"
 REGISTRY = parse_registry({"institution": [
@@ -32,17 +33,9 @@ def scan_alerts(institutions: list[str], start_ms: int = 1_770_000_000_000) -> w
         "score": [50.0] * n, "confidence": [0.9] * n, "evidence": ["{}"] * n})
 
 
-class _Memory:
-    def __init__(self) -> None:
-        self.batches: list[wire.RecordBatch] = []
-
-    def insert(self, batch: wire.RecordBatch) -> bool:
-        self.batches.append(batch)
-        return True
-
 
 def test_stage_warns_the_institution_not_yet_hit_and_stores_it() -> None:
-    store = _Memory()
+    store = MemoryStore()
     stage = SectorStage(SectorPicture(REGISTRY), store)
     stage.observe_alerts(wire.encode_batch(scan_alerts(["pay-1", "pay-2"])))
     out = stage.tick()
@@ -73,9 +66,9 @@ def test_worker_publishes_warnings_from_alerts(tmp_path) -> None:
         producer = Producer(producer_config(broker.bootstrap, "test"))
         producer.produce(wire.TOPICS["alerts"], wire.encode_batch(scan_alerts(["pay-1", "pay-2"])))
         assert producer.flush(10) == 0
-        stage = SectorStage(SectorPicture(REGISTRY), _Memory())
+        stage = SectorStage(SectorPicture(REGISTRY), MemoryStore())
         service = StreamService(WorkerSettings(broker.bootstrap, app_id="sector-test", datadir=tmp_path,
-                                               session_timeout_s=4), FlowProcessor(_Memory(), None), stage)
+                                               session_timeout_s=4), FlowProcessor(MemoryStore(), None), stage)
 
         async def run() -> None:
             await service.start()
