@@ -57,6 +57,22 @@ def parse_dns(msg: bytes) -> dict | None:
     return out or None
 
 
+_DNS_CACHE: dict[bytes, dict | None] = {}
+_DNS_CACHE_ENTRIES = 65536
+
+
+def _dns_cached(msg: bytes) -> dict | None:
+    """parse_dns, remembered by the message without its ID (names repeat a lot; callers never mutate)."""
+    key = msg[2:]
+    try:
+        return _DNS_CACHE[key]
+    except KeyError:
+        if len(_DNS_CACHE) >= _DNS_CACHE_ENTRIES:
+            _DNS_CACHE.clear()
+        out = _DNS_CACHE[key] = parse_dns(msg)
+        return out
+
+
 def parse_http(payload: bytes) -> dict | None:
     """Method, URI and Host of a request, or the status of a response."""
     line, _, rest = payload.partition(b"\r\n")
@@ -156,7 +172,7 @@ def packet_hints(packets, decoded, keep: np.ndarray, side_key: np.ndarray | None
                              proto[rows].tolist()):
         payload = data[s:s + n]
         if k == 1:
-            found.append(parse_dns(payload[2:] if p == 6 else payload))
+            found.append(_dns_cached(payload[2:] if p == 6 else payload))
         elif k == 2:
             found.append(parse_client_hello(payload))
         elif k == 3:

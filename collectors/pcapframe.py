@@ -24,7 +24,7 @@ import numpy as np
 __all__ = ["frame_records", "u32_at", "MAX_RECORD_BYTES"]
 
 MAX_RECORD_BYTES = 256 << 20
-_LANE_BYTES = 16 << 10  # nominal bytes walked per lane
+_LANE_BYTES = 32 << 10  # nominal bytes walked per lane
 _MAX_LANES = 4096
 _MIN_LANE_BYTES = 256 << 10  # below this many bytes the plain walk is cheaper
 _SEED_WINDOW = 4096  # bytes searched for a lane's seed
