@@ -40,7 +40,8 @@ def visit_windows(start_ns: int, duration_s: float, visits: int) -> list[tuple[i
     """(scan start, scan end, brute force start, brute force end) in ns of each visit, in order."""
     lo, hi = _SPAN
     slot_s = (hi - lo) * duration_s / visits
-    scan_s, pause_s, brute_s = min(0.3 * slot_s, SCAN_MAX_S), min(0.1 * slot_s, PAUSE_MAX_S), min(0.4 * slot_s, BRUTE_MAX_S)
+    scan_s, pause_s = min(0.3 * slot_s, SCAN_MAX_S), min(0.1 * slot_s, PAUSE_MAX_S)
+    brute_s = min(0.4 * slot_s, BRUTE_MAX_S)
     out = []
     for k in range(visits):
         t = lo * duration_s + k * slot_s

@@ -209,7 +209,8 @@ def score_campaigns(truth: dict, campaigns: Sequence[Any], warnings: Sequence[An
             "id": tc["id"], "actor": tc["actor"], "subsector": tc.get("subsector", ""), "start_ms": tc["start_ms"],
             "recognised": recognised_ms is not None, "campaign_id": c.campaign_id if c is not None else None,
             "recognised_ms": recognised_ms,
-            "recognised_after_s": round((recognised_ms - tc["start_ms"]) / 1000, 1) if recognised_ms is not None else None,
+            "recognised_after_s": (round((recognised_ms - tc["start_ms"]) / 1000, 1)
+                                   if recognised_ms is not None else None),
             "joined": [[i, c.institutions[i]] for i in order],
             "order_matches": [i for i in order if i in truth_order] == truth_order,
             "victims": rows, "later": len(later), "warned_before": sum(r["warned_before"] for r in later),

@@ -73,7 +73,8 @@ def sector_report(registry_path: Path, truth: dict, result: OfflineResult) -> di
     found = [{"campaign_id": c.campaign_id, "institutions": c.institution_order(), "alerts": c.alert_count,
               "addresses": sorted(c.addresses)[:5]} for c in run.campaigns]
     subsector_of = {i.id: i.subsector for i in registry.institution}
-    return {"sector": {"campaigns": found, "warnings": len(run.warnings), "warnings_by_kind": dict(sorted(kinds.items())),
+    return {"sector": {"campaigns": found, "warnings": len(run.warnings),
+                       "warnings_by_kind": dict(sorted(kinds.items())),
                        "ticks": run.ticks},
             "campaigns": score_campaigns(truth, run.campaigns, run.warnings, subsector_of)}
 
@@ -113,7 +114,8 @@ def _campaign_lines(c: dict[str, Any]) -> list[str]:
     if not c["recognised"]:
         return [f"campaign {c['id']} ({c['subsector']}, actor {c['actor']}): NOT recognised"]
     joined = ", ".join(f"{inst} {_minutes(ms, t0)}" for inst, ms in c["joined"])
-    lines = [f"campaign {c['id']} ({c['subsector']}, actor {c['actor']}): recognised {_minutes(c['recognised_ms'], t0)} "
+    lines = [f"campaign {c['id']} ({c['subsector']}, actor {c['actor']}): "
+             f"recognised {_minutes(c['recognised_ms'], t0)} "
              f"as {c['campaign_id']}; joined {joined}; order {'as' if c['order_matches'] else 'NOT as'} in the truth",
              f"  {'institution':<12} {'attacked':>9} {'warned':>9} {'lead s':>8}  warning"]
     for v in c["victims"]:

@@ -47,7 +47,8 @@ def test_run_sector_ticks_every_minute_and_warns_the_rest_after_two_hits() -> No
     assert spread == [("pay-c", T0 + 600_000), ("pay-d", T0 + 600_000)]
     (c,) = run.campaigns
     assert c.institution_order() == ["pay-a", "pay-b", "pay-c", "pay-d"]
-    (scored,) = score_campaigns(truth(plan), run.campaigns, run.warnings, {i.id: i.subsector for i in REGISTRY.institution})
+    subsectors = {i.id: i.subsector for i in REGISTRY.institution}
+    (scored,) = score_campaigns(truth(plan), run.campaigns, run.warnings, subsectors)
     assert scored["recognised"] and scored["order_matches"] and scored["recognised_ms"] == T0 + 600_000
     assert [v["institution"] for v in scored["victims"] if v["after_recognition"]] == ["pay-c", "pay-d"]
     assert scored["all_later_warned_before"] and scored["lead_median_s"] == pytest.approx(895.0)  # (595 + 1195) / 2

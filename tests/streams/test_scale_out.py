@@ -141,8 +141,8 @@ def run_workers(workers: int, scenario: dict, tmp_path: Path) -> Outcome:
     stages, processors = [s for s, _ in pairs], [p for _, p in pairs]
     with EmbeddedBroker() as broker:
         ensure_topics(broker.bootstrap, topic_partitions(4))
-        services = [StreamService(WorkerSettings(broker.bootstrap, app_id="scale-out", session_timeout_s=4, group_within_s=0.2,
-                                                 datadir=tmp_path / f"faust-{workers}-{k}"), p, s)
+        services = [StreamService(WorkerSettings(broker.bootstrap, app_id="scale-out", session_timeout_s=4,
+                                                 group_within_s=0.2, datadir=tmp_path / f"faust-{workers}-{k}"), p, s)
                     for k, (s, p) in enumerate(pairs)]
 
         async def run() -> None:
