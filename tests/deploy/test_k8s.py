@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from finsa.collectors.agent_config import load_agent_config
-from tests.deploy.helpers import K8S, load_yaml_all
+from tests.deploy.helpers import K8S, load_yaml_all, need_module
 
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 
@@ -22,14 +22,14 @@ def _one(kind: str, name: str) -> dict:
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_valid_against_kubernetes_schemas(path) -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate = need_module("kubernetes_validate")
     for doc in load_yaml_all(path):
         kubernetes_validate.validate(doc, "1.33", strict=True)
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_the_validator_catches_a_bad_field() -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate = need_module("kubernetes_validate")
     bad = _one("Deployment", "finsa-worker")
     bad["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
