@@ -16,7 +16,7 @@ import time
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-PARTS = ("collector", "detection", "storage", "wire")
+PARTS = ("collector", "detection", "storage", "wire", "stream")
 
 
 def _parser() -> argparse.ArgumentParser:
