@@ -37,6 +37,7 @@ time: :meth:`Spool.open` takes an exclusive lock on ``directory/.lock`` (SpoolBu
 from __future__ import annotations
 
 import fcntl
+import errno
 import os
 import struct
 import threading
@@ -185,8 +186,14 @@ class Spool:
                 return False
             segment = self._writable_segment()
             body = batch_id + payload
-            self._writer.write(_REC.pack(len(body), zlib.crc32(body)) + body)
-            self._writer.flush()
+            record = _REC.pack(len(body), zlib.crc32(body)) + body
+            try:  # one unbuffered write: on a full disk nothing is left behind to land later
+                if self._writer.write(record) != len(record):
+                    raise OSError(errno.ENOSPC, "short write to the spool")
+            except OSError:
+                self._abandon_writer(segment)
+                DROPPED.inc(limit="disk")
+                return False
             entry = SpoolEntry(self._next_seq(), batch_id, segment.number,
                                segment.size + _REC.size + ID_BYTES, len(payload))
             segment.records.append(entry)
@@ -204,9 +211,21 @@ class Spool:
         if self._writer is None:
             number = (self._segments[-1].number + 1) if self._segments else 1
             path = self.directory / f"{number:012d}{_SUFFIX}"
-            self._writer = open(path, "ab")
+            self._writer = open(path, "ab", buffering=0)
             self._segments.append(_Segment(number, path, [], set(), 0))
         return self._segments[-1]
+
+    def _abandon_writer(self, segment: _Segment) -> None:
+        """After a failed write: cut the segment back to its last whole record and let it go."""
+        try:
+            os.ftruncate(self._writer.fileno(), segment.size)
+        except OSError:
+            pass  # the partial tail is then cut by the CRC check at the next open
+        self._writer.close()
+        self._writer = None
+        if not segment.records:
+            self._segments.remove(segment)
+            segment.path.unlink(missing_ok=True)
 
     def _close_writer(self) -> None:
         if self._writer is not None:

@@ -106,9 +106,6 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason="collectors/spool.py: a write that fails with ENOSPC is raised, not counted "
-                                       "as a drop, and its bytes stay in the segment's write buffer, so after the "
-                                       "disk frees up later records are read at wrong offsets")
 def test_disk_full_at_the_spool_refuses_counted_batches_and_recovers(tmp_path, tiny_disk, reliability) -> None:
     run_spool_full(tmp_path, tiny_disk / "spool", 1 << 30, "disk full at the spool (tmpfs), broker away",
                    reliability)
