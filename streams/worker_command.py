@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-timeout", type=float, default=10.0, help="Kafka session timeout in seconds")
     parser.add_argument("--state-dir", type=Path, default=Path("/tmp/finsa-worker"), help="Faust's local state")
     parser.add_argument("--web-port", type=int, default=0, help="serve the web view on this port (0 = off)")
+    parser.add_argument("--web-host", default="127.0.0.1", help="address the web view binds (default 127.0.0.1)")
+    parser.add_argument("--clickhouse-password-file", type=Path,
+                        help="file holding the ClickHouse password (kept out of the URL and the command line)")
     parser.add_argument("--sasl-username", help="SCRAM user of this worker on the broker")
     parser.add_argument("--sasl-password-file", type=Path, help="file holding the SCRAM password (never on the command line)")
     parser.add_argument("--sasl-mechanism", default="SCRAM-SHA-512", choices=["SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -44,7 +47,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from finsa.storage.backend import open_store
     from finsa.streams.offline import make_engine
 
-    store = open_store(data_dir=args.data_dir, url=args.clickhouse_url)
+    store = open_store(data_dir=args.data_dir, url=clickhouse_url(args))
     store.migrate()
     stopping = asyncio.Event()
     verifier = None
@@ -76,7 +79,7 @@ async def _serve(args: argparse.Namespace) -> int:
         from finsa.streams.indicators_api import indicator_routes
 
         routes = indicator_routes(sector.blocklist) if sector is not None else None
-        runner = await start_webview(store, port=args.web_port, extra_routes=routes)
+        runner = await start_webview(store, host=args.web_host, port=args.web_port, extra_routes=routes)
     loop = asyncio.get_running_loop()
     await service.start()
     print(f"finsa worker: consuming from {args.broker} as {args.app_id}", file=sys.stderr, flush=True)
@@ -102,6 +105,19 @@ def _own_stop_signals(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) 
     stop Faust but not this command, which then never exits), so ours are put back each round."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+
+
+def clickhouse_url(args: argparse.Namespace) -> str | None:
+    """The ClickHouse URL with the password from --clickhouse-password-file put in."""
+    url = args.clickhouse_url
+    if url is None or args.clickhouse_password_file is None:
+        return url
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    password = quote(args.clickhouse_password_file.read_text().strip(), safe="")
+    netloc = f"{parts.username or 'default'}:{password}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def broker_credentials(args: argparse.Namespace):  # noqa: ANN201 - a faust credentials object or None

@@ -38,3 +38,15 @@ def test_scram_over_tls(tmp_path) -> None:
 def test_username_without_password_file_is_refused() -> None:
     with pytest.raises(SystemExit, match="password-file"):
         broker_credentials(_args("--sasl-username", "worker"))
+
+
+def test_clickhouse_password_comes_from_a_file(tmp_path) -> None:
+    from finsa.streams.worker_command import clickhouse_url
+
+    secret = tmp_path / "ch"
+    secret.write_text("p@ss/word\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--broker", "b:9092", "--clickhouse-url", "http://finsa@ch1:8123",
+                              "--clickhouse-password-file", str(secret)])
+    assert clickhouse_url(args) == "http://finsa:p%40ss%2Fword@ch1:8123"
