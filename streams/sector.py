@@ -28,6 +28,7 @@ checkpoints; the GeoIP tables and cache are not part of the state). Redelivered 
 from __future__ import annotations
 
 import copy
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -68,6 +69,22 @@ class SectorUpdate:
 
     def __bool__(self) -> bool:
         return bool(self.campaigns or self.warnings or self.levels or self.emergencies)
+
+
+#: Never on a sector blocklist: private, loopback and link-local space (members' internal networks).
+_INTERNAL = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10", "::1/128"))
+
+
+def _is_member_address(value: str, registry: Registry) -> bool:
+    """True for an address or prefix in private space or overlapping an institution's networks."""
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    members = (ipaddress.ip_network(n, strict=False) for inst in registry.institution for n in inst.networks)
+    return any(net.version == other.version and net.overlaps(other) for other in (*_INTERNAL, *members))
 
 
 class SectorPicture:
@@ -202,4 +219,10 @@ class SectorPicture:
         return self.spread.lead_times(c) if c is not None else {}
 
     def blocklist(self, now_ms: int | None = None, ttl_ms: int = 7 * 86_400_000) -> list[BlockEntry]:
-        return blocklist_from_campaigns(self.tracker.campaigns(), self.now_ms if now_ms is None else now_ms, ttl_ms)
+        """What the sector should block: campaign indicators, never a member's own addresses.
+
+        A campaign can gather internal hosts (a beaconing workstation, a lateral mover); telling
+        every institution to block those, or their /24, would cut members off from themselves.
+        """
+        entries = blocklist_from_campaigns(self.tracker.campaigns(), self.now_ms if now_ms is None else now_ms, ttl_ms)
+        return [e for e in entries if not (e.kind in ("ip", "net") and _is_member_address(e.value, self.registry))]

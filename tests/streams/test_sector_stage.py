@@ -102,3 +102,17 @@ def test_campaign_indicators_reach_the_intel_detector_at_institutions_not_yet_hi
     alerts = engine.process(flows).rows()
     assert [(a["institution_id"], a["detector"]) for a in alerts if SCANNER in (a["entity"], a["target"])] \
         == [("pay-3", "intel")]
+
+
+def test_the_blocklist_never_names_a_members_own_addresses() -> None:
+    stage = SectorStage(SectorPicture(REGISTRY))
+    alerts = scan_alerts(["pay-1", "pay-2"])
+    internal = wire.ALERT.make_batch({**{k: v for k, v in alerts.columns.items()},
+                                      "alert_id": ["int-1", "int-2"], "entity": ["10.9.8.7", "198.51.100.40"],
+                                      "technique": ["T1071", "T1071"]})
+    stage.observe_alerts(wire.encode_batch(alerts))
+    stage.observe_alerts(wire.encode_batch(internal))
+    stage.tick()
+    values = {e.value for e in stage.blocklist()}
+    assert SCANNER in values
+    assert not {v for v in values if v.startswith("10.") or v.startswith("198.51.100.")}
