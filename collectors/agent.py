@@ -27,7 +27,8 @@ import numpy as np
 from finsa import __version__, wire
 from finsa.collectors.agent_config import AgentConfig, load_agent_config
 from finsa.collectors.agent_metrics_http import MetricsServer
-from finsa.collectors.agent_sources import start_export_source, start_live_source, start_pcap_source
+from finsa.collectors.agent_sources import (start_export_source, start_live_source, start_log_source,
+                                            start_pcap_source)
 from finsa.collectors.pseudonym import Pseudonymiser, load_key
 from finsa.collectors.spool import Spool
 from finsa.collectors.spool_sender import SpoolSender, pack_spooled
@@ -41,6 +42,7 @@ FLOWS = REGISTRY.counter("finsa_agent_flows_total", "Flows handed to the agent's
 FLOW_PACKETS = REGISTRY.counter("finsa_agent_flow_packets_total", "Packets counted in the flows the agent spooled")
 FLOW_BYTES = REGISTRY.counter("finsa_agent_flow_bytes_total", "Bytes counted in the flows the agent spooled")
 HEARTBEATS = REGISTRY.counter("finsa_agent_heartbeats_total", "Heartbeats, by outcome", ["outcome"])
+ALERTS = REGISTRY.counter("finsa_agent_forwarded_alerts_total", "Forwarded IDS alerts (Zeek, Suricata) spooled")
 RELOADS = REGISTRY.counter("finsa_agent_reloads_total", "Config reloads, by outcome", ["outcome"])
 
 
@@ -62,6 +64,31 @@ def _signing_keys(config: AgentConfig) -> dict[str, bytes]:
     if config.batch_signing_key_file is None:
         return {}
     return {config.institution_id: load_key(config.batch_signing_key_file)}
+
+
+def _pseudonymise_texts(pseudo: Pseudonymiser, texts: np.ndarray) -> np.ndarray:
+    """Address texts (``a``, ``a:port``, ``[v6]:port``) with internal addresses pseudonymised."""
+    out = texts.copy()
+    for text in set(texts.tolist()):
+        addr, port = str(text), ""
+        if addr.startswith("["):
+            addr, _, port = addr[1:].partition("]")
+        elif addr.count(":") == 1:
+            addr, port = addr.split(":")
+            port = ":" + port
+        try:
+            raw = wire.ips_from_strings([addr])
+        except wire.WireFormatError:
+            continue  # not an address (a service or institution name): kept
+        mapped = wire.ips_to_strings(pseudo.apply(raw))[0]
+        new = (f"[{mapped}]" if port and ":" in mapped else mapped) + port
+        out[texts == text] = new
+    return out
+
+
+def _pseudonymise_alert(pseudo: Pseudonymiser, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {**columns, "entity": _pseudonymise_texts(pseudo, columns["entity"]),
+            "target": _pseudonymise_texts(pseudo, columns["target"])}
 
 
 class Agent:
@@ -88,7 +115,8 @@ class Agent:
 
     @staticmethod
     def _topics(config: AgentConfig) -> dict[str, int]:
-        return {wire.TOPICS["flows"]: config.broker.partitions, wire.TOPICS["heartbeats"]: 1}
+        return {wire.TOPICS["flows"]: config.broker.partitions, wire.TOPICS["heartbeats"]: 1,
+                wire.TOPICS["alerts"]: config.broker.partitions}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -118,6 +146,11 @@ class Agent:
         for listen in src.export_listen:
             self._sources.append(start_export_source(listen, cfg.institution_id, cfg.sensor_id, self.submit,
                                                      self.stop_event))
+        for kind, paths in (("zeek", src.zeek_logs), ("suricata", src.suricata_eve)):
+            if paths:
+                self._sources.append(start_log_source(kind, paths, cfg.institution_id, cfg.sensor_id, self.submit,
+                                                      self.stop_event, from_start=src.logs_from_start,
+                                                      follow=src.logs_follow))
 
     @property
     def sources_done(self) -> bool:
@@ -142,12 +175,16 @@ class Agent:
     # --- data path -------------------------------------------------------------------------
 
     def submit(self, batch: wire.RecordBatch) -> int:
-        """Pseudonymise and spool a flow batch (split at ``max_batch_rows``); returns batches spooled."""
+        """Pseudonymise and spool a flow batch (or a forwarded ALERT batch: its entity and target
+        addresses are pseudonymised too; it goes to the alert topic), split at ``max_batch_rows``;
+        returns batches spooled."""
         if len(batch) == 0:
             return 0
         if self._pseudo is not None:
             with self._pseudo_lock:
-                batch = wire.RecordBatch(batch.type, self._pseudo.apply_columns(batch.columns), batch.batch_id)
+                columns = (_pseudonymise_alert(self._pseudo, batch.columns) if batch.type is wire.ALERT
+                           else self._pseudo.apply_columns(batch.columns))
+                batch = wire.RecordBatch(batch.type, columns, batch.batch_id)
         step = self.config.max_batch_rows
         parts = [batch] if len(batch) <= step else [batch.take(slice(i, i + step)) for i in range(0, len(batch), step)]
         spooled = 0
@@ -163,6 +200,9 @@ class Agent:
         return spooled
 
     def _count(self, part: wire.RecordBatch) -> None:
+        if part.type is wire.ALERT:
+            ALERTS.inc(len(part))
+            return
         FLOWS.inc(len(part), outcome="spooled")
         self.totals["flows"] += len(part)
         if part.type is wire.FLOW:

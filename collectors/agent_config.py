@@ -13,6 +13,8 @@ file is checked (readable, 64 hex digits) but its content is not kept here. Path
 
     [sources]
     pcap_files = ["/var/lib/finsa/captures/today.pcap"]
+    zeek_logs = ["/opt/zeek/logs/current"]        # conn/dns/ssl/notice logs, TSV or JSON
+    suricata_eve = ["/var/log/suricata/eve.json"]
 
     [broker]
     bootstrap = "kafka.sector.example:9093"
@@ -62,6 +64,10 @@ class SourceSettings(Strict):
     pcap_files: list[Path] = Field(default_factory=list, description="capture files to meter, in order")
     interfaces: list[str] = Field(default_factory=list, description="network interfaces to capture live (needs CAP_NET_RAW)")
     export_listen: list[str] = Field(default_factory=list, description="host:port to receive NetFlow/IPFIX on")
+    zeek_logs: list[Path] = Field(default_factory=list, description="Zeek log files, or directories whose conn/dns/ssl/notice logs are followed")
+    suricata_eve: list[Path] = Field(default_factory=list, description="Suricata eve.json files to follow")
+    logs_from_start: bool = Field(False, description="read followed logs from their start (else from their end, like tail -F)")
+    logs_follow: bool = Field(True, description="keep following logs; false: read them once to their end")
     speed: float = Field(0.0, ge=0.0, description="replay speed of pcap files; 0 = as fast as possible")
     rebase_time: bool = Field(False, description="shift flow times so a capture starts now")
 
@@ -79,10 +85,19 @@ class SourceSettings(Strict):
             raise ValueError(f"no such capture file: {', '.join(missing)}")
         return out
 
+    @field_validator("zeek_logs", "suricata_eve")
+    @classmethod
+    def _logs(cls, values: list[Path]) -> list[Path]:
+        out = [_expand(v) for v in values]
+        missing = [str(p) for p in out if not (p.exists() or p.parent.is_dir())]
+        if missing:
+            raise ValueError(f"neither the path nor its directory exists: {', '.join(missing)}")
+        return out
+
     @model_validator(mode="after")
     def _some(self) -> "SourceSettings":
-        if not (self.pcap_files or self.interfaces or self.export_listen):
-            raise ValueError("give at least one of pcap_files, interfaces, export_listen")
+        if not (self.pcap_files or self.interfaces or self.export_listen or self.zeek_logs or self.suricata_eve):
+            raise ValueError("give at least one of pcap_files, interfaces, export_listen, zeek_logs, suricata_eve")
         return self
 
 

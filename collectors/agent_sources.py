@@ -6,7 +6,11 @@
   :class:`finsa.collectors.meter.FlowMeter`, one thread per interface, idle flows expired by the
   wall clock while the link is quiet;
 * flow export (NetFlow v5/v9, IPFIX, sFlow): :class:`finsa.collectors.export_receiver.ExportReceiver`
-  on a UDP ``host:port``, one per listener.
+  on a UDP ``host:port``, one per listener;
+* logs of an IDS the institution already runs: Zeek logs (files, or directories whose conn/dns/
+  ssl/notice logs are followed) and Suricata ``eve.json`` files, followed with
+  :class:`finsa.collectors.logtail.LogTail` and mapped by :mod:`finsa.collectors.zeeklog` /
+  :mod:`finsa.collectors.suricata_eve`: flows to the sink, forwarded alerts to the alert sink.
 
 Each source runs in a daemon thread until it ends (files) or ``stop`` is set (interfaces).
 A source that fails is counted (``finsa_agent_source_failures_total``) and logged once; the
@@ -24,7 +28,8 @@ from typing import Callable
 from finsa import wire
 from finsa.metrics import REGISTRY
 
-__all__ = ["start_pcap_source", "start_live_source", "start_export_source", "first_packet_ms"]
+__all__ = ["start_pcap_source", "start_live_source", "start_export_source", "start_log_source",
+           "first_packet_ms"]
 
 Sink = Callable[[wire.RecordBatch], object]
 log = logging.getLogger("finsa.agent")
@@ -114,5 +119,77 @@ def start_export_source(listen: str, institution_id: str, sensor_id: str, sink: 
         receiver.stop()
 
     thread = threading.Thread(target=run, daemon=True, name=f"agent-export-{listen}")
+    thread.start()
+    return thread
+
+
+def _log_files(kind: str, paths: list[Path]) -> list[Path]:
+    """The files to follow: named files as given, and in directories the logs finsa maps."""
+    from finsa.collectors.zeeklog import log_kind_from_name
+
+    out: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        for child in sorted(path.iterdir()):
+            wanted = log_kind_from_name(child.name) if kind == "zeek" else "eve" in child.name
+            if child.suffix in (".log", ".json") and wanted and child.is_file():
+                out.append(child)
+    return out
+
+
+def start_log_source(kind: str, paths: list[Path], institution_id: str, sensor_id: str, sink: Sink,
+                     stop: threading.Event, alert_sink: Sink | None = None, from_start: bool = False,
+                     follow: bool = True, poll_s: float = 0.5, rescan_s: float = 5.0,
+                     max_lines: int = 10_000) -> threading.Thread:
+    """Follow Zeek logs (``kind="zeek"``, files or directories) or Suricata EVE files
+    (``kind="suricata"``) in a thread: FLOW batches go to ``sink``, ALERT batches to ``alert_sink``
+    (default ``sink``). With ``follow=False`` each file is read to its end once and the thread ends."""
+    from finsa.collectors.logtail import LogTail
+    from finsa.collectors.suricata_eve import EveParser
+    from finsa.collectors.zeeklog import ZeekLogParser
+
+    def parser(path: Path):
+        if kind == "zeek":
+            return ZeekLogParser(institution_id, sensor_id, name=path.name)
+        return EveParser(institution_id, sensor_id)
+
+    def round_(tails: dict) -> int:
+        lines_read = 0
+        for tail, parse in tails.values():
+            lines = tail.read_lines(max_lines)
+            lines_read += len(lines)
+            for line in lines:
+                parse.feed(line)
+            flows, alerts = parse.drain()
+            if flows is not None:
+                sink(flows)
+            if alerts is not None:
+                (alert_sink or sink)(alerts)
+        return lines_read
+
+    def run() -> None:
+        tails: dict[Path, tuple] = {}
+        next_scan = 0.0
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + rescan_s
+                    for path in _log_files(kind, paths):
+                        if path not in tails:
+                            tails[path] = (LogTail(path, from_start, source=kind), parser(path))
+                if round_(tails) == 0:
+                    if not follow:
+                        return
+                    stop.wait(poll_s)
+        except Exception as exc:  # noqa: BLE001 - counted and logged; other sources keep running
+            FAILURES.inc(kind=kind)
+            log.error("%s log source failed: %s: %s", kind, type(exc).__name__, exc)
+        finally:
+            for tail, _ in tails.values():
+                tail.close()
+
+    thread = threading.Thread(target=run, daemon=True, name=f"agent-{kind}-logs")
     thread.start()
     return thread

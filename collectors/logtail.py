@@ -98,6 +98,7 @@ class LogTail:
         """Complete lines written since the last call (without their newline), at most about
         ``max_lines``; handles rotation and truncation."""
         if self._file is None and not self._open():
+            self._first_open = False  # a file that appears later is read from its start
             return []
         lines = self._drain(max_lines)
         if len(lines) >= max_lines:

@@ -44,7 +44,7 @@ from finsa import wire
 from finsa.collectors.logtail import SKIPPED, rows_to_batch
 from finsa.metrics import REGISTRY
 
-__all__ = ["ZeekLogParser", "ZEEK_TECHNIQUES", "history_flags", "stable_id", "alert_row"]
+__all__ = ["ZeekLogParser", "ZEEK_TECHNIQUES", "history_flags", "stable_id", "alert_row", "log_kind_from_name"]
 
 DEFAULTED = REGISTRY.counter("finsa_collector_log_fields_defaulted_total",
                              "Log fields that could not be read and took a default, by source and field",
@@ -204,7 +204,12 @@ def _notice(rec: dict[str, Any], institution_id: str) -> dict[str, Any]:
                      ZEEK_TECHNIQUES.get(note, ""), 3, feats)
 
 
-def _kind_from_name(name: str) -> str:
+def log_kind_from_name(name: str) -> str:
+    """The Zeek log a file name suggests (conn, dns, ssl, notice), or "".
+
+    >>> log_kind_from_name("conn.09:00:00-10:00:00.log"), log_kind_from_name("http.log")
+    ('conn', '')
+    """
     base = name.rsplit("/", 1)[-1].lower()
     return next((k for k in _KINDS if k in base), "")
 
@@ -226,7 +231,7 @@ class ZeekLogParser:
 
     def __init__(self, institution_id: str, sensor_id: str, name: str = "") -> None:
         self.institution_id, self.sensor_id = institution_id, sensor_id
-        self.name_kind = _kind_from_name(name)
+        self.name_kind = log_kind_from_name(name)
         self.flows: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
         self.lines = self.skipped = 0

@@ -82,3 +82,11 @@ def test_rows_to_batch_defaults_and_big_ids() -> None:
     assert batch.columns["flow_id"].tolist() == [2**64 - 1, 5]
     assert [r["src_ip"] for r in batch.rows()] == ["10.0.0.1", ""]
     assert rows_to_batch(wire.FLOW, []) is None
+
+
+def test_from_end_reads_a_file_created_later_from_its_start(tmp_path) -> None:
+    path = tmp_path / "conn.log"
+    tail = LogTail(path, from_start=False)
+    assert tail.read_lines() == []
+    _append(path, "born\n")
+    assert tail.read_lines() == ["born"]
