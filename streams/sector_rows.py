@@ -9,6 +9,7 @@ after a restart is dropped by storage as a repeat.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from typing import Any
 
@@ -27,11 +28,22 @@ def _batch(rtype: wire.RecordType, rows: list[dict[str, Any]]) -> wire.RecordBat
     return rtype.make_batch(columns, batch_id=digest)
 
 
+_PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
+def _internal(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in _PRIVATE)
+
+
 def campaign_row(c: dict[str, Any]) -> dict[str, Any]:
     """A CAMPAIGN record from ``Campaign.row()``."""
     order = [inst for inst, _ in c["institutions"]]
     ind = c.get("indicators", {})
-    addresses = list(ind.get("addresses", []))
+    addresses = sorted(ind.get("addresses", []), key=lambda a: (_internal(a), a))  # attackers first
     linked_by = next((name for name in ("addresses", "prefixes", "asns", "domains", "fingerprints", "intel")
                       if ind.get(name)), "technique")
     techniques = sorted(c.get("techniques", {}))
