@@ -50,9 +50,16 @@ class SectorStage:
             return None
 
     def observe_alerts(self, payload: bytes) -> None:
+        """Feed an alert batch to the picture, and store it: alerts agents forward from Zeek or
+        Suricata reach storage here (a worker's own alert batches are skipped as repeats)."""
         batch = self._decode(payload, wire.ALERT)
         if batch is None:
             return
+        if self.store is not None:
+            try:
+                self.store.insert(batch)
+            except Exception as exc:  # noqa: BLE001 - counted; the picture still learns from it
+                STORE_ERRORS.inc(kind="alert", error=type(exc).__name__)
         with self._lock:
             self.alerts_seen += len(batch)
             self.picture.observe_alerts(batch)

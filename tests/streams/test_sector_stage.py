@@ -43,7 +43,7 @@ def test_stage_warns_the_institution_not_yet_hit_and_stores_it() -> None:
     assert {w["scope_id"] for w in warnings if w["scope_kind"] == "institution"} == {"pay-3"}
     assert any(SCANNER in json.loads(w["indicators"]) for w in warnings)
     assert json.loads(out["campaign"].rows()[0]["institutions"]) == ["pay-1", "pay-2"]
-    assert {b.type.name for b in store.batches} >= {"warning", "campaign", "level"}
+    assert {b.type.name for b in store.batches} >= {"alert", "warning", "campaign", "level"}
     again = SectorStage(SectorPicture(REGISTRY))
     again.restore(stage.checkpoint())
     again.observe_alerts(wire.encode_batch(scan_alerts(["pay-1", "pay-2"])))  # redelivered: ignored
