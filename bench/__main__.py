@@ -17,11 +17,13 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 PARTS = ("collector", "detection", "storage", "wire", "stream")
+#: Long runs, only when named (not part of "all").
+EXTRA = ("soak",)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[2])
-    p.add_argument("part", nargs="?", default="all", choices=PARTS + ("all",), help="which benchmark (default all)")
+    p.add_argument("part", nargs="?", default="all", choices=PARTS + EXTRA + ("all",), help="which benchmark (default all)")
     p.add_argument("--quick", action="store_true", help="small inputs (all parts in under 3 minutes)")
     p.add_argument("--flows", type=int, default=None,
                    help="storage: flows loaded before the panel queries (default 2M, 0.5M with --quick)")
@@ -42,6 +44,8 @@ def _versions() -> str:
 
 
 def _run_part(part: str, args: argparse.Namespace) -> list[str]:
+    if part == "soak":
+        return import_module("bench.stream").soak(args.quick)
     module = import_module(f"bench.{part}")
     if part == "storage":
         return module.run(args.quick, flows=args.flows)

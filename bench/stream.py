@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.flows import synthetic_flows
+from bench.measure import current_rss_bytes
 from bench.report import grid
 
 
-def _producer(bootstrap: str, flows, rate: float, seconds: float, batch_rows: int, stop: threading.Event) -> int:
+def _producer(bootstrap: str, flows, rate: float, seconds: float, batch_rows: int, stop: threading.Event,
+              progress: dict | None = None) -> int:
     from confluent_kafka import Producer
 
     from finsa import wire
@@ -46,6 +48,8 @@ def _producer(bootstrap: str, flows, rate: float, seconds: float, batch_rows: in
         producer.poll(0)
         sent += batch_rows
         i += 1
+        if progress is not None:
+            progress["sent"] = sent
     producer.flush(30)
     return sent
 
@@ -77,14 +81,22 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000) -> dict:
         stop = threading.Event()
         result: dict = {}
 
+        progress = {"sent": 0}
+        samples: list[tuple[float, int, int]] = []  # (seconds, RSS bytes, flows sent but not yet stored)
+
         async def main() -> None:
             await service.start()
             await asyncio.sleep(4)  # consumer-group join
             cpu0, wall0 = time.process_time(), time.monotonic()
             sender = threading.Thread(target=lambda: result.update(
-                sent=_producer(broker.bootstrap, flows, rate, seconds, batch_rows, stop)))
+                sent=_producer(broker.bootstrap, flows, rate, seconds, batch_rows, stop, progress)))
             sender.start()
+            next_sample = wall0
             while sender.is_alive():
+                if time.monotonic() >= next_sample:
+                    next_sample += 1.0
+                    stored = sum(map(len, latencies))
+                    samples.append((time.monotonic() - wall0, current_rss_bytes(), progress["sent"] - stored))
                 await asyncio.sleep(0.2)
             deadline = time.monotonic() + 60
             while sum(map(len, latencies)) < result["sent"] and time.monotonic() < deadline:
@@ -96,8 +108,25 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000) -> dict:
         store.close()
     done = np.concatenate(latencies) if latencies else np.zeros(1)
     result.update(stored=int(sum(map(len, latencies))), p50_ms=float(np.percentile(done, 50)),
-                  p99_ms=float(np.percentile(done, 99)))
+                  p99_ms=float(np.percentile(done, 99)), samples=samples,
+                  final_lag=int(result["sent"] - sum(map(len, latencies))))
     return result
+
+
+def soak(quick: bool, rate: float | None = None, seconds: float | None = None) -> list[str]:
+    """Load at 2x the embedded design rate (10,000 flows/s) for 10 minutes: memory, lag, loss."""
+    rate = rate or 20_000
+    seconds = seconds or (60 if quick else 600)
+    r = measure(rate, seconds)
+    rss = [s[1] for s in r["samples"]] or [0]
+    half = max(len(rss) // 2, 1)
+    rows = [[f"{rate:,.0f}", f"{seconds:.0f}", f"{r['sent']:,}", f"{r['stored']:,}", f"{r['sent'] - r['stored']:,}",
+             f"{max(s[2] for s in r['samples']) if r['samples'] else 0:,}",
+             f"{rss[0] / 2**20:,.0f}", f"{max(rss[:half]) / 2**20:,.0f}", f"{max(rss[half:]) / 2**20:,.0f}",
+             f"{r['p99_ms']:,.0f}"]]
+    return ["## soak: stream worker under steady load (Tansu -> Faust -> detectors -> chdb)\n" + grid(
+        ["offered flows/s", "seconds", "sent", "stored", "lost", "max lag (flows)", "RSS start MiB",
+         "RSS max 1st half MiB", "RSS max 2nd half MiB", "latency p99 ms"], rows)]
 
 
 def run(quick: bool, rates: tuple[float, ...] | None = None) -> list[str]:
