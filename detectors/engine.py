@@ -61,6 +61,30 @@ MIN_TIME_MS, MAX_TIME_MS = 946_684_800_000, 4_102_444_800_000
 MAX_FLOW_DURATION_MS = 7 * 86_400_000
 MAX_PACKETS, MAX_BYTES = 10**12, 10**15
 MAX_CHUNK_ROWS = 262_144
+#: A batch spanning more flow time than this is fed in time order, slice by slice: detectors
+#: expire their windows against the newest flow they saw, so one batch covering minutes (a worker
+#: catching up after an outage, a whole capture offline) must not let its newest flows push its
+#: oldest out of the window before they are scored.
+MAX_SLICE_MS = 10_000
+
+
+def time_slices(batch: RecordBatch, batch_id: bytes, max_span_ms: int = MAX_SLICE_MS,
+                max_rows: int = MAX_CHUNK_ROWS) -> list[RecordBatch]:
+    """``batch`` as chunks in flow-end order, each spanning at most ``max_span_ms`` and ``max_rows``.
+
+    A batch already within both limits comes back as it is (the live case: about a second of flows).
+    """
+    t = np.asarray(batch.columns["last_seen_ms"])
+    if len(batch) <= max_rows and (len(t) == 0 or int(t.max()) - int(t.min()) <= max_span_ms):
+        return [batch]
+    order = np.argsort(t, kind="stable")
+    t_sorted = t[order]
+    cuts = [0]
+    while cuts[-1] < len(order):
+        start = cuts[-1]
+        end = int(np.searchsorted(t_sorted, t_sorted[start] + max_span_ms, side="right"))
+        cuts.append(min(max(end, start + 1), start + max_rows))
+    return [batch.take(order[a:b], batch_id) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def default_detectors(seed: int = 0) -> list[Detector]:
@@ -208,9 +232,7 @@ class DetectionEngine:
             clean, skipped = valid_rows(flows)
             for reason, count in skipped.items():
                 SKIPPED.inc(count, reason=reason)
-            for start in range(0, len(clean), MAX_CHUNK_ROWS):
-                chunk = clean if len(clean) <= MAX_CHUNK_ROWS else clean.take(
-                    np.arange(start, min(start + MAX_CHUNK_ROWS, len(clean))), flows.batch_id)
+            for chunk in time_slices(clean, flows.batch_id):
                 rows.extend(self._run(chunk, state))
         rows = self._count(rows, state.allowlist)
         alert_batch_id = hashlib.blake2b(b"alerts:" + flows.batch_id, digest_size=16).digest()

@@ -104,3 +104,29 @@ def test_engine_pickles_mid_stream(synth) -> None:
     rest_a = [engine.process(b).rows() for b in batches[1:]]
     rest_b = [restored.process(b).rows() for b in batches[1:]]
     assert rest_a == rest_b and any(rest_a)
+
+
+def test_a_batch_spanning_minutes_is_detected_like_the_same_flows_arriving_live() -> None:
+    """A scan at the start of a batch covering 3 minutes is not pushed out of the window by the
+    batch's newest flows before it is scored (a worker catching up after an outage)."""
+    import numpy as np
+
+    from finsa import wire
+    from finsa.detectors.engine import DetectionEngine, time_slices
+
+    start, n_scan, n_late = 1_770_000_000_000, 60, 50
+    t = np.concatenate([start + np.arange(n_scan) * 10, start + 180_000 + np.arange(n_late)])
+    n = n_scan + n_late
+    flows = wire.FLOW.make_batch({
+        "flow_id": np.arange(n) + 1, "first_seen_ms": t, "last_seen_ms": t + 1,
+        "institution_id": ["bank-a"] * n, "ip_version": [4] * n, "protocol": [6] * n,
+        "src_ip": ["203.0.113.9"] * n_scan + ["10.0.0.5"] * n_late,
+        "dst_ip": ["198.51.100.7"] * n, "src_port": [40000] * n,
+        "dst_port": np.concatenate([np.arange(1, n_scan + 1), np.full(n_late, 443)]),
+        "src2dst_packets": [1] * n_scan + [5] * n_late, "dst2src_packets": [1] * n_scan + [5] * n_late,
+        "src2dst_bytes": [60] * n_scan + [900] * n_late, "dst2src_bytes": [54] * n_scan + [4000] * n_late,
+        "src2dst_tcp_flags": [0x02] * n_scan + [0x1B] * n_late, "dst2src_tcp_flags": [0x14] * n_scan + [0x1B] * n_late,
+    })
+    assert len(time_slices(flows, flows.batch_id)) == 2
+    alerts = DetectionEngine().process(flows).rows()
+    assert ("203.0.113.9", "T1046") in {(a["entity"], a["technique"]) for a in alerts}
