@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import threading
 import uuid
 import zlib
@@ -163,6 +164,25 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     endpoint: "ClickHouseHTTPEndpoint"
 
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.connections: set = set()  # open client sockets, closed on stop like a real server's
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:  # noqa: ANN001
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
 
 class ClickHouseHTTPEndpoint:
     """Serve ``store`` over the ClickHouse HTTP interface on ``host:port`` (0: a free port).
@@ -193,6 +213,7 @@ class ClickHouseHTTPEndpoint:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_connections()  # kept-alive clients see the server go, as with a real one
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)
