@@ -109,12 +109,14 @@ class Embedded:
         sources, start_ms = scenario_sources(scenario)
         registry_file = scenario / "institutions.toml"
         if registry_file.exists():
-            self.store.load_institutions(load_registry(registry_file))
-            # onboarding: an institution added to the file appears without a restart
+            # onboarding: an institution added to the file appears without a restart. The watcher
+            # takes its stamp before the first load, so an edit in between is seen at the next poll.
             self.registry_watcher = FileWatcher(
                 registry_file, load_registry, self.store.load_institutions,
                 on_error=lambda problems: print(f"finsa: {registry_file} refused, keeping the running registry: "
-                                                f"{'; '.join(problems)}", file=sys.stderr, flush=True)).start()
+                                                f"{'; '.join(problems)}", file=sys.stderr, flush=True))
+            self.store.load_institutions(load_registry(registry_file))
+            self.registry_watcher.start()
         self.publisher = BatchPublisher(self.broker.bootstrap, client_id="finsa-run-collector",
                                         signing_keys=self.keys).start()
         rebase_ms = int(time.time() * 1000) - start_ms
