@@ -7,6 +7,7 @@ login are refused; an agent may produce but not read the flow topic.
 
 from __future__ import annotations
 
+import gc
 import socket
 import struct
 import time
@@ -98,17 +99,25 @@ def test_producer_and_consumer_with_a_wrong_password_move_nothing(sasl_broker) -
     assert any(e.code() == KafkaError._AUTHENTICATION for e in errors)
 
 
-def test_clients_without_sasl_are_refused(sasl_broker) -> None:
-    admin = AdminClient(quiet({"bootstrap.servers": sasl_broker.bootstrap}))
-    with pytest.raises(KafkaException):
-        admin.list_topics(timeout=3)
-    # a Metadata request (key 3) before any login: the gate closes the connection, unanswered
+def test_a_request_before_login_is_closed_unanswered_and_counted(sasl_broker) -> None:
+    # a Metadata request (key 3) before any login: the gate closes the connection, unanswered.
+    # No Kafka client is alive in this test, so no background reconnect moves the counter.
     refused_before = REFUSED.value(reason="not_authenticated")
     header = struct.pack(">hhih", 3, 1, 7, 4) + b"evil" + struct.pack(">i", -1)
     with socket.create_connection((sasl_broker.host, sasl_broker.port), timeout=5) as sock:
         sock.sendall(struct.pack(">i", len(header)) + header)
         assert sock.recv(64) == b""
     assert REFUSED.value(reason="not_authenticated") == refused_before + 1
+
+
+def test_clients_without_sasl_are_refused(sasl_broker) -> None:
+    refused_before = REFUSED.value(reason="not_authenticated")
+    admin = AdminClient(quiet({"bootstrap.servers": sasl_broker.bootstrap}))
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=3)
+    del admin  # librdkafka stops reconnecting once the client is destroyed
+    gc.collect()
+    assert REFUSED.value(reason="not_authenticated") > refused_before
 
 
 def test_an_agent_may_produce_but_not_read_the_flows(sasl_broker) -> None:
