@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from finsa.dashboards import flow_panels as fp
 from finsa.dashboards import threat
 from finsa.errors import FinsaError
 from finsa.wire import SEVERITIES
@@ -71,6 +72,11 @@ class Panel:
     ``field`` names the result column that thresholds apply to (and a stat shows); ``unit`` is
     a Grafana unit id ("none", "short", "ms", "bytes", ...). ``requires`` names tables beyond
     :data:`BASE_TABLES` that the SQL reads (written by later pipeline stages).
+
+    ``raw_sql``, set on panels that read a roll-up, is the raw twin: the same question answered
+    from the raw tables (``flows``, ``alerts``), with the same parameters and output columns, to
+    check the roll-up against (tests) and to time it (the storage benchmark). Only ``sql`` is
+    shown (web view, Grafana, report).
     """
 
     id: str
@@ -82,13 +88,16 @@ class Panel:
     field: str = ""
     thresholds: tuple[Threshold, ...] = ()
     requires: tuple[str, ...] = ()
+    raw_sql: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"panel {self.id}: unknown kind {self.kind!r}")
-        for name, type_ in _PLACEHOLDER.findall(self.sql):
+        for name, type_ in _PLACEHOLDER.findall(self.sql + self.raw_sql):
             if PARAMETERS.get(name) != type_:
                 raise ValueError(f"panel {self.id}: unknown parameter {{{name}:{type_}}}")
+        if self.raw_sql and placeholders(self.raw_sql) != self.parameters:
+            raise ValueError(f"panel {self.id}: the raw twin must take the parameters of the SQL")
 
     @property
     def parameters(self) -> dict[str, str]:
@@ -176,17 +185,6 @@ GROUP BY minute_ms, institution_id
 ORDER BY minute_ms, institution_id
 """.strip()
 
-#: From the store's per-minute roll-up of flows (flows_1m), cheap over long ranges.
-_TRAFFIC_PER_MINUTE_SQL = """
-SELECT toInt64(toUnixTimestamp(minute)) * 1000 AS minute_ms, institution_id,
-       sum(flows) AS flows, sum(bytes) AS bytes
-FROM flows_1m
-WHERE minute >= toStartOfMinute(toDateTime(intDiv({from_ms:Int64}, 1000), 'UTC'))
-  AND minute <= toDateTime(intDiv({to_ms:Int64}, 1000), 'UTC')
-  AND ({institution:String} = '' OR institution_id = {institution:String})
-GROUP BY minute_ms, institution_id
-ORDER BY minute_ms, institution_id
-""".strip()
 
 PANELS: tuple[Panel, ...] = (
     Panel("sector_threat", "Sector threat level", threat.SECTOR_LEVEL_SQL, "stat",
@@ -208,19 +206,16 @@ PANELS: tuple[Panel, ...] = (
           unit="short", field="institutions_hit"),
     Panel("alerts_per_minute", "Alerts per minute", _ALERTS_PER_MINUTE_SQL, "timeseries",
           "Alerts per minute and institution over the time range.", unit="short", field="alerts"),
-    Panel("traffic_per_minute", "Traffic per minute", _TRAFFIC_PER_MINUTE_SQL, "timeseries",
-          "Flows started and bytes metered per minute and institution.", unit="bytes", field="bytes"),
+    Panel("traffic_per_minute", "Traffic per minute", fp.TRAFFIC_PER_MINUTE_SQL, "timeseries",
+          "Flows started and bytes metered per minute and institution (from the per-minute "
+          "roll-up: the range is rounded to whole minutes).", unit="bytes", field="bytes",
+          raw_sql=fp.TRAFFIC_PER_MINUTE_RAW_SQL),
 )
 
 PANELS_BY_ID: dict[str, Panel] = {p.id: p for p in PANELS}
 
 # --- Panels of the Grafana dashboards and the report (the web view shows PANELS only) -------
 
-_FLOWS_IN_RANGE = ("first_seen >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC')"
-                   " AND first_seen <= fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')"
-                   " AND ({institution:String} = '' OR institution_id = {institution:String})")
-#: An address column as text, IPv4-mapped addresses without their ``::ffff:`` prefix.
-_IP_TEXT = "replaceRegexpOne(toString({}), '^::ffff:', '')"
 _LEVELS_NO_SETTINGS = threat.INSTITUTION_LEVELS_SQL.rsplit("SETTINGS", 1)[0].strip()
 
 _INSTITUTION_LEVEL_SQL = f"""
@@ -232,28 +227,7 @@ LIMIT 1
 SETTINGS join_use_nulls = 0
 """.strip()
 
-_TOP_TALKERS_SQL = f"""
-SELECT {_IP_TEXT.format("src_ip")} AS source, count() AS flows,
-       sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqExact(dst_ip) AS peers,
-       uniqExact(dst_port) AS ports
-FROM flows
-WHERE {_FLOWS_IN_RANGE}
-GROUP BY source
-ORDER BY bytes DESC, flows DESC, source
-LIMIT 10
-""".strip()
 
-_SERVICES_SQL = f"""
-SELECT multiIf(protocol = 6, 'tcp', protocol = 17, 'udp', protocol = 1, 'icmp',
-               protocol = 58, 'icmpv6', toString(protocol)) AS proto,
-       dst_port AS port, count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes,
-       uniqExact(src_ip) AS clients, uniqExact(dst_ip) AS servers
-FROM flows
-WHERE {_FLOWS_IN_RANGE}
-GROUP BY proto, port
-ORDER BY flows DESC, bytes DESC, proto, port
-LIMIT 15
-""".strip()
 
 _DETECTORS_FIRING_SQL = f"""
 SELECT detector, count() AS alerts, max(severity) AS max_severity,
@@ -359,16 +333,20 @@ ORDER BY alerts DESC, source_country
 LIMIT 20
 """.strip()
 
-# Pipeline health from the store itself: how late flows arrive, what sensors report.
-_INGEST_LAG_SQL = f"""
-SELECT intDiv(last_seen_ms, 60000) * 60000 AS minute_ms, institution_id,
-       max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) AS lag_ms
-FROM flows
-WHERE {_FLOWS_IN_RANGE}
-GROUP BY minute_ms, institution_id
-ORDER BY minute_ms, institution_id
+#: Its raw twin: the country looked up now (the roll-up keeps the one of when the alert arrived).
+_SOURCES_BY_COUNTRY_RAW_SQL = """
+SELECT if(country = '', 'unknown', country) AS source_country, uniqExact(alert_id) AS alerts,
+       uniqExact(institution_id) AS institutions_hit, uniqExact(entity) AS sources
+FROM (SELECT alert_id, institution_id, entity,
+             dictGetOrDefault('ip_enrichment_dict', 'country', toIPv6OrDefault(entity), '') AS country
+      FROM alerts WHERE time_ms >= {from_ms:Int64} AND time_ms <= {to_ms:Int64})
+GROUP BY source_country
+ORDER BY alerts DESC, source_country
+LIMIT 20
 """.strip()
 
+
+# Pipeline health from the store itself: what sensors report.
 _SENSORS_SQL = """
 SELECT institution_id, sensor_id, max(time_ms) AS last_seen_ms,
        argMax(packets, time_ms) AS packets, argMax(drops, time_ms) AS drops,
@@ -387,10 +365,10 @@ MORE_PANELS: tuple[Panel, ...] = (
     Panel("institution_level", "Institution threat level", _INSTITUTION_LEVEL_SQL, "stat",
           "The selected institution's threat level now (the highest one when all are selected).",
           field="level", thresholds=_LEVEL_THRESHOLDS),
-    Panel("top_talkers", "Top talkers", _TOP_TALKERS_SQL, "table",
+    Panel("top_talkers", "Top talkers", fp.TOP_TALKERS_SQL, "table",
           "Sources of the most bytes in the institution's flows over the time range.",
           unit="bytes", field="bytes"),
-    Panel("services", "Services", _SERVICES_SQL, "table",
+    Panel("services", "Services", fp.SERVICES_SQL, "table",
           "Protocol and destination port of the institution's flows, busiest first.",
           unit="short", field="flows"),
     Panel("detectors_firing", "Detectors firing", _DETECTORS_FIRING_SQL, "table",
@@ -420,9 +398,10 @@ MORE_PANELS: tuple[Panel, ...] = (
           "The sector's and each institution's threat level per minute, as recorded.",
           field="level", thresholds=_LEVEL_THRESHOLDS, requires=("threat_levels",)),
     Panel("sources_by_country", "Attack sources by country", _SOURCES_BY_COUNTRY_SQL, "bar",
-          "Alerts per country of the attacking address (unknown: private or not an address).",
-          unit="short", field="alerts", requires=("alerts_geo_1h",)),
-    Panel("ingest_lag", "Ingest lag", _INGEST_LAG_SQL, "timeseries",
+          "Alerts per country of the attacking address (unknown: private or not an address), from the "
+          "hourly roll-up: the range is rounded to whole hours.",
+          unit="short", field="alerts", requires=("alerts_geo_1h",), raw_sql=_SOURCES_BY_COUNTRY_RAW_SQL),
+    Panel("ingest_lag", "Ingest lag", fp.INGEST_LAG_SQL, "timeseries",
           "Time from a flow's last packet to its storage, worst per minute and institution.",
           unit="ms", field="lag_ms"),
     Panel("sensors", "Sensors", _SENSORS_SQL, "table",

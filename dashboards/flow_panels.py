@@ -1,0 +1,84 @@
+"""SQL of the panels about flows: each read from a roll-up, with its raw twin on ``flows``.
+
+At a hundred million flows a panel scanning ``flows`` takes seconds, so every flow panel reads
+a roll-up fed by a materialised view (:mod:`finsa.storage.rollups`, ``flows_1m`` of
+:mod:`finsa.storage.schema`) and its time range is rounded to the roll-up's bucket: from the
+start of the bucket holding ``from_ms`` to the end of the bucket holding ``to_ms``. Each has a
+raw twin (``*_RAW_SQL``): the same question answered exactly from ``flows``, for the tests that
+check the roll-up and for the storage benchmark that times both (``Panel.raw_sql``).
+
+Both take the panel parameters ``{from_ms:Int64}``, ``{to_ms:Int64}``, ``{institution:String}``
+('' means every institution) and return the same columns.
+
+>>> "FROM flows_1m" in TRAFFIC_PER_MINUTE_SQL, "FROM flows\\n" in TRAFFIC_PER_MINUTE_RAW_SQL
+(True, True)
+"""
+
+from __future__ import annotations
+
+__all__ = ["TRAFFIC_PER_MINUTE_SQL", "TRAFFIC_PER_MINUTE_RAW_SQL", "TOP_TALKERS_SQL", "TOP_TALKERS_RAW_SQL",
+           "SERVICES_SQL", "SERVICES_RAW_SQL", "INGEST_LAG_SQL", "INGEST_LAG_RAW_SQL", "FLOWS_IN_RANGE"]
+
+#: Raw flows started in the range, of the selected institution ('' = all).
+FLOWS_IN_RANGE = ("first_seen >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC')"
+                  " AND first_seen <= fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')"
+                  " AND ({institution:String} = '' OR institution_id = {institution:String})")
+_INSTITUTION = "({institution:String} = '' OR institution_id = {institution:String})"
+#: An address column as text, IPv4-mapped addresses without their ``::ffff:`` prefix.
+_IP_TEXT = "replaceRegexpOne(toString({}), '^::ffff:', '')"
+
+TRAFFIC_PER_MINUTE_SQL = f"""
+SELECT toInt64(toUnixTimestamp(minute)) * 1000 AS minute_ms, institution_id,
+       sum(flows) AS flows, sum(bytes) AS bytes
+FROM flows_1m
+WHERE minute >= toStartOfMinute(toDateTime(intDiv({{from_ms:Int64}}, 1000), 'UTC'))
+  AND minute <= toDateTime(intDiv({{to_ms:Int64}}, 1000), 'UTC')
+  AND {_INSTITUTION}
+GROUP BY minute_ms, institution_id
+ORDER BY minute_ms, institution_id
+""".strip()
+
+TRAFFIC_PER_MINUTE_RAW_SQL = f"""
+SELECT intDiv(first_seen_ms, 60000) * 60000 AS minute_ms, institution_id,
+       count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes
+FROM flows
+WHERE {FLOWS_IN_RANGE}
+GROUP BY minute_ms, institution_id
+ORDER BY minute_ms, institution_id
+""".strip()
+
+TOP_TALKERS_RAW_SQL = f"""
+SELECT {_IP_TEXT.format("src_ip")} AS source, count() AS flows,
+       sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqExact(dst_ip) AS peers,
+       uniqExact(dst_port) AS ports
+FROM flows
+WHERE {FLOWS_IN_RANGE}
+GROUP BY source
+ORDER BY bytes DESC, flows DESC, source
+LIMIT 10
+""".strip()
+TOP_TALKERS_SQL = TOP_TALKERS_RAW_SQL
+
+SERVICES_RAW_SQL = f"""
+SELECT multiIf(protocol = 6, 'tcp', protocol = 17, 'udp', protocol = 1, 'icmp',
+               protocol = 58, 'icmpv6', toString(protocol)) AS proto,
+       dst_port AS port, count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes,
+       uniqExact(src_ip) AS clients, uniqExact(dst_ip) AS servers
+FROM flows
+WHERE {FLOWS_IN_RANGE}
+GROUP BY proto, port
+ORDER BY flows DESC, bytes DESC, proto, port
+LIMIT 15
+""".strip()
+SERVICES_SQL = SERVICES_RAW_SQL
+
+# Pipeline health from the store itself: how late flows arrive.
+INGEST_LAG_RAW_SQL = f"""
+SELECT intDiv(last_seen_ms, 60000) * 60000 AS minute_ms, institution_id,
+       max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) AS lag_ms
+FROM flows
+WHERE {FLOWS_IN_RANGE}
+GROUP BY minute_ms, institution_id
+ORDER BY minute_ms, institution_id
+""".strip()
+INGEST_LAG_SQL = INGEST_LAG_RAW_SQL
