@@ -10,8 +10,9 @@
 * ``dns`` -> a FLOW hint per event with a query name (v2 ``rrname``/``rrtype``, v3 ``queries``),
   the answer's ``rcode``; ``tls`` -> tls_sni/tls_version/tls_ja4; ``http`` -> http_host/uri/
   method/status. Hint rows carry no packets (the ``flow`` event of the same flow counts them).
-* ``alert`` -> an ALERT: detector ``suricata``, severity 1, 2, 3 -> 5, 4, 3, technique from the
-  rule's ``metadata.mitre_technique_id`` (else ""), entity the source, target ``dest:port``.
+* ``alert`` -> an ALERT (:func:`eve_alert`): detector ``suricata``, severity 1, 2, 3 -> 5, 4, 3,
+  technique from the rule's ``metadata.mitre_technique_id`` (else ""), entity the source, target
+  ``dest:port``. :mod:`finsa.detectors.forwarded` maps a forwarded alert with the same function.
 
 Other event types (stats, fileinfo, anomaly ...) are ignored (counted as ``other_event``); malformed
 lines are skipped and counted in ``finsa_collector_log_lines_skipped_total{source="suricata",reason}``.
@@ -38,9 +39,9 @@ from typing import Any, Mapping
 
 from finsa import wire
 from finsa.collectors.logtail import SKIPPED, rows_to_batch
-from finsa.collectors.zeeklog import alert_row
+from finsa.collectors.zeeklog import alert_row, alert_target
 
-__all__ = ["EveParser", "eve_time_ms"]
+__all__ = ["EveParser", "eve_alert", "eve_time_ms"]
 
 _PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132, "gre": 47}
 _SEVERITY = {1: 5, 2: 4, 3: 3}
@@ -170,12 +171,11 @@ def _http(ev: Mapping[str, Any], row: dict[str, Any]) -> None:
                 "http_status": _count(http.get("status") or 0, 65535)})
 
 
-def _alert(ev: Mapping[str, Any], institution_id: str) -> dict[str, Any]:
+def eve_alert(ev: Mapping[str, Any], institution_id: str) -> dict[str, Any]:
+    """The ALERT row of one EVE ``alert`` event; a ValueError (the skip reason) when it cannot be mapped."""
     alert = _obj(ev, "alert")
     time_ms = eve_time_ms(ev.get("timestamp"))
     src = _addr(ev.get("src_ip"))
-    dst = str(ev.get("dest_ip") or "")
-    port = ev.get("dest_port")
     mitre = _obj(alert, "metadata").get("mitre_technique_id") or ""
     technique = str(mitre[0] if isinstance(mitre, list) and mitre else mitre)[:32]
     severity = _SEVERITY.get(_count(alert.get("severity", 3), 255), 3)
@@ -183,8 +183,8 @@ def _alert(ev: Mapping[str, Any], institution_id: str) -> dict[str, Any]:
              "category": str(alert.get("category", ""))[:100], "app_proto": str(ev.get("app_proto", ""))[:32],
              "flow_id": _count(ev.get("flow_id"), 2**64 - 1), "sensor": "suricata"}
     key = f"{feats['flow_id']}\x1f{feats['signature_id']}\x1f{ev.get('timestamp')}\x1f{src}"
-    target = dst if port is None else (f"[{dst}]:{port}" if ":" in dst else f"{dst}:{port}")
-    return alert_row("suricata", key, time_ms, institution_id, src, target if dst else "", technique, severity, feats)
+    target = alert_target(str(ev.get("dest_ip") or ""), ev.get("dest_port"))
+    return alert_row("suricata", key, time_ms, institution_id, src, target, technique, severity, feats)
 
 
 _HINTS = {"flow": _flow, "netflow": _flow, "dns": _dns, "tls": _tls, "http": _http}
@@ -222,7 +222,7 @@ class EveParser:
             raise _Bad("bad_json")
         kind = ev.get("event_type")
         if kind == "alert":
-            self.alerts.append(_alert(ev, self.institution_id))
+            self.alerts.append(eve_alert(ev, self.institution_id))
             return
         mapper = _HINTS.get(kind) if isinstance(kind, str) else None
         if mapper is None:

@@ -14,8 +14,9 @@ else the fields present. :meth:`ZeekLogParser.drain` returns the accumulated (fl
 * ``dns.log`` -> one FLOW per request carrying dns_query/qtype/rcode; ``ssl.log`` -> one FLOW with
   tls_sni/tls_version (and ``ja4`` when the JA4 package logs it). These rows are hints and carry
   no packets (the conn.log row of the same ``uid`` counts them).
-* ``notice.log`` -> one ALERT per notice, detector ``zeek:<note>``, technique from
-  :data:`ZEEK_TECHNIQUES` (else ""), severity 3.
+* ``notice.log`` -> one ALERT per notice (:func:`notice_alert`), detector ``zeek:<note>``, technique
+  from :data:`ZEEK_TECHNIQUES` (else ""), severity 3. :mod:`finsa.detectors.forwarded` maps a
+  forwarded notice with the same function, so both paths name it alike.
 
 flow_id is a stable 64-bit hash of the uid (and, for hint rows, the log and transaction). An
 unparsable ``ts`` (the test suite masks it as ``XXXXXXXXXX.XXXXXX``) becomes 0 and is counted in
@@ -38,21 +39,24 @@ import hashlib
 import ipaddress
 import json
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from finsa import wire
 from finsa.collectors.logtail import SKIPPED, rows_to_batch
 from finsa.metrics import REGISTRY
 
-__all__ = ["ZeekLogParser", "ZEEK_TECHNIQUES", "history_flags", "stable_id", "alert_row", "log_kind_from_name"]
+__all__ = ["ZeekLogParser", "ZEEK_TECHNIQUES", "history_flags", "stable_id", "alert_row", "alert_target",
+           "notice_alert", "log_kind_from_name"]
 
 DEFAULTED = REGISTRY.counter("finsa_collector_log_fields_defaulted_total",
                              "Log fields that could not be read and took a default, by source and field",
                              ["source", "field"])
 
-#: Zeek notice name -> MITRE ATT&CK technique.
+#: Zeek notice name -> MITRE ATT&CK technique (a notice not named here gets "").
 ZEEK_TECHNIQUES = {"Scan::Port_Scan": "T1046", "Scan::Address_Scan": "T1046",
-                   "SSH::Password_Guessing": "T1110", "FTP::Bruteforcing": "T1110"}
+                   "SSH::Password_Guessing": "T1110", "FTP::Bruteforcing": "T1110",
+                   "HTTP::SQL_Injection_Attacker": "T1190", "HTTP::SQL_Injection_Victim": "T1190",
+                   "SSL::Invalid_Server_Cert": "T1573", "DNS::External_Name": "T1071.004"}
 _PROTOS = {"tcp": 6, "udp": 17, "icmp": 1}
 _TLS_VERSIONS = {"SSLv3": 0x0300, "TLSv10": 0x0301, "TLSv11": 0x0302, "TLSv12": 0x0303, "TLSv13": 0x0304}
 _END = {"SF": 2, "REJ": 3, "RSTO": 3, "RSTR": 3, "RSTOS0": 3, "RSTRH": 3}
@@ -107,7 +111,7 @@ def _count(value: Any, limit: int = 2**63 - 1) -> int:
         return 0
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise _Bad("bad_value") from None
     if not 0 <= number <= limit:
         raise _Bad("bad_value")
@@ -172,8 +176,17 @@ def _ssl(rec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _target(address: str, port: Any) -> str:
-    if not address or port in (None, ""):
+def alert_target(address: str, port: Any) -> str:
+    """An alert's target: ``address:port`` (``[v6]:port``), the address alone without a readable port.
+
+    >>> alert_target("10.0.0.2", "22"), alert_target("2001:db8::1", 443), alert_target("10.0.0.2", None)
+    ('10.0.0.2:22', '[2001:db8::1]:443', '10.0.0.2')
+    """
+    try:
+        port = int(port)
+    except (TypeError, ValueError, OverflowError):
+        return address
+    if not address:
         return address
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
@@ -189,7 +202,13 @@ def alert_row(detector: str, key: str, time_ms: int, institution_id: str, entity
             "evidence": json.dumps({"features": features}, separators=(", ", ": "), default=str)}
 
 
-def _notice(rec: dict[str, Any], institution_id: str) -> dict[str, Any]:
+def notice_alert(rec: Mapping[str, Any], institution_id: str) -> dict[str, Any]:
+    """The ALERT row of one notice.log record; a ValueError (the skip reason) when it cannot be mapped.
+
+    >>> row = notice_alert({"ts": 1.5, "note": "Scan::Port_Scan", "src": "10.0.0.1"}, "bank-a")
+    >>> row["detector"], row["technique"], row["time_ms"], row["entity"], row["target"]
+    ('zeek:Scan::Port_Scan', 'T1046', 1500, '10.0.0.1', '')
+    """
     note = str(rec.get("note") or "")
     if not note:
         raise _Bad("no_note")
@@ -200,7 +219,7 @@ def _notice(rec: dict[str, Any], institution_id: str) -> dict[str, Any]:
     feats = {"note": note, "msg": str(rec.get("msg") or "")[:200], "sub": str(rec.get("sub") or "")[:200],
              "uid": str(rec.get("uid") or ""), "sensor": "zeek"}
     key = f"{feats['uid']}\x1f{note}\x1f{rec.get('ts')}\x1f{src}"
-    return alert_row(f"zeek:{note}", key, int(ts * 1000), institution_id, src, _target(dst, port),
+    return alert_row(f"zeek:{note}", key, int(ts * 1000), institution_id, src, alert_target(dst, port),
                      ZEEK_TECHNIQUES.get(note, ""), 3, feats)
 
 
@@ -306,7 +325,7 @@ class ZeekLogParser:
     def _map(self, kind: str, rec: dict[str, Any]) -> None:
         mapper: Callable[[dict[str, Any]], dict[str, Any]] | None = {"conn": _conn, "dns": _dns, "ssl": _ssl}.get(kind)
         if kind == "notice":
-            self.alerts.append(_notice(rec, self.institution_id))
+            self.alerts.append(notice_alert(rec, self.institution_id))
         elif mapper is not None:
             row = mapper(rec)
             row["institution_id"], row["sensor_id"] = self.institution_id, self.sensor_id

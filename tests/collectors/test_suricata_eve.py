@@ -119,3 +119,12 @@ def test_random_lines_never_raise(lines) -> None:
     parser, flows, alerts = _parse(lines)
     emitted = (len(flows) if flows is not None else 0) + (len(alerts) if alerts is not None else 0)
     assert emitted + parser.skipped <= len(lines)
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from finsa.collectors import suricata_eve
+
+    result = doctest.testmod(suricata_eve)
+    assert result.failed == 0 and result.attempted > 0

@@ -153,3 +153,22 @@ def test_random_lines_never_raise(lines) -> None:
     parser, flows, alerts = _parse(head + lines, name="conn.log")
     emitted = (len(flows) if flows is not None else 0) + (len(alerts) if alerts is not None else 0)
     assert emitted + parser.skipped <= len(lines)
+
+
+def test_overflowing_numbers_are_skipped_not_raised() -> None:
+    before = SKIPPED.value(source="zeek", reason="bad_value")
+    parser, flows, alerts = _parse(['{"ts": 1, "uid": "C1", "id.orig_h": "10.0.0.1", "orig_pkts": Infinity}',
+                                    '{"ts": 1, "note": "Scan::Port_Scan", "src": "10.0.0.1", "dst": "10.0.0.2",'
+                                    ' "p": Infinity}'], name="")
+    assert flows is None and parser.skipped == 1
+    assert SKIPPED.value(source="zeek", reason="bad_value") == before + 1
+    assert alerts.rows()[0]["target"] == "10.0.0.2"  # an unreadable port leaves the address alone
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from finsa.collectors import zeeklog
+
+    result = doctest.testmod(zeeklog)
+    assert result.failed == 0 and result.attempted > 0

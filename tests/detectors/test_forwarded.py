@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+from finsa.collectors.suricata_eve import EveParser
+from finsa.collectors.zeeklog import ZeekLogParser
 from finsa.detectors.forwarded import REJECTED, ForwardedDetector, from_suricata_eve, from_zeek_notice
 from finsa.wire import ALERT, FLOW
 
@@ -26,14 +30,14 @@ def test_suricata_alert_maps_to_a_valid_row() -> None:
 def test_suricata_without_mitre_metadata_and_severity_mapping() -> None:
     event = {**EVE, "alert": {**EVE["alert"], "metadata": {}, "severity": 1}}
     row = from_suricata_eve(event, "bank-a")
-    assert (row["technique"], row["severity"]) == ("forwarded", 5)
+    assert (row["technique"], row["severity"]) == ("", 5)
     assert from_suricata_eve({**EVE, "alert": {**EVE["alert"], "severity": 3}}, "bank-a")["severity"] == 3
 
 
 def test_zeek_notice_maps_to_a_valid_row() -> None:
     row = from_zeek_notice(NOTICE, "bank-a")
-    assert (row["technique"], row["entity"], row["target"], row["time_ms"]) == (
-        "T1110", "198.51.100.7", "10.1.0.22:22", 1748772000500)
+    assert (row["technique"], row["entity"], row["target"], row["time_ms"], row["detector"]) == (
+        "T1110", "198.51.100.7", "10.1.0.22:22", 1748772000500, "zeek:SSH::Password_Guessing")
     assert len(ALERT.make_batch({c: [row[c]] for c in ALERT.names})) == 1
 
 
@@ -47,3 +51,18 @@ def test_non_alerts_and_malformed_events_are_counted() -> None:
 
 def test_the_registry_stand_in_says_nothing_on_flows() -> None:
     assert ForwardedDetector().process(FLOW.make_batch({"dst_port": [80]})) == []
+
+
+def _collected(parser, record: dict) -> dict:
+    parser.feed(json.dumps(record))
+    return parser.drain()[1].rows()[0]
+
+
+def test_forwarded_and_collected_events_give_the_same_alert() -> None:
+    """An agent tailing the log and a forwarded event name the alert alike (one mapping)."""
+    sql = {**NOTICE, "note": "HTTP::SQL_Injection_Attacker", "id.resp_p": 80}
+    for record in (NOTICE, sql):
+        forwarded, collected = from_zeek_notice(record, "bank-a"), _collected(ZeekLogParser("bank-a", "t", "notice.log"), record)
+        assert forwarded == collected
+    assert from_zeek_notice(sql, "bank-a")["technique"] == "T1190"
+    assert from_suricata_eve(EVE, "bank-a") == _collected(EveParser("bank-a", "t"), EVE)
