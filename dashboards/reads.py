@@ -25,7 +25,7 @@ from typing import Any, Callable
 from finsa.dashboards.panels import INSTITUTION_READS, INSTITUTION_SQL, Panel, placeholders
 from finsa.dashboards.users import User
 from finsa.errors import FinsaError
-from finsa.storage.audit import AuditEntry
+from finsa.storage.audit import AuditEntry, audited_read
 from finsa.storage.backend import QueryResult
 from finsa.storage.tenant import TenantView
 
@@ -85,19 +85,8 @@ class PanelReads:
 
     def _sector_aggregate(self, user: User, panel_id: str, sql: str, parameters: dict) -> QueryResult:
         """A sector-wide aggregate for an institution: store-wide, audited like TenantView does."""
-        started = time.monotonic()
         entry = AuditEntry(user.institution, "institution", "panel", panel_id, parameters, [])
-        try:
-            result = self.store.query(sql, parameters)
-        except Exception as exc:
-            entry.outcome, entry.error = "error", str(exc)
-            raise
-        else:
-            entry.rows = len(result.rows)
-            return result
-        finally:
-            entry.elapsed_ms = int((time.monotonic() - started) * 1000)
-            self.store.audit(entry)  # a read that cannot be audited is not answered
+        return audited_read(self.store, entry, lambda: self.store.query(sql, parameters))
 
 
 def withhold_others(result: QueryResult, own: str) -> QueryResult:

@@ -13,6 +13,19 @@ paths refuse any statement that names it other than a SELECT).
 
 >>> sorted(institutions_named("SELECT * FROM flows WHERE institution_id = 'bank-b'", {}, {"bank-a", "bank-b"}))
 ['bank-b']
+
+:func:`audited_read` is the one way a read path runs a query and records it (the tenant views,
+the web view's sector aggregates): the entry is appended whether the read is answered, refused
+or fails, and before the rows are handed back.
+
+>>> from finsa.storage.backend import open_store
+>>> store = open_store(); _ = store.migrate()
+>>> entry = AuditEntry("bank-a", "institution", "panel", "alerts_by_hour")
+>>> audited_read(store, entry, lambda: store.query("SELECT 1 UNION ALL SELECT 2")).rows
+[(1,), (2,)]
+>>> store.query("SELECT principal, action, statement, rows, outcome FROM audit_log").rows
+[('bank-a', 'panel', 'alerts_by_hour', 2, 'ok')]
+>>> store.close()
 """
 
 from __future__ import annotations
@@ -22,13 +35,15 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from finsa.metrics import REGISTRY
+from finsa.storage.sqlguard import QueryRefused
 
 AUDIT_ROWS = REGISTRY.counter("finsa_storage_audit_rows_total", "Reads recorded in the audit log", ["outcome"])
 
 ROLES = ("operator", "regulator", "institution")
+_Result = TypeVar("_Result")
 _WORD = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
@@ -88,3 +103,23 @@ def institutions_named(statement: str, parameters: Mapping[str, Any], known: Ite
     words = set(_WORD.findall(statement.lower()))
     values = {str(v) for v in parameters.values()}
     return (words | values) & known
+
+
+def audited_read(store: Any, entry: AuditEntry, run: Callable[[], _Result]) -> _Result:
+    """``run()``'s result (anything with ``rows``), with ``entry`` appended to ``store``'s audit log
+    first: outcome ok with the row count, ``refused`` on :class:`~finsa.storage.sqlguard.QueryRefused`,
+    ``error`` on any other exception (re-raised), and the time the read took. A read that cannot
+    be audited is not answered (the store's error propagates)."""
+    started = time.monotonic()
+    try:
+        result = run()
+    except Exception as exc:
+        entry.outcome = "refused" if isinstance(exc, QueryRefused) else "error"
+        entry.error = str(exc)
+        raise
+    else:
+        entry.rows = len(result.rows)  # type: ignore[attr-defined]
+        return result
+    finally:
+        entry.elapsed_ms = int((time.monotonic() - started) * 1000)
+        store.audit(entry)

@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from typing import Any, Mapping
 
 from finsa.errors import StorageError
 
 from finsa.storage.access import ACCESS, row_filter
-from finsa.storage.audit import AuditEntry, institutions_named
+from finsa.storage.audit import AuditEntry, audited_read, institutions_named
 from finsa.storage.backend import QueryResult, Store
 from finsa.storage.sqlguard import QueryRefused, ast_check, lexical_check, tokens
 
@@ -84,22 +83,8 @@ class TenantView:
         return self._audited("panel", panel_id, sql, dict(parameters or {}))
 
     def _audited(self, action: str, statement: str, sql: str, parameters: dict) -> QueryResult:
-        started = time.monotonic()
         entry = AuditEntry(self.principal, self.role, action, statement, parameters, self._reached(sql, parameters))
-        try:
-            result = self._run(sql, parameters)
-        except QueryRefused as exc:
-            entry.outcome, entry.error = "refused", str(exc)
-            raise
-        except StorageError as exc:
-            entry.outcome, entry.error = "error", str(exc)
-            raise
-        else:
-            entry.rows = len(result.rows)
-            return result
-        finally:
-            entry.elapsed_ms = int((time.monotonic() - started) * 1000)
-            self.store.audit(entry)
+        return audited_read(self.store, entry, lambda: self._run(sql, parameters))
 
     def _reached(self, sql: str, parameters: dict) -> list[str]:
         if self.role == "institution":
