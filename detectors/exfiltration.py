@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, severity_from_margin
+from finsa.detectors.baseline import advance_bins
 from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch, ips_to_strings
@@ -114,7 +115,8 @@ class ExfiltrationDetector(Detector):
         code = CHANNELS[channel][0]
         g = group(mix64(frame.src_key[rows], np.full(len(rows), code, dtype=np.uint64)))
         bins = g.max(frame.t_ms[rows] // self.bin_ms).astype(np.float64)
-        pos = self._advance(channel, g.keys, bins)
+        pos = advance_bins(self._table, g.keys, bins, "bytes", self.alpha,
+                           lambda mean, var: self._threshold(channel, mean, var))
         cols = self._table.cols
         cols["bytes"][pos] += g.sum(frame.cols["src2dst_bytes"][rows].astype(np.float64))
         threshold = self._threshold(channel, cols["mean"][pos], cols["var"][pos])
@@ -131,24 +133,6 @@ class ExfiltrationDetector(Detector):
             if alert is not None:
                 out.append(alert)
         return out
-
-    def _advance(self, channel: str, keys: np.ndarray, bins: np.ndarray) -> np.ndarray:
-        """Close the bins that ended (learning their totals) and return the keys' positions."""
-        table = self._table
-        pos = table.upsert(keys, bin=-1.0)
-        cols = table.cols
-        fresh = cols["bin"][pos] < 0
-        cols["bin"][pos[fresh]] = bins[fresh]
-        moved = bins > cols["bin"][pos]
-        p, gap = pos[moved], bins[moved] - cols["bin"][pos[moved]]
-        mean, var, x = cols["mean"][p], cols["var"][p], cols["bytes"][p]
-        x = np.where(cols["flagged"][p] != 0, np.minimum(x, self._threshold(channel, mean, var)), x)
-        diff = x - mean
-        idle = (1 - self.alpha) ** (gap - 1)  # silent bins in between pull the baseline down
-        cols["mean"][p] = (mean + self.alpha * diff) * idle
-        cols["var"][p] = (1 - self.alpha) * (var + diff * self.alpha * diff) * idle
-        cols["bin"][p], cols["bytes"][p], cols["flagged"][p] = bins[moved], 0.0, 0.0
-        return pos
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, feats: dict[str, Any], margin: float) -> dict[str, Any] | None:
         c, first = frame.cols, mine[0]

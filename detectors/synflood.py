@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
+from finsa.detectors.baseline import advance_bins
 from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -70,7 +71,7 @@ class SynFloodDetector(Detector):
         g = group(frame.service_key[rows])
         bins = g.max(frame.t_ms[rows] // self.bin_ms).astype(np.float64)
         g_end = g.max(frame.t_ms[rows])
-        pos = self._advance(g.keys, bins)
+        pos = advance_bins(self._table, g.keys, bins, "count", self.alpha, self._threshold)
         cols = self._table.cols
         cols["count"][pos] += g.count
         threshold = self._threshold(cols["mean"][pos], cols["var"][pos])
@@ -90,27 +91,6 @@ class SynFloodDetector(Detector):
 
     def _threshold(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
         return np.maximum(self.min_syn_flows, mean + self.k_sigma * np.sqrt(var))
-
-    def _advance(self, keys: np.ndarray, bins: np.ndarray) -> np.ndarray:
-        """Close the bins that ended: learn their counts into the baseline; return positions."""
-        table = self._table
-        pos = table.upsert(keys, bin=-1.0)
-        cols = table.cols
-        fresh = cols["bin"][pos] < 0
-        cols["bin"][pos[fresh]] = bins[fresh]
-        moved = bins > cols["bin"][pos]
-        p, gap = pos[moved], bins[moved] - cols["bin"][pos[moved]]
-        mean, var = cols["mean"][p], cols["var"][p]
-        x = cols["count"][p]
-        flagged = cols["flagged"][p] != 0
-        x = np.where(flagged, np.minimum(x, self._threshold(mean, var)), x)
-        diff = x - mean
-        new_mean = mean + self.alpha * diff
-        new_var = (1 - self.alpha) * (var + diff * self.alpha * diff)
-        idle = (1 - self.alpha) ** (gap - 1)  # the empty bins in between pull the baseline down
-        cols["mean"][p], cols["var"][p] = new_mean * idle, new_var * idle
-        cols["bin"][p], cols["count"][p], cols["flagged"][p] = bins[moved], 0.0, 0.0
-        return pos
 
     def _alert(self, frame: FlowFrame, rows: np.ndarray, in_group: np.ndarray, count: float,
                threshold: float, baseline: float, projected: float) -> dict[str, Any] | None:

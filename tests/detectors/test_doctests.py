@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["netsets", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel",
+MODULES = ["netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel",
            "forwarded", "registry"]
 
 

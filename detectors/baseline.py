@@ -1,0 +1,48 @@
+"""Per-key binned baselines: an exponentially weighted mean and variance of a per-bin total.
+
+A detector that totals something per key per time bin (bytes a host sends out per bin, SYNs a
+victim receives per bin) keeps, in a :class:`~finsa.detectors.features.KeyedTable`, the columns
+``bin`` (the open bin), the open bin's running total, ``flagged`` (the open bin has alerted),
+``mean`` and ``var``. :func:`advance_bins` closes the bins that ended before each key's new bin:
+their totals are learnt (an alerting bin only up to its threshold, so an attack does not teach
+the baseline) and each silent bin in between decays the baseline by ``1 - alpha``.
+
+>>> from finsa.detectors.features import KeyedTable
+>>> table = KeyedTable(("bin", "total", "flagged", "mean", "var"))
+>>> keys = np.array([7], np.uint64)
+>>> pos = advance_bins(table, keys, np.array([0.0]), "total", 0.5, lambda m, v: m + 3 * np.sqrt(v))
+>>> table.cols["total"][pos] += 10.0
+>>> pos = advance_bins(table, keys, np.array([1.0]), "total", 0.5, lambda m, v: m + 3 * np.sqrt(v))
+>>> table.cols["mean"][pos].tolist(), table.cols["var"][pos].tolist(), table.cols["total"][pos].tolist()
+([5.0], [25.0], [0.0])
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from finsa.detectors.features import KeyedTable
+
+__all__ = ["advance_bins"]
+
+
+def advance_bins(table: KeyedTable, keys: np.ndarray, bins: np.ndarray, total: str, alpha: float,
+                 threshold: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Close the bins of ``keys`` that ended before ``bins`` (learning column ``total`` into
+    ``mean``/``var``, capped at ``threshold(mean, var)`` where ``flagged``); return the keys' positions."""
+    pos = table.upsert(keys, bin=-1.0)
+    cols = table.cols
+    fresh = cols["bin"][pos] < 0
+    cols["bin"][pos[fresh]] = bins[fresh]
+    moved = bins > cols["bin"][pos]
+    p, gap = pos[moved], bins[moved] - cols["bin"][pos[moved]]
+    mean, var, x = cols["mean"][p], cols["var"][p], cols[total][p]
+    x = np.where(cols["flagged"][p] != 0, np.minimum(x, threshold(mean, var)), x)
+    diff = x - mean
+    idle = (1 - alpha) ** (gap - 1)  # the silent bins in between pull the baseline down
+    cols["mean"][p] = (mean + alpha * diff) * idle
+    cols["var"][p] = (1 - alpha) * (var + diff * alpha * diff) * idle
+    cols["bin"][p], cols[total][p], cols["flagged"][p] = bins[moved], 0.0, 0.0
+    return pos
