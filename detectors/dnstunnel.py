@@ -78,7 +78,10 @@ def _prune(table: KeyedTable, newest_window: int, max_rows: int) -> None:
 
 
 class _DnsDetector(Detector):
-    """Shared plumbing: the DNS rows of a batch and their name features."""
+    """Shared plumbing: the DNS rows of a batch and their name features; per-key state in
+    ``_table`` (columns ``_COLUMNS``) and the (key, window) pairs already seen in ``_seen``."""
+
+    _COLUMNS: tuple[str, ...] = ()
 
     def __init__(self, *, allow_domains: tuple[str, ...], max_rows: int, window_ms: int, seed: int) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
@@ -87,11 +90,13 @@ class _DnsDetector(Detector):
         self._check(max_rows=(max_rows, 100, 1e8))
         self._names: NameFeatures | None = None
         self._dedupe: WindowDeduper | None = None
+        self._table: KeyedTable | None = None
+        self._seen: KeyedTable | None = None
 
     def _dns_rows(self, frame: FlowFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if self._names is None:
             self._names, self._dedupe = NameFeatures(), WindowDeduper(self.window_ms)
-            self._start()
+            self._table, self._seen = KeyedTable(self._COLUMNS), KeyedTable(("window",))
         names = frame.cols["dns_query"]
         rows = np.flatnonzero(names != "")
         feats = self._names.columns(names[rows])
@@ -102,9 +107,6 @@ class _DnsDetector(Detector):
                 allowed |= np.char.endswith(dom, "." + suffix)
             rows, feats = rows[~allowed], {k: (v if k == "names" else v[~allowed]) for k, v in feats.items()}
         return rows, feats
-
-    def _start(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
 
     def _emit(self, frame: FlowFrame, mine: np.ndarray, target: str, score: float, confidence: float,
               feats: dict[str, Any], severity: int) -> dict[str, Any] | None:
@@ -129,6 +131,7 @@ class DnsTunnelDetector(_DnsDetector):
 
     name = "dnstunnel"
     technique = "T1071.004"
+    _COLUMNS = _TUNNEL_COLS
 
     def __init__(self, *, min_queries: int = 100, min_client_bytes: int = 20_000, min_names: int = 50,
                  min_share: float = 0.5, min_label: int = 32, min_sub_len: int = 40,
@@ -141,11 +144,6 @@ class DnsTunnelDetector(_DnsDetector):
                     min_names=(min_names, 1, 1e9), min_share=(min_share, 0.0, 1.0),
                     min_label=(min_label, 1, 63), min_sub_len=(min_sub_len, 1, 255),
                     min_entropy=(min_entropy, 0.0, 8.0))
-        self._table: KeyedTable | None = None
-        self._seen: KeyedTable | None = None
-
-    def _start(self) -> None:
-        self._table, self._seen = KeyedTable(_TUNNEL_COLS), KeyedTable(("window",))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         if len(flows) == 0:
@@ -208,6 +206,7 @@ class DgaDetector(_DnsDetector):
 
     name = "dga"
     technique = "T1568.002"
+    _COLUMNS = _DGA_COLS
 
     def __init__(self, *, min_dga_domains: int = 8, min_nxdomain: int = 4, min_score: float = 0.5,
                  allow_domains: tuple[str, ...] = _ALLOW, max_rows: int = 500_000,
@@ -216,11 +215,6 @@ class DgaDetector(_DnsDetector):
         self.min_dga_domains, self.min_nxdomain, self.min_score = min_dga_domains, min_nxdomain, min_score
         self._check(min_dga_domains=(min_dga_domains, 1, 1e9), min_nxdomain=(min_nxdomain, 0, 1e9),
                     min_score=(min_score, 0.0, 1.0))
-        self._table: KeyedTable | None = None
-        self._seen: KeyedTable | None = None
-
-    def _start(self) -> None:
-        self._table, self._seen = KeyedTable(_DGA_COLS), KeyedTable(("window",))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         if len(flows) == 0:
