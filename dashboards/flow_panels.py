@@ -57,7 +57,26 @@ GROUP BY source
 ORDER BY bytes DESC, flows DESC, source
 LIMIT 10
 """.strip()
-TOP_TALKERS_SQL = TOP_TALKERS_RAW_SQL
+
+def _buckets_in_range(bucket: str = "hour", start: str = "toStartOfHour") -> str:
+    """Roll-up buckets from the one holding ``from_ms`` to the one holding ``to_ms``."""
+    return (f"{bucket} >= {start}(fromUnixTimestamp64Milli({{from_ms:Int64}}, 'UTC'))"
+            f" AND {bucket} <= fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC') AND {_INSTITUTION}")
+
+
+# Top-N from a roll-up in two passes: the N keys by their sums first, then the distinct counts
+# (uniqMerge, the costly part) of those N only.
+TOP_TALKERS_SQL = f"""
+SELECT {_IP_TEXT.format("src_ip")} AS source, sum(flows) AS flows, sum(bytes) AS bytes,
+       uniqMerge(peers) AS peers, uniqMerge(ports) AS ports
+FROM talkers_1h
+WHERE {_buckets_in_range()}
+  AND src_ip IN (SELECT src_ip FROM talkers_1h WHERE {_buckets_in_range()} GROUP BY src_ip
+                 ORDER BY sum(bytes) DESC, sum(flows) DESC, {_IP_TEXT.format("src_ip")} LIMIT 10)
+GROUP BY src_ip
+ORDER BY bytes DESC, flows DESC, source
+LIMIT 10
+""".strip()
 
 SERVICES_RAW_SQL = f"""
 SELECT multiIf(protocol = 6, 'tcp', protocol = 17, 'udp', protocol = 1, 'icmp',
@@ -70,15 +89,38 @@ GROUP BY proto, port
 ORDER BY flows DESC, bytes DESC, proto, port
 LIMIT 15
 """.strip()
-SERVICES_SQL = SERVICES_RAW_SQL
+_PROTO = ("multiIf(protocol = 6, 'tcp', protocol = 17, 'udp', protocol = 1, 'icmp', protocol = 58, 'icmpv6', "
+          "toString(protocol))")
+SERVICES_SQL = f"""
+SELECT {_PROTO} AS proto, dst_port AS port, sum(flows) AS flows, sum(bytes) AS bytes,
+       uniqMerge(clients) AS clients, uniqMerge(servers) AS servers
+FROM services_1h
+WHERE {_buckets_in_range()}
+  AND (protocol, dst_port) IN (SELECT protocol, dst_port FROM services_1h WHERE {_buckets_in_range()}
+                               GROUP BY protocol, dst_port
+                               ORDER BY sum(flows) DESC, sum(bytes) DESC, {_PROTO}, dst_port LIMIT 15)
+GROUP BY protocol, dst_port
+ORDER BY flows DESC, bytes DESC, proto, port
+LIMIT 15
+""".strip()
 
-# Pipeline health from the store itself: how late flows arrive.
+# Pipeline health from the store itself: how late flows arrive, per minute of their last packet.
+# (``first_seen <= to`` adds nothing but lets the raw twin skip later days' partitions.)
 INGEST_LAG_RAW_SQL = f"""
 SELECT intDiv(last_seen_ms, 60000) * 60000 AS minute_ms, institution_id,
        max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) AS lag_ms
 FROM flows
-WHERE {FLOWS_IN_RANGE}
+WHERE last_seen >= fromUnixTimestamp64Milli({{from_ms:Int64}}, 'UTC')
+  AND last_seen <= fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC')
+  AND first_seen <= fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC') AND {_INSTITUTION}
 GROUP BY minute_ms, institution_id
 ORDER BY minute_ms, institution_id
 """.strip()
-INGEST_LAG_SQL = INGEST_LAG_RAW_SQL
+
+INGEST_LAG_SQL = f"""
+SELECT toInt64(toUnixTimestamp(minute)) * 1000 AS minute_ms, institution_id, max(lag_ms) AS lag_ms
+FROM ingest_lag_1m
+WHERE {_buckets_in_range("minute", "toStartOfMinute")}
+GROUP BY minute_ms, institution_id
+ORDER BY minute_ms, institution_id
+""".strip()

@@ -56,6 +56,9 @@ ACCESS: tuple[TableAccess, ...] = (
     TableAccess("flows_1h", "own", _OWN),
     TableAccess("alerts_1m", "own", _OWN),
     TableAccess("alerts_1h", "own", _OWN),
+    TableAccess("talkers_1h", "own", _OWN),
+    TableAccess("services_1h", "own", _OWN),
+    TableAccess("ingest_lag_1m", "own", _OWN),
     TableAccess("campaigns", "own", "has(JSONExtract(institutions, 'Array(String)'), {institution})",
                 hidden=("institutions",), final=True),
     TableAccess("warnings", "own", "scope_kind = 'sector' OR (scope_kind = 'institution' AND scope_id = {institution})"

@@ -6,12 +6,16 @@ safe. Applied steps are recorded in ``schema_migrations``.
 
 Two kinds of steps:
 
-* numbered steps creating the tables (``0002_create_flows`` ...), from :mod:`finsa.storage.schema`;
+* numbered steps creating the tables (``0002_create_flows`` ...), from :mod:`finsa.storage.schema`
+  and :mod:`finsa.storage.rollups`;
 * column steps, derived at run time: the columns a wire record type implies
   (:func:`finsa.storage.schema.derived_columns`) are compared with ``system.columns`` and each
   missing one becomes ``add_column:<table>.<column>`` (``ALTER TABLE ... ADD COLUMN``). Adding a
   field to a wire record therefore needs no hand-written migration: the next ``migrate()`` adds
   the column to existing stores, placed after its predecessor; existing rows read the default.
+
+Last, a flow roll-up added to a store that already held flows is backfilled from them
+(``backfill:<roll-up>``, :func:`backfill_step`; single-node only, not part of the cluster DDL).
 
 >>> [s.version for s in table_steps()][:3]
 ['0001_create_schema_migrations', '0002_create_flows', '0003_create_alerts']
@@ -75,10 +79,64 @@ def _flows_1m_sources(version: str) -> Step:
                 apply)
 
 
+def _view_created(store: Any, view: str) -> Any:
+    rows = store._run_query("SELECT metadata_modification_time FROM system.tables "
+                            "WHERE database = currentDatabase() AND name = {v:String}", {"v": view}).rows
+    return rows[0][0] if rows else None
+
+
+def _recorded(store: Any, version: str) -> bool:
+    result = store._run_query("SELECT count() FROM schema_migrations WHERE version = {v:String}", {"v": version})
+    return bool(result.rows[0][0])
+
+
+def _older_flows(view: str) -> str:
+    """SQL condition: flows stored before ``view`` existed (its view never saw them)."""
+    return ("stored_at < (SELECT metadata_modification_time FROM system.tables "
+            f"WHERE database = currentDatabase() AND name = '{view}')")
+
+
+def backfill_step(name: str) -> Step:
+    """Roll up into ``name`` the flows stored before its view was created (an older store).
+
+    Needed once (recorded), and only when such flows exist: a fresh store skips it. Flows stored
+    in the second the view was created are not backfilled (never counted twice: the view
+    counted those written after it). One day (partition of ``flows``) per INSERT bounds memory;
+    the rows keep their flows' storage time, so their TTL counts from it.
+    """
+    version, view = f"backfill:{name}", f"{name}_mv"
+
+    def needed(store: Any) -> bool:
+        if _view_created(store, view) is None or _recorded(store, version):
+            return False
+        rows = store._run_query(f"SELECT count() FROM flows WHERE {_older_flows(view)}", {}).rows
+        return bool(rows[0][0])
+
+    def apply(store: Any) -> None:
+        older = _older_flows(view)
+        days = store._run_query(f"SELECT DISTINCT toString(toDate(first_seen)) AS d FROM flows WHERE {older} "
+                                "ORDER BY d", {}).rows
+        columns = ", ".join(rollups.flow_rollup_columns(name) + ["stored_at"])
+        for (day,) in days:  # 'YYYY-MM-DD' from the engine: safe to inline
+            where = f"toDate(first_seen) = '{day}' AND {older}"
+            store._run_command(f"INSERT INTO {name} ({columns}) {rollups.flow_rollup_select(name, where, True)}")
+
+    return Step(version, f"roll up older flows into {name}", needed, apply)
+
+
+def _flow_rollup_steps(first: int, ttl: Mapping[str, int]) -> list[Step]:
+    steps = []
+    for k, name in enumerate(rollups.FLOW_ROLLUPS):
+        steps += [_create(f"{first + 2 * k:04d}_create_{name}", name, lambda n=name: rollups.flow_rollup_ddl(n, ttl[n])),
+                  _create(f"{first + 2 * k + 1:04d}_create_{name}_mv", f"{name}_mv",
+                          lambda n=name: rollups.flow_rollup_view_ddl(n))]
+    return steps
+
+
 def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "finsa") -> list[Step]:
     """The numbered steps, in order. ``ttl_days`` overrides :data:`DEFAULT_TTL_DAYS` per table;
     ``database`` is the store's (the dictionary and the view reading it name it)."""
-    ttl = {**DEFAULT_TTL_DAYS, **(ttl_days or {})}
+    ttl = {**rollups.FLOW_ROLLUP_TTL_DAYS, **DEFAULT_TTL_DAYS, **(ttl_days or {})}
     return [
         _create("0001_create_schema_migrations", "schema_migrations", schema.schema_migrations_ddl),
         _create("0002_create_flows", "flows", lambda: schema.flows_ddl(ttl["flows"])),
@@ -108,6 +166,7 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         _create("0024_create_threat_levels", "threat_levels", lambda: sector_ddl("threat_levels", ttl["threat_levels"])),
         _create("0025_create_audit_log", "audit_log", audit_log_ddl),
         _create("0026_create_emergencies", "emergencies", lambda: sector_ddl("emergencies", ttl["emergencies"])),
+        *_flow_rollup_steps(27, ttl),
     ]
 
 
@@ -147,6 +206,8 @@ def run_migrations(store: Any, ttl_days: Mapping[str, int] | None = None) -> Mig
         _run_step(store, step, report)
     for step in column_steps(store):
         _run_step(store, step, report)
+    for name in rollups.FLOW_ROLLUPS:
+        _run_step(store, backfill_step(name), report)
     return report
 
 

@@ -25,7 +25,18 @@ Sector-wide (no institution column: every tenant may read them):
 * ``alerts_subsector_1h``: alerts per subsector and region (a LEFT JOIN on ``institutions`` in
   the view; an institution missing from the registry lands in subsector '').
 
-Both were checked on chdb 26.9 (dictionaries with a CLICKHOUSE source and IP_TRIE layout, and
+Per institution, for the flow panels (AggregatingMergeTree; TTLs from
+:data:`FLOW_ROLLUP_TTL_DAYS` unless :data:`~finsa.storage.schema.DEFAULT_TTL_DAYS` names them):
+
+* ``talkers_1h``: per hour and source address: ``flows``, ``bytes`` (``sum()``), ``peers``
+  (distinct destination addresses) and ``ports`` (distinct destination ports), ``uniqState``:
+  read ``uniqMerge(peers)``. Keyed ``(institution_id, hour, src_ip)``.
+* ``services_1h``: per hour, protocol and destination port: ``flows``, ``bytes``, ``clients``
+  and ``servers`` (distinct source / destination addresses, ``uniqState``).
+* ``ingest_lag_1m``: per minute of the flows' last packet: ``lag_ms``, the worst time from a
+  flow's last packet to its storage (``max()``).
+
+The ``alerts_*`` views were checked on chdb 26.9 (dictionaries with a CLICKHOUSE source and IP_TRIE layout, and
 JOINs in a materialised view, work in process).
 
 >>> "uniqExactState(alert_id)" in alerts_rollup_view_ddl("1m")
@@ -35,6 +46,11 @@ True
 from __future__ import annotations
 
 from finsa.storage.schema import ROLLUP_STORED_AT, _quote, _table_settings, _ttl
+
+#: Retention of the flow-panel roll-ups (days, from ``stored_at``) until
+#: :data:`~finsa.storage.schema.DEFAULT_TTL_DAYS` has entries for them (which then win).
+#: ``talkers_1h`` has a row per active source and hour, the largest roll-up: a quarter.
+FLOW_ROLLUP_TTL_DAYS = {"talkers_1h": 90, "services_1h": 365, "ingest_lag_1m": 90}
 
 _BUCKET = {"1m": ("minute", "toStartOfMinute"), "1h": ("hour", "toStartOfHour")}
 
@@ -175,3 +191,79 @@ SELECT toStartOfHour(a.time) AS hour, i.subsector AS subsector, i.region AS regi
 FROM alerts AS a LEFT JOIN institutions AS i ON i.id = a.institution_id
 GROUP BY hour, subsector, region, technique, severity
 SETTINGS join_use_nulls = 0"""
+
+
+# --- Roll-ups of the flow panels (top talkers, services, ingest lag) -------------------------
+
+_SUM = "SimpleAggregateFunction(sum, UInt64)"
+#: name -> (bucket, bucket expression, key columns, measure columns, view's measures, comment)
+_FLOW_ROLLUPS = {
+    "talkers_1h": (
+        "hour", "toStartOfHour(first_seen)",
+        ["src_ip IPv6 COMMENT 'Source address'"],
+        [f"flows {_SUM} COMMENT 'Flows the source started: sum(flows)'",
+         f"bytes {_SUM} COMMENT 'Bytes of those flows, both directions: sum(bytes)'",
+         "peers AggregateFunction(uniq, IPv6) COMMENT 'Distinct destination addresses: uniqMerge(peers)'",
+         "ports AggregateFunction(uniq, UInt16) COMMENT 'Distinct destination ports: uniqMerge(ports)'"],
+        "count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqState(dst_ip) AS peers, "
+        "uniqState(dst_port) AS ports",
+        "Flows per hour, institution and source address (top talkers)"),
+    "services_1h": (
+        "hour", "toStartOfHour(first_seen)",
+        ["protocol UInt8 COMMENT 'IP protocol number'", "dst_port UInt16 COMMENT 'Destination port'"],
+        [f"flows {_SUM} COMMENT 'Flows to the service: sum(flows)'",
+         f"bytes {_SUM} COMMENT 'Bytes of those flows, both directions: sum(bytes)'",
+         "clients AggregateFunction(uniq, IPv6) COMMENT 'Distinct source addresses: uniqMerge(clients)'",
+         "servers AggregateFunction(uniq, IPv6) COMMENT 'Distinct destination addresses: uniqMerge(servers)'"],
+        "count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqState(src_ip) AS clients, "
+        "uniqState(dst_ip) AS servers",
+        "Flows per hour, institution, protocol and destination port (services)"),
+    "ingest_lag_1m": (
+        "minute", "toStartOfMinute(last_seen)", [],
+        ["lag_ms SimpleAggregateFunction(max, Int64) COMMENT 'Worst ms from a last packet to storage: max(lag_ms)'"],
+        "max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) AS lag_ms",
+        "Worst ingest lag per minute (of the flows' last packet) and institution"),
+}
+FLOW_ROLLUPS = tuple(_FLOW_ROLLUPS)
+
+
+def flow_rollup_ddl(name: str, ttl_days: int) -> str:
+    """``CREATE TABLE`` of one flow-panel roll-up (a name of :data:`FLOW_ROLLUPS`).
+
+    >>> "ORDER BY (institution_id, hour, src_ip)" in flow_rollup_ddl("talkers_1h", 90)
+    True
+    """
+    bucket, _, keys, measures, _, comment = _FLOW_ROLLUPS[name]
+    columns = [f"{bucket} DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the {bucket}'",
+               "institution_id LowCardinality(String) COMMENT 'Institution whose sensor metered the flows'",
+               *keys, *measures, ROLLUP_STORED_AT]
+    key = ", ".join(["institution_id", bucket] + [k.split()[0] for k in keys])
+    body = ",\n    ".join(columns)
+    return f"""CREATE TABLE IF NOT EXISTS {name} (
+    {body}
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM({bucket})
+ORDER BY ({key})
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT {_quote(f"{comment}, fed by {name}_mv")}"""
+
+
+def flow_rollup_select(name: str, where: str = "", stored_at: bool = False) -> str:
+    """The ``SELECT`` over ``flows`` that feeds ``name``: its view's, or with ``where`` and
+    ``stored_at`` (the rows' latest storage time, so a TTL counts from it) a backfill's."""
+    bucket, expression, keys, _, measures, _ = _FLOW_ROLLUPS[name]
+    group = ", ".join([bucket, "institution_id"] + [k.split()[0] for k in keys])
+    select = ", ".join([f"{expression} AS {bucket}", "institution_id", *[k.split()[0] for k in keys], measures]
+                       + (["max(stored_at) AS last_stored_at"] if stored_at else []))
+    condition = f" WHERE {where}" if where else ""
+    return f"SELECT {select}\nFROM flows{condition} GROUP BY {group}"
+
+
+def flow_rollup_columns(name: str) -> list[str]:
+    """Columns of ``name`` its view writes, in the order of :func:`flow_rollup_select`."""
+    bucket, _, keys, measures, _, _ = _FLOW_ROLLUPS[name]
+    return [bucket, "institution_id", *[c.split()[0] for c in keys + measures]]
+
+
+def flow_rollup_view_ddl(name: str) -> str:
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}_mv TO {name} AS\n{flow_rollup_select(name)}"

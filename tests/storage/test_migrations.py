@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from finsa.storage import schema
 from finsa.storage.migrations import column_steps, existing_columns, run_migrations
+from finsa.storage.rollups import FLOW_ROLLUPS
 from finsa.wire import FLOW
 
 
@@ -16,10 +17,18 @@ def _old_flows_ddl(missing: set[str]) -> str:
 
 def test_fresh_store_applies_every_table_step_then_nothing(store):
     report = run_migrations(store)
-    assert report.skipped == ["0009_flows_1m_sources"]  # an upgrade step: a fresh flows_1m has sources
+    # upgrade steps: a fresh flows_1m has sources, and a fresh store no flows to roll up
+    assert report.skipped == ["0009_flows_1m_sources"] + [f"backfill:{name}" for name in FLOW_ROLLUPS]
     assert report.applied[0] == "0001_create_schema_migrations"
     again = run_migrations(store)
     assert again.applied == [] and "0002_create_flows" in again.skipped
+
+
+def test_flows_stored_after_the_views_are_not_backfilled(store, make_flows):
+    store.migrate()
+    store.insert(make_flows(5))
+    assert store.migrate() == []
+    assert store.query("SELECT sum(flows) FROM talkers_1h").rows == [(5,)]
 
 
 def test_older_store_is_upgraded_and_keeps_its_rows(store, make_flows):
@@ -61,3 +70,31 @@ def test_ttl_is_configurable(store):
     assert "toIntervalDay(7)" in ddl["flows"]
     assert "TTL stored_at" not in ddl["heartbeats"]
     assert "toIntervalDay(365)" in ddl["alerts"]
+
+
+_OLD_FLOWS = ("INSERT INTO flows (flow_id, first_seen_ms, last_seen_ms, institution_id, src_ip, dst_ip, dst_port, "
+              "protocol, src2dst_bytes, stored_at) SELECT number, 1700000000000 + number * 600000, "
+              "1700000000000 + number * 600000 + 500, if(number % 2, 'bank-a', 'bank-b'), "
+              "toIPv6(concat('10.0.0.', toString(number % 7))), '192.0.2.1', 443, 6, 100, now() - 3600 "
+              "FROM numbers(48)")  # eight hours of flows, stored an hour ago
+
+
+def test_flow_panel_rollups_reach_an_older_store_and_roll_up_its_flows_once(store, make_flows):
+    store.migrate()
+    for name in FLOW_ROLLUPS:  # a store made before these roll-ups, holding flows
+        store.command(f"DROP VIEW {name}_mv")
+        store.command(f"DROP TABLE {name}")
+    store.command(_OLD_FLOWS)
+    applied = store.migrate()
+    assert [v for v in applied if "talkers" in v] == ["0027_create_talkers_1h", "0028_create_talkers_1h_mv",
+                                                      "backfill:talkers_1h"]
+    assert {f"backfill:{name}" for name in FLOW_ROLLUPS} <= set(applied)
+    talkers = "SELECT sum(flows), sum(bytes), uniqMerge(peers), count() FROM talkers_1h"
+    assert store.query(talkers).rows == [(48, 4800, 1, 48)]  # six sources an hour, one flow each
+    assert store.query("SELECT sum(flows), uniqMerge(clients) FROM services_1h").rows == [(48, 7)]
+    assert store.query("SELECT count() FROM ingest_lag_1m").rows == [(48,)]
+    assert store.migrate() == []  # backfilled once
+    store.insert(make_flows(10))
+    assert store.query("SELECT sum(flows) FROM talkers_1h").rows == [(58,)]
+    assert store.migrate() == []
+

@@ -1,8 +1,11 @@
-"""Roll-ups: fed on insert, deduplicated with their source, enriched by address, per subsector."""
+"""Roll-ups: fed on insert, deduplicated with their source, enriched by address, per subsector,
+per talker, service and ingest minute."""
 
 from __future__ import annotations
 
 from finsa.registry import parse_registry
+from finsa.storage.rollups import FLOW_ROLLUP_TTL_DAYS
+from finsa.storage.schema import DEFAULT_TTL_DAYS
 
 REGISTRY = parse_registry({"institution": [
     {"id": "bank-a", "name": "A", "subsector": "bank", "region": "north"},
@@ -19,6 +22,29 @@ def test_flow_rollups_count_sources_and_skip_a_redelivered_batch(migrated, make_
             f"SELECT sum(flows), sum(packets), uniqMerge(sources) FROM {table}").rows[0]
         assert (flows, packets) == (40, sum(2 * i + 1 for i in range(40))), table
         assert sources == 40, table
+
+
+FLOW_PANEL_ROLLUPS = {  # roll-up -> (sum of flows, of bytes) read back, and a distinct count
+    "talkers_1h": "SELECT sum(flows), sum(bytes), uniqMerge(peers) FROM talkers_1h",
+    "services_1h": "SELECT sum(flows), sum(bytes), uniqMerge(clients) FROM services_1h",
+}
+
+
+def test_flow_panel_rollups_skip_a_redelivered_batch(migrated, make_flows):
+    for table in ("talkers_1h", "services_1h", "ingest_lag_1m"):
+        migrated.command(f"TRUNCATE TABLE {table}")
+    batch = make_flows(40)
+    migrated.insert(batch)
+    migrated.command("TRUNCATE TABLE ingested_batches")  # ledger lost: the insert token still dedups
+    migrated.insert(batch)
+    total_bytes = sum((i + 1) * 100 + i * 1000 for i in range(40))
+    for table, sql in FLOW_PANEL_ROLLUPS.items():
+        assert migrated.query(sql).rows == [(40, total_bytes, 1 if table == "talkers_1h" else 40)], table
+    assert migrated.query("SELECT count() FROM talkers_1h FINAL").rows == [(40,)]  # one row per source
+    assert migrated.query("SELECT count() FROM services_1h FINAL").rows == [(1,)]  # tcp/443
+    lag = migrated.query("SELECT max(lag_ms) FROM ingest_lag_1m").rows[0][0]
+    raw = migrated.query("SELECT max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) FROM flows").rows
+    assert lag == raw[0][0]
 
 
 def test_alert_rollups_count_a_reemitted_alert_once(migrated, make_alerts):
@@ -55,6 +81,8 @@ def test_rollups_have_a_year_ttl_from_storage_time(migrated):
                               "WHERE database = currentDatabase()").rows)
     for table in ("flows_1m", "flows_1h", "alerts_1m", "alerts_1h", "alerts_geo_1h", "alerts_subsector_1h"):
         assert "TTL stored_at + toIntervalDay(365)" in ddl[table], table
+    for table, days in FLOW_ROLLUP_TTL_DAYS.items():
+        assert f"TTL stored_at + toIntervalDay({DEFAULT_TTL_DAYS.get(table, days)})" in ddl[table], table
     assert "TTL stored_at" not in ddl["threat_levels"] and " TTL " not in ddl["audit_log"].replace("(no TTL)", "")
 
 
