@@ -35,10 +35,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from finsa.errors import FinsaError
-from finsa.wire import ALERT, RecordBatch
+from finsa.wire import ALERT, RecordBatch, ips_to_strings
 
 __all__ = ["Detector", "DetectorParamError", "WindowDeduper", "alert_id", "make_alert",
-           "severity_from_margin", "MAX_EVIDENCE_FLOWS"]
+           "severity_from_margin", "host_port", "service_of", "MAX_EVIDENCE_FLOWS"]
 
 #: At most this many flow ids are cited in an alert's evidence.
 MAX_EVIDENCE_FLOWS = 10
@@ -97,6 +97,21 @@ def make_alert(*, detector: str, technique: str, institution_id: str, entity: st
     return row
 
 
+def host_port(address: str, port: int) -> str:
+    """An alert target ``address:port`` (an IPv6 address in brackets).
+
+    >>> host_port("10.1.0.22", 22), host_port("2001:db8::80", 443)
+    ('10.1.0.22:22', '[2001:db8::80]:443')
+    """
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def service_of(frame: Any, row: int) -> str:
+    """``destination:port`` of flow ``row`` of a :class:`~finsa.detectors.features.FlowFrame`."""
+    cols = frame.cols
+    return host_port(ips_to_strings(cols["dst_ip"][row:row + 1])[0], int(cols["dst_port"][row]))
+
+
 def severity_from_margin(margin: float, steps: tuple[float, ...] = (1.0, 1.5, 2.5, 4.0)) -> int:
     """Severity 1..5 from how far a score exceeds its threshold (``margin`` = score / threshold).
 
@@ -129,6 +144,17 @@ class WindowDeduper:
             self._prune(window)
         self._last[key] = window
         return True
+
+    def claim_source(self, frame: Any, rows: np.ndarray, span: np.ndarray | None = None) -> tuple[str, str, int] | None:
+        """(institution, source address, time_ms) of an alert about flows ``rows`` of a
+        :class:`~finsa.detectors.features.FlowFrame`: the first row's institution and source, the
+        latest flow end over ``span`` (default ``rows``); None when that source already alerted
+        in the window of that time."""
+        cols, first = frame.cols, rows[0]
+        inst = str(cols["institution_id"][first])
+        entity = ips_to_strings(cols["src_ip"][first:first + 1])[0]
+        time_ms = int(frame.end_ms[rows if span is None else span].max())
+        return (inst, entity, time_ms) if self.first(inst, entity, time_ms) else None
 
     def _prune(self, window: int) -> None:
         self._last = {k: w for k, w in self._last.items() if w >= window - 1}

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
+from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, service_of
 from finsa.detectors.features import FlowFrame, frame_of, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import RecordBatch
 
 __all__ = ["BeaconingDetector"]
 
@@ -197,15 +197,13 @@ class BeaconingDetector(Detector):
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, feats: dict[str, Any], score: float) -> dict[str, Any] | None:
         c, first = frame.cols, mine[0]
-        inst = str(c["institution_id"][first])
-        entity, server = ips_to_strings(np.concatenate([c["src_ip"][first:first + 1], c["dst_ip"][first:first + 1]]))
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, entity, time_ms):
+        claimed = self._dedupe.claim_source(frame, mine)
+        if claimed is None:
             return None
-        port = int(c["dst_port"][first])
+        inst, entity, time_ms = claimed
         steady = 1.0 - feats["interval_robust_cv"] / max(self.max_cv, 1e-9)
         return make_alert(detector=self.name, technique=self.technique, institution_id=inst, entity=entity,
-                          entity_kind="src_ip", target=f"[{server}]:{port}" if ":" in server else f"{server}:{port}",
+                          entity_kind="src_ip", target=service_of(frame, first),
                           time_ms=time_ms, first_seen_ms=int(frame.t_ms[mine].min()), window_ms=self.window_ms,
                           severity=3 + int(feats["beats"] >= 2 * self.min_beacons and steady >= 0.5), score=score,
                           confidence=min(1.0, (0.5 + 0.5 * steady) * (1 - math.exp(-feats["beats"] / self.min_beacons))),

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, severity_from_margin
+from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, service_of, severity_from_margin
 from finsa.detectors.features import ACK, FlowFrame, KeyedTable, frame_of, group, mix64
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import RecordBatch
 
 __all__ = ["BruteForceDetector"]
 
@@ -121,16 +121,12 @@ class BruteForceDetector(Detector):
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, feats: dict[str, Any],
                margin: float) -> dict[str, Any] | None:
-        cols = frame.cols
-        first = mine[0]
-        inst = str(cols["institution_id"][first])
-        entity, server = ips_to_strings(np.concatenate([cols["src_ip"][first:first + 1],
-                                                        cols["dst_ip"][first:first + 1]]))
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, entity, time_ms):
+        cols, first = frame.cols, mine[0]
+        claimed = self._dedupe.claim_source(frame, mine)
+        if claimed is None:
             return None
-        port = int(cols["dst_port"][first])
-        target = f"[{server}]:{port}" if ":" in server else f"{server}:{port}"
+        inst, entity, time_ms = claimed
+        target = service_of(frame, first)
         alike = 1.0 - feats["client_bytes_cv"] / max(self.max_cv, 1e-9) / 2
         return make_alert(
             detector=self.name, technique=self.technique, institution_id=inst, entity=entity,

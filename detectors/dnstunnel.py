@@ -110,12 +110,11 @@ class _DnsDetector(Detector):
 
     def _emit(self, frame: FlowFrame, mine: np.ndarray, target: str, score: float, confidence: float,
               feats: dict[str, Any], severity: int) -> dict[str, Any] | None:
-        cols, first = frame.cols, mine[0]
-        inst = str(cols["institution_id"][first])
-        entity = ips_to_strings(cols["src_ip"][first:first + 1])[0]
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, entity, time_ms):
+        cols = frame.cols
+        claimed = self._dedupe.claim_source(frame, mine)
+        if claimed is None:
             return None
+        inst, entity, time_ms = claimed
         return make_alert(detector=self.name, technique=self.technique, institution_id=inst,
                           entity=entity, entity_kind="src_ip", target=target, time_ms=time_ms,
                           first_seen_ms=int(frame.t_ms[mine].min()), window_ms=self.window_ms,

@@ -135,12 +135,11 @@ class ExfiltrationDetector(Detector):
         return out
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, feats: dict[str, Any], margin: float) -> dict[str, Any] | None:
-        c, first = frame.cols, mine[0]
-        inst = str(c["institution_id"][first])
-        entity = ips_to_strings(c["src_ip"][first:first + 1])[0]
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, entity, time_ms):
+        c = frame.cols
+        claimed = self._dedupe.claim_source(frame, mine)
+        if claimed is None:
             return None
+        inst, entity, time_ms = claimed
         dg = group(frame.dst_h[mine])
         sent = dg.sum(c["src2dst_bytes"][mine].astype(np.float64))
         top = mine[dg.first[int(np.argmax(sent))]]

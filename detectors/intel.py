@@ -38,7 +38,7 @@ from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, ma
 from finsa.detectors.features import FlowFrame, frame_of, group
 from finsa.detectors.netsets import NetworkSet, parse_network
 from finsa.metrics import REGISTRY
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import RecordBatch
 
 __all__ = ["IntelDetector"]
 
@@ -174,12 +174,11 @@ class IntelDetector(Detector):
         return out
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, what: list[tuple[str, str, str]]) -> dict[str, Any] | None:
-        c, first = frame.cols, mine[0]
-        inst = str(c["institution_id"][first])
-        entity = ips_to_strings(c["src_ip"][first:first + 1])[0]
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, entity, time_ms):
+        c = frame.cols
+        claimed = self._dedupe.claim_source(frame, mine)
+        if claimed is None:
             return None
+        inst, entity, time_ms = claimed
         answered = c["dst2src_packets"][mine] > 0
         kind, indicator, feed = what[0]
         feats = {"indicator": indicator, "matched_in": kind, "feed": feed,

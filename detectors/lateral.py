@@ -213,11 +213,10 @@ class LateralMovementDetector(Detector):
     def _alert(self, frame: FlowFrame, mine: np.ndarray, group_rows: np.ndarray, feats: dict[str, Any],
                score: float) -> dict[str, Any] | None:
         c, first = frame.cols, mine[0]
-        inst = str(c["institution_id"][first])
-        entity = ips_to_strings(c["src_ip"][first:first + 1])[0]
-        time_ms = int(frame.end_ms[group_rows].max())
-        if not self._dedupe.first(inst, entity, time_ms):
+        claimed = self._dedupe.claim_source(frame, mine, group_rows)
+        if claimed is None:
             return None
+        inst, entity, time_ms = claimed
         one = len(np.unique(frame.dst_h[group_rows])) == 1 and feats["admin_hosts"] <= 1
         target = ips_to_strings(c["dst_ip"][first:first + 1])[0] if one else "many"
         smb = "smb_remote_service" in feats["findings"]

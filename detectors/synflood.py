@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
+from finsa.detectors.base import Detector, WindowDeduper, host_port, make_alert, severity_from_margin
 from finsa.detectors.baseline import advance_bins
 from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group
 from finsa.wire import RecordBatch, ips_to_strings
@@ -99,8 +99,7 @@ class SynFloodDetector(Detector):
         cols = frame.cols
         inst = str(cols["institution_id"][first])
         victim = ips_to_strings(cols["dst_ip"][first:first + 1])[0]
-        port = int(cols["dst_port"][first])
-        target = f"[{victim}]:{port}" if ":" in victim else f"{victim}:{port}"
+        target = host_port(victim, int(cols["dst_port"][first]))
         sg = group(frame.src_h[mine])
         top = int(np.argmax(sg.count))
         share = float(sg.count[top] / len(mine))

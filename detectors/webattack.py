@@ -36,9 +36,9 @@ from urllib.parse import unquote_plus
 
 import numpy as np
 
-from finsa.detectors.base import Detector, WindowDeduper, make_alert
+from finsa.detectors.base import Detector, WindowDeduper, make_alert, service_of
 from finsa.detectors.features import frame_of
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import RecordBatch
 
 __all__ = ["WebAttackDetector", "SIGNATURES", "classify"]
 
@@ -129,19 +129,17 @@ class WebAttackDetector(Detector):
 
     def _alert(self, frame: Any, mine: np.ndarray, classes: list[tuple[str, ...]]) -> dict[str, Any] | None:
         c, first = frame.cols, mine[0]
-        inst = str(c["institution_id"][first])
-        entity, server = ips_to_strings(np.concatenate([c["src_ip"][first:first + 1], c["dst_ip"][first:first + 1]]))
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, entity, time_ms):
+        claimed = self._dedupe.claim_source(frame, mine)
+        if claimed is None:
             return None
+        inst, entity, time_ms = claimed
         counts: dict[str, int] = {}
         for cls in classes:
             for name in cls:
                 counts[name] = counts.get(name, 0) + 1
         worst = max(counts, key=lambda n: (SIGNATURES[n][0], counts[n]))
         shown = mine[next(i for i, cls in enumerate(classes) if worst in cls)]
-        port = int(c["dst_port"][first])
-        target = f"[{server}]:{port}" if ":" in server else f"{server}:{port}"
+        target = service_of(frame, first)
         feats = {"class": worst, "matches": counts, "requests": len(mine),
                  "distinct_servers": len(np.unique(frame.dst_h[mine])), "host": str(c["http_host"][shown])[:100],
                  "uri": str(c["http_uri"][shown])[:200], "method": str(c["http_method"][shown])[:16]}
