@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel",
+MODULES = ["base", "netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel",
            "forwarded", "registry"]
 
 
