@@ -6,6 +6,8 @@ victim receives per bin) keeps, in a :class:`~finsa.detectors.features.KeyedTabl
 ``mean`` and ``var``. :func:`advance_bins` closes the bins that ended before each key's new bin:
 their totals are learnt (an alerting bin only up to its threshold, so an attack does not teach
 the baseline) and each silent bin in between decays the baseline by ``1 - alpha``.
+:func:`bound_keys` halves a table grown past its bound, keeping the newest bins and, among
+equally new ones, the larger baselines.
 
 >>> from finsa.detectors.features import KeyedTable
 >>> table = KeyedTable(("bin", "total", "flagged", "mean", "var"))
@@ -15,6 +17,10 @@ the baseline) and each silent bin in between decays the baseline by ``1 - alpha`
 >>> pos = advance_bins(table, keys, np.array([1.0]), "total", 0.5, lambda m, v: m + 3 * np.sqrt(v))
 >>> table.cols["mean"][pos].tolist(), table.cols["var"][pos].tolist(), table.cols["total"][pos].tolist()
 ([5.0], [25.0], [0.0])
+>>> _ = table.upsert(np.array([1, 2, 3], np.uint64)); bound_keys(table, 3); len(table)
+2
+>>> 7 in table.keys  # its bin is the newest
+True
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 
 from finsa.detectors.features import KeyedTable
 
-__all__ = ["advance_bins"]
+__all__ = ["advance_bins", "bound_keys"]
 
 
 def advance_bins(table: KeyedTable, keys: np.ndarray, bins: np.ndarray, total: str, alpha: float,
@@ -46,3 +52,14 @@ def advance_bins(table: KeyedTable, keys: np.ndarray, bins: np.ndarray, total: s
     cols["var"][p] = (1 - alpha) * (var + diff * alpha * diff) * idle
     cols["bin"][p], cols[total][p], cols["flagged"][p] = bins[moved], 0.0, 0.0
     return pos
+
+
+def bound_keys(table: KeyedTable, max_keys: int) -> None:
+    """Past ``max_keys`` entries, keep the half with the newest ``bin`` (then the largest ``mean``)."""
+    if len(table) <= max_keys:
+        return
+    cols = table.cols
+    rank = np.lexsort((cols["mean"], cols["bin"]))
+    keep = np.zeros(len(rank), dtype=bool)
+    keep[rank[len(rank) // 2:]] = True
+    table.keep(keep)

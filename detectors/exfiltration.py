@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.baseline import advance_bins
+from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch, ips_to_strings
@@ -96,12 +96,7 @@ class ExfiltrationDetector(Detector):
             rows = np.flatnonzero(mask)
             if len(rows):
                 out += self._channel(frame, channel, rows)
-        if len(self._table) > self.max_hosts:
-            cols = self._table.cols
-            rank = np.lexsort((cols["mean"], cols["bin"]))
-            keep = np.zeros(len(rank), dtype=bool)
-            keep[rank[len(rank) // 2:]] = True
-            self._table.keep(keep)
+        bound_keys(self._table, self.max_hosts)
         return out
 
     def _floor(self, channel: str) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, host_port, make_alert, severity_from_margin
-from finsa.detectors.baseline import advance_bins
+from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -85,8 +85,7 @@ class SynFloodDetector(Detector):
                                 float(threshold[gi]), float(cols["mean"][pos[gi]]), projected)
             if alert is not None:
                 out.append(alert)
-        if len(self._table) > self.max_services:
-            self._evict()
+        bound_keys(self._table, self.max_services)
         return out
 
     def _threshold(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -122,11 +121,3 @@ class SynFloodDetector(Detector):
             first_seen_ms=int(frame.t_ms[mine].min()), window_ms=self.window_ms,
             severity=severity_from_margin(margin), score=margin,
             confidence=1.0 - math.exp(-2.0 * margin), features=feats, flow_ids=cols["flow_id"][mine[:10]])
-
-    def _evict(self) -> None:
-        """Forget the services with the smallest baseline, keeping the newest bins."""
-        cols = self._table.cols
-        rank = np.lexsort((cols["mean"], cols["bin"]))
-        keep = np.zeros(len(rank), dtype=bool)
-        keep[rank[len(rank) // 2:]] = True
-        self._table.keep(keep)
