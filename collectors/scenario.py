@@ -5,6 +5,8 @@
 - ``institutions.toml``: the registry (:mod:`finsa.registry` format) of five fictional
   institutions (two banks, a securities firm, an insurer, a payment institution; nine with
   ``attacks="sector"``);
+- ``inventory.toml``: their public services (:func:`~finsa.collectors.scenario_world.inventory_toml`),
+  which the early warner reads to warn institutions exposing what a campaign attacks;
 - ``captures/<institution>.pcap``: what each institution's tap sees (Ethernet, microsecond
   timestamps): benign background traffic plus the attacks that touch it;
 - ``manifest.json``: ``seed``, ``start_ms``, ``duration_s`` and the captures with their sensor
@@ -65,7 +67,8 @@ from finsa.collectors.scenario_packets import Packets, encode_frames
 from finsa.collectors.scenario_payloads import PayloadTable
 from finsa.collectors.scenario_routine import routine_traffic
 from finsa.collectors.scenario_traffic import Gen, benign_traffic
-from finsa.collectors.scenario_world import World, default_world, ip_str, owner_mask, registry_toml, sector_world
+from finsa.collectors.scenario_world import (World, default_world, inventory_toml, ip_str, owner_mask, registry_toml,
+                                                   sector_world)
 from finsa.errors import FinsaError
 
 __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest", "load_ground_truth",
@@ -73,7 +76,7 @@ __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest"
 
 DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
 MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
-DETECTORS = "detectors.toml"
+DETECTORS, INVENTORY = "detectors.toml", "inventory.toml"
 #: ``--attacks`` choices: every attack type (the default), the three basic attacks, or the
 #: hour-long sector-wide campaign.
 ATTACK_SETS = ("all", "basic", "sector")
@@ -171,10 +174,11 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
     out = Path(out_dir)
     (out / "captures").mkdir(parents=True, exist_ok=True)
     (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
+    (out / INVENTORY).write_text(inventory_toml(world), encoding="utf-8")
     (out / DETECTORS).write_text(detectors_toml(world, long_run=attack_set == "sector"), encoding="utf-8")
     captures = _write_captures(out, world, packets, g.table)
     manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
-                "attacks": attack_set, "registry": REGISTRY, "detectors": DETECTORS, "ground_truth": GROUND_TRUTH, "captures": captures}
+                "attacks": attack_set, "registry": REGISTRY, "inventory": INVENTORY, "detectors": DETECTORS, "ground_truth": GROUND_TRUTH, "captures": captures}
     ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
     if attack_set == "sector":
         ground_truth["campaigns"] = campaigns

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["InstitutionSpec", "World", "default_world", "sector_world", "ip", "ip_str", "registry_toml",
-           "SITES", "site_address", "owner_mask"]
+           "inventory_toml",            "SITES", "site_address", "owner_mask"]
 
 
 def ip(text: str) -> int:
@@ -138,6 +138,40 @@ def registry_toml(world: World) -> str:
                 f'subsector = "{inst.subsector}"', f'region = "{inst.region}"',
                 f"criticality = {inst.criticality}", f"networks = [{nets}]",
                 f"latitude = {inst.latitude}", f"longitude = {inst.longitude}", ""]
+    return "\n".join(out)
+
+
+#: Asset kind of each institution's public web server, by subsector (the customer portal).
+_PORTAL_KIND = {"bank": "online_banking", "securities": "trading", "payment": "online_banking"}
+
+
+def _asset(inst: InstitutionSpec, service: str, kind: str, address: int, ports: list[int],
+           criticality: int) -> list[str]:
+    return ["[[asset]]", f'institution = "{inst.id}"', f'service = "{service}"', f'kind = "{kind}"',
+            f'address = "{ip_str(address)}"', f"ports = {ports}", f"criticality = {criticality}",
+            "exposed = true", ""]
+
+
+def inventory_toml(world: World) -> str:
+    """The inventory file (:mod:`finsa.streams.enrich` format) of the institutions' public services:
+    the web portal, the SSH bastion (``remote_access``), the name server, the mail relay and, at
+    payment institutions, the partner API gateway. The early warner uses it to warn institutions
+    exposing the kind of service a campaign is attacking elsewhere.
+
+    >>> text = inventory_toml(default_world())
+    >>> text.count("[[asset]]"), 'kind = "remote_access"' in text
+    (21, True)
+    """
+    out = ["# Public services of a generated finsa scenario's institutions (fictional addresses).", ""]
+    for inst in world.institutions:
+        crit = inst.criticality
+        out += _asset(inst, f"{inst.domain} web portal", _PORTAL_KIND.get(inst.subsector, "other"), inst.web,
+                      [80, 443], crit)
+        out += _asset(inst, "SSH bastion", "remote_access", inst.bastion, [22], crit)
+        out += _asset(inst, "name server", "dns", inst.dns, [53], max(1, crit - 1))
+        out += _asset(inst, "mail relay", "other", inst.mail, [25], max(1, crit - 2))
+        if inst.subsector == "payment":
+            out += _asset(inst, "partner API gateway", "payment_gateway", inst.api, [443], crit)
     return "\n".join(out)
 
 

@@ -66,7 +66,9 @@ def sector_report(registry_path: Path, truth: dict, result: OfflineResult) -> di
     from finsa.streams.sector import SectorPicture
 
     registry = load_registry(registry_path)
-    run = run_sector(SectorPicture(registry), result.alerts, result.flows)
+    inventory = registry_path.parent / "inventory.toml"  # the scenario's, when it has one
+    picture = SectorPicture.from_files(registry_path, inventory if inventory.exists() else None)
+    run = run_sector(picture, result.alerts, result.flows)
     kinds: dict[str, int] = {}
     for w in run.warnings:
         kinds[w.kind] = kinds.get(w.kind, 0) + 1

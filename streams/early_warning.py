@@ -94,16 +94,17 @@ class SpreadWarner:
     def check(self, c: Campaign) -> list[EarlyWarning]:
         """New warnings for a campaign that just changed (time = its latest alert)."""
         warned = self._warned_for(c)
-        targets: dict[str, str] = {}  # institution -> reason
+        targets: dict[str, tuple[str, str]] = {}  # institution -> (who was hit, why it concerns you)
         for sub in sorted(c.subsectors):
             hit = c.hit_in(sub)
             if len(hit) >= self.k:
                 for inst in self.members.get(sub, []):
-                    targets.setdefault(inst, f"{len(hit)} {sub} institutions hit ({', '.join(hit)})")
+                    targets.setdefault(inst, (f"{len(hit)} {sub} institutions hit ({', '.join(hit)})", ""))
         if len(c.institutions) >= self.k and c.target_kinds:
-            kinds = sorted(c.target_kinds)
-            for inst in self.assets.institutions_exposing(kinds):
-                targets.setdefault(inst, f"it targets {'/'.join(kinds)} services, which you expose")
+            hit_text = f"{len(c.institutions)} institutions hit ({', '.join(c.institution_order())})"
+            for inst in self.assets.institutions_exposing(c.target_kinds):
+                exposed = sorted(c.target_kinds & self.assets.exposed_kinds(inst))
+                targets.setdefault(inst, (hit_text, f"; it attacks {'/'.join(exposed)} services, which you expose"))
         out = []
         indicators = campaign_indicators(c)
         for inst in sorted(targets):
@@ -111,7 +112,8 @@ class SpreadWarner:
                 continue
             warned[inst] = c.last_seen_ms
             minutes = (c.last_seen_ms - c.first_seen_ms) / 60_000
-            why = (f"campaign {c.campaign_id}: {targets[inst]} in {minutes:.0f} min; "
+            hit_text, concern = targets[inst]
+            why = (f"campaign {c.campaign_id}: {hit_text} in {minutes:.0f} min{concern}; "
                    f"techniques {', '.join(sorted(c.techniques))}; not seen at {inst} yet")
             evidence = {"campaign_id": c.campaign_id, "hits": [[i, c.institutions[i]] for i in c.institution_order()],
                         "techniques": dict(sorted(c.techniques.items())), "alert_count": c.alert_count,

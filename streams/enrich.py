@@ -8,10 +8,12 @@ the sector depends on::
     institution = "pay-a"           # an id of the institution registry
     service = "card gateway"        # free text
     kind = "payment_gateway"        # core_banking | payment_gateway | trading | online_banking
-                                    # | swift | card_processing | market_data | dns | other
+                                    # | swift | card_processing | market_data | dns
+                                    # | remote_access (SSH/RDP/VPN gateways) | other
     address = "198.51.100.10"       # address or CIDR, as the sector sees it (the pseudonym
                                     # when the institution pseudonymises internal addresses)
-    ports = [443]                   # empty: any port
+    ports = [443]                   # empty: any port; an alert on the host as a whole (a
+                                    # port scan's target) matches every asset at the address
     criticality = 5                 # 1 minor .. 5 systemic
     exposed = true                  # reachable from the internet
 
@@ -69,7 +71,7 @@ class Asset(Strict):
     institution: str
     service: str
     kind: Literal["core_banking", "payment_gateway", "trading", "online_banking", "swift",
-                  "card_processing", "market_data", "dns", "other"] = "other"
+                  "card_processing", "market_data", "dns", "remote_access", "other"] = "other"
     address: str
     ports: list[int] = Field(default_factory=list)
     criticality: int = Field(3, ge=1, le=5)
@@ -172,13 +174,15 @@ class AssetMap:
             self._by_inst.setdefault(a.institution, []).append((ipaddress.ip_network(a.address, strict=False), a))
 
     def find(self, institution: str, address: str, port: int = 0) -> Asset | None:
+        """The first asset of ``institution`` at ``address`` serving ``port``; port 0 (the host as
+        a whole, e.g. a port scan's target) matches the first asset at the address."""
         candidates = self._by_inst.get(institution)
         text = normalise_address(address) if candidates else None
         if text is None:
             return None
         ip = ipaddress.ip_address(text)
         for net, asset in candidates:
-            if ip in net and (not asset.ports or port in asset.ports):
+            if ip in net and (not asset.ports or port == 0 or port in asset.ports):
                 return asset
         return None
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from finsa import wire
@@ -38,7 +39,7 @@ from finsa.registry import Registry
 from finsa.streams.campaigns import Campaign, CampaignTracker
 from finsa.streams.early_warning import DriftWatch, EarlyWarning, SpreadWarner, forecast_warnings
 from finsa.streams.emergencies import Emergency, HealthWatch
-from finsa.streams.enrich import ENRICHED_COLUMNS, Asset, Enricher, Provider
+from finsa.streams.enrich import ENRICHED_COLUMNS, Asset, Enricher, Provider, load_inventory
 from finsa.streams.forecast import VolumeForecaster
 from finsa.streams.geo import GeoLookup
 from finsa.streams.indicators import BlockEntry, blocklist_from_campaigns
@@ -113,6 +114,20 @@ class SectorPicture:
         self._pending_warnings: list[EarlyWarning] = []
         self._level_step: int | None = None
         self._intel_polled_ms: int | None = None
+
+    @classmethod
+    def from_files(cls, registry_path: str | Path, inventory_path: str | Path | None = None,
+                   **options: Any) -> "SectorPicture":
+        """A picture of the institutions file's sector, with the inventory file's assets and
+        providers when one is given (validated against the registry: an unknown institution is
+        refused with its field)."""
+        from finsa.registry import load_registry
+
+        registry = load_registry(registry_path)
+        if inventory_path is None:
+            return cls(registry, **options)
+        inventory = load_inventory(inventory_path, registry)
+        return cls(registry, assets=inventory.asset, providers=inventory.provider, **options)
 
     # --- inputs ---------------------------------------------------------------------------
 

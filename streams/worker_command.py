@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sasl-mechanism", default="SCRAM-SHA-512", choices=["SCRAM-SHA-256", "SCRAM-SHA-512"])
     parser.add_argument("--ssl-ca-file", type=Path, help="CA that signed the broker's TLS certificate (turns TLS on)")
     parser.add_argument("--registry", type=Path, help="institutions file: enables the sector picture (campaigns, warnings, levels)")
+    parser.add_argument("--inventory", type=Path,
+                        help="inventory file of the institutions' services and providers (needs --registry)")
     parser.add_argument("--detectors", type=Path, help="detectors config file (finsa detectors check FILE)")
     parser.add_argument("--batch-keys", type=Path,
                         help="directory of <institution>.key signing keys: accept only batches signed by their institution")
@@ -57,11 +59,10 @@ async def _serve(args: argparse.Namespace) -> int:
         verifier = BatchVerifier(load_keys(args.batch_keys))
     sector = None
     if args.registry:
-        from finsa.registry import load_registry
         from finsa.streams.sector import SectorPicture
         from finsa.streams.sector_stage import SectorStage
 
-        sector = SectorStage(SectorPicture(load_registry(args.registry)), store)
+        sector = SectorStage(SectorPicture.from_files(args.registry, args.inventory), store)
     engine = make_engine(args.detectors, args.registry)
     watcher = watch_detectors(args.detectors, engine, args.registry)
     if sector is not None:
@@ -154,4 +155,8 @@ def watch_detectors(path: Path | None, engine, registry_path: Path | None):  # n
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.inventory is not None and args.registry is None:
+        print("finsa worker: --inventory needs --registry (assets are checked against the institutions)",
+              file=sys.stderr)
+        return 2
     return asyncio.run(_serve(args))

@@ -50,7 +50,7 @@ def test_same_seed_gives_byte_identical_files(scenario, tmp_path) -> None:
     first, second = _files(scenario.out_dir), _files(again.out_dir)
     assert sorted(first) == ["captures/bank-a.pcap", "captures/bank-b.pcap", "captures/ins-a.pcap",
                              "captures/pay-a.pcap", "captures/sec-a.pcap", "detectors.toml", "ground_truth.json",
-                             "institutions.toml", "manifest.json"]
+                             "institutions.toml", "inventory.toml", "manifest.json"]
     assert first == second
 
 

@@ -50,3 +50,24 @@ def test_clickhouse_password_comes_from_a_file(tmp_path) -> None:
     args = parser.parse_args(["--broker", "b:9092", "--clickhouse-url", "http://finsa@ch1:8123",
                               "--clickhouse-password-file", str(secret)])
     assert clickhouse_url(args) == "http://finsa:p%40ss%2Fword@ch1:8123"
+
+
+def test_an_inventory_without_a_registry_is_refused(tmp_path, capsys) -> None:
+    from finsa.streams.worker_command import main
+
+    assert main(_args("--inventory", str(tmp_path / "inventory.toml"))) == 2
+    assert "--inventory needs --registry" in capsys.readouterr().err
+
+
+def test_the_sector_picture_reads_the_inventory_against_the_registry(tmp_path) -> None:
+    from finsa.errors import ConfigError
+    from finsa.streams.sector import SectorPicture
+
+    (tmp_path / "reg.toml").write_text('[[institution]]\nid = "bank-a"\nname = "A"\nsubsector = "bank"\n')
+    asset = '[[asset]]\ninstitution = "{}"\nservice = "portal"\nkind = "online_banking"\naddress = "192.0.2.10"\n'
+    (tmp_path / "inv.toml").write_text(asset.format("bank-a"))
+    picture = SectorPicture.from_files(tmp_path / "reg.toml", tmp_path / "inv.toml")
+    assert picture.enricher.assets.exposed_kinds("bank-a") == {"online_banking"}
+    (tmp_path / "inv.toml").write_text(asset.format("bank-z"))
+    with pytest.raises(ConfigError, match="unknown institution bank-z"):
+        SectorPicture.from_files(tmp_path / "reg.toml", tmp_path / "inv.toml")
