@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import secrets
 import signal
 import sys
@@ -82,6 +83,22 @@ def batch_keys(directory: Path, institutions: list[str]) -> dict[str, bytes]:
     return {inst: keys[inst] for inst in institutions}
 
 
+def replay_rebase_ms(start_ms: int, duration_ms: int, speed: float, now_ms: int) -> int:
+    """The shift that stamps a replayed scenario's flows in wall-clock time, never in the future.
+
+    At ``speed`` x real time the scenario's flow clock runs ahead of the wall clock; the shift
+    puts the scenario's end at the moment its replay ends, so every flow is stamped no later than
+    the moment it is replayed and the live view's "last N minutes" shows it at once.
+
+    >>> replay_rebase_ms(0, 100_000, 5.0, 1_000_000)   # replayed in 20 s: starts 80 s "ago"
+    920000
+    >>> replay_rebase_ms(0, 100_000, 1.0, 1_000_000)   # real time: starts now
+    1000000
+    """
+    ahead_ms = duration_ms * (1 - 1 / speed) if speed > 1 else 0
+    return int(now_ms - start_ms - ahead_ms)
+
+
 class Embedded:
     """The pieces of ``finsa run``, started and stopped in order."""
 
@@ -119,7 +136,8 @@ class Embedded:
             self.registry_watcher.start()
         self.publisher = BatchPublisher(self.broker.bootstrap, client_id="finsa-run-collector",
                                         signing_keys=self.keys).start()
-        rebase_ms = int(time.time() * 1000) - start_ms
+        duration_ms = int(float(json.loads((scenario / "manifest.json").read_text())["duration_s"]) * 1000)
+        rebase_ms = replay_rebase_ms(start_ms, duration_ms, self.args.speed, int(time.time() * 1000))
         self.replay_thread = threading.Thread(
             target=replay_all, daemon=True, name="replay",
             args=(sources, self.publisher.publish, start_ms),
@@ -128,7 +146,6 @@ class Embedded:
 
     def _detection(self, scenario: Path | None):  # noqa: ANN202
         """The detection engine (with the scenario's detector config) and the sector stage."""
-        from finsa.registry import load_registry
         from finsa.streams.offline import make_engine
         from finsa.streams.sector import SectorPicture
         from finsa.streams.sector_stage import SectorStage, feed_intel
@@ -141,7 +158,9 @@ class Embedded:
         engine = make_engine(config if config.exists() else None, registry_file)
         if config.exists():
             self.watcher = watch_detectors(config, engine, registry_file)
-        stage = SectorStage(SectorPicture(load_registry(registry_file)), self.store, [feed_intel(engine)])
+        inventory = scenario / "inventory.toml"
+        picture = SectorPicture.from_files(registry_file, inventory if inventory.exists() else None)
+        stage = SectorStage(picture, self.store, [feed_intel(engine)])
         return engine, stage
 
     async def run(self) -> int:

@@ -101,3 +101,13 @@ def test_flows_reached_storage(finished_run) -> None:
     rows = _query(store, "SELECT institution_id, count() AS n FROM flows GROUP BY institution_id")
     manifest = json.loads((finished_run["data"] / "scenario" / "manifest.json").read_text())
     assert {r["institution_id"] for r in rows} == {c["institution"] for c in manifest["captures"]}
+
+
+def test_the_scan_campaign_warned_the_institutions_exposing_what_it_attacks(finished_run) -> None:
+    # the scanner hits bank-a, sec-a, pay-a; bank-b exposes the same kind of web portal and is never
+    # scanned: the scenario's inventory makes it a warned institution (see test_scenario_warnings)
+    rows = _query(finished_run["data"], "SELECT scope_kind, scope_id, title, indicators FROM warnings FINAL")
+    spread = {r["scope_id"]: r for r in rows if r["scope_kind"] == "institution" and "spread" in r["title"]}
+    assert "bank-b" in spread, rows
+    assert "203.0.113.66" in spread["bank-b"]["indicators"]
+    assert "institution bank-b" in finished_run["page"]  # the live page's warnings panel lists it
