@@ -8,7 +8,9 @@ starts at the beginning (``from_start=True``) or at the current end of the file.
 at most ``max_line_bytes`` of an unfinished line are held; a longer line is dropped whole and
 counted in ``finsa_collector_log_lines_skipped_total{source,reason="line_too_long"}``.
 
-Also here, shared by the log parsers: that skip counter and :func:`rows_to_batch`.
+Also here, shared by the log parsers: that skip counter, :func:`rows_to_batch` and
+:class:`LineParser` (feed one line, never raise: a :class:`BadLine` or unreadable value is
+counted under its reason; drain the FLOW and ALERT batches parsed so far).
 
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "conn.log")
@@ -32,7 +34,7 @@ import numpy as np
 from finsa import wire
 from finsa.metrics import REGISTRY
 
-__all__ = ["LogTail", "SKIPPED", "rows_to_batch"]
+__all__ = ["LogTail", "SKIPPED", "rows_to_batch", "BadLine", "LineParser"]
 
 SKIPPED = REGISTRY.counter("finsa_collector_log_lines_skipped_total",
                            "Log lines (Zeek, Suricata EVE) skipped, by source and reason", ["source", "reason"])
@@ -54,6 +56,46 @@ def rows_to_batch(rtype: wire.RecordType, rows: Sequence[Mapping[str, Any]]) -> 
         kind = rtype.field(name).kind
         columns[name] = values if kind in ("str", "ip") else np.array(values, dtype=_DTYPES[kind])
     return rtype.make_batch(columns)
+
+
+class BadLine(ValueError):
+    """A log line that cannot be mapped; the message is the skip reason."""
+
+
+class LineParser:
+    """Base of the log parsers: subclasses set ``source`` and implement ``_feed(line)``, which
+    appends row dicts to ``flows`` / ``alerts`` or raises (:class:`BadLine` names the reason)."""
+
+    source = ""
+
+    def __init__(self, institution_id: str, sensor_id: str) -> None:
+        self.institution_id, self.sensor_id = institution_id, sensor_id
+        self.flows: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+        self.lines = self.skipped = 0
+
+    def feed(self, line: str) -> None:
+        """Parse one line (without its newline); never raises, malformed lines are counted."""
+        self.lines += 1
+        try:
+            self._feed(line)
+        except BadLine as exc:
+            self._skip(str(exc))
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, wire.WireFormatError):
+            self._skip("bad_value")
+
+    def _skip(self, reason: str) -> None:
+        self.skipped += 1
+        SKIPPED.inc(source=self.source, reason=reason)
+
+    def _feed(self, line: str) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def drain(self) -> tuple[wire.RecordBatch | None, wire.RecordBatch | None]:
+        """(FLOW batch, ALERT batch) of the rows parsed since the last drain; None where empty."""
+        flows, alerts = self.flows, self.alerts
+        self.flows, self.alerts = [], []
+        return rows_to_batch(wire.FLOW, flows), rows_to_batch(wire.ALERT, alerts)
 
 
 class LogTail:

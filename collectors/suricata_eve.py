@@ -37,8 +37,8 @@ import math
 from datetime import datetime
 from typing import Any, Mapping
 
-from finsa import wire
-from finsa.collectors.logtail import SKIPPED, rows_to_batch
+from finsa.collectors.logtail import SKIPPED, LineParser
+from finsa.collectors.logtail import BadLine as _Bad
 from finsa.collectors.zeeklog import alert_row, alert_target
 
 __all__ = ["EveParser", "eve_alert", "eve_time_ms"]
@@ -51,10 +51,6 @@ _QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16
 _TLS = {"SSLV3": 0x0300, "TLS 1.0": 0x0301, "TLS 1.1": 0x0302, "TLS 1.2": 0x0303, "TLS 1.3": 0x0304,
         "TLSV1": 0x0301, "TLSV1.1": 0x0302, "TLSV1.2": 0x0303, "TLSV1.3": 0x0304}
 _FIN, _RST = 1, 4
-
-
-class _Bad(ValueError):
-    """A line that cannot be mapped; the message is the skip reason."""
 
 
 def eve_time_ms(text: Any) -> int:
@@ -190,30 +186,14 @@ def eve_alert(ev: Mapping[str, Any], institution_id: str) -> dict[str, Any]:
 _HINTS = {"flow": _flow, "netflow": _flow, "dns": _dns, "tls": _tls, "http": _http}
 
 
-class EveParser:
+class EveParser(LineParser):
     """Stateless-per-line parser of Suricata EVE JSON lines (see the module docstring)."""
 
-    def __init__(self, institution_id: str, sensor_id: str) -> None:
-        self.institution_id, self.sensor_id = institution_id, sensor_id
-        self.flows: list[dict[str, Any]] = []
-        self.alerts: list[dict[str, Any]] = []
-        self.lines = self.skipped = 0
-
-    def feed(self, line: str) -> None:
-        """Parse one EVE line; never raises, malformed lines are counted."""
-        self.lines += 1
-        if not line.strip():
-            return
-        try:
-            self._feed(line)
-        except _Bad as exc:
-            self.skipped += 1
-            SKIPPED.inc(source="suricata", reason=str(exc))
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, wire.WireFormatError):
-            self.skipped += 1
-            SKIPPED.inc(source="suricata", reason="bad_value")
+    source = "suricata"
 
     def _feed(self, line: str) -> None:
+        if not line.strip():
+            return
         try:
             ev = json.loads(line)
         except (json.JSONDecodeError, RecursionError):
@@ -232,9 +212,3 @@ class EveParser:
         mapper(ev, row)
         row["institution_id"], row["sensor_id"] = self.institution_id, self.sensor_id
         self.flows.append(row)
-
-    def drain(self) -> tuple[wire.RecordBatch | None, wire.RecordBatch | None]:
-        """(FLOW batch, ALERT batch) of the rows parsed since the last drain; None where empty."""
-        flows, alerts = self.flows, self.alerts
-        self.flows, self.alerts = [], []
-        return rows_to_batch(wire.FLOW, flows), rows_to_batch(wire.ALERT, alerts)

@@ -41,8 +41,8 @@ import json
 import math
 from typing import Any, Callable, Mapping
 
-from finsa import wire
-from finsa.collectors.logtail import SKIPPED, rows_to_batch
+from finsa.collectors.logtail import BadLine as _Bad
+from finsa.collectors.logtail import LineParser
 from finsa.metrics import REGISTRY
 
 __all__ = ["ZeekLogParser", "ZEEK_TECHNIQUES", "history_flags", "stable_id", "alert_row", "alert_target",
@@ -64,10 +64,6 @@ _FIN, _SYN, _RST, _PSH, _ACK = 1, 2, 4, 8, 16
 _LETTERS = {"s": _SYN, "h": _SYN | _ACK, "a": _ACK, "d": _PSH | _ACK, "f": _FIN, "r": _RST}
 _KINDS = ("conn", "dns", "ssl", "notice")
 _MAX_SECONDS = 1e10  # year 2286: a larger time or duration is unreadable
-
-
-class _Bad(ValueError):
-    """A line that cannot be mapped; the message is the skip reason."""
 
 
 def stable_id(*parts: str) -> int:
@@ -245,33 +241,20 @@ def _kind_from_fields(rec: dict[str, Any]) -> str:
     return ""
 
 
-class ZeekLogParser:
+class ZeekLogParser(LineParser):
     """Stateful parser of one Zeek log stream (see the module docstring)."""
 
+    source = "zeek"
+
     def __init__(self, institution_id: str, sensor_id: str, name: str = "") -> None:
-        self.institution_id, self.sensor_id = institution_id, sensor_id
+        super().__init__(institution_id, sensor_id)
         self.name_kind = log_kind_from_name(name)
-        self.flows: list[dict[str, Any]] = []
-        self.alerts: list[dict[str, Any]] = []
-        self.lines = self.skipped = 0
         self._reset_header()
 
     def _reset_header(self) -> None:
         self.separator, self.unset, self.empty = "\t", "-", "(empty)"
         self.fields: list[str] | None = None
         self.path = ""
-
-    def feed(self, line: str) -> None:
-        """Parse one line (without its newline); never raises, malformed lines are counted."""
-        self.lines += 1
-        try:
-            self._feed(line)
-        except _Bad as exc:
-            self.skipped += 1
-            SKIPPED.inc(source="zeek", reason=str(exc))
-        except (ValueError, TypeError, KeyError, AttributeError, wire.WireFormatError):
-            self.skipped += 1
-            SKIPPED.inc(source="zeek", reason="bad_value")
 
     def _feed(self, line: str) -> None:
         line = line.rstrip("\r\n")
@@ -332,9 +315,3 @@ class ZeekLogParser:
             self.flows.append(row)
         else:
             raise _Bad("unknown_log")
-
-    def drain(self) -> tuple[wire.RecordBatch | None, wire.RecordBatch | None]:
-        """(FLOW batch, ALERT batch) of the rows parsed since the last drain; None where empty."""
-        flows, alerts = self.flows, self.alerts
-        self.flows, self.alerts = [], []
-        return rows_to_batch(wire.FLOW, flows), rows_to_batch(wire.ALERT, alerts)
