@@ -38,7 +38,7 @@ from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch
 
-from finsa.storage.native import native_block
+from finsa.storage.native import native_block_of
 from finsa.storage.schema import INSTITUTION_COLUMNS, TABLE_OF_RECORD
 
 ROWS_WRITTEN = REGISTRY.counter("finsa_storage_rows_total", "Rows written to the store", ["table"])
@@ -222,8 +222,7 @@ class Store(ABC):
                 return 0
             rows = sum(len(b) for b in fresh)
             if rows:
-                block = fresh[0] if len(fresh) == 1 else RecordBatch.concat(fresh)
-                names, payload = native_block(block, [b.batch_id for b in fresh], [len(b) for b in fresh])
+                names, payload = native_block_of(fresh)
                 token = hashlib.blake2b(b"".join(sorted(ids)), digest_size=16).hexdigest()
                 settings = {"insert_deduplication_token": f"{table}-{token}",
                             "deduplicate_blocks_in_dependent_materialized_views": "1"}

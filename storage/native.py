@@ -16,9 +16,12 @@ clickhouse-connect ``raw_insert``), so the encoding lives here once.
 
 from __future__ import annotations
 
+import ctypes
+from typing import Sequence
+
 import numpy as np
 
-from finsa.wire import Field, RecordBatch
+from finsa.wire import Field, RecordBatch, RecordType
 
 from finsa.storage.schema import CLICKHOUSE_TYPES
 
@@ -41,16 +44,30 @@ def _prefixed(text: bytes) -> bytes:
 
 
 class _EncodedStrings(dict):
-    """value -> its Native encoding, computed on first sight (C-speed look-ups via map)."""
+    """value -> its Native encoding, computed on first sight."""
 
     def __missing__(self, value: object) -> bytes:
         encoded = self[value] = _prefixed(("" if value is None else str(value)).encode("utf-8"))
         return encoded
 
 
+def _object_pointers(values: np.ndarray) -> np.ndarray:
+    """The PyObject addresses a contiguous object array holds (a copy): same address, same object."""
+    raw = (ctypes.c_char * (values.size * values.itemsize)).from_address(values.ctypes.data)
+    return np.frombuffer(raw, dtype=np.uintp).copy()
+
+
 def string_column(values: np.ndarray) -> bytes:
-    """Values of a String column: each distinct value encoded once, then joined."""
-    if len(values) and (values == values[0]).all():  # common: all "" or one institution id
+    """Values of a String column: each distinct value encoded once, then joined.
+
+    A column holding one object throughout (all "", one institution id) is one repeat; the test
+    compares the objects' addresses, not their text (no Python step per row).
+    """
+    values = np.ascontiguousarray(values, dtype=object)
+    if not len(values):
+        return b""
+    pointers = _object_pointers(values)
+    if (pointers == pointers[0]).all():
         return _EncodedStrings()[values[0]] * len(values)
     return b"".join(map(_EncodedStrings().__getitem__, values.tolist()))
 
@@ -77,19 +94,33 @@ def native_block(batch: RecordBatch, batch_ids: list[bytes] | None = None,
     A block made of several concatenated batches gives each source batch's id and row count
     (``batch_ids``, ``counts``) so every row keeps the id of the batch it came in.
     """
-    n_rows = len(batch)
-    parts = [varuint(len(batch.type.fields) + 1), varuint(n_rows)]
+    ids = batch_ids if batch_ids is not None else [batch.batch_id]
+    sizes = counts if counts is not None else [len(batch)]
+    if sum(sizes) != len(batch) or len(ids) != len(sizes):
+        raise ValueError("batch ids and counts do not cover the block's rows")
+    return _block(batch.type, len(batch), [[batch.columns[f.name]] for f in batch.type.fields], ids, sizes)
+
+
+def native_block_of(batches: Sequence[RecordBatch]) -> tuple[list[str], bytes]:
+    """One Native block holding the rows of several batches of one record type, in order.
+
+    Each column is encoded batch by batch and the pieces joined: no concatenated copy of the
+    batches is made (``RecordBatch.concat`` would copy every object column first).
+    """
+    rtype = batches[0].type
+    columns = [[b.columns[f.name] for b in batches] for f in rtype.fields]
+    return _block(rtype, sum(len(b) for b in batches), columns, [b.batch_id for b in batches],
+                  [len(b) for b in batches])
+
+
+def _block(rtype: RecordType, n_rows: int, columns: list[list[np.ndarray]], batch_ids: Sequence[bytes],
+           counts: Sequence[int]) -> tuple[list[str], bytes]:
+    parts = [varuint(len(rtype.fields) + 1), varuint(n_rows)]
     names = []
-    for f in batch.type.fields:
-        ch_type, data = _column_bytes(f, batch.columns[f.name])
-        parts += [_column_header(f.name, ch_type), data]
+    for f, pieces in zip(rtype.fields, columns):
+        encoded = [_column_bytes(f, piece) for piece in pieces]
+        parts += [_column_header(f.name, encoded[0][0]), *(data for _, data in encoded)]
         names.append(f.name)
-    if batch_ids is None:
-        ids = batch.batch_id * n_rows
-    else:
-        ids = b"".join(bid * count for bid, count in zip(batch_ids, counts or []))
-        if len(ids) != 16 * n_rows:
-            raise ValueError("batch ids and counts do not cover the block's rows")
-    parts += [_column_header("batch_id", "FixedString(16)"), ids]
+    parts += [_column_header("batch_id", "FixedString(16)"), *(bid * count for bid, count in zip(batch_ids, counts))]
     names.append("batch_id")
     return names, b"".join(parts)

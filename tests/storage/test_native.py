@@ -48,3 +48,24 @@ def test_any_flow_batch_reads_back_equal(flows_store, rows):
     expected = [{**r, "src_ip": _canonical(r["src_ip"]), "dst_ip": _canonical(r["dst_ip"])} for r in rows]
     key = lambda d: sorted((k, str(v)) for k, v in d.items())  # noqa: E731 - the table re-sorts rows
     assert sorted(got, key=key) == sorted(expected, key=key)
+
+
+def test_block_of_several_batches_equals_the_block_of_their_concatenation():
+    from finsa.storage.native import native_block, native_block_of
+    from finsa.wire import RecordBatch
+
+    batches = [FLOW.make_batch({"flow_id": [i, i + 10], "institution_id": ["bank-a", f"b{i}"],
+                                "tls_sni": ["", "x.example"], "src_ip": ["10.0.0.1", "::1"]}) for i in range(3)]
+    joined = RecordBatch.concat(batches)
+    expected = native_block(joined, [b.batch_id for b in batches], [len(b) for b in batches])
+    assert native_block_of(batches) == expected
+
+
+def test_string_column_encodes_equal_text_in_different_objects_and_one_shared_object():
+    from finsa.storage.native import string_column
+
+    shared = np.array(["bank-a"] * 4, dtype=object)
+    assert string_column(shared) == b"\x06bank-a" * 4
+    fresh = np.array(["".join(["g", "et"]) for _ in range(3)] + ["", None], dtype=object)
+    assert string_column(fresh) == b"\x03get" * 3 + b"\x00\x00"
+    assert string_column(np.array([], dtype=object)) == b""
