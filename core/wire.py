@@ -422,9 +422,14 @@ def _code_dtype(n_unique: int) -> str:
 
 
 def _encode_strings(values: np.ndarray) -> bytes:
-    lookup: dict[str, int] = {}
-    codes = np.fromiter((lookup.setdefault("" if v is None else str(v), len(lookup)) for v in values),
-                        dtype="<u4", count=len(values))
+    # Dictionary in order of first appearance; dict.fromkeys and map run the loops in C.
+    items = values.tolist()
+    firsts = dict.fromkeys(items)
+    if not all(type(k) is str for k in firsts):  # None or non-str values: normalise first
+        items = ["" if v is None else str(v) for v in items]
+        firsts = dict.fromkeys(items)
+    lookup = {k: i for i, k in enumerate(firsts)}
+    codes = np.fromiter(map(lookup.__getitem__, items), dtype="<u4", count=len(items))
     blobs = [s.encode("utf-8") for s in lookup]
     lengths = np.fromiter((len(b) for b in blobs), dtype="<u4", count=len(blobs))
     narrow = codes.astype(_code_dtype(len(blobs)))
