@@ -64,15 +64,16 @@ def _buckets_in_range(bucket: str = "hour", start: str = "toStartOfHour") -> str
             f" AND {bucket} <= fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC') AND {_INSTITUTION}")
 
 
-# Top-N from a roll-up in two passes: the N keys by their sums first, then the distinct counts
-# (uniqMerge, the costly part) of those N only.
+# Top-N from a roll-up in two passes: the N keys by their sums first (WITH TIES: the outer query
+# breaks ties by name, as the raw twin does, without naming every key), then the distinct
+# counts (uniqMerge, the costly part) of those N only.
 TOP_TALKERS_SQL = f"""
 SELECT {_IP_TEXT.format("src_ip")} AS source, sum(flows) AS flows, sum(bytes) AS bytes,
        uniqMerge(peers) AS peers, uniqMerge(ports) AS ports
 FROM talkers_1h
 WHERE {_buckets_in_range()}
   AND src_ip IN (SELECT src_ip FROM talkers_1h WHERE {_buckets_in_range()} GROUP BY src_ip
-                 ORDER BY sum(bytes) DESC, sum(flows) DESC, {_IP_TEXT.format("src_ip")} LIMIT 10)
+                 ORDER BY sum(bytes) DESC, sum(flows) DESC LIMIT 10 WITH TIES)
 GROUP BY src_ip
 ORDER BY bytes DESC, flows DESC, source
 LIMIT 10
@@ -98,7 +99,7 @@ FROM services_1h
 WHERE {_buckets_in_range()}
   AND (protocol, dst_port) IN (SELECT protocol, dst_port FROM services_1h WHERE {_buckets_in_range()}
                                GROUP BY protocol, dst_port
-                               ORDER BY sum(flows) DESC, sum(bytes) DESC, {_PROTO}, dst_port LIMIT 15)
+                               ORDER BY sum(flows) DESC, sum(bytes) DESC LIMIT 15 WITH TIES)
 GROUP BY protocol, dst_port
 ORDER BY flows DESC, bytes DESC, proto, port
 LIMIT 15
