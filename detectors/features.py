@@ -83,14 +83,12 @@ class FlowFrame:
         inst = self.cols["institution_id"]
         if self.n and (inst == inst[0]).all():
             return [str(inst[0])], np.zeros(self.n, dtype=np.int64)
-        # Decoded string columns repeat a few objects: group by object identity first (fast),
-        # then merge equal strings held by different objects.
+        # A few distinct values: dict.fromkeys and map run the per-row loops in C (equal strings
+        # held by different objects are one key; a non-str value is named by its str()).
         values = inst.tolist()
-        ids = np.fromiter(map(id, values), dtype=np.int64, count=self.n)
-        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
         lookup: dict[str, int] = {}
-        code_of = np.array([lookup.setdefault(str(values[i]), len(lookup)) for i in first], dtype=np.int64)
-        return list(lookup), code_of[inverse.ravel()]
+        code_of = {v: lookup.setdefault(str(v), len(lookup)) for v in dict.fromkeys(values)}
+        return list(lookup), np.fromiter(map(code_of.__getitem__, values), dtype=np.int64, count=self.n)
 
     @property
     def inst_names(self) -> list[str]:
