@@ -49,8 +49,7 @@ ORDER BY minute_ms, institution_id
 
 TOP_TALKERS_RAW_SQL = f"""
 SELECT {_IP_TEXT.format("src_ip")} AS source, count() AS flows,
-       sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqExact(dst_ip) AS peers,
-       uniqExact(dst_port) AS ports
+       sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqExact(toStartOfHour(first_seen)) AS hours_active
 FROM flows
 WHERE {FLOWS_IN_RANGE}
 GROUP BY source
@@ -64,16 +63,13 @@ def _buckets_in_range(bucket: str = "hour", start: str = "toStartOfHour") -> str
             f" AND {bucket} <= fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC') AND {_INSTITUTION}")
 
 
-# Top-N from a roll-up in two passes: the N keys by their sums first (WITH TIES: the outer query
-# breaks ties by name, as the raw twin does, without naming every key), then the distinct
-# counts (uniqMerge, the costly part) of those N only.
+#: Top sources by bytes from the hourly roll-up, with the hours they were active in (a steady
+#: talker vs a burst). Sums only: see :mod:`finsa.storage.rollups` on why no distinct counts.
 TOP_TALKERS_SQL = f"""
 SELECT {_IP_TEXT.format("src_ip")} AS source, sum(flows) AS flows, sum(bytes) AS bytes,
-       uniqMerge(peers) AS peers, uniqMerge(ports) AS ports
+       uniqExact(hour) AS hours_active
 FROM talkers_1h
 WHERE {_buckets_in_range()}
-  AND src_ip IN (SELECT src_ip FROM talkers_1h WHERE {_buckets_in_range()} GROUP BY src_ip
-                 ORDER BY sum(bytes) DESC, sum(flows) DESC LIMIT 10 WITH TIES)
 GROUP BY src_ip
 ORDER BY bytes DESC, flows DESC, source
 LIMIT 10

@@ -367,7 +367,7 @@ MORE_PANELS: tuple[Panel, ...] = (
           field="level", thresholds=_LEVEL_THRESHOLDS),
     Panel("top_talkers", "Top talkers", fp.TOP_TALKERS_SQL, "table",
           "Sources of the most bytes in the institution's flows over the time range (from the hourly "
-          "roll-up: the range is rounded to whole hours; peers and ports are approximate).",
+          "roll-up: the range is rounded to whole hours), with the hours each was active in.",
           unit="bytes", field="bytes", requires=("talkers_1h",), raw_sql=fp.TOP_TALKERS_RAW_SQL),
     Panel("services", "Services", fp.SERVICES_SQL, "table",
           "Protocol and destination port of the institution's flows, busiest first (from the hourly "

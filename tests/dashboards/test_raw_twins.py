@@ -15,7 +15,7 @@ from finsa.wire import ALERT, FLOW, ipv4_to_mapped
 
 HOUR_MS = 3_600_000
 #: panel -> columns computed with uniq (approximate) in the roll-up and exactly in the twin.
-APPROXIMATE = {"traffic_per_minute": set(), "top_talkers": {"peers", "ports"},
+APPROXIMATE = {"traffic_per_minute": set(), "top_talkers": set(),
                "services": {"clients", "servers"}, "ingest_lag": set(), "sources_by_country": {"sources"}}
 TWINNED = [p for p in ALL_PANELS if p.raw_sql]
 

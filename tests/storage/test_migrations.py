@@ -89,8 +89,8 @@ def test_flow_panel_rollups_reach_an_older_store_and_roll_up_its_flows_once(stor
     assert [v for v in applied if "talkers" in v] == ["0027_create_talkers_1h", "0028_create_talkers_1h_mv",
                                                       "backfill:talkers_1h"]
     assert {f"backfill:{name}" for name in FLOW_ROLLUPS} <= set(applied)
-    talkers = "SELECT sum(flows), sum(bytes), uniqMerge(peers), count() FROM talkers_1h"
-    assert store.query(talkers).rows == [(48, 4800, 1, 48)]  # six sources an hour, one flow each
+    talkers = "SELECT sum(flows), sum(bytes), uniqExact(src_ip), count() FROM talkers_1h"
+    assert store.query(talkers).rows == [(48, 4800, 7, 48)]  # seven sources, one flow each an hour
     assert store.query("SELECT sum(flows), uniqMerge(clients) FROM services_1h").rows == [(48, 7)]
     assert store.query("SELECT count() FROM ingest_lag_1m").rows == [(48,)]
     assert store.migrate() == []  # backfilled once
