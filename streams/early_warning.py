@@ -78,11 +78,15 @@ class SpreadWarner:
             raise ValueError("k must be at least 1")
         self.k = k
         self.assets = assets or AssetMap()
+        self.use_registry(registry)
+        self.warned: dict[str, dict[str, int]] = {}  # campaign id -> institution -> warning time
+
+    def use_registry(self, registry: Registry) -> None:
+        """Subsectors and their members from now on (warnings already issued stay issued)."""
         self.subsector_of = {i.id: i.subsector for i in registry.institution}
         self.members: dict[str, list[str]] = {}
         for inst in registry.institution:
             self.members.setdefault(inst.subsector, []).append(inst.id)
-        self.warned: dict[str, dict[str, int]] = {}  # campaign id -> institution -> warning time
 
     def _warned_for(self, c: Campaign) -> dict[str, int]:
         mine = self.warned.setdefault(c.campaign_id, {})
@@ -170,12 +174,15 @@ class DriftWatch:
     def __init__(self, registry: Registry, half_life_ms: int = 30 * 60_000, threshold: float = 0.8,
                  min_mass: float = 3.0, min_severity: int = 4, max_patterns: int = 64,
                  pattern_ttl_ms: int = 24 * 3_600_000) -> None:
-        self.subsector_of = {i.id: i.subsector for i in registry.institution}
+        self.use_registry(registry)
         self.half_life_ms, self.threshold, self.min_mass = half_life_ms, threshold, min_mass
         self.min_severity, self.max_patterns, self.pattern_ttl_ms = min_severity, max_patterns, pattern_ttl_ms
         self.vectors: dict[str, tuple[int, dict[str, float]]] = {}
         self.patterns: dict[str, _Pattern] = {}
         self.warned: set[tuple[str, str]] = set()
+
+    def use_registry(self, registry: Registry) -> None:
+        self.subsector_of = {i.id: i.subsector for i in registry.institution}
 
     def _decayed(self, inst: str, now_ms: int) -> dict[str, float]:
         t, vec = self.vectors.get(inst, (now_ms, {}))

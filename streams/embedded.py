@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finsa import wire
 from finsa.batchauth import BatchVerifier, load_keys
@@ -34,6 +35,9 @@ from finsa.streams.app import WorkerSettings
 from finsa.streams.broker import EmbeddedBroker
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.service import StreamService
+
+if TYPE_CHECKING:
+    from finsa.streams.sector_stage import SectorStage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,16 +124,22 @@ class Embedded:
         store.migrate()
         return store
 
-    def _start_replay(self, scenario: Path) -> None:
+    def _start_replay(self, scenario: Path, sector: SectorStage | None = None) -> None:
         from finsa.registry import load_registry
 
         sources, start_ms = scenario_sources(scenario)
         registry_file = scenario / "institutions.toml"
         if registry_file.exists():
-            # onboarding: an institution added to the file appears without a restart. The watcher
-            # takes its stamp before the first load, so an edit in between is seen at the next poll.
+            # onboarding: an institution added to the file appears without a restart (in the store
+            # and in the sector picture). The watcher takes its stamp before the first load, so an
+            # edit in between is seen at the next poll.
+            def take(registry) -> None:  # noqa: ANN001 - a Registry
+                self.store.load_institutions(registry)
+                if sector is not None:
+                    sector.use_registry(registry)
+
             self.registry_watcher = FileWatcher(
-                registry_file, load_registry, self.store.load_institutions,
+                registry_file, load_registry, take,
                 on_error=lambda problems: print(f"finsa: {registry_file} refused, keeping the running registry: "
                                                 f"{'; '.join(problems)}", file=sys.stderr, flush=True))
             self.store.load_institutions(load_registry(registry_file))
@@ -190,7 +200,7 @@ class Embedded:
         print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
         await service.start()
         if scenario is not None:
-            self._start_replay(scenario)
+            self._start_replay(scenario, sector)
         try:
             await self._wait(processor, service)
         finally:

@@ -78,7 +78,7 @@ class HealthWatch:
                  min_baseline_flows: float = 20.0, baseline_alpha: float = 0.1, dark_steps: int = 2,
                  heartbeat_timeout_ms: int = 120_000, clock_offset_ms: int = 60_000,
                  no_data_ms: int = 300_000, max_fill_steps: int = 120) -> None:
-        self.criticality = {i.id: i.criticality for i in registry.institution}
+        self.use_registry(registry)
         self.step_ms, self.collapse_ratio, self.min_baseline = step_ms, collapse_ratio, min_baseline_flows
         self.alpha, self.dark_steps, self.max_fill_steps = baseline_alpha, dark_steps, max_fill_steps
         self.heartbeat_timeout_ms, self.clock_offset_ms, self.no_data_ms = heartbeat_timeout_ms, clock_offset_ms, no_data_ms
@@ -86,6 +86,10 @@ class HealthWatch:
         self.sensors: dict[tuple[str, str], _Sensor] = {}
         self.closed_step: int | None = None
         self.active: dict[tuple[str, str, str], Emergency] = {}
+
+    def use_registry(self, registry: Registry) -> None:
+        """Institutions' criticality from now on (baselines and sensors stay)."""
+        self.criticality = {i.id: i.criticality for i in registry.institution}
 
     def observe_flows(self, institution_ids: np.ndarray, time_ms: np.ndarray) -> None:
         """Count flows per institution and minute (vectorised over the batch)."""

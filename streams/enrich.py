@@ -241,11 +241,14 @@ class Enricher:
 
     def __init__(self, registry: Registry, assets: Sequence[Asset] = (), providers: Sequence[Provider] = (),
                  geo: GeoLookup | None = None) -> None:
-        self.registry = registry
-        self.institutions = registry.by_id
+        self.use_registry(registry)
         self.assets = AssetMap(assets)
         self.providers = ProviderMap(providers)
         self.geo = geo or GeoLookup()
+
+    def use_registry(self, registry: Registry) -> None:
+        self.registry = registry
+        self.institutions = registry.by_id
 
     def enrich(self, columns: dict[str, np.ndarray], intel: IntelIndex | None = None,
                now_ms: int = 0) -> dict[str, np.ndarray]:

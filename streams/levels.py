@@ -82,18 +82,23 @@ class ThreatLevels:
 
     def __init__(self, registry: Registry, providers: ProviderMap | None = None, window_ms: int = 15 * 60_000,
                  step_ms: int = 60_000, warning_ttl_ms: int = 60 * 60_000, history_len: int = 240) -> None:
-        self.institutions = {i.id: i for i in registry.institution}
-        self.providers = providers or ProviderMap()
-        self.depends_on: dict[str, list[str]] = {}
-        for pid, p in self.providers.providers.items():
-            for inst in p.dependents:
-                self.depends_on.setdefault(inst, []).append(pid)
+        self.use_registry(registry, providers or ProviderMap())
         self.window_ms, self.step_ms, self.warning_ttl_ms = window_ms, step_ms, warning_ttl_ms
         self.minutes: dict[str, dict[int, _Minute]] = {}  # institution -> minute -> pressure
         self.provider_minutes: dict[str, dict[int, float]] = {}
         self.warnings: dict[str, dict[str, int]] = {}  # institution ("" = all) -> kind -> time
         self.history: dict[tuple[str, str], deque] = {}
         self.history_len = history_len
+
+    def use_registry(self, registry: Registry, providers: ProviderMap | None = None) -> None:
+        """Institutions (and providers, when given) from now on; the pressure history stays."""
+        self.institutions = {i.id: i for i in registry.institution}
+        if providers is not None:
+            self.providers = providers
+        self.depends_on: dict[str, list[str]] = {}
+        for pid, p in self.providers.providers.items():
+            for inst in p.dependents:
+                self.depends_on.setdefault(inst, []).append(pid)
 
     def observe(self, alert: Mapping[str, Any]) -> None:
         """Add one enriched alert row."""

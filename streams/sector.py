@@ -39,7 +39,7 @@ from finsa.registry import Registry
 from finsa.streams.campaigns import Campaign, CampaignTracker
 from finsa.streams.early_warning import DriftWatch, EarlyWarning, SpreadWarner, forecast_warnings
 from finsa.streams.emergencies import Emergency, HealthWatch
-from finsa.streams.enrich import ENRICHED_COLUMNS, Asset, Enricher, Provider, load_inventory
+from finsa.streams.enrich import ENRICHED_COLUMNS, Asset, AssetMap, Enricher, Provider, ProviderMap, load_inventory
 from finsa.streams.forecast import VolumeForecaster
 from finsa.streams.geo import GeoLookup
 from finsa.streams.indicators import BlockEntry, blocklist_from_campaigns
@@ -128,6 +128,23 @@ class SectorPicture:
             return cls(registry, **options)
         inventory = load_inventory(inventory_path, registry)
         return cls(registry, assets=inventory.asset, providers=inventory.provider, **options)
+
+    def use_configuration(self, registry: Registry, assets: AssetMap | None = None,
+                          providers: ProviderMap | None = None) -> None:
+        """The sector's institutions (and inventory, when given) from now on, keeping everything
+        learned: campaigns, warnings issued, levels' history, baselines. An institution added to
+        the registry is enriched, warned and levelled from its next alert; one removed keeps its
+        history but is no longer warned."""
+        self.registry = registry
+        self.enricher.use_registry(registry)
+        if assets is not None:
+            self.enricher.assets = self.spread.assets = assets
+        if providers is not None:
+            self.enricher.providers = providers
+        self.spread.use_registry(registry)
+        self.drift.use_registry(registry)
+        self.levels.use_registry(registry, providers)
+        self.health.use_registry(registry)
 
     # --- inputs ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Callable, Protocol, Sequence
 
 from finsa import wire
 from finsa.metrics import REGISTRY
+from finsa.registry import Registry
 from finsa.streams.sector import SectorPicture
 from finsa.streams.sector_rows import update_batches
 
@@ -106,8 +107,18 @@ class SectorStage:
             return base64.b64encode(pickle.dumps(self.picture, protocol=pickle.HIGHEST_PROTOCOL)).decode()
 
     def restore(self, text: str) -> None:
+        """Continue from a checkpoint, with the registry and inventory this stage was started with
+        (a file edited while the worker was down wins over the checkpoint's copy)."""
         with self._lock:
-            self.picture = pickle.loads(base64.b64decode(text))
+            restored: SectorPicture = pickle.loads(base64.b64decode(text))
+            running = self.picture
+            restored.use_configuration(running.registry, running.enricher.assets, running.enricher.providers)
+            self.picture = restored
+
+    def use_registry(self, registry: Registry) -> None:
+        """Take an edited institutions file (e.g. from a FileWatcher thread) without a restart."""
+        with self._lock:
+            self.picture.use_configuration(registry)
 
 
 def feed_intel(engine) -> Callable[[list], None]:  # noqa: ANN001 - a DetectionEngine

@@ -63,6 +63,7 @@ async def _serve(args: argparse.Namespace) -> int:
         from finsa.streams.sector_stage import SectorStage
 
         sector = SectorStage(SectorPicture.from_files(args.registry, args.inventory), store)
+    registry_watcher = watch_registry(args.registry, sector)
     engine = make_engine(args.detectors, args.registry)
     watcher = watch_detectors(args.detectors, engine, args.registry)
     if sector is not None:
@@ -97,6 +98,8 @@ async def _serve(args: argparse.Namespace) -> int:
             await runner.cleanup()
         if watcher is not None:
             watcher.stop()
+        if registry_watcher is not None:
+            registry_watcher.stop()
         store.close()
     return 0
 
@@ -150,6 +153,21 @@ def watch_detectors(path: Path | None, engine, registry_path: Path | None):  # n
         registry = load_registry(registry_path)
     watcher = ConfigWatcher(path, lambda cfg: engine.reconfigure(cfg, registry), registry=registry)
     watcher.load()
+    watcher.start()
+    return watcher
+
+
+def watch_registry(path: Path | None, sector):  # noqa: ANN001, ANN201 - a SectorStage or None
+    """Give an edited institutions file to the sector picture without a restart (an invalid file is
+    refused with every problem, the running registry kept)."""
+    if path is None or sector is None:
+        return None
+    from finsa.registry import load_registry
+    from finsa.settings import FileWatcher
+
+    watcher = FileWatcher(path, load_registry, sector.use_registry,
+                          on_error=lambda problems: print(f"finsa worker: {path} refused, keeping the running "
+                                                          f"registry: {'; '.join(problems)}", file=sys.stderr, flush=True))
     watcher.start()
     return watcher
 
