@@ -167,6 +167,7 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         _create("0025_create_audit_log", "audit_log", audit_log_ddl),
         _create("0026_create_emergencies", "emergencies", lambda: sector_ddl("emergencies", ttl["emergencies"])),
         *_flow_rollup_steps(27, ttl),
+        schema.flows_time_alias_step("flows_time_alias"),
     ]
 
 
