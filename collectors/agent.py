@@ -150,7 +150,8 @@ class Agent:
             if paths:
                 self._sources.append(start_log_source(kind, paths, cfg.institution_id, cfg.sensor_id, self.submit,
                                                       self.stop_event, from_start=src.logs_from_start,
-                                                      follow=src.logs_follow))
+                                                      follow=src.logs_follow,
+                                                      state_dir=src.logs_state_directory or cfg.spool.directory))
 
     @property
     def sources_done(self) -> bool:

@@ -15,6 +15,7 @@ file is checked (readable, 64 hex digits) but its content is not kept here. Path
     pcap_files = ["/var/lib/finsa/captures/today.pcap"]
     zeek_logs = ["/opt/zeek/logs/current"]        # conn/dns/ssl/notice logs, TSV or JSON
     suricata_eve = ["/var/log/suricata/eve.json"]
+    # logs_state_directory = "/var/lib/finsa/state"  # read positions of the logs (default: the spool directory)
 
     [broker]
     bootstrap = "kafka.sector.example:9093"
@@ -68,6 +69,9 @@ class SourceSettings(Strict):
     suricata_eve: list[Path] = Field(default_factory=list, description="Suricata eve.json files to follow")
     logs_from_start: bool = Field(False, description="read followed logs from their start (else from their end, like tail -F)")
     logs_follow: bool = Field(True, description="keep following logs; false: read them once to their end")
+    logs_state_directory: Path | None = Field(
+        None, description="where the read positions of followed logs are kept across restarts "
+                          "(log-positions-zeek.json, log-positions-suricata.json); default: the spool directory")
     speed: float = Field(0.0, ge=0.0, description="replay speed of pcap files; 0 = as fast as possible")
     rebase_time: bool = Field(False, description="shift flow times so a capture starts now")
 
@@ -84,6 +88,14 @@ class SourceSettings(Strict):
         if missing:
             raise ValueError(f"no such capture file: {', '.join(missing)}")
         return out
+
+    @field_validator("logs_state_directory")
+    @classmethod
+    def _state_dir(cls, path: Path | None) -> Path | None:
+        path = _expand(path)
+        if path is not None and not (path.is_dir() or path.parent.is_dir()):
+            raise ValueError(f"neither the directory nor its parent exists: {path}")
+        return path
 
     @field_validator("zeek_logs", "suricata_eve")
     @classmethod

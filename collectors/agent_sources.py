@@ -29,7 +29,7 @@ from finsa import wire
 from finsa.metrics import REGISTRY
 
 __all__ = ["start_pcap_source", "start_live_source", "start_export_source", "start_log_source",
-           "first_packet_ms"]
+           "first_packet_ms", "log_positions_path"]
 
 Sink = Callable[[wire.RecordBatch], object]
 log = logging.getLogger("finsa.agent")
@@ -139,27 +139,47 @@ def _log_files(kind: str, paths: list[Path]) -> list[Path]:
     return out
 
 
+def log_positions_path(state_dir: Path, kind: str) -> Path:
+    """The file where a log source's read positions are kept (one per kind: zeek, suricata)."""
+    return Path(state_dir) / f"log-positions-{kind}.json"
+
+
 def start_log_source(kind: str, paths: list[Path], institution_id: str, sensor_id: str, sink: Sink,
                      stop: threading.Event, alert_sink: Sink | None = None, from_start: bool = False,
                      follow: bool = True, poll_s: float = 0.5, rescan_s: float = 5.0,
-                     max_lines: int = 10_000) -> threading.Thread:
+                     max_lines: int = 10_000, state_dir: Path | None = None, commit_s: float = 1.0,
+                     rotate_wait_s: float = 5.0, inactive_s: float = 300.0) -> threading.Thread:
     """Follow Zeek logs (``kind="zeek"``, files or directories) or Suricata EVE files
     (``kind="suricata"``) in a thread: FLOW batches go to ``sink``, ALERT batches to ``alert_sink``
-    (default ``sink``). With ``follow=False`` each file is read to its end once and the thread ends."""
-    from finsa.collectors.logtail import LogTail
+    (default ``sink``). With ``follow=False`` each file is read to its end once and the thread ends.
+
+    With ``state_dir`` the read positions are saved in :func:`log_positions_path` (at most every
+    ``commit_s`` after the batches were handed to the sinks, and when the source stops) and the
+    next start resumes from them (:class:`finsa.collectors.logfollow.LogFollower`). A positions
+    file that cannot be read stops this source before it reads anything (counted in
+    ``finsa_agent_source_failures_total``, logged, the file left as it is)."""
+    from finsa.collectors.logfollow import LogFollower
+    from finsa.collectors.logstate import PositionStore
     from finsa.collectors.suricata_eve import EveParser
     from finsa.collectors.zeeklog import ZeekLogParser
 
-    def parser(path: Path):
-        if kind == "zeek":
-            return ZeekLogParser(institution_id, sensor_id, name=path.name)
-        return EveParser(institution_id, sensor_id)
+    store = PositionStore(log_positions_path(state_dir, kind)) if state_dir is not None else None
+    follower = LogFollower(lambda: _log_files(kind, paths), kind, store, from_start=from_start,
+                           rotate_wait_s=rotate_wait_s, inactive_s=inactive_s,
+                           header_prefix="#" if kind == "zeek" else None)
+    parsers: dict[int, object] = {}
 
-    def round_(tails: dict) -> int:
+    def parser(tail):
+        if id(tail) not in parsers:
+            parsers[id(tail)] = (ZeekLogParser(institution_id, sensor_id, name=tail.path.name) if kind == "zeek"
+                                 else EveParser(institution_id, sensor_id))
+        return parsers[id(tail)]
+
+    def round_() -> int:
         lines_read = 0
-        for tail, parse in tails.values():
-            lines = tail.read_lines(max_lines)
+        for tail, lines in follower.read(max_lines):
             lines_read += len(lines)
+            parse = parser(tail)
             for line in lines:
                 parse.feed(line)
             flows, alerts = parse.drain()
@@ -167,19 +187,30 @@ def start_log_source(kind: str, paths: list[Path], institution_id: str, sensor_i
                 sink(flows)
             if alerts is not None:
                 (alert_sink or sink)(alerts)
+        live = {id(f.tail) for f in follower.follows}
+        for key in [k for k in parsers if k not in live]:
+            del parsers[key]
         return lines_read
 
     def run() -> None:
-        tails: dict[Path, tuple] = {}
-        next_scan = 0.0
+        try:
+            follower.open()
+        except Exception as exc:  # noqa: BLE001 - a refused positions file stops this source only
+            FAILURES.inc(kind=kind)
+            log.error("%s log source not started: %s", kind, exc)
+            return
+        next_scan = time.monotonic() + rescan_s
+        next_commit = time.monotonic() + commit_s
         try:
             while not stop.is_set():
                 if time.monotonic() >= next_scan:
                     next_scan = time.monotonic() + rescan_s
-                    for path in _log_files(kind, paths):
-                        if path not in tails:
-                            tails[path] = (LogTail(path, from_start, source=kind), parser(path))
-                if round_(tails) == 0:
+                    follower.scan()
+                read = round_()
+                if time.monotonic() >= next_commit:
+                    next_commit = time.monotonic() + commit_s
+                    follower.commit()
+                if read == 0:
                     if not follow:
                         return
                     stop.wait(poll_s)
@@ -187,8 +218,10 @@ def start_log_source(kind: str, paths: list[Path], institution_id: str, sensor_i
             FAILURES.inc(kind=kind)
             log.error("%s log source failed: %s: %s", kind, type(exc).__name__, exc)
         finally:
-            for tail, _ in tails.values():
-                tail.close()
+            try:
+                follower.close()
+            except OSError as exc:
+                log.error("%s log positions not saved: %s", kind, exc)
 
     thread = threading.Thread(target=run, daemon=True, name=f"agent-{kind}-logs")
     thread.start()
