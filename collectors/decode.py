@@ -16,7 +16,7 @@ in ``finsa_collector_packets_skipped_total`` and left out of the result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -63,6 +63,12 @@ class Decoded:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def take(self, rows: np.ndarray) -> "Decoded":
+        """The packets at ``rows`` (integer positions), every column gathered row-wise."""
+        cols = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "skipped"}
+        taken = {k: None if v is None else np.take(v, rows, axis=0) for k, v in cols.items()}
+        return Decoded(skipped=self.skipped, **taken)
 
 
 class _State:

@@ -123,7 +123,7 @@ def _prefixes(data, start: np.ndarray, avail: np.ndarray,
 
 @dataclass
 class Hints:
-    """Hints found in a batch: ``rows`` (into ``keep``) with ``values`` per hint column, and
+    """Hints found in a batch: ``rows`` (packets of the Decoded) with ``values`` per hint column, and
     ``tried_rows``/``tried_bits``: every candidate parsed, with its (kind, direction) bit."""
 
     rows: np.ndarray
@@ -137,19 +137,19 @@ def tried_bit(kind: np.ndarray, dir_lo: np.ndarray) -> np.ndarray:
     return np.left_shift(1, (kind.astype(np.int64) - 1) * 2 + dir_lo.astype(np.int64))
 
 
-def packet_hints(packets, decoded, keep: np.ndarray, side_key: np.ndarray | None = None,
+def packet_hints(packets, decoded, side_key: np.ndarray | None = None,
                  dir_lo: np.ndarray | None = None, tried: np.ndarray | None = None) -> Hints | None:
-    """Hints of the candidate packets among ``keep``, parsed at most once per flow and direction.
+    """Hints of the candidate packets of ``decoded``, parsed at most once per flow and direction.
 
     ``side_key`` (one value per flow key and direction) limits parsing to the first candidate
     of each kind per key and direction in the batch: later ones could not change "first seen".
     ``tried`` (per packet, its flow's ``hint_tried`` mask) skips (kind, direction) pairs that an
     earlier batch parsed already.
     """
-    start, avail = decoded.payload_offset[keep], decoded.payload_bytes[keep]
-    proto = decoded.protocol[keep]
-    sport, dport = decoded.src_port[keep], decoded.dst_port[keep]
-    known = None if decoded.payload_head is None else decoded.payload_head[keep]
+    start, avail = decoded.payload_offset, decoded.payload_bytes
+    proto = decoded.protocol
+    sport, dport = decoded.src_port, decoded.dst_port
+    known = None if decoded.payload_head is None else decoded.payload_head
     head, sixth = _prefixes(packets.data, start, avail, known)
     dns = (avail >= 12) & isin(proto, (6, 17)) & (isin(sport, _DNS_PORTS) | isin(dport, _DNS_PORTS))
     tls = (proto == 6) & (((head >> 16) == 0x1603) & (sixth == 1)

@@ -69,38 +69,38 @@ class FlowMeter:
         PACKETS.inc(len(packets))
         decoded = decode_packets(packets, self.profile.tunnels)
         later = decoded.fragment == 2
+        n_later = int(np.count_nonzero(later))
         skipped = dict(decoded.skipped)
-        if later.any():
-            skipped["non_first_fragment"] = int(later.sum())
-            SKIPPED.inc(int(later.sum()), reason="non_first_fragment")
+        if n_later:
+            skipped["non_first_fragment"] = n_later
+            SKIPPED.inc(n_later, reason="non_first_fragment")
+            decoded = decoded.take(np.flatnonzero(~later))
         for reason, count in skipped.items():
             self.stats["skipped"][reason] = self.stats["skipped"].get(reason, 0) + count
-        keep = np.flatnonzero(~later)
-        if not len(keep):
+        if not len(decoded):
             return None
-        t_ms = packets.ts_ns[decoded.index[keep]] // 1_000_000
+        t_ms = packets.ts_ns[decoded.index] // 1_000_000
         start = t_ms[0] if self._clock_ms is None else self._clock_ms
         t_ms = np.maximum.accumulate(np.concatenate([[start], t_ms]))[1:]
         self._clock_ms = int(t_ms[-1])
         if self.profile.byte_accounting == BYTES_WIRE:
-            size = packets.wirelen[decoded.index[keep]].astype(np.int64)
+            size = packets.wirelen[decoded.index].astype(np.int64)
         else:
-            size = decoded.ip_bytes[keep]
-        out = [self._meter(packets, decoded, keep, t_ms, size)]
+            size = decoded.ip_bytes
+        out = [self._meter(packets, decoded, t_ms, size)]
         if self.clock_ms - self._last_sweep_ms >= _SWEEP_EVERY_MS:
             out.append(self.expire(self.clock_ms))
             self._last_sweep_ms = self.clock_ms
         return self._join(out)
 
-    def _meter(self, packets: PacketBatch, decoded, keep: np.ndarray, t_ms: np.ndarray,
-               size: np.ndarray) -> RecordBatch | None:
-        hashes, dir_lo = key_hashes(decoded, keep, self.profile.vlan_in_key)
+    def _meter(self, packets: PacketBatch, decoded, t_ms: np.ndarray, size: np.ndarray) -> RecordBatch | None:
+        hashes, dir_lo = key_hashes(decoded, self.profile.vlan_in_key)
         uniq, inverse = np.unique(hashes, return_inverse=True)
         slots = self.table.lookup(uniq)
         tried = np.where(slots >= 0, self.table.cols["hint_tried"][slots], 0)[inverse]
-        hints = packet_hints(packets, decoded, keep, hashes * np.uint64(2) + dir_lo, dir_lo, tried)
+        hints = packet_hints(packets, decoded, hashes * np.uint64(2) + dir_lo, dir_lo, tried)
         pseudo_slots = slots[slots >= 0]
-        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, decoded, keep, t_ms, size,
+        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, decoded, t_ms, size,
                           hashes, dir_lo, hints)
         boundary = segment(rows.seg, self.profile)
         starts = np.flatnonzero(boundary)

@@ -20,34 +20,48 @@ from finsa.collectors.segment import Rows
 _ICMP = (1, 58)
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
                  0xFF51AFD7ED558CCD], dtype=np.uint64)
+_U8, _U16, _U29, _U32, _U48 = (np.uint64(s) for s in (8, 16, 29, 32, 48))
 
 
-def key_hashes(decoded, keep: np.ndarray, vlan_in_key: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(64-bit key hash, True where the packet's source is the key's lo endpoint)."""
-    n = len(keep)
-    proto = decoded.protocol[keep]
+def _words(ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two native 64-bit words of each 16-byte address (views, no copy when contiguous)."""
+    w = np.ascontiguousarray(ips).view(np.uint64)
+    return w[:, 0], w[:, 1]
+
+
+def _swap16(port: np.ndarray) -> np.ndarray:
+    """A port as the native 16-bit value of its big-endian bytes (its bytes as they sit in the key)."""
+    return ((port & np.uint64(0xFF)) << _U8) | (port >> _U8)
+
+
+def key_hashes(decoded, vlan_in_key: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(64-bit key hash, True where the packet's source is the key's lo endpoint).
+
+    The key is the 40 bytes lo address, lo port, hi address, hi port (big-endian) and protocol,
+    VLAN (big-endian), tunnel kind, hashed as five native 64-bit words; the words are put
+    together from the addresses' 64-bit halves with shifts, and the endpoints are ordered by
+    comparing byte-swapped (big-endian) halves, so no (n, 40) byte matrix is built.
+    """
+    proto = decoded.protocol
     icmp = isin(proto, _ICMP)
-    sport = np.where(icmp, 0, decoded.src_port[keep]).astype(">u2").view(np.uint8).reshape(n, 2)
-    dport = np.where(icmp, 0, decoded.dst_port[keep]).astype(">u2").view(np.uint8).reshape(n, 2)
-    a = np.concatenate([decoded.src_ip[keep], sport], axis=1)
-    b = np.concatenate([decoded.dst_ip[keep], dport], axis=1)
-    differ = a != b
-    col = np.argmax(differ, axis=1)
-    r = np.arange(n)
-    dir_lo = ~differ[r, col] | (a[r, col] < b[r, col])
-    lo = np.where(dir_lo[:, None], a, b)
-    hi = np.where(dir_lo[:, None], b, a)
-    vlan = decoded.vlan_id[keep] if vlan_in_key else np.zeros(n, dtype=np.uint16)
-    extra = np.zeros((n, 4), dtype=np.uint8)
-    extra[:, 0] = proto
-    extra[:, 1:3] = vlan.astype(">u2").view(np.uint8).reshape(n, 2)
-    extra[:, 3] = decoded.tunnel_kind[keep]
-    words = np.ascontiguousarray(np.concatenate([lo, hi, extra], axis=1)).view(np.uint64)
+    sport = np.where(icmp, 0, decoded.src_port).astype(np.uint64)
+    dport = np.where(icmp, 0, decoded.dst_port).astype(np.uint64)
+    s0, s1 = _words(decoded.src_ip)
+    d0, d1 = _words(decoded.dst_ip)
+    sb0, db0, sb1, db1 = s0.byteswap(), d0.byteswap(), s1.byteswap(), d1.byteswap()
+    dir_lo = (sb0 < db0) | ((sb0 == db0) & ((sb1 < db1) | ((sb1 == db1) & (sport <= dport))))
+    l0, h0 = np.where(dir_lo, s0, d0), np.where(dir_lo, d0, s0)
+    l1, h1 = np.where(dir_lo, s1, d1), np.where(dir_lo, d1, s1)
+    lp, hp = _swap16(np.where(dir_lo, sport, dport)), _swap16(np.where(dir_lo, dport, sport))
+    vlan = decoded.vlan_id.astype(np.uint64) if vlan_in_key else np.zeros(len(proto), dtype=np.uint64)
+    extra = proto.astype(np.uint64) | (_swap16(vlan) << _U8) | (decoded.tunnel_kind.astype(np.uint64) << np.uint64(24))
+    words = (l0, l1, lp | (h0 << _U16), (h0 >> _U48) | (h1 << _U16), (h1 >> _U48) | (hp << _U16) | (extra << _U32))
     with np.errstate(over="ignore"):
-        h = np.zeros(n, dtype=np.uint64)
-        for i in range(words.shape[1]):
-            h = (h ^ words[:, i]) * _MIX[i]
-            h ^= h >> np.uint64(29)
+        h = np.zeros(len(proto), dtype=np.uint64)
+        for mix, word in zip(_MIX, words):
+            h ^= word
+            h *= mix
+            h ^= h >> _U29
     return h, dir_lo
 
 
@@ -70,9 +84,9 @@ FIRST_COLUMNS = {"src_ip": "src_ip", "dst_ip": "dst_ip", "src_port": "src_port",
 class _FirstRows:
     """Gathers first-row columns for sorted row numbers from the table flows or the packets."""
 
-    def __init__(self, order: np.ndarray, n_pseudo: int, table_flows: dict, decoded, keep: np.ndarray) -> None:
+    def __init__(self, order: np.ndarray, n_pseudo: int, table_flows: dict, decoded) -> None:
         self.order, self.n_pseudo, self.table_flows = order, n_pseudo, table_flows
-        self.decoded, self.keep = decoded, keep
+        self.decoded = decoded
 
     def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
         orig = self.order[rows]
@@ -80,20 +94,20 @@ class _FirstRows:
         source = self.table_flows[name]
         out = np.zeros((len(rows),) + source.shape[1:], dtype=source.dtype)
         out[from_table] = source[orig[from_table]]
-        packet = getattr(self.decoded, FIRST_COLUMNS[name])[self.keep[orig[~from_table] - self.n_pseudo]]
+        packet = getattr(self.decoded, FIRST_COLUMNS[name])[orig[~from_table] - self.n_pseudo]
         out[~from_table] = packet
         return out
 
 
-def _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
-    n = len(keep)
-    flags = decoded.tcp_flags[keep].astype(np.int64)
+def _packet_columns(decoded, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
+    n = len(decoded)
+    flags = decoded.tcp_flags.astype(np.int64)
     cols = {
         "hash": hashes, "first_ms": t_ms, "last_ms": t_ms,
         "lo_pkts": dir_lo.astype(np.int64), "hi_pkts": (~dir_lo).astype(np.int64),
         "lo_bytes": np.where(dir_lo, size, 0), "hi_bytes": np.where(dir_lo, 0, size),
         "lo_flags": np.where(dir_lo, flags, 0), "hi_flags": np.where(dir_lo, 0, flags),
-        "src_is_lo": dir_lo, "protocol": decoded.protocol[keep].astype(np.int64),
+        "src_is_lo": dir_lo, "protocol": decoded.protocol.astype(np.int64),
         "hinted": np.zeros(n, dtype=bool), "hint_ref": np.full(n, -1, dtype=np.int64),
         "hint_tried": np.zeros(n, dtype=np.int64),
     }
@@ -119,11 +133,11 @@ def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, d
     return refs, side
 
 
-def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, keep: np.ndarray,
+def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded,
                t_ms: np.ndarray, size: np.ndarray, hashes: np.ndarray, dir_lo: np.ndarray,
                hints) -> SortedRows:
     """Pseudo rows (flows in the table) then packets, stably sorted by key hash."""
-    packets = _packet_columns(decoded, keep, t_ms, size, hashes, dir_lo, hints)
+    packets = _packet_columns(decoded, t_ms, size, hashes, dir_lo, hints)
     pseudo_refs, side = _hint_side(table_flows, hints)
     if hints is not None:
         n_hinted = len(hints.rows)
@@ -133,8 +147,8 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded, k
     n_pseudo = len(slots)
     order = np.argsort(cols["hash"], kind="stable")
     cols = {name: col[order] for name, col in cols.items()}
-    first = _FirstRows(order, n_pseudo, table_flows, decoded, keep)
-    slot = np.concatenate([slots, np.full(len(keep), -1, dtype=np.int64)])[order]
+    first = _FirstRows(order, n_pseudo, table_flows, decoded)
+    slot = np.concatenate([slots, np.full(len(decoded), -1, dtype=np.int64)])[order]
     pseudo = np.zeros(len(order), dtype=bool)
     pseudo[:n_pseudo] = True
     pseudo = pseudo[order]
