@@ -39,8 +39,9 @@ bench: setup $(VENV)/.bench
 bench-collector: setup $(VENV)/.bench
 	$(BIN)/python -m bench collector
 
+# make bench-storage FLOWS=100000000: the issue-#6 run (about 20 min on 2 cores)
 bench-storage: setup $(VENV)/.bench
-	$(BIN)/python -m bench storage
+	$(BIN)/python -m bench storage $(if $(FLOWS),--flows $(FLOWS))
 
 reliability: setup
 	$(BIN)/python -m pytest -q tests/reliability -m reliability --reliability-report

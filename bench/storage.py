@@ -1,26 +1,36 @@
-"""Storage benchmark: inserts into the chdb store, dashboard panel latencies, bytes per flow.
+"""Storage benchmark: ingest rate, bytes per flow, and every dashboard panel's latency, raw vs roll-up.
 
 ``open_store(data_dir=tmp)`` is migrated, then N synthetic flows (:mod:`bench.flows`, spread
-over 24 hours, written in time order in batches of 100k rows) and N/1000 alerts are inserted
-through ``Store.insert``. Insert rate is rows per CPU second of this process (chdb's threads
-included: "per core"), with the wall rate beside it. Every panel of
-:data:`finsa.dashboards.panels.PANELS` is then run with its parameters (bound by
-:func:`finsa.dashboards.panels.bind`) over the last hour and over the whole day; latencies are
-wall milliseconds, p50 and p95 over repeats. Bytes per flow come from ``system.parts``.
+over 24 hours, generated batch by batch so memory stays bounded at any N) are written in time
+order: wire batches of 100k rows, ``write_batches`` of them per ``Store.insert_many`` (one
+Native block, one part). N/1000 alerts follow, and a few hundred rows of every table later
+stages fill (:mod:`bench.storage_fill`). Ingest rate is rows per CPU second of this process
+(chdb's threads, its merges and every roll-up view included: "per core"), with the wall rate
+beside it; after the load the store is left to finish its merges, and that CPU is counted too.
+
+Every panel of :data:`finsa.dashboards.panels.ALL_PANELS` and ``WEB_PANELS`` is then run over the last hour and
+over the whole day (parameters bound by :func:`~finsa.dashboards.panels.bind`, the whole
+sector), and so is its raw twin (``Panel.raw_sql``) where it reads a roll-up: wall ms, p50 and
+p95 over repeats (at least 3, at most ``repeats`` or about 10 s each). A panel whose tables are
+empty is listed as not loaded. Bytes per flow come from ``system.parts`` / ``system.parts_columns``.
+The reference peer is pyarrow writing the same batches to a zstd Parquet file (at most 10M rows).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from bench.flows import INSTITUTIONS, START_MS, synthetic_flows
 from bench.measure import Clock
 from bench.report import Result, grid, table
+from bench.storage_fill import fill_small_tables
 from finsa.wire import ALERT, RecordBatch
 
 __all__ = ["run", "synthetic_alerts"]
@@ -43,18 +53,51 @@ def synthetic_alerts(n: int, seed: int = 0, start_ms: int = START_MS, span_ms: i
     })
 
 
-def _load(store, flows: int, batch_rows: int) -> Result:
-    span = DAY_MS * batch_rows // max(flows, 1)
-    cpu_s = wall_s = 0.0
+def flow_batches(flows: int, batch_rows: int) -> Iterator[RecordBatch]:
+    """The benchmark's flows, one wire batch at a time, in time order over one day."""
+    span = max(DAY_MS * batch_rows // max(flows, 1), 1)
     for i, lo in enumerate(range(0, flows, batch_rows)):
-        batch = synthetic_flows(min(batch_rows, flows - lo), seed=i, start_ms=START_MS + i * span,
-                                span_ms=max(span, 1), flow_id_base=lo + 1)
+        yield synthetic_flows(min(batch_rows, flows - lo), seed=i, start_ms=START_MS + i * span, span_ms=span,
+                              flow_id_base=lo + 1)
+
+
+def _groups(batches: Iterator[RecordBatch], size: int) -> Iterator[list[RecordBatch]]:
+    group: list[RecordBatch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _merges_running(store) -> int:
+    return int(store.query("SELECT count() FROM system.merges WHERE database = currentDatabase()").rows[0][0])
+
+
+def _settle(store, limit_s: float = 900.0) -> tuple[float, float]:
+    """Wait until the store has no merge running (at most ``limit_s``): its CPU and wall seconds."""
+    clock = Clock()
+    quiet = 0
+    while quiet < 3 and clock.wall_s < limit_s:
+        quiet = quiet + 1 if _merges_running(store) == 0 else 0
+        time.sleep(1.0)
+    return clock.cpu_s, clock.wall_s
+
+
+def _load(store, flows: int, batch_rows: int, write_batches: int) -> list[Result]:
+    cpu_s = wall_s = 0.0
+    for group in _groups(flow_batches(flows, batch_rows), write_batches):
         clock = Clock()
-        store.insert(batch)
+        store.insert_many(group)
         cpu_s += clock.cpu_s
         wall_s += clock.wall_s
-    return Result("finsa", flows, cpu_s, "cpu", f"Store.insert, {batch_rows:,}-row batches; "
-                  f"{flows / wall_s:,.0f} rows/s wall")
+    settle_cpu_s, settle_wall_s = _settle(store)
+    rows = batch_rows * write_batches
+    return [Result("finsa", flows, cpu_s, "cpu", f"Store.insert_many, {rows:,}-row writes; {flows / wall_s:,.0f} rows/s wall"),
+            Result("finsa + merges", flows, cpu_s + settle_cpu_s, "cpu",
+                   f"and the merges still running after it ({settle_wall_s:.0f} s wall)")]
 
 
 def _parquet(flows: int, batch_rows: int, folder: str) -> tuple[Result, float]:
@@ -65,8 +108,7 @@ def _parquet(flows: int, batch_rows: int, folder: str) -> tuple[Result, float]:
     path = f"{folder}/flows.parquet"
     cpu_s = 0.0
     writer = None
-    for i, lo in enumerate(range(0, flows, batch_rows)):
-        batch = synthetic_flows(min(batch_rows, flows - lo), seed=i, flow_id_base=lo + 1)
+    for batch in flow_batches(flows, batch_rows):
         t0 = time.process_time()
         arrays = {k: pa.array(v.view("S16").ravel() if v.ndim == 2 else v) for k, v in batch.columns.items()}
         part = pa.table(arrays)
@@ -78,54 +120,107 @@ def _parquet(flows: int, batch_rows: int, folder: str) -> tuple[Result, float]:
     return Result("pyarrow parquet", flows, cpu_s, "cpu", "zstd file, same batches (reference, no server)"), size / flows
 
 
-def _latencies(store, repeats: int) -> list[list[str]]:
-    from finsa.dashboards.panels import PANELS, bind
+_TABLES = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_][a-z_0-9]*)", re.IGNORECASE)
 
+
+def tables_read(sql: str) -> list[str]:
+    """Tables a panel's SQL names after FROM / JOIN, in order, once each.
+
+    >>> tables_read("SELECT 1 FROM flows_1m AS a JOIN (SELECT x FROM institutions) USING x")
+    ['flows_1m', 'institutions']
+    """
+    return list(dict.fromkeys(t for t in _TABLES.findall(sql) if t.lower() not in ("select",)))
+
+
+def _timed(store, sql: str, params: dict, repeats: int, budget_s: float = 10.0) -> tuple[float, float, int]:
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - started < budget_s):
+        t0 = time.perf_counter()
+        store.query(sql, params)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), len(times)
+
+
+def _panel_row(store, panel, ranges: dict, repeats: int, filled: set[str]) -> list[str]:
+    from finsa.dashboards.panels import bind
+
+    raw_sql = getattr(panel, "raw_sql", "")
+    reads, raw_reads = tables_read(panel.sql), tables_read(raw_sql)
+    row = [panel.id, ",".join(reads)]
+    if not set(reads) <= filled:
+        return row + ["not loaded: " + ",".join(sorted(set(reads) - filled))] + [""] * 8
+    runs = 0
+    for sql in (panel.sql, raw_sql):
+        for from_ms, to_ms in ranges.values():
+            if not sql:
+                row += ["", ""]
+                continue
+            values = {"from_ms": str(from_ms), "to_ms": str(to_ms)}
+            if "entity" in panel.parameters:
+                values["entity"] = "203.0.113.7"
+            p50, p95, n = _timed(store, sql, bind(panel, values, now_ms=to_ms), repeats)
+            row += [f"{p50:.1f}", f"{p95:.1f}"]
+            runs = max(runs, n)
+        if sql is panel.sql:
+            row.append(",".join(raw_reads))
+    return row + [str(runs)]
+
+
+def _latencies(store, repeats: int) -> list[list[str]]:
+    from finsa.dashboards.panels import ALL_PANELS, WEB_PANELS
+
+    panels = list({p.id: p for p in (*ALL_PANELS, *WEB_PANELS)}.values())
+    tables = [r[0] for r in store.query("SELECT name FROM system.tables WHERE database = currentDatabase()").rows]
+    filled = {t for t in tables if store.query(f"SELECT count() > 0 FROM {t}").rows[0][0]}
     end = START_MS + DAY_MS
     ranges = {"1h": (end - 3_600_000, end), "24h": (START_MS, end)}
-    rows = []
-    for panel in PANELS:
-        row = [panel.id]
-        for from_ms, to_ms in ranges.values():
-            params = bind(panel, {"from_ms": str(from_ms), "to_ms": str(to_ms)}, now_ms=to_ms)
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                store.query(panel.sql, params)
-                times.append((time.perf_counter() - t0) * 1000)
-            row += [f"{np.percentile(times, 50):.1f}", f"{np.percentile(times, 95):.1f}"]
-        rows.append(row)
-    return rows
+    return [_panel_row(store, panel, ranges, repeats, filled) for panel in panels]
 
 
-def _bytes_per_row(store, table_name: str) -> tuple[float, float, int]:
-    got = store.query("SELECT sum(data_compressed_bytes), sum(data_uncompressed_bytes), sum(rows) FROM system.parts "
-                      "WHERE database = currentDatabase() AND table = {t:String} AND active", {"t": table_name})
-    compressed, raw, rows = got.rows[0]
-    return compressed / max(rows, 1), raw / max(rows, 1), int(rows)
+def _bytes(store) -> tuple[list[list[str]], float]:
+    parts = store.query("SELECT table, sum(data_compressed_bytes), sum(data_uncompressed_bytes), sum(rows), count() "
+                        "FROM system.parts WHERE database = currentDatabase() AND active GROUP BY table").rows
+    by_table = {t: (int(c), int(u), int(r), int(k)) for t, c, u, r, k in parts}
+    flows = max(by_table.get("flows", (0, 0, 1, 0))[2], 1)
+    rows = [[t, f"{r:,}", f"{k}", f"{c / max(r, 1):.1f}", f"{u / max(r, 1):.1f}", f"{c / flows:.2f}"]
+            for t, (c, u, r, k) in sorted(by_table.items(), key=lambda kv: -kv[1][0]) if c > 0]
+    return rows, by_table.get("flows", (0, 0, 1, 0))[0] / flows
 
 
-def run(quick: bool, flows: int | None = None, batch_rows: int = 100_000) -> list[str]:
+def _column_bytes(store, top: int = 8) -> str:
+    got = store.query("SELECT column, sum(column_data_compressed_bytes) / sum(rows) AS b FROM system.parts_columns "
+                      "WHERE database = currentDatabase() AND table = 'flows' AND active "
+                      f"GROUP BY column ORDER BY b DESC LIMIT {top}").rows
+    return ", ".join(f"{name} {b:.2f}" for name, b in got)
+
+
+def run(quick: bool, flows: int | None = None, batch_rows: int = 100_000, write_batches: int = 5) -> list[str]:
     from finsa.storage.backend import open_store
 
     n = flows or (500_000 if quick else 2_000_000)
+    repeats = 5 if quick else 20
     folder = tempfile.mkdtemp(prefix="finsa-bench-store-")
     try:
         with open_store(data_dir=folder) as store:
             store.migrate()
-            insert = _load(store, n, batch_rows)
+            insert = _load(store, n, batch_rows, write_batches)
             store.insert(synthetic_alerts(max(1, n // 1000)))
-            latency = _latencies(store, 5 if quick else 20)
-            per_flow = _bytes_per_row(store, "flows")
-        parquet, parquet_bytes = _parquet(n, batch_rows, folder)
+            fill_small_tables(store)
+            _settle(store)
+            latency = _latencies(store, repeats)
+            sizes, per_flow = _bytes(store)
+            columns = _column_bytes(store)
+        parquet, parquet_bytes = _parquet(min(n, 10_000_000), batch_rows, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    out = [table(f"storage: insert {n:,} flows into chdb (ClickHouse in process)", "row", [insert, parquet])]
-    headers = ["panel", "1h p50 ms", "1h p95 ms", "24h p50 ms", "24h p95 ms"]
-    out.append(f"storage: dashboard panel latency, wall ms, {n:,} flows over 24 h + {max(1, n // 1000):,} alerts "
-               f"({5 if quick else 20} runs each)\n{grid(headers, latency)}")
-    out.append("storage: bytes per flow on disk (system.parts, active parts)\n" + grid(
-        ["table", "rows", "compressed bytes/row", "uncompressed bytes/row"],
-        [["flows", f"{per_flow[2]:,}", f"{per_flow[0]:.1f}", f"{per_flow[1]:.1f}"],
-         ["(parquet zstd file)", f"{n:,}", f"{parquet_bytes:.1f}", ""]]))
+    out = [table(f"storage: insert {n:,} flows into chdb (ClickHouse in process, every roll-up view on)", "row",
+                 insert + [parquet])]
+    headers = ["panel", "reads", "1h p50", "1h p95", "24h p50", "24h p95", "raw twin reads",
+               "raw 1h p50", "raw 1h p95", "raw 24h p50", "raw 24h p95", "runs"]
+    out.append(f"storage: dashboard panel latency, wall ms, {n:,} flows over 24 h + {max(1, n // 1000):,} alerts, "
+               f"whole sector; raw twin = the same question on the raw table\n{grid(headers, latency)}")
+    out.append(f"storage: bytes on disk (system.parts, active parts): flows {per_flow:.1f} B/flow; parquet zstd "
+               f"{parquet_bytes:.1f} B/flow\n" + grid(["table", "rows", "parts", "B/row", "raw B/row", "B per flow"], sizes)
+               + f"\nflows, largest columns (B/flow): {columns}")
     return out
