@@ -13,7 +13,7 @@ file is checked (readable, 64 hex digits) but its content is not kept here. Path
 
     [sources]
     pcap_files = ["/var/lib/finsa/captures/today.pcap"]
-    zeek_logs = ["/opt/zeek/logs/current"]        # conn/dns/ssl/notice logs, TSV or JSON
+    zeek_logs = ["/opt/zeek/logs/current"]        # conn/dns/ssl/http/ssh/notice logs, TSV or JSON
     suricata_eve = ["/var/log/suricata/eve.json"]
     # logs_state_directory = "/var/lib/finsa/state"  # read positions of the logs (default: the spool directory)
 
@@ -65,7 +65,7 @@ class SourceSettings(Strict):
     pcap_files: list[Path] = Field(default_factory=list, description="capture files to meter, in order")
     interfaces: list[str] = Field(default_factory=list, description="network interfaces to capture live (needs CAP_NET_RAW)")
     export_listen: list[str] = Field(default_factory=list, description="host:port to receive NetFlow/IPFIX on")
-    zeek_logs: list[Path] = Field(default_factory=list, description="Zeek log files, or directories whose conn/dns/ssl/notice logs are followed")
+    zeek_logs: list[Path] = Field(default_factory=list, description="Zeek log files, or directories whose conn/dns/ssl/http/ssh/notice logs are followed")
     suricata_eve: list[Path] = Field(default_factory=list, description="Suricata eve.json files to follow")
     logs_from_start: bool = Field(False, description="read followed logs from their start (else from their end, like tail -F)")
     logs_follow: bool = Field(True, description="keep following logs; false: read them once to their end")

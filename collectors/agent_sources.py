@@ -8,8 +8,9 @@
 * flow export (NetFlow v5/v9, IPFIX, sFlow): :class:`finsa.collectors.export_receiver.ExportReceiver`
   on a UDP ``host:port``, one per listener;
 * logs of an IDS the institution already runs: Zeek logs (files, or directories whose conn/dns/
-  ssl/notice logs are followed) and Suricata ``eve.json`` files, followed with
-  :class:`finsa.collectors.logtail.LogTail` and mapped by :mod:`finsa.collectors.zeeklog` /
+  ssl/http/ssh/notice logs are followed) and Suricata ``eve.json`` files, followed with
+  :class:`finsa.collectors.logfollow.LogFollower` (read positions kept across restarts, rename
+  and copytruncate rotations followed) and mapped by :mod:`finsa.collectors.zeeklog` /
   :mod:`finsa.collectors.suricata_eve`: flows to the sink, forwarded alerts to the alert sink.
 
 Each source runs in a daemon thread until it ends (files) or ``stop`` is set (interfaces).

@@ -3,10 +3,20 @@
 :class:`LogTail` polls one path: :meth:`LogTail.read_lines` returns the complete lines written
 since the last call (a line still being written waits for its newline). It survives rotation (the
 path now names a new inode: the old file is read to its end first, then the new one from its
-start) and truncation (the file shrank below the read position: read again from the start). It
-starts at the beginning (``from_start=True``) or at the current end of the file. Memory is bounded:
-at most ``max_line_bytes`` of an unfinished line are held; a longer line is dropped whole and
-counted in ``finsa_collector_log_lines_skipped_total{source,reason="line_too_long"}``.
+start; ``follow_rotation=False`` stays on the file it opened, for
+:class:`finsa.collectors.logfollow.LogFollower`) and truncation (the file shrank below the read
+position, or its first bytes changed: the part not read yet is read from the copy
+``copytruncate`` left next to it, found by fingerprint, then the file again from its start). It
+starts at the beginning (``from_start=True``), at the current end of the file, or at a saved
+:class:`~finsa.collectors.logstate.FilePosition` (``start``; :meth:`LogTail.position` gives the
+one to save). With ``header_prefix`` a file entered past its start first hands out its leading
+header lines again (Zeek TSV ``#fields``). Memory is bounded: at most ``max_line_bytes`` of an
+unfinished line are held; a longer line is dropped whole and counted in
+``finsa_collector_log_lines_skipped_total{source,reason="line_too_long"}``.
+
+Counted: ``finsa_collector_log_lines_read_total`` / ``_bytes_read_total{source}``,
+``finsa_collector_log_reopens_total{reason=rotated|truncated}``,
+``finsa_collector_log_resumes_total{source,outcome}`` and ``finsa_collector_log_copies_read_total``.
 
 Also here, shared by the log parsers: that skip counter, :func:`rows_to_batch` and
 :class:`LineParser` (feed one line, never raise: a :class:`BadLine` or unreadable value is

@@ -12,8 +12,12 @@ else the fields present. :meth:`ZeekLogParser.drain` returns the accumulated (fl
   originator, lower case the responder: S SYN, H SYN+ACK, A ACK, D PSH+ACK, F FIN, R RST),
   ``conn_state`` -> end_reason (SF fin; RST* and REJ rst; else idle).
 * ``dns.log`` -> one FLOW per request carrying dns_query/qtype/rcode; ``ssl.log`` -> one FLOW with
-  tls_sni/tls_version (and ``ja4`` when the JA4 package logs it). These rows are hints and carry
-  no packets (the conn.log row of the same ``uid`` counts them).
+  tls_sni/tls_version (and ``ja4`` when the JA4 package logs it); ``http.log`` -> one FLOW per
+  request (``trans_depth``) with http_host/method/uri and ``status_code`` -> http_status;
+  ``ssh.log`` -> one FLOW with the ``client`` banner -> ssh_banner (FLOW has no field for the
+  server banner, ``auth_success`` or ``auth_attempts``: they are not carried). These rows are hints
+  and carry no packets (the conn.log row of the same ``uid`` counts them, and only it counts as a
+  connection for the detectors, so an ssh.log row never doubles a brute-force attempt).
 * ``notice.log`` -> one ALERT per notice (:func:`notice_alert`), detector ``zeek:<note>``, technique
   from :data:`ZEEK_TECHNIQUES` (else ""), severity 3. :mod:`finsa.detectors.forwarded` maps a
   forwarded notice with the same function, so both paths name it alike.
@@ -62,7 +66,7 @@ _TLS_VERSIONS = {"SSLv3": 0x0300, "TLSv10": 0x0301, "TLSv11": 0x0302, "TLSv12": 
 _END = {"SF": 2, "REJ": 3, "RSTO": 3, "RSTR": 3, "RSTOS0": 3, "RSTRH": 3}
 _FIN, _SYN, _RST, _PSH, _ACK = 1, 2, 4, 8, 16
 _LETTERS = {"s": _SYN, "h": _SYN | _ACK, "a": _ACK, "d": _PSH | _ACK, "f": _FIN, "r": _RST}
-_KINDS = ("conn", "dns", "ssl", "notice")
+_KINDS = ("conn", "dns", "ssl", "http", "ssh", "notice")
 _MAX_SECONDS = 1e10  # year 2286: a larger time or duration is unreadable
 
 
@@ -172,6 +176,32 @@ def _ssl(rec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _tcp_endpoints(rec: dict[str, Any]) -> dict[str, Any]:
+    """Endpoints of a log that only TCP carries (http, ssh): no ``proto`` column, protocol 6."""
+    row = _endpoints(rec)
+    row["protocol"] = row["protocol"] or 6
+    return row
+
+
+def _http(rec: dict[str, Any]) -> dict[str, Any]:
+    ts = _ts(rec.get("ts"), "ts")
+    row = _tcp_endpoints(rec)
+    depth = str(rec.get("trans_depth") or "")
+    row.update({"flow_id": stable_id(str(rec.get("uid", "")), "http", depth), "first_seen_ms": int(ts * 1000),
+                "last_seen_ms": int(ts * 1000), "http_host": str(rec.get("host") or "")[:255],
+                "http_method": str(rec.get("method") or "")[:16], "http_uri": str(rec.get("uri") or "")[:1024],
+                "http_status": _count(rec.get("status_code"), 65535)})
+    return row
+
+
+def _ssh(rec: dict[str, Any]) -> dict[str, Any]:
+    ts = _ts(rec.get("ts"), "ts")
+    row = _tcp_endpoints(rec)
+    row.update({"flow_id": stable_id(str(rec.get("uid", "")), "ssh"), "first_seen_ms": int(ts * 1000),
+                "last_seen_ms": int(ts * 1000), "ssh_banner": str(rec.get("client") or "")[:255]})
+    return row
+
+
 def alert_target(address: str, port: Any) -> str:
     """An alert's target: ``address:port`` (``[v6]:port``), the address alone without a readable port.
 
@@ -220,10 +250,10 @@ def notice_alert(rec: Mapping[str, Any], institution_id: str) -> dict[str, Any]:
 
 
 def log_kind_from_name(name: str) -> str:
-    """The Zeek log a file name suggests (conn, dns, ssl, notice), or "".
+    """The Zeek log a file name suggests (conn, dns, ssl, http, ssh, notice), or "".
 
-    >>> log_kind_from_name("conn.09:00:00-10:00:00.log"), log_kind_from_name("http.log")
-    ('conn', '')
+    >>> log_kind_from_name("conn.09:00:00-10:00:00.log"), log_kind_from_name("http.log"), log_kind_from_name("x509.log")
+    ('conn', 'http', '')
     """
     base = name.rsplit("/", 1)[-1].lower()
     return next((k for k in _KINDS if k in base), "")
@@ -236,9 +266,16 @@ def _kind_from_fields(rec: dict[str, Any]) -> str:
         return "dns"
     if "server_name" in rec or "version" in rec and "cipher" in rec:
         return "ssl"
+    if "method" in rec and "uri" in rec:
+        return "http"
+    if "auth_attempts" in rec or "client" in rec and "server" in rec:
+        return "ssh"
     if "conn_state" in rec or "orig_pkts" in rec or "history" in rec:
         return "conn"
     return ""
+
+
+_MAPPERS = {"conn": _conn, "dns": _dns, "ssl": _ssl, "http": _http, "ssh": _ssh}
 
 
 class ZeekLogParser(LineParser):
@@ -306,7 +343,7 @@ class ZeekLogParser(LineParser):
         self.fields = names
 
     def _map(self, kind: str, rec: dict[str, Any]) -> None:
-        mapper: Callable[[dict[str, Any]], dict[str, Any]] | None = {"conn": _conn, "dns": _dns, "ssl": _ssl}.get(kind)
+        mapper: Callable[[dict[str, Any]], dict[str, Any]] | None = _MAPPERS.get(kind)
         if kind == "notice":
             self.alerts.append(notice_alert(rec, self.institution_id))
         elif mapper is not None:

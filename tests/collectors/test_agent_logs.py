@@ -48,7 +48,7 @@ def test_zeek_directory_and_eve_file_reach_the_broker(tmp_path) -> None:
     logs = tmp_path / "zeek"
     logs.mkdir()
     shutil.copy(shared_data("flows/zeek") / "wikipedia.zeek-conn.log", logs / "conn.log")
-    (logs / "http.log").write_text("#fields\tts\n1\n")  # not a log finsa maps: not followed
+    (logs / "weird.log").write_text("#fields\tts\n1\n")  # not a log finsa maps: not followed
     eve = tmp_path / "eve.json"
     eve.write_text(json.dumps(EVE_ALERT) + "\n")
     with EmbeddedBroker() as broker:

@@ -172,3 +172,65 @@ def test_doctests() -> None:
 
     result = doctest.testmod(zeeklog)
     assert result.failed == 0 and result.attempted > 0
+
+
+HTTP_TSV = """#separator \\x09
+#set_separator\t,
+#empty_field\t(empty)
+#unset_field\t-
+#path\thttp
+#open\t2025-06-01-10-00-00
+#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\ttrans_depth\tmethod\thost\turi\treferrer\tversion\tuser_agent\torigin\trequest_body_len\tresponse_body_len\tstatus_code\tstatus_msg\tinfo_code\tinfo_msg\ttags\tusername\tpassword\tproxied\torig_fuids\torig_filenames\torig_mime_types\tresp_fuids\tresp_filenames\tresp_mime_types
+#types\ttime\tstring\taddr\tport\taddr\tport\tcount\tstring\tstring\tstring\tstring\tstring\tstring\tstring\tcount\tcount\tcount\tstring\tcount\tstring\tset[enum]\tstring\tstring\tset[string]\tvector[string]\tvector[string]\tvector[string]\tvector[string]\tvector[string]\tvector[string]
+1748772000.120000\tCHhAvVGS1DHFjwGM9\t10.1.0.5\t51034\t198.51.100.80\t80\t1\tGET\tportal.bank-a.example\t/login.php?user=admin'--\t-\t1.1\tcurl/8.5.0\t-\t0\t1532\t200\tOK\t-\t-\t(empty)\t-\t-\t-\t-\t-\t-\tFq1\t-\ttext/html
+1748772000.480000\tCHhAvVGS1DHFjwGM9\t10.1.0.5\t51034\t198.51.100.80\t80\t2\tPOST\tportal.bank-a.example\t/login.php\t-\t1.1\tcurl/8.5.0\t-\t27\t0\t-\t-\t-\t-\t(empty)\t-\t-\t-\t-\t-\t-\t-\t-\t-
+#close\t2025-06-01-10-00-05
+"""
+
+SSH_JSON = ('{"ts":1748772001.512593,"uid":"CRJuHdVW0XPVINV8a","id.orig_h":"203.0.113.66","id.orig_p":39395,'
+            '"id.resp_h":"10.1.0.22","id.resp_p":22,"version":2,"auth_success":false,"auth_attempts":3,'
+            '"direction":"INBOUND","client":"SSH-2.0-libssh_0.9.6","server":"SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.10",'
+            '"cipher_alg":"chacha20-poly1305@openssh.com","mac_alg":"umac-64-etm@openssh.com","compression_alg":"none",'
+            '"kex_alg":"curve25519-sha256","host_key_alg":"ecdsa-sha2-nistp256","host_key":"e3:1f"}')
+
+
+def test_http_log_requests_become_http_hints() -> None:
+    parser, flows, alerts = _parse(HTTP_TSV.splitlines(), name="http.log")
+    assert parser.skipped == 0 and alerts is None and len(flows) == 2
+    first, second = flows.rows()
+    assert (first["http_host"], first["http_method"], first["http_uri"], first["http_status"]) == (
+        "portal.bank-a.example", "GET", "/login.php?user=admin'--", 200)
+    assert (second["http_method"], second["http_status"], second["src2dst_packets"]) == ("POST", 0, 0)
+    assert (first["src_ip"], first["dst_port"], first["protocol"], first["first_seen_ms"]) == (
+        "10.1.0.5", 80, 6, 1748772000120)
+    assert first["flow_id"] == stable_id("CHhAvVGS1DHFjwGM9", "http", "1") != second["flow_id"]
+
+
+def test_ssh_log_client_banner_and_kind_from_fields() -> None:
+    for name in ("ssh.log", "sensor-7.json"):  # by file name, or by the fields present
+        parser, flows, _ = _parse([SSH_JSON.replace('"ts"', '"_path":"x","ts"') if name != "ssh.log" else SSH_JSON],
+                                  name=name)
+        row = flows.rows()[0]
+        assert parser.skipped == 0
+        assert (row["ssh_banner"], row["dst_port"], row["src_ip"]) == ("SSH-2.0-libssh_0.9.6", 22, "203.0.113.66")
+        assert row["flow_id"] == stable_id("CRJuHdVW0XPVINV8a", "ssh") and row["dst2src_packets"] == 0
+
+
+def test_ssh_hints_do_not_count_as_brute_force_attempts() -> None:
+    from finsa.detectors.bruteforce import BruteForceDetector
+    from finsa.wire import RecordBatch
+
+    conn, ssh = [], []
+    for i in range(20):
+        uid, ts = f"C{i:04d}", 1748772000 + 2 * i
+        conn.append(json.dumps({"_path": "conn", "ts": ts, "uid": uid, "id.orig_h": "203.0.113.66",
+                                "id.orig_p": 40000 + i, "id.resp_h": "10.1.0.22", "id.resp_p": 22, "proto": "tcp",
+                                "duration": 1.5, "orig_pkts": 12, "orig_ip_bytes": 2100 + i % 3, "resp_pkts": 10,
+                                "resp_ip_bytes": 3000, "history": "ShADadFf", "conn_state": "SF"}))
+        ssh.append(json.dumps({**json.loads(SSH_JSON), "_path": "ssh", "ts": ts, "uid": uid, "id.orig_p": 40000 + i}))
+    _, conn_flows, _ = _parse(conn)
+    _, ssh_flows, _ = _parse(ssh)
+    alone = BruteForceDetector().process(conn_flows)
+    both = BruteForceDetector().process(RecordBatch.concat([conn_flows, ssh_flows]))
+    assert len(alone) == len(both) == 1
+    assert json.loads(alone[0]["evidence"])["features"]["attempts"] == json.loads(both[0]["evidence"])["features"]["attempts"] == 20
