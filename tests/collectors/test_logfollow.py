@@ -283,3 +283,30 @@ def test_agent_log_source_refuses_a_corrupt_positions_file_and_resumes_a_good_on
     run()
     run()  # the second run resumes at the end: nothing twice
     assert sum(len(b) for b in batches) == 4
+
+
+def test_real_zeek_conn_log_split_by_a_restart_gives_every_connection_once(tmp_path) -> None:
+    import threading
+
+    from finsa.collectors.agent_sources import start_log_source
+    from finsa.collectors.zeeklog import stable_id
+    from finsa.wire import RecordBatch
+    from tests.conftest import shared_data
+
+    text = (shared_data("flows/zeek") / "wikipedia.zeek-conn.log").read_text()
+    uids = [line.split("\t")[1] for line in text.splitlines() if line and not line.startswith("#")]
+    cut = text.index("\n", len(text) // 2) + 1
+    logs, state = tmp_path / "zeek", tmp_path / "state"
+    logs.mkdir()
+    _append(logs / "conn.log", text[:cut] + text[cut:cut + 7])  # stops inside a row
+    batches: list = []
+
+    def run(from_start: bool) -> None:
+        start_log_source("zeek", [logs], "bank-a", "tap1", batches.append, threading.Event(),
+                         from_start=from_start, follow=False, state_dir=state).join(10)
+
+    run(True)
+    _append(logs / "conn.log", text[cut + 7:])
+    run(False)
+    flows = RecordBatch.concat(batches)
+    assert flows.columns["flow_id"].tolist() == [stable_id(u) for u in uids] and len(uids) == 34
