@@ -77,8 +77,10 @@ def decode_common(data, offset: np.ndarray, caplen: np.ndarray, linktype: np.nda
     rows = np.flatnonzero(ok)
     if not len(rows):
         return rows, {}
-    return rows, _columns(m[rows], offset[rows] + shift[rows], end[rows], v6[rows], proto[rows], l4[rows],
-                          sport[rows], dport[rows], vlan[rows], total[rows], plen[rows])
+    cols = (m, offset + shift, end, v6, proto, l4, sport, dport, vlan, total, plen)
+    if len(rows) < len(ok):
+        cols = tuple(np.take(c, rows, axis=0) for c in cols)
+    return rows, _columns(*cols)
 
 
 def _tunnel_ports(sport: np.ndarray, dport: np.ndarray, tunnels: frozenset[int]) -> np.ndarray:
@@ -105,12 +107,7 @@ def _columns(m: np.ndarray, base: np.ndarray, end: np.ndarray, v6: np.ndarray, p
     if icmp.any():
         sport = np.where(icmp, np.where(v6, m[:, 54], m[:, 34]), sport)
         dport = np.where(icmp, np.where(v6, m[:, 55], m[:, 35]), dport)
-    src = np.zeros((n, 16), dtype=np.uint8)
-    dst = np.zeros((n, 16), dtype=np.uint8)
-    src[:, 10:12] = dst[:, 10:12] = 0xFF
-    src[:, 12:], dst[:, 12:] = m[:, 26:30], m[:, 30:34]
-    if v6.any():
-        src[v6], dst[v6] = m[v6, 22:38], m[v6, 38:54]
+    src, dst = _address(m, v6, 26, 22), _address(m, v6, 30, 38)
     ip_len = np.where(v6, plen + 40, total)
     ip_end = np.minimum(14 + ip_len, end)
     payload = l4 + hdr
@@ -124,12 +121,30 @@ def _columns(m: np.ndarray, base: np.ndarray, end: np.ndarray, v6: np.ndarray, p
     }
 
 
+def _address(m: np.ndarray, v6: np.ndarray, at4: int, at6: int) -> np.ndarray:
+    """(n, 16) addresses: IPv4-mapped from the four bytes at ``at4``, or the 16 at ``at6`` for IPv6 rows.
+
+    The mapped form is written as two little-endian 64-bit words per row (``::ffff:`` and the
+    IPv4 bytes), not byte column by byte column.
+    """
+    n = len(m)
+    words = np.zeros((n, 2), dtype="<u8")
+    v4 = np.ndarray((n,), dtype="<u4", buffer=m, offset=at4, strides=(m.strides[0],))
+    words[:, 1] = (v4.astype("<u8") << np.uint64(32)) | np.uint64(0xFFFF0000)
+    out = words.view(np.uint8)
+    if v6.any():
+        rows = np.flatnonzero(v6)
+        col = np.ndarray((n,), dtype="V16", buffer=m, offset=at6, strides=(m.strides[0],))
+        out.view("V16")[rows, 0] = col[rows]
+    return out
+
+
 def _payload_head(m: np.ndarray, payload: np.ndarray, avail: np.ndarray) -> np.ndarray:
     """First four payload bytes (big-endian; 0 when fewer) and the sixth byte (-1 when absent) packed
     as ``head << 9 | (sixth + 1)``; -1 where the bytes lie beyond the gathered head."""
-    at = np.arange(len(m)) * HEAD_BYTES + np.minimum(payload, HEAD_BYTES - 6)
-    six = np.ndarray((m.size - 5,), dtype="V6", buffer=np.ascontiguousarray(m), strides=(1,))[at]
-    b = six.view(np.uint8).reshape(-1, 6).astype(np.int64).T[[0, 1, 2, 3, 5]]
-    head = np.where(avail >= 4, (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3], 0)
-    sixth = np.where(avail >= 6, b[4], -1)
+    flat = np.ascontiguousarray(m).reshape(-1)
+    at = np.arange(0, flat.size, HEAD_BYTES) + np.minimum(payload, HEAD_BYTES - 6)
+    four = np.ndarray((flat.size - 3,), dtype=">u4", buffer=flat, strides=(1,))[at].astype(np.int64)
+    head = np.where(avail >= 4, four, 0)
+    sixth = np.where(avail >= 6, flat[at + 5].astype(np.int64), -1)
     return np.where(payload <= HEAD_BYTES - 6, (head << 9) | (sixth + 1), -1)
