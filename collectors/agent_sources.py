@@ -219,10 +219,7 @@ def start_log_source(kind: str, paths: list[Path], institution_id: str, sensor_i
             FAILURES.inc(kind=kind)
             log.error("%s log source failed: %s: %s", kind, type(exc).__name__, exc)
         finally:
-            try:
-                follower.close()
-            except OSError as exc:
-                log.error("%s log positions not saved: %s", kind, exc)
+            follower.close()
 
     thread = threading.Thread(target=run, daemon=True, name=f"agent-{kind}-logs")
     thread.start()

@@ -25,6 +25,7 @@ Zeek TSV logs resumed in the middle get their ``#`` header lines again (``header
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -33,8 +34,14 @@ from typing import Callable
 
 from finsa.collectors.logstate import FilePosition, PositionStore, find_copy
 from finsa.collectors.logtail import RESUMES, ROTATIONS, LogTail
+from finsa.metrics import REGISTRY
 
-__all__ = ["LogFollower"]
+__all__ = ["LogFollower", "SAVES"]
+
+SAVES = REGISTRY.counter("finsa_collector_log_position_saves_total",
+                         "Saves of followed logs' read positions, by source and outcome (saved, failed)",
+                         ["source", "outcome"])
+log = logging.getLogger("finsa.agent")
 
 Identity = tuple[int, int]
 
@@ -158,13 +165,22 @@ class LogFollower:
         return sorted(list({**self._closed, **known}.values()), key=lambda p: (p.path, p.identity))
 
     def commit(self) -> bool:
-        """Save the positions when they changed since the last save; True when written."""
+        """Save the positions when they changed since the last save; True when written. A failed
+        save (disk full, read-only) is counted, logged the first time, and tried again next time:
+        reading goes on (a restart before a save succeeds repeats lines, it does not skip them)."""
         if self.store is None:
             return False
         positions = self.positions()
         if positions == self._saved:
             return False
-        self.store.save(positions)
+        try:
+            self.store.save(positions)
+        except OSError as exc:
+            if not SAVES.value(source=self.source, outcome="failed"):
+                log.error("%s: cannot save the log positions to %s: %s", self.source, self.store.path, exc)
+            SAVES.inc(source=self.source, outcome="failed")
+            return False
+        SAVES.inc(source=self.source, outcome="saved")
         self._saved = positions
         return True
 

@@ -310,3 +310,34 @@ def test_real_zeek_conn_log_split_by_a_restart_gives_every_connection_once(tmp_p
     run(False)
     flows = RecordBatch.concat(batches)
     assert flows.columns["flow_id"].tolist() == [stable_id(u) for u in uids] and len(uids) == 34
+
+
+def test_a_failed_save_is_counted_and_reading_goes_on(tmp_path, monkeypatch) -> None:
+    from finsa.collectors.logfollow import SAVES
+
+    eve = tmp_path / "eve.json"
+    _append(eve, _lines(0, 3))
+    store = PositionStore(tmp_path / "p.json")
+    follower = LogFollower(lambda: [eve], "test-save", store, from_start=True).open()
+    assert _drain(follower) == [0, 1, 2]
+
+    def full(positions) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "save", full)
+    before = SAVES.value(source="test-save", outcome="failed")
+    assert not follower.commit() and SAVES.value(source="test-save", outcome="failed") == before + 1
+    _append(eve, _lines(3, 4))
+    assert _drain(follower) == [3]
+    monkeypatch.undo()
+    follower.close()
+    assert _drain(LogFollower(lambda: [eve], "test-save", store, from_start=True).open()) == []
+
+
+@pytest.mark.parametrize("name", ["logtail", "logstate", "zeeklog"])
+def test_doctests(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"finsa.collectors.{name}"))
+    assert result.failed == 0 and result.attempted > 0
