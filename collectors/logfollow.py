@@ -128,9 +128,11 @@ class LogFollower:
             if copy is None:
                 RESUMES.inc(source=self.source, outcome="gone")
                 del self._closed[ident]
-            elif os.stat(copy).st_size > pos.offset:
+            else:  # renamed (same identity) or a copy (its own identity, same first bytes)
                 del self._closed[ident]
-                self._new_tail(copy, FilePosition(str(copy), *pos.identity, *_tail_of(pos)))
+                st = os.stat(copy)
+                if st.st_size > pos.offset:
+                    self._new_tail(copy, FilePosition(str(copy), st.st_dev, st.st_ino, *_tail_of(pos)))
 
     def read(self, max_lines: int = 10_000) -> list[tuple[LogTail, list[str]]]:
         """(tail, new complete lines) of every followed file that had some; closes the files that

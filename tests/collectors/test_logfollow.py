@@ -341,3 +341,17 @@ def test_doctests(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(f"finsa.collectors.{name}"))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_file_gone_while_away_is_finished_from_its_renamed_copy_once(tmp_path) -> None:
+    eve = tmp_path / "eve.json"
+    _append(eve, _lines(0, 5))
+    follower = _follower(tmp_path, [eve])
+    got = _drain(follower)
+    follower.close()
+    _append(eve, _lines(5, 8))
+    shutil.copy(eve, tmp_path / "eve.json.1")  # a copy of its own identity, then the original goes
+    eve.unlink()
+    follower = _follower(tmp_path, [eve])
+    got += _drain(follower)
+    assert got == list(range(8))
