@@ -29,7 +29,7 @@ from finsa.collectors.flowtable import FlowTable, to_records
 from finsa.collectors.hints import packet_hints
 from finsa.collectors.pcap import PacketBatch, read_capture
 from finsa.collectors.profiles import BYTES_WIRE, MeterProfile, get_profile
-from finsa.collectors.rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes
+from finsa.collectors.rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes, sort_keys
 from finsa.collectors.segment import FIN, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, RST, segment
 from finsa.metrics import REGISTRY
 from finsa.wire import END_REASONS, RecordBatch
@@ -95,13 +95,14 @@ class FlowMeter:
 
     def _meter(self, packets: PacketBatch, decoded, t_ms: np.ndarray, size: np.ndarray) -> RecordBatch | None:
         hashes, dir_lo = key_hashes(decoded, self.profile.vlan_in_key)
-        uniq, inverse = np.unique(hashes, return_inverse=True)
-        slots = self.table.lookup(uniq)
-        tried = np.where(slots >= 0, self.table.cols["hint_tried"][slots], 0)[inverse]
+        keys = sort_keys(hashes)
+        slots = self.table.lookup(keys.uniq)
+        in_table = slots >= 0
+        tried = keys.per_packet(np.where(in_table, self.table.cols["hint_tried"][slots], 0))
         hints = packet_hints(packets, decoded, hashes * np.uint64(2) + dir_lo, dir_lo, tried)
-        pseudo_slots = slots[slots >= 0]
-        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, decoded, t_ms, size,
-                          hashes, dir_lo, hints)
+        pseudo_slots = slots[in_table]
+        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, in_table, keys,
+                          decoded, t_ms, size, hashes, dir_lo, hints)
         boundary = segment(rows.seg, self.profile)
         starts = np.flatnonzero(boundary)
         flows = self._aggregate(rows, starts)

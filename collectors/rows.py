@@ -66,6 +66,62 @@ def key_hashes(decoded, vlan_in_key: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
+class KeyOrder:
+    """Packets ordered by key hash, stably: the one sort of a chunk, shared by the table lookup,
+    the hint prefilter and the sorted rows."""
+
+    order: np.ndarray  # packet numbers in (hash, arrival) order
+    group: np.ndarray  # per sorted position: which distinct hash
+    starts: np.ndarray  # sorted position where each distinct hash starts
+    uniq: np.ndarray  # the distinct hashes, ascending
+
+    def per_packet(self, per_group: np.ndarray) -> np.ndarray:
+        """A value per distinct hash spread to every packet (in packet order)."""
+        out = np.empty(len(self.order), dtype=per_group.dtype)
+        out[self.order] = per_group[self.group]
+        return out
+
+
+def sort_keys(hashes: np.ndarray) -> KeyOrder:
+    """The stable order of ``hashes`` and its groups of equal hashes.
+
+    The packet number replaces the hash's low bits and the values are sorted (a SIMD sort, several
+    times faster than a stable argsort); when two different hashes share the remaining high bits
+    (rare) the exact stable argsort is used instead, so the order is always the stable one.
+    """
+    n = len(hashes)
+    bits = np.uint64(max(1, (n - 1).bit_length()))
+    low = (np.uint64(1) << bits) - np.uint64(1)
+    packed = np.sort((hashes & ~low) | np.arange(n, dtype=np.uint64))
+    order = (packed & low).astype(np.int64)
+    ordered = hashes[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    high = packed >> bits
+    if np.count_nonzero(high[1:] != high[:-1]) + 1 != np.count_nonzero(new) and n:
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
+        new[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(new)
+    return KeyOrder(order, np.cumsum(new) - 1, starts, ordered[starts])
+
+
+def _merged_order(keys: KeyOrder, in_table: np.ndarray) -> np.ndarray:
+    """Row order of [pseudo rows..., packets...] sorted by hash, each group's pseudo row first.
+
+    Pseudo rows are numbered in hash order (those of the groups ``in_table``), packets after them.
+    """
+    n = len(keys.order)
+    before = np.cumsum(in_table)  # pseudo rows up to and including each group
+    n_pseudo = int(before[-1]) if len(before) else 0
+    order = np.empty(n + n_pseudo, dtype=np.int64)
+    order[np.arange(n) + before[keys.group]] = keys.order + n_pseudo
+    groups = np.flatnonzero(in_table)
+    order[keys.starts[groups] + before[groups] - 1] = np.arange(n_pseudo)
+    return order
+
+
+@dataclass
 class SortedRows:
     seg: Rows
     cols: dict[str, np.ndarray]
@@ -133,10 +189,11 @@ def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, d
     return refs, side
 
 
-def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded,
-               t_ms: np.ndarray, size: np.ndarray, hashes: np.ndarray, dir_lo: np.ndarray,
+def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: np.ndarray, keys: KeyOrder,
+               decoded, t_ms: np.ndarray, size: np.ndarray, hashes: np.ndarray, dir_lo: np.ndarray,
                hints) -> SortedRows:
-    """Pseudo rows (flows in the table) then packets, stably sorted by key hash."""
+    """Pseudo rows (flows in the table, at ``slots``: the groups ``in_table``) and packets, sorted by
+    key hash (pseudo row first in its group, then packets in arrival order)."""
     packets = _packet_columns(decoded, t_ms, size, hashes, dir_lo, hints)
     pseudo_refs, side = _hint_side(table_flows, hints)
     if hints is not None:
@@ -145,7 +202,7 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, decoded,
     table_flows = dict(table_flows, hint_ref=pseudo_refs)
     cols = {name: np.concatenate([table_flows[name], packets[name]]) for name in SORTED_COLUMNS}
     n_pseudo = len(slots)
-    order = np.argsort(cols["hash"], kind="stable")
+    order = _merged_order(keys, in_table)
     cols = {name: col[order] for name, col in cols.items()}
     first = _FirstRows(order, n_pseudo, table_flows, decoded)
     slot = np.concatenate([slots, np.full(len(decoded), -1, dtype=np.int64)])[order]
