@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from finsa.collectors.flowtable import HINT_COLUMNS
 from finsa.collectors.linklayer import isin
-
 from finsa.collectors.tls import parse_client_hello
 
 __all__ = ["packet_hints", "parse_dns", "parse_http", "parse_ssh"]
@@ -121,14 +121,15 @@ def _prefixes(data, start: np.ndarray, avail: np.ndarray,
     return head, sixth
 
 
+_BIT = {name: i for i, name in enumerate(HINT_COLUMNS)}
 #: per hint kind (1 DNS, 2 TLS, 3 HTTP, 4 SSH): the columns its parser can fill
 KIND_COLUMNS = {1: ("dns_query", "dns_qtype", "dns_rcode"), 2: ("tls_sni", "tls_version", "tls_ja4"),
                 3: ("http_method", "http_uri", "http_host", "http_status"), 4: ("ssh_banner",)}
 
 
 def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: np.ndarray,
-           proto: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Parse the candidates kind by kind: (rows that gave a hint, value columns aligned with them).
+           proto: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Parse the candidates kind by kind: (rows that gave a hint, value columns and present bits aligned with them).
 
     One ``map`` of one parser per kind, and per kind only its own columns are filled: no
     Python branch per packet, no lookup of every hint column in every result.
@@ -149,22 +150,27 @@ def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: n
         parts.append((k, found))
     n = sum(len(f) for _, f in parts)
     values: dict[str, np.ndarray] = {}
+    present = np.zeros(n, dtype=np.int64)
     pos = 0
     for k, found in parts:
+        end = pos + len(found)
         for name in KIND_COLUMNS[k]:
             col = values.setdefault(name, np.full(n, None, dtype=object))
-            col[pos:pos + len(found)] = [f.get(name) for f in found]
-        pos += len(found)
-    return (np.concatenate(got_rows) if got_rows else np.zeros(0, dtype=np.int64)), values
+            col[pos:end] = [f.get(name) for f in found]
+            present[pos:end] |= np.not_equal(col[pos:end], None).astype(np.int64) << _BIT[name]
+        pos = end
+    return (np.concatenate(got_rows) if got_rows else np.zeros(0, dtype=np.int64)), values, present
 
 
 @dataclass
 class Hints:
-    """Hints found in a batch: ``rows`` (packets of the Decoded) with ``values`` per hint column, and
+    """Hints found in a batch: ``rows`` (packets of the Decoded) with ``values`` per hint column and
+    ``present`` (per row, bit i set where ``HINT_COLUMNS[i]`` has a value), and
     ``tried_rows``/``tried_bits``: every candidate parsed, with its (kind, direction) bit."""
 
     rows: np.ndarray
     values: dict[str, np.ndarray]
+    present: np.ndarray
     tried_rows: np.ndarray
     tried_bits: np.ndarray
 
@@ -203,6 +209,6 @@ def packet_hints(packets, decoded, side_key: np.ndarray | None = None,
         with np.errstate(over="ignore"):
             dedupe = side_key[rows] * np.uint64(5) + kind[rows].astype(np.uint64)
         rows = np.sort(rows[np.unique(dedupe, return_index=True)[1]])
-    got, values = _parse(packets.data, rows, kind[rows], start[rows], avail[rows], proto[rows])
+    got, values, present = _parse(packets.data, rows, kind[rows], start[rows], avail[rows], proto[rows])
     bits = tried_bit(kind[rows], dir_lo[rows]) if dir_lo is not None else np.zeros(len(rows), dtype=np.int64)
-    return Hints(got, values, rows, bits)
+    return Hints(got, values, present, rows, bits)

@@ -127,6 +127,7 @@ class SortedRows:
     cols: dict[str, np.ndarray]
     slot: np.ndarray
     hints: dict[str, np.ndarray]  # hint values, indexed by cols["hint_ref"]
+    hint_present: np.ndarray  # per hint value row: bit i set where HINT_COLUMNS[i] has a value
     first: "_FirstRows"  # columns needed only at segment starts, gathered on demand
 
 
@@ -173,20 +174,25 @@ def _packet_columns(decoded, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.
     return cols
 
 
-def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Hint values of hinted pseudo rows then of hinted packets, and the pseudo rows' refs."""
+def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Hint values of hinted pseudo rows then of hinted packets, the pseudo rows' refs, and per
+    value row the bits of the hint columns that hold a value (bit i: ``HINT_COLUMNS[i]``)."""
     pseudo = np.flatnonzero(table_flows["hinted"])
     n_packets = 0 if hints is None else len(hints.rows)
     side = {}
-    for name in HINT_COLUMNS:
+    present = np.zeros(len(pseudo) + n_packets, dtype=np.int64)
+    if hints is not None:
+        present[len(pseudo):] = hints.present
+    for bit, name in enumerate(HINT_COLUMNS):
         col = np.full(len(pseudo) + n_packets, None, dtype=object)
         col[:len(pseudo)] = table_flows[name][pseudo]
+        present[:len(pseudo)] |= np.not_equal(col[:len(pseudo)], None).astype(np.int64) << bit
         if hints is not None and name in hints.values:
             col[len(pseudo):] = hints.values[name]
         side[name] = col
     refs = np.full(len(table_flows["hinted"]), -1, dtype=np.int64)
     refs[pseudo] = np.arange(len(pseudo))
-    return refs, side
+    return refs, side, present
 
 
 def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: np.ndarray, keys: KeyOrder,
@@ -195,7 +201,7 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: 
     """Pseudo rows (flows in the table, at ``slots``: the groups ``in_table``) and packets, sorted by
     key hash (pseudo row first in its group, then packets in arrival order)."""
     packets = _packet_columns(decoded, t_ms, size, hashes, dir_lo, hints)
-    pseudo_refs, side = _hint_side(table_flows, hints)
+    pseudo_refs, side, present = _hint_side(table_flows, hints)
     if hints is not None:
         n_hinted = len(hints.rows)
         packets["hint_ref"][hints.rows] = len(side["dns_query"]) - n_hinted + np.arange(n_hinted)
@@ -212,11 +218,15 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: 
     t = np.where(pseudo, cols["last_ms"], cols["first_ms"])
     seg = Rows(cols["hash"], t, cols["first_ms"], cols["protocol"], cols["lo_pkts"], cols["hi_pkts"],
                cols["lo_flags"], cols["hi_flags"], pseudo, cols["src_is_lo"])
-    return SortedRows(seg, cols, slot, side, first)
+    return SortedRows(seg, cols, slot, side, present, first)
 
 
 def first_hints(rows: SortedRows, starts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per segment, the first non-empty value of each hint column."""
+    """Per segment, the first non-empty value of each hint column.
+
+    Hinted rows are in segment order, so the first row of a segment holding a column's value is
+    where the segment number changes among the rows whose present bit for that column is set.
+    """
     n_seg = len(starts)
     out = {name: np.full(n_seg, None, dtype=object) for name in HINT_COLUMNS}
     where = np.flatnonzero(rows.cols["hint_ref"] >= 0)
@@ -224,10 +234,13 @@ def first_hints(rows: SortedRows, starts: np.ndarray) -> dict[str, np.ndarray]:
         return out
     refs = rows.cols["hint_ref"][where]
     seg_of = np.searchsorted(starts, where, side="right") - 1
-    for name in HINT_COLUMNS:
-        vals = rows.hints[name][refs]
-        present = ~np.equal(vals, None)
-        if present.any():
-            segs, first = np.unique(seg_of[present], return_index=True)
-            out[name][segs] = vals[present][first]
+    present = rows.hint_present[refs]
+    for bit, name in enumerate(HINT_COLUMNS):
+        sel = np.flatnonzero(present & (1 << bit))
+        if not len(sel):
+            continue
+        segs = seg_of[sel]
+        first = np.ones(len(sel), dtype=bool)
+        first[1:] = segs[1:] != segs[:-1]
+        out[name][segs[first]] = rows.hints[name][refs[sel[first]]]
     return out
