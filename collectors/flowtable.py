@@ -84,8 +84,9 @@ class FlowTable:
         self._keys = np.delete(self._keys, at)
         self._slots = np.delete(self._slots, at)
         self.live[slots] = False
+        hinted = slots[self.cols["hinted"][slots]]  # the others hold no hint values
         for name in HINT_COLUMNS:
-            self.cols[name][slots] = None
+            self.cols[name][hinted] = None
         self._free = np.concatenate([self._free, slots])
 
     def _grow(self, extra: int) -> None:
@@ -151,12 +152,12 @@ def to_records(flows: dict[str, np.ndarray], end_reason: np.ndarray | int, insti
     hinted = np.flatnonzero(flows["hinted"])
     for name in HINT_COLUMNS:
         vals = flows[name][hinted]
+        have = np.not_equal(vals, None)
         if name in _HINT_INTS:
             col = np.zeros(n, dtype=np.int64)
-            col[hinted] = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64, count=len(vals))
+            col[hinted[have]] = vals[have].astype(np.int64)
         else:
-            col = np.empty(n, dtype=object)
-            col[:] = ""
-            col[hinted] = [("" if v is None else v) for v in vals]
+            col = np.full(n, "", dtype=object)
+            col[hinted[have]] = vals[have]
         cols[name] = col
     return FLOW.make_batch(cols, n_rows=n)
