@@ -29,6 +29,21 @@ HINT_COLUMNS = ("dns_query", "dns_qtype", "dns_rcode", "tls_sni", "tls_version",
 _HINT_INTS = {"dns_qtype", "dns_rcode", "tls_version", "http_status"}
 
 
+def take_rows(col: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``col[rows]`` for integer ``rows``; a 2-D column (addresses) row by row, not byte by byte
+    (numpy's fancy indexing of an (n, 16) uint8 array is about 15x slower than ``np.take``)."""
+    return np.take(col, rows, axis=0)
+
+
+def put_rows(col: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """``col[rows] = values`` for integer ``rows``; a 2-D column as one 16-byte item per row."""
+    if col.ndim == 2:
+        width = f"V{col.shape[1] * col.itemsize}"
+        col.view(width)[:, 0][rows] = np.ascontiguousarray(values, dtype=col.dtype).view(width)[:, 0]
+    else:
+        col[rows] = values
+
+
 def empty_columns(n: int) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {name: np.zeros(n, dtype=dt) for name, dt in COLUMNS.items()}
     for name in ADDRESS_COLUMNS:
@@ -104,13 +119,13 @@ class FlowTable:
 
     def store(self, slots: np.ndarray, values: dict[str, np.ndarray]) -> None:
         for name, col in values.items():
-            self.cols[name][slots] = col
+            put_rows(self.cols[name], slots, col)
 
     def take(self, slots: np.ndarray, hints_where: str = "") -> dict[str, np.ndarray]:
         """Columns of ``slots``; with ``hints_where="hinted"`` hint columns only for hinted flows."""
         if not hints_where:
-            return {name: col[slots] for name, col in self.cols.items()}
-        out = {name: col[slots] for name, col in self.cols.items() if name not in HINT_COLUMNS}
+            return {name: take_rows(col, slots) for name, col in self.cols.items()}
+        out = {name: take_rows(col, slots) for name, col in self.cols.items() if name not in HINT_COLUMNS}
         hinted = slots[out["hinted"]]
         for name in HINT_COLUMNS:
             col = np.full(len(slots), None, dtype=object)

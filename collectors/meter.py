@@ -25,7 +25,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from finsa.collectors.decode import SKIPPED, decode_packets
-from finsa.collectors.flowtable import FlowTable, to_records
+from finsa.collectors.flowtable import FlowTable, take_rows, to_records
 from finsa.collectors.hints import packet_hints
 from finsa.collectors.pcap import PacketBatch, read_capture
 from finsa.collectors.profiles import BYTES_WIRE, MeterProfile, get_profile
@@ -117,11 +117,11 @@ class FlowMeter:
         had_slot = rows.slot[starts[group_first]]
         new = had_slot < 0
         had_slot[new] = self.table.allocate(flows["hash"][fin_idx[new]])
-        self.table.store(had_slot, {k: v[fin_idx] for k, v in flows.items()})
+        self.table.store(had_slot, {k: take_rows(v, fin_idx) for k, v in flows.items()})
         done = np.flatnonzero(~final)
         if not len(done):
             return None
-        ended = {k: v[done] for k, v in flows.items()}
+        ended = {k: take_rows(v, done) for k, v in flows.items()}
         return self._export(ended, self._end_reasons(ended))
 
     def _aggregate(self, rows, starts: np.ndarray) -> dict[str, np.ndarray]:

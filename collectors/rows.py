@@ -14,7 +14,7 @@ import numpy as np
 
 from finsa.collectors.linklayer import isin
 
-from finsa.collectors.flowtable import HINT_COLUMNS
+from finsa.collectors.flowtable import HINT_COLUMNS, put_rows, take_rows
 from finsa.collectors.segment import Rows
 
 _ICMP = (1, 58)
@@ -149,10 +149,13 @@ class _FirstRows:
         orig = self.order[rows]
         from_table = orig < self.n_pseudo
         source = self.table_flows[name]
+        packets = getattr(self.decoded, FIRST_COLUMNS[name])
+        if not from_table.any():
+            return take_rows(packets, orig - self.n_pseudo)
         out = np.zeros((len(rows),) + source.shape[1:], dtype=source.dtype)
-        out[from_table] = source[orig[from_table]]
-        packet = getattr(self.decoded, FIRST_COLUMNS[name])[orig[~from_table] - self.n_pseudo]
-        out[~from_table] = packet
+        table_at, packet_at = np.flatnonzero(from_table), np.flatnonzero(~from_table)
+        put_rows(out, table_at, take_rows(source, orig[table_at]))
+        put_rows(out, packet_at, take_rows(packets, orig[packet_at] - self.n_pseudo))
         return out
 
 
