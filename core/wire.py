@@ -54,7 +54,7 @@ import numpy as np
 __all__ = [
     "CODEC_VERSION", "MAX_BATCH_BYTES", "MAX_BATCH_ROWS", "TOPICS", "Field", "RecordType",
     "RecordBatch", "WireFormatError", "FLOW", "ALERT", "HEARTBEAT", "WARNING", "CAMPAIGN", "LEVEL",
-    "EMERGENCY", "RECORD_TYPES",
+    "EMERGENCY", "ARP", "RECORD_TYPES",
     "encode_batch", "decode_batch", "ip_to_bytes", "ips_from_strings", "ips_to_strings",
     "ipv4_to_mapped", "new_batch_id", "END_REASONS", "SEVERITIES",
 ]
@@ -311,7 +311,23 @@ EMERGENCY = RecordType("emergency", 7, 1, TOPICS["emergencies"], (
     _f("evidence", "str", "JSON: the figures behind it"),
 ), doc="An institution going dark, or a data-quality problem, apart from attacks.")
 
-RECORD_TYPES = {rt.code: rt for rt in (FLOW, ALERT, HEARTBEAT, WARNING, CAMPAIGN, LEVEL, EMERGENCY)}
+#: ARP travels on the flow topic, partitioned like the flows of the same tap, so one worker sees a
+#: network segment's traffic and its address bindings together.
+ARP = RecordType("arp", 8, 1, TOPICS["flows"], (
+    _f("first_seen_ms", "i64", "First ARP packet of this binding in the batch, ms since the Unix epoch", codec="DoubleDelta"),
+    _f("last_seen_ms", "i64", "Last ARP packet of this binding in the batch, ms since the Unix epoch", codec="DoubleDelta"),
+    _f("institution_id", "str", "Institution whose sensor saw the ARP packets", lc=True),
+    _f("sensor_id", "str", "Sensor (collector agent) that saw them", lc=True),
+    _f("vlan_id", "u16", "Innermost 802.1Q VLAN id, 0 when untagged"),
+    _f("ip", "ip", "Sender protocol address: the IPv4 address claimed (IPv4-mapped IPv6)"),
+    _f("mac", "u64", "Sender hardware address claiming it (48 bits; MACNumToString in SQL)"),
+    _f("requests", "u32", "ARP requests sent with this binding"),
+    _f("replies", "u32", "ARP replies sent with this binding (is-at)"),
+    _f("gratuitous", "u32", "Of those, gratuitous: sender and target address equal (announcements)"),
+    _f("eth_mismatch", "u32", "Packets whose Ethernet source differs from the ARP sender hardware address"),
+), doc="An IPv4-to-MAC binding claimed in ARP packets at a tap, per batch (for spoofing detection).")
+
+RECORD_TYPES = {rt.code: rt for rt in (FLOW, ALERT, HEARTBEAT, WARNING, CAMPAIGN, LEVEL, EMERGENCY, ARP)}
 
 
 @dataclass
