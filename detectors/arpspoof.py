@@ -30,7 +30,7 @@ answers for. The evidence names both MACs and the counts. Alerts once per MAC an
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert
 from finsa.wire import RecordBatch, ips_to_strings
@@ -62,8 +62,9 @@ class ArpSpoofDetector(Detector):
 
     name = "arpspoof"
     technique = "T1557.002"
+    record = "arp"
 
-    def __init__(self, *, window_ms: int = 600_000, allowed_macs: Iterable[str] = (), max_bindings: int = 200_000,
+    def __init__(self, *, window_ms: int = 600_000, allowed_macs: tuple[str, ...] = (), max_bindings: int = 200_000,
                  seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self.allowed_macs = tuple(sorted(str(m).lower() for m in allowed_macs))

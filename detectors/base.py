@@ -173,6 +173,8 @@ class Detector:
 
     name: str = "detector"
     technique: str = ""
+    #: The wire record :meth:`process` consumes: ``"flow"`` (FLOW batches) or ``"arp"`` (ARP bindings).
+    record: str = "flow"
 
     def __init__(self, *, window_ms: int = 60_000, seed: int = 0) -> None:
         self.window_ms = int(window_ms)

@@ -228,10 +228,12 @@ class DetectionEngine:
         return {"kept": kept, "new": len(pool) - kept, "dropped": len(old) - kept}
 
     def process(self, flows: RecordBatch) -> RecordBatch:
-        """Alerts raised by this flow batch (an ALERT batch, possibly empty)."""
+        """Alerts raised by this flow batch, or ARP binding batch (an ALERT batch, possibly empty)."""
         state = self._state
         rows: list[dict[str, Any]] = []
-        if len(flows):
+        if len(flows) and flows.type.name == "arp":
+            rows = self._run(flows.take(flows.columns["institution_id"] != "", flows.batch_id), state)
+        elif len(flows):
             FLOWS.inc(len(flows))
             clean, skipped = valid_rows(flows)
             for reason, count in skipped.items():
@@ -262,7 +264,8 @@ class DetectionEngine:
         work: dict[tuple, list[Detector]] = {}
         for slot in state.slots:
             for rows_key, detector in _assignments(slot):
-                work.setdefault(rows_key, []).append(detector)
+                if detector.record == chunk.type.name:
+                    work.setdefault(rows_key, []).append(detector)
         out: list[dict[str, Any]] = []
         for rows_key, detectors in work.items():
             part = _select(chunk, rows_key)

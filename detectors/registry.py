@@ -5,8 +5,8 @@ A new detector is a module with one :class:`~finsa.detectors.base.Detector` subc
 the detector contract automatically.
 
 >>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
-['anomaly', 'beaconing', 'bruteforce', 'dga', 'dnstunnel', 'exfiltration', 'intel', 'lateral',
- 'portscan', 'synflood', 'webattack']
+['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'dga', 'dnstunnel', 'exfiltration', 'intel',
+ 'lateral', 'portscan', 'synflood', 'webattack']
 >>> create("portscan", min_ports=30).min_ports
 30
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from finsa.detectors.anomaly import AnomalyDetector
+from finsa.detectors.arpspoof import ArpSpoofDetector
 from finsa.detectors.base import Detector, DetectorParamError
 from finsa.detectors.beaconing import BeaconingDetector
 from finsa.detectors.bruteforce import BruteForceDetector
@@ -33,7 +34,7 @@ __all__ = ["DETECTORS", "DEFAULT_NAMES", "create", "names"]
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (PortScanDetector, SynFloodDetector, BruteForceDetector, AnomalyDetector,
                               DnsTunnelDetector, DgaDetector, BeaconingDetector, ExfiltrationDetector,
-                              LateralMovementDetector, WebAttackDetector, IntelDetector)
+                              LateralMovementDetector, WebAttackDetector, IntelDetector, ArpSpoofDetector)
 }
 #: The detectors an engine runs when none are given: those with a low false-positive risk out of
 #: the box. ``beaconing``, ``exfiltration`` and ``lateral`` want local tuning first (allow-listed
@@ -41,12 +42,12 @@ DETECTORS: dict[str, type[Detector]] = {
 #: silent until the stream layer feeds it indicators. Forwarded IDS alerts
 #: (:mod:`finsa.detectors.forwarded`) are not flow detectors and are not registered here.
 DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
-                                  "webattack", "intel")
+                                  "webattack", "intel", "arpspoof")
 
 
-def names() -> list[str]:
-    """Registered detector names, sorted."""
-    return sorted(DETECTORS)
+def names(record: str | None = None) -> list[str]:
+    """Registered detector names, sorted; only those consuming ``record`` ("flow", "arp") when given."""
+    return sorted(n for n, cls in DETECTORS.items() if record is None or cls.record == record)
 
 
 def create(name: str, seed: int = 0, **params: Any) -> Detector:

@@ -72,3 +72,18 @@ def test_the_real_poisoning_capture_is_detected_with_the_poisoner_and_the_gatewa
     alerts = [a for b in read_capture(capture, 65536) for a in det.process(arp_bindings(b, "lab", "tap"))]
     assert [(a["entity"], a["target"], a["technique"]) for a in alerts] == [("172.16.0.105", "172.16.0.1", "T1557.002")]
     assert "172.16.0.105" in json.dumps(label)
+
+
+def test_the_engine_runs_arp_detectors_on_arp_batches_only() -> None:
+    from finsa.detectors.engine import DetectionEngine
+
+    engine = DetectionEngine()
+    engine.process(bindings((1000, "10.0.0.1", GATEWAY, 0, 1)))
+    alerts = engine.process(bindings((2000, "10.0.0.1", POISONER, 0, 1), (2000, "10.0.0.66", POISONER, 1, 0)))
+    assert alerts.columns["detector"].tolist() == ["arpspoof"] and alerts.columns["entity"].tolist() == ["10.0.0.66"]
+    arp = engine.instance_for("arpspoof", "bank-a")
+    before = len(arp._claims)
+    engine.process(FLOW.make_batch({"institution_id": ["bank-a"], "first_seen_ms": [1_700_000_000_000],
+                                    "last_seen_ms": [1_700_000_000_000], "src2dst_packets": [1],
+                                    "src_ip": ["10.0.0.1"], "dst_ip": ["10.0.0.2"]}))
+    assert len(arp._claims) == before  # flows never reach it
