@@ -159,21 +159,28 @@ class _FirstRows:
         return out
 
 
-def _packet_columns(decoded, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
-    n = len(decoded)
-    flags = decoded.tcp_flags.astype(np.int64)
+def _packet_columns(decoded, order: np.ndarray, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
+    """The packets' row columns in key order (``order``): four columns gathered, the rest derived."""
+    d, sz = dir_lo[order], size[order]
+    t = t_ms[order]
+    flags = decoded.tcp_flags[order].astype(np.int64)
     cols = {
-        "hash": hashes, "first_ms": t_ms, "last_ms": t_ms,
-        "lo_pkts": dir_lo.astype(np.int64), "hi_pkts": (~dir_lo).astype(np.int64),
-        "lo_bytes": np.where(dir_lo, size, 0), "hi_bytes": np.where(dir_lo, 0, size),
-        "lo_flags": np.where(dir_lo, flags, 0), "hi_flags": np.where(dir_lo, 0, flags),
-        "src_is_lo": dir_lo, "protocol": decoded.protocol.astype(np.int64),
-        "hinted": np.zeros(n, dtype=bool), "hint_ref": np.full(n, -1, dtype=np.int64),
-        "hint_tried": np.zeros(n, dtype=np.int64),
+        "hash": hashes[order], "first_ms": t, "last_ms": t,
+        "lo_pkts": d.astype(np.int64), "hi_pkts": (~d).astype(np.int64),
+        "lo_bytes": np.where(d, sz, 0), "hi_bytes": np.where(d, 0, sz),
+        "lo_flags": np.where(d, flags, 0), "hi_flags": np.where(d, 0, flags),
+        "src_is_lo": d, "protocol": decoded.protocol[order].astype(np.int64),
     }
+    n = len(order)
+    cols["hinted"] = np.zeros(n, dtype=bool)
+    cols["hint_ref"] = np.full(n, -1, dtype=np.int64)
+    cols["hint_tried"] = np.zeros(n, dtype=np.int64)
     if hints is not None:
-        cols["hinted"][hints.rows] = True
-        cols["hint_tried"][hints.tried_rows] = hints.tried_bits
+        at = np.empty(n, dtype=np.int64)
+        at[order] = np.arange(n)  # each packet's place in key order
+        cols["hinted"][at[hints.rows]] = True
+        cols["hint_tried"][at[hints.tried_rows]] = hints.tried_bits
+        cols["hint_ref"][at[hints.rows]] = np.arange(len(hints.rows))  # offset by the pseudo rows' refs later
     return cols
 
 
@@ -203,21 +210,27 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: 
                hints) -> SortedRows:
     """Pseudo rows (flows in the table, at ``slots``: the groups ``in_table``) and packets, sorted by
     key hash (pseudo row first in its group, then packets in arrival order)."""
-    packets = _packet_columns(decoded, t_ms, size, hashes, dir_lo, hints)
+    packets = _packet_columns(decoded, keys.order, t_ms, size, hashes, dir_lo, hints)
     pseudo_refs, side, present = _hint_side(table_flows, hints)
-    if hints is not None:
-        n_hinted = len(hints.rows)
-        packets["hint_ref"][hints.rows] = len(side["dns_query"]) - n_hinted + np.arange(n_hinted)
-    table_flows = dict(table_flows, hint_ref=pseudo_refs)
-    cols = {name: np.concatenate([table_flows[name], packets[name]]) for name in SORTED_COLUMNS}
     n_pseudo = len(slots)
+    if hints is not None:
+        hinted = packets["hint_ref"] >= 0
+        packets["hint_ref"][hinted] += len(side["dns_query"]) - len(hints.rows)
+    table_flows = dict(table_flows, hint_ref=pseudo_refs)
     order = _merged_order(keys, in_table)
-    cols = {name: col[order] for name, col in cols.items()}
+    pseudo = order < n_pseudo
+    if n_pseudo:
+        packet_at, pseudo_at = np.flatnonzero(~pseudo), np.flatnonzero(pseudo)
+        cols = {}
+        for name in SORTED_COLUMNS:
+            col = np.empty(len(order), dtype=np.result_type(table_flows[name], packets[name]))
+            col[packet_at], col[pseudo_at] = packets[name], table_flows[name]
+            cols[name] = col
+    else:
+        cols = packets
     first = _FirstRows(order, n_pseudo, table_flows, decoded)
-    slot = np.concatenate([slots, np.full(len(decoded), -1, dtype=np.int64)])[order]
-    pseudo = np.zeros(len(order), dtype=bool)
-    pseudo[:n_pseudo] = True
-    pseudo = pseudo[order]
+    slot = np.full(len(order), -1, dtype=np.int64)
+    slot[pseudo] = slots
     t = np.where(pseudo, cols["last_ms"], cols["first_ms"])
     seg = Rows(cols["hash"], t, cols["first_ms"], cols["protocol"], cols["lo_pkts"], cols["hi_pkts"],
                cols["lo_flags"], cols["hi_flags"], pseudo, cols["src_is_lo"])
