@@ -177,17 +177,17 @@ class FlowMeter:
 
     def expire(self, now_ms: int) -> RecordBatch | None:
         """Export the flows that are idle (or past the active timeout) at capture time ``now_ms``."""
-        live = np.flatnonzero(self.table.live)
-        if not len(live):
+        if not len(self.table):
             return None
-        c = self.table.cols
+        c = self.table.cols  # whole columns (free slots masked out below): no gather of the live ones
         keys = ("protocol", "lo_flags", "hi_flags", "src_is_lo", "lo_pkts", "hi_pkts", "first_ms", "last_ms")
-        view = {k: c[k][live] for k in keys}
+        view = {k: c[k] for k in keys}
         timeout, _, _ = self._idle_timeouts(view)
         gone = (now_ms - view["last_ms"] >= timeout) | (now_ms - view["first_ms"] >= self.profile.active_timeout_ms)
+        gone &= self.table.live
         if not gone.any():
             return None
-        slots = live[gone]
+        slots = np.flatnonzero(gone)
         flows = self.table.take(slots)
         self.table.release(slots)
         return self._export(flows, self._end_reasons(flows))
