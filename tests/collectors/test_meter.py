@@ -214,3 +214,16 @@ def test_empty_and_all_skipped_batches() -> None:
     assert meter.add(PacketBatch.from_packets([])) is None
     assert meter.add(batch((1, b"\x00" * 5))) is None
     assert meter.clock_ms == 0 and meter.stats["packets"] == 1 and meter.flush() is None
+
+
+def test_a_flow_reusing_a_hinted_flows_slot_gets_no_stale_hints() -> None:
+    query = bytes.fromhex("1234 0100 0001 0000 0000 0000 0462616e6b 026578 00 0001 0001")
+    first = batch((0, udp(A, B, 5000, 53, query)))
+    later = batch((200, udp(A, B, 5000, 53, b"short")))  # same key after the idle timeout, no hint
+    for chunks in ((first, later), (batch((0, udp(A, B, 5000, 53, query)), (200, udp(A, B, 5000, 53, b"short"))),)):
+        meter = FlowMeter("nfstream")
+        ended = [meter.add(c) for c in chunks]
+        table = meter.table  # the slot the second flow took holds no value of the first one
+        assert all(v is None for v in table.cols["dns_query"][table.live & ~table.cols["hinted"]])
+        rows = RecordBatch.concat([b for b in ended + [meter.flush()] if b is not None]).rows()
+        assert [(r["dns_query"], r["dns_qtype"]) for r in rows] == [("bank.ex", 1), ("", 0)]
