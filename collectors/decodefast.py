@@ -19,11 +19,12 @@ HEAD_BYTES = 96
 _TUNNEL_GTP, _TUNNEL_VXLAN, _TUNNEL_TEREDO = 4, 2, 5  # finsa.collectors.decode's codes
 
 
-def _be(m: np.ndarray, at: int, dtype: str) -> np.ndarray:
-    """A big-endian column of the (n, HEAD_BYTES) matrix ``m`` read at byte ``at`` of every row."""
+def _be16(m: np.ndarray, at: int) -> np.ndarray:
+    """The big-endian 16-bit column of the (n, HEAD_BYTES) matrix ``m`` at byte ``at``, as native uint16
+    (widen before adding to it)."""
     if not len(m):
-        return np.zeros(0, dtype=np.int64)
-    return np.ndarray((len(m),), dtype=dtype, buffer=m, offset=at, strides=(m.strides[0],)).astype(np.int64)
+        return np.zeros(0, dtype=np.uint16)
+    return np.ndarray((len(m),), dtype=">u2", buffer=m, offset=at, strides=(m.strides[0],)).astype(np.uint16)
 
 
 def _heads(data, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -38,11 +39,12 @@ def _heads(data, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _untag(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(matrix with a single 802.1Q tag removed, tag shift in bytes, vlan id)."""
-    et = _be(m, 12, ">u2")
-    tagged = (et == 0x8100) & np.isin(_be(m, 16, ">u2"), (0x0800, 0x86DD))
+    et = _be16(m, 12)
+    inner = _be16(m, 16)
+    tagged = (et == 0x8100) & ((inner == 0x0800) | (inner == 0x86DD))
     vlan = np.zeros(len(m), dtype=np.int64)
     if tagged.any():
-        vlan[tagged] = _be(m[tagged], 14, ">u2") & 0x0FFF
+        vlan[tagged] = _be16(m[tagged], 14) & 0x0FFF
         m = m.copy()
         m[tagged, 12:HEAD_BYTES - 4] = m[tagged, 16:]
     return m, np.where(tagged, 4, 0), vlan
@@ -56,13 +58,13 @@ def decode_common(data, offset: np.ndarray, caplen: np.ndarray, linktype: np.nda
         return None
     m, inside = got
     m, shift, vlan = _untag(m)
-    et = _be(m, 12, ">u2")
+    et = _be16(m, 12)
     end = caplen - shift  # captured bytes, measured in the untagged matrix
     v4 = (et == 0x0800) & (m[:, 14] == 0x45) & (end >= 34)
-    total, fo = _be(m, 16, ">u2"), _be(m, 20, ">u2")
+    total, fo = _be16(m, 16), _be16(m, 20)
     v4 &= (total >= 20) & ((fo & 0x3FFF) == 0)
     v6 = (et == 0x86DD) & ((m[:, 14] >> 4) == 6) & (end >= 54)
-    plen = _be(m, 18, ">u2")
+    plen = _be16(m, 18)
     v6 &= plen != 0
     proto = np.where(v6, m[:, 20], m[:, 23]).astype(np.int64)
     l4 = np.where(v6, 54, 34)
@@ -70,8 +72,10 @@ def decode_common(data, offset: np.ndarray, caplen: np.ndarray, linktype: np.nda
     icmp = (proto == 1) | (proto == 58)
     ok = inside & (linktype == 1) & (v4 | v6)
     ok &= (tcp & (end >= l4 + 20)) | (udp & (end >= l4 + 8)) | (icmp & (end >= l4 + 2))
-    sport = np.where(v6, _be(m, 54, ">u2"), _be(m, 34, ">u2"))
-    dport = np.where(v6, _be(m, 56, ">u2"), _be(m, 36, ">u2"))
+    if v6.any():
+        sport, dport = np.where(v6, _be16(m, 54), _be16(m, 34)), np.where(v6, _be16(m, 56), _be16(m, 36))
+    else:
+        sport, dport = _be16(m, 34), _be16(m, 36)
     if tunnels:
         ok &= ~(udp & _tunnel_ports(sport, dport, tunnels))
     rows = np.flatnonzero(ok)
@@ -108,7 +112,7 @@ def _columns(m: np.ndarray, base: np.ndarray, end: np.ndarray, v6: np.ndarray, p
         sport = np.where(icmp, np.where(v6, m[:, 54], m[:, 34]), sport)
         dport = np.where(icmp, np.where(v6, m[:, 55], m[:, 35]), dport)
     src, dst = _address(m, v6, 26, 22), _address(m, v6, 30, 38)
-    ip_len = np.where(v6, plen + 40, total)
+    ip_len = np.where(v6, plen.astype(np.int64) + 40, total.astype(np.int64))
     ip_end = np.minimum(14 + ip_len, end)
     payload = l4 + hdr
     return {
