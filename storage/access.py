@@ -52,6 +52,7 @@ ACCESS: tuple[TableAccess, ...] = (
     TableAccess("flows", "own", _OWN),
     TableAccess("alerts", "own", _OWN, final=True),
     TableAccess("heartbeats", "own", _OWN),
+    TableAccess("arp_bindings", "own", _OWN),
     TableAccess("flows_1m", "own", _OWN),
     TableAccess("flows_1h", "own", _OWN),
     TableAccess("alerts_1m", "own", _OWN),

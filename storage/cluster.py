@@ -50,6 +50,7 @@ from finsa.storage.backend import check_identifier
 SHARDING_KEYS: dict[str, str | None] = {
     "flows": "cityHash64(batch_id)",
     "heartbeats": "cityHash64(batch_id)",
+    "arp_bindings": "cityHash64(batch_id)",
     "ingested_batches": "cityHash64(batch_id)",
     "alerts": "cityHash64(alert_id)",
     "campaigns": "cityHash64(campaign_id)",
@@ -63,7 +64,7 @@ SHARDING_KEYS: dict[str, str | None] = {
 #: tables replicated in full to every node (no shards, no Distributed table).
 GLOBAL_TABLES = frozenset({"schema_migrations", "institutions", "ip_enrichment", "audit_log"})
 #: single-node steps that cluster DDL does not need (their effect is in the CREATE already).
-SKIPPED_STEPS = frozenset({"0009_flows_1m_sources"})
+SKIPPED_STEPS = frozenset({"0009_flows_1m_sources", "flows_time_alias"})  # upgrades of an older single-node store
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+) \(")
 _CREATE_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS\n")

@@ -168,6 +168,7 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         _create("0026_create_emergencies", "emergencies", lambda: sector_ddl("emergencies", ttl["emergencies"])),
         *_flow_rollup_steps(27, ttl),
         schema.flows_time_alias_step("flows_time_alias"),
+        _create("0040_create_arp_bindings", "arp_bindings", lambda: schema.arp_bindings_ddl(ttl["arp_bindings"])),
     ]
 
 

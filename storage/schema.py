@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from finsa.wire import ALERT, CAMPAIGN, EMERGENCY, FLOW, HEARTBEAT, LEVEL, WARNING, Field, RecordType
+from finsa.wire import ALERT, ARP, CAMPAIGN, EMERGENCY, FLOW, HEARTBEAT, LEVEL, WARNING, Field, RecordType
 
 #: wire kind -> ClickHouse type. IPv4 travels IPv4-mapped, exactly ClickHouse's IPv6 layout.
 CLICKHOUSE_TYPES = {"u8": "UInt8", "u16": "UInt16", "u32": "UInt32", "u64": "UInt64", "i64": "Int64",
@@ -37,13 +37,13 @@ CLICKHOUSE_TYPES = {"u8": "UInt8", "u16": "UInt16", "u32": "UInt32", "u64": "UIn
 #: record type name -> the table its batches are written to (sector records included).
 TABLE_OF_RECORD = {FLOW.name: "flows", ALERT.name: "alerts", HEARTBEAT.name: "heartbeats",
                    CAMPAIGN.name: "campaigns", WARNING.name: "warnings", LEVEL.name: "threat_levels",
-                   EMERGENCY.name: "emergencies"}
+                   EMERGENCY.name: "emergencies", ARP.name: "arp_bindings"}
 RECORD_OF_TABLE = {"flows": FLOW, "alerts": ALERT, "heartbeats": HEARTBEAT, "campaigns": CAMPAIGN,
-                   "warnings": WARNING, "threat_levels": LEVEL, "emergencies": EMERGENCY}
+                   "warnings": WARNING, "threat_levels": LEVEL, "emergencies": EMERGENCY, "arp_bindings": ARP}
 
 #: Days a row is kept; 0 keeps rows forever. Every TTL counts from ``stored_at`` (roll-ups:
 #: when the aggregate row was last written). ``audit_log`` has no entry: it is never expired by finsa.
-DEFAULT_TTL_DAYS = {"flows": 30, "alerts": 365, "heartbeats": 30, "flows_1m": 365, "flows_1h": 365,
+DEFAULT_TTL_DAYS = {"flows": 30, "alerts": 365, "heartbeats": 30, "arp_bindings": 90, "flows_1m": 365, "flows_1h": 365,
                     "alerts_1m": 365, "alerts_1h": 365, "alerts_geo_1h": 365, "alerts_subsector_1h": 365,
                     "campaigns": 0, "warnings": 0, "threat_levels": 0, "emergencies": 0}
 #: How many recent insert blocks a MergeTree table remembers to drop a repeated batch.
@@ -180,6 +180,17 @@ PARTITION BY toDate(time)
 ORDER BY (institution_id, sensor_id, time)
 {_ttl("stored_at", ttl_days)}{_table_settings()}
 COMMENT {_quote(HEARTBEAT.doc)}"""
+
+
+def arp_bindings_ddl(ttl_days: int = DEFAULT_TTL_DAYS["arp_bindings"]) -> str:
+    # Forensics asks "which MAC had this address then?": institution, address, time lead the key.
+    return f"""CREATE TABLE IF NOT EXISTS arp_bindings (
+    {_columns_block(derived_columns(ARP))}
+) ENGINE = MergeTree
+PARTITION BY toDate(first_seen)
+ORDER BY (institution_id, ip, first_seen)
+{_ttl("stored_at", ttl_days)}{_table_settings()}
+COMMENT {_quote(ARP.doc)}"""
 
 
 INSTITUTION_COLUMNS = (

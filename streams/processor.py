@@ -34,6 +34,7 @@ FLOWS_IN = REGISTRY.counter("finsa_worker_flows_total", "Flows decoded from the 
 BATCHES_IN = REGISTRY.counter("finsa_worker_batches_total", "Flow messages processed, by outcome", ["outcome"])
 ALERTS_OUT = REGISTRY.counter("finsa_worker_alerts_total", "Alerts produced by the detectors")
 STORE_RETRIES = REGISTRY.counter("finsa_worker_storage_retries_total", "Storage writes retried after a failure")
+ARP_IN = REGISTRY.counter("finsa_worker_arp_bindings_total", "ARP bindings decoded from the flow topic")
 DUPLICATES = REGISTRY.counter("finsa_worker_duplicate_batches_total", "Batches storage already had (redeliveries)")
 
 
@@ -104,8 +105,11 @@ class FlowProcessor:
             except (wire.WireFormatError, BatchAuthError) as exc:
                 BATCHES_IN.inc(outcome="dead_letter")
                 dead.append((index, exc.reason, str(exc)))
+        bindings = [b for b in good if b.type is wire.ARP]
+        good = [b for b in good if b.type is wire.FLOW]
+        arp_alerts = self._bindings(bindings) if bindings else []
         if not good:
-            return GroupOutcome(dead=dead)
+            return GroupOutcome(alerts=arp_alerts[0] if arp_alerts else None, dead=dead)
         flows = good[0] if len(good) == 1 else wire.RecordBatch.concat(good)
         alerts = self.engine.process(flows)
         alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in good), b"alerts")
@@ -114,6 +118,8 @@ class FlowProcessor:
         if len(alerts):
             self.write_many([alerts])
             ALERTS_OUT.inc(len(alerts))
+        if arp_alerts:  # stored already; handed on with the flows' alerts (to the alerts topic)
+            alerts = wire.RecordBatch.concat([alerts, *arp_alerts], alerts.batch_id)
         for observe in self.flow_observers:
             observe(flows)
         FLOWS_IN.inc(len(flows))
@@ -121,10 +127,27 @@ class FlowProcessor:
         self.batches += len(good)
         return GroupOutcome(flows=len(flows), alerts=alerts if len(alerts) else None, dead=dead)
 
+    def _bindings(self, batches: list[wire.RecordBatch]) -> list[wire.RecordBatch]:
+        """ARP binding batches: detect on them and store them; the ARP alerts (stored here) or []."""
+        bindings = batches[0] if len(batches) == 1 else wire.RecordBatch.concat(batches)
+        alerts = self.engine.process(bindings)
+        alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in batches), b"arp-alerts")
+        DUPLICATES.inc(len(batches) - self.write_many(batches))
+        ARP_IN.inc(len(bindings))
+        BATCHES_IN.inc(len(batches), outcome="ok")
+        if not len(alerts):
+            return []
+        self.write_many([alerts])
+        ALERTS_OUT.inc(len(alerts))
+        return [alerts]
+
     def _accept(self, payload: bytes, headers) -> wire.RecordBatch:  # noqa: ANN001
-        """Decode a message, checking its signature first when this worker verifies them."""
+        """Decode a message (flows or ARP bindings), checking its signature first when this
+        worker verifies them."""
         institution = self.verifier.check(payload, headers) if self.verifier is not None else None
-        batch = wire.decode_batch(payload, expect=wire.FLOW)
+        batch = wire.decode_batch(payload)
+        if batch.type is not wire.FLOW and batch.type is not wire.ARP:
+            raise wire.WireFormatError("wrong_record_type", f"expected flow or arp, got {batch.type.name}")
         if institution is not None:
             BatchVerifier.check_rows(batch.columns["institution_id"], institution)
         return batch
