@@ -42,6 +42,7 @@ FLOWS = REGISTRY.counter("finsa_agent_flows_total", "Flows handed to the agent's
 FLOW_PACKETS = REGISTRY.counter("finsa_agent_flow_packets_total", "Packets counted in the flows the agent spooled")
 FLOW_BYTES = REGISTRY.counter("finsa_agent_flow_bytes_total", "Bytes counted in the flows the agent spooled")
 HEARTBEATS = REGISTRY.counter("finsa_agent_heartbeats_total", "Heartbeats, by outcome", ["outcome"])
+ARP_BINDINGS = REGISTRY.counter("finsa_agent_arp_bindings_total", "ARP bindings (address, MAC) spooled")
 ALERTS = REGISTRY.counter("finsa_agent_forwarded_alerts_total", "Forwarded IDS alerts (Zeek, Suricata) spooled")
 RELOADS = REGISTRY.counter("finsa_agent_reloads_total", "Config reloads, by outcome", ["outcome"])
 
@@ -183,8 +184,13 @@ class Agent:
             return 0
         if self._pseudo is not None:
             with self._pseudo_lock:
-                columns = (_pseudonymise_alert(self._pseudo, batch.columns) if batch.type is wire.ALERT
-                           else self._pseudo.apply_columns(batch.columns))
+                if batch.type is wire.ALERT:
+                    columns = _pseudonymise_alert(self._pseudo, batch.columns)
+                elif batch.type is wire.ARP:  # the claimed address, and the MAC (a device identifier)
+                    columns = {**self._pseudo.apply_columns(batch.columns, ("ip",)),
+                               "mac": self._pseudo.apply_macs(batch.columns["mac"])}
+                else:
+                    columns = self._pseudo.apply_columns(batch.columns)
                 batch = wire.RecordBatch(batch.type, columns, batch.batch_id)
         step = self.config.max_batch_rows
         parts = [batch] if len(batch) <= step else [batch.take(slice(i, i + step)) for i in range(0, len(batch), step)]
@@ -203,6 +209,9 @@ class Agent:
     def _count(self, part: wire.RecordBatch) -> None:
         if part.type is wire.ALERT:
             ALERTS.inc(len(part))
+            return
+        if part.type is wire.ARP:
+            ARP_BINDINGS.inc(len(part))
             return
         FLOWS.inc(len(part), outcome="spooled")
         self.totals["flows"] += len(part)

@@ -79,6 +79,7 @@ def start_live_source(interface: str, institution_id: str, sensor_id: str, sink:
             sink(batch)
 
     def run() -> None:
+        from finsa.collectors.arp import arp_bindings
         from finsa.collectors.live import LiveCapture
         from finsa.collectors.meter import FlowMeter
 
@@ -90,6 +91,7 @@ def start_live_source(interface: str, institution_id: str, sensor_id: str, sink:
                 for packets in capture.batches(timeout_ms=200, max_blocks=64):
                     if len(packets):
                         emit(meter.add(packets))
+                        emit(arp_bindings(packets, institution_id, sensor_id))
                     emit(meter.expire(int(time.time() * 1000)))
         except Exception as exc:  # noqa: BLE001 - counted and logged; other sources keep running
             FAILURES.inc(kind="live")

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from finsa import wire
+from finsa.collectors.arp import arp_bindings
 from finsa.collectors.meter import FlowMeter
 from finsa.collectors.pcap import read_capture
 
@@ -34,7 +35,8 @@ class ReplaySource:
 
 
 class Replayer:
-    """Meter captures in (accelerated) real time and hand flow batches to ``sink``."""
+    """Meter captures in (accelerated) real time and hand flow batches (and the ARP bindings seen
+    beside them) to ``sink``."""
 
     def __init__(self, sink: FlowSink, speed: float = 1.0, profile: str = "agent",
                  rebase_ms: int = 0, slice_ms: int = 250, stop: threading.Event | None = None,
@@ -67,10 +69,15 @@ class Replayer:
         self._last_send = time.monotonic()
         if not self._pending:
             return
-        batch = self._pending[0] if len(self._pending) == 1 else wire.RecordBatch.concat(self._pending)
+        by_type: dict[str, list[wire.RecordBatch]] = {}
+        for pending in self._pending:  # flows, and the ARP bindings seen beside them
+            by_type.setdefault(pending.type.name, []).append(pending)
         self._pending, self._pending_rows = [], 0
-        self.flows_out += len(batch)
-        self.sink(batch)
+        for parts in by_type.values():
+            batch = parts[0] if len(parts) == 1 else wire.RecordBatch.concat(parts)
+            if batch.type is wire.FLOW:
+                self.flows_out += len(batch)
+            self.sink(batch)
 
     def run(self, source: ReplaySource, capture_start_ms: int, wall_start: float) -> None:
         """Replay one capture; ``capture_start_ms`` maps to ``wall_start`` (time.monotonic)."""
@@ -83,6 +90,7 @@ class Replayer:
                     return
                 self._wait_until(wall_start + (int(ts_ms[lo]) - capture_start_ms) / 1000.0 / self.speed)
                 self._emit(meter.add(chunk[lo:hi]))
+                self._emit(arp_bindings(chunk[lo:hi], source.institution_id, source.sensor_id))
                 self._emit(meter.expire(meter.clock_ms))
         self._emit(meter.flush())
         self._send()

@@ -31,7 +31,7 @@ import numpy as np
 from finsa.collectors.meter import meter_capture
 from finsa.detectors.engine import DetectionEngine
 from finsa.errors import CaptureError, FinsaError
-from finsa.wire import ALERT, FLOW, RecordBatch
+from finsa.wire import ALERT, ARP, FLOW, RecordBatch
 
 if TYPE_CHECKING:
     from finsa.streams.sector import SectorPicture
@@ -156,11 +156,38 @@ def scenario_sources(scenario_dir: str | Path, institution: str | None = None) -
     return out
 
 
+def arp_sources(sources: Sequence[CaptureSource]) -> RecordBatch:
+    """The ARP bindings of every capture (:mod:`finsa.collectors.arp`), in time order."""
+    from finsa.collectors.arp import arp_bindings
+    from finsa.collectors.pcap import read_capture
+
+    parts = []
+    for src in sources:
+        try:
+            parts += [arp_bindings(chunk, src.institution_id, src.sensor_id or f"{src.institution_id}-offline")
+                      for chunk in read_capture(src.path)]
+        except OSError as exc:
+            raise OfflineError(f"{src.path}: cannot read: {exc.strerror or exc}") from None
+        except CaptureError as exc:
+            raise OfflineError(str(exc)) from None
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return ARP.make_batch({})
+    bindings = RecordBatch.concat(parts, _derived(b"arp", [str(s.path).encode() for s in sources]))
+    return bindings.take(np.argsort(bindings.columns["first_seen_ms"], kind="stable"), bindings.batch_id)
+
+
 def run_offline(sources: Sequence[CaptureSource], engine: DetectionEngine | None = None,
                 profile: str = "agent", max_flows: int = 5000, batch_ms: int = 1000) -> OfflineResult:
-    """Meter ``sources`` and run ``engine`` (default detectors) over their flows."""
+    """Meter ``sources`` and run ``engine`` (default detectors) over their flows and ARP bindings."""
+    engine = engine if engine is not None else DetectionEngine()
     flows = meter_sources(sources, profile)
-    alerts, batches = detect(flows, engine if engine is not None else DetectionEngine(), max_flows, batch_ms)
+    alerts, batches = detect(flows, engine, max_flows, batch_ms)
+    bindings = arp_sources(sources)
+    if len(bindings):
+        arp_alerts = engine.process(bindings)
+        if len(arp_alerts):
+            alerts = RecordBatch.concat([alerts, arp_alerts], alerts.batch_id)
     return OfflineResult(flows, alerts, batches)
 
 

@@ -21,6 +21,7 @@ FOUND = [  # capture, technique family, the entity the label names
     ("chrissanders-packets/dvwa-sql-injection.pcapng", "T1190", "10.2.2.101"),
     ("evilfingers-exploits/smf-sqli-cve-2007-5646.pcap", "T1190", "172.16.16.4"),
     ("elastic-examples/dns-tunnel-iodine.pcap", "T1071", "10.0.2.30"),
+    ("chrissanders-packets/arp-poisoning.pcapng", "T1557", "172.16.0.105"),  # from its ARP bindings
 ]
 
 
