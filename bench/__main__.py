@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 PARTS = ("collector", "detection", "storage", "wire", "stream")
 #: Long runs, only when named (not part of "all").
-EXTRA = ("soak",)
+EXTRA = ("soak", "memory")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
     if part == "soak":
         return import_module("bench.stream").soak(args.quick)
     module = import_module(f"bench.{part}")
-    if part == "storage":
+    if part in ("storage", "memory"):
         return module.run(args.quick, flows=args.flows)
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)
