@@ -14,8 +14,11 @@ Two kinds of steps:
   field to a wire record therefore needs no hand-written migration: the next ``migrate()`` adds
   the column to existing stores, placed after its predecessor; existing rows read the default.
 
-Last, a flow roll-up added to a store that already held flows is backfilled from them
-(``backfill:<roll-up>``, :func:`backfill_step`; single-node only, not part of the cluster DDL).
+Last, single-node upgrades (not part of the cluster DDL): the distinct-count roll-ups of an
+older store are rebuilt with today's sketch (``sketch:<roll-up>``, :mod:`finsa.storage.resketch`),
+a cascaded roll-up new to a store is filled from its source roll-up (``fill:<roll-up>``,
+:func:`cascade_fill_step`), and a flow roll-up added to a store that already held flows is
+backfilled from them (``backfill:<roll-up>``, :func:`backfill_step`).
 
 >>> [s.version for s in table_steps()][:3]
 ['0001_create_schema_migrations', '0002_create_flows', '0003_create_alerts']
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from finsa.storage import rollups, schema
+from finsa.storage.resketch import resketch_steps
 from finsa.storage.audit import audit_log_ddl
 from finsa.storage.schema import DEFAULT_TTL_DAYS, RECORD_OF_TABLE, Column
 from finsa.storage.sector_schema import sector_ddl
@@ -69,8 +73,8 @@ def _create(version: str, table: str, ddl: Callable[[], str]) -> Step:
 def _flows_1m_sources(version: str) -> Step:
     """Stores made before flows_1m had ``sources``: add the column and re-create its view."""
     def apply(store: Any) -> None:
-        store._run_command("ALTER TABLE flows_1m ADD COLUMN IF NOT EXISTS sources AggregateFunction(uniq, IPv6) "
-                           "COMMENT 'Distinct source addresses (approx.): uniqMerge(sources)'")
+        store._run_command(f"ALTER TABLE flows_1m ADD COLUMN IF NOT EXISTS sources {schema.DISTINCT_IP_TYPE} "
+                           f"COMMENT 'Distinct source addresses (approx.): {schema.DISTINCT_MERGE}(sources)'")
         store._run_command(f"ALTER TABLE flows_1m ADD COLUMN IF NOT EXISTS {schema.ROLLUP_STORED_AT}")
         store._run_command("DROP VIEW IF EXISTS flows_1m_mv")
         store._run_command(schema.flows_1m_view_ddl())
@@ -96,7 +100,7 @@ def _older_flows(view: str) -> str:
             f"WHERE database = currentDatabase() AND name = '{view}')")
 
 
-def backfill_step(name: str) -> Step:
+def backfill_step(name: str, version: str = "") -> Step:
     """Roll up into ``name`` the flows stored before its view was created (an older store).
 
     Needed once (recorded), and only when such flows exist: a fresh store skips it. Flows stored
@@ -104,7 +108,7 @@ def backfill_step(name: str) -> Step:
     counted those written after it). One day (partition of ``flows``) per INSERT bounds memory;
     the rows keep their flows' storage time, so their TTL counts from it.
     """
-    version, view = f"backfill:{name}", f"{name}_mv"
+    version, view = version or f"backfill:{name}", f"{name}_mv"
 
     def needed(store: Any) -> bool:
         if _view_created(store, view) is None or _recorded(store, version):
@@ -122,6 +126,30 @@ def backfill_step(name: str) -> Step:
             store._run_command(f"INSERT INTO {name} ({columns}) {rollups.flow_rollup_select(name, where, True)}")
 
     return Step(version, f"roll up older flows into {name}", needed, apply)
+
+
+def cascade_fill_step(name: str) -> Step:
+    """Fill a cascaded roll-up (:data:`~finsa.storage.rollups.CASCADES`) created next to a source
+    roll-up that already held rows: once (recorded), only while the new roll-up is still empty.
+
+    Its view rolls up what is written to the source from then on; a source backfilled later in
+    the same migration (``backfill:<source>``) reaches it through that view, not through here.
+    """
+    version, source = f"fill:{name}", rollups.CASCADES[name][0]
+
+    def needed(store: Any) -> bool:
+        if _view_created(store, f"{name}_mv") is None or _recorded(store, version):
+            return False
+        empty = store._run_query(f"SELECT (SELECT count() FROM {name}) = 0 AND (SELECT count() FROM {source}) > 0",
+                                 {}).rows
+        return bool(empty[0][0])
+
+    def apply(store: Any) -> None:
+        columns = ", ".join(rollups.flow_rollup_columns(name) + ["stored_at"])
+        store._run_command(f"INSERT INTO {name} ({columns}) SETTINGS insert_deduplicate = 0 "
+                           f"{rollups.flow_rollup_select(name, stored_at=True, source=source)}")
+
+    return Step(version, f"roll up {source} into {name}", needed, apply)
 
 
 def _flow_rollup_steps(first: int, ttl: Mapping[str, int]) -> list[Step]:
@@ -208,7 +236,11 @@ def run_migrations(store: Any, ttl_days: Mapping[str, int] | None = None) -> Mig
         _run_step(store, step, report)
     for step in column_steps(store):
         _run_step(store, step, report)
-    for name in rollups.FLOW_ROLLUPS:
+    for step in resketch_steps(ttl_days):
+        _run_step(store, step, report)
+    for name in rollups.CASCADES:
+        _run_step(store, cascade_fill_step(name), report)
+    for name in rollups.FLOW_FED_ROLLUPS:
         _run_step(store, backfill_step(name), report)
     return report
 

@@ -7,9 +7,10 @@ when the aggregate row was last written.
 
 Per institution (each tenant reads its own rows):
 
-* ``flows_1m`` (in :mod:`finsa.storage.schema`) and ``flows_1h``: flows, bytes, packets (sums,
-  SummingMergeTree) and ``sources`` (distinct source addresses, ``uniqState``: read
-  ``uniqMerge(sources)``).
+* ``flows_1m`` and ``flows_1h`` (both made by :func:`finsa.storage.schema.traffic_ddl`): flows,
+  bytes, packets (sums, SummingMergeTree) and ``sources`` (distinct source addresses, a
+  ``uniqCombined(12)`` sketch, :data:`~finsa.storage.schema.DISTINCT_IP_TYPE`: read
+  ``uniqCombinedMerge(12)(sources)``).
 * ``alerts_1m`` / ``alerts_1h``: per institution x detector x technique x severity. ``alerts``
   is ``uniqExactState(alert_id)`` (read ``uniqExactMerge(alerts)``): the alerts table is a
   ReplacingMergeTree, and an alert re-emitted in another batch (same deterministic id, same
@@ -33,8 +34,12 @@ Per institution, for the flow panels (AggregatingMergeTree; TTLs from
   and hour, and distinct-count states there cost more than the flows insert itself (measured:
   1M synthetic flows took 2.6x the insert CPU with ``uniqState`` peers and ports, 1.35x without).
   Akvorado's consolidated flow tables leave addresses out altogether for the same reason.
+* ``talkers_1d``: the same per day, for ranges of more than a few hours. Its view reads
+  ``talkers_1h`` (a cascade, :data:`CASCADES`): it aggregates the hourly rows a flows insert
+  produced, not the flows again. The insert deduplication token reaches it too (a redelivered
+  batch adds nothing; checked on chdb 26.9).
 * ``services_1h``: per hour, protocol and destination port: ``flows``, ``bytes``, ``clients``
-  and ``servers`` (distinct source / destination addresses, ``uniqState``).
+  and ``servers`` (distinct source / destination addresses, ``uniqCombined(12)`` sketches).
 * ``ingest_lag_1m``: per minute of the flows' last packet: ``lag_ms``, the worst time from a
   flow's last packet to its storage (``max()``).
 
@@ -47,38 +52,24 @@ True
 
 from __future__ import annotations
 
-from finsa.storage.schema import ROLLUP_STORED_AT, _quote, _table_settings, _ttl
+from finsa.storage.schema import (DISTINCT_IP_TYPE, DISTINCT_MERGE, DISTINCT_STATE, ROLLUP_STORED_AT, _quote,
+                                  _table_settings, _ttl, traffic_ddl, traffic_select)
 
 #: Retention of the flow-panel roll-ups (days, from ``stored_at``) until
 #: :data:`~finsa.storage.schema.DEFAULT_TTL_DAYS` has entries for them (which then win).
-#: ``talkers_1h`` has a row per active source and hour, the largest roll-up: a quarter.
-FLOW_ROLLUP_TTL_DAYS = {"talkers_1h": 90, "services_1h": 365, "ingest_lag_1m": 90}
+#: ``talkers_1h`` has a row per active source and hour, the largest roll-up: a quarter;
+#: ``talkers_1d`` (a row per active source and day) a year.
+FLOW_ROLLUP_TTL_DAYS = {"talkers_1h": 90, "services_1h": 365, "ingest_lag_1m": 90, "talkers_1d": 365}
 
 _BUCKET = {"1m": ("minute", "toStartOfMinute"), "1h": ("hour", "toStartOfHour")}
 
 
 def flows_1h_ddl(ttl_days: int) -> str:
-    return f"""CREATE TABLE IF NOT EXISTS flows_1h (
-    hour DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'Start of the hour (first_seen)',
-    institution_id LowCardinality(String) COMMENT 'Institution whose sensor metered the flows',
-    flows UInt64 COMMENT 'Flows that started in the hour',
-    bytes UInt64 COMMENT 'Bytes of those flows, both directions',
-    packets UInt64 COMMENT 'Packets of those flows, both directions',
-    sources AggregateFunction(uniq, IPv6) COMMENT 'Distinct source addresses (approx.): uniqMerge(sources)',
-    {ROLLUP_STORED_AT}
-) ENGINE = SummingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (institution_id, hour)
-{_ttl("stored_at", ttl_days)}{_table_settings()}
-COMMENT 'Flows per hour and institution, fed by flows_1h_mv; read with sum() / uniqMerge() GROUP BY'"""
+    return traffic_ddl("1h", ttl_days)
 
 
 def flows_1h_view_ddl() -> str:
-    return """CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS
-SELECT toStartOfHour(first_seen) AS hour, institution_id, count() AS flows,
-       sum(src2dst_bytes + dst2src_bytes) AS bytes, sum(src2dst_packets + dst2src_packets) AS packets,
-       uniqState(src_ip) AS sources
-FROM flows GROUP BY hour, institution_id"""
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS\n{traffic_select('1h')}"
 
 
 _ALERT_MEASURES = """    alerts AggregateFunction(uniqExact, String) COMMENT 'Distinct alert ids: uniqExactMerge(alerts)',
@@ -212,18 +203,32 @@ _FLOW_ROLLUPS = {
         ["protocol UInt8 COMMENT 'IP protocol number'", "dst_port UInt16 COMMENT 'Destination port'"],
         [f"flows {_SUM} COMMENT 'Flows to the service: sum(flows)'",
          f"bytes {_SUM} COMMENT 'Bytes of those flows, both directions: sum(bytes)'",
-         "clients AggregateFunction(uniq, IPv6) COMMENT 'Distinct source addresses: uniqMerge(clients)'",
-         "servers AggregateFunction(uniq, IPv6) COMMENT 'Distinct destination addresses: uniqMerge(servers)'"],
-        "count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqState(src_ip) AS clients, "
-        "uniqState(dst_ip) AS servers",
+         f"clients {DISTINCT_IP_TYPE} COMMENT 'Distinct source addresses: {DISTINCT_MERGE}(clients)'",
+         f"servers {DISTINCT_IP_TYPE} COMMENT 'Distinct destination addresses: {DISTINCT_MERGE}(servers)'"],
+        f"count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes, {DISTINCT_STATE}(src_ip) AS clients, "
+        f"{DISTINCT_STATE}(dst_ip) AS servers",
         "Flows per hour, institution, protocol and destination port (services)"),
     "ingest_lag_1m": (
         "minute", "toStartOfMinute(last_seen)", [],
         ["lag_ms SimpleAggregateFunction(max, Int64) COMMENT 'Worst ms from a last packet to storage: max(lag_ms)'"],
         "max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) AS lag_ms",
         "Worst ingest lag per minute (of the flows' last packet) and institution"),
+    "talkers_1d": (
+        "day", "toStartOfDay(first_seen)",
+        ["src_ip IPv6 COMMENT 'Source address'"],
+        [f"flows {_SUM} COMMENT 'Flows the source started: sum(flows)'",
+         f"bytes {_SUM} COMMENT 'Bytes of those flows, both directions: sum(bytes)'"],
+        "count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes",
+        "Flows per day, institution and source address (top talkers over long ranges)"),
 }
 FLOW_ROLLUPS = tuple(_FLOW_ROLLUPS)
+#: Roll-ups whose view reads another roll-up, not ``flows``: name -> (source roll-up, its
+#: bucket expression over the source's bucket, the view's measures over the source's columns).
+CASCADES = {"talkers_1d": ("talkers_1h", "toStartOfDay(hour)", "sum(flows) AS flows, sum(bytes) AS bytes")}
+#: The roll-ups whose view reads ``flows`` (the ones a backfill from stored flows fills).
+FLOW_FED_ROLLUPS = tuple(n for n in FLOW_ROLLUPS if n not in CASCADES)
+#: Roll-ups holding distinct-count states (columns of :data:`DISTINCT_IP_TYPE`).
+SKETCHED_ROLLUPS = {"flows_1m": ("sources",), "flows_1h": ("sources",), "services_1h": ("clients", "servers")}
 
 
 def flow_rollup_ddl(name: str, ttl_days: int) -> str:
@@ -238,24 +243,32 @@ def flow_rollup_ddl(name: str, ttl_days: int) -> str:
                *keys, *measures, ROLLUP_STORED_AT]
     key = ", ".join(["institution_id", bucket] + [k.split()[0] for k in keys])
     body = ",\n    ".join(columns)
+    source = CASCADES[name][0] if name in CASCADES else name
     return f"""CREATE TABLE IF NOT EXISTS {name} (
     {body}
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM({bucket})
 ORDER BY ({key})
 {_ttl("stored_at", ttl_days)}{_table_settings()}
-COMMENT {_quote(f"{comment}, fed by {name}_mv")}"""
+COMMENT {_quote(f"{comment}, fed by {name}_mv" + (f" (on {source})" if source != name else ""))}"""
 
 
-def flow_rollup_select(name: str, where: str = "", stored_at: bool = False) -> str:
-    """The ``SELECT`` over ``flows`` that feeds ``name``: its view's, or with ``where`` and
-    ``stored_at`` (the rows' latest storage time, so a TTL counts from it) a backfill's."""
+def flow_rollup_select(name: str, where: str = "", stored_at: bool = False, source: str = "flows") -> str:
+    """The ``SELECT`` that feeds ``name``: over ``flows`` its view's (a cascade's view reads its
+    source roll-up: ``source=CASCADES[name][0]``), or with ``where`` and ``stored_at`` (the rows'
+    latest storage time, so a TTL counts from it) a backfill's.
+
+    >>> flow_rollup_select("talkers_1d", source="talkers_1h").splitlines()[1]
+    'FROM talkers_1h GROUP BY day, institution_id, src_ip'
+    """
     bucket, expression, keys, _, measures, _ = _FLOW_ROLLUPS[name]
+    if source != "flows":
+        _, expression, measures = CASCADES[name]
     group = ", ".join([bucket, "institution_id"] + [k.split()[0] for k in keys])
     select = ", ".join([f"{expression} AS {bucket}", "institution_id", *[k.split()[0] for k in keys], measures]
                        + (["max(stored_at) AS last_stored_at"] if stored_at else []))
     condition = f" WHERE {where}" if where else ""
-    return f"SELECT {select}\nFROM flows{condition} GROUP BY {group}"
+    return f"SELECT {select}\nFROM {source}{condition} GROUP BY {group}"
 
 
 def flow_rollup_columns(name: str) -> list[str]:
@@ -265,4 +278,5 @@ def flow_rollup_columns(name: str) -> list[str]:
 
 
 def flow_rollup_view_ddl(name: str) -> str:
-    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}_mv TO {name} AS\n{flow_rollup_select(name)}"
+    source = CASCADES[name][0] if name in CASCADES else "flows"
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}_mv TO {name} AS\n{flow_rollup_select(name, source=source)}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from finsa.storage import schema
+from finsa.storage import rollups, schema
 from finsa.storage.migrations import column_steps, existing_columns, run_migrations
-from finsa.storage.rollups import FLOW_ROLLUPS
+from finsa.storage.rollups import CASCADES, FLOW_FED_ROLLUPS, FLOW_ROLLUPS, SKETCHED_ROLLUPS
 from finsa.wire import FLOW
 
 
@@ -17,9 +17,10 @@ def _old_flows_ddl(missing: set[str]) -> str:
 
 def test_fresh_store_applies_every_table_step_then_nothing(store):
     report = run_migrations(store)
-    # upgrade steps: a fresh flows_1m has sources, and a fresh store no flows to roll up
+    # upgrade steps: a fresh flows_1m has sources and sketches, and a fresh store no flows to roll up
     assert report.skipped == (["0009_flows_1m_sources", "flows_time_alias"]
-                              + [f"backfill:{name}" for name in FLOW_ROLLUPS])
+                              + [f"sketch:{name}" for name in SKETCHED_ROLLUPS] + [f"fill:{name}" for name in CASCADES]
+                              + [f"backfill:{name}" for name in FLOW_FED_ROLLUPS])
     assert report.applied[0] == "0001_create_schema_migrations"
     again = run_migrations(store)
     assert again.applied == [] and "0002_create_flows" in again.skipped
@@ -88,14 +89,79 @@ def test_flow_panel_rollups_reach_an_older_store_and_roll_up_its_flows_once(stor
     store.command(_OLD_FLOWS)
     applied = store.migrate()
     assert [v for v in applied if "talkers" in v] == ["0027_create_talkers_1h", "0028_create_talkers_1h_mv",
+                                                      "0033_create_talkers_1d", "0034_create_talkers_1d_mv",
                                                       "backfill:talkers_1h"]
-    assert {f"backfill:{name}" for name in FLOW_ROLLUPS} <= set(applied)
+    assert {f"backfill:{name}" for name in FLOW_FED_ROLLUPS} <= set(applied)
+    assert "fill:talkers_1d" not in applied  # talkers_1h was empty: its backfill reached talkers_1d
+    assert store.query("SELECT sum(flows), sum(bytes), uniqExact(src_ip) FROM talkers_1d").rows == [(48, 4800, 7)]
     talkers = "SELECT sum(flows), sum(bytes), uniqExact(src_ip), count() FROM talkers_1h"
     assert store.query(talkers).rows == [(48, 4800, 7, 48)]  # seven sources, one flow each an hour
-    assert store.query("SELECT sum(flows), uniqMerge(clients) FROM services_1h").rows == [(48, 7)]
+    assert store.query("SELECT sum(flows), uniqCombinedMerge(12)(clients) FROM services_1h").rows == [(48, 7)]
     assert store.query("SELECT count() FROM ingest_lag_1m").rows == [(48,)]
     assert store.migrate() == []  # backfilled once
     store.insert(make_flows(10))
     assert store.query("SELECT sum(flows) FROM talkers_1h").rows == [(58,)]
     assert store.migrate() == []
 
+
+
+def _old_sketch(sql: str) -> str:
+    # the roll-ups as finsa made them before uniqCombined(12): ClickHouse uniq states
+    return (sql.replace(schema.DISTINCT_IP_TYPE, "AggregateFunction(uniq, IPv6)").replace(schema.DISTINCT_STATE, "uniqState")
+            .replace(schema.DISTINCT_MERGE, "uniqMerge"))
+
+
+def _make_pre_sketch_store(store) -> None:
+    """A store as the code before talkers_1d and uniqCombined made it."""
+    store.migrate()
+    for name in ("talkers_1d", *SKETCHED_ROLLUPS):
+        store.command(f"DROP VIEW {name}_mv")
+        store.command(f"DROP TABLE {name}")
+    store.command("DELETE FROM schema_migrations WHERE version LIKE '%talkers_1d%' OR version LIKE 'sketch:%'")
+    for name, (table, view) in {"flows_1m": (schema.flows_1m_ddl(7), schema.flows_1m_view_ddl()),
+                                "flows_1h": (rollups.flows_1h_ddl(365), rollups.flows_1h_view_ddl()),
+                                "services_1h": (rollups.flow_rollup_ddl("services_1h", 365),
+                                                rollups.flow_rollup_view_ddl("services_1h"))}.items():
+        store.command(_old_sketch(table))
+        store.command(_old_sketch(view))
+
+
+_TOTALS = {"flows_1m": "SELECT sum(flows), sum(bytes), sum(packets), {m}(sources), count() FROM flows_1m",
+           "flows_1h": "SELECT sum(flows), sum(bytes), sum(packets), {m}(sources), count() FROM flows_1h",
+           "services_1h": "SELECT sum(flows), sum(bytes), {m}(clients), {m}(servers) FROM services_1h"}
+
+
+def test_a_store_with_uniq_states_is_rebuilt_with_sketches_keeping_its_data(store, make_flows):
+    _make_pre_sketch_store(store)
+    store.command(_OLD_FLOWS.replace("now() - 3600", "now()"))  # stored now: rolled up by the old views
+    store.command("INSERT INTO flows_1h (hour, institution_id, flows, bytes, packets) "
+                  "VALUES ('2020-01-01 05:00:00', 'bank-a', 3, 300, 9)")  # its flows expired long ago
+    before = {name: store.query(sql.format(m="uniqMerge")).rows for name, sql in _TOTALS.items()}
+    applied = store.migrate()
+    assert [v for v in applied if v.startswith(("sketch:", "fill:"))] == [
+        "sketch:flows_1m", "sketch:flows_1h", "sketch:services_1h", "fill:talkers_1d"]
+    assert "backfill:services_1h" not in applied  # the rebuild rolled every stored flow up
+    assert "TTL stored_at + toIntervalDay(7)" in store.query(
+        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'flows_1m'").rows[0][0]
+    after = {name: store.query(sql.format(m=schema.DISTINCT_MERGE)).rows for name, sql in _TOTALS.items()}
+    assert after == before  # sums, counts of rows, and (small, exact) distinct counts
+    old_hour = "SELECT flows, bytes, packets, {m}(sources) FROM flows_1h WHERE hour < '2021-01-01' GROUP BY ALL"
+    assert store.query(old_hour.format(m=schema.DISTINCT_MERGE)).rows == [(3, 300, 9, 0)]  # sums kept
+    assert store.query("SELECT sum(flows), uniqExact(src_ip) FROM talkers_1d").rows == [(48, 7)]
+    assert store.migrate() == []
+    store.insert(make_flows(10))  # the new views write sketches
+    exact = store.query("SELECT count(), uniqExact(src_ip) FROM flows").rows
+    assert store.query(f"SELECT sum(flows), {schema.DISTINCT_MERGE}(clients) FROM services_1h").rows == exact
+    assert store.query("SELECT sum(flows) FROM talkers_1d").rows == [(58,)]
+
+
+def test_an_interrupted_rebuild_is_done_again_from_scratch(store):
+    _make_pre_sketch_store(store)
+    store.command(_OLD_FLOWS.replace("now() - 3600", "now()"))
+    # a crash right after the swap: an empty rebuilt flows_1h, the old view still on it
+    store.command(rollups.flows_1h_ddl(365).replace("EXISTS flows_1h (", "EXISTS flows_1h_resketch ("))
+    store.command("EXCHANGE TABLES flows_1h AND flows_1h_resketch")
+    assert "sketch:flows_1h" in store.migrate()
+    assert store.query(f"SELECT sum(flows), {schema.DISTINCT_MERGE}(sources) FROM flows_1h").rows == [(48, 7)]
+    assert "flows_1h_resketch" not in {r[0] for r in store.query("SHOW TABLES").rows}
+    assert store.migrate() == []

@@ -19,19 +19,20 @@ def test_flow_rollups_count_sources_and_skip_a_redelivered_batch(migrated, make_
     migrated.insert(batch)
     for table in ("flows_1m", "flows_1h"):
         flows, packets, sources = migrated.query(
-            f"SELECT sum(flows), sum(packets), uniqMerge(sources) FROM {table}").rows[0]
+            f"SELECT sum(flows), sum(packets), uniqCombinedMerge(12)(sources) FROM {table}").rows[0]
         assert (flows, packets) == (40, sum(2 * i + 1 for i in range(40))), table
         assert sources == 40, table
 
 
 FLOW_PANEL_ROLLUPS = {  # roll-up -> (sum of flows, of bytes) read back, and a distinct count
     "talkers_1h": "SELECT sum(flows), sum(bytes), uniqExact(src_ip) FROM talkers_1h",
-    "services_1h": "SELECT sum(flows), sum(bytes), uniqMerge(clients) FROM services_1h",
+    "services_1h": "SELECT sum(flows), sum(bytes), uniqCombinedMerge(12)(clients) FROM services_1h",
+    "talkers_1d": "SELECT sum(flows), sum(bytes), uniqExact(src_ip) FROM talkers_1d",  # a view on talkers_1h
 }
 
 
 def test_flow_panel_rollups_skip_a_redelivered_batch(migrated, make_flows):
-    for table in ("talkers_1h", "services_1h", "ingest_lag_1m"):
+    for table in ("talkers_1h", "talkers_1d", "services_1h", "ingest_lag_1m"):
         migrated.command(f"TRUNCATE TABLE {table}")
     batch = make_flows(40)
     migrated.insert(batch)
@@ -41,6 +42,7 @@ def test_flow_panel_rollups_skip_a_redelivered_batch(migrated, make_flows):
     for table, sql in FLOW_PANEL_ROLLUPS.items():
         assert migrated.query(sql).rows == [(40, total_bytes, 40)], table
     assert migrated.query("SELECT count() FROM talkers_1h FINAL").rows == [(40,)]  # one row per source
+    assert migrated.query("SELECT count() FROM talkers_1d FINAL").rows == [(40,)]
     assert migrated.query("SELECT count() FROM services_1h FINAL").rows == [(1,)]  # tcp/443
     lag = migrated.query("SELECT max(lag_ms) FROM ingest_lag_1m").rows[0][0]
     raw = migrated.query("SELECT max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) FROM flows").rows
