@@ -48,13 +48,14 @@ ORDER BY minute_ms, institution_id
 """.strip()
 
 TOP_TALKERS_RAW_SQL = f"""
-SELECT {_IP_TEXT.format("src_ip")} AS source, count() AS flows,
-       sum(src2dst_bytes + dst2src_bytes) AS bytes, uniqExact(toStartOfHour(first_seen)) AS hours_active
-FROM flows
-WHERE {FLOWS_IN_RANGE}
-GROUP BY source
-ORDER BY bytes DESC, flows DESC, source
-LIMIT 10
+SELECT {_IP_TEXT.format("src_ip")} AS source, flows, bytes
+FROM (SELECT src_ip, count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes
+      FROM flows
+      WHERE {FLOWS_IN_RANGE}
+      GROUP BY src_ip
+      ORDER BY bytes DESC, flows DESC, src_ip
+      LIMIT 10)
+ORDER BY bytes DESC, flows DESC, src_ip
 """.strip()
 
 def _buckets_in_range(bucket: str = "hour", start: str = "toStartOfHour") -> str:
@@ -63,16 +64,28 @@ def _buckets_in_range(bucket: str = "hour", start: str = "toStartOfHour") -> str
             f" AND {bucket} <= fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC') AND {_INSTITUTION}")
 
 
-#: Top sources by bytes from the hourly roll-up, with the hours they were active in (a steady
-#: talker vs a burst). Sums only: see :mod:`finsa.storage.rollups` on why no distinct counts.
+#: Ranges longer than this read the daily talkers roll-up (rounded to whole days), shorter ones
+#: the hourly one: at 100M flows a day an hour of talkers_1h holds ~0.7M rows, a day of
+#: talkers_1d about as many as an hour.
+TALKERS_DAILY_AFTER_MS = 3 * 3_600_000
+_SHORT = f"{{to_ms:Int64}} - {{from_ms:Int64}} <= {TALKERS_DAILY_AFTER_MS}"
+_LONG = f"{{to_ms:Int64}} - {{from_ms:Int64}} > {TALKERS_DAILY_AFTER_MS}"
+_TOP_SOURCES = """SELECT src_ip, sum(flows) AS flows, sum(bytes) AS bytes
+      FROM {table}
+      WHERE {cond} AND {buckets}
+      GROUP BY src_ip
+      ORDER BY bytes DESC, flows DESC, src_ip
+      LIMIT 10"""
+
+#: Top sources by bytes: from the hourly roll-up up to :data:`TALKERS_DAILY_AFTER_MS`, from the
+#: daily one beyond (two branches, one of them false for given parameters: it reads no part).
+#: Sums only: see :mod:`finsa.storage.rollups` on why no distinct counts.
 TOP_TALKERS_SQL = f"""
-SELECT {_IP_TEXT.format("src_ip")} AS source, sum(flows) AS flows, sum(bytes) AS bytes,
-       uniqExact(hour) AS hours_active
-FROM talkers_1h
-WHERE {_buckets_in_range()}
-GROUP BY src_ip
-ORDER BY bytes DESC, flows DESC, source
-LIMIT 10
+SELECT {_IP_TEXT.format("src_ip")} AS source, flows, bytes
+FROM ({_TOP_SOURCES.format(table="talkers_1h", cond=_SHORT, buckets=_buckets_in_range())}
+      UNION ALL
+      {_TOP_SOURCES.format(table="talkers_1d", cond=_LONG, buckets=_buckets_in_range("day", "toStartOfDay"))})
+ORDER BY bytes DESC, flows DESC, src_ip
 """.strip()
 
 SERVICES_RAW_SQL = f"""
@@ -90,7 +103,7 @@ _PROTO = ("multiIf(protocol = 6, 'tcp', protocol = 17, 'udp', protocol = 1, 'icm
           "toString(protocol))")
 SERVICES_SQL = f"""
 SELECT {_PROTO} AS proto, dst_port AS port, sum(flows) AS flows, sum(bytes) AS bytes,
-       uniqMerge(clients) AS clients, uniqMerge(servers) AS servers
+       uniqCombinedMerge(12)(clients) AS clients, uniqCombinedMerge(12)(servers) AS servers
 FROM services_1h
 WHERE {_buckets_in_range()}
   AND (protocol, dst_port) IN (SELECT protocol, dst_port FROM services_1h WHERE {_buckets_in_range()}

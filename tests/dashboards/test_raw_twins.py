@@ -2,7 +2,8 @@
 
 The conftest sector (flows and alerts of the last ten minutes) plus three past hours of varied
 flows (many sources, ports and protocols) and alerts from enriched addresses. Ranges aligned to
-whole hours: sums and counts must match exactly, distinct counts (uniq) nearly.
+whole hours (whole days for top talkers over more than three hours, which read the daily
+roll-up): sums and counts must match exactly, distinct counts (uniqCombined sketches) nearly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from finsa.dashboards.panels import ALL_PANELS, ALL_PANELS_BY_ID, bind
 from finsa.wire import ALERT, FLOW, ipv4_to_mapped
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 #: panel -> columns computed with uniq (approximate) in the roll-up and exactly in the twin.
 APPROXIMATE = {"traffic_per_minute": set(), "top_talkers": set(),
                "services": {"clients", "servers"}, "ingest_lag": set(), "sources_by_country": {"sources"}}
@@ -51,7 +53,8 @@ def _past_alerts(start_ms: int) -> object:
 @pytest.fixture(scope="module")
 def hours(sector) -> dict[str, int]:
     now_hour = sector.now_ms // HOUR_MS * HOUR_MS
-    return {"past": now_hour - 6 * HOUR_MS, "now": now_hour}
+    return {"past": now_hour - 6 * HOUR_MS, "now": now_hour, "past_day": (now_hour - 6 * HOUR_MS) // DAY_MS * DAY_MS,
+            "today": now_hour // DAY_MS * DAY_MS}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,7 +71,9 @@ def _ranges(hours) -> dict[str, tuple[int, int]]:
     return {"past three hours": (hours["past"], hours["past"] + 3 * HOUR_MS - 1),
             "past hour 2": (hours["past"] + HOUR_MS, hours["past"] + 2 * HOUR_MS - 1),
             "the current hour": (hours["now"], hours["now"] + HOUR_MS - 1),
-            "seven hours": (hours["now"] - 6 * HOUR_MS, hours["now"] + HOUR_MS - 1)}
+            "seven hours": (hours["now"] - 6 * HOUR_MS, hours["now"] + HOUR_MS - 1),
+            "whole days": (hours["past_day"], hours["today"] + DAY_MS - 1),
+            "the day of the past hours": (hours["past_day"], hours["past_day"] + DAY_MS - 1)}
 
 
 def _both(store, panel, from_ms: int, to_ms: int, institution: str | None):
@@ -95,9 +100,11 @@ def test_every_raw_twin_is_checked_here():
 
 
 RANGES = ["past three hours", "past hour 2", "the current hour", "seven hours"]
+#: Top talkers over more than three hours read whole days: compared over day-aligned ranges.
+TALKER_RANGES = ["past three hours", "past hour 2", "the current hour", "whole days", "the day of the past hours"]
 #: The conftest's alerts of the current hour arrived before the enrichment was loaded: their
 #: roll-up rows keep country '' (see the test below), the twin looks the country up now.
-CASES = [(p, r) for p in TWINNED for r in RANGES
+CASES = [(p, r) for p in TWINNED for r in (TALKER_RANGES if p.id == "top_talkers" else RANGES)
          if p.id != "sources_by_country" or r in ("past three hours", "past hour 2")]
 
 
@@ -123,6 +130,24 @@ def test_hourly_panels_round_the_range_to_whole_hours(store, hours, panel_id):
     inside, _ = _both(store, panel, start + 10 * 60_000, start + 20 * 60_000, None)
     _, whole_hour = _both(store, panel, start, start + HOUR_MS - 1, None)
     _assert_same(panel_id, inside, whole_hour)
+
+
+def test_top_talkers_round_a_range_of_more_than_three_hours_to_whole_days(store, hours):
+    panel = ALL_PANELS_BY_ID["top_talkers"]
+    seven_hours, _ = _both(store, panel, *_ranges(hours)["seven hours"], None)
+    _, whole_days = _both(store, panel, hours["past_day"], hours["now"] // DAY_MS * DAY_MS + DAY_MS - 1, None)
+    _assert_same("top_talkers", seven_hours, whole_days)
+
+
+def test_top_talkers_read_one_roll_up_for_a_range(store, hours):
+    """The branch of the other roll-up has a false constant condition: it reads no part."""
+    panel = ALL_PANELS_BY_ID["top_talkers"]
+    for range_name, read in (("past hour 2", "talkers_1h"), ("whole days", "talkers_1d")):
+        params = bind(panel, dict(zip(("from_ms", "to_ms"), map(str, _ranges(hours)[range_name]))), 0)
+        estimate = {row[1]: (row[2], row[3]) for row in store.query("EXPLAIN ESTIMATE " + panel.sql, params).rows}
+        skipped = ({"talkers_1h", "talkers_1d"} - {read}).pop()
+        assert estimate[read][0] > 0 and estimate[read][1] > 0, (range_name, estimate)
+        assert estimate.get(skipped, (0, 0)) == (0, 0), (range_name, estimate)
 
 
 def test_top_talkers_and_services_see_the_varied_hours(store, hours):
