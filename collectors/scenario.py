@@ -18,7 +18,8 @@
   with ``attacks="all"`` (the default) also ``dns_tunnel`` (T1071.004), ``dga`` (T1568.002),
   ``beaconing`` (T1071) (:mod:`~finsa.collectors.scenario_threats`), ``exfiltration`` (T1048),
   ``lateral_movement`` (T1021) and ``web_attack`` (T1190)
-  (:mod:`~finsa.collectors.scenario_intrusions`). The flood comes from a few hosts: its entry
+  (:mod:`~finsa.collectors.scenario_intrusions`), and ``arp_spoof`` (T1557.002, raw ARP frames on
+  one LAN beside routine ARP: :mod:`~finsa.collectors.scenario_arp`). The flood comes from a few hosts: its entry
   adds ``sources`` (every flooding address; ``attacker`` is the busiest); DNS-borne attacks add
   ``domain`` and ``relays`` (the resolver that carried their queries); ``lateral_movement``'s
   attacker is an internal host. Times are epoch ms; a victim's span covers every packet between
@@ -61,6 +62,7 @@ from finsa.collectors.pcapwriter import PcapWriter
 from finsa.collectors import scenario_intrusions as intrusions
 from finsa.collectors import scenario_threats as threats
 from finsa.collectors.scenario_attacks import attacks as basic_attacks
+from finsa.collectors.scenario_arp import arp_frames
 from finsa.collectors.scenario_campaign import campaign_truth, sector_campaign
 from finsa.collectors.scenario_noise import background_noise
 from finsa.collectors.scenario_packets import Packets, encode_frames
@@ -158,12 +160,16 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
     else:
         truth = basic_attacks(g, world)
     background_noise(g, world, scale)
+    lan_frames: dict[str, list[tuple[int, bytes]]] = {}
     if attack_set == "all":
         more = Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts)
         routine_traffic(more, world, scale)
         truth += [threats.dns_tunnel(more, world), threats.dga(more, world), threats.beaconing(more, world),
                   intrusions.exfiltration(more, world), intrusions.lateral_movement(more, world),
                   intrusions.web_attack(more, world)]
+        lan_frames, spoof = arp_frames(Gen(np.random.default_rng([seed, 3]), g.table, start_ms, float(duration_s)),
+                                       world)
+        truth.append(spoof)
     truth = _clip_truth([{"id": f"{e['attack']}-{k + 1}", **{x: v for x, v in e.items() if x != "id"}}
                          for k, e in enumerate(truth)], start_ms, start_ms + int(round(duration_s * 1000)))
     campaigns = [c for c in (campaign_truth(c, truth) for c in campaigns) if c is not None]
@@ -176,7 +182,7 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
     (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
     (out / INVENTORY).write_text(inventory_toml(world), encoding="utf-8")
     (out / DETECTORS).write_text(detectors_toml(world, long_run=attack_set == "sector"), encoding="utf-8")
-    captures = _write_captures(out, world, packets, g.table)
+    captures = _write_captures(out, world, packets, g.table, lan_frames, (start_ms * 1_000_000, end_ms * 1_000_000))
     manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
                 "attacks": attack_set, "registry": REGISTRY, "inventory": INVENTORY, "detectors": DETECTORS, "ground_truth": GROUND_TRUTH, "captures": captures}
     ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
@@ -220,27 +226,37 @@ def _clip_truth(entries: list[dict], start_ms: int, end_ms: int) -> list[dict]:
     return out
 
 
-def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTable) -> list[dict]:
+def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTable,
+                    lan_frames: dict[str, list[tuple[int, bytes]]], span_ns: tuple[int, int]) -> list[dict]:
     captures = []
     for inst in world.institutions:
         seen = owner_mask(packets.src, inst.networks) | owner_mask(packets.dst, inst.networks)
         mine = packets.take(np.flatnonzero(seen))
         src_local, dst_local = owner_mask(mine.src, inst.networks), owner_mask(mine.dst, inst.networks)
         buf, offsets, lengths = encode_frames(mine, table, src_local, dst_local)
+        extra = [(t, f) for t, f in lan_frames.get(inst.id, []) if span_ns[0] <= t < span_ns[1]]
         path = f"captures/{inst.id}.pcap"
         with PcapWriter(out / path) as writer:
-            _write_frames(writer, mine.ts_ns, buf, offsets, lengths)
+            _write_frames(writer, mine.ts_ns, buf, offsets, lengths, extra)
         captures.append({"institution": inst.id, "sensor": f"{inst.id}-tap1", "path": path,
-                         "packets": len(mine)})
+                         "packets": len(mine) + len(extra)})
     return captures
 
 
 def _write_frames(writer: PcapWriter, ts_ns: np.ndarray, buf: np.ndarray, offsets: np.ndarray,
-                  lengths: np.ndarray) -> None:
-    """Frame by frame: cheaper than a gathered batch when a few large transfers dominate the bytes."""
+                  lengths: np.ndarray, extra: list[tuple[int, bytes]] = ()) -> None:
+    """Frame by frame in time order (IP frames, and ``extra`` raw frames such as ARP merged in):
+    cheaper than a gathered batch when a few large transfers dominate the bytes."""
     data = buf.tobytes()
+    pending = list(extra)
+    k = 0
     for ts, start, length in zip(ts_ns.tolist(), offsets.tolist(), lengths.tolist()):
+        while k < len(pending) and pending[k][0] <= ts:
+            writer.write(*pending[k])
+            k += 1
         writer.write(ts, data[start:start + length])
+    for frame in pending[k:]:
+        writer.write(*frame)
 
 
 def _number(value: float) -> int | float:

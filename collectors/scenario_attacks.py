@@ -35,7 +35,7 @@ __all__ = ["SCHEDULE", "TECHNIQUES", "attacks", "port_scan", "syn_flood", "ssh_b
 SCHEDULE = {"port_scan": (0.10, 0.46), "syn_flood": (0.45, 0.65), "ssh_bruteforce": (0.58, 0.80)}
 TECHNIQUES = {"port_scan": "T1046", "syn_flood": "T1499.001", "ssh_bruteforce": "T1110",
               "dns_tunnel": "T1071.004", "dga": "T1568.002", "beaconing": "T1071", "exfiltration": "T1048",
-              "lateral_movement": "T1021", "web_attack": "T1190"}
+              "lateral_movement": "T1021", "web_attack": "T1190", "arp_spoof": "T1557.002"}
 SCAN_TARGETS = ("bank-a", "sec-a", "pay-a")
 FLOOD_TARGET, BRUTEFORCE_TARGET = "bank-b", "ins-a"
 

@@ -141,13 +141,16 @@ class ArpSpoofDetector(Detector):
         kind = "conflict" if others else "impersonation"
         severity = 4 if others else 3
         entity, entity_kind = (own[0], "src_ip") if own else (mac_text(mac), "mac")
-        if not self._dedupe.first(inst, entity, claim.last_ms):
+        # the first moment both halves of the evidence existed (a binding batch may span a while)
+        other_claims = [c for a, c in mine.items() if a != ip] + list(others.values())
+        seen_ms = max(claim.first_ms, min(c.first_ms for c in other_claims))
+        if not self._dedupe.first(inst, entity, seen_ms):
             return None
         features = {"rule": kind, "mac": mac_text(mac), "vlan_id": vlan, "answers_for": ip,
                     "also_claims": sorted(a for a in mine if a != ip), "replies": claim.replies,
                     "requests": claim.requests, "other_macs": [mac_text(m) for m in sorted(others)]}
         return make_alert(detector=self.name, technique=self.technique, institution_id=inst, entity=entity,
-                          entity_kind=entity_kind, target=ip, time_ms=claim.last_ms,
+                          entity_kind=entity_kind, target=ip, time_ms=seen_ms,
                           first_seen_ms=min(c.first_ms for c in mine.values()), window_ms=self.window_ms,
                           severity=severity, score=float(claim.replies + len(others)), confidence=0.9 if others else 0.7,
                           features=features)

@@ -23,6 +23,10 @@ def read_packets(path: Path) -> list[tuple]:
     with open(path, "rb") as f:
         for ts, buf in dpkt.pcap.Reader(f):
             ip = dpkt.ethernet.Ethernet(buf).data
+            if isinstance(ip, dpkt.arp.ARP):  # (ts, sender address, target address, 0x0806, op, ...)
+                out.append((ts * 1000, socket.inet_ntoa(ip.spa), socket.inet_ntoa(ip.tpa), 0x0806, ip.op, 0, 0, 0, 0,
+                            bytes(ip.sha)))
+                continue
             l4 = ip.data
             flags = l4.flags if ip.p == 6 else 0
             seq, ack = (l4.seq, l4.ack) if ip.p == 6 else (0, 0)
@@ -88,7 +92,7 @@ def test_registry_loads_and_owns_every_capture(scenario, packets) -> None:
         assert all(inst in (registry.institution_of(r[1]), registry.institution_of(r[2])) for r in rows[::50])
     for attack in scenario.ground_truth["attacks"]:
         inside = registry.institution_of(attack["attacker"])
-        assert inside is None if attack["attack"] != "lateral_movement" else inside == "bank-b"
+        assert inside == {"lateral_movement": "bank-b", "arp_spoof": "sec-a"}.get(attack["attack"])
         for victim in attack["victims"]:
             assert registry.institution_of(victim["address"]) == victim["institution"]
 
@@ -111,8 +115,8 @@ def _within(attack: dict, victim: dict, rows: list[tuple], sources: set[str]) ->
 def test_attacks_lie_between_ten_and_eighty_percent(scenario) -> None:
     truth = scenario.ground_truth
     assert [a["technique"] for a in truth["attacks"]] == ["T1046", "T1499.001", "T1110", "T1071.004", "T1568.002",
-                                                          "T1071", "T1048", "T1021", "T1190"]
-    assert len({a["id"] for a in truth["attacks"]}) == 9
+                                                          "T1071", "T1048", "T1021", "T1190", "T1557.002"]
+    assert len({a["id"] for a in truth["attacks"]}) == 10
     for attack in truth["attacks"]:
         assert attack["start_ms"] < attack["end_ms"]
         if attack["attack"] != "beaconing":  # beaconing lasts the whole run
@@ -224,6 +228,8 @@ def test_checksums_are_valid_per_scapy(scenario) -> None:
             frames = [frame for k, (_, frame) in enumerate(dpkt.pcap.Reader(f)) if k % 101 == 0]
         for frame in frames:
             pkt = Ether(frame)
+            if IP not in pkt:  # ARP frames carry no checksum
+                continue
             l4 = pkt[TCP] if TCP in pkt else pkt[UDP]
             given = (pkt[IP].chksum, l4.chksum, pkt[IP].len)
             del pkt[IP].chksum, pkt[IP].len, l4.chksum
@@ -249,6 +255,8 @@ def _ones_sum(data: bytes) -> int:
 def test_every_checksum_of_a_capture_verifies(scenario) -> None:
     with open(scenario.capture_paths["bank-b"], "rb") as f:
         for _, frame in dpkt.pcap.Reader(f):
+            if frame[12:14] != b"\x08\x00":  # ARP: no checksum
+                continue
             ip_header = frame[14:34]
             total_length = int.from_bytes(ip_header[2:4], "big")
             segment = frame[34:14 + total_length]
@@ -330,3 +338,16 @@ def test_background_noise_is_sparse_failed_probes(scenario, packets) -> None:
         answers = [r for r in rows if (r[2], r[5], r[1], r[4]) in probed]
         assert answers and all(r[6] == RST | ACK for r in answers)
         assert len(answers) < len(probes)  # unused addresses stay silent
+
+
+def test_arp_spoof_tells_the_lan_the_gateway_is_at_the_attackers_mac(scenario, packets) -> None:
+    attack = _attack(scenario, "arp_spoof")
+    (victim,) = attack["victims"]
+    arp = [r for r in packets[victim["institution"]] if r[3] == 0x0806]
+    gateway_claims = {r[9] for r in arp if r[1] == victim["address"] and r[4] == dpkt.arp.ARP_OP_REPLY}
+    attacker_macs = {r[9] for r in arp if r[1] == attack["attacker"]}
+    assert len(gateway_claims) == 2 and attacker_macs < gateway_claims  # the real gateway and the attacker
+    spoofed = [r for r in arp if r[1] == victim["address"] and r[9] in attacker_macs]
+    assert len(spoofed) >= 10 and all(victim["start_ms"] <= r[0] <= victim["end_ms"] for r in spoofed)
+    elsewhere = [r for inst, rows in packets.items() if inst != victim["institution"] for r in rows if r[3] == 0x0806]
+    assert elsewhere and not [r for r in elsewhere if r[1] == attack["attacker"]]  # routine ARP only

@@ -18,7 +18,7 @@ from finsa.wire import ALERT, FLOW
 
 FAST = {"port_scan", "syn_flood"}  # scans and floods: under 10 s
 ATTACK_TYPES = ("port_scan", "syn_flood", "ssh_bruteforce", "dns_tunnel", "dga", "beaconing", "exfiltration",
-                "lateral_movement", "web_attack")
+                "lateral_movement", "web_attack", "arp_spoof")
 
 TRUTH = {"attacks": [
     {"id": "dns_tunnel-1", "attack": "dns_tunnel", "technique": "T1071.004", "attacker": "203.0.113.53",
