@@ -26,6 +26,7 @@ Tables (in the store's database; unqualified names work in SQL):
   written in two batches is two rows until a merge: dashboards MUST read ``FROM alerts FINAL``
   (or ``count(DISTINCT alert_id)``), never a bare ``count()``.
 * ``heartbeats``: agent health, with a ``time`` DateTime64 column.
+* ``arp_bindings``: which MAC claimed which IPv4 address at a tap, when (the ARP record).
 * ``institutions``: the registry (id, name, subsector, region, criticality, networks,
   latitude, longitude), replaced by ``load_institutions``.
 * ``flows_1m`` / ``flows_1h``: SummingMergeTree fed by views: flows, bytes, packets per minute
