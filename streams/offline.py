@@ -62,23 +62,29 @@ class OfflineResult:
     batches: int
 
 
-def meter_sources(sources: Sequence[CaptureSource], profile: str = "agent") -> RecordBatch:
-    """Flows of every capture, merged by flow end time (what a worker receives, in order)."""
+def _merged(sources: Sequence[CaptureSource], read: Any, rtype: Any, time_column: str) -> RecordBatch:
+    """``read(source, sensor_id)``'s batches of every capture, in ``time_column`` order; a capture
+    that cannot be read raises OfflineError naming it."""
     parts: list[RecordBatch] = []
     for src in sources:
         try:
-            parts.extend(meter_capture(src.path, profile, institution_id=src.institution_id,
-                                       sensor_id=src.sensor_id or f"{src.institution_id}-offline"))
+            parts.extend(read(src, src.sensor_id or f"{src.institution_id}-offline"))
         except OSError as exc:
             raise OfflineError(f"{src.path}: cannot read: {exc.strerror or exc}") from None
         except CaptureError as exc:
             raise OfflineError(str(exc)) from None
     parts = [p for p in parts if len(p)]
     if not parts:
-        return FLOW.make_batch({})
-    flows = RecordBatch.concat(parts)
-    order = np.argsort(flows.columns["last_seen_ms"], kind="stable")
-    return flows.take(order, _derived(b"flows", [p.batch_id for p in parts]))
+        return rtype.make_batch({})
+    merged = RecordBatch.concat(parts)
+    order = np.argsort(merged.columns[time_column], kind="stable")
+    return merged.take(order, _derived(rtype.name.encode(), [p.batch_id for p in parts]))
+
+
+def meter_sources(sources: Sequence[CaptureSource], profile: str = "agent") -> RecordBatch:
+    """Flows of every capture, merged by flow end time (what a worker receives, in order)."""
+    return _merged(sources, lambda src, sensor: meter_capture(src.path, profile, institution_id=src.institution_id,
+                                                              sensor_id=sensor), FLOW, "last_seen_ms")
 
 
 def flow_batches(flows: RecordBatch, max_flows: int = 5000, batch_ms: int = 1000) -> Iterator[RecordBatch]:
@@ -161,20 +167,8 @@ def arp_sources(sources: Sequence[CaptureSource]) -> RecordBatch:
     from finsa.collectors.arp import arp_bindings
     from finsa.collectors.pcap import read_capture
 
-    parts = []
-    for src in sources:
-        try:
-            parts += [arp_bindings(chunk, src.institution_id, src.sensor_id or f"{src.institution_id}-offline")
-                      for chunk in read_capture(src.path)]
-        except OSError as exc:
-            raise OfflineError(f"{src.path}: cannot read: {exc.strerror or exc}") from None
-        except CaptureError as exc:
-            raise OfflineError(str(exc)) from None
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return ARP.make_batch({})
-    bindings = RecordBatch.concat(parts, _derived(b"arp", [str(s.path).encode() for s in sources]))
-    return bindings.take(np.argsort(bindings.columns["first_seen_ms"], kind="stable"), bindings.batch_id)
+    return _merged(sources, lambda src, sensor: [arp_bindings(chunk, src.institution_id, sensor)
+                                                 for chunk in read_capture(src.path)], ARP, "first_seen_ms")
 
 
 def run_offline(sources: Sequence[CaptureSource], engine: DetectionEngine | None = None,
