@@ -87,3 +87,11 @@ def test_the_engine_runs_arp_detectors_on_arp_batches_only() -> None:
                                     "last_seen_ms": [1_700_000_000_000], "src2dst_packets": [1],
                                     "src_ip": ["10.0.0.1"], "dst_ip": ["10.0.0.2"]}))
     assert len(arp._claims) == before  # flows never reach it
+
+
+def test_state_is_bounded_by_max_bindings_the_stalest_dropped_first() -> None:
+    det = ArpSpoofDetector(max_bindings=100)
+    det.process(bindings(*[(1000 + i, f"10.0.{i // 250}.{i % 250}", HOST + i, 1, 0) for i in range(300)]))
+    assert len(det._claims) == 100
+    kept = {ip for (_, _, ip) in det._claims}
+    assert "10.0.1.49" in kept and "10.0.0.0" not in kept  # the latest 100 of 300 addresses stay
