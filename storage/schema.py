@@ -247,7 +247,7 @@ def traffic_ddl(resolution: str, ttl_days: int) -> str:
 PARTITION BY toYYYYMM({bucket})
 ORDER BY (institution_id, {bucket})
 {_ttl("stored_at", ttl_days)}{_table_settings()}
-COMMENT 'Flows per {bucket} and institution, fed by flows_{resolution}_mv; read with sum() / {DISTINCT_MERGE}() GROUP BY'"""
+COMMENT 'Flows per {bucket} and institution, fed by flows_{resolution}_mv; read with sum() / {DISTINCT_MERGE}()'"""
 
 
 def traffic_columns(resolution: str) -> list[str]:
