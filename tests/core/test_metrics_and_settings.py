@@ -48,3 +48,19 @@ def test_registry_refuses_duplicates_and_bad_networks(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         load_registry(path)
     assert "institution.0.networks" in str(err.value) and "institution.1.subsector" in str(err.value)
+
+
+def test_a_closed_output_pipe_ends_a_command_quietly(tmp_path) -> None:
+    """`finsa query ... | head`: the reader leaves early; no traceback, exit 141 like Unix tools."""
+    import subprocess
+    import sys
+
+    store = str(tmp_path / "store")
+    subprocess.run([sys.executable, "-m", "finsa.cli", "storage", "migrate", "--data-dir", store], check=True,
+                   capture_output=True, timeout=120)
+    proc = subprocess.Popen([sys.executable, "-m", "finsa.cli", "query", "--data-dir", store,
+                             "SELECT number FROM numbers(200000)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # like head after its lines
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and b"Traceback" not in err, err
