@@ -163,34 +163,29 @@ def alerts_ddl(ttl_days: int = DEFAULT_TTL_DAYS["alerts"]) -> str:
     # (SELECT ... FROM alerts FINAL) or count(DISTINCT alert_id). institution_id and detector
     # are functions of alert_id, so they may lead the key for per-institution reads.
     # Monthly partitions: an alert id always has the same time_ms, so duplicates share a part.
-    return f"""CREATE TABLE IF NOT EXISTS alerts (
-    {_columns_block(derived_columns(ALERT))}
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(time)
-ORDER BY (institution_id, detector, alert_id)
+    return _record_table_ddl("alerts", ALERT, "toYYYYMM(time)", "institution_id, detector, alert_id", ttl_days,
+                             engine="ReplacingMergeTree")
+
+
+def _record_table_ddl(table: str, rtype: RecordType, partition: str, order_by: str, ttl_days: int,
+                      engine: str = "MergeTree") -> str:
+    """``CREATE TABLE`` of a table holding one wire record's batches (columns derived from it)."""
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
+    {_columns_block(derived_columns(rtype))}
+) ENGINE = {engine}
+PARTITION BY {partition}
+ORDER BY ({order_by})
 {_ttl("stored_at", ttl_days)}{_table_settings()}
-COMMENT {_quote(ALERT.doc)}"""
+COMMENT {_quote(rtype.doc)}"""
 
 
 def heartbeats_ddl(ttl_days: int = DEFAULT_TTL_DAYS["heartbeats"]) -> str:
-    return f"""CREATE TABLE IF NOT EXISTS heartbeats (
-    {_columns_block(derived_columns(HEARTBEAT))}
-) ENGINE = MergeTree
-PARTITION BY toDate(time)
-ORDER BY (institution_id, sensor_id, time)
-{_ttl("stored_at", ttl_days)}{_table_settings()}
-COMMENT {_quote(HEARTBEAT.doc)}"""
+    return _record_table_ddl("heartbeats", HEARTBEAT, "toDate(time)", "institution_id, sensor_id, time", ttl_days)
 
 
 def arp_bindings_ddl(ttl_days: int = DEFAULT_TTL_DAYS["arp_bindings"]) -> str:
     # Forensics asks "which MAC had this address then?": institution, address, time lead the key.
-    return f"""CREATE TABLE IF NOT EXISTS arp_bindings (
-    {_columns_block(derived_columns(ARP))}
-) ENGINE = MergeTree
-PARTITION BY toDate(first_seen)
-ORDER BY (institution_id, ip, first_seen)
-{_ttl("stored_at", ttl_days)}{_table_settings()}
-COMMENT {_quote(ARP.doc)}"""
+    return _record_table_ddl("arp_bindings", ARP, "toDate(first_seen)", "institution_id, ip, first_seen", ttl_days)
 
 
 INSTITUTION_COLUMNS = (
