@@ -79,7 +79,7 @@ def table_memory(quick: bool, flows: int = 1_000_000) -> str:
 
 def export_sets() -> dict[str, list[tuple[str, bytes]]]:
     """(exporter, datagram) lists per protocol, in decode order, from the shared export captures."""
-    from finsa.collectors.export_capture import export_datagrams
+    from finsa.collectors.export.capture import export_datagrams
 
     out: dict[str, list[tuple[str, bytes]]] = {}
     for name, files in EXPORT_SETS.items():
@@ -93,7 +93,7 @@ def export_sets() -> dict[str, list[tuple[str, bytes]]]:
 
 def export_decoding(quick: bool) -> str:
     """Table: records per CPU second decoded by ExportDecoder, per protocol."""
-    from finsa.collectors.export_decoder import ExportDecoder
+    from finsa.collectors.export.decoder import ExportDecoder
 
     if not EXPORT_DIR.exists():
         return "collector: flow-export decoding skipped (no /work/shared/data/export)"

@@ -25,7 +25,7 @@ __all__ = ["run", "metered_flows"]
 
 def metered_flows(packets: int) -> RecordBatch:
     """Flows of the cached mixed capture, with institutions, sorted by first_seen_ms."""
-    from finsa.collectors.meter import meter_capture
+    from finsa.collectors.meter.flowmeter import meter_capture
 
     flows = RecordBatch.concat(list(meter_capture(mixed_capture(packets), profile="nfstream", sensor_id="tap1")))
     client = flows.columns["src_ip"][:, 14].astype(np.int64)  # 10.0.X.*: X picks the institution

@@ -42,7 +42,7 @@ def _payloads(flows: wire.RecordBatch, group: int, start_ms: int) -> list[bytes]
 
 def run(quick: bool, flows: int | None = None) -> list[str]:
     from finsa.storage.backend import open_store
-    from finsa.streams.offline import make_engine
+    from finsa.app.offline import make_engine
     from finsa.streams.processor import FlowProcessor
 
     total = flows or (2_000_000 if quick else 20_000_000)

@@ -19,7 +19,7 @@ _FAR_MS = 10 * 365 * 86_400_000
 
 def finsa_meter(path: str, limit: int | None = None) -> tuple[int, int, Any]:
     """finsa's ``meter_capture`` with the nfstream profile (hints included)."""
-    from finsa.collectors.meter import meter_capture
+    from finsa.collectors.meter.flowmeter import meter_capture
 
     flows = sum(len(b) for b in meter_capture(path, profile="nfstream"))
     return -1, flows, None
@@ -27,8 +27,8 @@ def finsa_meter(path: str, limit: int | None = None) -> tuple[int, int, Any]:
 
 def finsa_table(path: str, limit: int | None = None) -> tuple[int, int, Any]:
     """Meter without expiry and without the final flush: every flow stays in the flow table."""
-    from finsa.collectors.meter import FlowMeter
-    from finsa.collectors.pcap import read_capture
+    from finsa.collectors.meter.flowmeter import FlowMeter
+    from finsa.collectors.pcap.capture import read_capture
 
     meter = FlowMeter("nfstream", idle_timeout_ms=_FAR_MS, active_timeout_ms=_FAR_MS)
     for batch in read_capture(path):

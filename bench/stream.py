@@ -59,9 +59,9 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000) -> dict:
     from finsa.detectors.engine import DetectionEngine
     from finsa.kafka import ensure_topics
     from finsa.storage.backend import open_store
-    from finsa.streams.app import WorkerSettings
+    from finsa.streams.faust_app import WorkerSettings
     from finsa.streams.broker import EmbeddedBroker
-    from finsa.streams.embedded import topic_partitions
+    from finsa.app.run import topic_partitions
     from finsa.streams.processor import FlowProcessor
     from finsa.streams.service import StreamService
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from finsa.collectors.pcapwriter import PcapWriter
+from finsa.collectors.pcap.writer import PcapWriter
 
 __all__ = ["mixed_capture", "distinct_capture", "cache_dir", "count_packets"]
 

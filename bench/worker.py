@@ -21,7 +21,7 @@ TASKS = {
     "dpkt": meters.dpkt_meter,
     "scapy": meters.scapy_meter,
 }
-_IMPORTS = {"finsa": "finsa.collectors.meter", "finsa_table": "finsa.collectors.meter", "nfstream": "nfstream",
+_IMPORTS = {"finsa": "finsa.collectors.meter.flowmeter", "finsa_table": "finsa.collectors.meter.flowmeter", "nfstream": "nfstream",
             "dpkt": "dpkt", "scapy": "scapy.all"}
 
 

@@ -1,7 +1,8 @@
-"""Collectors: turn traffic into flow batches at an institution's tap.
+"""Collectors: turn traffic at an institution's tap into signed flow batches.
 
-They read pcap/pcapng captures (and, later, live interfaces and flow export), meter
-bidirectional flows with idle and active timeouts, and publish batches of
-:data:`finsa.wire.FLOW` records to Kafka. A collector agent needs numpy and confluent-kafka only:
-nothing here imports Faust, river or ClickHouse.
+Sub-packages, in the order data moves through them: ``pcap`` (capture files), ``live`` (AF_PACKET
+capture), ``export`` (NetFlow/IPFIX/sFlow ingest), ``idslogs`` (Zeek and Suricata logs),
+``meter`` (packets -> bidirectional FLOW records) and ``agent`` (the deployed agent: sources,
+pseudonymisation, spool, signed publishing). A collector agent needs numpy and confluent-kafka
+only: nothing here imports Faust, river or ClickHouse.
 """

@@ -1,6 +1,6 @@
 """``finsa collect``: the collector agent. Meters captures and publishes flow batches to Kafka.
 
-    finsa collect --config /etc/finsa/agent.toml            # the deployed agent (see finsa.collectors.agent)
+    finsa collect --config /etc/finsa/agent.toml            # the deployed agent (see finsa.collectors.agent.agent)
     finsa collect --config /etc/finsa/agent.toml --check    # validate, print the effective config (secrets
                                                             # masked); exit 0 when valid, 2 when not
     finsa collect --broker 127.0.0.1:9092 --institution bank-a --sensor bank-a-tap1 capture.pcap
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from finsa import wire
-from finsa.collectors.publisher import BatchPublisher
+from finsa.collectors.agent.publisher import BatchPublisher
 from finsa.collectors.replay import ReplaySource, replay_all
 from finsa.errors import CaptureError, FinsaError
 from finsa.kafka import ensure_topics
@@ -60,15 +60,15 @@ def scenario_sources(directory: Path) -> tuple[list[ReplaySource], int]:
 
 
 def _first_packet_ms(path: Path) -> int:
-    from finsa.collectors.agent_sources import first_packet_ms
+    from finsa.collectors.agent.sources import first_packet_ms
 
     return first_packet_ms(path)
 
 
 def _main_config(args: argparse.Namespace) -> int:
     """The deployed agent: ``--config FILE [--check]``."""
-    from finsa.collectors.agent import Agent
-    from finsa.collectors.agent_config import load_agent_config, masked_view
+    from finsa.collectors.agent.agent import Agent
+    from finsa.collectors.agent.config import load_agent_config, masked_view
     from finsa.errors import ConfigError
 
     try:
@@ -90,7 +90,7 @@ def _main_config(args: argparse.Namespace) -> int:
     except (FinsaError, OSError) as exc:
         print(f"finsa collect: {exc}", file=sys.stderr)
         return 2
-    from finsa.collectors.agent_sources import FAILURES
+    from finsa.collectors.agent.sources import FAILURES
 
     left = agent.run(reload_requested)
     failed = int(FAILURES.total())

@@ -99,8 +99,8 @@ def _ms(seconds: float | None) -> int | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from finsa.collectors.meter import FlowMeter
-    from finsa.collectors.pcap import read_capture
+    from finsa.collectors.meter.flowmeter import FlowMeter
+    from finsa.collectors.pcap.capture import read_capture
 
     try:
         meter = FlowMeter(args.profile, args.institution, args.sensor,

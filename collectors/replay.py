@@ -1,7 +1,7 @@
 """Replaying captures as if live: meter them at capture pace (or ``speed`` times faster).
 
 Used by ``finsa run`` and ``finsa collect`` on pcap sources. Packets are fed to a
-:class:`~finsa.collectors.meter.FlowMeter` in slices of at most ``slice_ms`` of capture time; before
+:class:`~finsa.collectors.meter.flowmeter.FlowMeter` in slices of at most ``slice_ms`` of capture time; before
 each slice the replayer sleeps until the wall clock reaches the slice's capture time divided by
 ``speed``. With ``rebase_ms`` every exported flow's times are shifted by that amount, so a scenario
 recorded on a fixed morning shows up as happening now.
@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 
 from finsa import wire
-from finsa.collectors.arp import arp_bindings
-from finsa.collectors.meter import FlowMeter
-from finsa.collectors.pcap import read_capture
+from finsa.collectors.meter.arp_bindings import arp_bindings
+from finsa.collectors.meter.flowmeter import FlowMeter
+from finsa.collectors.pcap.capture import read_capture
 
 FlowSink = Callable[[wire.RecordBatch], None]
 

@@ -1,7 +1,7 @@
 """ARP spoofing (MITRE ATT&CK T1557.002, ARP cache poisoning) from the bindings taps report.
 
 Input: :data:`finsa.wire.ARP` batches (an IPv4 address claimed by a MAC, with request, reply and
-gratuitous counts; :mod:`finsa.collectors.arp`). Per institution and VLAN the detector keeps, for
+gratuitous counts; :mod:`finsa.collectors.meter.arp_bindings`). Per institution and VLAN the detector keeps, for
 ``window_ms`` of flow time, which MACs claimed each address and which addresses each MAC
 claimed, and alerts on the two marks of a poisoner (the rules of arpwatch's "flip flop" and of
 Zeek's ARP analysis, on bindings instead of single packets):

@@ -43,7 +43,7 @@ from finsa.detectors import registry as detector_registry
 from finsa.detectors.allowlist import AllowEntry
 from finsa.detectors.base import Detector
 from finsa.errors import ConfigError
-from finsa.registry import SUBSECTORS, Registry
+from finsa.institutions import SUBSECTORS, Registry
 from finsa.settings import Strict, parse_config, read_document
 
 __all__ = ["Config", "DetectorSettings", "Override", "detector_params", "parse_detectors_config",

@@ -23,7 +23,7 @@ from typing import Any
 from finsa.detectors.config import Config, load_detectors_config
 from finsa.detectors.registry import DETECTORS
 from finsa.errors import ConfigError
-from finsa.registry import Registry, load_registry
+from finsa.institutions import Registry, load_registry
 
 __all__ = ["add_arguments", "main", "render_effective", "toml_value"]
 

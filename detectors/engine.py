@@ -45,7 +45,7 @@ from finsa.wire import ALERT, FLOW, RecordBatch
 
 if TYPE_CHECKING:  # the engine runs without a config; config imports pydantic models only when used
     from finsa.detectors.config import Config
-    from finsa.registry import Registry
+    from finsa.institutions import Registry
 
 __all__ = ["DetectionEngine", "default_detectors", "valid_rows"]
 

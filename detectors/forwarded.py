@@ -4,8 +4,8 @@ These are not derived from flows: :func:`from_suricata_eve` and :func:`from_zeek
 event (a parsed JSON line) to one ALERT row, or ``None`` for an event that is not an alert or is
 malformed (counted in ``finsa_detector_forwarded_rejected_total``).
 
-The mapping is the collectors' own (:func:`finsa.collectors.suricata_eve.eve_alert`,
-:func:`finsa.collectors.zeeklog.notice_alert`), so an event gets the same detector name,
+The mapping is the collectors' own (:func:`finsa.collectors.idslogs.suricata_eve.eve_alert`,
+:func:`finsa.collectors.idslogs.zeek.notice_alert`), so an event gets the same detector name,
 technique and alert id whether an agent tailed it from a log or it was forwarded here:
 detector ``suricata`` / ``zeek:<note>``; Suricata severity 1, 2, 3 -> finsa 5, 4, 3 and the
 technique from the rule's ``metadata.mitre_technique_id``; Zeek notices severity 3 and the
@@ -29,8 +29,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from finsa.collectors.suricata_eve import eve_alert
-from finsa.collectors.zeeklog import ZEEK_TECHNIQUES, notice_alert
+from finsa.collectors.idslogs.suricata_eve import eve_alert
+from finsa.collectors.idslogs.zeek import ZEEK_TECHNIQUES, notice_alert
 from finsa.detectors.base import Detector
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch

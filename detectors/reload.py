@@ -35,7 +35,7 @@ from typing import Callable
 from finsa.detectors.config import Config, load_detectors_config
 from finsa.errors import ConfigError
 from finsa.metrics import REGISTRY
-from finsa.registry import Registry
+from finsa.institutions import Registry
 
 __all__ = ["ConfigWatcher"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from finsa.errors import ConfigError, StorageError
-from finsa.registry import load_registry
+from finsa.institutions import load_registry
 
 from finsa.storage.access import tenant_sql
 from finsa.storage.backend import open_store

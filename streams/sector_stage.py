@@ -1,6 +1,6 @@
 """The sector picture in a worker: alerts and heartbeats in, warnings, campaigns and levels out.
 
-:class:`SectorStage` wraps a :class:`~finsa.streams.sector.SectorPicture` with what a worker needs:
+:class:`SectorStage` wraps a :class:`~finsa.sector.picture.SectorPicture` with what a worker needs:
 decoding messages, turning updates into wire batches, writing them to storage (idempotent: batch
 ids are a hash of the rows), and a compact checkpoint (the picture pickled, base64 text) that the
 Faust agent keeps in a table with a changelog, so a restarted worker resumes where it stopped.
@@ -18,9 +18,9 @@ from typing import Callable, Protocol, Sequence
 
 from finsa import wire
 from finsa.metrics import REGISTRY
-from finsa.registry import Registry
-from finsa.streams.sector import SectorPicture
-from finsa.streams.sector_rows import update_batches
+from finsa.institutions import Registry
+from finsa.sector.picture import SectorPicture
+from finsa.sector.rows import update_batches
 
 UPDATES = REGISTRY.counter("finsa_sector_records_total", "Sector records produced, by kind", ["kind"])
 STORE_ERRORS = REGISTRY.counter("finsa_sector_store_errors_total", "Sector records storage refused", ["kind", "error"])

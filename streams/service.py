@@ -11,7 +11,7 @@ import logging
 
 import faust
 
-from finsa.streams.app import WorkerSettings, build_app
+from finsa.streams.faust_app import WorkerSettings, build_app
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.sector_stage import SectorStage
 

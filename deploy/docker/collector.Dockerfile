@@ -14,6 +14,9 @@ COPY streams/ streams/
 COPY detectors/ detectors/
 COPY storage/ storage/
 COPY dashboards/ dashboards/
+COPY sector/ sector/
+COPY scenario/ scenario/
+COPY app/ app/
 RUN python -m venv /opt/finsa \
     && /opt/finsa/bin/pip install --no-cache-dir ".[collector]"
 
@@ -41,5 +44,5 @@ WORKDIR /var/lib/finsa
 # The agent's own Prometheus endpoint (agent.toml: metrics_listen = "127.0.0.1:9464").
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/metrics', timeout=4)"]
-ENTRYPOINT ["/opt/finsa/bin/python3-capture", "-m", "finsa.cli", "collect"]
+ENTRYPOINT ["/opt/finsa/bin/python3-capture", "-m", "finsa.app.cli", "collect"]
 CMD ["--config", "/etc/finsa/agent.toml"]

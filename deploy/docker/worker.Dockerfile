@@ -14,6 +14,9 @@ COPY streams/ streams/
 COPY detectors/ detectors/
 COPY storage/ storage/
 COPY dashboards/ dashboards/
+COPY sector/ sector/
+COPY scenario/ scenario/
+COPY app/ app/
 RUN python -m venv /opt/finsa \
     && /opt/finsa/bin/pip install --no-cache-dir ".[stream,storage]"
 

@@ -1,4 +1,4 @@
-"""`finsa flows` through finsa.cli.main: formats, profiles, options and errors."""
+"""`finsa flows` through finsa.app.cli.main: formats, profiles, options and errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from finsa.cli import main
+from finsa.app.cli import main
 from finsa.wire import FLOW
 from tests.conftest import shared_data
 

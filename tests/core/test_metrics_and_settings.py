@@ -5,7 +5,7 @@ from pydantic import Field
 
 from finsa.errors import ConfigError
 from finsa.metrics import Registry
-from finsa.registry import load_registry
+from finsa.institutions import load_registry
 from finsa.settings import Strict, load_config
 
 
@@ -56,9 +56,9 @@ def test_a_closed_output_pipe_ends_a_command_quietly(tmp_path) -> None:
     import sys
 
     store = str(tmp_path / "store")
-    subprocess.run([sys.executable, "-m", "finsa.cli", "storage", "migrate", "--data-dir", store], check=True,
+    subprocess.run([sys.executable, "-m", "finsa.app.cli", "storage", "migrate", "--data-dir", store], check=True,
                    capture_output=True, timeout=120)
-    proc = subprocess.Popen([sys.executable, "-m", "finsa.cli", "query", "--data-dir", store,
+    proc = subprocess.Popen([sys.executable, "-m", "finsa.app.cli", "query", "--data-dir", store,
                              "SELECT number FROM numbers(200000)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.readline()
     proc.stdout.close()  # like head after its lines

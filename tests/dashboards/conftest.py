@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from finsa.registry import parse_registry
+from finsa.institutions import parse_registry
 from finsa.storage.backend import open_store
 from finsa.wire import ALERT, FLOW, RecordBatch
 

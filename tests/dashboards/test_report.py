@@ -93,7 +93,7 @@ def test_pdf_shows_institutions_levels_campaign_and_technique(report, tmp_path):
 
 
 def test_report_command_needs_a_known_format(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "finsa.cli", "report", "--data-dir", str(tmp_path / "d"),
+    done = subprocess.run([sys.executable, "-m", "finsa.app.cli", "report", "--data-dir", str(tmp_path / "d"),
                            "--format", "docx"], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2 and "--format" in done.stderr
 
@@ -105,7 +105,7 @@ def test_report_command_writes_html_from_a_data_dir(tmp_path):
              "s = c._open_store(__import__('pathlib').Path(sys.argv[1])); s.load_institutions(c.REGISTRY); "
              "s.insert(c._flows()); s.insert(c._alerts()); s.close()")
     subprocess.run([sys.executable, "-c", setup, str(data)], check=True, cwd=REPO, timeout=120)
-    done = subprocess.run([sys.executable, "-m", "finsa.cli", "report", "--period", "week", "--data-dir",
+    done = subprocess.run([sys.executable, "-m", "finsa.app.cli", "report", "--period", "week", "--data-dir",
                            str(data), "--out", str(tmp_path / "out"), "--format", "html"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr

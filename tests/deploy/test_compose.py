@@ -13,7 +13,7 @@ import jsonschema
 import yaml
 
 from finsa import wire
-from finsa.collectors.agent_config import load_agent_config
+from finsa.collectors.agent.config import load_agent_config
 from tests.conftest import REPO, need_tool
 from tests.deploy.helpers import COMPOSE, DEPLOY, SCHEMAS, docker_compose_binary
 

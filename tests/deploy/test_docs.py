@@ -6,13 +6,13 @@ import re
 
 from tests.conftest import REPO
 
-SOURCES = ["core", "collectors", "streams", "detectors", "storage", "dashboards"]
+SOURCES = ["core", "collectors", "streams", "detectors", "storage", "dashboards", "sector", "scenario", "app"]
 
 
 def _registered() -> set[str]:
     names = set()
     for folder in SOURCES:
-        for path in (REPO / folder).glob("*.py"):
+        for path in (REPO / folder).rglob("*.py"):
             names |= set(re.findall(r'REGISTRY\.(?:counter|gauge)\(\s*"(finsa_[a-z0-9_]+)"', path.read_text()))
     return names
 

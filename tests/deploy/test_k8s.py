@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from finsa.collectors.agent_config import load_agent_config
+from finsa.collectors.agent.config import load_agent_config
 from tests.deploy.helpers import K8S, load_yaml_all, need_module
 
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")

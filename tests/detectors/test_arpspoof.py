@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import pickle
 
-from finsa.collectors.arp import arp_bindings
-from finsa.collectors.pcap import read_capture
+from finsa.collectors.meter.arp_bindings import arp_bindings
+from finsa.collectors.pcap.capture import read_capture
 from finsa.detectors.arpspoof import ArpSpoofDetector
 from finsa.wire import ARP, FLOW
 from tests.conftest import shared_data

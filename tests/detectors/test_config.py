@@ -13,7 +13,7 @@ from finsa.detectors.base import Detector
 from finsa.detectors.config import (Config, default_config, detector_params, load_detectors_config,
                                     parse_detectors_config)
 from finsa.errors import ConfigError
-from finsa.registry import parse_registry
+from finsa.institutions import parse_registry
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "detectors.example.toml"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from finsa.cli import main
+from finsa.app.cli import main
 from finsa.detectors.config import load_detectors_config, parse_detectors_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "detectors.example.toml"

@@ -17,7 +17,7 @@ def run(detector, batches):
 
 
 def test_dnscat_capture_is_alerted() -> None:
-    from finsa.collectors.meter import meter_capture
+    from finsa.collectors.meter.flowmeter import meter_capture
     path = shared_data("flows/nfstream") / "dns_exfiltration.pcap"
     alerts = run(DnsTunnelDetector(), meter_capture(path, profile="agent", institution_id="bank-a"))
     assert [(a["entity"], a["technique"]) for a in alerts] == [("192.168.220.56", "T1071.004")]

@@ -11,7 +11,7 @@ from finsa.detectors.config import default_config, parse_detectors_config
 from finsa.detectors.engine import DetectionEngine
 from finsa.detectors.registry import DEFAULT_NAMES
 from finsa.metrics import REGISTRY
-from finsa.registry import parse_registry
+from finsa.institutions import parse_registry
 from finsa.wire import FLOW, RecordBatch
 
 REGISTRY_FILE = parse_registry({"institution": [

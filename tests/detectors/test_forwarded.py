@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from finsa.collectors.suricata_eve import EveParser
-from finsa.collectors.zeeklog import ZeekLogParser
+from finsa.collectors.idslogs.suricata_eve import EveParser
+from finsa.collectors.idslogs.zeek import ZeekLogParser
 from finsa.detectors.forwarded import REJECTED, ForwardedDetector, from_suricata_eve, from_zeek_notice
 from finsa.wire import ALERT, FLOW
 

@@ -133,7 +133,7 @@ def test_the_watcher_thread_reconfigures_an_engine(tmp_path: Path) -> None:
 
 
 def test_with_a_registry_an_unknown_institution_is_refused(tmp_path: Path) -> None:
-    from finsa.registry import parse_registry
+    from finsa.institutions import parse_registry
 
     registry = parse_registry({"institution": [{"id": "bank-a", "name": "A", "subsector": "bank"}]})
     path = tmp_path / "d.toml"

@@ -61,7 +61,7 @@ class FaultyStore:
 
 def main(argv: list[str]) -> int:
     import finsa.storage.backend as backend
-    from finsa.cli import main as finsa_main
+    from finsa.app.cli import main as finsa_main
 
     fault_file = Path(os.environ["FINSA_TEST_STORAGE_FAULT"])
     real_open = backend.open_store

@@ -82,7 +82,7 @@ class Proc:
 
 def start_worker(bootstrap: str, data_dir: Path, log_path: Path, fault_file: Path | None = None) -> Proc:
     """``finsa worker`` on the embedded store; with ``fault_file`` the storage-fault harness runs it."""
-    module = ["-m", "finsa.cli"] if fault_file is None else ["-m", "tests.reliability.faulty_worker"]
+    module = ["-m", "finsa.app.cli"] if fault_file is None else ["-m", "tests.reliability.faulty_worker"]
     argv = [PYTHON, *module, "worker", "--broker", bootstrap, "--data-dir", str(data_dir),
             "--state-dir", str(data_dir.parent / "faust-state"), "--session-timeout", SESSION_TIMEOUT_S,
             "--partitions", "2", "--app-id", WORKER_GROUP]
@@ -92,7 +92,7 @@ def start_worker(bootstrap: str, data_dir: Path, log_path: Path, fault_file: Pat
 
 def start_agent(config_path: Path, log_path: Path) -> Proc:
     """``finsa collect --config FILE``."""
-    return Proc([PYTHON, "-m", "finsa.cli", "collect", "--config", str(config_path)], log_path)
+    return Proc([PYTHON, "-m", "finsa.app.cli", "collect", "--config", str(config_path)], log_path)
 
 
 def query_store(data_dir: Path, sql: str, timeout_s: float = 60.0) -> list[dict]:

@@ -12,10 +12,10 @@ import pytest
 from finsa import wire
 from finsa.batchauth import BatchVerifier, sign_headers
 from finsa.kafka import ensure_topics, producer_config
-from finsa.streams.app import WorkerSettings
+from finsa.streams.faust_app import WorkerSettings
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.service import StreamService
-from tests.collectors.agent_helpers import flow_batch, wait_for, write_config
+from tests.collectors.agent.agent_helpers import flow_batch, wait_for, write_config
 from tests.security.conftest import PASSWORDS, needs_broker, quiet
 from tests.fakes import MemoryStore, NoDetect
 
@@ -28,8 +28,8 @@ KEYS = {"bank-a": bytes.fromhex("a1" * 32), "bank-b": bytes.fromhex("b2" * 32)}
 
 def _run_agent(tmp_path, broker) -> None:  # noqa: ANN001
     """bank-a's agent, in process: its SCRAM user and its signing key; one batch, sent."""
-    from finsa.collectors.agent import Agent
-    from finsa.collectors.agent_config import load_agent_config
+    from finsa.collectors.agent.agent import Agent
+    from finsa.collectors.agent.config import load_agent_config
 
     (tmp_path / "broker.password").write_text(PASSWORDS["bank-a-agent"])
     (tmp_path / "signing.key").write_text(KEYS["bank-a"].hex())

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from finsa import wire
 from finsa.streams.broker_gate import LOGINS
-from tests.collectors.agent_helpers import wait_for, write_config
+from tests.collectors.agent.agent_helpers import wait_for, write_config
 from tests.conftest import shared_data
 from tests.security.conftest import PASSWORDS, needs_broker, quiet, read_batches
 
@@ -36,7 +36,7 @@ ssl_ca_file = "{pki.ca}"
 
 
 def _collect(path, *extra: str, timeout_s: float = 120) -> subprocess.CompletedProcess:  # noqa: ANN001
-    return subprocess.run([sys.executable, "-m", "finsa.cli", "collect", "--config", str(path), *extra],
+    return subprocess.run([sys.executable, "-m", "finsa.app.cli", "collect", "--config", str(path), *extra],
                           capture_output=True, text=True, timeout=timeout_s)
 
 
@@ -69,7 +69,7 @@ def test_agent_with_a_wrong_password_is_refused_and_does_not_print_it(tmp_path, 
     wrong = "wrong-Pw-31337-nobody-knows"
     path = _agent_config(tmp_path, tls_broker, pki, wrong)
     failed_before = LOGINS.value(outcome="failed")
-    proc = subprocess.Popen([sys.executable, "-m", "finsa.cli", "collect", "--config", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "finsa.app.cli", "collect", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         refused = wait_for(lambda: LOGINS.value(outcome="failed") > failed_before, timeout_s=60)

@@ -16,7 +16,7 @@ import pytest
 
 from finsa import wire
 from finsa.kafka import ensure_topics, producer_config
-from tests.collectors.agent_helpers import flow_batch
+from tests.collectors.agent.agent_helpers import flow_batch
 from tests.conftest import REPO, need_tool, shared_data
 from tests.security.conftest import needs_broker, quiet
 
@@ -90,7 +90,7 @@ def test_the_unprivileged_process_really_has_no_capabilities(home) -> None:
 def test_flows_runs_as_nobody(home) -> None:
     pcap = home / "capture.pcap"
     shutil.copy(shared_data("flows/nfstream") / "google_ssl.pcap", pcap)
-    done = _run(home, ["-m", "finsa.cli", "flows", str(pcap), "--format", "csv", "-o", str(home / "out.csv")])
+    done = _run(home, ["-m", "finsa.app.cli", "flows", str(pcap), "--format", "csv", "-o", str(home / "out.csv")])
     assert done.returncode == 0, done.stderr
     assert len((home / "out.csv").read_text().splitlines()) > 1
 
@@ -108,7 +108,7 @@ def test_worker_and_query_run_as_nobody(home) -> None:
         producer.produce(wire.TOPICS["flows"], b"not a batch", partition=0)  # dead-lettered after the batch
         assert producer.flush(10) == 0
         worker = subprocess.Popen(
-            [*_as_nobody(home), "-m", "finsa.cli", "worker", "--broker", broker.bootstrap, "--data-dir",
+            [*_as_nobody(home), "-m", "finsa.app.cli", "worker", "--broker", broker.bootstrap, "--data-dir",
              str(home / "store"), "--state-dir", str(home / "faust"), "--partitions", "1", "--session-timeout", "4"],
             cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         dead = None
@@ -124,7 +124,7 @@ def test_worker_and_query_run_as_nobody(home) -> None:
     assert dead == b"not a batch", err
     assert worker.returncode == 0, err
     assert (home / "store").stat().st_uid == NOBODY
-    done = _run(home, ["-m", "finsa.cli", "query", "--data-dir", str(home / "store"), "--format", "csv",
+    done = _run(home, ["-m", "finsa.app.cli", "query", "--data-dir", str(home / "store"), "--format", "csv",
                        "SELECT count() FROM flows"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "7"
@@ -147,7 +147,7 @@ def _first_dead_letter(bootstrap: str, worker: subprocess.Popen) -> bytes | None
 
 
 _CAPTURE = """
-from finsa.collectors.live import LiveCapture
+from finsa.collectors.live.capture import LiveCapture
 from finsa.errors import CaptureError
 try:
     LiveCapture("lo", block_size=1 << 20, block_count=2).start().stop()

@@ -11,7 +11,7 @@ import pytest
 
 from finsa.storage.backend import Store, open_store
 from finsa.storage.chdb_backend import ChdbStore
-from finsa.storage.http_endpoint import ClickHouseHTTPEndpoint
+from finsa.storage.clickhouse_http import ClickHouseHTTPEndpoint
 from finsa.wire import ALERT, FLOW, RecordBatch
 
 

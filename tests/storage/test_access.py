@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from finsa.cli import main
+from finsa.app.cli import main
 from finsa.errors import StorageError
-from finsa.registry import parse_registry
+from finsa.institutions import parse_registry
 from finsa.storage.access import ACCESS, ACCESS_BY_TABLE, REGULATOR_ONLY, tenant_sql
 
 REGISTRY = parse_registry({"institution": [

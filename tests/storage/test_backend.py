@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from finsa.errors import StorageError
-from finsa.registry import parse_registry
+from finsa.institutions import parse_registry
 from finsa.wire import HEARTBEAT, ips_to_strings
 
 FLOW_CHECKED = ["flow_id", "first_seen_ms", "institution_id", "ip_version", "src_ip", "dst_ip", "src_port",

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from finsa.errors import StorageError
-from finsa.storage.http_endpoint import ClickHouseHTTPEndpoint
+from finsa.storage.clickhouse_http import ClickHouseHTTPEndpoint
 from finsa.streams.processor import STORE_RETRIES, FlowProcessor
 from tests.fakes import NoDetect
 from tests.storage.conftest import BACKENDS, _open, flow_batch

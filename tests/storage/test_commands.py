@@ -1,4 +1,4 @@
-"""``finsa query`` and ``finsa storage`` through finsa.cli.main on a temporary data directory."""
+"""``finsa query`` and ``finsa storage`` through finsa.app.cli.main on a temporary data directory."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from finsa.cli import main
-from finsa.registry import parse_registry
+from finsa.app.cli import main
+from finsa.institutions import parse_registry
 from finsa.storage.backend import open_store
 from finsa.wire import FLOW
 

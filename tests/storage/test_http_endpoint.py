@@ -9,7 +9,7 @@ import urllib.request
 import clickhouse_connect
 import pytest
 
-from finsa.storage.http_endpoint import ClickHouseHTTPEndpoint
+from finsa.storage.clickhouse_http import ClickHouseHTTPEndpoint
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ per talker, service and ingest minute."""
 
 from __future__ import annotations
 
-from finsa.registry import parse_registry
+from finsa.institutions import parse_registry
 from finsa.storage.rollups import FLOW_ROLLUP_TTL_DAYS
 from finsa.storage.schema import DEFAULT_TTL_DAYS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finsa.errors import StorageError
-from finsa.registry import parse_registry
+from finsa.institutions import parse_registry
 from finsa.storage.sqlguard import QueryRefused
 from finsa.storage.tenant import TenantView, tenant_database
 

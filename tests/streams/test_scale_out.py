@@ -23,9 +23,9 @@ from faust.exceptions import ConsumerNotStarted
 
 from finsa import wire
 from finsa.kafka import ensure_topics, producer_config
-from finsa.streams.app import WorkerSettings
+from finsa.streams.faust_app import WorkerSettings
 from finsa.streams.broker import EmbeddedBroker
-from finsa.streams.embedded import topic_partitions
+from finsa.app.run import topic_partitions
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.service import StreamService
 
@@ -67,8 +67,8 @@ class Outcome:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> dict:
     """A five-minute sector campaign, metered, as (slice, institution, payload) messages."""
-    from finsa.collectors.scenario import generate_scenario
-    from finsa.streams.offline import flow_batches, meter_sources, scenario_sources
+    from finsa.scenario.generator import generate_scenario
+    from finsa.app.offline import flow_batches, meter_sources, scenario_sources
 
     folder = tmp_path_factory.mktemp("sector")
     generate_scenario(folder, duration_s=300, scale=0.05, attack_set="sector")
@@ -83,9 +83,9 @@ def scenario(tmp_path_factory) -> dict:
 
 
 def _stage_and_processor(folder: Path, store):  # noqa: ANN001, ANN202
-    from finsa.registry import load_registry
-    from finsa.streams.offline import make_engine
-    from finsa.streams.sector import SectorPicture
+    from finsa.institutions import load_registry
+    from finsa.app.offline import make_engine
+    from finsa.sector.picture import SectorPicture
     from finsa.streams.sector_stage import SectorStage
 
     registry = folder / "institutions.toml"

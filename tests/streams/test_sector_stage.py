@@ -12,8 +12,8 @@ import pytest
 
 from finsa import wire
 from finsa.kafka import ensure_topics, producer_config
-from finsa.registry import parse_registry
-from finsa.streams.sector import SectorPicture
+from finsa.institutions import parse_registry
+from finsa.sector.picture import SectorPicture
 from finsa.streams.sector_stage import SectorStage
 from tests.fakes import MemoryStore
 
@@ -54,9 +54,9 @@ def test_stage_warns_the_institution_not_yet_hit_and_stores_it() -> None:
 def test_worker_publishes_warnings_from_alerts(tmp_path) -> None:
     from confluent_kafka import Producer
 
-    from finsa.streams.app import WorkerSettings
+    from finsa.streams.faust_app import WorkerSettings
     from finsa.streams.broker import EmbeddedBroker
-    from finsa.streams.embedded import topic_partitions
+    from finsa.app.run import topic_partitions
     from finsa.streams.processor import FlowProcessor
     from finsa.streams.service import StreamService
     from tests.streams.test_worker import _consume_all

@@ -11,7 +11,7 @@ import pytest
 
 from finsa import wire
 from finsa.kafka import ensure_topics, producer_config
-from finsa.streams.app import WorkerSettings
+from finsa.streams.faust_app import WorkerSettings
 from finsa.streams.broker import EmbeddedBroker
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.service import StreamService

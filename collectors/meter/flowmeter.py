@@ -1,0 +1,227 @@
+"""Bidirectional flow metering of packet batches into FLOW record batches.
+
+Per chunk, every packet gets a canonical bidirectional key (the endpoint that sorts first is
+"lo"), a 64-bit hash of it, and rows are grouped by sorting on the hash; flows already in the
+table join their group as a pseudo row. :func:`finsa.collectors.meter.flow_ends.segment` cuts groups into
+flows by the profile's timeouts, sums are taken with ``np.add.reduceat``, finished flows are
+exported and the last flow of each key goes (back) into the :class:`FlowTable`.
+
+>>> from finsa.collectors.pcap.capture import PacketBatch
+>>> syn = bytes(12) + b"\\x08\\x00" + bytes.fromhex("450000280000400040060000c0a80001c0a80002") \\
+...     + bytes.fromhex("04d2005000000000000000005002000000000000")
+>>> m = FlowMeter("nfstream", sensor_id="s1")
+>>> m.add(PacketBatch.from_packets([(0, syn), (200_000_000_000, syn)])).rows()[0]["src2dst_packets"]
+1
+>>> m.flush().rows()[0]["end_reason"], m.stats["flows"]
+(4, 2)
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from finsa.collectors.meter.decode import SKIPPED, decode_packets
+from finsa.collectors.meter.flowtable import FlowTable, take_rows, to_records
+from finsa.collectors.meter.app_hints import packet_hints
+from finsa.collectors.pcap.capture import PacketBatch, read_capture
+from finsa.collectors.meter.profiles import BYTES_WIRE, MeterProfile, get_profile
+from finsa.collectors.meter.keyed_rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes, sort_keys
+from finsa.collectors.meter.flow_ends import FIN, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, RST, segment
+from finsa.metrics import REGISTRY
+from finsa.wire import END_REASONS, RecordBatch
+
+__all__ = ["FlowMeter", "meter_capture", "PACKETS", "FLOWS"]
+
+PACKETS = REGISTRY.counter("finsa_collector_packets_total", "Packets read by flow meters")
+FLOWS = REGISTRY.counter("finsa_collector_flows_total", "Flows exported by flow meters", ["reason"])
+ACTIVE_FLOWS = REGISTRY.gauge("finsa_collector_active_flows", "Flows in flow tables", ["sensor"])
+_SWEEP_EVERY_MS = 1000
+_SUM_COLUMNS = ("lo_pkts", "lo_bytes", "hi_pkts", "hi_bytes")
+_FIRST_COLUMNS = ("hash", "src_is_lo", "protocol")
+
+
+class FlowMeter:
+    """Meters packet batches into bidirectional flows by a :class:`MeterProfile`."""
+
+    def __init__(self, profile: str | MeterProfile = "nfstream", institution_id: str = "",
+                 sensor_id: str = "", idle_timeout_ms: int | None = None,
+                 active_timeout_ms: int | None = None) -> None:
+        self.profile = get_profile(profile, idle_timeout_ms, active_timeout_ms)
+        self.institution_id, self.sensor_id = institution_id, sensor_id
+        self._sensor_hash = zlib.crc32(f"{institution_id}/{sensor_id}".encode()) << 32
+        self.table = FlowTable()
+        self._clock_ms: int | None = None
+        self._last_sweep_ms = 0
+        self.stats: dict = {"packets": 0, "flows": 0, "skipped": {}}
+
+    @property
+    def clock_ms(self) -> int:
+        """Capture time of the latest packet (ms since the epoch); 0 before the first."""
+        return self._clock_ms or 0
+
+    def add(self, packets: PacketBatch) -> RecordBatch | None:
+        """Meter a batch; return the flows that ended while adding it (or None)."""
+        self.stats["packets"] += len(packets)
+        PACKETS.inc(len(packets))
+        decoded = decode_packets(packets, self.profile.tunnels)
+        later = decoded.fragment == 2
+        n_later = int(np.count_nonzero(later))
+        skipped = dict(decoded.skipped)
+        if n_later:
+            skipped["non_first_fragment"] = n_later
+            SKIPPED.inc(n_later, reason="non_first_fragment")
+            decoded = decoded.take(np.flatnonzero(~later))
+        for reason, count in skipped.items():
+            self.stats["skipped"][reason] = self.stats["skipped"].get(reason, 0) + count
+        if not len(decoded):
+            return None
+        t_ms = packets.ts_ns[decoded.index] // 1_000_000
+        start = t_ms[0] if self._clock_ms is None else self._clock_ms
+        t_ms = np.maximum.accumulate(np.concatenate([[start], t_ms]))[1:]
+        self._clock_ms = int(t_ms[-1])
+        if self.profile.byte_accounting == BYTES_WIRE:
+            size = packets.wirelen[decoded.index].astype(np.int64)
+        else:
+            size = decoded.ip_bytes
+        out = [self._meter(packets, decoded, t_ms, size)]
+        if self.clock_ms - self._last_sweep_ms >= _SWEEP_EVERY_MS:
+            out.append(self.expire(self.clock_ms))
+            self._last_sweep_ms = self.clock_ms
+        return self._join(out)
+
+    def _meter(self, packets: PacketBatch, decoded, t_ms: np.ndarray, size: np.ndarray) -> RecordBatch | None:
+        hashes, dir_lo = key_hashes(decoded, self.profile.vlan_in_key)
+        keys = sort_keys(hashes)
+        slots = self.table.lookup(keys.uniq)
+        in_table = slots >= 0
+        tried = keys.per_packet(np.where(in_table, self.table.cols["hint_tried"][slots], 0))
+        hints = packet_hints(packets, decoded, hashes * np.uint64(2) + dir_lo, dir_lo, tried)
+        pseudo_slots = slots[in_table]
+        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, in_table, keys,
+                          decoded, t_ms, size, hashes, dir_lo, hints)
+        boundary = segment(rows.seg, self.profile)
+        starts = np.flatnonzero(boundary)
+        flows = self._aggregate(rows, starts)
+        n_seg = len(starts)
+        next_start = np.append(starts[1:], len(boundary))
+        final = np.ones(n_seg, dtype=bool)
+        final[:-1] = rows.seg.hash[next_start[:-1]] != rows.seg.hash[starts[:-1]]
+        # the last flow of each key is stored: in the pseudo row's slot or a new one
+        fin_idx = np.flatnonzero(final)
+        group_first = np.searchsorted(starts, np.flatnonzero(
+            np.concatenate([[True], rows.seg.hash[1:] != rows.seg.hash[:-1]])))
+        had_slot = rows.slot[starts[group_first]]
+        new = had_slot < 0
+        had_slot[new] = self.table.allocate(flows["hash"][fin_idx[new]])
+        self.table.store(had_slot, {k: take_rows(v, fin_idx) for k, v in flows.items()})
+        done = np.flatnonzero(~final)
+        if not len(done):
+            return None
+        ended = {k: take_rows(v, done) for k, v in flows.items()}
+        return self._export(ended, self._end_reasons(ended))
+
+    def _aggregate(self, rows, starts: np.ndarray) -> dict[str, np.ndarray]:
+        cols = rows.cols
+        flows = {name: np.add.reduceat(cols[name], starts) for name in _SUM_COLUMNS}
+        for name in ("lo_flags", "hi_flags"):
+            flows[name] = np.bitwise_or.reduceat(cols[name], starts)
+        for name in _FIRST_COLUMNS:
+            flows[name] = cols[name][starts]
+        for name in FIRST_COLUMNS:
+            flows[name] = rows.first.gather(name, starts)
+        flows["first_ms"] = rows.seg.first_t[starts]
+        flows["last_ms"] = rows.seg.t[np.append(starts[1:], len(rows.seg.t)) - 1]
+        flows["hinted"] = np.logical_or.reduceat(cols["hinted"], starts)
+        flows.update(first_hints(rows, starts))
+        flows["hint_tried"] = np.bitwise_or.reduceat(cols["hint_tried"], starts)
+        return flows
+
+    def _export(self, flows: dict[str, np.ndarray], reasons: np.ndarray | int) -> RecordBatch:
+        batch = to_records(flows, reasons, self.institution_id, self.sensor_id, self._sensor_hash)
+        self.stats["flows"] += len(batch)
+        for code, count in zip(*np.unique(batch.columns["end_reason"], return_counts=True)):
+            FLOWS.inc(int(count), reason=END_REASONS.get(int(code), str(int(code))))
+        ACTIVE_FLOWS.set(len(self.table), sensor=self.sensor_id)
+        return batch
+
+    def _idle_timeouts(self, flows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(effective idle timeout per flow, closed mask, reset mask) by the profile's rules."""
+        p = self.profile
+        proto, lo_f, hi_f = flows["protocol"], flows["lo_flags"], flows["hi_flags"]
+        timeout = np.where(proto == 6, p.idle_timeout_ms, p.other_idle_timeout_ms or p.idle_timeout_ms)
+        rst = (proto == 6) & (((lo_f | hi_f) & RST) != 0)
+        closed = rst | ((proto == 6) & ((lo_f & FIN) != 0) & ((hi_f & FIN) != 0))
+        if p.end_on_fin_rst:
+            timeout = np.where(closed, np.minimum(timeout, p.close_linger_ms), timeout)
+        else:
+            closed = rst = np.zeros(len(proto), dtype=bool)
+        if p.syn_timeout_ms:
+            answered = np.where(flows["src_is_lo"], flows["hi_pkts"], flows["lo_pkts"]) > 0
+            timeout = np.where((proto == 6) & ~answered, np.minimum(timeout, p.syn_timeout_ms), timeout)
+        return timeout, closed, rst
+
+    def _end_reasons(self, flows: dict[str, np.ndarray]) -> np.ndarray:
+        """Whichever deadline came first: the active timeout, or the idle one (fin/rst if closed).
+
+        The same rule for flows cut when a packet arrives and flows swept by expire(), so the
+        reason does not depend on how the packets were chunked.
+        """
+        timeout, closed, rst = self._idle_timeouts(flows)
+        active_first = flows["first_ms"] + self.profile.active_timeout_ms < flows["last_ms"] + timeout
+        reason = np.where(rst, REASON_RST, np.where(closed, REASON_FIN, REASON_IDLE))
+        return np.where(active_first, REASON_ACTIVE, reason).astype(np.uint8)
+
+    def expire(self, now_ms: int) -> RecordBatch | None:
+        """Export the flows that are idle (or past the active timeout) at capture time ``now_ms``."""
+        if not len(self.table):
+            return None
+        c = self.table.cols  # whole columns (free slots masked out below): no gather of the live ones
+        keys = ("protocol", "lo_flags", "hi_flags", "src_is_lo", "lo_pkts", "hi_pkts", "first_ms", "last_ms")
+        view = {k: c[k] for k in keys}
+        timeout, _, _ = self._idle_timeouts(view)
+        gone = (now_ms - view["last_ms"] >= timeout) | (now_ms - view["first_ms"] >= self.profile.active_timeout_ms)
+        gone &= self.table.live
+        if not gone.any():
+            return None
+        slots = np.flatnonzero(gone)
+        flows = self.table.take(slots)
+        self.table.release(slots)
+        return self._export(flows, self._end_reasons(flows))
+
+    def flush(self) -> RecordBatch | None:
+        """Export every flow left in the table (end_reason 4)."""
+        live = np.flatnonzero(self.table.live)
+        if not len(live):
+            return None
+        flows = self.table.take(live)
+        self.table.release(live)
+        return self._export(flows, 4)
+
+    @staticmethod
+    def _join(parts: list[RecordBatch | None]) -> RecordBatch | None:
+        parts = [p for p in parts if p is not None and len(p)]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else RecordBatch.concat(parts)
+
+
+def meter_capture(source: str | Path | IO[bytes], profile: str | MeterProfile = "nfstream",
+                  institution_id: str = "", sensor_id: str = "", **overrides) -> Iterator[RecordBatch]:
+    """Meter a whole capture; yield FLOW batches as flows end, the rest flushed at the end.
+
+    ``overrides`` are FlowMeter keyword arguments (idle_timeout_ms, active_timeout_ms) and
+    ``chunk_packets`` for the reader.
+    """
+    chunk_packets = overrides.pop("chunk_packets", 65536)
+    meter = FlowMeter(profile, institution_id, sensor_id, **overrides)
+    for batch in read_capture(source, chunk_packets):
+        out = meter.add(batch)
+        if out is not None:
+            yield out
+    out = meter.flush()
+    if out is not None:
+        yield out

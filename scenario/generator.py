@@ -1,0 +1,291 @@
+"""A labeled, reproducible traffic scenario for several institutions of the financial sector.
+
+:func:`generate_scenario` writes into ``out_dir``:
+
+- ``institutions.toml``: the registry (:mod:`finsa.institutions` format) of five fictional
+  institutions (two banks, a securities firm, an insurer, a payment institution; nine with
+  ``attacks="sector"``);
+- ``inventory.toml``: their public services (:func:`~finsa.scenario.world.inventory_toml`),
+  which the early warner reads to warn institutions exposing what a campaign attacks;
+- ``captures/<institution>.pcap``: what each institution's tap sees (Ethernet, microsecond
+  timestamps): benign background traffic plus the attacks that touch it;
+- ``manifest.json``: ``seed``, ``start_ms``, ``duration_s`` and the captures with their sensor
+  names and packet counts;
+- ``ground_truth.json``: ``seed``, ``start_ms``, ``end_ms`` and ``attacks``, each
+  ``{"id", "attack", "technique", "attacker", "victims": [{"institution", "address", "start_ms",
+  "end_ms"}], "start_ms", "end_ms"}``; ``attack`` is ``port_scan`` (T1046), ``syn_flood``
+  (T1499.001) or ``ssh_bruteforce`` (T1110) (:mod:`~finsa.scenario.attacks`), and
+  with ``attacks="all"`` (the default) also ``dns_tunnel`` (T1071.004), ``dga`` (T1568.002),
+  ``beaconing`` (T1071) (:mod:`~finsa.scenario.threats`), ``exfiltration`` (T1048),
+  ``lateral_movement`` (T1021) and ``web_attack`` (T1190)
+  (:mod:`~finsa.scenario.intrusions`), and ``arp_spoof`` (T1557.002, raw ARP frames on
+  one LAN beside routine ARP: :mod:`~finsa.scenario.arp`). The flood comes from a few hosts: its entry
+  adds ``sources`` (every flooding address; ``attacker`` is the busiest); DNS-borne attacks add
+  ``domain`` and ``relays`` (the resolver that carried their queries); ``lateral_movement``'s
+  attacker is an internal host. Times are epoch ms; a victim's span covers every packet between
+  the attack and that address, within the run.
+
+``attacks="all"`` also adds routine benign traffic that resembles the attacks (backups,
+monitoring, :mod:`~finsa.scenario.routine`), drawn from its own random stream:
+``attacks="basic"`` gives exactly the files of the three basic attacks alone.
+
+``attacks="sector"`` is the sector-wide campaign instead (:mod:`~finsa.scenario.campaign`):
+nine institutions (:func:`~finsa.scenario.world.sector_world`, five of them payment
+institutions), one actor scanning then brute-forcing the payment institutions one after another,
+over an hour by default (``duration_s`` 3600, benign ``scale`` 0.05 to keep it light; replay it
+at ``--speed 60``). Its ground truth adds ``campaigns``: ``[{"id", "actor", "subsector",
+"attacks" (ids of its attack entries, which carry ``"campaign"``), "victims": [{"institution",
+"start_ms", "end_ms"}] in visit order, "start_ms", "end_ms"}]``.
+
+The same arguments give byte-identical files. Packets between two institutions (partner API
+calls) are in both captures. Times start at ``start_ms`` (default Monday 2026-03-02 09:00 UTC);
+a replayer rebases them to "now".
+
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as folder:
+...     info = generate_scenario(folder, duration_s=20, scale=0.2)
+...     sensor = load_manifest(folder)["captures"][0]["sensor"]
+>>> [a["attack"] for a in info.ground_truth["attacks"]][:4], sensor
+(['port_scan', 'syn_flood', 'ssh_bruteforce', 'dns_tunnel'], 'bank-a-tap1')
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from finsa.collectors.pcap.writer import PcapWriter
+from finsa.scenario import intrusions
+from finsa.scenario import threats
+from finsa.scenario.attacks import attacks as basic_attacks
+from finsa.scenario.arp import arp_frames
+from finsa.scenario.campaign import campaign_truth, sector_campaign
+from finsa.scenario.noise import background_noise
+from finsa.scenario.packets import Packets, encode_frames
+from finsa.scenario.payloads import PayloadTable
+from finsa.scenario.routine import routine_traffic
+from finsa.scenario.traffic import Gen, benign_traffic
+from finsa.scenario.world import (World, default_world, inventory_toml, ip_str, owner_mask, registry_toml,
+                                                   sector_world)
+from finsa.errors import FinsaError
+
+__all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest", "load_ground_truth",
+           "DEFAULT_START_MS", "parse_start", "ATTACK_SETS", "DEFAULTS"]
+
+DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
+MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
+DETECTORS, INVENTORY = "detectors.toml", "inventory.toml"
+#: ``--attacks`` choices: every attack type (the default), the three basic attacks, or the
+#: hour-long sector-wide campaign.
+ATTACK_SETS = ("all", "basic", "sector")
+#: Defaults of (duration_s, scale) per attack set.
+DEFAULTS = {"all": (100.0, 1.0), "basic": (100.0, 1.0), "sector": (3600.0, 0.05)}
+
+
+class ScenarioError(FinsaError):
+    """A scenario could not be generated or read (bad arguments, missing or malformed files)."""
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    """What :func:`generate_scenario` wrote."""
+
+    out_dir: Path
+    manifest: dict
+    ground_truth: dict
+
+    @property
+    def registry_path(self) -> Path:
+        return self.out_dir / REGISTRY
+
+    @property
+    def capture_paths(self) -> dict[str, Path]:
+        return {c["institution"]: self.out_dir / c["path"] for c in self.manifest["captures"]}
+
+    @property
+    def packets(self) -> int:
+        return sum(c["packets"] for c in self.manifest["captures"])
+
+
+def parse_start(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 instant (UTC when no offset is given)."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise ScenarioError(f"--start: not an ISO 8601 time: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+def _check(seed: int, duration_s: float, start_ms: int, scale: float, attack_set: str) -> None:
+    problems = []
+    if attack_set not in ATTACK_SETS:
+        problems.append(f"attacks must be one of {', '.join(ATTACK_SETS)}, not {attack_set!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        problems.append(f"seed must be a non-negative integer, not {seed!r}")
+    if not 1 <= duration_s <= 7 * 86400:
+        problems.append(f"duration_s must be between 1 and 604800, not {duration_s!r}")
+    if not 0 <= scale <= 100:
+        problems.append(f"scale must be between 0 and 100, not {scale!r}")
+    if start_ms < 0:
+        problems.append("start must not be before 1970")
+    if problems:
+        raise ScenarioError("; ".join(problems))
+
+
+def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | None = None,
+                      start_ms: int | None = None, scale: float | None = None, attack_set: str = "all") -> ScenarioInfo:
+    """Generate the scenario into ``out_dir`` (created if needed; our files are overwritten).
+
+    ``attack_set`` is ``"all"``, ``"basic"`` or ``"sector"`` (see the module docstring);
+    ``duration_s`` and ``scale`` default per set (:data:`DEFAULTS`).
+    """
+    start_ms = DEFAULT_START_MS if start_ms is None else int(start_ms)
+    default_s, default_scale = DEFAULTS.get(attack_set, DEFAULTS["all"])
+    duration_s = default_s if duration_s is None else duration_s
+    scale = default_scale if scale is None else scale
+    _check(seed, duration_s, start_ms, scale, attack_set)
+    world = sector_world() if attack_set == "sector" else default_world()
+    g = Gen(np.random.default_rng(seed), PayloadTable(), start_ms, float(duration_s))
+    benign_traffic(g, world, scale)
+    campaigns: list[dict] = []
+    if attack_set == "sector":
+        truth, campaign = sector_campaign(g, world)
+        campaigns.append(campaign)
+    else:
+        truth = basic_attacks(g, world)
+    background_noise(g, world, scale)
+    lan_frames: dict[str, list[tuple[int, bytes]]] = {}
+    if attack_set == "all":
+        more = Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts)
+        routine_traffic(more, world, scale)
+        truth += [threats.dns_tunnel(more, world), threats.dga(more, world), threats.beaconing(more, world),
+                  intrusions.exfiltration(more, world), intrusions.lateral_movement(more, world),
+                  intrusions.web_attack(more, world)]
+        lan_frames, spoof = arp_frames(Gen(np.random.default_rng([seed, 3]), g.table, start_ms, float(duration_s)),
+                                       world)
+        truth.append(spoof)
+    truth = _clip_truth([{"id": f"{e['attack']}-{k + 1}", **{x: v for x, v in e.items() if x != "id"}}
+                         for k, e in enumerate(truth)], start_ms, start_ms + int(round(duration_s * 1000)))
+    campaigns = [c for c in (campaign_truth(c, truth) for c in campaigns) if c is not None]
+    packets = Packets.concat(g.parts).sorted()
+    end_ms = start_ms + int(round(duration_s * 1000))
+    inside = (packets.ts_ns >= start_ms * 1_000_000) & (packets.ts_ns < end_ms * 1_000_000)
+    packets = packets.take(np.flatnonzero(inside))
+    out = Path(out_dir)
+    (out / "captures").mkdir(parents=True, exist_ok=True)
+    (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
+    (out / INVENTORY).write_text(inventory_toml(world), encoding="utf-8")
+    (out / DETECTORS).write_text(detectors_toml(world, long_run=attack_set == "sector"), encoding="utf-8")
+    captures = _write_captures(out, world, packets, g.table, lan_frames, (start_ms * 1_000_000, end_ms * 1_000_000))
+    manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
+                "attacks": attack_set, "registry": REGISTRY, "inventory": INVENTORY, "detectors": DETECTORS, "ground_truth": GROUND_TRUTH, "captures": captures}
+    ground_truth = {"seed": int(seed), "start_ms": start_ms, "end_ms": end_ms, "attacks": truth}
+    if attack_set == "sector":
+        ground_truth["campaigns"] = campaigns
+    _write_json(out / MANIFEST, manifest)
+    _write_json(out / GROUND_TRUTH, ground_truth)
+    return ScenarioInfo(out, manifest, ground_truth)
+
+
+def detectors_toml(world: World, long_run: bool = False) -> str:
+    """The operator tuning of the scenario's sector (:mod:`finsa.detectors.config` format).
+
+    The detectors that need local knowledge get it: the sector's own networks (so internal
+    backups are not exfiltration and internal monitoring is not beaconing), and thresholds for a
+    run compressed into minutes (a beacon every ~10 s, 15 MB uploads). A ``long_run`` (the
+    hour-long sector campaign) also accepts the institutions' resolvers forwarding to the upstream
+    resolver, which over an hour is as regular as a beacon.
+    """
+    every = ", ".join(f'"{n}"' for inst in world.institutions for n in inst.networks)
+    internal = ", ".join(f'"{inst.internal_net}"' for inst in world.institutions)
+    upstream = [f'allow_destinations = ["{ip_str(world.upstream_resolver)}/32"]'] if long_run else []
+    return "\n".join([
+        "# Detector tuning for a generated finsa scenario (finsa backtest/detect --scenario use it).", "",
+        "[detectors.beaconing]", "enabled = true", "min_beacons = 5", "min_interval_ms = 5000",
+        f"internal_networks = [{every}]", *upstream, "",
+        "[detectors.exfiltration]", "enabled = true", "bulk_min_bytes = 10000000", "bin_ms = 60000",
+        f"internal_networks = [{every}]", "",
+        "[detectors.lateral]", "enabled = true", f"internal_networks = [{internal}]", ""])
+
+
+def _clip_truth(entries: list[dict], start_ms: int, end_ms: int) -> list[dict]:
+    """Victim spans cut to the run (packets outside it are not written); empty ones dropped."""
+    out = []
+    for e in entries:
+        victims = [{**v, "start_ms": max(v["start_ms"], start_ms), "end_ms": min(v["end_ms"], end_ms)}
+                   for v in e["victims"] if v["start_ms"] < end_ms and v["end_ms"] >= start_ms]
+        if victims:
+            out.append({**e, "victims": victims, "start_ms": min(v["start_ms"] for v in victims),
+                        "end_ms": max(v["end_ms"] for v in victims)})
+    return out
+
+
+def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTable,
+                    lan_frames: dict[str, list[tuple[int, bytes]]], span_ns: tuple[int, int]) -> list[dict]:
+    captures = []
+    for inst in world.institutions:
+        seen = owner_mask(packets.src, inst.networks) | owner_mask(packets.dst, inst.networks)
+        mine = packets.take(np.flatnonzero(seen))
+        src_local, dst_local = owner_mask(mine.src, inst.networks), owner_mask(mine.dst, inst.networks)
+        buf, offsets, lengths = encode_frames(mine, table, src_local, dst_local)
+        extra = [(t, f) for t, f in lan_frames.get(inst.id, []) if span_ns[0] <= t < span_ns[1]]
+        path = f"captures/{inst.id}.pcap"
+        with PcapWriter(out / path) as writer:
+            _write_frames(writer, mine.ts_ns, buf, offsets, lengths, extra)
+        captures.append({"institution": inst.id, "sensor": f"{inst.id}-tap1", "path": path,
+                         "packets": len(mine) + len(extra)})
+    return captures
+
+
+def _write_frames(writer: PcapWriter, ts_ns: np.ndarray, buf: np.ndarray, offsets: np.ndarray,
+                  lengths: np.ndarray, extra: list[tuple[int, bytes]] = ()) -> None:
+    """Frame by frame in time order (IP frames, and ``extra`` raw frames such as ARP merged in):
+    cheaper than a gathered batch when a few large transfers dominate the bytes."""
+    data = buf.tobytes()
+    pending = list(extra)
+    k = 0
+    for ts, start, length in zip(ts_ns.tolist(), offsets.tolist(), lengths.tolist()):
+        while k < len(pending) and pending[k][0] <= ts:
+            writer.write(*pending[k])
+            k += 1
+        writer.write(ts, data[start:start + length])
+    for frame in pending[k:]:
+        writer.write(*frame)
+
+
+def _number(value: float) -> int | float:
+    """100.0 -> 100, so the API and the CLI (which parses floats) write the same manifest."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path, required: tuple[str, ...]) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
+    missing = [k for k in required if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ScenarioError(f"{path}: missing {', '.join(missing)}")
+    return data
+
+
+def load_manifest(scenario_dir: str | Path) -> dict:
+    """The manifest of a scenario folder (capture paths stay relative to the folder)."""
+    return _read_json(Path(scenario_dir) / MANIFEST, ("seed", "start_ms", "duration_s", "captures"))
+
+
+def load_ground_truth(scenario_dir: str | Path) -> dict:
+    """The ground truth of a scenario folder."""
+    return _read_json(Path(scenario_dir) / GROUND_TRUTH, ("seed", "start_ms", "end_ms", "attacks"))

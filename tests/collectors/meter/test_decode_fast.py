@@ -1,0 +1,64 @@
+"""decode_common gives exactly the general decoder's columns for every packet it decodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from finsa.collectors.meter.decode import ALL_TUNNELS, _decode_general, decode_packets
+from finsa.collectors.meter.decode_fast import decode_common
+from finsa.collectors.pcap.capture import PacketBatch, read_capture
+from tests.conftest import SHARED_DATA
+
+NFSTREAM = SHARED_DATA / "flows" / "nfstream"
+COLUMNS = ("ip_version", "protocol", "src_ip", "dst_ip", "src_port", "dst_port", "vlan_id", "tcp_flags",
+           "ip_bytes", "payload_offset", "payload_bytes", "fragment", "tunnel_kind")
+ETH_V4_TCP = bytes(12) + b"\x08\x00" + bytes.fromhex("4500003c0000400040060000c0a80001c0a80002") \
+    + bytes.fromhex("04d201bb000000000000000080120000000000000101080a00000000000000001603010200010001fc0303")
+
+
+def _agree(batch: PacketBatch, tunnels: frozenset[int]) -> int:
+    rows, cols = decode_common(batch.data, batch.offset, batch.caplen, batch.linktype, tunnels)
+    general = _decode_general(batch, tunnels)
+    if not len(rows):
+        return 0
+    at = np.searchsorted(general.index, rows)
+    assert np.array_equal(general.index[np.minimum(at, len(general) - 1)], rows)  # general keeps them too
+    for name in COLUMNS:
+        assert np.array_equal(cols[name], getattr(general, name)[at]), name
+    return len(rows)
+
+
+@pytest.mark.parametrize("capture", sorted(NFSTREAM.glob("*.pcap*")) if NFSTREAM.is_dir() else [],
+                         ids=lambda p: p.stem)
+def test_real_captures(capture: Path) -> None:
+    for batch in read_capture(capture):
+        if len(batch.data) >= 96:
+            _agree(batch, ALL_TUNNELS)
+            _agree(batch, frozenset())
+
+
+def test_vlan_tagged_and_mixed_batches_merge_in_packet_order() -> None:
+    tagged = ETH_V4_TCP[:12] + b"\x81\x00\x00\x2a" + ETH_V4_TCP[12:]
+    arp = bytes(12) + b"\x08\x06" + bytes(28)
+    frames = [ETH_V4_TCP, arp, tagged, ETH_V4_TCP[:40], ETH_V4_TCP] * 30
+    batch = PacketBatch.from_packets([(i, f) for i, f in enumerate(frames)])
+    assert _agree(batch, ALL_TUNNELS) >= 89  # the last frame is too close to the buffer end to gather
+    d = decode_packets(batch)
+    assert len(d) == 90 and d.index.tolist()[:4] == [0, 2, 4, 5]
+    assert d.vlan_id.tolist()[:3] == [0, 42, 0] and d.skipped == {"non_ip": 30, "truncated": 30}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(ETH_V4_TCP) - 1), st.integers(0, 255)), max_size=6),
+       st.integers(20, len(ETH_V4_TCP)), st.sampled_from([b"\x08\x00", b"\x86\xdd", b"\x81\x00"]))
+def test_mutated_frames(edits, cut: int, ethertype: bytes) -> None:
+    frame = bytearray(ETH_V4_TCP[:12] + ethertype + ETH_V4_TCP[14:])
+    for at, value in edits:
+        frame[at] = value
+    frames = [bytes(frame[:cut]), bytes(frame), ETH_V4_TCP]
+    _agree(PacketBatch.from_packets([(i, f) for i, f in enumerate(frames)]), ALL_TUNNELS)

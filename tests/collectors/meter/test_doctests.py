@@ -1,0 +1,18 @@
+"""The doctest examples of the metering modules run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["pcap.capture", "pcap.frames", "meter.decode", "meter.profiles", "meter.flowmeter", "meter.app_hints",
+           "meter.tls_hello"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    module = importlib.import_module(f"finsa.collectors.{name}")
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
