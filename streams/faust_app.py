@@ -20,6 +20,7 @@ import faust
 from finsa import wire
 from finsa.metrics import REGISTRY
 from finsa.streams.processor import FlowProcessor
+from finsa.streams.progress import message_kind
 from finsa.streams.sector_stage import SectorStage
 
 DEAD_LETTERS = REGISTRY.counter("finsa_worker_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
@@ -41,6 +42,9 @@ class WorkerSettings:
     broker_credentials: object | None = None
     group_max: int = 64
     group_within_s: float = 0.5
+    #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
+    #: counts what its collector had acknowledged instead)
+    count_offered: bool = True
 
 
 def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: SectorStage | None = None) -> faust.App:
@@ -58,7 +62,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=1, **raw)  # one sector consumer sees all
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
-    grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max)
+    grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max, settings.count_offered)
 
     @app.agent(flows_topic, name="detect")
     async def detect(stream):  # noqa: ANN001 - faust stream
@@ -72,6 +76,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     if sector is not None:
         _sector_agents(app, sector, alerts_topic, raw)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}
+    app.finsa_grouper = grouper
     return app
 
 
@@ -83,13 +88,22 @@ class _Grouper:
     cancellation mid-group leaves the whole group unacknowledged, so it is redelivered.
     """
 
-    def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int) -> None:  # noqa: ANN001
+    def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int,  # noqa: ANN001
+                 count_offered: bool = True) -> None:
         self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
-        self.group_max = group_max
+        self.group_max, self.count_offered = group_max, count_offered
         self.pending: list = []
         self.lock = asyncio.Lock()
+        #: set when the worker drains before stopping: arriving events are left unacknowledged
+        #: (redelivered to whoever consumes next) and not counted as offered
+        self.closed = False
 
     async def add(self, event) -> None:  # noqa: ANN001
+        if self.closed:
+            return
+        progress = self.processor.progress
+        if self.count_offered and progress is not None:
+            progress.offer(message_kind(event.value if isinstance(event.value, (bytes, bytearray)) else None))
         self.pending.append(event)
         if len(self.pending) >= self.group_max:
             await self.flush()
