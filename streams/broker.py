@@ -16,7 +16,9 @@ cannot enforce either itself; see docs/security.md).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -28,12 +30,35 @@ from pathlib import Path
 from finsa.errors import BrokerError
 from finsa.streams.scram import MECHANISMS, ScramStore
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _prctl():  # noqa: ANN202 - libc's prctl, or None off Linux
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def death_signal_hook():  # noqa: ANN201 - a preexec_fn or None
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when the thread that started it dies
+    (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), so a broker never outlives a killed ``finsa run``.
+    prctl is looked up here, before the fork (the child only calls it). None off Linux, or when
+    called outside the main thread (the signal follows the starting *thread*, which may end early)."""
+    prctl = _prctl()
+    if prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return hook
 
 
 def broker_binary() -> str:
@@ -124,7 +149,8 @@ class EmbeddedBroker:
                f"tcp://{self.bootstrap}", "--storage-engine", self.storage_engine]
         env = {**os.environ, **self.env}
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      preexec_fn=death_signal_hook())
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
         deadline = time.monotonic() + timeout_s
@@ -177,14 +203,16 @@ class EmbeddedBroker:
             if log:
                 log.close()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace_s`` (Tansu waits while clients are connected: close
+        them first)."""
         self._stop_gate()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
         try:
-            proc.wait(timeout_s)
+            proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

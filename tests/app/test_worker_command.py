@@ -56,7 +56,7 @@ def test_an_inventory_without_a_registry_is_refused(tmp_path, capsys) -> None:
     from finsa.app.worker import main
 
     assert main(_args("--inventory", str(tmp_path / "inventory.toml"))) == 2
-    assert "--inventory needs --registry" in capsys.readouterr().err
+    assert "inventory: needs registry" in capsys.readouterr().err
 
 
 def test_the_sector_picture_reads_the_inventory_against_the_registry(tmp_path) -> None:

@@ -257,7 +257,6 @@ def test_positions_file_is_replaced_atomically(tmp_path) -> None:
 
 
 def test_agent_log_source_refuses_a_corrupt_positions_file_and_resumes_a_good_one(tmp_path) -> None:
-
     from finsa.collectors.agent.sources import FAILURES, LogSource, log_positions_path
 
     eve = tmp_path / "eve.json"
@@ -284,7 +283,6 @@ def test_agent_log_source_refuses_a_corrupt_positions_file_and_resumes_a_good_on
 
 
 def test_real_zeek_conn_log_split_by_a_restart_gives_every_connection_once(tmp_path) -> None:
-
     from finsa.collectors.agent.sources import LogSource
     from finsa.collectors.idslogs.zeek import stable_id
     from finsa.wire import RecordBatch
