@@ -184,6 +184,8 @@ class Embedded:
                 break
             if self.worker.failed is not None:
                 raise RuntimeError(f"stream worker failed: {self.worker.failed!r}")
+            if self.publisher is not None:
+                self.publisher.poll(0)  # serve acknowledgements: they are what was offered
             self.worker.check_stall()
             if now >= next_report:
                 next_report += 10
