@@ -112,7 +112,7 @@ class Embedded:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.shutdown = Shutdown("run", args.drain_timeout)
+        self.shutdown = Shutdown("run", args.drain_timeout, watchdog=True)
         self.broker = EmbeddedBroker(port=args.broker_port, log_path=args.data_dir / "broker.log")
         self.worker: StreamWorker | None = None
         self.publisher: BatchPublisher | None = None

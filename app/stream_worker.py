@@ -164,11 +164,13 @@ class StreamWorker:
         return self.service.failed if self.service is not None else None
 
     async def drain(self, shutdown: Shutdown, offered_done: Callable[[], bool] = lambda: True) -> bool:
-        """Stop intake once ``offered_done()`` (the program's own intake stopped), then wait until
-        every offered message was processed and stored, within the shutdown's bound. True when
-        everything was drained."""
+        """Wait until ``offered_done()`` (the program's own intake stopped: ``finsa run``'s replay),
+        then until every offered message was processed and stored, within the shutdown's bound.
+        A worker that counts what its consumer receives (``finsa worker``) first pauses fetching,
+        so what it has in hand is the whole drain. True when everything was drained."""
         await shutdown.wait_drained(offered_done)
-        await self.service.close_intake(max(shutdown.remaining_s, 1.0))
+        if self.plan.settings.count_offered:
+            self.service.close_intake()
         drained = await shutdown.wait_drained(self.progress.caught_up)
         self.plan.say(f"finsa {self.plan.name}: {'drained' if drained else 'drain cut short'}: "
                       f"{self.progress.line()}")

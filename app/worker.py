@@ -66,7 +66,7 @@ def _plan(args: argparse.Namespace) -> WorkerPlan:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    shutdown = Shutdown("worker", args.drain_timeout)
+    shutdown = Shutdown("worker", args.drain_timeout, watchdog=True)
     shutdown.install_on_loop(asyncio.get_running_loop())
     shutdown.announce()
     worker = StreamWorker(_plan(args))

@@ -89,7 +89,7 @@ def _main_config(args: argparse.Namespace) -> int:
         print(f"finsa collect: {exc}", file=sys.stderr)
         return 2
     reload_requested = threading.Event()
-    shutdown = Shutdown("collect", args.drain_timeout)
+    shutdown = Shutdown("collect", args.drain_timeout, watchdog=True)
     signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     shutdown.install()
     shutdown.announce()
@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
             start_ms = min(_first_packet_ms(p) for p in args.captures)
         ensure_topics(args.broker, {wire.TOPICS["flows"]: args.partitions})
         publisher = BatchPublisher(args.broker, client_id="finsa-collector").start()
-        shutdown = Shutdown("collect", args.drain_timeout)
+        shutdown = Shutdown("collect", args.drain_timeout, watchdog=True)
         shutdown.install()
         rebase_ms = int(time.time() * 1000) - start_ms if args.rebase_time else 0
         speed = args.speed if args.speed > 0 else 1e9

@@ -23,6 +23,7 @@ would install its own on the loop: :mod:`finsa.streams.service` turns that off.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -48,10 +49,12 @@ def _stderr(line: str) -> None:
 class Shutdown:
     """What stopping was asked for: nothing, a drain (first signal) or now (second signal)."""
 
-    def __init__(self, name: str, drain_timeout_s: float = 20.0, say: Callable[[str], None] = _stderr) -> None:
+    def __init__(self, name: str, drain_timeout_s: float = 20.0, say: Callable[[str], None] = _stderr,
+                 watchdog: bool = False) -> None:
         if not drain_timeout_s >= 0:
             raise ValueError(f"drain_timeout_s: must be >= 0, got {drain_timeout_s!r}")
         self.name, self.drain_timeout_s, self.say = name, float(drain_timeout_s), say
+        self.watchdog = watchdog
         self.draining = threading.Event()
         self.immediate = threading.Event()
         self.signal_name = ""
@@ -80,10 +83,19 @@ class Shutdown:
             SIGNALS.inc(signal=signal_name, effect="drain")
             self.say(f"finsa {self.name}: {signal_name}: draining for at most {self.drain_timeout_s:g} s "
                      f"(send it again to stop now)")
+            if self.watchdog:
+                threading.Thread(target=self._last_resort, daemon=True, name="finsa-exit-watchdog").start()
         elif not self.immediate.is_set():
             self.immediate.set()
             SIGNALS.inc(signal=signal_name, effect="stop_now")
             self.say(f"finsa {self.name}: {signal_name} again: stopping now")
+
+    def _last_resort(self) -> None:
+        """With ``watchdog``: a process still here ``exit_bound_s`` after the first signal (a stop
+        step that hangs) exits anyway, with status 1, saying so. Never on a clean stop."""
+        time.sleep(self.exit_bound_s)
+        self.say(f"finsa {self.name}: did not stop within {self.exit_bound_s:g} s of {self.signal_name}; exiting now")
+        os._exit(1)
 
     @property
     def remaining_s(self) -> float:

@@ -76,7 +76,6 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     if sector is not None:
         _sector_agents(app, sector, alerts_topic, raw)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}
-    app.finsa_grouper = grouper
     return app
 
 
@@ -94,13 +93,8 @@ class _Grouper:
         self.group_max, self.count_offered = group_max, count_offered
         self.pending: list = []
         self.lock = asyncio.Lock()
-        #: set when the worker drains before stopping: arriving events are left unacknowledged
-        #: (redelivered to whoever consumes next) and not counted as offered
-        self.closed = False
 
     async def add(self, event) -> None:  # noqa: ANN001
-        if self.closed:
-            return
         progress = self.processor.progress
         if self.count_offered and progress is not None:
             progress.offer(message_kind(event.value if isinstance(event.value, (bytes, bytearray)) else None))

@@ -6,8 +6,9 @@ decoded and through detection. *Stored*: written by storage (a redelivered batch
 had counts as processed, not stored). Kinds are compared with themselves only (flow with flow,
 ARP with ARP), so a worker that is caught up reads as caught up.
 
-``lag_s`` is how long the worker has been behind (0 when processed == offered for every kind). A
-worker is *stalled* when it is behind and processed nothing for ``stall_after_s``: that is
+``lag_s`` is the age of the oldest message offered and not yet processed (0 when processed ==
+offered for every kind; messages of a kind are taken to be processed in the order they were
+offered). A worker is *stalled* when it is behind and processed nothing for ``stall_after_s``: that is
 reported at once (:meth:`Progress.check` returns True on the transition; metric
 ``finsa_worker_stalled`` is 1 while it lasts, ``finsa_worker_stalls_total`` counts them).
 
@@ -15,7 +16,7 @@ reported at once (:meth:`Progress.check` returns True on the transition; metric
 >>> p = Progress(stall_after_s=10, clock=lambda: clock[0])
 >>> p.offer("flow", 3); p.offer("arp")
 >>> p.done("flow", 3, stored=3); clock[0] = 4.0
->>> p.behind(), round(p.lag_s(), 1), p.check()
+>>> p.behind(), p.lag_s(), p.check()
 (True, 4.0, False)
 >>> clock[0] = 12.0; p.check(), p.stalled
 (True, True)
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 from finsa import wire
@@ -71,14 +73,13 @@ class Progress:
         self.stored = {k: 0 for k in KINDS}
         self.stalled = False
         self._lock = threading.Lock()
-        self._behind_since: float | None = None
+        self._waiting: dict[str, deque[tuple[int, float]]] = {}  # kind -> (offered count so far, when)
         self._last_done = clock()
 
     def offer(self, kind: str, n: int = 1) -> None:
         with self._lock:
             self.offered[kind] = self.offered.get(kind, 0) + n
-            if self._behind_since is None and self._behind():
-                self._behind_since = self.clock()
+            self._waiting.setdefault(kind, deque()).append((self.offered[kind], self.clock()))
         MESSAGES.inc(n, kind=kind, stage="offered")
 
     def done(self, kind: str, n: int, stored: int) -> None:
@@ -87,12 +88,16 @@ class Progress:
             self.processed[kind] = self.processed.get(kind, 0) + n
             self.stored[kind] = self.stored.get(kind, 0) + stored
             self._last_done = self.clock()
-            if not self._behind():
-                self._behind_since = None
-            elif self._behind_since is None:
-                self._behind_since = self._last_done
+            waiting = self._waiting.get(kind)
+            while waiting and waiting[0][0] <= self.processed[kind]:
+                waiting.popleft()
         MESSAGES.inc(n, kind=kind, stage="processed")
         MESSAGES.inc(stored, kind=kind, stage="stored")
+
+    def _oldest_waiting(self) -> float | None:
+        """When the oldest message still waiting was offered (None: nothing waits)."""
+        heads = [q[0][1] for q in self._waiting.values() if q]
+        return min(heads) if heads else None
 
     def _behind(self) -> bool:
         return any(self.processed.get(k, 0) < n for k, n in self.offered.items())
@@ -107,14 +112,14 @@ class Progress:
 
     def lag_s(self) -> float:
         with self._lock:
-            return 0.0 if self._behind_since is None else max(self.clock() - self._behind_since, 0.0)
+            oldest = self._oldest_waiting()
+            return 0.0 if oldest is None else max(self.clock() - oldest, 0.0)
 
     def check(self) -> bool:
         """Update the stall state and metrics; True exactly when a stall has just begun."""
         with self._lock:
-            now = self.clock()
-            behind_for = 0.0 if self._behind_since is None else now - max(self._behind_since, self._last_done)
-            stalled = self._behind_since is not None and behind_for >= self.stall_after_s
+            now, oldest = self.clock(), self._oldest_waiting()
+            stalled = oldest is not None and now - max(oldest, self._last_done) >= self.stall_after_s
             began, self.stalled = stalled and not self.stalled, stalled
         LAG.set(self.lag_s())
         STALLED.set(1 if stalled else 0)

@@ -3,8 +3,9 @@
 Signals belong to the finsa program that runs the service (:class:`finsa.lifecycle.Shutdown`):
 the Faust worker here does not install mode's SIGTERM/SIGINT handlers, which would otherwise
 replace the program's and stop Faust behind its back (the consumer stops, the program runs on).
-Stopping is in two steps: :meth:`StreamService.close_intake` (events still arriving are left
-unacknowledged, the group in hand is processed and stored) and :meth:`StreamService.stop`.
+Stopping is in two steps: :meth:`StreamService.close_intake` (fetching paused, the messages in
+hand processed and stored) and :meth:`StreamService.stop` (Faust waits for what it handed out to be
+acknowledged, commits, closes its Kafka clients).
 
 >>> StreamService.__doc__.split(".")[0]
 'Run a Faust worker for the flow agent inside the current asyncio loop'
@@ -67,14 +68,20 @@ class StreamService:
         """True when the Faust worker stopped (or crashed) while nobody asked it to."""
         return self._task is not None and (self.failed is not None or bool(self.app.should_stop))
 
-    async def close_intake(self, timeout_s: float = 10.0) -> None:
-        """Take no new events; process and store the group in hand (at most ``timeout_s``)."""
-        grouper = self.app.finsa_grouper
-        grouper.closed = True
+    def close_intake(self) -> None:
+        """Fetch nothing more: the partitions are paused and the streams stop taking buffered
+        messages (never delivered, so never acknowledged: whoever consumes next gets them). What
+        the agents hold goes on through detection and storage."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return
         try:
-            await asyncio.wait_for(grouper.flush(), timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("the group in hand was not stored within %.0f s; it will be redelivered", timeout_s)
+            assignment = consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started yet (ConsumerNotStarted): nothing to pause
+            return
+        self.app.flow_control.suspend()
+        if assignment:
+            consumer.pause_partitions(assignment)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the Faust worker (consumer and producer closed), at most ``timeout_s``."""
