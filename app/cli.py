@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from types import ModuleType
 from typing import Callable
@@ -95,6 +96,15 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
 }
 
 
+#: Commands that run until stopped: they install finsa.lifecycle's handlers as they start; a
+#: SIGTERM before that (while the command's modules are still being imported) ends them with 0.
+LONG_RUNNING = frozenset({"run", "worker", "collect"})
+
+
+def _stopped_while_starting(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _usage() -> str:
     lines = [f"finsa {__version__}: network-security situational awareness for the financial sector", "",
              "usage: finsa COMMAND [options]   (finsa COMMAND --help for a command's options)", "", "commands:"]
@@ -115,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finsa: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     load, help_ = COMMANDS[name]
+    if name in LONG_RUNNING:
+        signal.signal(signal.SIGTERM, _stopped_while_starting)
     try:
         module = load()
     except ModuleNotFoundError as exc:

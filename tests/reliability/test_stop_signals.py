@@ -149,6 +149,7 @@ def test_finsa_worker_drains_on_sigint_then_a_restart_stores_the_rest_once(broke
     assert first.rows == first.distinct_batch_flow  # what it stored before stopping, once
 
     worker = start_worker(broker.bootstrap, store, tmp_path / "worker2.log")
+    _wait_log(worker, r"finsa worker: consuming from")
     try:
         assert wait_caught_up(broker.bootstrap, ends, timeout_s=60, worker=worker), worker.log_tail()
     finally:
