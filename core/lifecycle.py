@@ -50,11 +50,11 @@ class Shutdown:
     """What stopping was asked for: nothing, a drain (first signal) or now (second signal)."""
 
     def __init__(self, name: str, drain_timeout_s: float = 20.0, say: Callable[[str], None] = _stderr,
-                 watchdog: bool = False) -> None:
+                 watchdog: bool = False, setting: str = "--drain-timeout") -> None:
         if not drain_timeout_s >= 0:
             raise ValueError(f"drain_timeout_s: must be >= 0, got {drain_timeout_s!r}")
         self.name, self.drain_timeout_s, self.say = name, float(drain_timeout_s), say
-        self.watchdog = watchdog
+        self.watchdog, self.setting = watchdog, setting
         self.draining = threading.Event()
         self.immediate = threading.Event()
         self.signal_name = ""
@@ -72,7 +72,7 @@ class Shutdown:
     def announce(self) -> None:
         """Say once, at start, how this process stops."""
         self.say(f"finsa {self.name}: SIGTERM/SIGINT drains for at most {self.drain_timeout_s:g} s "
-                 f"(--drain-timeout) and exits within {self.exit_bound_s:g} s; a second one stops at once")
+                 f"({self.setting}) and exits within {self.exit_bound_s:g} s; a second one stops at once")
 
     def request(self, signal_name: str = "request") -> None:
         """First call: start draining (the deadline starts now); second: stop now."""
