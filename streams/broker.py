@@ -107,6 +107,7 @@ class EmbeddedBroker:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, storage_engine: str = "memory://tansu/",
                  env: dict[str, str] | None = None, log_path: str | Path | None = None,
                  security: BrokerSecurity | None = None) -> None:
+        self._ports_chosen = port == 0
         self.host, self.port = host, port or free_port(host)
         self.storage_engine, self.env, self.log_path = storage_engine, dict(env or {}), log_path
         self.security = security
@@ -143,7 +144,29 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout_s: float = 30.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> "EmbeddedBroker":
+        """Start the gate (with security) and Tansu; ready when Tansu accepts connections.
+
+        A port finsa chose itself (``port=0``) may be taken by another process between the choice
+        and the bind: the gate binds port 0 and reads its port back, and a Tansu that could not
+        listen is started again on newly chosen ports (``attempts`` in all)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                if self.security:
+                    self._start_gate()
+                self._start_tansu(timeout_s)
+                self._ports_chosen = False  # a restart of this broker keeps its address
+                return self
+            except BrokerError:
+                self.stop()
+                if not self._ports_chosen or attempt == attempts:
+                    raise
+                self.internal_port = free_port(self.internal_host)
+                if not self.security:
+                    self.port = self.internal_port
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_tansu(self, timeout_s: float) -> "EmbeddedBroker":
         listen = f"tcp://{self.internal_bootstrap}"
         cmd = [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url",
                f"tcp://{self.bootstrap}", "--storage-engine", self.storage_engine]
@@ -156,14 +179,15 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if ready.is_set() and self._accepts():
-                return self._start_gate() if self.security else self
+                return self
             if self._proc.poll() is not None:
                 break
             time.sleep(0.05)
-        self.stop()
         raise BrokerError(f"broker did not start on {self.bootstrap}: " + " | ".join(self._tail))
 
-    def _start_gate(self) -> "EmbeddedBroker":
+    def _start_gate(self) -> None:
+        """The gate listens first (on port 0 when finsa chooses: the port is read back), so Tansu
+        can advertise its address."""
         from finsa.streams.broker_gate import BrokerGate, server_ssl_context
 
         sec = self.security
@@ -171,13 +195,10 @@ class EmbeddedBroker:
         if sec.cert_file:
             ctx = server_ssl_context(str(sec.cert_file), str(sec.key_file),
                                      str(sec.client_ca_file) if sec.client_ca_file else None)
-        try:
-            self._gate = BrokerGate(sec.store, (self.internal_host, self.internal_port), self.host, self.port,
-                                    ssl_context=ctx, mechanisms=sec.mechanisms).start()
-        except BrokerError:
-            self.stop()
-            raise
-        return self
+        self._gate = BrokerGate(sec.store, (self.internal_host, self.internal_port), self.host,
+                                0 if self._ports_chosen else self.port, ssl_context=ctx,
+                                mechanisms=sec.mechanisms).start()
+        self.port = self._gate.port
 
     def _accepts(self) -> bool:
         try:
