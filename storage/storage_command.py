@@ -25,7 +25,7 @@ from finsa.institutions import load_registry
 
 from finsa.storage.access import tenant_sql
 from finsa.storage.backend import open_store
-from finsa.storage.query_command import add_store_arguments
+from finsa.storage.store_options import add_store_arguments
 from finsa.storage.schema import DEFAULT_TTL_DAYS
 
 
