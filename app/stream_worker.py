@@ -89,6 +89,7 @@ class StreamWorker:
         self.service: StreamService | None = None
         self.runner: Any = None
         self.watchers: list[FileWatcher] = []
+        self._stall_id = ""
 
     def _build(self) -> None:
         from finsa.detectors.engine import DetectionEngine
@@ -205,8 +206,10 @@ class StreamWorker:
             return
         now_ms = int(time.time() * 1000)
         app_id = self.plan.settings.app_id
+        if active:  # raised and cleared under one id, as the sector's other emergencies
+            self._stall_id = f"worker_stalled:{app_id}:{now_ms}"
         batch = wire.EMERGENCY.make_batch({
-            "emergency_id": [f"worker_stalled:{app_id}:{now_ms}"], "time_ms": [now_ms], "institution_id": [""],
+            "emergency_id": [self._stall_id], "time_ms": [now_ms], "institution_id": [""],
             "sensor_id": [app_id], "kind": ["worker_stalled"], "severity": [4], "active": [int(active)],
             "why": [why], "evidence": [json.dumps({"offered": self.progress.offered,
                                                    "processed": self.progress.processed}, sort_keys=True)]})

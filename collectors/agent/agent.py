@@ -180,14 +180,15 @@ class Agent:
     def metrics_port(self) -> int | None:
         return self._metrics.port if self._metrics else None
 
-    def stop(self, drain_timeout_s: float = 0.0) -> int:
+    def stop(self, drain_timeout_s: float = 0.0, give_up=lambda: False) -> int:  # noqa: ANN001 - () -> bool
         """Stop intake (every source hands what it metered to the spool), send the spool for up to
         ``drain_timeout_s``, then stop the sender and close the spool; returns batches left in the
-        spool (they go out at the next start)."""
+        spool (they go out at the next start). ``give_up()`` true ends the drain early (a second
+        stop signal)."""
         for source in self._sources:
             source.stop()
         if drain_timeout_s > 0:
-            self.sender.wait_empty(drain_timeout_s)
+            self.sender.wait_empty(drain_timeout_s, give_up)
         self.stop_event.set()
         for thread in self._threads:
             thread.join(10)
@@ -324,5 +325,6 @@ class Agent:
             if exit_when_done and self._sources and self.sources_done and self.spool.depth_batches == 0:
                 break
         if shutdown is not None:
-            return self.stop(shutdown.remaining_s if shutdown.requested else drain_timeout_s)
+            return self.stop(shutdown.remaining_s if shutdown.requested else drain_timeout_s,
+                             shutdown.immediate.is_set)
         return self.stop(drain_timeout_s)
