@@ -90,6 +90,7 @@ class StreamWorker:
         self.runner: Any = None
         self.watchers: list[FileWatcher] = []
         self._stall_id = ""
+        self.drained = False
 
     def _build(self) -> None:
         from finsa.detectors.engine import DetectionEngine
@@ -175,13 +176,14 @@ class StreamWorker:
         drained = await shutdown.wait_drained(self.progress.caught_up)
         self.plan.say(f"finsa {self.plan.name}: {'drained' if drained else 'drain cut short'}: "
                       f"{self.progress.line()}")
+        self.drained = drained
         return drained
 
     async def stop(self) -> None:
         """Stop consuming (Kafka clients closed), then the web view, watchers and the store."""
         self.stopping = True
         if self.service is not None:
-            await self.service.stop()
+            await self.service.stop(wait_for_streams=self.drained)
         if self.runner is not None:
             await self.runner.cleanup()
         for watcher in self.watchers:

@@ -83,8 +83,12 @@ class StreamService:
         if assignment:
             consumer.pause_partitions(assignment)
 
-    async def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the Faust worker (consumer and producer closed), at most ``timeout_s``."""
+    async def stop(self, timeout_s: float = 10.0, wait_for_streams: bool = True) -> None:
+        """Stop the Faust worker (consumer and producer closed), at most ``timeout_s``. Without
+        ``wait_for_streams`` (a drain cut short, or a second signal) Faust does not wait for the
+        messages it handed out to be acknowledged: they stay uncommitted and are delivered again."""
+        if not wait_for_streams:
+            self.app.conf.stream_wait_empty = False
         if self._worker is not None:
             try:
                 await asyncio.wait_for(self._worker.stop(), timeout_s)
