@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`finsa query ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if name in LONG_RUNNING:  # stopped: a signal while the interpreter winds down has nothing left to
+            for sig in (signal.SIGTERM, signal.SIGINT):  # stop (Python would reset our handlers to the
+                signal.signal(sig, signal.SIG_IGN)  # default, which kills: exit status -2 instead of 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -153,7 +153,6 @@ class Embedded:
     async def run(self) -> int:
         args = self.args
         args.data_dir.mkdir(parents=True, exist_ok=True)
-        self.shutdown.install_on_loop(asyncio.get_running_loop())
         self.shutdown.announce()
         scenario = None if args.no_replay else _prepare_scenario(args)
         try:
@@ -217,7 +216,9 @@ class Embedded:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(Embedded(args).run())
+        embedded = Embedded(args)
+        embedded.shutdown.install()  # before the loop, so they stay ours until the process ends
+        return asyncio.run(embedded.run())
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on the user

@@ -65,9 +65,7 @@ def _plan(args: argparse.Namespace) -> WorkerPlan:
                       stall_after_s=args.stall_after, name="worker")
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    shutdown = Shutdown("worker", args.drain_timeout, watchdog=True)
-    shutdown.install_on_loop(asyncio.get_running_loop())
+async def _serve(args: argparse.Namespace, shutdown: Shutdown) -> int:
     shutdown.announce()
     worker = StreamWorker(_plan(args))
     try:
@@ -126,4 +124,6 @@ def main(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(effective, indent=2, default=str))
         return 0
-    return asyncio.run(_serve(args))
+    shutdown = Shutdown("worker", args.drain_timeout, watchdog=True)
+    shutdown.install()  # before the loop, so they stay ours until the process ends
+    return asyncio.run(_serve(args, shutdown))

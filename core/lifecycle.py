@@ -132,6 +132,8 @@ class Shutdown:
             loop.add_signal_handler(sig, self.request, sig.name)
 
     def install(self) -> None:
-        """SIGTERM/SIGINT call :meth:`request` (process-wide; call from the main thread)."""
+        """SIGTERM/SIGINT call :meth:`request` (process-wide; call from the main thread). Installed
+        before ``asyncio.run``, they stay in place when the loop closes, so a signal that arrives
+        while the process exits is still a request, never a default kill."""
         for sig in STOP_SIGNALS:
             signal.signal(sig, lambda signum, frame: self.request(signal.Signals(signum).name))

@@ -36,15 +36,16 @@ def clickhouse_url(environ: dict[str, str]) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-async def serve(environ: dict[str, str]) -> None:
+async def serve(environ: dict[str, str], shutdown=None) -> None:  # noqa: ANN001 - a finsa.lifecycle.Shutdown
     from finsa.dashboards.users import load_users
     from finsa.dashboards.webview import start_webview
     from finsa.lifecycle import Shutdown
     from finsa.storage.backend import open_store
 
-    shutdown = Shutdown("web", float(environ.get("FINSA_DRAIN_TIMEOUT_S", "10")), watchdog=True,
-                        setting="FINSA_DRAIN_TIMEOUT_S")
-    shutdown.install_on_loop(asyncio.get_running_loop())
+    if shutdown is None:
+        shutdown = Shutdown("web", float(environ.get("FINSA_DRAIN_TIMEOUT_S", "10")), watchdog=True,
+                            setting="FINSA_DRAIN_TIMEOUT_S")
+        shutdown.install_on_loop(asyncio.get_running_loop())
     shutdown.announce()
 
     store = open_store(url=clickhouse_url(environ))
@@ -62,4 +63,9 @@ async def serve(environ: dict[str, str]) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    asyncio.run(serve(dict(os.environ)))
+    from finsa.lifecycle import Shutdown
+
+    stop = Shutdown("web", float(os.environ.get("FINSA_DRAIN_TIMEOUT_S", "10")), watchdog=True,
+                    setting="FINSA_DRAIN_TIMEOUT_S")
+    stop.install()  # before the loop, so they stay ours until the process ends
+    asyncio.run(serve(dict(os.environ), stop))

@@ -184,3 +184,15 @@ def test_finsa_collect_drains_its_spool_on_sigterm(broker, tmp_path, reliability
     reliability(Outcome("finsa collect SIGTERM (spool drained to the broker)", exporter.records, sum(rows.values()),
                         sum(n - 1 for n in rows.values()), exporter.records - len(rows), recovery_s=took_s))
     assert len(rows) == exporter.records and set(rows.values()) == {1}
+
+
+def test_a_second_signal_stops_finsa_run_at_once(tmp_path) -> None:
+    run = _start_run(tmp_path, tmp_path / "run", tmp_path / "run.log", "--no-replay")
+    _wait_log(run, r"threat view at")
+    children = descendants(run.popen.pid)
+    run.popen.send_signal(signal.SIGINT)
+    _wait_log(run, r"SIGINT: draining")
+    code, _ = _wait_exit(run, signal.SIGINT)
+    assert code == 0, run.log_tail()
+    assert "SIGINT again: stopping now" in run.log_path.read_text()
+    assert not [pid for pid in children if _running(pid)]
