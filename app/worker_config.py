@@ -63,29 +63,32 @@ class WorkerConfig(Strict):
         return value
 
 
-def _file_problems(cfg: WorkerConfig) -> list[str]:
-    """Problems of the files the config names (each read and validated as the worker would)."""
-    problems: list[str] = []
+class _Problems(list):
+    """Problems found so far, with the two checks every named file goes through."""
 
-    def readable(field: str, path: Path | None, directory: bool = False) -> bool:
+    def readable(self, field: str, path: Path | None, directory: bool = False) -> bool:
         if path is None:
             return False
         if not (path.is_dir() if directory else path.is_file()):
-            problems.append(f"{field}: {path}: not a readable {'directory' if directory else 'file'}")
+            self.append(f"{field}: {path}: not a readable {'directory' if directory else 'file'}")
             return False
         return True
 
-    def validated(field: str, read: Callable[[], Any]) -> Any:
+    def validated(self, field: str, read: Callable[[], Any]) -> Any:
         try:
             return read()
         except ConfigError as exc:
-            problems.extend(f"{field}: {p}" for p in exc.problems)
+            self.extend(f"{field}: {p}" for p in exc.problems)
         except (OSError, ValueError) as exc:
-            problems.append(f"{field}: {exc}")
+            self.append(f"{field}: {exc}")
         return None
 
+
+def _file_problems(cfg: WorkerConfig) -> list[str]:
+    """Problems of the files the config names (each read and validated as the worker would)."""
+    problems = _Problems()
     for field in ("clickhouse_password_file", "sasl_password_file", "ssl_ca_file"):
-        readable(field, getattr(cfg, field))
+        problems.readable(field, getattr(cfg, field))
     if (cfg.data_dir is None) == (cfg.clickhouse_url is None):
         problems.append("data_dir: give exactly one of data_dir and clickhouse_url")
     if cfg.sasl_username and cfg.sasl_password_file is None:
@@ -93,25 +96,24 @@ def _file_problems(cfg: WorkerConfig) -> list[str]:
     if cfg.inventory is not None and cfg.registry is None:
         problems.append("inventory: needs registry (assets are checked against the institutions)")
     registry = None
-    if readable("registry", cfg.registry):
+    if problems.readable("registry", cfg.registry):
         from finsa.institutions import load_registry
 
-        registry = validated("registry", lambda: load_registry(cfg.registry))
-    if registry is not None and readable("inventory", cfg.inventory):
+        registry = problems.validated("registry", lambda: load_registry(cfg.registry))
+    if registry is not None and problems.readable("inventory", cfg.inventory):
         from finsa.sector.picture import SectorPicture
 
-        validated("inventory", lambda: SectorPicture.from_files(cfg.registry, cfg.inventory))
-    if readable("detectors", cfg.detectors):
+        problems.validated("inventory", lambda: SectorPicture.from_files(cfg.registry, cfg.inventory))
+    if problems.readable("detectors", cfg.detectors):
         from finsa.detectors.config import load_detectors_config
 
-        validated("detectors", lambda: load_detectors_config(cfg.detectors, registry))
-    if readable("batch_keys", cfg.batch_keys, directory=True):
+        problems.validated("detectors", lambda: load_detectors_config(cfg.detectors, registry))
+    if problems.readable("batch_keys", cfg.batch_keys, directory=True):
         from finsa.batchauth import load_keys
 
-        keys = validated("batch_keys", lambda: load_keys(cfg.batch_keys))
-        if keys == {}:
+        if problems.validated("batch_keys", lambda: load_keys(cfg.batch_keys)) == {}:
             problems.append(f"batch_keys: {cfg.batch_keys}: no <institution>.key file")
-    return problems
+    return list(problems)
 
 
 def _masked(cfg: WorkerConfig) -> dict[str, Any]:
