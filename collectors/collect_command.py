@@ -136,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         flows = replay_all(sources, publisher.publish, start_ms, speed=speed, profile=args.profile,
                            rebase_ms=rebase_ms, stop=shutdown.draining)
-        left = publisher.stop(shutdown.remaining_s)
+        left = publisher.stop(shutdown.remaining_s if shutdown.requested else 30.0)
     except (CaptureError, FinsaError) as exc:
         print(f"finsa collect: {exc}", file=sys.stderr)
         return 2
