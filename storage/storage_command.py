@@ -73,7 +73,7 @@ def tenants(args: argparse.Namespace) -> int:
             institutions = load_registry(args.registry).institution
         elif args.clickhouse_url:
             store = open_store(url=args.clickhouse_url, database=args.database)
-            institutions = [SimpleNamespace(**row) for row in
+            institutions = [SimpleNamespace(**row) for row in  # type: ignore[misc]  # read like Institution: id, subsector, region
                             store.query("SELECT id, subsector, region FROM institutions ORDER BY id").dicts()]
         else:
             raise StorageError("--print needs --registry")

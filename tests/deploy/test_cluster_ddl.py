@@ -46,7 +46,7 @@ def test_replicated_statements_create_every_table(tmp_path) -> None:
     tables = _probe(tmp_path, "replicated")["tables"]
     created = {s.version.split("_create_", 1)[1] for s in table_steps() if "_create_" in s.version}
     assert created <= set(tables)  # every single-node name exists, so the worker's migrate() is a no-op
-    for name, key in cluster.SHARDING_KEYS.items():
+    for name in cluster.SHARDING_KEYS:
         assert tables[name] == "Distributed" and tables[f"{name}_local"].startswith("Replicated"), name
     for name in cluster.GLOBAL_TABLES:
         assert tables[name].startswith("Replicated") and f"{name}_local" not in tables
