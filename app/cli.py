@@ -17,62 +17,62 @@ from typing import Callable
 
 from finsa import __version__
 
-def _run():  # noqa: ANN202 - each loader returns the command's module
+def _run() -> ModuleType:
     from finsa.app import run
     return run
 
 
-def _worker():  # noqa: ANN202
+def _worker() -> ModuleType:
     from finsa.app import worker
     return worker
 
 
-def _flows():  # noqa: ANN202
+def _flows() -> ModuleType:
     from finsa.collectors import flows_command
     return flows_command
 
 
-def _collect():  # noqa: ANN202
+def _collect() -> ModuleType:
     from finsa.collectors import collect_command
     return collect_command
 
 
-def _scenario():  # noqa: ANN202
+def _scenario() -> ModuleType:
     from finsa.scenario import scenario_command
     return scenario_command
 
 
-def _detect():  # noqa: ANN202
+def _detect() -> ModuleType:
     from finsa.app import detect_command
     return detect_command
 
 
-def _backtest():  # noqa: ANN202
+def _backtest() -> ModuleType:
     from finsa.app import backtest_command
     return backtest_command
 
 
-def _query():  # noqa: ANN202
+def _query() -> ModuleType:
     from finsa.storage import query_command
     return query_command
 
 
-def _storage():  # noqa: ANN202
+def _storage() -> ModuleType:
     from finsa.storage import storage_command
     return storage_command
 
 
-def _detectors():  # noqa: ANN202
+def _detectors() -> ModuleType:
     from finsa.detectors import detectors_command
     return detectors_command
 
 
-def _dashboards():  # noqa: ANN202
+def _dashboards() -> ModuleType:
     from finsa.dashboards import dashboards_command
     return dashboards_command
 
 
-def _report():  # noqa: ANN202
+def _report() -> ModuleType:
     from finsa.dashboards import report_command
     return report_command
 

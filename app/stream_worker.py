@@ -118,13 +118,13 @@ class StreamWorker:
                                        flow_observers=[self.sector.observe_flows] if self.sector else [])
         self.service = StreamService(plan.settings, self.processor, self.sector, self.progress)
 
-    def _sector_stage(self):  # noqa: ANN202 - a SectorStage
+    def _sector_stage(self):
         from finsa.sector.picture import SectorPicture
         from finsa.streams.sector_stage import SectorStage
 
         return SectorStage(SectorPicture.from_files(self.plan.registry, self.plan.inventory), self.store)
 
-    def _watch(self, registry) -> None:  # noqa: ANN001 - the running Registry or None
+    def _watch(self, registry) -> None:
         """Reload the detectors and institutions files on change (an invalid file is refused with
         every problem, the running settings kept)."""
         plan = self.plan
@@ -138,7 +138,7 @@ class StreamWorker:
         if plan.registry is not None and (self.sector is not None or plan.load_institutions):
             self.watchers.append(registry_watcher(plan.registry, self._take_registry, plan.say, plan.name))
 
-    def _take_registry(self, registry) -> None:  # noqa: ANN001 - a Registry
+    def _take_registry(self, registry) -> None:
         if self.plan.load_institutions:
             self.store.load_institutions(registry)
         if self.sector is not None:

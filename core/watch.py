@@ -125,7 +125,7 @@ class FileWatcher(Generic[T]):
             return False
         try:
             self.on_change(new)
-        except Exception:  # noqa: BLE001 - a failing consumer keeps the old value, the watcher lives
+        except Exception:
             self.on_outcome("failed")
             log.exception("%s is valid but applying it failed; keeping the running settings", self.path)
             return False

@@ -40,14 +40,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _prctl():  # noqa: ANN202 - libc's prctl, or None off Linux
+def _prctl():
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
 
 
-def death_signal_hook():  # noqa: ANN201 - a preexec_fn or None
+def death_signal_hook():
     """A ``preexec_fn`` that has the kernel SIGKILL the child when the thread that started it dies
     (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), so a broker never outlives a killed ``finsa run``.
     prctl is looked up here, before the fork (the child only calls it). None off Linux, or when

@@ -62,7 +62,7 @@ class Outcome:
     dead_detail: str = ""
 
 
-def _kind(payload: bytes) -> str:
+def _kind(payload: bytes | bytearray) -> str:
     from finsa.streams.progress import message_kind
 
     return message_kind(payload)

@@ -180,7 +180,7 @@ class Agent:
     def metrics_port(self) -> int | None:
         return self._metrics.port if self._metrics else None
 
-    def stop(self, drain_timeout_s: float = 0.0, give_up=lambda: False) -> int:  # noqa: ANN001 - () -> bool
+    def stop(self, drain_timeout_s: float = 0.0, give_up=lambda: False) -> int:
         """Stop intake (every source hands what it metered to the spool), send the spool for up to
         ``drain_timeout_s``, then stop the sender and close the spool; returns batches left in the
         spool (they go out at the next start). ``give_up()`` true ends the drain early (a second
@@ -309,7 +309,7 @@ class Agent:
         log.info("config reloaded from %s", self.config_path)
 
     def run(self, reload_requested: threading.Event, poll_s: float = 1.0, exit_when_done: bool = True,
-            shutdown=None, drain_timeout_s: float = 0.0) -> int:  # noqa: ANN001 - a finsa.lifecycle.Shutdown
+            shutdown=None, drain_timeout_s: float = 0.0) -> int:
         """Serve until ``stop_event`` (or ``shutdown`` asked to stop); reload on request or file
         change; with ``exit_when_done`` end once every file source finished and the spool is empty.
         Then stop, draining the spool for up to ``drain_timeout_s`` (``shutdown``'s remaining drain

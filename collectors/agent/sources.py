@@ -243,7 +243,7 @@ class LogSource(Source):
         self.rotate_wait_s, self.inactive_s = rotate_wait_s, inactive_s
         self._parsers: dict[int, object] = {}
 
-    def _parser(self, tail):  # noqa: ANN001, ANN202 - a followed file -> its parser
+    def _parser(self, tail):
         from finsa.collectors.idslogs.suricata_eve import EveParser
         from finsa.collectors.idslogs.zeek import ZeekLogParser
 
@@ -252,7 +252,7 @@ class LogSource(Source):
                                        if self.kind == "zeek" else EveParser(self.institution_id, self.sensor_id))
         return self._parsers[id(tail)]
 
-    def _round(self, follower) -> int:  # noqa: ANN001 - a LogFollower
+    def _round(self, follower) -> int:
         lines_read = 0
         for tail, lines in follower.read(self.max_lines):
             lines_read += len(lines)
@@ -269,7 +269,7 @@ class LogSource(Source):
             del self._parsers[key]
         return lines_read
 
-    def _follower(self):  # noqa: ANN202 - a LogFollower
+    def _follower(self):
         from finsa.collectors.idslogs.read_positions import PositionStore
         from finsa.collectors.idslogs.rotating_files import LogFollower
 

@@ -174,7 +174,7 @@ class SpoolSender:
         self._broken = False
         CONNECTED.set(0)
 
-    def wait_empty(self, timeout_s: float, give_up=lambda: False) -> bool:  # noqa: ANN001 - () -> bool
+    def wait_empty(self, timeout_s: float, give_up=lambda: False) -> bool:
         """Block until the spool is empty (another thread runs the sender), ``timeout_s`` passed or
         ``give_up()``; True if it is empty."""
         deadline = time.monotonic() + timeout_s

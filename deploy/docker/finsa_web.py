@@ -36,7 +36,7 @@ def clickhouse_url(environ: dict[str, str]) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-async def serve(environ: dict[str, str], shutdown=None) -> None:  # noqa: ANN001 - a finsa.lifecycle.Shutdown
+async def serve(environ: dict[str, str], shutdown=None) -> None:
     from finsa.dashboards.users import load_users
     from finsa.dashboards.webview import start_webview
     from finsa.lifecycle import Shutdown

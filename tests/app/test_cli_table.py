@@ -59,7 +59,7 @@ def test_no_command_module_imports_another() -> None:
 
 
 def test_a_missing_extra_exits_3_naming_the_package(monkeypatch, capsys) -> None:
-    def missing():  # noqa: ANN202 - what a collector-only install sees for `finsa worker`
+    def missing():
         raise ModuleNotFoundError("No module named 'faust'", name="faust")
 
     monkeypatch.setitem(cli.COMMANDS, "worker", (missing, "x"))

@@ -10,7 +10,7 @@ from tests.fakes import MemoryStore, NoDetect
 
 def test_a_stopped_consumer_is_reported_as_a_stall_at_once() -> None:
     """What ``finsa run`` printed in the issue (sent grows, processed frozen) is now a stall."""
-    from finsa.streams.progress import STALLED, Progress
+    from finsa.streams.progress import Progress
 
     clock = [0.0]
     progress = Progress(stall_after_s=5, clock=lambda: clock[0])
