@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import faust
 
 from finsa import wire
 from finsa.metrics import REGISTRY
 from finsa.streams.processor import FlowProcessor
-from finsa.streams.progress import message_kind
+from finsa.streams.progress import Progress, message_kind
 from finsa.streams.sector_stage import SectorStage
 
 DEAD_LETTERS = REGISTRY.counter("finsa_worker_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
@@ -63,7 +63,8 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=1, **raw)  # one sector consumer sees all
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
-    grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max, settings.count_offered)
+    grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max, settings.count_offered,
+                       alerts_consumed_here=sector is not None)
 
     @app.agent(flows_topic, name="detect")
     async def detect(stream):  # faust stream
@@ -75,7 +76,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         await grouper.flush()
 
     if sector is not None:
-        _sector_agents(app, sector, alerts_topic, raw)
+        _sector_agents(app, sector, alerts_topic, raw, lambda: processor.progress)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
     return app
 
@@ -89,9 +90,12 @@ class _Grouper:
     """
 
     def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int,
-                 count_offered: bool = True) -> None:
+                 count_offered: bool = True, alerts_consumed_here: bool = False) -> None:
         self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
         self.group_max, self.count_offered = group_max, count_offered
+        #: this app's sector agent consumes the alerts it sends: they are offered to it (a drain
+        #: waits until the sector picture took them)
+        self.alerts_consumed_here = alerts_consumed_here
         self.pending: list = []
         self.lock = asyncio.Lock()
 
@@ -117,6 +121,8 @@ class _Grouper:
             if outcome.alerts is not None:
                 key = str(outcome.alerts.columns["institution_id"][0]).encode()
                 await self.alerts_topic.send(key=key, value=wire.encode_batch(outcome.alerts))
+                if self.alerts_consumed_here and self.processor.progress is not None:
+                    self.processor.progress.offer("alert")
             for event in group:
                 event.ack()
 
@@ -129,7 +135,8 @@ class _Grouper:
         await self.dlq_topic.send(key=event.key, value=value, headers=headers)
 
 
-def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict) -> None:
+def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict,
+                   progress_of: Callable[[], Progress | None] = lambda: None) -> None:
     """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
 
     Its state is checkpointed after every alert message into a table with a changelog topic, so
@@ -161,6 +168,9 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict)
                 sector.observe_alerts(event.value)
             await tick()
             state["picture"] = sector.checkpoint()
+            progress = progress_of()
+            if progress is not None:  # the picture took it, and stored what it concluded
+                progress.done("alert", 1, stored=1)
 
     @app.agent(heartbeats, name="sector-heartbeats")
     async def sector_heartbeats(stream):  # faust stream

@@ -33,6 +33,9 @@ def test_flows_and_arp_are_counted_apart_so_a_caught_up_worker_reads_caught_up()
             new = all(b.batch_id != batch.batch_id for b in self.batches)
             return super().insert(batch) and new
 
+        def insert_many(self, batches: list[wire.RecordBatch]) -> int:
+            return sum(self.insert(b) for b in batches)
+
     progress = Progress()
     processor = FlowProcessor(IdempotentStore(), NoDetect())
     processor.progress = progress
