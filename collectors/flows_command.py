@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import re
 import sys
 from typing import IO
 
+import numpy as np
+
 from finsa.errors import CaptureError, ConfigError
-from finsa.wire import FLOW, RecordBatch
+from finsa.wire import FLOW, RecordBatch, ips_to_strings
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -32,52 +36,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _Writer:
-    """Writes flow batches in one format to a text or binary stream."""
+    """Writes flow batches in one format to a text or binary stream.
+
+    CSV and Parquet go through Arrow a whole batch at a time (columns, not rows). CSV output is
+    byte for byte what Python's ``csv`` module writes (``QUOTE_MINIMAL``): Arrow writes the batch
+    unquoted; a batch with a text value that needs quoting (a comma, quote or line break, e.g. in
+    an HTTP URI) is written by the ``csv`` module instead.
+    """
 
     def __init__(self, fmt: str, path: str) -> None:
         self.fmt, self.path = fmt, path
         self._stream: IO | None = None
-        self._csv = None
+        self._header = False
         self._parquet = None
         self.rows = 0
 
     def _open(self) -> IO:
         if self._stream is None:
-            binary = self.fmt == "parquet"
+            binary = self.fmt in ("parquet", "csv")
             if self.path == "-":
                 self._stream = sys.stdout.buffer if binary else sys.stdout
             else:
-                self._stream = open(self.path, "wb" if binary else "w", newline="" if not binary else None)
+                self._stream = open(self.path, "wb" if binary else "w")
         return self._stream
 
     def write(self, batch: RecordBatch) -> None:
-        rows = batch.rows()
-        self.rows += len(rows)
+        self.rows += len(batch)
         stream = self._open()
         if self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.DictWriter(stream, fieldnames=list(FLOW.names), lineterminator="\n")
-                self._csv.writeheader()
-            self._csv.writerows(rows)
+            self._write_csv(batch, stream)
         elif self.fmt == "jsonl":
-            stream.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+            stream.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in batch.rows())
         else:
-            self._write_parquet(rows, stream)
+            self._write_parquet(arrow_table(batch), stream)
 
-    def _write_parquet(self, rows: list[dict], stream: IO) -> None:
-        import pyarrow as pa
+    def _write_csv(self, batch: RecordBatch, stream: IO) -> None:
+        if not self._header:
+            stream.write((",".join(FLOW.names) + "\n").encode())
+            self._header = True
+        if not len(batch):
+            return
+        table = arrow_table(batch)
+        if _needs_quoting(table):
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(zip(*(c.to_pylist() for c in table.columns)))
+            stream.write(text.getvalue().encode())
+            return
+        import pyarrow.csv as pa_csv
+
+        pa_csv.write_csv(table, stream, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+
+    def _write_parquet(self, table, stream: IO) -> None:  # noqa: ANN001 - a pyarrow Table
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(rows, schema=_arrow_schema())
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(stream, table.schema)
         self._parquet.write_table(table)
 
     def close(self, complete: bool = True) -> None:
-        if complete and self.fmt == "csv" and self._csv is None:
+        if complete and self.fmt == "csv" and not self._header:
             self.write(FLOW.make_batch({}, n_rows=0))  # header only
         if complete and self.fmt == "parquet" and self._parquet is None:
-            self._write_parquet([], self._open())
+            self._write_parquet(arrow_table(FLOW.make_batch({}, n_rows=0)), self._open())
         if self._parquet is not None:
             self._parquet.close()
         if self._stream is not None:
@@ -92,6 +112,65 @@ def _arrow_schema():
     kinds = {"u8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64(),
              "i64": pa.int64(), "f64": pa.float64(), "ip": pa.string(), "str": pa.string()}
     return pa.schema([(f.name, kinds[f.kind]) for f in FLOW.fields])
+
+
+def arrow_table(batch: RecordBatch):  # noqa: ANN201 - a pyarrow Table
+    """The batch as an Arrow table of the FLOW schema (addresses as text), built column by column.
+
+    >>> arrow_table(FLOW.make_batch({"src_ip": ["10.0.0.1"], "dst_port": [443]})).column("src_ip").to_pylist()
+    ['10.0.0.1']
+    """
+    import pyarrow as pa
+
+    schema = _arrow_schema()
+    arrays = []
+    for f, pa_field in zip(FLOW.fields, schema):
+        col = batch.columns[f.name]
+        if f.kind == "ip":
+            arrays.append(pa.array(address_texts(col), type=pa.string()))
+        elif f.kind == "str":
+            arrays.append(pa.array(col, type=pa.string()))
+        else:
+            arrays.append(pa.array(np.ascontiguousarray(col), type=pa_field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_OCTETS = np.array([str(i) for i in range(256)])
+_V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+_SPECIAL = re.compile(r'[,"\r\n]')
+
+
+def address_texts(column: np.ndarray) -> np.ndarray:
+    """Address texts of an (n, 16) address column, as :func:`finsa.wire.ips_to_strings` writes
+    them; IPv4 (the common case) formatted with numpy string ufuncs, IPv6 by ``ipaddress``.
+
+    >>> from finsa.wire import ips_from_strings
+    >>> address_texts(ips_from_strings(["10.1.2.3", "2001:db8::1", "10.1.2.3"])).tolist()
+    ['10.1.2.3', '2001:db8::1', '10.1.2.3']
+    """
+    if not len(column):
+        return np.array([], dtype=object)
+    keys = np.ascontiguousarray(column).view("V16").ravel()
+    uniques, inverse = np.unique(keys, return_inverse=True)
+    raw = uniques.view(np.uint8).reshape(-1, 16)
+    v4 = (raw[:, :12] == _V4_MAPPED).all(axis=1)
+    texts = np.empty(len(raw), dtype=object)
+    if v4.any():
+        o = _OCTETS[raw[v4, 12:16]]
+        dotted = np.strings.add(np.strings.add(np.strings.add(o[:, 0], "."), np.strings.add(o[:, 1], ".")),
+                                np.strings.add(np.strings.add(o[:, 2], "."), o[:, 3]))
+        texts[v4] = dotted.tolist()
+    if not v4.all():
+        texts[~v4] = ips_to_strings(np.ascontiguousarray(raw[~v4]))
+    return texts[inverse.ravel()]
+
+
+def _needs_quoting(table) -> bool:  # noqa: ANN001 - a pyarrow Table
+    """Whether any text value holds a comma, a quote or a line break (which CSV must quote)."""
+    for f in FLOW.fields:
+        if f.kind == "str" and _SPECIAL.search("\x00".join(set(table.column(f.name).to_pylist()))):
+            return True
+    return False
 
 
 def _ms(seconds: float | None) -> int | None:
