@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 PARTS = ("collector", "command", "export", "detection", "storage", "panels", "wire", "stream", "pipeline")
 #: Long runs, only when named (not part of "all").
-EXTRA = ("soak", "memory")
+EXTRA = ("soak", "memory", "rollups")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
     if part == "soak":
         return import_module("bench.stream").soak(args.quick)
     module = import_module(f"bench.{part}")
-    if part in ("storage", "memory", "panels"):
+    if part in ("storage", "memory", "panels", "rollups"):
         return module.run(args.quick, flows=args.flows)
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)

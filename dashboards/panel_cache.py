@@ -68,6 +68,8 @@ class PanelCache:
         self._known: tuple[str, ...] = ()
         self._checked = float("-inf")
         self._version_lock = threading.Lock()
+        #: ``last.outcome`` is this thread's last read: "hit", or "miss" (its own query or one it joined)
+        self.last = threading.local()
 
     @staticmethod
     def bucketed(params: dict[str, Any], bucket_ms: int) -> tuple:
@@ -85,6 +87,7 @@ class PanelCache:
                 if found is not None and found[0] == version:
                     self._entries.move_to_end(key)
                     LOOKUPS.inc(outcome="hit")
+                    self.last.outcome = "hit"
                     return self._audited_hit(user, panel, params, found[1])
                 flight = self._flights.get(key)
                 if flight is None:
@@ -92,6 +95,7 @@ class PanelCache:
                     break
             LOOKUPS.inc(outcome="joined")
             flight.wait(30.0)  # then look again: the first reader's result (or run it ourselves)
+        self.last.outcome = "miss"
         try:
             LOOKUPS.inc(outcome="miss")
             result = self.reads.read(user, panel, params)  # Forbidden and store errors propagate
