@@ -110,7 +110,8 @@ def run(quick: bool, flows: int | None = None, rounds: int | None = None) -> lis
                              f"hits {got['hit']:,.0f}, misses {got['miss']:,.0f}, joined {got['joined']:,.0f}"))
             for outcome in ("hit", "miss"):
                 if times.get(f"_{outcome}"):
-                    rows.append(_row(("cached: hits only" if outcome == "hit" else "cached: misses only"), {outcome: times[f"_{outcome}"]}, wall_s, ""))
+                    label = "cached: hits only" if outcome == "hit" else "cached: misses only"
+                    rows.append(_row(label, {outcome: times[f"_{outcome}"]}, wall_s, ""))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     head = ["reads", "requests", "p50 ms", "p95 ms", "max ms", "slowest panel p95 ms", "requests/s", "cache"]
