@@ -76,8 +76,8 @@ class _Writer:
             self._header = True
         if not len(batch):
             return
-        table = arrow_table(batch)
-        if _needs_quoting(batch):
+        table, quoting = _arrow_table(batch)
+        if quoting:
             text = io.StringIO()
             csv.writer(text, lineterminator="\n").writerows(zip(*(c.to_pylist() for c in table.columns)))
             stream.write(text.getvalue().encode())
@@ -120,45 +120,61 @@ def arrow_table(batch: RecordBatch):  # noqa: ANN201 - a pyarrow Table
     >>> arrow_table(FLOW.make_batch({"src_ip": ["10.0.0.1"], "dst_port": [443]})).column("src_ip").to_pylist()
     ['10.0.0.1']
     """
+    return _arrow_table(batch)[0]
+
+
+def _arrow_table(batch: RecordBatch):  # noqa: ANN202 - (pyarrow Table, whether CSV must quote a text)
     import pyarrow as pa
 
     schema = _arrow_schema()
     arrays = []
+    quoting = False
     n = len(batch)
     for f, pa_field in zip(FLOW.fields, schema):
         col = batch.columns[f.name]
         if f.kind in ("ip", "str"):
-            arrays.append(_text_array(address_texts(col) if f.kind == "ip" else col))
+            distinct, codes = address_texts(col) if f.kind == "ip" else _distinct(col)
+            quoting = quoting or (f.kind == "str" and _SPECIAL.search("\x00".join(distinct)) is not None)
+            arrays.append(_text_array(distinct, codes, n))
         else:  # Arrow arrays over the numpy buffers (pa.array on numpy would import pandas)
             values = np.ascontiguousarray(col, dtype=pa_field.type.to_pandas_dtype())
             arrays.append(pa.Array.from_buffers(pa_field.type, n, [None, pa.py_buffer(values)]))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=schema), quoting
 
 
-def _text_array(values: np.ndarray):  # noqa: ANN202 - a pyarrow StringArray
-    """An Arrow string array of an object column, built from its distinct values with numpy
-    (``pa.array`` would import pandas, ~0.4 s of a command's start).
+def _distinct(values: np.ndarray) -> tuple[list[str], np.ndarray | None]:
+    """(distinct texts, code of each row); codes None when every row is the one text."""
+    items = values.tolist()
+    distinct = list(dict.fromkeys(items))
+    if len(distinct) <= 1:
+        return ["" if v is None else str(v) for v in distinct], None
+    code_of = {v: i for i, v in enumerate(distinct)}
+    codes = np.fromiter(map(code_of.__getitem__, items), dtype=np.intp, count=len(items))
+    return ["" if v is None else str(v) for v in distinct], codes
 
-    >>> _text_array(np.array(["b", "", "b", "é"], dtype=object)).to_pylist()
+
+def _text_array(distinct: list[str], codes: np.ndarray | None, n: int | None = None):  # noqa: ANN202
+    """An Arrow string array of ``distinct[codes]``, gathered with numpy (``pa.array`` would import
+    pandas, ~0.4 s of a command's start); ``codes`` None: every row is ``distinct[0]``.
+
+    >>> _text_array(["b", "", "é"], np.array([0, 1, 0, 2])).to_pylist()
     ['b', '', 'b', 'é']
     """
     import pyarrow as pa
 
-    items = values.tolist()
-    n = len(items)
-    distinct = list(dict.fromkeys(items))
-    if distinct in ([], [""]):
+    if codes is None:
+        codes = np.zeros(n if n is not None else (1 if distinct else 0), dtype=np.intp)
+    n = len(codes)
+    if not distinct or distinct == [""]:
         return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.zeros(n + 1, np.int32)), pa.py_buffer(b"")])
-    encoded = [str(v).encode() if v is not None else b"" for v in distinct]
-    code_of = {v: i for i, v in enumerate(distinct)}
-    codes = np.fromiter(map(code_of.__getitem__, items), dtype=np.intp, count=n)
+    encoded = [v.encode() for v in distinct]
     sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     lengths = sizes[codes]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] >= 2**31:  # more than 2 GiB of text in one batch: Arrow's own (slower) path
-        return pa.array(items, type=pa.string())
+        return pa.array([distinct[c] for c in codes.tolist()], type=pa.string())
     gather = np.repeat(starts[codes] - offsets[:-1], lengths) + np.arange(offsets[-1])
     data = np.frombuffer(b"".join(encoded), dtype=np.uint8)[gather]
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
@@ -169,16 +185,18 @@ _V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 _SPECIAL = re.compile(r'[,"\r\n]')
 
 
-def address_texts(column: np.ndarray) -> np.ndarray:
-    """Address texts of an (n, 16) address column, as :func:`finsa.wire.ips_to_strings` writes
-    them; IPv4 (the common case) formatted with numpy string ufuncs, IPv6 by ``ipaddress``.
+def address_texts(column: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(distinct address texts, code of each row) of an (n, 16) address column, as
+    :func:`finsa.wire.ips_to_strings` writes them; IPv4 (the common case) formatted with numpy
+    string ufuncs, IPv6 by ``ipaddress``.
 
     >>> from finsa.wire import ips_from_strings
-    >>> address_texts(ips_from_strings(["10.1.2.3", "2001:db8::1", "10.1.2.3"])).tolist()
+    >>> texts, codes = address_texts(ips_from_strings(["10.1.2.3", "2001:db8::1", "10.1.2.3"]))
+    >>> [texts[c] for c in codes]
     ['10.1.2.3', '2001:db8::1', '10.1.2.3']
     """
     if not len(column):
-        return np.array([], dtype=object)
+        return [], np.zeros(0, dtype=np.intp)
     keys = np.ascontiguousarray(column).view("V16").ravel()
     uniques, inverse = np.unique(keys, return_inverse=True)
     raw = uniques.view(np.uint8).reshape(-1, 16)
@@ -191,15 +209,7 @@ def address_texts(column: np.ndarray) -> np.ndarray:
         texts[v4] = dotted.tolist()
     if not v4.all():
         texts[~v4] = ips_to_strings(np.ascontiguousarray(raw[~v4]))
-    return texts[inverse.ravel()]
-
-
-def _needs_quoting(batch: RecordBatch) -> bool:
-    """Whether any text value holds a comma, a quote or a line break (which CSV must quote)."""
-    for f in FLOW.fields:
-        if f.kind == "str" and _SPECIAL.search("\x00".join(map(str, set(batch.columns[f.name].tolist())))):
-            return True
-    return False
+    return texts.tolist(), inverse.ravel()
 
 
 def _ms(seconds: float | None) -> int | None:
