@@ -79,7 +79,7 @@ def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool) -> su
 _KEYS = {inst: secrets.token_bytes(32) for inst, _ in INSTITUTIONS}
 
 
-def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list):  # noqa: ANN202
+def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list):  # noqa: ANN202 - (store, StreamService)
     """The store, the sector stage and the stream service of one worker (inert until started)."""
     from finsa.app.offline import make_engine
     from finsa.batchauth import BatchVerifier
@@ -170,7 +170,8 @@ def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
         total = sum(split.values())
         rows.append([f"{rate:,.0f}", f"{r['sent']:,}", f"{r['stored']:,}", f"{r['stored'] / r['wall_s']:,.0f}",
                      f"{r['stored'] / max(total, 1e-9):,.0f}", f"{total:,.1f}", f"{r['flow_p'][0]:,.0f}",
-                     f"{r['flow_p'][1]:,.0f}", f"{r['alerts']:,}", f"{r['alert_p'][0]:,.0f}", f"{r['alert_p'][1]:,.0f}"])
+                     f"{r['flow_p'][1]:,.0f}", f"{r['alerts']:,}", f"{r['alert_p'][0]:,.0f}",
+                     f"{r['alert_p'][1]:,.0f}"])
         shares.append([f"{rate:,.0f}"] + [f"{100 * v / max(total, 1e-9):.0f}%" for v in split.values()])
     head = ["offered flows/s", "sent", "stored", "flows/s wall", "flows per CPU s", "CPU s (all)",
             "flow->queryable p50 ms", "p99 ms", "alerts", "flow->alert p50 ms", "p99 ms"]

@@ -80,7 +80,10 @@ class Feeder:
         self.meter_cpu_s = 0.0
 
     def refill(self) -> None:
+        dry = 0  # captures in a row that gave no flow: a whole round of them is an error
         while self.waiting < self.rows:
+            if dry > len(self.captures):
+                raise RuntimeError("no capture gave a flow")
             capture = self.captures[self.step % len(self.captures)]
             inst = self.institutions[(self.step // len(self.captures)) % len(self.institutions)]
             self.step += 1
@@ -88,10 +91,12 @@ class Feeder:
             batches, packets = meter_capture(capture, inst, self.pseudo[inst])
             self.meter_cpu_s += time.process_time() - t0
             self.packets += packets
+            dry += 1
             for batch in batches:
                 if batch.type is wire.FLOW:
                     self.flows.append(batch)
                     self.waiting += len(batch)
+                    dry = 0
                 else:
                     self.arp.append(batch)
 

@@ -96,7 +96,7 @@ class TimedEngine:
 class TimedStore:
     """A store whose writes are timed as ``stage``; alert batches give flow -> alert latencies."""
 
-    def __init__(self, store, stages: Stages, stage: str, alert_latency_ms: list | None = None) -> None:  # noqa: ANN001
+    def __init__(self, store, stages: Stages, stage: str, alert_latency_ms: list | None = None) -> None:  # noqa: ANN001 - any store
         self._store, self._stages, self._stage = store, stages, stage
         self._alert_latency_ms = alert_latency_ms
 

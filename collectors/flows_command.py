@@ -153,7 +153,7 @@ def _distinct(values: np.ndarray) -> tuple[list[str], np.ndarray | None]:
     return ["" if v is None else str(v) for v in distinct], codes
 
 
-def _text_array(distinct: list[str], codes: np.ndarray | None, n: int | None = None):  # noqa: ANN202
+def _text_array(distinct: list[str], codes: np.ndarray | None, n: int | None = None):  # noqa: ANN202 - a pyarrow StringArray
     """An Arrow string array of ``distinct[codes]``, gathered with numpy (``pa.array`` would import
     pandas, ~0.4 s of a command's start); ``codes`` None: every row is ``distinct[0]``.
 
