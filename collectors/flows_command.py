@@ -13,7 +13,7 @@ import io
 import json
 import re
 import sys
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class _Writer:
         self.fmt, self.path = fmt, path
         self._stream: IO | None = None
         self._header = False
-        self._parquet = None
+        self._parquet: Any = None  # a pyarrow ParquetWriter, made on the first batch
         self.rows = 0
 
     def _open(self) -> IO:
