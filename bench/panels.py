@@ -41,7 +41,7 @@ def _users() -> list:
     return users
 
 
-def _load(store, users: list, rounds: int, reader) -> tuple[dict[str, list[float]], float]:  # noqa: ANN001 - a store; a PanelReads or PanelCache
+def _load(store, users: list, rounds: int, reader) -> tuple[dict[str, list[float]], float]:
     """Every user reads every panel ``rounds`` times, all users at once: wall ms by panel id."""
     from finsa.dashboards.panels import WEB_PANELS, bind
     from finsa.dashboards.reads import Forbidden
@@ -51,7 +51,7 @@ def _load(store, users: list, rounds: int, reader) -> tuple[dict[str, list[float
     lock = threading.Lock()
     t0 = time.monotonic()
 
-    def user_loop(user) -> None:  # noqa: ANN001 - a User
+    def user_loop(user) -> None:
         for _ in range(rounds):
             now_ms = end_ms + int((time.monotonic() - t0) * 1000)
             for panel in WEB_PANELS:

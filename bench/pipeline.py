@@ -79,7 +79,7 @@ def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool) -> su
 _KEYS = {inst: secrets.token_bytes(32) for inst, _ in INSTITUTIONS}
 
 
-def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list):  # noqa: ANN202 - (store, StreamService)
+def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list):
     """The store, the sector stage and the stream service of one worker (inert until started)."""
     from finsa.app.offline import make_engine
     from finsa.batchauth import BatchVerifier
@@ -99,7 +99,7 @@ def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: 
     sector = TimedSectorStage(SectorPicture.from_files(registry), TimedStore(store, stages, "sector store"),
                               [feed_intel(engine)])
 
-    def queryable(flows) -> None:  # noqa: ANN001 - called right after the store write
+    def queryable(flows) -> None:
         flow_ms.append(int(time.time() * 1000) - np.asarray(flows.columns["last_seen_ms"]))
 
     processor = TimedProcessor(TimedStore(store, stages, "store", alert_ms), TimedEngine(engine, stages),

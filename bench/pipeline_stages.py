@@ -71,7 +71,7 @@ class Stages:
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     @contextmanager
-    def timed(self, name: str, clock=time.thread_time) -> Iterator[None]:  # noqa: ANN001 - a clock function
+    def timed(self, name: str, clock=time.thread_time) -> Iterator[None]:
         t0 = clock()
         try:
             yield
@@ -82,21 +82,21 @@ class Stages:
 class TimedEngine:
     """A detection engine whose ``process`` is timed as ``detect``; everything else passes through."""
 
-    def __init__(self, engine, stages: Stages) -> None:  # noqa: ANN001 - a DetectionEngine
+    def __init__(self, engine, stages: Stages) -> None:
         self._engine, self._stages = engine, stages
 
     def process(self, batch: wire.RecordBatch) -> wire.RecordBatch:
         with self._stages.timed("detect"):
             return self._engine.process(batch)
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - detectors, reconfigure, ...
+    def __getattr__(self, name: str):
         return getattr(self._engine, name)
 
 
 class TimedStore:
     """A store whose writes are timed as ``stage``; alert batches give flow -> alert latencies."""
 
-    def __init__(self, store, stages: Stages, stage: str, alert_latency_ms: list | None = None) -> None:  # noqa: ANN001 - any store
+    def __init__(self, store, stages: Stages, stage: str, alert_latency_ms: list | None = None) -> None:
         self._store, self._stages, self._stage = store, stages, stage
         self._alert_latency_ms = alert_latency_ms
 
@@ -120,7 +120,7 @@ class TimedStore:
     def insert(self, batch: wire.RecordBatch) -> bool:
         return bool(self.insert_many([batch]))
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - query, close, ...
+    def __getattr__(self, name: str):
         return getattr(self._store, name)
 
 
@@ -151,7 +151,7 @@ class TimedProcessor(FlowProcessor):
 
     stages: Stages
 
-    def process_group(self, payloads, headers=None):  # noqa: ANN001, ANN201 - as FlowProcessor
+    def process_group(self, payloads, headers=None):
         with self.stages.timed("_group"):
             return super().process_group(payloads, headers)
 

@@ -86,7 +86,7 @@ class _Writer:
 
         pa_csv.write_csv(table, stream, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
 
-    def _write_parquet(self, table, stream: IO) -> None:  # noqa: ANN001 - a pyarrow Table
+    def _write_parquet(self, table: Any, stream: IO) -> None:
         import pyarrow.parquet as pq
 
         if self._parquet is None:
@@ -114,7 +114,7 @@ def _arrow_schema():
     return pa.schema([(f.name, kinds[f.kind]) for f in FLOW.fields])
 
 
-def arrow_table(batch: RecordBatch):  # noqa: ANN201 - a pyarrow Table
+def arrow_table(batch: RecordBatch) -> Any:
     """The batch as an Arrow table of the FLOW schema (addresses as text), built column by column.
 
     >>> arrow_table(FLOW.make_batch({"src_ip": ["10.0.0.1"], "dst_port": [443]})).column("src_ip").to_pylist()
@@ -123,7 +123,8 @@ def arrow_table(batch: RecordBatch):  # noqa: ANN201 - a pyarrow Table
     return _arrow_table(batch)[0]
 
 
-def _arrow_table(batch: RecordBatch):  # noqa: ANN202 - (pyarrow Table, whether CSV must quote a text)
+def _arrow_table(batch: RecordBatch) -> tuple[Any, bool]:
+    """(the batch as a pyarrow Table, whether a text value needs CSV quoting)."""
     import pyarrow as pa
 
     schema = _arrow_schema()
@@ -153,7 +154,7 @@ def _distinct(values: np.ndarray) -> tuple[list[str], np.ndarray | None]:
     return ["" if v is None else str(v) for v in distinct], codes
 
 
-def _text_array(distinct: list[str], codes: np.ndarray | None, n: int | None = None):  # noqa: ANN202 - a pyarrow StringArray
+def _text_array(distinct: list[str], codes: np.ndarray | None, n: int | None = None) -> Any:
     """An Arrow string array of ``distinct[codes]``, gathered with numpy (``pa.array`` would import
     pandas, ~0.4 s of a command's start); ``codes`` None: every row is ``distinct[0]``.
 

@@ -125,13 +125,15 @@ class FlowTable:
         unhinted row's slot holds None there already (new slots, released ones) unless the slot
         was a hinted flow's that ended in this chunk: those are cleared."""
         hinted = values.get("hinted")
-        some = None if hinted is None or hinted.all() else np.flatnonzero(hinted)
-        stale = None
-        if some is not None:
-            plain = slots[~hinted]
-            stale = plain[self.cols["hinted"][plain]]
+        if hinted is None or hinted.all():
+            for name, col in values.items():
+                put_rows(self.cols[name], slots, col)
+            return
+        some = np.flatnonzero(hinted)
+        plain = slots[~hinted]
+        stale = plain[self.cols["hinted"][plain]]
         for name, col in values.items():
-            if some is not None and name in _HINT_SET:
+            if name in _HINT_SET:
                 if len(some):
                     put_rows(self.cols[name], slots[some], col[some])
                 if len(stale):

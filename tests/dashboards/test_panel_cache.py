@@ -19,16 +19,16 @@ ANALYST = User(username="ana", role="institution", institution="bank-a", passwor
 
 
 class CountingReads(PanelReads):
-    def __init__(self, store) -> None:  # noqa: ANN001 - a store
+    def __init__(self, store) -> None:
         super().__init__(store)
         self.runs = 0
 
-    def read(self, user, panel, params):  # noqa: ANN001, ANN201 - as PanelReads.read
+    def read(self, user, panel, params):
         self.runs += 1
         return super().read(user, panel, params)
 
 
-def _audit_rows(store) -> int:  # noqa: ANN001 - a store
+def _audit_rows(store) -> int:
     return store.query("SELECT count() FROM audit_log").rows[0][0]
 
 
