@@ -124,19 +124,28 @@ class PanelCache:
         return tuple(versions.get(name) for name in tables_named(panel.sql))
 
     def _table_versions(self) -> dict[str, tuple]:
-        """(active parts, rows, last modification) per table, refreshed at most every ``check_s``."""
-        with self._version_lock:
-            now = self._clock()
-            if now - self._checked >= self.check_s:
+        """(active parts, rows, last modification) per table, refreshed at most every ``check_s``.
+
+        One reader refreshes; readers arriving meanwhile use the versions of the last refresh
+        (so a hit never queues behind a panel query for its version check) unless there is none.
+        """
+        if self._clock() - self._checked < self.check_s:
+            return self._versions
+        if not self._version_lock.acquire(blocking=not self._versions):
+            return self._versions
+        try:
+            if self._clock() - self._checked >= self.check_s:
                 rows = self.store.query(
                     "SELECT table, count(), sum(rows), max(modification_time) FROM system.parts "
                     "WHERE database = currentDatabase() AND active GROUP BY table").rows
-                self._versions = {str(r[0]): tuple(r[1:]) for r in rows}
-                if "institutions" in self._versions and self._versions["institutions"] != self._known_version:
+                versions = {str(r[0]): tuple(r[1:]) for r in rows}
+                if "institutions" in versions and versions["institutions"] != self._known_version:
                     self._known = tuple(str(r[0]) for r in self.store.query("SELECT id FROM institutions").rows)
-                    self._known_version = self._versions["institutions"]
-                self._checked = now
-            return self._versions
+                    self._known_version = versions["institutions"]
+                self._versions, self._checked = versions, self._clock()
+        finally:
+            self._version_lock.release()
+        return self._versions
 
     _known_version: tuple | None = None
 
