@@ -84,7 +84,8 @@ class _Writer:
             return
         import pyarrow.csv as pa_csv
 
-        pa_csv.write_csv(table, stream, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+        pa_csv.write_csv(table, stream, pa_csv.WriteOptions(include_header=False, quoting_style="none",
+                                                                  batch_size=65_536))
 
     def _write_parquet(self, table: Any, stream: IO) -> None:
         import pyarrow.parquet as pq
