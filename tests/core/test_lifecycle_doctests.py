@@ -9,8 +9,7 @@ import importlib
 import pytest
 
 MODULES = ["finsa.lifecycle", "finsa.watch", "finsa.streams.progress", "finsa.app.stream_worker",
-           "finsa.app.worker_config", "finsa.collectors.agent.sources", "finsa.detectors.reload",
-           "finsa.storage.store_options"]
+           "finsa.app.worker_config", "finsa.collectors.agent.sources", "finsa.detectors.reload"]
 
 
 @pytest.mark.parametrize("name", MODULES)
