@@ -44,6 +44,7 @@ from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, ma
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import ACK, RST, SYN, FlowFrame, KeyedTable, frame_of, group, mix64
 from finsa.detectors.netsets import NetworkSet
+from finsa.detectors.volumetric import new_in_bin
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["ReflectionDetector", "AMPLIFIER_PORTS"]
@@ -148,7 +149,8 @@ class ReflectionDetector(Detector):
         cols["bytes"][moved], cols["reflectors"][moved] = 0.0, 0.0
         cols["packets"][pos] += g.sum(c["src2dst_packets"][rows].astype(np.float64))
         cols["bytes"][pos] += g.sum(c["src2dst_bytes"][rows].astype(np.float64))
-        cols["reflectors"][pos] += self._new_reflectors(frame, rows, g, bins)
+        cols["reflectors"][pos] += new_in_bin(self._seen, g.keys, g.inverse, bins, frame.src_h[rows],
+                                              4 * self.max_victims)
         if kind == "udp":
             need = ((cols["packets"][pos] >= self._threshold_for(kind)(cols["mean"][pos], cols["var"][pos]))
                     & (cols["bytes"][pos] >= self.min_bytes) & (cols["reflectors"][pos] >= self.min_reflectors))
@@ -167,19 +169,6 @@ class ReflectionDetector(Detector):
     def _threshold_for(self, kind: str):  # noqa: ANN202 - a small closure over the floors
         floor = self.min_packets if kind == "udp" else self.min_tcp_packets
         return lambda mean, var: np.maximum(floor, mean + self.k_sigma * np.sqrt(var))
-
-    def _new_reflectors(self, frame: FlowFrame, rows: np.ndarray, g, bins: np.ndarray) -> np.ndarray:
-        """Per victim group: reflectors not yet seen in its current bin."""
-        key = mix64(g.keys[g.inverse], bins[g.inverse].astype(np.int64), frame.src_h[rows])
-        uniq, first = np.unique(key, return_index=True)
-        _, found = self._seen.lookup(uniq)
-        new = uniq[~found]
-        if len(new):
-            pos = self._seen.upsert(new)
-            self._seen.cols["bin"][pos] = bins[g.inverse[first[~found]]]
-        if len(self._seen) > 4 * self.max_victims:
-            self._seen.keep(self._seen.cols["bin"] >= np.max(self._seen.cols["bin"]) - 1)
-        return np.bincount(g.inverse[first[~found]], minlength=len(g)).astype(np.float64)
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, kind: str, state: dict[str, float]) -> dict[str, Any] | None:
         c = frame.cols

@@ -6,7 +6,7 @@ the detector contract automatically.
 
 >>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
 ['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'dga', 'dnstunnel', 'exfiltration', 'intel',
- 'lateral', 'portscan', 'probescan', 'reflection', 'synflood', 'webattack']
+ 'lateral', 'portscan', 'probescan', 'reflection', 'synflood', 'volumetric', 'webattack']
 >>> create("portscan", min_ports=30).min_ports
 30
 """
@@ -27,6 +27,7 @@ from finsa.detectors.lateral import LateralMovementDetector
 from finsa.detectors.portscan import PortScanDetector
 from finsa.detectors.probescan import ProbeScanDetector
 from finsa.detectors.reflection import ReflectionDetector
+from finsa.detectors.volumetric import VolumetricDetector
 from finsa.detectors.synflood import SynFloodDetector
 from finsa.detectors.webattack import WebAttackDetector
 
@@ -37,7 +38,7 @@ DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (PortScanDetector, SynFloodDetector, BruteForceDetector, AnomalyDetector,
                               DnsTunnelDetector, DgaDetector, BeaconingDetector, ExfiltrationDetector,
                               LateralMovementDetector, WebAttackDetector, IntelDetector, ArpSpoofDetector,
-                              ProbeScanDetector, ReflectionDetector)
+                              ProbeScanDetector, ReflectionDetector, VolumetricDetector)
 }
 #: The detectors an engine runs when none are given: those with a low false-positive risk out of
 #: the box. ``beaconing``, ``exfiltration`` and ``lateral`` want local tuning first (allow-listed
@@ -45,7 +46,7 @@ DETECTORS: dict[str, type[Detector]] = {
 #: silent until the stream layer feeds it indicators. Forwarded IDS alerts
 #: (:mod:`finsa.detectors.forwarded`) are not flow detectors and are not registered here.
 DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
-                                  "webattack", "intel", "arpspoof", "probescan", "reflection")
+                                  "webattack", "intel", "arpspoof", "probescan", "reflection", "volumetric")
 
 
 def names(record: str | None = None) -> list[str]:

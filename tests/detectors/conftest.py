@@ -333,12 +333,22 @@ def amplification(self: Synth, victim: str, n: int, start_ms: int, port: int = 1
                   3, 3 * size)
 
 
+def icmp_flood(self: Synth, victim: str, n_sources: int, start_ms: int, packets_each: int = 20,
+               institution: str = "bank-a", duration_ms: int = 1_000) -> dict:
+    """Echo requests from ``n_sources`` sources within ``duration_ms``, answered by echo replies."""
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms // 2, n_sources))
+    srcs = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(n_sources)]
+    return _plain(self, n_sources, first, institution, srcs, victim, 8, 0, 1, packets_each, packets_each * 84,
+                  packets_each, packets_each * 84, dur_ms=duration_ms // 2)
+
+
 def flood_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> list[dict]:
-    """One stealth scan, one UDP scan and one NTP amplification flood from ``start_ms``."""
-    return [self.stealth_scan(f"{net}.100.20", range(1, 101), start_ms, flags=41, institution=institution),
-            self.udp_scan(f"{net}.100.21", range(1000, 1100), start_ms + 5_000, institution=institution),
-            self.amplification(f"{net}.100.22", 600, start_ms + 10_000, institution=institution)]
+    """One stealth scan, one UDP scan, one NTP amplification and one ICMP flood from ``start_ms``."""
+    return [self.stealth_scan(f"{net}.100.20", range(1, 41), start_ms, flags=41, institution=institution),
+            self.udp_scan(f"{net}.100.21", range(1000, 1040), start_ms + 5_000, institution=institution),
+            self.amplification(f"{net}.100.22", 250, start_ms + 10_000, institution=institution),
+            self.icmp_flood(f"{net}.100.23", 100, start_ms + 15_000, packets_each=40, institution=institution)]
 
 
-for _f in (stealth_scan, udp_scan, amplification, flood_attacks):
+for _f in (stealth_scan, udp_scan, amplification, icmp_flood, flood_attacks):
     setattr(Synth, _f.__name__, _f)
