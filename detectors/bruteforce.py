@@ -1,7 +1,7 @@
 """Login brute force and password spraying on authentication services (MITRE T1110).
 
 Keys on *login attempts*: short answered sessions from one client to one authentication service
-(SSH 22, FTP 21, Telnet 23, SMTP 25/465/587, POP3 110/995, IMAP 143/993, LDAP 389/636/3268,
+(SSH 22, FTP 21, Telnet 23, SMTP submission 465/587, POP3 110/995, IMAP 143/993, LDAP 389/636/3268,
 SMB 445, RDP 3389, VNC 5900, databases 1433/3306/5432, web logins 80/443/8080, and Kerberos 88
 over TCP *and* UDP). A TCP attempt completed its handshake (the client sent ACK) and lasted at
 most ``max_duration_ms``; a UDP attempt (Kerberos) was answered. A flow whose *source* port is the
@@ -16,11 +16,14 @@ Per (institution, client, server, port) a sequential test (Page's CUSUM) runs ov
 statistic drains at the rate a benign client may log in (one per ``benign_interval_ms``, 30 s by
 default). A monitoring poll every minute never accumulates; a fast attack crosses within seconds;
 a slow one (an attempt every 10-20 s, hydra with one task) crosses after a few minutes, however long
-it lasts. The pair alerts when ``S >= min_attempts`` (``web_min_attempts`` on the web ports, where
-polling clients are common) and the attempts since the statistic last drained to zero are alike:
-client byte counts small (mean <= ``max_mean_bytes``) and of coefficient of variation <= ``max_cv``
-(one tool repeating the same login exchange). Varied sessions (a user working, backups, Ansible
-runs) fail that test.
+it lasts. The pair alerts when ``S >= min_attempts`` and the attempts since the statistic last
+drained to zero are alike: client byte counts small (mean <= ``max_mean_bytes``) and of
+coefficient of variation <= ``max_cv`` (one tool repeating the same login exchange). Varied
+sessions (a user working, backups, Ansible runs) fail that test. Web ports and ``machine_ports``
+(LDAP, SMB, databases: applications log in on every request) are busy by nature: there the
+statistic drains one attempt per ``web_benign_interval_ms`` (1 s), the level is
+``web_min_attempts`` and the server's answers must be alike too (a login form fails with the same
+page every time, an API's answers vary).
 
 entity = the attacker (entity_kind ``src_ip``), target = ``server:port``; the evidence carries
 the statistic, the attempts, the byte statistics and the service.
@@ -52,9 +55,12 @@ from finsa.wire import RecordBatch, ips_to_strings
 __all__ = ["BruteForceDetector", "AUTH_PORTS"]
 
 #: Authentication services watched by default (TCP; Kerberos also over UDP).
-AUTH_PORTS: tuple[int, ...] = (21, 22, 23, 25, 80, 88, 110, 143, 389, 443, 445, 465, 587, 636, 993, 995,
+AUTH_PORTS: tuple[int, ...] = (21, 22, 23, 80, 88, 110, 143, 389, 443, 445, 465, 587, 636, 993, 995,
                                1433, 3268, 3306, 3389, 5432, 5900, 8080)
-_COLUMNS = ("t_last", "t_start", "s", "n", "bytes_sum", "bytes_sumsq")
+#: Services applications log in to on every request (directory binds, file shares, databases
+#: without connection pools): held, like the web ports, to the busy thresholds.
+MACHINE_PORTS: tuple[int, ...] = (389, 445, 636, 1433, 3268, 3306, 5432)
+_COLUMNS = ("t_last", "t_start", "s", "n", "bytes_sum", "bytes_sumsq", "server_sum", "server_sumsq")
 
 
 def _ports(name: str, value: tuple[int, ...], allow_empty: bool = True) -> tuple[int, ...]:
@@ -64,6 +70,11 @@ def _ports(name: str, value: tuple[int, ...], allow_empty: bool = True) -> tuple
     return ports
 
 
+def _mean_cv(total: np.ndarray, total_sq: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = total / n
+    return mean, np.sqrt(np.maximum(total_sq / n - mean * mean, 0.0)) / np.maximum(mean, 1.0)
+
+
 class BruteForceDetector(Detector):
     """A CUSUM of short, alike, answered login sessions per client and authentication service."""
 
@@ -71,20 +82,24 @@ class BruteForceDetector(Detector):
     technique = "T1110"
 
     def __init__(self, *, ports: tuple[int, ...] = AUTH_PORTS, udp_ports: tuple[int, ...] = (88,),
-                 web_ports: tuple[int, ...] = (80, 443, 8080), kerberos_ports: tuple[int, ...] = (88,),
-                 min_attempts: int = 8, web_min_attempts: int = 50, benign_interval_ms: int = 30_000,
+                 web_ports: tuple[int, ...] = (80, 443, 8080), machine_ports: tuple[int, ...] = MACHINE_PORTS,
+                 kerberos_ports: tuple[int, ...] = (88,), min_attempts: int = 8, web_min_attempts: int = 50,
+                 benign_interval_ms: int = 30_000, web_benign_interval_ms: int = 1_000,
                  max_cv: float = 0.3, max_mean_bytes: int = 20_000, max_duration_ms: int = 30_000,
                  kerberos_error_max_bytes: int = 600, max_pairs: int = 200_000,
                  window_ms: int = 60_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self.ports, self.udp_ports = _ports("ports", ports, False), _ports("udp_ports", udp_ports)
         self.web_ports, self.kerberos_ports = _ports("web_ports", web_ports), _ports("kerberos_ports", kerberos_ports)
+        self.machine_ports = _ports("machine_ports", machine_ports)
         self.min_attempts, self.web_min_attempts = min_attempts, web_min_attempts
         self.benign_interval_ms, self.max_cv, self.max_mean_bytes = benign_interval_ms, max_cv, max_mean_bytes
+        self.web_benign_interval_ms = web_benign_interval_ms
         self.max_duration_ms, self.kerberos_error_max_bytes = max_duration_ms, kerberos_error_max_bytes
         self.max_pairs = max_pairs
         self._check(min_attempts=(min_attempts, 2, 1e6), web_min_attempts=(web_min_attempts, 2, 1e6),
-                    benign_interval_ms=(benign_interval_ms, 100, 86_400_000), max_cv=(max_cv, 0.0, 10.0),
+                    benign_interval_ms=(benign_interval_ms, 100, 86_400_000),
+                    web_benign_interval_ms=(web_benign_interval_ms, 10, 86_400_000), max_cv=(max_cv, 0.0, 10.0),
                     max_mean_bytes=(max_mean_bytes, 1, 1e9), max_duration_ms=(max_duration_ms, 1, 3_600_000),
                     kerberos_error_max_bytes=(kerberos_error_max_bytes, 1, 1e9), max_pairs=(max_pairs, 100, 1e8))
         self._table: KeyedTable | None = None
@@ -126,13 +141,17 @@ class BruteForceDetector(Detector):
         port = np.where(rev, c["src_port"][rows], c["dst_port"][rows]).astype(np.int64)
         pair = mix64(frame.inst_hash[rows], client_h, server_h, port)
         client_bytes = np.where(rev, c["dst2src_bytes"][rows], c["src2dst_bytes"][rows]).astype(np.float64)
+        server_bytes = np.where(rev, c["src2dst_bytes"][rows], c["dst2src_bytes"][rows]).astype(np.float64)
         g = group(pair)
         t_first, t_end = g.min(frame.t_ms[rows]), g.max(frame.t_ms[rows])
-        stat = self._update(g, t_first, t_end, client_bytes)
-        need = np.where(np.isin(port[g.first], self.web_ports), self.web_min_attempts, self.min_attempts)
+        busy = np.isin(port[g.first], self.web_ports + self.machine_ports)
+        drain_ms = np.where(busy, self.web_benign_interval_ms, self.benign_interval_ms).astype(np.float64)
+        stat = self._update(g, t_first, t_end, client_bytes, server_bytes, drain_ms)
+        need = np.where(busy, self.web_min_attempts, self.min_attempts)
+        # busy services: the answers must be alike too (one failure page; an API's answers vary)
+        alike = (stat["cv"] <= self.max_cv) & (~busy | (stat["server_cv"] <= self.max_cv))
         out = []
-        for gi in np.flatnonzero((stat["s"] >= need) & (stat["cv"] <= self.max_cv)
-                                 & (stat["mean"] <= self.max_mean_bytes)):
+        for gi in np.flatnonzero((stat["s"] >= need) & alike & (stat["mean"] <= self.max_mean_bytes)):
             mine = rows[g.inverse == gi]
             alert = self._alert(frame, mine, bool(rev[g.first[gi]]), int(port[g.first[gi]]),
                                 {k: v[gi] for k, v in stat.items()}, float(need[gi]))
@@ -142,27 +161,30 @@ class BruteForceDetector(Detector):
             self._forget()
         return out
 
-    def _update(self, g, t_first: np.ndarray, t_end: np.ndarray, client_bytes: np.ndarray) -> dict[str, np.ndarray]:
+    def _update(self, g, t_first: np.ndarray, t_end: np.ndarray, client_bytes: np.ndarray,
+                server_bytes: np.ndarray, drain_ms: np.ndarray) -> dict[str, np.ndarray]:
         """Advance each pair's CUSUM and byte sums by this batch's attempts; return the statistics."""
         pos = self._table.upsert(g.keys, t_last=-1.0)
         cols = self._table.cols
         known = cols["t_last"][pos] >= 0
         gap = np.where(known, np.maximum(t_first - cols["t_last"][pos], 0.0), 0.0)
-        s = np.maximum(cols["s"][pos] - gap / self.benign_interval_ms, 0.0)
+        s = np.maximum(cols["s"][pos] - gap / drain_ms, 0.0)
         fresh = s <= 0.0  # drained: the attempts before no longer belong to this run
-        for name in ("n", "bytes_sum", "bytes_sumsq"):
+        for name in ("n", "bytes_sum", "bytes_sumsq", "server_sum", "server_sumsq"):
             cols[name][pos[fresh]] = 0.0
         cols["t_start"][pos[fresh]] = t_first[fresh]
         span = (t_end - t_first).astype(np.float64)
-        cols["s"][pos] = s + np.maximum(g.count - span / self.benign_interval_ms, 1.0)
+        cols["s"][pos] = s + np.maximum(g.count - span / drain_ms, 1.0)
         cols["t_last"][pos] = np.maximum(cols["t_last"][pos], t_end)
         cols["n"][pos] += g.count
         cols["bytes_sum"][pos] += g.sum(client_bytes)
         cols["bytes_sumsq"][pos] += g.sum(client_bytes * client_bytes)
+        cols["server_sum"][pos] += g.sum(server_bytes)
+        cols["server_sumsq"][pos] += g.sum(server_bytes * server_bytes)
         n = np.maximum(cols["n"][pos], 1.0)
-        mean = cols["bytes_sum"][pos] / n
-        cv = np.sqrt(np.maximum(cols["bytes_sumsq"][pos] / n - mean * mean, 0.0)) / np.maximum(mean, 1.0)
-        return {"s": cols["s"][pos].copy(), "n": cols["n"][pos].copy(), "mean": mean, "cv": cv,
+        mean, cv = _mean_cv(cols["bytes_sum"][pos], cols["bytes_sumsq"][pos], n)
+        _, server_cv = _mean_cv(cols["server_sum"][pos], cols["server_sumsq"][pos], n)
+        return {"s": cols["s"][pos].copy(), "n": cols["n"][pos].copy(), "mean": mean, "cv": cv, "server_cv": server_cv,
                 "t_start": cols["t_start"][pos].copy()}
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, rev: bool, port: int, stat: dict[str, float],
@@ -177,8 +199,7 @@ class BruteForceDetector(Detector):
             return None
         margin = stat["s"] / need
         feats = {"cusum": stat["s"], "run_start_ms": stat["t_start"], "attempts": stat["n"], "threshold": need,
-                 "client_bytes_mean": stat["mean"], "client_bytes_cv": stat["cv"],
-                 "benign_interval_ms": self.benign_interval_ms, "attacker": entity, "service": host_port(server, port),
+                 "client_bytes_mean": stat["mean"], "client_bytes_cv": stat["cv"], "server_bytes_cv": stat["server_cv"], "attacker": entity, "service": host_port(server, port),
                  "protocol": int(c["protocol"][first])}
         alike = 1.0 - stat["cv"] / max(self.max_cv, 1e-9) / 2
         return make_alert(

@@ -29,6 +29,10 @@
 monitoring, :mod:`~finsa.scenario.routine`), drawn from its own random stream:
 ``attacks="basic"`` gives exactly the files of the three basic attacks alone.
 
+``attacks="none"`` writes the benign traffic of ``"all"`` (background, noise, routine look-alikes)
+and no attack: an empty ground truth, for soaks that count false alerts per million benign flows
+(``finsa scenario --attacks none --scale 20 --duration 600``, then ``finsa backtest``).
+
 ``attacks="sector"`` is the sector-wide campaign instead (:mod:`~finsa.scenario.campaign`):
 nine institutions (:func:`~finsa.scenario.world.sector_world`, five of them payment
 institutions), one actor scanning then brute-forcing the payment institutions one after another,
@@ -79,11 +83,11 @@ __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest"
 DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
 MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
 DETECTORS, INVENTORY = "detectors.toml", "inventory.toml"
-#: ``--attacks`` choices: every attack type (the default), the three basic attacks, or the
-#: hour-long sector-wide campaign.
-ATTACK_SETS = ("all", "basic", "sector")
+#: ``--attacks`` choices: every attack type (the default), the three basic attacks, the
+#: hour-long sector-wide campaign, or none (the benign traffic of ``all`` alone: a soak).
+ATTACK_SETS = ("all", "basic", "sector", "none")
 #: Defaults of (duration_s, scale) per attack set.
-DEFAULTS = {"all": (100.0, 1.0), "basic": (100.0, 1.0), "sector": (3600.0, 0.05)}
+DEFAULTS = {"all": (100.0, 1.0), "basic": (100.0, 1.0), "sector": (3600.0, 0.05), "none": (100.0, 1.0)}
 
 
 class ScenarioError(FinsaError):
@@ -157,10 +161,15 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
     if attack_set == "sector":
         truth, campaign = sector_campaign(g, world)
         campaigns.append(campaign)
+    elif attack_set == "none":
+        truth = []
     else:
         truth = basic_attacks(g, world)
     background_noise(g, world, scale)
     lan_frames: dict[str, list[tuple[int, bytes]]] = {}
+    if attack_set == "none":  # the benign side of "all" (routine look-alikes included), no attack
+        routine_traffic(Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts),
+                        world, scale)
     if attack_set == "all":
         more = Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts)
         routine_traffic(more, world, scale)

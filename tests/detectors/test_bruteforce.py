@@ -108,3 +108,13 @@ def test_backups_over_ssh_are_not_brute_force(synth) -> None:
     cols = synth.bruteforce("10.1.100.4", 22, 60, synth.T0_MS, spacing_ms=10_000, attacker="10.1.3.3")
     cols["src2dst_bytes"] = np.random.default_rng(2).integers(100_000, 50_000_000, 60)
     assert run(BruteForceDetector(), synth.batches(cols)) == []
+
+
+def test_web_login_brute_force_is_alerted_and_a_busy_api_client_is_not(synth) -> None:
+    """hydra http-post-form: 5 logins a second, the same failure page each time; a partner API
+    called 2 times a second with answers of every size."""
+    attack = synth.bruteforce("10.1.100.80", 443, 300, synth.T0_MS, spacing_ms=200, attacker="198.51.100.202")
+    api = synth.bruteforce("10.1.100.81", 443, 600, synth.T0_MS, spacing_ms=500, attacker="192.0.2.20")
+    api["dst2src_bytes"] = np.random.default_rng(3).lognormal(8, 1, 600).astype(int) + 200
+    alerts = run(BruteForceDetector(), synth.batches(attack, api, batch_rows=100))
+    assert {(a["entity"], a["target"]) for a in alerts} == {("198.51.100.202", "10.1.100.80:443")}
