@@ -58,21 +58,17 @@ _NOT_UNICAST = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "0.0.0.0/32", "f
 _BUF = ("key", "inst", "t", "end", "dst_h", "port", "kind", "flow_id", "src", "dst")
 
 
-def _slow_most(src: np.ndarray, by: np.ndarray, failed: np.ndarray, ok: np.ndarray | None = None,
-               max_ok_ratio: float = 0.0) -> dict[float, float]:
-    """Per source: the most failed entries under one ``by`` value (with ``ok``: only values where
-    the successes are at most ``max_ok_ratio`` times the failures)."""
-    pairs = np.stack([src, by], axis=1)
-    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    n_failed = np.bincount(inv, weights=failed, minlength=len(uniq))
+def _slow_most(sg, src_bits: np.ndarray, by: np.ndarray, failed: np.ndarray, ok: np.ndarray | None = None,
+               max_ok_ratio: float = 0.0) -> np.ndarray:
+    """Per source group ``sg``: the most failed entries under one ``by`` value (with ``ok``: only
+    values where the successes are at most ``max_ok_ratio`` times the failures)."""
+    pg = group(mix64(src_bits, by.view(np.uint64)))
+    n_failed = np.bincount(pg.inverse, weights=failed, minlength=len(pg))
     if ok is not None:
-        n_ok = np.bincount(inv, weights=ok, minlength=len(uniq))
+        n_ok = np.bincount(pg.inverse, weights=ok, minlength=len(pg))
         n_failed = np.where(n_ok <= max_ok_ratio * n_failed, n_failed, 0.0)
-    out: dict[float, float] = {}
-    for (s, _), n in zip(uniq, n_failed):
-        if n > out.get(float(s), 0.0):
-            out[float(s)] = float(n)
+    out = np.zeros(len(sg))
+    np.maximum.at(out, sg.inverse[pg.first], n_failed)
     return out
 
 
@@ -250,20 +246,18 @@ class ProbeScanDetector(Detector):
             return []
         sub = {k: v[mask] for k, v in cols.items()}
         failed = sub["failed"] > 0
+        src_bits = sub["src"].view(np.uint64)
+        sg = group(src_bits)
         # vertical: failed services on one host; horizontal: hosts failed on one port, mostly failing
-        vertical = _slow_most(sub["src"], sub["host"], failed)
-        horizontal = _slow_most(sub["src"], sub["port"], failed, ok=~failed, max_ok_ratio=self.slow_max_ok_ratio)
-        oldest = {}
-        for src, t0 in zip(sub["src"][failed], sub["t0"][failed]):
-            oldest[src] = min(oldest.get(src, np.inf), t0)
-        hits = []
-        self._slow_counts = {}
-        for src in set(vertical) | set(horizontal):
-            v, h = vertical.get(src, 0.0), horizontal.get(src, 0.0)
-            if max(v, h) >= self.slow_min_services and now - oldest.get(src, now) >= 2 * self.window_ms:
-                self._slow_counts[src] = (v, h)
-                hits.append(src)
-        return sorted(hits)
+        vertical = _slow_most(sg, src_bits, sub["host"], failed)
+        horizontal = _slow_most(sg, src_bits, sub["port"], failed, ok=~failed, max_ok_ratio=self.slow_max_ok_ratio)
+        oldest = np.full(len(sg), np.inf)
+        np.minimum.at(oldest, sg.inverse, np.where(failed, sub["t0"], np.inf))
+        hits = np.flatnonzero((np.maximum(vertical, horizontal) >= self.slow_min_services)
+                              & (now - oldest >= 2 * self.window_ms))
+        keys = sub["src"][sg.first[hits]]
+        self._slow_counts = {float(k): (float(vertical[h]), float(horizontal[h])) for k, h in zip(keys, hits)}
+        return sorted(self._slow_counts)
 
     def _slow_alert(self, frame: FlowFrame, kind: np.ndarray, key: float) -> dict[str, Any] | None:
         rows = np.flatnonzero((frame.src_key.view(np.int64).astype(np.float64) == key) & (kind > 0))
