@@ -9,7 +9,8 @@ routine look-alikes of backups, monitoring, partner APIs, mail relays) with seed
 scenario's own ``detectors.toml`` unless ``--config``; ``--config default`` runs the default
 detector set), and prints the false alerts per detector and per million benign flows. Each seed
 is a separate run (a cold start: detectors have learned nothing), so the figure is pessimistic for
-baselined detectors. One scenario of scale 10 and 500 s holds about 94k flows and needs ~2.5 GB
+baselined detectors. With ``--keep DIR`` the scenarios stay in DIR and a later run reuses them
+(only the detection is run again: compare detector versions on the same traffic). One scenario of scale 10 and 500 s holds about 94k flows and needs ~2.5 GB
 while it is generated; the scenarios are generated one at a time and deleted unless ``--keep``.
 """
 
@@ -48,7 +49,8 @@ def soak(flows: int, scale: float, duration_s: float, config: str | None, keep: 
         while total_flows < flows:
             seeds += 1
             folder = (keep or Path(tmp)) / f"soak-{seeds}"
-            generate_scenario(folder, seed=seeds, duration_s=duration_s, scale=scale, attack_set="none")
+            if not (folder / "manifest.json").exists():  # --keep: a folder kept by an earlier run is reused
+                generate_scenario(folder, seed=seeds, duration_s=duration_s, scale=scale, attack_set="none")
             report = backtest(folder, empty if config == "default" else config)
             total_flows += report["total"]["benign_flows"]
             for alert in report["false"]:

@@ -6,24 +6,26 @@ SMB 445, RDP 3389, VNC 5900, databases 1433/3306/5432, web logins 80/443/8080, a
 over TCP *and* UDP). A TCP attempt completed its handshake (the client sent ACK) and lasted at
 most ``max_duration_ms``; a UDP attempt (Kerberos) was answered. A flow whose *source* port is the
 service port (a capture that missed the client's first packet) is read the other way round.
-On Kerberos ports only the exchanges answered with an error-sized reply (at most
-``kerberos_error_max_bytes`` from the server: KRB-ERROR such as PREAUTH_FAILED or
+On Kerberos ports only the exchanges answered with an error-sized reply (a server payload of at
+most ``kerberos_error_max_bytes``, headers deducted: KRB-ERROR such as PREAUTH_FAILED or
 PRINCIPAL_UNKNOWN, where a granted ticket is kilobytes) count: the L7 failure signal read from
-flow sizes, so a workstation's normal logon burst does not.
+flow sizes; an exchange that granted a ticket counts one attempt *against* the client, so a
+terminal server's users logging on (one PREAUTH_REQUIRED error, then tickets) never accumulate.
 
-Per (institution, client, server, port) a sequential test (Page's CUSUM) runs over flow time:
-``S <- max(0, S - dt / benign_interval_ms) + attempts``, i.e. each attempt adds one and the
-statistic drains at the rate a benign client may log in (one per ``benign_interval_ms``, 30 s by
-default). A monitoring poll every minute never accumulates; a fast attack crosses within seconds;
-a slow one (an attempt every 10-20 s, hydra with one task) crosses after a few minutes, however long
-it lasts. The pair alerts when ``S >= min_attempts`` and the attempts since the statistic last
-drained to zero are alike: client byte counts small (mean <= ``max_mean_bytes``) and of
-coefficient of variation <= ``max_cv`` (one tool repeating the same login exchange). Varied
-sessions (a user working, backups, Ansible runs) fail that test. Web ports and ``machine_ports``
-(LDAP, SMB, databases: applications log in on every request) are busy by nature: there the
-statistic drains one attempt per ``web_benign_interval_ms`` (1 s), the level is
-``web_min_attempts`` and the server's answers must be alike too (a login form fails with the same
-page every time, an API's answers vary).
+Per (institution, client, server, port) a sequential test runs over flow time: Page's CUSUM of
+the log-likelihood ratio of two Poisson attempt rates, benign (one per ``benign_interval_ms``,
+60 s) against attack (one per ``attack_interval_ms``, 15 s):
+``S <- max(0, S + attempts * ln(r1 / r0) - dt * (r1 - r0))``. A login every 30 s or slower
+drains it; a slow attack (an attempt every 10-20 s, hydra with one task) climbs and crosses
+``cusum_threshold`` after about a dozen attempts, however long it lasts; a burst crosses at once.
+The pair alerts when ``S >= cusum_threshold``, the run since ``S`` last drained to zero holds at
+least ``min_attempts`` attempts, and those attempts are alike: client byte counts small (mean <=
+``max_mean_bytes``) and of coefficient of variation <= ``max_cv`` (one tool repeating the same
+login exchange). Varied sessions (a user working, backups, Ansible runs) fail that test. Web ports
+and ``machine_ports`` (LDAP, SMB, databases: applications log in on every request) are busy by
+nature: there the rates are ``web_benign_interval_ms`` (1 s) and ``web_attack_interval_ms``
+(200 ms), the run needs ``web_min_attempts`` and the server's answers must be alike too (a login
+form fails with the same page every time, an API's answers vary).
 
 entity = the attacker (entity_kind ``src_ip``), target = ``server:port``; the evidence carries
 the statistic, the attempts, the byte statistics and the service.
@@ -83,10 +85,11 @@ class BruteForceDetector(Detector):
 
     def __init__(self, *, ports: tuple[int, ...] = AUTH_PORTS, udp_ports: tuple[int, ...] = (88,),
                  web_ports: tuple[int, ...] = (80, 443, 8080), machine_ports: tuple[int, ...] = MACHINE_PORTS,
-                 kerberos_ports: tuple[int, ...] = (88,), min_attempts: int = 8, web_min_attempts: int = 50,
-                 benign_interval_ms: int = 30_000, web_benign_interval_ms: int = 1_000,
-                 max_cv: float = 0.3, max_mean_bytes: int = 20_000, max_duration_ms: int = 30_000,
-                 kerberos_error_max_bytes: int = 600, max_pairs: int = 200_000,
+                 kerberos_ports: tuple[int, ...] = (88,), min_attempts: int = 6, web_min_attempts: int = 50,
+                 benign_interval_ms: int = 60_000, attack_interval_ms: int = 15_000,
+                 web_benign_interval_ms: int = 1_000, web_attack_interval_ms: int = 200,
+                 cusum_threshold: float = 4.6, max_cv: float = 0.3, max_mean_bytes: int = 20_000,
+                 max_duration_ms: int = 30_000, kerberos_error_max_bytes: int = 500, max_pairs: int = 200_000,
                  window_ms: int = 60_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self.ports, self.udp_ports = _ports("ports", ports, False), _ports("udp_ports", udp_ports)
@@ -94,19 +97,24 @@ class BruteForceDetector(Detector):
         self.machine_ports = _ports("machine_ports", machine_ports)
         self.min_attempts, self.web_min_attempts = min_attempts, web_min_attempts
         self.benign_interval_ms, self.max_cv, self.max_mean_bytes = benign_interval_ms, max_cv, max_mean_bytes
-        self.web_benign_interval_ms = web_benign_interval_ms
+        self.attack_interval_ms, self.web_benign_interval_ms = attack_interval_ms, web_benign_interval_ms
+        self.web_attack_interval_ms, self.cusum_threshold = web_attack_interval_ms, cusum_threshold
         self.max_duration_ms, self.kerberos_error_max_bytes = max_duration_ms, kerberos_error_max_bytes
         self.max_pairs = max_pairs
         self._check(min_attempts=(min_attempts, 2, 1e6), web_min_attempts=(web_min_attempts, 2, 1e6),
                     benign_interval_ms=(benign_interval_ms, 100, 86_400_000),
-                    web_benign_interval_ms=(web_benign_interval_ms, 10, 86_400_000), max_cv=(max_cv, 0.0, 10.0),
+                    attack_interval_ms=(attack_interval_ms, 1, benign_interval_ms - 1),
+                    web_benign_interval_ms=(web_benign_interval_ms, 10, 86_400_000),
+                    web_attack_interval_ms=(web_attack_interval_ms, 1, web_benign_interval_ms - 1),
+                    cusum_threshold=(cusum_threshold, 0.1, 1e6), max_cv=(max_cv, 0.0, 10.0),
                     max_mean_bytes=(max_mean_bytes, 1, 1e9), max_duration_ms=(max_duration_ms, 1, 3_600_000),
                     kerberos_error_max_bytes=(kerberos_error_max_bytes, 1, 1e9), max_pairs=(max_pairs, 100, 1e8))
         self._table: KeyedTable | None = None
         self._dedupe: WindowDeduper | None = None
 
-    def _attempts(self, frame: FlowFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(rows that are login attempts, whether each row is read server -> client)."""
+    def _attempts(self, frame: FlowFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows that are login exchanges, whether each is read server -> client, whether each is a
+        Kerberos exchange that granted a ticket: a success, which counts against the attempts)."""
         c = frame.cols
         sport, dport, proto = c["src_port"], c["dst_port"], c["protocol"]
         tcp_fwd = frame.tcp & np.isin(dport, self.ports)
@@ -119,18 +127,21 @@ class BruteForceDetector(Detector):
         shaken = ~frame.tcp | ((client_flags & ACK) != 0)
         ok = (tcp_fwd | tcp_rev | udp_fwd | udp_rev) & answered & shaken
         ok &= frame.end_ms - frame.t_ms <= self.max_duration_ms
+        ticket = np.zeros(frame.n, dtype=bool)
         if self.kerberos_ports:
             port = np.where(rev, sport, dport)
-            server_bytes = np.where(rev, c["src2dst_bytes"], c["dst2src_bytes"])
-            ok &= ~np.isin(port, self.kerberos_ports) | (server_bytes <= self.kerberos_error_max_bytes)
+            server_bytes = np.where(rev, c["src2dst_bytes"], c["dst2src_bytes"]).astype(np.int64)
+            server_packets = np.where(rev, c["src2dst_packets"], c["dst2src_packets"]).astype(np.int64)
+            payload = server_bytes - server_packets * np.where(frame.tcp, 52, 28)  # IP + TCP/UDP headers
+            ticket = np.isin(port, self.kerberos_ports) & (payload > self.kerberos_error_max_bytes)
         rows = np.flatnonzero(ok)
-        return rows, rev[rows]
+        return rows, rev[rows], ticket[rows]
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         if len(flows) == 0:
             return []
         frame = frame_of(flows)
-        rows, rev = self._attempts(frame)
+        rows, rev, ticket = self._attempts(frame)
         if len(rows) == 0:
             return []
         if self._table is None:
@@ -145,13 +156,15 @@ class BruteForceDetector(Detector):
         g = group(pair)
         t_first, t_end = g.min(frame.t_ms[rows]), g.max(frame.t_ms[rows])
         busy = np.isin(port[g.first], self.web_ports + self.machine_ports)
-        drain_ms = np.where(busy, self.web_benign_interval_ms, self.benign_interval_ms).astype(np.float64)
-        stat = self._update(g, t_first, t_end, client_bytes, server_bytes, drain_ms)
+        r0 = 1.0 / np.where(busy, self.web_benign_interval_ms, self.benign_interval_ms)
+        r1 = 1.0 / np.where(busy, self.web_attack_interval_ms, self.attack_interval_ms)
+        stat = self._update(g, t_first, t_end, client_bytes, server_bytes, ~ticket, np.log(r1 / r0), r1 - r0)
         need = np.where(busy, self.web_min_attempts, self.min_attempts)
         # busy services: the answers must be alike too (one failure page; an API's answers vary)
         alike = (stat["cv"] <= self.max_cv) & (~busy | (stat["server_cv"] <= self.max_cv))
         out = []
-        for gi in np.flatnonzero((stat["s"] >= need) & alike & (stat["mean"] <= self.max_mean_bytes)):
+        for gi in np.flatnonzero((stat["s"] >= self.cusum_threshold) & (stat["n"] >= need) & alike
+                                 & (stat["mean"] <= self.max_mean_bytes)):
             mine = rows[g.inverse == gi]
             alert = self._alert(frame, mine, bool(rev[g.first[gi]]), int(port[g.first[gi]]),
                                 {k: v[gi] for k, v in stat.items()}, float(need[gi]))
@@ -162,21 +175,26 @@ class BruteForceDetector(Detector):
         return out
 
     def _update(self, g, t_first: np.ndarray, t_end: np.ndarray, client_bytes: np.ndarray,
-                server_bytes: np.ndarray, drain_ms: np.ndarray) -> dict[str, np.ndarray]:
-        """Advance each pair's CUSUM and byte sums by this batch's attempts; return the statistics."""
+                server_bytes: np.ndarray, failed: np.ndarray, weight: np.ndarray,
+                drift_per_ms: np.ndarray) -> dict[str, np.ndarray]:
+        """Advance each pair's CUSUM (``weight`` per failed attempt and minus ``weight`` per granted
+        ticket, ``drift_per_ms`` drained) and the byte sums of its attempts; return the statistics."""
         pos = self._table.upsert(g.keys, t_last=-1.0)
         cols = self._table.cols
         known = cols["t_last"][pos] >= 0
         gap = np.where(known, np.maximum(t_first - cols["t_last"][pos], 0.0), 0.0)
-        s = np.maximum(cols["s"][pos] - gap / drain_ms, 0.0)
+        s = np.maximum(cols["s"][pos] - gap * drift_per_ms, 0.0)
         fresh = s <= 0.0  # drained: the attempts before no longer belong to this run
         for name in ("n", "bytes_sum", "bytes_sumsq", "server_sum", "server_sumsq"):
             cols[name][pos[fresh]] = 0.0
         cols["t_start"][pos[fresh]] = t_first[fresh]
         span = (t_end - t_first).astype(np.float64)
-        cols["s"][pos] = s + np.maximum(g.count - span / drain_ms, 1.0)
+        fails = g.sum(failed.astype(np.float64))
+        rise = np.maximum(fails * weight - span * drift_per_ms, np.where(fails > 0, weight, 0.0))
+        cols["s"][pos] = np.maximum(s + rise - (g.count - fails) * weight, 0.0)
         cols["t_last"][pos] = np.maximum(cols["t_last"][pos], t_end)
-        cols["n"][pos] += g.count
+        cols["n"][pos] += fails
+        client_bytes, server_bytes = client_bytes * failed, server_bytes * failed
         cols["bytes_sum"][pos] += g.sum(client_bytes)
         cols["bytes_sumsq"][pos] += g.sum(client_bytes * client_bytes)
         cols["server_sum"][pos] += g.sum(server_bytes)
@@ -197,8 +215,9 @@ class BruteForceDetector(Detector):
         time_ms = int(frame.end_ms[mine].max())
         if not self._dedupe.first(inst, entity, time_ms):
             return None
-        margin = stat["s"] / need
-        feats = {"cusum": stat["s"], "run_start_ms": stat["t_start"], "attempts": stat["n"], "threshold": need,
+        margin = stat["s"] / self.cusum_threshold
+        feats = {"cusum": stat["s"], "cusum_threshold": self.cusum_threshold, "run_start_ms": stat["t_start"],
+                 "attempts": stat["n"], "min_attempts": need,
                  "client_bytes_mean": stat["mean"], "client_bytes_cv": stat["cv"], "server_bytes_cv": stat["server_cv"], "attacker": entity, "service": host_port(server, port),
                  "protocol": int(c["protocol"][first])}
         alike = 1.0 - stat["cv"] / max(self.max_cv, 1e-9) / 2
