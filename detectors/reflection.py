@@ -64,7 +64,7 @@ class ReflectionDetector(Detector):
     technique = "T1498.002"
 
     def __init__(self, *, amplifier_ports: tuple[int, ...] = AMPLIFIER_PORTS, bin_ms: int = 2_000,
-                 min_packets: int = 200, min_bytes: int = 50_000, min_reflectors: int = 20,
+                 min_packets: int = 100, min_bytes: int = 50_000, min_reflectors: int = 20,
                  k_sigma: float = 6.0, alpha: float = 0.1, tcp_bin_ms: int = 60_000, min_tcp_packets: int = 10,
                  request_memory_ms: int = 60_000, max_victims: int = 200_000,
                  window_ms: int = 60_000, seed: int = 0) -> None:
