@@ -3,8 +3,9 @@
 :mod:`~finsa.detectors.portscan` counts SYNs that got no SYN-ACK. This detector keys on the other
 probes a scanner sends, each a flow of at most ``max_probe_packets`` packets from the scanner:
 
-* **stealth TCP probes**: a TCP flow whose client never sent SYN (NULL, FIN, Xmas = FIN+PSH+URG,
-  ACK, Maimon = FIN+ACK, ...) answered by a RST or not at all;
+* **stealth TCP probes**: a TCP flow whose client never sent SYN nor RST (NULL, FIN, Xmas =
+  FIN+PSH+URG, ACK, Maimon = FIN+ACK, ...) answered by a RST or not at all (RSTs arriving
+  unasked are backscatter of a spoofed SYN flood: :mod:`~finsa.detectors.reflection`'s);
 * **UDP probes**: a UDP flow to a unicast address that got no UDP answer (closed ports answer with
   an ICMP port unreachable, a separate flow, counted as corroboration);
 * **IP protocol probes**: a flow of an IP protocol other than TCP, UDP, ICMP and ICMPv6 that got no
@@ -91,7 +92,8 @@ def probe_kinds(frame: FlowFrame, max_packets: int) -> np.ndarray:
     flags, back_flags = c["src2dst_tcp_flags"], c["dst2src_tcp_flags"]
     rst_or_none = (back_pk == 0) | (((back_flags & RST) != 0) & (back_pk <= max_packets))
     kind = np.zeros(frame.n, dtype=np.int64)
-    kind[frame.tcp & ((flags & SYN) == 0) & small & rst_or_none & unicast] = 1
+    # no SYN, and no RST either: a flow of RSTs is an answer (backscatter of spoofed SYNs), not a probe
+    kind[frame.tcp & ((flags & (SYN | RST)) == 0) & small & rst_or_none & unicast] = 1
     response = (c["src_port"] < 1024) & (c["dst_port"] >= 1024)  # from a service port: an answer, not a probe
     kind[(proto == 17) & small & (back_pk == 0) & unicast & ~response] = 2
     other = ~np.isin(proto, (1, 6, 17, 58))

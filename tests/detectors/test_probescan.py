@@ -83,3 +83,10 @@ def test_multicast_p2p_split_tls_and_dns_answers_are_not_probes(synth) -> None:
 def test_benign_background_raises_nothing(synth) -> None:
     batches = synth.batches(synth.benign(30_000, duration_ms=600_000, n_clients=300), batch_rows=1_000)
     assert run(ProbeScanDetector(), batches) == []
+
+
+def test_rst_backscatter_is_not_a_scan(synth) -> None:
+    """RST-ACKs from one server to 200 ephemeral ports of a host whose address was spoofed in a SYN flood."""
+    cols = synth.stealth_scan("10.10.10.10", range(49990, 50190), T0, flags=20, attacker="178.32.105.182")
+    cols.update(src_port=[5050] * 200, dst2src_packets=[0] * 200, dst2src_tcp_flags=[0] * 200)
+    assert run(ProbeScanDetector(), synth.batches(cols)) == []
