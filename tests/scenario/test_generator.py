@@ -351,3 +351,22 @@ def test_arp_spoof_tells_the_lan_the_gateway_is_at_the_attackers_mac(scenario, p
     assert len(spoofed) >= 10 and all(victim["start_ms"] <= r[0] <= victim["end_ms"] for r in spoofed)
     elsewhere = [r for inst, rows in packets.items() if inst != victim["institution"] for r in rows if r[3] == 0x0806]
     assert elsewhere and not [r for r in elsewhere if r[1] == attack["attacker"]]  # routine ARP only
+
+
+def test_attacks_none_is_benign_traffic_only(tmp_path) -> None:
+    """The soak mode: background, noise and routine look-alikes, no attack actor, empty ground truth."""
+    import ipaddress
+
+    from finsa.scenario.world import default_world, ip_str
+
+    info = generate_scenario(tmp_path, duration_s=20, attack_set="none")
+    assert info.ground_truth["attacks"] == [] and info.manifest["attacks"] == "none"
+    w = default_world()
+    actors = {ip_str(a) for a in (w.scanner, w.bruteforcer, w.c2_beacon, w.c2_dga, w.tunnel_server, w.web_attacker,
+                                  w.exfil_drop)}
+    flood = ipaddress.ip_network(w.flood_net)
+    for inst, path in info.capture_paths.items():
+        rows = read_packets(path)
+        assert rows, inst
+        touched = {r[1] for r in rows} | {r[2] for r in rows}
+        assert not touched & actors and not any(ipaddress.ip_address(a) in flood for a in touched), inst
