@@ -39,6 +39,8 @@ __all__ = ["Label", "CaptureResult", "parse_label", "label_of", "verdict", "name
            "summarise", "VERDICTS", "CAPTURE_SUFFIXES", "INSIDE_COUNTS"]
 
 VERDICTS = ("detected", "wrong_technique", "missed")
+#: At most this many alerts of a capture are listed in the JSON scorecard.
+MAX_ALERT_ROWS = 50
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 #: Attack types where the inside (victim) host counts as an attacker address.
 INSIDE_COUNTS = frozenset({"dns-tunnel", "c2", "exploit-kit", "exfiltration"})
@@ -81,7 +83,9 @@ class CaptureResult:
     def as_dict(self) -> dict[str, Any]:
         out = {"capture": self.path, "flows": self.flows, "alerts": len(self.alerts),
                "skipped": dict(self.skipped),
-               "detectors": sorted({f"{a['detector']}:{a['technique']}" for a in self.alerts})}
+               "detectors": sorted({f"{a['detector']}:{a['technique']}" for a in self.alerts}),
+               "alert_rows": [{k: a[k] for k in ("time_ms", "detector", "technique", "entity", "target")}
+                              for a in self.alerts[:MAX_ALERT_ROWS]]}
         if self.label is not None:
             out.update(attack_type=self.label.attack_type, attacker=list(self.label.addresses),
                        techniques=list(self.label.techniques), verdict=self.verdict,
