@@ -53,7 +53,10 @@ def _first_attack_ms(flows: Any, addresses: Sequence[str]) -> int | None:
 
 def score_capture(path: Path, config: Path | None = None, institution: str = "lab") -> CaptureResult:
     """Run the detectors over one capture and judge the result against its label (if any)."""
-    label = label_of(path)
+    try:
+        label = label_of(path)
+    except (ValueError, OSError) as exc:  # a broken label is reported and counted, the rest still runs
+        return CaptureResult(str(path), None, 0, [], error=f"unreadable label: {exc}")
     engine = make_engine(config)
     try:
         result = run_offline([CaptureSource(path, institution, f"{institution}-{path.stem}")], engine)
@@ -87,7 +90,7 @@ def _line(r: CaptureResult, root: str = "") -> str:
     name = r.path[len(root):].lstrip("/") if root and r.path.startswith(root) else r.path
     kinds = ",".join(sorted({f"{a['detector']}:{a['technique']}" for a in r.alerts})) or "-"
     if r.label is None:
-        return f"{name:<58} {'benign':<12} {len(r.alerts):>4} alerts  {kinds}"
+        return f"{name:<58} {'benign':<12} {len(r.alerts):>4} alerts  {kinds}" + (f"  ERROR {r.error}" if r.error else "")
     delay = f"{r.delay_ms / 1000:.1f}s" if r.delay_ms is not None else "-"
     err = f"  ERROR {r.error}" if r.error else ""
     return f"{name:<58} {r.label.attack_type:<12} {len(r.alerts):>4} alerts  {r.verdict:<15} {delay:>7}  {kinds}{err}"

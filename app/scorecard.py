@@ -201,7 +201,7 @@ def summarise(results: Sequence[CaptureResult]) -> dict[str, Any]:
         t["technique_accuracy"] = round(t["detected"] / named, 3) if named else None
         t["median_delay_ms"] = _median(t.pop("_delays"))
     labelled = [r for r in results if r.label is not None]
-    benign = [r for r in results if r.label is None]
+    benign = [r for r in results if r.label is None and not r.error]
     delays = [r.delay_ms for r in labelled if r.delay_ms is not None]
     return {
         "attack_types": dict(sorted(types.items())),

@@ -96,3 +96,17 @@ def test_technique_is_compared_by_base_id() -> None:
     assert verdict(lab, [{**alert, "technique": "T1110"}]) == "detected"
     assert verdict(lab, [{**alert, "technique": "T1046"}]) == "wrong_technique"
     assert verdict(lab, [{**alert, "entity": "192.0.2.2", "target": "", "technique": "T1110"}]) == "missed"
+
+
+def test_a_broken_label_is_reported_and_the_rest_still_runs(tmp_path, capsys) -> None:
+    import shutil
+
+    capture = _data("benign") / "zeek" / "http_get.pcap"
+    for name in ("a", "b"):
+        shutil.copy(capture, tmp_path / f"{name}.pcap")
+    (tmp_path / "a.label.json").write_text("{not json")
+    out = tmp_path / "s.json"
+    assert main(["eval", str(tmp_path), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["errors"] == 1 and doc["summary"]["benign_captures"] == 1
+    assert "unreadable label" in doc["captures"][0]["error"]
