@@ -59,6 +59,12 @@ _NOT_UNICAST = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "0.0.0.0/32", "f
 _BUF = ("key", "inst", "t", "end", "dst_h", "port", "kind", "flow_id", "src", "dst")
 
 
+def _as_float(keys: np.ndarray) -> np.ndarray:
+    """uint64 keys as float64 values for a :class:`KeyedTable` column (only compared for equality;
+    two keys alike in their top 53 bits collide, probability ~n^2 / 2^53)."""
+    return keys.view(np.int64).astype(np.float64)
+
+
 def _slow_most(sg, src_bits: np.ndarray, by: np.ndarray, failed: np.ndarray, ok: np.ndarray | None = None,
                max_ok_ratio: float = 0.0) -> np.ndarray:
     """Per source group ``sg``: the most failed entries under one ``by`` value (with ``ok``: only
@@ -229,7 +235,7 @@ class ProbeScanDetector(Detector):
         g = group(mix64(frame.src_key, frame.dst_service))
         pos = self._slow.upsert(g.keys, t0=np.inf)
         cols = self._slow.cols
-        as_float = lambda keys: keys.view(np.int64).astype(np.float64)  # noqa: E731 - float keys, only compared
+        as_float = _as_float
         cols["t0"][pos] = np.minimum(cols["t0"][pos], g.min(frame.t_ms))
         cols["src"][pos] = as_float(frame.src_key[g.first])
         cols["host"][pos] = as_float(frame.dst_h[g.first])
