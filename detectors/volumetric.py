@@ -12,7 +12,9 @@ Per victim, tumbling bins of ``bin_ms`` (1 s) total those packets, their bytes a
 sources; a closed bin feeds the victim's own baseline (EWMA mean and variance of packets per bin,
 an alerting bin learned only up to its threshold). The open bin alerts once as soon as its packets
 reach ``max(min_packets_per_s * bin, mean + k_sigma * std)`` with at least ``min_sources`` sources,
-or ``single_source_packets_per_s`` from fewer: at flood rates within the first second or two.
+or ``single_source_packets_per_s`` from fewer, or ``icmp_packets_per_s`` of ICMP from any number
+(a ping flood from one host; monitoring pings are a few per second): at flood rates within the
+first second or two.
 Busy servers learn their own level; a syslog collector or a video relay stays under its baseline.
 
 entity = the victim (entity_kind ``dst_ip``), target = the victim; the evidence carries the
@@ -75,15 +77,18 @@ class VolumetricDetector(Detector):
     technique = "T1498.001"
 
     def __init__(self, *, bin_ms: int = 1_000, min_packets_per_s: int = 2_000, min_sources: int = 20,
-                 single_source_packets_per_s: int = 50_000, oneway_ratio: float = 0.1, k_sigma: float = 6.0,
+                 single_source_packets_per_s: int = 50_000, icmp_packets_per_s: int = 5_000,
+                 oneway_ratio: float = 0.1, k_sigma: float = 6.0,
                  alpha: float = 0.05, max_victims: int = 200_000, window_ms: int = 60_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self.bin_ms, self.min_packets_per_s, self.min_sources = bin_ms, min_packets_per_s, min_sources
         self.single_source_packets_per_s, self.oneway_ratio = single_source_packets_per_s, oneway_ratio
+        self.icmp_packets_per_s = icmp_packets_per_s
         self.k_sigma, self.alpha, self.max_victims = k_sigma, alpha, max_victims
         self._check(bin_ms=(bin_ms, 100, window_ms), min_packets_per_s=(min_packets_per_s, 1, 1e12),
                     min_sources=(min_sources, 1, 1e9),
                     single_source_packets_per_s=(single_source_packets_per_s, 1, 1e12),
+                    icmp_packets_per_s=(icmp_packets_per_s, 1, 1e12),
                     oneway_ratio=(oneway_ratio, 0.0, 1.0), k_sigma=(k_sigma, 0.0, 100.0), alpha=(alpha, 1e-4, 1.0),
                     max_victims=(max_victims, 10, 1e8))
         self._table: KeyedTable | None = None
@@ -125,8 +130,10 @@ class VolumetricDetector(Detector):
                                           4 * self.max_victims)
         threshold = self._threshold(cols["mean"][pos], cols["var"][pos])
         single = self.single_source_packets_per_s * self.bin_ms / 1000.0
+        icmp_floor = self.icmp_packets_per_s * self.bin_ms / 1000.0
         big = (cols["packets"][pos] >= threshold) & ((cols["sources"][pos] >= self.min_sources)
-                                                      | (cols["packets"][pos] >= np.maximum(single, threshold)))
+                                                      | (cols["packets"][pos] >= np.maximum(single, threshold))
+                                                      | (cols["icmp"][pos] >= np.maximum(icmp_floor, threshold)))
         hits = np.flatnonzero(big & (cols["flagged"][pos] == 0))
         cols["flagged"][pos[hits]] = 1.0
         out = []

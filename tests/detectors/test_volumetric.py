@@ -73,3 +73,12 @@ def test_a_busy_collector_learns_its_level_and_a_surge_still_alerts(synth) -> No
 def test_benign_background_raises_nothing(synth) -> None:
     batches = synth.batches(synth.benign(30_000, duration_ms=600_000, n_clients=300), batch_rows=1_000)
     assert run(VolumetricDetector(), batches) == []
+
+
+def test_ping_flood_from_one_host_is_alerted_and_monitoring_pings_are_not(synth) -> None:
+    """ping -f: 8,000 echo requests a second from one host; a monitor pinging 500 devices once a second."""
+    flood = synth.icmp_flood("10.1.100.60", 1, T0, packets_each=8_000, duration_ms=2_000)
+    monitor = synth.icmp_flood("10.1.100.61", 500, T0, packets_each=1, duration_ms=2_000)
+    monitor.update(src_ip=["10.1.9.9"] * 500, dst_ip=[f"10.6.{i // 250}.{i % 250 + 1}" for i in range(500)])
+    alerts = run(VolumetricDetector(), one_second_batches(synth, flood, monitor))
+    assert [a["entity"] for a in alerts] == ["10.1.100.60"]
