@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, host_port, make_alert, severity_from_margin
-from finsa.detectors.features import ACK, FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import ACK, FlowFrame, KeyedTable, group, mix64
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["BruteForceDetector", "AUTH_PORTS"]
@@ -138,9 +138,9 @@ class BruteForceDetector(Detector):
         return rows, rev[rows], ticket[rows]
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         rows, rev, ticket = self._attempts(frame)
         if len(rows) == 0:
             return []
