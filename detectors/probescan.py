@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.features import RST, SYN, FlowFrame, KeyedTable, distinct_per_group, frame_of, group, mix64
+from finsa.detectors.features import RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, mix64
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -138,9 +138,9 @@ class ProbeScanDetector(Detector):
         self._slow_counts: dict[float, tuple[float, float]] = {}
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         if self._dedupe is None:
             self._dedupe, self._buf = WindowDeduper(self.window_ms), None
             self._flows = KeyedTable(("window", "flows"))

@@ -42,7 +42,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.baseline import advance_bins, bound_keys
-from finsa.detectors.features import ACK, RST, SYN, FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import ACK, RST, SYN, FlowFrame, KeyedTable, group, mix64
 from finsa.detectors.netsets import NetworkSet
 from finsa.detectors.volumetric import new_in_bin
 from finsa.wire import RecordBatch, ips_to_strings
@@ -121,9 +121,9 @@ class ReflectionDetector(Detector):
     # --- per-victim bins ---------------------------------------------------------------
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         if self._dedupe is None:
             self._udp, self._tcp = KeyedTable(_BINS), KeyedTable(_BINS)
             self._seen, self._asked = KeyedTable(("bin",)), KeyedTable(("t",))

@@ -40,7 +40,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.baseline import advance_bins, bound_keys
-from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -99,9 +99,9 @@ class VolumetricDetector(Detector):
         return np.maximum(self.min_packets_per_s * self.bin_ms / 1000.0, mean + self.k_sigma * np.sqrt(var))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         c = frame.cols
         icmp = np.isin(c["protocol"], (1, 58))
         out_pk = c["src2dst_packets"].astype(np.float64)
