@@ -162,6 +162,7 @@ class ProbeScanDetector(Detector):
     # --- fast window -------------------------------------------------------------------
 
     def _count_flows(self, frame: FlowFrame) -> None:
+        assert self._flows is not None  # built by process() before
         window = frame.t_ms // self.window_ms
         g = group(mix64(frame.src_key, window))
         pos = self._flows.upsert(g.keys)
@@ -185,6 +186,7 @@ class ProbeScanDetector(Detector):
         self._buf = {k: v[keep] for k, v in buf.items()}
 
     def _score(self, keys: np.ndarray) -> list[dict[str, Any]]:
+        assert self._buf is not None and self._flows is not None  # built by process() before
         sub = {k: v[np.isin(self._buf["key"], keys)] for k, v in self._buf.items()}
         g = group(sub["key"])
         is_proto = sub["kind"] == 3
@@ -212,6 +214,7 @@ class ProbeScanDetector(Detector):
         return out
 
     def _alert(self, sub: dict, mine: np.ndarray, score: float, feats: dict[str, Any]) -> dict[str, Any] | None:
+        assert self._dedupe is not None  # built by process() before
         first = mine[0]
         inst = str(sub["inst"][first])
         entity = ips_to_strings(sub["src"][first:first + 1])[0]
@@ -232,6 +235,7 @@ class ProbeScanDetector(Detector):
 
     def _remember(self, frame: FlowFrame, kind: np.ndarray) -> list[float]:
         """Record every (source, service) with its outcome; return sources past a slow threshold."""
+        assert self._slow is not None  # built by process() before
         g = group(mix64(frame.src_key, frame.dst_service))
         pos = self._slow.upsert(g.keys, t0=np.inf)
         cols = self._slow.cols
@@ -268,6 +272,7 @@ class ProbeScanDetector(Detector):
         return sorted(self._slow_counts)
 
     def _slow_alert(self, frame: FlowFrame, kind: np.ndarray, key: float) -> dict[str, Any] | None:
+        assert self._dedupe is not None  # built by process() before
         rows = np.flatnonzero((frame.src_key.view(np.int64).astype(np.float64) == key) & (kind > 0))
         if not len(rows):
             return None

@@ -36,7 +36,7 @@ reflectors and service ports.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -91,6 +91,7 @@ class ReflectionDetector(Detector):
 
     def _remember_requests(self, frame: FlowFrame) -> None:
         """Requests sent to a group address on an amplifier service: their answers are solicited."""
+        assert self._asked is not None  # built by process() before
         c = frame.cols
         ask = np.flatnonzero((c["protocol"] == 17) & np.isin(c["dst_port"], self.amplifier_ports)
                              & _GROUPS.contains(c["dst_ip"]))
@@ -103,6 +104,7 @@ class ReflectionDetector(Detector):
             self._asked.keep(t >= float(frame.end_ms.max()) - self.request_memory_ms)
 
     def _udp_answers(self, frame: FlowFrame) -> np.ndarray:
+        assert self._asked is not None  # built by process() before
         c = frame.cols
         rows = np.flatnonzero((c["protocol"] == 17) & np.isin(c["src_port"], self.amplifier_ports)
                               & (c["dst2src_packets"] == 0) & ~_GROUPS.contains(c["dst_ip"]))
@@ -128,6 +130,7 @@ class ReflectionDetector(Detector):
             self._udp, self._tcp = KeyedTable(_BINS), KeyedTable(_BINS)
             self._seen, self._asked = KeyedTable(("bin",)), KeyedTable(("t",))
             self._dedupe = WindowDeduper(self.window_ms)
+        assert self._udp is not None and self._tcp is not None
         self._remember_requests(frame)
         out = self._kind(frame, self._udp_answers(frame), self._udp, self.bin_ms, "udp")
         out += self._kind(frame, self._tcp_answers(frame), self._tcp, self.tcp_bin_ms, "tcp")
@@ -135,6 +138,7 @@ class ReflectionDetector(Detector):
 
     def _kind(self, frame: FlowFrame, rows: np.ndarray, table: KeyedTable, bin_ms: int,
               kind: str) -> list[dict[str, Any]]:
+        assert self._seen is not None  # built by process() before
         if not len(rows):
             return []
         c = frame.cols
@@ -166,11 +170,13 @@ class ReflectionDetector(Detector):
         bound_keys(table, self.max_victims)
         return out
 
-    def _threshold_for(self, kind: str):  # noqa: ANN202 - a small closure over the floors
+    def _threshold_for(self, kind: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The per-bin packet threshold of ``kind`` ("udp" or "tcp"): its floor or the baseline's."""
         floor = self.min_packets if kind == "udp" else self.min_tcp_packets
         return lambda mean, var: np.maximum(floor, mean + self.k_sigma * np.sqrt(var))
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, kind: str, state: dict[str, float]) -> dict[str, Any] | None:
+        assert self._dedupe is not None  # built by process() before
         c = frame.cols
         first = mine[0]
         inst = str(c["institution_id"][first])

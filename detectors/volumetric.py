@@ -112,6 +112,7 @@ class VolumetricDetector(Detector):
         if self._table is None:
             self._table, self._seen = KeyedTable(_BINS), KeyedTable(("bin",))
             self._dedupe = WindowDeduper(self.window_ms)
+        assert self._table is not None and self._seen is not None
         share = np.minimum(1.0, self.bin_ms / np.maximum(frame.end_ms[rows] - frame.t_ms[rows], self.bin_ms))
         packets, nbytes = out_pk[rows] * share, c["src2dst_bytes"][rows] * share
         g = group(mix64(frame.inst_hash[rows], frame.dst_h[rows]))
@@ -146,6 +147,7 @@ class VolumetricDetector(Detector):
         return out
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, state: dict[str, float], threshold: float) -> dict[str, Any] | None:
+        assert self._dedupe is not None  # built by process() before
         c = frame.cols
         first = mine[0]
         inst = str(c["institution_id"][first])

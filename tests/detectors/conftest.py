@@ -296,7 +296,7 @@ HINTED_INDICATORS = {"addresses": ("192.0.2.66",), "domains": ("exfil-example.co
 def _plain(self: Synth, n: int, first: np.ndarray, institution: str, src, dst, src_port, dst_port, proto,
            c2s_packets, c2s_bytes, s2c_packets=0, s2c_bytes=0, c2s_flags=0, s2c_flags=0, dur_ms=0) -> dict:
     """A column dict of ``n`` flows with scalars or arrays per column."""
-    def full(v) -> np.ndarray:  # noqa: ANN001 - a scalar or a sequence of any column's type
+    def full(v: object) -> np.ndarray:
         return np.broadcast_to(np.asarray(v, dtype=object if isinstance(v, str) else None), (n,)).copy()
 
     return {"flow_id": self._ids(n), "first_seen_ms": first, "last_seen_ms": first + full(dur_ms),
