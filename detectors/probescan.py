@@ -5,7 +5,7 @@ probes a scanner sends, each a flow of at most ``max_probe_packets`` packets fro
 
 * **stealth TCP probes**: a TCP flow whose client never sent SYN nor RST (NULL, FIN, Xmas =
   FIN+PSH+URG, ACK, Maimon = FIN+ACK, ...) answered by a RST or not at all (RSTs arriving
-  unasked are backscatter of a spoofed SYN flood: :mod:`~finsa.detectors.reflection`'s);
+  unasked are backscatter of a spoofed SYN flood: :mod:`~finsa.detectors.floods.reflection`'s);
 * **UDP probes**: a UDP flow to a unicast address that got no UDP answer (closed ports answer with
   an ICMP port unreachable, a separate flow, counted as corroboration);
 * **IP protocol probes**: a flow of an IP protocol other than TCP, UDP, ICMP and ICMPv6 that got no

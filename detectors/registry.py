@@ -26,8 +26,8 @@ from finsa.detectors.intel import IntelDetector
 from finsa.detectors.lateral import LateralMovementDetector
 from finsa.detectors.portscan import PortScanDetector
 from finsa.detectors.probescan import ProbeScanDetector
-from finsa.detectors.reflection import ReflectionDetector
-from finsa.detectors.volumetric import VolumetricDetector
+from finsa.detectors.floods.reflection import ReflectionDetector
+from finsa.detectors.floods.volumetric import VolumetricDetector
 from finsa.detectors.synflood import SynFloodDetector
 from finsa.detectors.webattack import WebAttackDetector
 

@@ -44,7 +44,7 @@ from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, ma
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import ACK, RST, SYN, FlowFrame, KeyedTable, group, mix64
 from finsa.detectors.netsets import NetworkSet
-from finsa.detectors.volumetric import new_in_bin
+from finsa.detectors.floods.volumetric import new_in_bin
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["ReflectionDetector", "AMPLIFIER_PORTS"]

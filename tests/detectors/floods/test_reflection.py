@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from finsa.detectors.reflection import ReflectionDetector
+from finsa.detectors.floods.reflection import ReflectionDetector
 
 T0 = 1_750_000_000_000
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from finsa.detectors.volumetric import VolumetricDetector
+from finsa.detectors.floods.volumetric import VolumetricDetector
 
 T0 = 1_750_000_000_000
 
