@@ -2,16 +2,17 @@
 
 :class:`SectorStage` wraps a :class:`~finsa.sector.picture.SectorPicture` with what a worker needs:
 decoding messages, turning updates into wire batches, writing them to storage (idempotent: batch
-ids are a hash of the rows), and a compact checkpoint (the picture pickled, base64 text) that the
-Faust agent keeps in a table with a changelog, so a restarted worker resumes where it stopped.
+ids are a hash of the rows), and a checkpoint (the picture's learned state as versioned JSON,
+:mod:`~finsa.sector.state_codec`) that the Faust agent keeps in a table with a changelog, so a
+restarted worker resumes where it stopped. The changelog is a topic, so the checkpoint is data:
+never a pickle; one that does not decode is counted and the worker starts from a fresh picture.
 Campaigns need every institution's alerts, so the alerts topic has one partition and one
 consumer holds the sector picture.
 """
 
 from __future__ import annotations
 
-import base64
-import pickle
+import logging
 import threading
 import time
 from typing import Callable, Protocol, Sequence
@@ -21,9 +22,13 @@ from finsa.metrics import REGISTRY
 from finsa.institutions import Registry
 from finsa.sector.picture import SectorPicture
 from finsa.sector.rows import update_batches
+from finsa.sector.state_codec import StateFormatError, decode_picture, encode_picture
+
+LOG = logging.getLogger(__name__)
 
 UPDATES = REGISTRY.counter("finsa_sector_records_total", "Sector records produced, by kind", ["kind"])
 STORE_ERRORS = REGISTRY.counter("finsa_sector_store_errors_total", "Sector records storage refused", ["kind", "error"])
+RESTORES = REGISTRY.counter("finsa_sector_restores_total", "Sector checkpoints restored, by outcome", ["outcome"])
 SECTOR_DEAD = REGISTRY.counter("finsa_sector_messages_skipped_total", "Alert or heartbeat messages that did not decode", ["reason"])
 
 
@@ -103,17 +108,29 @@ class SectorStage:
             return self.picture.blocklist()
 
     def checkpoint(self) -> str:
+        """The picture's learned state as JSON text (see :mod:`finsa.sector.state_codec`)."""
         with self._lock:
-            return base64.b64encode(pickle.dumps(self.picture, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+            return encode_picture(self.picture)
 
-    def restore(self, text: str) -> None:
+    def restore(self, text: str) -> bool:
         """Continue from a checkpoint, with the registry and inventory this stage was started with
-        (a file edited while the worker was down wins over the checkpoint's copy)."""
+        (a file edited while the worker was down wins over the checkpoint's copy).
+
+        A checkpoint that is not a valid sector state (an old pickle, a planted record) is
+        refused, counted and logged: the stage keeps its current picture. True when restored.
+        """
         with self._lock:
-            restored: SectorPicture = pickle.loads(base64.b64decode(text))
+            try:
+                restored = decode_picture(text, self.picture)
+            except StateFormatError as exc:
+                RESTORES.inc(outcome="refused")
+                LOG.error("sector checkpoint refused (%s): starting from a fresh sector picture", exc)
+                return False
             running = self.picture
             restored.use_configuration(running.registry, running.enricher.assets, running.enricher.providers)
             self.picture = restored
+            RESTORES.inc(outcome="restored")
+            return True
 
     def use_registry(self, registry: Registry) -> None:
         """Take an edited institutions file (e.g. from a FileWatcher thread) without a restart."""
