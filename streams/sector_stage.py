@@ -18,6 +18,7 @@ import time
 from typing import Callable, Protocol, Sequence
 
 from finsa import wire
+from finsa.batchauth import BatchAuthError, BatchVerifier, ReplayGuard
 from finsa.metrics import REGISTRY
 from finsa.institutions import Registry
 from finsa.sector.picture import SectorPicture
@@ -29,7 +30,8 @@ LOG = logging.getLogger(__name__)
 UPDATES = REGISTRY.counter("finsa_sector_records_total", "Sector records produced, by kind", ["kind"])
 STORE_ERRORS = REGISTRY.counter("finsa_sector_store_errors_total", "Sector records storage refused", ["kind", "error"])
 RESTORES = REGISTRY.counter("finsa_sector_restores_total", "Sector checkpoints restored, by outcome", ["outcome"])
-SECTOR_DEAD = REGISTRY.counter("finsa_sector_messages_skipped_total", "Alert or heartbeat messages that did not decode", ["reason"])
+SECTOR_DEAD = REGISTRY.counter("finsa_sector_messages_skipped_total",
+                               "Alert or heartbeat messages refused (undecodable, unsigned, forged, replayed)", ["reason"])
 
 
 class Store(Protocol):
@@ -37,30 +39,44 @@ class Store(Protocol):
 
 
 class SectorStage:
-    """Feeds a SectorPicture and writes what it concludes."""
+    """Feeds a SectorPicture and writes what it concludes.
+
+    With a ``verifier``, an alert or heartbeat message must be signed by the institution of its
+    rows (or by the sector's own workers, :data:`~finsa.batchauth.SERVICE_SIGNER`) and not be a
+    batch seen before; ``observe_*`` return the reason of a refusal (None when taken) so the
+    worker can dead-letter it. Without one, everything is taken (the worker says so at start).
+    """
 
     def __init__(self, picture: SectorPicture, store: Store | None = None,
-                 blocklist_sinks: Sequence[Callable[[list], None]] = ()) -> None:
-        self.picture, self.store = picture, store
+                 blocklist_sinks: Sequence[Callable[[list], None]] = (),
+                 verifier: BatchVerifier | None = None) -> None:
+        self.picture, self.store, self.verifier = picture, store, verifier
+        self._replays = ReplayGuard()
         self.blocklist_sinks = list(blocklist_sinks)
         self._blocklist_key: tuple = ()
         self.alerts_seen = 0
         self._lock = threading.RLock()  # the agent, the timer and the flow processor share the picture
 
-    @staticmethod
-    def _decode(payload: bytes, rtype: wire.RecordType) -> wire.RecordBatch | None:
+    def _accept(self, payload: bytes, rtype: wire.RecordType, headers) -> wire.RecordBatch | str:  # noqa: ANN001
+        """The batch, or the reason it is refused (counted)."""
         try:
-            return wire.decode_batch(payload, expect=rtype)
-        except wire.WireFormatError as exc:
+            batch = wire.decode_batch(payload, expect=rtype)
+            if self.verifier is not None:
+                self.verifier.check_batch(payload, headers, batch.columns["institution_id"])
+                with self._lock:
+                    self._replays.check(batch.batch_id)
+            return batch
+        except (wire.WireFormatError, BatchAuthError) as exc:
             SECTOR_DEAD.inc(reason=exc.reason)
-            return None
+            return exc.reason
 
-    def observe_alerts(self, payload: bytes) -> None:
+    def observe_alerts(self, payload: bytes, headers=None) -> str | None:  # noqa: ANN001 - Kafka headers
         """Feed an alert batch to the picture, and store it: alerts agents forward from Zeek or
-        Suricata reach storage here (a worker's own alert batches are skipped as repeats)."""
-        batch = self._decode(payload, wire.ALERT)
-        if batch is None:
-            return
+        Suricata reach storage here (a worker's own alert batches are skipped as repeats).
+        Returns why the batch was refused, or None."""
+        batch = self._accept(payload, wire.ALERT, headers)
+        if isinstance(batch, str):
+            return batch
         if self.store is not None:
             try:
                 self.store.insert(batch)
@@ -69,15 +85,18 @@ class SectorStage:
         with self._lock:
             self.alerts_seen += len(batch)
             self.picture.observe_alerts(batch)
+        return None
 
-    def observe_heartbeats(self, payload: bytes, arrival_ms: int | None = None) -> None:
-        batch = self._decode(payload, wire.HEARTBEAT)
-        if batch is None:
-            return
+    def observe_heartbeats(self, payload: bytes, headers=None, arrival_ms: int | None = None) -> str | None:  # noqa: ANN001
+        """Feed a heartbeat batch; returns why it was refused, or None."""
+        batch = self._accept(payload, wire.HEARTBEAT, headers)
+        if isinstance(batch, str):
+            return batch
         with self._lock:
             self.picture.observe_heartbeats(batch, arrival_ms=arrival_ms or int(time.time() * 1000))
         if self.store is not None:
             self.store.insert(batch)
+        return None
 
     def observe_flows(self, flows: wire.RecordBatch) -> None:
         with self._lock:
