@@ -212,6 +212,7 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: 
     if users is None:
         users, made = one_time_users()
     app = web.Application(middlewares=[_count, login.guard], client_max_size=64 * 1024)
+    app.on_response_prepare.append(login.security_headers)
     app[_STORE] = store
     app[_READS] = PanelReads(store)
     app[_CREDENTIALS] = made

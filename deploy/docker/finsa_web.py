@@ -33,13 +33,15 @@ def clickhouse_url(environ: dict[str, str]) -> str:
 
 
 async def serve(environ: dict[str, str]) -> None:
-    from finsa.dashboards.users import load_users
+    from finsa.dashboards.users import check_institutions, load_users
     from finsa.dashboards.webview import start_webview
     from finsa.storage.backend import open_store
 
     store = open_store(url=clickhouse_url(environ))
     users_file = environ.get("FINSA_WEB_USERS_FILE")
     users = load_users(users_file) if users_file else None
+    if users is not None:  # every analyst's institution must be in the registry (refused at start)
+        check_institutions(users, [row[0] for row in store.query("SELECT id FROM institutions").rows])
     runner = await start_webview(store, host="0.0.0.0", port=int(environ.get("FINSA_WEB_PORT", "8600")),
                                  announce=None, users=users)
     stopping = asyncio.Event()
