@@ -2,9 +2,10 @@
 
 :func:`generate_scenario` writes into ``out_dir``:
 
-- ``institutions.toml``: the registry (:mod:`finsa.institutions` format) of five fictional
-  institutions (two banks, a securities firm, an insurer, a payment institution; nine with
-  ``attacks="sector"``);
+- ``institutions.toml``: the registry (:mod:`finsa.institutions` format) of twelve fictional
+  institutions (three banks, three securities firms, three insurers, three payment institutions:
+  at least k = 3 per subsector, so an institution's analyst sees k-anonymous sector aggregates
+  by subsector; fourteen with ``attacks="sector"``);
 - ``inventory.toml``: their public services (:func:`~finsa.scenario.world.inventory_toml`),
   which the early warner reads to warn institutions exposing what a campaign attacks;
 - ``captures/<institution>.pcap``: what each institution's tap sees (Ethernet, microsecond
@@ -30,7 +31,7 @@ monitoring, :mod:`~finsa.scenario.routine`), drawn from its own random stream:
 ``attacks="basic"`` gives exactly the files of the three basic attacks alone.
 
 ``attacks="sector"`` is the sector-wide campaign instead (:mod:`~finsa.scenario.campaign`):
-nine institutions (:func:`~finsa.scenario.world.sector_world`, five of them payment
+fourteen institutions (:func:`~finsa.scenario.world.sector_world`, five of them payment
 institutions), one actor scanning then brute-forcing the payment institutions one after another,
 over an hour by default (``duration_s`` 3600, benign ``scale`` 0.05 to keep it light; replay it
 at ``--speed 60``). Its ground truth adds ``campaigns``: ``[{"id", "actor", "subsector",

@@ -98,8 +98,8 @@ def request_topics(frame: bytes) -> list[str] | None:
         raise ValueError(f"unsupported request {api_key} v{version}")
     flexible = version >= _FLEXIBLE_FROM[api_key]
     r = _Reader(frame, 10 + max(id_len, 0), flexible)
-    r.tags()  # request header v2 (flexible) ends with tagged fields
     try:
+        r.tags()  # request header v2 (flexible) ends with tagged fields
         return _produce(r, version) if api_key == PRODUCE else _metadata(r, version)
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed request: {exc}") from None
@@ -151,6 +151,6 @@ class TopicPolicy:
             return True
         try:
             names = request_topics(frame)
-        except (ValueError, struct.error):
+        except (ValueError, struct.error, IndexError):
             return False
         return names is None and api_key == METADATA or (names is not None and set(names) <= self.topics)
