@@ -90,7 +90,7 @@ class BatchVerifier:
             key = self.keys.get(institution)
         return key
 
-    def check(self, payload: bytes, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> str:
+    def check(self, payload: bytes | bytearray, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> str:
         """The authenticated institution id, or BatchAuthError."""
         found = dict(headers.items() if isinstance(headers, Mapping) else (headers or []))
         institution = found.get(INSTITUTION_HEADER)
@@ -114,7 +114,7 @@ class BatchVerifier:
         """The key this worker signs its own alert batches with (``_sector.key``), if it has one."""
         return self.keys.get(SERVICE_SIGNER)
 
-    def check_batch(self, payload: bytes, headers, institution_column: np.ndarray) -> str:  # noqa: ANN001
+    def check_batch(self, payload: bytes, headers, institution_column: np.ndarray) -> str:
         """:meth:`check`, then every row bound to the signer (not for the sector's own signer)."""
         signer = self.check(payload, headers)
         if signer != SERVICE_SIGNER:

@@ -34,6 +34,7 @@ import math
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from finsa.errors import FinsaError
 from finsa.institutions import Institution, Registry
@@ -56,7 +57,7 @@ CLASSES: dict[str, type] = {f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}
     enrich.AssetMap, enrich.ProviderMap, forecast.Crossing, forecast.Holt, forecast._Series,
     forecast.VolumeForecaster, levels.LevelRow, levels.ThreatLevels, levels._Minute)}
 #: Typed configuration records, restored through their own validation.
-MODELS: dict[str, type] = {f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}": cls
+MODELS: dict[str, type[BaseModel]] = {f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}": cls
                            for cls in (Institution, Registry, enrich.Asset, enrich.Provider)}
 _NAMES = {cls: name for name, cls in {**CLASSES, **MODELS}.items()}
 
@@ -101,7 +102,7 @@ def decode_picture(text: str | bytes, running: SectorPicture) -> SectorPicture:
     return picture
 
 
-def _enc(value: Any) -> Any:  # noqa: C901 - one branch per supported type, kept together
+def _enc(value: Any) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, np.integer)):
@@ -144,7 +145,7 @@ def _attributes(obj: object) -> dict[str, Any]:
     return dict(vars(obj))
 
 
-def _dec(node: Any, path: str, depth: int) -> Any:  # noqa: C901 - one branch per tag, kept together
+def _dec(node: Any, path: str, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         raise StateFormatError("too_deep", path)
     if node is None or isinstance(node, (bool, int, float, str)):
@@ -220,7 +221,7 @@ def _dec_object(node: dict, path: str, depth: int) -> object:
     if not isinstance(attrs, dict):
         raise StateFormatError("bad_object", path)
     slots = {s for c in cls.__mro__ for s in getattr(c, "__slots__", ())}
-    obj = cls.__new__(cls)
+    obj: object = object.__new__(cls)  # no constructor runs: attributes come from the checked JSON
     for name, value in attrs.items():
         if not name.isidentifier() or name.startswith("__") or (slots and name not in slots):
             raise StateFormatError("bad_attribute", f"{path}/{name}")

@@ -239,7 +239,7 @@ class BrokerGate:
                 if w is not None:
                     w.close()
 
-    async def _login(self, reader, writer, up_reader, up_writer) -> str:  # noqa: ANN001 - asyncio streams
+    async def _login(self, reader, writer, up_reader, up_writer) -> str:  # asyncio streams
         """Answer ApiVersions (from the broker) and the SASL exchange; return the user."""
         scram: ScramServer | None = None
         raw_tokens = False
@@ -291,7 +291,7 @@ class BrokerGate:
             LOGINS.inc(outcome="ok")
         return (answer if raw else _authenticate_reply(corr, version, 0, None, answer)), scram.user
 
-    async def _relay(self, reader, writer, up_reader, up_writer, allowed: frozenset[int] | None,  # noqa: ANN001
+    async def _relay(self, reader, writer, up_reader, up_writer, allowed: frozenset[int] | None,
                      topics: TopicPolicy | None = None) -> None:
         """Requests go up whole (each API key, and the topics named, checked), responses come back as bytes."""
         back = asyncio.ensure_future(self._pipe(up_reader, writer))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 from finsa import wire
 from finsa.batchauth import BatchAuthError, BatchVerifier, ReplayGuard
@@ -24,6 +24,7 @@ from finsa.institutions import Registry
 from finsa.sector.picture import SectorPicture
 from finsa.sector.rows import update_batches
 from finsa.sector.state_codec import StateFormatError, decode_picture, encode_picture
+from finsa.storage.backend import BatchStore
 
 LOG = logging.getLogger(__name__)
 
@@ -32,10 +33,6 @@ STORE_ERRORS = REGISTRY.counter("finsa_sector_store_errors_total", "Sector recor
 RESTORES = REGISTRY.counter("finsa_sector_restores_total", "Sector checkpoints restored, by outcome", ["outcome"])
 SECTOR_DEAD = REGISTRY.counter("finsa_sector_messages_skipped_total",
                                "Alert or heartbeat messages refused (undecodable, unsigned, forged, replayed)", ["reason"])
-
-
-class Store(Protocol):
-    def insert(self, batch: wire.RecordBatch) -> bool: ...
 
 
 class SectorStage:
@@ -47,7 +44,7 @@ class SectorStage:
     worker can dead-letter it. Without one, everything is taken (the worker says so at start).
     """
 
-    def __init__(self, picture: SectorPicture, store: Store | None = None,
+    def __init__(self, picture: SectorPicture, store: BatchStore | None = None,
                  blocklist_sinks: Sequence[Callable[[list], None]] = (),
                  verifier: BatchVerifier | None = None) -> None:
         self.picture, self.store, self.verifier = picture, store, verifier
@@ -57,7 +54,7 @@ class SectorStage:
         self.alerts_seen = 0
         self._lock = threading.RLock()  # the agent, the timer and the flow processor share the picture
 
-    def _accept(self, payload: bytes, rtype: wire.RecordType, headers) -> wire.RecordBatch | str:  # noqa: ANN001
+    def _accept(self, payload: bytes, rtype: wire.RecordType, headers) -> wire.RecordBatch | str:
         """The batch, or the reason it is refused (counted)."""
         try:
             batch = wire.decode_batch(payload, expect=rtype)
@@ -70,7 +67,7 @@ class SectorStage:
             SECTOR_DEAD.inc(reason=exc.reason)
             return exc.reason
 
-    def observe_alerts(self, payload: bytes, headers=None) -> str | None:  # noqa: ANN001 - Kafka headers
+    def observe_alerts(self, payload: bytes, headers=None) -> str | None:
         """Feed an alert batch to the picture, and store it: alerts agents forward from Zeek or
         Suricata reach storage here (a worker's own alert batches are skipped as repeats).
         Returns why the batch was refused, or None."""
@@ -87,7 +84,7 @@ class SectorStage:
             self.picture.observe_alerts(batch)
         return None
 
-    def observe_heartbeats(self, payload: bytes, headers=None, arrival_ms: int | None = None) -> str | None:  # noqa: ANN001
+    def observe_heartbeats(self, payload: bytes, headers=None, arrival_ms: int | None = None) -> str | None:
         """Feed a heartbeat batch; returns why it was refused, or None."""
         batch = self._accept(payload, wire.HEARTBEAT, headers)
         if isinstance(batch, str):
@@ -157,7 +154,7 @@ class SectorStage:
             self.picture.use_configuration(registry)
 
 
-def feed_intel(engine) -> Callable[[list], None]:  # noqa: ANN001 - a DetectionEngine
+def feed_intel(engine) -> Callable[[list], None]:  # a DetectionEngine
     """A blocklist sink giving the sector's indicators to every ``intel`` detector of ``engine``,
     so a connection to a campaign's attacker is detected at every institution, not only those hit."""
     def sink(entries: list) -> None:

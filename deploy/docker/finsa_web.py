@@ -32,7 +32,7 @@ def clickhouse_url(environ: dict[str, str]) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def tls_context(environ: dict[str, str]):  # noqa: ANN201 - ssl.SSLContext or None
+def tls_context(environ: dict[str, str]):
     """HTTPS (TLS 1.2+) when FINSA_WEB_TLS_CERT and FINSA_WEB_TLS_KEY name the certificate files."""
     cert, key = environ.get("FINSA_WEB_TLS_CERT"), environ.get("FINSA_WEB_TLS_KEY")
     if not cert or not key:

@@ -14,7 +14,7 @@ ANALYST = User(username="ana", role="institution", institution="bank-a", passwor
 REGULATOR = User(username="reg", role="regulator", password_hash=_HASH)
 
 
-def _rows(result) -> list[dict]:  # noqa: ANN001
+def _rows(result) -> list[dict]:
     return [dict(zip(result.columns, r)) for r in result.rows]
 
 

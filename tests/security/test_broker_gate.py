@@ -52,7 +52,7 @@ def _consume(settings: dict, topic: str, errors: list | None = None, timeout_s: 
     return got
 
 
-def _topic(broker) -> str:  # noqa: ANN001
+def _topic(broker) -> str:
     """The flow topic (agents write data topics only) with one partition, created by the worker's
     service user on this test's own broker."""
     name = wire.TOPICS["flows"]

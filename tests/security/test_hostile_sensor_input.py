@@ -29,7 +29,7 @@ def _record_offsets(data: bytes) -> list[int]:
     return out
 
 
-def _count(batches) -> tuple[int, dict]:  # noqa: ANN001
+def _count(batches) -> tuple[int, dict]:
     packets, skipped = 0, {}
     for b in batches:
         packets += len(b)

@@ -27,7 +27,7 @@ class _Exploit:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204 - the pickle protocol
+    def __reduce__(self):
         return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
 
 

@@ -49,7 +49,7 @@ def test_no_tenant_view_gives_another_institutions_counts(sector) -> None:
     assert rows, "the sector aggregate is still shown, merged"
     own = {("T1110", 3), ("T1046", 11)}
     per_institution = {(tech, n) for i in range(len(IDS)) for tech, n in (("T1110", 3 + i), ("T1046", 11 + 2 * i))}
-    for subsector, region, technique, alerts, institutions in rows:
+    for _subsector, _region, technique, alerts, institutions in rows:
         assert institutions >= 3, rows
         assert (technique, alerts) not in per_institution - own, rows
     totals = {tech: sum(a for _, _, t, a, _ in rows if t == tech) for tech in ("T1110", "T1046")}
