@@ -52,9 +52,10 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_same_seed_gives_byte_identical_files(scenario, tmp_path) -> None:
     again = generate_scenario(tmp_path / "again", seed=7)
     first, second = _files(scenario.out_dir), _files(again.out_dir)
-    assert sorted(first) == ["captures/bank-a.pcap", "captures/bank-b.pcap", "captures/ins-a.pcap",
-                             "captures/pay-a.pcap", "captures/sec-a.pcap", "detectors.toml", "ground_truth.json",
-                             "institutions.toml", "inventory.toml", "manifest.json"]
+    ids = ["bank-a", "bank-b", "bank-c", "ins-a", "ins-b", "ins-c", "pay-a", "pay-b", "pay-c",
+           "sec-a", "sec-b", "sec-c"]  # three per subsector (k-anonymity, issue 15)
+    assert sorted(first) == [f"captures/{i}.pcap" for i in ids] + [
+        "detectors.toml", "ground_truth.json", "institutions.toml", "inventory.toml", "manifest.json"]
     assert first == second
 
 
@@ -70,8 +71,8 @@ def test_size_and_defaults(scenario) -> None:
     assert manifest["seed"] == 7 and manifest["duration_s"] == 100
     assert manifest["start_ms"] == DEFAULT_START_MS == parse_start("2026-03-02T09:00:00Z")
     assert 50_000 <= scenario.packets <= 110_000
-    assert [c["sensor"] for c in manifest["captures"]] == [
-        "bank-a-tap1", "bank-b-tap1", "sec-a-tap1", "ins-a-tap1", "pay-a-tap1"]
+    assert [c["sensor"] for c in manifest["captures"]] == [f"{i}-tap1" for i in (
+        "bank-a", "bank-b", "sec-a", "ins-a", "pay-a", "bank-c", "sec-b", "sec-c", "ins-b", "ins-c", "pay-b", "pay-c")]
 
 
 def test_manifest_counts_match_captures_and_times_are_in_range(scenario, packets) -> None:
@@ -86,7 +87,9 @@ def test_manifest_counts_match_captures_and_times_are_in_range(scenario, packets
 
 def test_registry_loads_and_owns_every_capture(scenario, packets) -> None:
     registry = load_registry(scenario.registry_path)
-    assert [i.subsector for i in registry.institution] == ["bank", "bank", "securities", "insurance", "payment"]
+    assert [i.subsector for i in registry.institution] == ["bank", "bank", "securities", "insurance", "payment",
+                                                           "bank", "securities", "securities", "insurance",
+                                                           "insurance", "payment", "payment"]
     assert all(i.latitude is not None and i.longitude is not None for i in registry.institution)
     for inst, rows in packets.items():
         assert all(inst in (registry.institution_of(r[1]), registry.institution_of(r[2])) for r in rows[::50])
