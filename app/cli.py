@@ -47,6 +47,11 @@ def _detect() -> ModuleType:
     return detect_command
 
 
+def _eval() -> ModuleType:
+    from finsa.app import eval_command
+    return eval_command
+
+
 def _backtest() -> ModuleType:
     from finsa.app import backtest_command
     return backtest_command
@@ -87,6 +92,7 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
     "collect": (_collect, "run the collector agent: meter captures and publish flow batches"),
     "scenario": (_scenario, "write a labeled multi-institution traffic scenario"),
     "detect": (_detect, "run collectors and detectors offline on captures, print alerts"),
+    "eval": (_eval, "detection scorecard: verdicts on labelled captures, alerts on benign ones"),
     "backtest": (_backtest, "score detections on a scenario against its ground truth"),
     "query": (_query, "run SQL on a finsa store"),
     "storage": (_storage, "storage administration: migrate, tenants"),

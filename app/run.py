@@ -28,7 +28,7 @@ from pathlib import Path
 from finsa import wire
 from finsa.app.offline import scenario_sources
 from finsa.app.stream_worker import StreamWorker, WorkerPlan
-from finsa.batchauth import BatchVerifier, load_keys
+from finsa.batchauth import SERVICE_SIGNER, BatchVerifier, load_keys
 from finsa.collectors.agent.publisher import BatchPublisher
 from finsa.collectors.replay import replay_all
 from finsa.kafka import ensure_topics
@@ -128,7 +128,8 @@ class Embedded:
                           say=lambda line: print(line, flush=True))
         if scenario is None:
             return plan
-        self.keys = batch_keys(args.data_dir / "keys", sorted({s.institution_id for s in scenario_sources(scenario)}))
+        self.keys = batch_keys(args.data_dir / "keys",
+                               sorted({s.institution_id for s in scenario_sources(scenario)}) + [SERVICE_SIGNER])
         plan.verifier = BatchVerifier(self.keys, key_dir=args.data_dir / "keys")
         if (scenario / "institutions.toml").exists():
             plan.registry = scenario / "institutions.toml"

@@ -122,7 +122,8 @@ class StreamWorker:
         from finsa.sector.picture import SectorPicture
         from finsa.streams.sector_stage import SectorStage
 
-        return SectorStage(SectorPicture.from_files(self.plan.registry, self.plan.inventory), self.store)
+        return SectorStage(SectorPicture.from_files(self.plan.registry, self.plan.inventory), self.store,
+                           verifier=self.plan.verifier)
 
     def _watch(self, registry) -> None:
         """Reload the detectors and institutions files on change (an invalid file is refused with

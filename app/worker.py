@@ -51,11 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan(args: argparse.Namespace) -> WorkerPlan:
-    verifier = None
-    if args.batch_keys:
-        from finsa.batchauth import BatchVerifier, load_keys
-
-        verifier = BatchVerifier(load_keys(args.batch_keys))
+    verifier = batch_verifier(args.batch_keys)
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
                               session_timeout_s=args.session_timeout, datadir=args.state_dir,
                               broker_credentials=broker_credentials(args))
@@ -82,6 +78,29 @@ async def _serve(args: argparse.Namespace, shutdown: Shutdown) -> int:
     finally:
         await worker.stop()
     return 0
+
+
+UNSIGNED_WARNING = ("finsa worker: WARNING: started without --batch-keys: this worker ACCEPTS UNSIGNED flows, "
+                    "ARP bindings, alerts and heartbeats: any client able to produce can forge any institution's data")
+
+
+def batch_verifier(key_dir: Path | None):  # noqa: ANN201 - a BatchVerifier or None
+    """The verifier of ``--batch-keys DIR`` (its ``_sector.key``, the workers' own signing key, is
+    made mode 0600 when missing), or None after saying loudly that unsigned data is accepted."""
+    import logging
+    import secrets
+
+    from finsa.batchauth import SERVICE_SIGNER, BatchVerifier, load_keys
+
+    if key_dir is None:
+        logging.getLogger("finsa.worker").warning(UNSIGNED_WARNING)
+        print(UNSIGNED_WARNING, file=sys.stderr, flush=True)
+        return None
+    service = key_dir / f"{SERVICE_SIGNER}.key"
+    if not service.exists():
+        service.touch(mode=0o600)
+        service.write_text(secrets.token_hex(32) + "\n")
+    return BatchVerifier(load_keys(key_dir), key_dir=key_dir)
 
 
 def clickhouse_url(args: argparse.Namespace) -> str | None:

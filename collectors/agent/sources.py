@@ -287,6 +287,7 @@ class LogSource(Source):
             log.error("%s log source not started: %s", self.kind, exc)
             return
         next_scan, next_commit = time.monotonic() + self.rescan_s, time.monotonic() + self.commit_s
+        handed_on = True  # positions are saved only after what was read reached the sinks
         try:
             while not self._stop.is_set():
                 if time.monotonic() >= next_scan:
@@ -301,7 +302,8 @@ class LogSource(Source):
                         return
                     self._stop.wait(self.poll_s)
         except Exception as exc:  # noqa: BLE001 - counted and logged; other sources keep running
+            handed_on = False
             FAILURES.inc(kind=self.kind)
             log.error("%s log source failed: %s: %s", self.kind, type(exc).__name__, exc)
         finally:
-            follower.close()
+            follower.close(commit=handed_on)
