@@ -149,7 +149,10 @@ def blocklist_from_campaigns(campaigns: Iterable[Campaign], now_ms: int, ttl_ms:
 
 def _campaign_values(c: Campaign, n: int) -> list[tuple[str, str, float]]:
     best = max(c.addresses.values(), default=0.5)
-    boost = lambda conf: 1 - (1 - conf) * 0.7 ** (max(n, 1) - 1)  # noqa: E731
+
+    def boost(conf: float) -> float:
+        return 1 - (1 - conf) * 0.7 ** (max(n, 1) - 1)
+
     values = [("ip", a, boost(conf)) for a, conf in c.addresses.items()]
     values += [("net", p, boost(best) / 2) for p in c.prefixes]
     values += [("domain", d, boost(0.6)) for d in c.domains]
