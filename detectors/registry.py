@@ -5,8 +5,8 @@ A new detector is a module with one :class:`~finsa.detectors.base.Detector` subc
 the detector contract automatically.
 
 >>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
-['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'dga', 'dnstunnel', 'exfiltration', 'intel',
- 'lateral', 'portscan', 'synflood', 'webattack']
+['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'callback', 'dga', 'dnstunnel', 'download', 'exfiltration',
+ 'exploit', 'icmpchannel', 'intel', 'lateral', 'portscan', 'remoteservice', 'synflood', 'webattack']
 >>> create("portscan", min_ports=30).min_ports
 30
 """
@@ -18,13 +18,16 @@ from typing import Any
 from finsa.detectors.anomaly import AnomalyDetector
 from finsa.detectors.arpspoof import ArpSpoofDetector
 from finsa.detectors.base import Detector, DetectorParamError
-from finsa.detectors.beaconing import BeaconingDetector
+from finsa.detectors.beaconing import BeaconingDetector, ReconnectDetector
 from finsa.detectors.bruteforce import BruteForceDetector
+from finsa.detectors.delivery import DownloadDetector, IcmpChannelDetector
+from finsa.detectors.exploits import CallbackDetector, ExploitDetector
 from finsa.detectors.dnstunnel import DgaDetector, DnsTunnelDetector
 from finsa.detectors.exfiltration import ExfiltrationDetector
 from finsa.detectors.intel import IntelDetector
 from finsa.detectors.lateral import LateralMovementDetector
 from finsa.detectors.portscan import PortScanDetector
+from finsa.detectors.remote_service import RemoteServiceDetector
 from finsa.detectors.synflood import SynFloodDetector
 from finsa.detectors.webattack import WebAttackDetector
 
@@ -34,15 +37,20 @@ __all__ = ["DETECTORS", "DEFAULT_NAMES", "create", "names"]
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (PortScanDetector, SynFloodDetector, BruteForceDetector, AnomalyDetector,
                               DnsTunnelDetector, DgaDetector, BeaconingDetector, ExfiltrationDetector,
-                              LateralMovementDetector, WebAttackDetector, IntelDetector, ArpSpoofDetector)
+                              LateralMovementDetector, WebAttackDetector, IntelDetector, ArpSpoofDetector,
+                              ExploitDetector, CallbackDetector, DownloadDetector, IcmpChannelDetector,
+                              RemoteServiceDetector, ReconnectDetector)
 }
 #: The detectors an engine runs when none are given: those with a low false-positive risk out of
-#: the box. ``beaconing``, ``exfiltration`` and ``lateral`` want local tuning first (allow-listed
-#: periodic services, backup hosts, jump hosts, the institution's own networks). ``intel`` is
+#: the box. ``exfiltration`` and ``lateral`` want local tuning first (backup hosts, jump hosts, the
+#: institution's own networks); ``beaconing`` runs by default with multicast, broadcast and
+#: link-local destinations excluded. The marker detectors (``exploit``, ``callback``, ``download``,
+#: ``icmpchannel``, ``remoteservice``) read FLOW v2's ``app_markers``. ``intel`` is
 #: silent until the stream layer feeds it indicators. Forwarded IDS alerts
 #: (:mod:`finsa.detectors.forwarded`) are not flow detectors and are not registered here.
 DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
-                                  "webattack", "intel", "arpspoof")
+                                  "webattack", "intel", "arpspoof", "beaconing", "exploit", "callback",
+                                  "download", "icmpchannel", "remoteservice", "reconnect")
 
 
 def names(record: str | None = None) -> list[str]:

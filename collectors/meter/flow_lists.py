@@ -96,15 +96,19 @@ class FlowLists:
         dns_col, http_col, mark_col = out["dns_queries"], out["http_requests"], out["app_markers"]
         for i, h, first, last, lo in zip(hits.tolist(), hashes[hits].tolist(), first_ms[hits].tolist(),
                                          last_ms[hits].tolist(), src_is_lo[hits].tolist()):
-            got = store[h]
-            if got[-1][0] <= last:  # the usual case: every item belongs to this flow
+            got = store.get(h)
+            if got is None:  # two flows of one key in this export: the other took the items
+                continue
+            if got[-1][0] <= last and got[0][0] >= first:  # the usual case: every item is this flow's
                 del store[h]
                 mine = got
             else:
-                mine = [it for it in got if it[0] <= last]
-                store[h] = [it for it in got if it[0] > last]
-            if mine[0][0] < first:
-                mine = [it for it in mine if it[0] >= first]
+                mine = [it for it in got if first <= it[0] <= last]
+                rest = [it for it in got if not first <= it[0] <= last]
+                if rest:
+                    store[h] = rest
+                else:
+                    del store[h]
             if mine:
                 dns_col[i], http_col[i], mark_col[i] = _render(mine, bool(lo))
         return out
