@@ -6,7 +6,8 @@ the detector contract automatically.
 
 >>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
 ['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'callback', 'dga', 'dnstunnel', 'download', 'exfiltration',
- 'exploit', 'icmpchannel', 'intel', 'lateral', 'portscan', 'remoteservice', 'synflood', 'webattack']
+ 'exploit', 'icmpchannel', 'intel', 'lateral', 'portscan', 'reconnect', 'remoteservice', 'synflood',
+ 'webattack']
 >>> create("portscan", min_ports=30).min_ports
 30
 """
