@@ -3,7 +3,10 @@
 :class:`DownloadDetector` (``download``, T1105) keys on ``exe_from_*`` markers: a PE or ELF file
 (magic bytes checked, or an executable content type) sent by one side of a flow. The receiver is
 the host that downloaded it; an executable sent by the *client* of an HTTP flow is an upload (a
-file posted to a server) and is not reported. Severity 4 when the transfer is not HTTP (a raw
+file posted to a server) and is not reported, nor is an installer asked for by its name
+(``.exe``, ``.msi``, ``.msu``, ``.cab`` ...) from a named host on a web port (``web_ports``): a
+software update. What remains is an executable in disguise (served for ``.gif``, ``.php``, ``/``),
+from an address literal, on another port, or outside HTTP. Severity 4 when the transfer is not HTTP (a raw
 TCP stage, an FTP data channel) or the HTTP host is an address literal, else 3. ``allow_senders``
 (update servers, software depots) are skipped. entity = the sender, target = the receiver.
 
@@ -47,6 +50,18 @@ def _is_literal(host: str) -> bool:
         return False
 
 
+_INSTALLERS = (".exe", ".msi", ".msu", ".cab", ".dll", ".msp", ".appx", ".msix")
+
+
+def _named_exe(uri: str) -> bool:
+    """The request names an installer file (``/x/setup.exe``, ``/kb123.msu?x=1``).
+
+    >>> _named_exe("/msdownload/update/kb890830.exe"), _named_exe("/images/logo.gif"), _named_exe("/get.php?id=3")
+    (True, False, False)
+    """
+    return uri.split("?", 1)[0].lower().endswith(_INSTALLERS)
+
+
 class _MarkerDetector(Detector):
     def __init__(self, *, window_ms: int, seed: int) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
@@ -72,9 +87,10 @@ class DownloadDetector(_MarkerDetector):
     name = "download"
     technique = "T1105"
 
-    def __init__(self, *, allow_senders: tuple[str, ...] = (), window_ms: int = 600_000, seed: int = 0) -> None:
+    def __init__(self, *, allow_senders: tuple[str, ...] = (), web_ports: tuple[int, ...] = (80, 8080),
+                 window_ms: int = 600_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
-        self.allow_senders = tuple(allow_senders)
+        self.allow_senders, self.web_ports = tuple(allow_senders), tuple(int(p) for p in web_ports)
         try:
             NetworkSet(self.allow_senders)
         except ValueError as exc:
@@ -104,6 +120,9 @@ class DownloadDetector(_MarkerDetector):
                 continue
             host = requests[-1].split("\t")[1] if requests else str(c["http_host"][row])
             literal = http and _is_literal(host)
+            uris = [r.split("\t")[2] if r.count("\t") >= 2 else "" for r in requests] or [str(c["http_uri"][row])]
+            if http and not literal and int(c["dst_port"][row]) in self.web_ports and any(_named_exe(u) for u in uris):
+                continue  # an installer asked for by name from a named web host: a software download
             feats = {"transport": "http" if http else "raw", "host": host[:100], "ip_literal_host": literal,
                      "sender": origin, "receiver": receiver, "port": int(c["dst_port"][row]),
                      "bytes_received": int(c["dst2src_bytes"][row] if from_dst else c["src2dst_bytes"][row]),
