@@ -5,9 +5,9 @@ A new detector is a module with one :class:`~finsa.detectors.base.Detector` subc
 the detector contract automatically.
 
 >>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
-['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'callback', 'dga', 'dnstunnel', 'download', 'exfiltration',
- 'exploit', 'icmpchannel', 'intel', 'lateral', 'portscan', 'reconnect', 'remoteservice', 'synflood',
- 'webattack']
+['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'callback', 'dga', 'dnstunnel', 'download', 'driveby',
+ 'exfiltration', 'exploit', 'httpc2', 'icmpchannel', 'intel', 'lateral', 'portscan', 'reconnect',
+ 'remoteservice', 'synflood', 'webattack']
 >>> create("portscan", min_ports=30).min_ports
 30
 """
@@ -23,6 +23,7 @@ from finsa.detectors.beaconing import BeaconingDetector, ReconnectDetector
 from finsa.detectors.bruteforce import BruteForceDetector
 from finsa.detectors.delivery import DownloadDetector, IcmpChannelDetector
 from finsa.detectors.exploits import CallbackDetector, ExploitDetector
+from finsa.detectors.httpc2 import DriveByDetector, HttpC2Detector
 from finsa.detectors.dnstunnel import DgaDetector, DnsTunnelDetector
 from finsa.detectors.exfiltration import ExfiltrationDetector
 from finsa.detectors.intel import IntelDetector
@@ -40,7 +41,7 @@ DETECTORS: dict[str, type[Detector]] = {
                               DnsTunnelDetector, DgaDetector, BeaconingDetector, ExfiltrationDetector,
                               LateralMovementDetector, WebAttackDetector, IntelDetector, ArpSpoofDetector,
                               ExploitDetector, CallbackDetector, DownloadDetector, IcmpChannelDetector,
-                              RemoteServiceDetector, ReconnectDetector)
+                              RemoteServiceDetector, ReconnectDetector, HttpC2Detector, DriveByDetector)
 }
 #: The detectors an engine runs when none are given: those with a low false-positive risk out of
 #: the box. ``exfiltration`` and ``lateral`` want local tuning first (backup hosts, jump hosts, the
@@ -51,7 +52,7 @@ DETECTORS: dict[str, type[Detector]] = {
 #: (:mod:`finsa.detectors.forwarded`) are not flow detectors and are not registered here.
 DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
                                   "webattack", "intel", "arpspoof", "beaconing", "exploit", "callback",
-                                  "download", "icmpchannel", "remoteservice", "reconnect")
+                                  "download", "icmpchannel", "remoteservice", "reconnect", "httpc2", "driveby")
 
 
 def names(record: str | None = None) -> list[str]:

@@ -291,7 +291,14 @@ def marked_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net:
              (30_000, f"{net}.1.90", f"{net}.60.12", 445, 6, "smb2,smb_admin_share_from_src,smb_exe_write_from_src"),
              (35_000, f"{net}.1.91", "198.51.100.99", 0, 1, "icmp_text_from_src")]
     flows += [(40_000 + 10_000 * i, f"{net}.1.92", "198.51.100.98", 4433, 6, "") for i in range(7)]
-    return marked(self, flows, start_ms, institution)
+    flows += [(45_000, f"{net}.1.93", "198.51.100.97", 80, 6, "flash_or_java_from_dst"),
+              (50_000, f"{net}.1.93", "198.51.100.97", 80, 6, ""), (55_000, f"{net}.1.94", "198.51.100.96", 80, 6, "")]
+    cols = marked(self, flows, start_ms, institution)
+    cols["http_requests"] = [""] * (len(flows) - 3) + [
+        "GET\tek.example\t/swf/x.swf\t200\tapplication/x-shockwave-flash",
+        "GET\tek.example\t/land/a.html\t200\tapplication/octet-stream",
+        "GET\tdb54a845.top\t/c/?c=WIN-7Q2L&u=alice&v=2\t200\ttext/html\nPOST\tdb54a845.top\t/r\t200\ttext/html"]
+    return cols
 
 
 def hinted_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> list[dict]:
