@@ -50,7 +50,8 @@ __all__ = ["BeaconingDetector", "ReconnectDetector"]
 _NEVER = ("224.0.0.0/4", "255.255.255.255/32", "169.254.0.0/16", "ff00::/8", "fe80::/10")
 #: Ports of common services: reconnects elsewhere count from ``min_reconnects``.
 _COMMON_PORTS = (20, 21, 22, 25, 53, 67, 68, 80, 88, 110, 123, 137, 138, 139, 143, 161, 389, 443, 445, 465,
-                 514, 587, 636, 853, 993, 995, 1900, 3389, 5353, 5355, 8080, 8443)
+                 514, 587, 636, 853, 993, 995, 1900, 3389, 4949, 5353, 5355, 5666, 8080, 8443, 9100, 9182,
+                 10050)  # the last few: monitoring agents (munin, NRPE, node/windows exporter, zabbix)
 
 
 class BeaconingDetector(Detector):
@@ -65,7 +66,7 @@ class BeaconingDetector(Detector):
                  min_interval_ms: int = 10_000, max_interval_ms: int = 1_800_000, ring: int = 32,
                  outbound_only: bool = True, internal_networks: tuple[str, ...] = (),
                  allow_ports: tuple[int, ...] = (123,), allow_destinations: tuple[str, ...] = (),
-                 min_reconnects: int = 5, min_reconnect_interval_ms: int = 2_000,
+                 min_reconnects: int = 5, min_reconnect_interval_ms: int = 2_000, max_fanout: int = 3,
                  common_ports: tuple[int, ...] = _COMMON_PORTS,
                  max_pairs: int = 100_000, window_ms: int = 3_600_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
@@ -76,13 +77,15 @@ class BeaconingDetector(Detector):
         self.internal_networks, self.allow_destinations = tuple(internal_networks), tuple(allow_destinations)
         self.allow_ports = tuple(int(p) for p in allow_ports)
         self.min_reconnects, self.min_reconnect_interval_ms = min_reconnects, min_reconnect_interval_ms
+        self.max_fanout = max_fanout
         self.common_ports = tuple(int(p) for p in common_ports)
         self._check(min_beacons=(min_beacons, 3, 1024), max_cv=(max_cv, 0.0, 10.0),
                     min_steady_share=(min_steady_share, 0.0, 1.0),
                     max_size_cv=(max_size_cv, 0.0, 100.0), min_interval_ms=(min_interval_ms, 1, 86_400_000),
                     max_interval_ms=(max_interval_ms, min_interval_ms, 86_400_000), ring=(ring, min_beacons, 1024),
                     max_pairs=(max_pairs, 10, 1e8), min_reconnects=(min_reconnects, 3, min_beacons),
-                    min_reconnect_interval_ms=(min_reconnect_interval_ms, 1, 86_400_000))
+                    min_reconnect_interval_ms=(min_reconnect_interval_ms, 1, 86_400_000),
+                    max_fanout=(max_fanout, 2, 8))
         try:
             NetworkSet(self.internal_networks), NetworkSet(self.allow_destinations)
         except ValueError as exc:
@@ -90,6 +93,7 @@ class BeaconingDetector(Detector):
         self._state: dict[str, np.ndarray] | None = None
         self._nets: tuple[NetworkSet, NetworkSet] | None = None
         self._dedupe: WindowDeduper | None = None
+        self._fanout: dict[int, set[int]] | None = None
 
     # --- state -------------------------------------------------------------------------
 
@@ -100,6 +104,7 @@ class BeaconingDetector(Detector):
         self._nets = (NetworkSet(self.internal_networks or PRIVATE_NETWORKS), NetworkSet(self.allow_destinations),
                       NetworkSet(_NEVER))
         self._dedupe = WindowDeduper(self.window_ms)
+        self._fanout: dict[int, set[int]] = {}
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         """Positions of the unique sorted ``keys`` in the state, inserting the missing ones."""
@@ -150,6 +155,8 @@ class BeaconingDetector(Detector):
         if not len(rows):
             return []
         c = frame.cols
+        if self._RECONNECT:
+            self._learn_fanout(frame, rows)
         pair = mix64(frame.src_key, frame.dst_service)[rows]
         order = np.lexsort((frame.t_ms[rows], pair))
         rows, pair = rows[order], pair[order]
@@ -176,11 +183,28 @@ class BeaconingDetector(Detector):
             self._evict()
         return out
 
+    def _poller_key(self, frame: FlowFrame, rows: np.ndarray) -> np.ndarray:
+        return mix64(frame.src_key[rows], frame.cols["dst_port"][rows])
+
+    def _learn_fanout(self, frame: FlowFrame, rows: np.ndarray) -> None:
+        """Remember, per (source, port), a few distinct destinations: a poller reaches many."""
+        keys, dsts = self._poller_key(frame, rows), frame.dst_h[rows]
+        pairs = np.unique(np.stack([keys, dsts], axis=1), axis=0)
+        for k, d in pairs.tolist():
+            got = self._fanout.setdefault(k, set())
+            if len(got) < 8:
+                got.add(d)
+        if len(self._fanout) > self.max_pairs:
+            self._fanout = dict(list(self._fanout.items())[len(self._fanout) // 2:])
+
     def _evaluate(self, frame: FlowFrame, rows: np.ndarray, g: Any, pos: np.ndarray) -> list[dict[str, Any]]:
         st = self._state
         needed = np.full(len(g), self.min_reconnects if self._RECONNECT else self.min_beacons)
         floor = np.full(len(g), self.min_reconnect_interval_ms if self._RECONNECT else self.min_interval_ms)
         cand = np.flatnonzero(st["count"][pos] >= needed)
+        if self._RECONNECT and len(cand):  # a monitoring poller reaching several hosts on the port is no RAT
+            keys = self._poller_key(frame, rows[g.first[cand]]).tolist()
+            cand = cand[np.array([len(self._fanout.get(k, ())) < self.max_fanout for k in keys], dtype=bool)]
         if not len(cand):
             return []
         times = st["times"][pos[cand]].astype(np.float64)
@@ -242,7 +266,8 @@ class ReconnectDetector(BeaconingDetector):
     Any direction counts (controllers sit inside networks too); TCP only; from ``min_reconnects``
     beats at least ``min_reconnect_interval_ms`` apart whose gaps are steady (``max_cv``), with
     at least ``min_reconnects - 1`` gaps near the median; sizes may differ (sessions carry
-    commands). Multicast, broadcast and link-local destinations never count.
+    commands). A source reaching ``max_fanout`` or more hosts on the same port is a poller
+    (monitoring, scraping), not a RAT. Multicast, broadcast and link-local destinations never count.
     """
 
     name = "reconnect"
