@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import numpy as np
 
@@ -71,9 +71,15 @@ SIGNATURES: dict[str, tuple[int, re.Pattern]] = {
 
 
 def _decode(text: str) -> str:
+    """Percent-decoded until stable (at most four times); ``+`` is a space only in the first pass,
+    so an encoded ``%2B`` stays a plus sign.
+
+    >>> _decode("/p?a=x%27%20%2B%20%27y+z"), _decode("%25252e%25252e%25252f")
+    ("/p?a=x' + 'y z", '../')
+    """
     out = text
-    for _ in range(4):
-        decoded = unquote_plus(out, errors="replace")
+    for i in range(4):
+        decoded = (unquote_plus if i == 0 else unquote)(out, errors="replace")
         if decoded == out:
             break
         out = decoded
