@@ -21,7 +21,7 @@ topic() {  # name partitions
 }
 # The flow topic bounds how many workers share the work; everything else has one partition
 # (one sector consumer sees every alert, in order).
-topic finsa.flows.v1 "$FLOW_PARTITIONS"
+topic finsa.flows.v2 "$FLOW_PARTITIONS"
 for name in finsa.alerts.v1 finsa.heartbeats.v1 finsa.warnings.v1 finsa.campaigns.v1 \
             finsa.levels.v1 finsa.emergencies.v1 finsa.dlq.v1; do
     topic "$name" 1
@@ -43,7 +43,7 @@ for file in /run/secrets/agents/*.password; do
     password="$(tr -d '\n' < "$file")"
     "$bin/kafka-configs.sh" --bootstrap-server "$bootstrap" --command-config /tmp/admin.properties --alter \
         --add-config "SCRAM-SHA-512=[iterations=8192,password=${password}]" --entity-type users --entity-name "$user"
-    for t in finsa.flows.v1 finsa.heartbeats.v1; do
+    for t in finsa.flows.v2 finsa.heartbeats.v1; do
         acl --allow-principal "User:$user" --operation Write --operation Describe --topic "$t"
     done
 done
