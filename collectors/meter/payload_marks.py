@@ -82,8 +82,8 @@ def _http_request(payload: bytes) -> list[tuple[str, str]]:
     parts = line.split(b" ")
     if len(parts) < 3 or not parts[-1].startswith(b"HTTP/"):
         return []
-    head = b"\r\n" + rest[:4096].split(b"\r\n\r\n", 1)[0].lower()
-    host = _header(head, b"host:")
+    at = rest.find(b"\r\n\r\n", 0, 4096)
+    host = _header(b"\r\n" + rest[:at if at >= 0 else 4096].lower(), b"host:")
     text = "\t".join((_clean(parts[0].decode("latin-1"), 16), _clean(host), _clean(parts[1].decode("latin-1"), 2048)))
     return [("req", text)]
 
@@ -221,7 +221,7 @@ def packet_items(data, decoded, keys: np.ndarray | None = None,
     smb = tcp & (avail >= 40) & (isin(sport, _SMB_PORTS) | isin(dport, _SMB_PORTS))
     rdp = tcp & (avail >= 7) & (avail <= 4096) & ((sport == 3389) | (dport == 3389)) & ((head >> 24) == 3)
     exe = with_data & (avail >= 64) & (((head >> 16) == 0x4D5A) | (head == 0x7F454C46))
-    exe |= tcp & (avail >= 68) & ~http & ~dns & ~smb & _mz_at_four(data, start, avail, tcp)
+    exe |= tcp & (avail >= 68) & ~http & ~dns & ~smb & _mz_at_four(data, start, avail, tcp, head)
     drive = ((head >> 24) | 0x20) - 0x61
     shell = tcp & (avail >= 3) & (avail <= 2048) & ~http & (
         (head == 0x4D696372) | ((drive >= 0) & (drive < 26) & (((head >> 8) & 0xFFFF) == 0x3A5C))
@@ -259,10 +259,11 @@ def _later_dns(dns: np.ndarray, keys: np.ndarray, tried: np.ndarray) -> np.ndarr
     return out
 
 
-def _mz_at_four(data, start: np.ndarray, avail: np.ndarray, tcp: np.ndarray) -> np.ndarray:
+def _mz_at_four(data, start: np.ndarray, avail: np.ndarray, tcp: np.ndarray, head: np.ndarray) -> np.ndarray:
     """Rows whose payload holds ``MZ`` at offset 4 (a stage sent after a 4-byte length)."""
     out = np.zeros(len(start), dtype=bool)
-    cand = np.flatnonzero(tcp & (avail >= 68))
+    # a stage's 4-byte little-endian length is below 16 MiB: its fourth byte is 0 (most data is not)
+    cand = np.flatnonzero(tcp & (avail >= 68) & ((head & 0xFF) == 0))
     if not len(cand) or not len(data):
         return out
     buf = np.frombuffer(data, dtype=np.uint8)
