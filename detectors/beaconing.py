@@ -137,8 +137,9 @@ class BeaconingDetector(Detector):
         ok = np.isin(c["protocol"], (6, 17)) & ~np.isin(c["dst_port"], self.allow_ports)
         v4 = np.all(c["dst_ip"][:, 10:12] == 255, axis=1)
         ok &= ~never.contains(c["dst_ip"]) & ~(v4 & (c["dst_ip"][:, 15] == 255))  # and subnet broadcasts
-        if self._RECONNECT:
-            ok &= ~np.isin(c["dst_port"], self.common_ports) & (c["dst_port"] > 0) & (c["protocol"] == 6)
+        if self._RECONNECT:  # connections made (SYN answered, client ACKed), not probes or reflected SYN-ACKs
+            made = ((c["src2dst_tcp_flags"] & 0x12) == 0x12) & (c["dst2src_packets"] > 0) & ~frame.failed
+            ok &= ~np.isin(c["dst_port"], self.common_ports) & (c["dst_port"] > 0) & (c["protocol"] == 6) & made
         elif self.outbound_only:
             ok &= internal.contains(c["src_ip"]) & ~internal.contains(c["dst_ip"])
         if len(allowed):

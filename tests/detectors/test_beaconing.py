@@ -89,3 +89,13 @@ def test_a_rat_redialling_is_a_reconnect_but_a_monitoring_poller_is_not(synth) -
     assert run(ReconnectDetector(), synth.batches(*polls)) == []
     few = synth.beacon("10.1.0.31", "10.1.0.40", 4, synth.T0_MS, interval_ms=10_000, port=4433)
     assert run(ReconnectDetector(), synth.batches(few)) == []
+
+
+def test_reflected_syn_acks_at_a_rhythm_are_not_reconnects(synth) -> None:
+    """Spoofed-source reflection: SYN-ACKs (or bare SYNs) every 10 s, no connection ever made."""
+    from finsa.detectors.beaconing import ReconnectDetector
+    syns = synth.beacon("10.10.10.10", "198.51.100.5", 10, synth.T0_MS, interval_ms=10_000, jitter=0.01, port=9069)
+    syns.update(src2dst_tcp_flags=np.full(10, 2), dst2src_packets=np.zeros(10, int), dst2src_tcp_flags=np.zeros(10, int))
+    synacks = synth.beacon("136.243.174.154", "10.10.10.10", 10, synth.T0_MS, interval_ms=10_000, jitter=0.01, port=9070)
+    synacks.update(src2dst_tcp_flags=np.full(10, 18), dst2src_packets=np.zeros(10, int))
+    assert run(ReconnectDetector(), synth.batches(syns, synacks)) == []
