@@ -9,7 +9,10 @@ implants do and browsers rarely do, and alerts at ``min_points``:
   (non-private) server;
 * 2 — a request's query string identifies the machine: at least two of ``c``, ``u``, ``user``,
   ``computer``, ``host``, ``hwid``, ``guid``, ``botid``, ``mi`` ... (``MSEDGEWIN10``, ``IEUser``);
-* 1 — a POST to the host after parameterised GETs (a check-in, then results sent back).
+* 1 — a POST to the host after parameterised GETs (a check-in, then results sent back);
+* 1 — the host is newly seen: no client of the institution asked for it before, once the
+  institution's learning period (``learn_ms`` of flow time from its first HTTP request) is over
+  (hosts remembered: at most ``max_hosts`` per institution).
 
 :class:`DriveByDetector` (``driveby``) keys on a client that received a Flash or Java exploit
 container (``flash_or_java`` marker) from a server and, within ``follow_ms``, a binary payload
@@ -100,19 +103,34 @@ class HttpC2Detector(_HttpBase):
     technique = "T1071.001"
 
     def __init__(self, *, min_points: int = 4, dyndns_domains: tuple[str, ...] = _DYNDNS, max_pairs: int = 100_000,
-                 window_ms: int = 3_600_000, seed: int = 0) -> None:
+                 learn_ms: int = 86_400_000, max_hosts: int = 200_000, window_ms: int = 3_600_000,
+                 seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self.min_points, self.max_pairs = min_points, max_pairs
+        self.learn_ms, self.max_hosts = learn_ms, max_hosts
         self.dyndns_domains = tuple(str(d).lower() for d in dyndns_domains)
-        self._check(min_points=(min_points, 1, 5), max_pairs=(max_pairs, 10, 1e8))
+        self._check(min_points=(min_points, 1, 6), max_pairs=(max_pairs, 10, 1e8),
+                    learn_ms=(learn_ms, 0, 365 * 86_400_000), max_hosts=(max_hosts, 10, 1e8))
         self._private: NetworkSet | None = None
+        self._hosts: dict[str, dict[str, Any]] | None = None
+
+    def _newly_seen(self, inst: str, host: str, t_ms: int) -> bool:
+        """Whether ``host`` is new to the institution after its learning period; remembers it."""
+        known = self._hosts.setdefault(inst, {"start_ms": t_ms, "hosts": {}})
+        hosts = known["hosts"]
+        new = host not in hosts and t_ms >= known["start_ms"] + self.learn_ms
+        if host not in hosts and len(hosts) >= self.max_hosts:
+            for old in list(hosts)[:len(hosts) // 10 + 1]:
+                del hosts[old]
+        hosts[host] = None
+        return new
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         if len(flows) == 0:
             return []
         self._start()
         if self._private is None:
-            self._private = NetworkSet(PRIVATE_NETWORKS)
+            self._private, self._hosts = NetworkSet(PRIVATE_NETWORKS), {}
         frame = frame_of(flows)
         c = frame.cols
         out = []
@@ -123,6 +141,8 @@ class HttpC2Detector(_HttpBase):
                 key = (str(c["institution_id"][row]), client, host.lower() or server)
                 st = self._state.setdefault(key, {"points": {}, "flows": [], "gets": 0})
                 st["points"].update(self._host_points(host, external))
+                if host and self._newly_seen(key[0], key[2], int(frame.t_ms[row])):
+                    st["points"]["newly_seen_host"] = 1
                 if _identity(uri):
                     st["points"]["identity_params"] = 2
                     st["sample_uri"] = uri[:200]

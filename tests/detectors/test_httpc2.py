@@ -51,3 +51,17 @@ def test_a_video_site_with_a_flash_player_and_file_downloads_is_not_a_drive_by()
               (5_000, "10.1.0.5", "198.51.100.7", "GET\tvideo.example\t/files/report.pdf\t200\tapplication/octet-stream", ""),
               (9_000, "10.1.0.5", "198.51.100.8", "GET\tother.example\t/page.html\t200\tapplication/octet-stream", "")])
     assert DriveByDetector().process(b) == []
+
+
+def test_a_newly_seen_host_adds_a_point_after_the_learning_period() -> None:
+    """A dynamic-DNS host asked for with a POST after GETs has 3 points: with the host new after a
+    day of learning it reaches 4; the same requests during the learning period do not."""
+    reqs = "GET\tupd.hopto.org\t/a?x=1\t200\ttext/html\nPOST\tupd.hopto.org\t/b\t200\ttext/html"
+    learn = http([(0, "10.1.0.5", "198.51.100.7", "GET\twww.bank-a.example\t/\t200\ttext/html", "")])
+    early = http([(1_000, "10.1.0.6", "198.51.100.8", reqs, "")])
+    late = http([(90_000_000, "10.1.0.7", "198.51.100.8", reqs.replace("upd.", "cmd."), "")])
+    again = http([(90_000_000, "10.1.0.8", "198.51.100.8", reqs, "")])  # known since the learning period
+    d = HttpC2Detector()
+    assert d.process(learn) == [] and d.process(early) == [] and d.process(again) == []
+    (alert,) = d.process(late)
+    assert alert["target"] == "10.1.0.7" and '"newly_seen_host": 1' in alert["evidence"]
