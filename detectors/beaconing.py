@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, service_of
-from finsa.detectors.features import FlowFrame, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch
 
@@ -133,7 +133,7 @@ class BeaconingDetector(Detector):
 
     def _rows(self, frame: FlowFrame) -> np.ndarray:
         c = frame.cols
-        internal, allowed, never = self._nets
+        internal, allowed, never = self._nets  # type: ignore[misc]  # built with the state, before the first batch
         ok = np.isin(c["protocol"], (6, 17)) & ~np.isin(c["dst_port"], self.allow_ports)
         v4 = np.all(c["dst_ip"][:, 10:12] == 255, axis=1)
         ok &= ~never.contains(c["dst_ip"]) & ~(v4 & (c["dst_ip"][:, 15] == 255))  # and subnet broadcasts
@@ -147,11 +147,11 @@ class BeaconingDetector(Detector):
         return np.flatnonzero(ok)
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         if self._state is None:
             self._init_state()
-        frame = frame_of(flows)
         rows = self._rows(frame)
         if not len(rows):
             return []

@@ -42,7 +42,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.dnsnames import BAD_TLD, NameFeatures, string_hash
-from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
 from finsa.wire import RecordBatch, ips_to_strings, split_list
 
 __all__ = ["DnsTunnelDetector", "DgaDetector", "TUNNEL_QTYPES", "questions"]
@@ -188,9 +188,9 @@ class DnsTunnelDetector(_DnsDetector):
                     min_odd_names=(min_odd_names, 2, 1e9), min_raw_names=(min_raw_names, 1, 1e9))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         rows, nf = self._dns_rows(frame)
         if len(rows) == 0:
             return []
@@ -281,9 +281,9 @@ class DgaDetector(_DnsDetector):
                     min_score=(min_score, 0.0, 1.0))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         rows, nf = self._dns_rows(frame)
         keep = (nf["domain"] != BAD_TLD) & (nf["qtype"] != 12) if len(rows) else None
         if len(rows) == 0 or not keep.any():

@@ -47,9 +47,9 @@ DETECTORS: dict[str, type[Detector]] = {
 #: the box. ``exfiltration`` and ``lateral`` want local tuning first (backup hosts, jump hosts, the
 #: institution's own networks); ``beaconing`` runs by default with multicast, broadcast and
 #: link-local destinations excluded. The marker detectors (``exploit``, ``callback``, ``download``,
-#: ``icmpchannel``, ``remoteservice``) read FLOW v2's ``app_markers``. ``intel`` is
-#: silent until the stream layer feeds it indicators. Forwarded IDS alerts
-#: (:mod:`finsa.detectors.forwarded`) are not flow detectors and are not registered here.
+#: ``icmpchannel``, ``remoteservice``, ``driveby``) read FLOW v2's ``app_markers``. ``intel`` is
+#: silent until the stream layer feeds it indicators. Forwarded IDS alerts (Zeek notices, Suricata
+#: alerts) are mapped by the agent (:mod:`finsa.collectors.idslogs`), not by a detector.
 DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
                                   "webattack", "intel", "arpspoof", "beaconing", "exploit", "callback",
                                   "download", "icmpchannel", "remoteservice", "reconnect", "httpc2", "driveby")
