@@ -91,7 +91,7 @@ class BeaconingDetector(Detector):
         except ValueError as exc:
             raise DetectorParamError(f"{self.name}: bad network: {exc}") from None
         self._state: dict[str, np.ndarray] | None = None
-        self._nets: tuple[NetworkSet, NetworkSet] | None = None
+        self._nets: tuple[NetworkSet, NetworkSet, NetworkSet] | None = None
         self._dedupe: WindowDeduper | None = None
         self._fanout: dict[int, set[int]] | None = None
 
@@ -104,7 +104,7 @@ class BeaconingDetector(Detector):
         self._nets = (NetworkSet(self.internal_networks or PRIVATE_NETWORKS), NetworkSet(self.allow_destinations),
                       NetworkSet(_NEVER))
         self._dedupe = WindowDeduper(self.window_ms)
-        self._fanout: dict[int, set[int]] = {}
+        self._fanout = {}
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         """Positions of the unique sorted ``keys`` in the state, inserting the missing ones."""
@@ -205,7 +205,7 @@ class BeaconingDetector(Detector):
         cand = np.flatnonzero(st["count"][pos] >= needed)
         if self._RECONNECT and len(cand):  # a monitoring poller reaching several hosts on the port is no RAT
             keys = self._poller_key(frame, rows[g.first[cand]]).tolist()
-            cand = cand[np.array([len(self._fanout.get(k, ())) < self.max_fanout for k in keys], dtype=bool)]
+            cand = cand[np.array([len(self._fanout.get(k, ())) < self.max_fanout for k in keys]).astype(bool)]
         if not len(cand):
             return []
         times = st["times"][pos[cand]].astype(np.float64)

@@ -31,10 +31,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
-from finsa.detectors.features import FlowFrame, frame_of
+from finsa.detectors.features import FlowFrame
 from finsa.detectors.markers import marked_rows, sender
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import RecordBatch, ips_to_strings, split_list
@@ -97,9 +96,9 @@ class DownloadDetector(_MarkerDetector):
             raise DetectorParamError(f"{self.name}.allow_senders: {exc}") from None
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         c = frame.cols
         rows, sets = marked_rows(c, ("exe_from",))
         if not len(rows):
@@ -146,9 +145,9 @@ class IcmpChannelDetector(_MarkerDetector):
         self._check(min_packets=(min_packets, 1, 1e9))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         c = frame.cols
         rows, sets = marked_rows(c, ("icmp_",))
         out = []

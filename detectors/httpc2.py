@@ -39,7 +39,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert
 from finsa.detectors.dnsnames import dga_score, registered_domain
-from finsa.detectors.features import FlowFrame, frame_of
+from finsa.detectors.features import FlowFrame
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch, ips_to_strings, split_list
 
@@ -126,12 +126,12 @@ class HttpC2Detector(_HttpBase):
         return new
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         self._start()
         if self._private is None:
             self._private, self._hosts = NetworkSet(PRIVATE_NETWORKS), {}
-        frame = frame_of(flows)
         c = frame.cols
         out = []
         for row, reqs in requests_of(frame):
@@ -184,10 +184,10 @@ class DriveByDetector(_HttpBase):
         self._check(follow_ms=(follow_ms, 1_000, 3_600_000), max_pairs=(max_pairs, 10, 1e8))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         self._start()
-        frame = frame_of(flows)
         c = frame.cols
         out = []
         for row, reqs in sorted(requests_of(frame), key=lambda r: int(frame.t_ms[r[0]])):

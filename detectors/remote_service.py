@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
-from finsa.detectors.features import frame_of
 from finsa.detectors.markers import marked_rows
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import RecordBatch, ips_to_strings
@@ -48,11 +47,11 @@ class RemoteServiceDetector(Detector):
         self._dedupe: WindowDeduper | None = None
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         if self._pairs is None:
             self._pairs, self._dedupe = {}, WindowDeduper(self.window_ms)
-        frame = frame_of(flows)
         c = frame.cols
         rows, sets = marked_rows(c, ("smb_exe_write_from_src", "smb_admin_share_from_src", "smb_svcctl_from_src",
                                      "dcerpc_svcctl_from_src"))
