@@ -21,15 +21,15 @@ from finsa.detectors.arpspoof import ArpSpoofDetector
 from finsa.detectors.base import Detector, DetectorParamError
 from finsa.detectors.beaconing import BeaconingDetector, ReconnectDetector
 from finsa.detectors.bruteforce import BruteForceDetector
-from finsa.detectors.delivery import DownloadDetector, IcmpChannelDetector
-from finsa.detectors.exploits import CallbackDetector, ExploitDetector
-from finsa.detectors.httpc2 import DriveByDetector, HttpC2Detector
+from finsa.detectors.payload.delivery import DownloadDetector, IcmpChannelDetector
+from finsa.detectors.payload.exploits import CallbackDetector, ExploitDetector
+from finsa.detectors.payload.httpc2 import DriveByDetector, HttpC2Detector
 from finsa.detectors.dnstunnel import DgaDetector, DnsTunnelDetector
 from finsa.detectors.exfiltration import ExfiltrationDetector
 from finsa.detectors.intel import IntelDetector
 from finsa.detectors.lateral import LateralMovementDetector
 from finsa.detectors.portscan import PortScanDetector
-from finsa.detectors.remote_service import RemoteServiceDetector
+from finsa.detectors.payload.remote_service import RemoteServiceDetector
 from finsa.detectors.synflood import SynFloodDetector
 from finsa.detectors.webattack import WebAttackDetector
 

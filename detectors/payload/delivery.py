@@ -34,7 +34,7 @@ from typing import Any
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
 from finsa.detectors.features import FlowFrame
-from finsa.detectors.markers import marked_rows, sender
+from finsa.detectors.payload.markers import marked_rows, sender
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import RecordBatch, ips_to_strings, split_list
 

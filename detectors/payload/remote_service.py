@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
-from finsa.detectors.markers import marked_rows
+from finsa.detectors.payload.markers import marked_rows
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import RecordBatch, ips_to_strings
 

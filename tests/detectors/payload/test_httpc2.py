@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from finsa.detectors.httpc2 import DriveByDetector, HttpC2Detector
+from finsa.detectors.payload.httpc2 import DriveByDetector, HttpC2Detector
 from finsa.wire import FLOW
 
 T0 = 1_700_000_000_000
