@@ -1,6 +1,6 @@
 """The Faust application of a stream worker.
 
-One agent consumes ``finsa.flows.v1``; each message is one flow batch. Messages are grouped (up
+One agent consumes ``finsa.flows.v2``; each message is one flow batch. Messages are grouped (up
 to ``group_max``, or whatever arrived within ``group_within_s``) and handed to a
 :class:`~finsa.streams.processor.FlowProcessor` in a thread (storage calls block): one detection
 pass and one store write per group. Alerts are
