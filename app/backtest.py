@@ -199,7 +199,7 @@ def score_campaigns(truth: dict, campaigns: Sequence[Any], warnings: Sequence[An
         victims = sorted(tc["victims"], key=lambda v: v["start_ms"])
         c = _detected(campaigns, tc["actor"], {v["institution"] for v in victims})
         order = c.institution_order() if c is not None else []
-        recognised_ms = c.institutions[order[1]] if len(order) >= 2 else None
+        recognised_ms = c.institutions[order[1]] if c is not None and len(order) >= 2 else None
         rows = [_victim_row(v, c, recognised_ms, warnings, subsector_of.get(v["institution"], ""), tc["start_ms"])
                 for v in victims]
         later = [r for r in rows if r["after_recognition"]]
@@ -211,7 +211,7 @@ def score_campaigns(truth: dict, campaigns: Sequence[Any], warnings: Sequence[An
             "recognised_ms": recognised_ms,
             "recognised_after_s": (round((recognised_ms - tc["start_ms"]) / 1000, 1)
                                    if recognised_ms is not None else None),
-            "joined": [[i, c.institutions[i]] for i in order],
+            "joined": [[i, c.institutions[i]] for i in order] if c is not None else [],
             "order_matches": [i for i in order if i in truth_order] == truth_order,
             "victims": rows, "later": len(later), "warned_before": sum(r["warned_before"] for r in later),
             "lead_median_s": round(median(leads), 1) if leads else None,

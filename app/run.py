@@ -138,10 +138,10 @@ class Embedded:
             plan.detectors = detectors if detectors.exists() else None
         return plan
 
-    def _start_replay(self, scenario: Path) -> None:
+    def _start_replay(self, scenario: Path, worker: StreamWorker) -> None:
         manifest = load_manifest(scenario)
         start_ms, duration_ms = int(manifest["start_ms"]), int(float(manifest["duration_s"]) * 1000)
-        progress = self.worker.progress
+        progress = worker.progress
         self.publisher = BatchPublisher(self.broker.bootstrap, client_id="finsa-run-collector",
                                         signing_keys=self.keys, on_acknowledged=progress.offer).start()
         rebase_ms = replay_rebase_ms(start_ms, duration_ms, self.args.speed, int(time.time() * 1000))
@@ -160,20 +160,20 @@ class Embedded:
             self.broker.start()
             print(f"finsa: broker (Tansu) on {self.broker.bootstrap}", flush=True)
             ensure_topics(self.broker.bootstrap, topic_partitions(4))
-            self.worker = StreamWorker(self._plan(scenario))
-            await self.worker.start()
+            self.worker = worker = StreamWorker(self._plan(scenario))
+            await worker.start()
             print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
             if scenario is not None:
-                self._start_replay(scenario)
-            await self._wait()
-            await self.worker.drain(self.shutdown, self._intake_done)
+                self._start_replay(scenario, worker)
+            await self._wait(worker)
+            await worker.drain(self.shutdown, self._intake_done)
         finally:
             await self._stop()
         print(f"finsa: stopped; data in {args.data_dir} (finsa query --data-dir {store_path(args.data_dir)} SQL)",
               flush=True)
         return 0
 
-    async def _wait(self) -> None:
+    async def _wait(self, worker: StreamWorker) -> None:
         """Until a stop signal or ``--for``; progress every 10 s, a stall reported at once."""
         t0 = time.monotonic()
         next_report = t0 + 10
@@ -182,19 +182,19 @@ class Embedded:
             if self.args.for_s and now - t0 >= self.args.for_s:
                 self.shutdown.request("--for elapsed")
                 break
-            if self.worker.failed is not None:
-                raise RuntimeError(f"stream worker failed: {self.worker.failed!r}")
+            if worker.failed is not None:
+                raise RuntimeError(f"stream worker failed: {worker.failed!r}")
             if self.publisher is not None:
                 self.publisher.poll(0)  # serve acknowledgements: they are what was offered
-            self.worker.check_stall()
+            worker.check_stall()
             if now >= next_report:
                 next_report += 10
-                print(self._progress(now - t0), flush=True)
+                print(self._progress(worker, now - t0), flush=True)
             await asyncio.sleep(0.2)
 
-    def _progress(self, elapsed_s: float) -> str:
-        counts = self.worker.store.query("SELECT (SELECT count() FROM flows), (SELECT count() FROM alerts FINAL)").rows[0]
-        return (f"finsa: {elapsed_s:5.0f} s  {self.worker.progress.line()}; "
+    def _progress(self, worker: StreamWorker, elapsed_s: float) -> str:
+        counts = worker.store.query("SELECT (SELECT count() FROM flows), (SELECT count() FROM alerts FINAL)").rows[0]
+        return (f"finsa: {elapsed_s:5.0f} s  {worker.progress.line()}; "
                 f"flows stored {counts[0]}, alerts {counts[1]}")
 
     def _intake_done(self) -> bool:
@@ -222,6 +222,6 @@ def main(args: argparse.Namespace) -> int:
         return asyncio.run(embedded.run())
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on the user
+    except Exception as exc:
         print(f"finsa run: {exc}", file=sys.stderr)
         raise

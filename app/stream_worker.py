@@ -92,7 +92,7 @@ class StreamWorker:
         self._stall_id = ""
         self.drained = False
 
-    def _build(self) -> None:
+    def _build(self) -> StreamService:
         from finsa.detectors.engine import DetectionEngine
         from finsa.storage.backend import open_store
 
@@ -117,6 +117,7 @@ class StreamWorker:
                                        verifier=plan.verifier,
                                        flow_observers=[self.sector.observe_flows] if self.sector else [])
         self.service = StreamService(plan.settings, self.processor, self.sector, self.progress)
+        return self.service
 
     def _sector_stage(self):
         from finsa.sector.picture import SectorPicture
@@ -146,7 +147,7 @@ class StreamWorker:
             self.sector.use_registry(registry)
 
     async def start(self) -> "StreamWorker":
-        self._build()
+        service = self._build()
         if self.plan.web is not None:
             from finsa.dashboards.webview import start_webview
 
@@ -159,8 +160,13 @@ class StreamWorker:
             self.runner = await start_webview(self.store, host=host, port=port, extra_routes=routes)
         for watcher in self.watchers:
             watcher.start()
-        await self.service.start()
+        await service.start()
         return self
+
+    @property
+    def stopped(self) -> bool:
+        """True when the Faust service stopped (or crashed) while nobody asked it to."""
+        return self.service is not None and self.service.stopped
 
     @property
     def failed(self) -> BaseException | None:
@@ -172,7 +178,7 @@ class StreamWorker:
         A worker that counts what its consumer receives (``finsa worker``) first pauses fetching,
         so what it has in hand is the whole drain. True when everything was drained."""
         await shutdown.wait_drained(offered_done)
-        if self.plan.settings.count_offered:
+        if self.plan.settings.count_offered and self.service is not None:  # set by start()
             self.service.close_intake()
         drained = await shutdown.wait_drained(self.progress.caught_up)
         self.plan.say(f"finsa {self.plan.name}: {'drained' if drained else 'drain cut short'}: "

@@ -67,7 +67,7 @@ async def _serve(args: argparse.Namespace, shutdown: Shutdown) -> int:
     try:
         await worker.start()
         print(f"finsa worker: consuming from {args.broker} as {args.app_id}", file=sys.stderr, flush=True)
-        while not shutdown.requested and not worker.service.stopped:
+        while not shutdown.requested and not worker.stopped:
             worker.check_stall()
             await asyncio.sleep(0.2)
         if worker.failed is not None:
@@ -84,7 +84,7 @@ UNSIGNED_WARNING = ("finsa worker: WARNING: started without --batch-keys: this w
                     "ARP bindings, alerts and heartbeats: any client able to produce can forge any institution's data")
 
 
-def batch_verifier(key_dir: Path | None):  # noqa: ANN201 - a BatchVerifier or None
+def batch_verifier(key_dir: Path | None):
     """The verifier of ``--batch-keys DIR`` (its ``_sector.key``, the workers' own signing key, is
     made mode 0600 when missing), or None after saying loudly that unsigned data is accepted."""
     import logging
@@ -116,7 +116,7 @@ def clickhouse_url(args: argparse.Namespace) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def broker_credentials(args: argparse.Namespace):  # noqa: ANN201 - a faust credentials object or None
+def broker_credentials(args: argparse.Namespace):
     """SASL/SCRAM (and TLS) credentials for Faust from the command line, or None for plaintext."""
     import ssl
 

@@ -66,13 +66,14 @@ class WorkerConfig(Strict):
 class _Problems(list):
     """Problems found so far, with the two checks every named file goes through."""
 
-    def readable(self, field: str, path: Path | None, directory: bool = False) -> bool:
+    def readable(self, field: str, path: Path | None, directory: bool = False) -> Path | None:
+        """``path`` when it is set and readable, else None (a problem noted when it is set)."""
         if path is None:
-            return False
+            return None
         if not (path.is_dir() if directory else path.is_file()):
             self.append(f"{field}: {path}: not a readable {'directory' if directory else 'file'}")
-            return False
-        return True
+            return None
+        return path
 
     def validated(self, field: str, read: Callable[[], Any]) -> Any:
         try:
@@ -96,22 +97,26 @@ def _file_problems(cfg: WorkerConfig) -> list[str]:
     if cfg.inventory is not None and cfg.registry is None:
         problems.append("inventory: needs registry (assets are checked against the institutions)")
     registry = None
-    if problems.readable("registry", cfg.registry):
+    registry_path = problems.readable("registry", cfg.registry)
+    if registry_path is not None:
         from finsa.institutions import load_registry
 
-        registry = problems.validated("registry", lambda: load_registry(cfg.registry))
-    if registry is not None and problems.readable("inventory", cfg.inventory):
+        registry = problems.validated("registry", lambda: load_registry(registry_path))
+    inventory_path = problems.readable("inventory", cfg.inventory) if registry is not None else None
+    if registry_path is not None and inventory_path is not None:
         from finsa.sector.picture import SectorPicture
 
-        problems.validated("inventory", lambda: SectorPicture.from_files(cfg.registry, cfg.inventory))
-    if problems.readable("detectors", cfg.detectors):
+        problems.validated("inventory", lambda: SectorPicture.from_files(registry_path, inventory_path))
+    detectors_path = problems.readable("detectors", cfg.detectors)
+    if detectors_path is not None:
         from finsa.detectors.config import load_detectors_config
 
-        problems.validated("detectors", lambda: load_detectors_config(cfg.detectors, registry))
-    if problems.readable("batch_keys", cfg.batch_keys, directory=True):
+        problems.validated("detectors", lambda: load_detectors_config(detectors_path, registry))
+    keys_dir = problems.readable("batch_keys", cfg.batch_keys, directory=True)
+    if keys_dir is not None:
         from finsa.batchauth import load_keys
 
-        if problems.validated("batch_keys", lambda: load_keys(cfg.batch_keys)) == {}:
+        if problems.validated("batch_keys", lambda: load_keys(keys_dir)) == {}:
             problems.append(f"batch_keys: {cfg.batch_keys}: no <institution>.key file")
     return list(problems)
 

@@ -368,8 +368,8 @@ class RecordBatch:
     def batch_id_hex(self) -> str:
         return self.batch_id.hex()
 
-    def take(self, index: np.ndarray, batch_id: bytes | None = None) -> "RecordBatch":
-        """Rows selected by a boolean mask or an index array, as a new batch."""
+    def take(self, index: np.ndarray | slice, batch_id: bytes | None = None) -> "RecordBatch":
+        """Rows selected by a boolean mask, an index array or a slice, as a new batch."""
         return RecordBatch(self.type, {k: v[index] for k, v in self.columns.items()},
                            batch_id or new_batch_id())
 

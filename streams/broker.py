@@ -26,9 +26,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finsa.errors import BrokerError
 from finsa.streams.scram import MECHANISMS, ScramStore
+
+if TYPE_CHECKING:  # imported when started, see _start_gate
+    from finsa.streams.broker_gate import BrokerGate
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -113,7 +117,7 @@ class EmbeddedBroker:
         self.security = security
         self.internal_host = "127.0.0.1" if security else host
         self.internal_port = free_port(self.internal_host) if security else self.port
-        self._gate = None
+        self._gate: BrokerGate | None = None
         self._proc: subprocess.Popen | None = None
         self._tail: deque[str] = deque(maxlen=50)
 
@@ -153,7 +157,7 @@ class EmbeddedBroker:
         for attempt in range(1, attempts + 1):
             try:
                 if self.security:
-                    self._start_gate()
+                    self._start_gate(self.security)
                 self._start_tansu(timeout_s)
                 self._ports_chosen = False  # a restart of this broker keeps its address
                 return self
@@ -185,20 +189,20 @@ class EmbeddedBroker:
             time.sleep(0.05)
         raise BrokerError(f"broker did not start on {self.bootstrap}: " + " | ".join(self._tail))
 
-    def _start_gate(self) -> None:
+    def _start_gate(self, sec: BrokerSecurity) -> None:
         """The gate listens first (on port 0 when finsa chooses: the port is read back), so Tansu
         can advertise its address."""
         from finsa.streams.broker_gate import BrokerGate, server_ssl_context
 
-        sec = self.security
         ctx = None
         if sec.cert_file:
             ctx = server_ssl_context(str(sec.cert_file), str(sec.key_file),
                                      str(sec.client_ca_file) if sec.client_ca_file else None)
-        self._gate = BrokerGate(sec.store, (self.internal_host, self.internal_port), self.host,
-                                0 if self._ports_chosen else self.port, ssl_context=ctx,
-                                mechanisms=sec.mechanisms).start()
-        self.port = self._gate.port
+        gate = BrokerGate(sec.store, (self.internal_host, self.internal_port), self.host,
+                          0 if self._ports_chosen else self.port, ssl_context=ctx,
+                          mechanisms=sec.mechanisms).start()
+        self._gate = gate
+        self.port = gate.port
 
     def _accepts(self) -> bool:
         try:

@@ -24,12 +24,15 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from finsa import wire
 from finsa.batchauth import BatchAuthError, BatchVerifier
 from finsa.metrics import REGISTRY
 from finsa.storage.backend import BatchStore
+
+if TYPE_CHECKING:  # imported where used, see _kind
+    from finsa.streams.progress import Progress
 
 FLOWS_IN = REGISTRY.counter("finsa_worker_flows_total", "Flows decoded from the flow topic")
 BATCHES_IN = REGISTRY.counter("finsa_worker_batches_total", "Flow messages processed, by outcome", ["outcome"])
@@ -83,7 +86,7 @@ class FlowProcessor:
         self.flow_observers = list(flow_observers)
         self.max_backoff_s, self.should_stop = max_backoff_s, should_stop
         self.batches = 0
-        self.progress = None  # a finsa.streams.progress.Progress told what was processed and stored
+        self.progress: Progress | None = None  # told what was processed and stored
 
     def process(self, payload: bytes) -> Outcome:
         """One message: decode, detect, store."""

@@ -31,7 +31,7 @@ from finsa.collectors.agent.sources import ExportSource, LiveSource, LogSource, 
 from finsa.collectors.agent.pseudonym import Pseudonymiser, load_key
 from finsa.collectors.agent.spool import Spool
 from finsa.collectors.agent.spool_sender import SpoolSender, pack_spooled
-from finsa.errors import ConfigError, FinsaError
+from finsa.errors import ConfigError
 from finsa.metrics import REGISTRY
 from finsa.watch import FileWatcher
 
@@ -275,7 +275,7 @@ class Agent:
 
     def reload(self) -> bool:
         """Re-read the config file now (SIGHUP); swap it in when valid, else keep the running one (logged)."""
-        if self._watcher is None:
+        if self._watcher is None or self.config_path is None:  # the watcher exists with a config path
             return False
         self._watcher.mark()
         try:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -48,6 +48,12 @@ __all__ = ["AgentConfig", "BrokerSettings", "SourceSettings", "SpoolSettings", "
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
+@overload
+def _expand(path: Path) -> Path: ...
+@overload
+def _expand(path: None) -> None: ...
+@overload
+def _expand(path: Path | None) -> Path | None: ...
 def _expand(path: Path | None) -> Path | None:
     return None if path is None else Path(os.path.expandvars(str(path)))
 

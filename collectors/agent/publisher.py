@@ -13,7 +13,7 @@ encoded batches); ``on_error`` hears client-level errors such as "all brokers do
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from finsa import wire
 from finsa.batchauth import sign_headers
@@ -43,7 +43,7 @@ class BatchPublisher:
         self.config = producer_config(bootstrap, client_id, extra)
         self.max_rows, self.on_delivery, self.on_error = max_rows, on_delivery, on_error
         self.signing_keys = dict(signing_keys or {})
-        self._producer = None
+        self._producer: Any | None = None  # a confluent_kafka.Producer once started
         self.acknowledged = 0
         self.failed = 0
         #: ``on_acknowledged(kind)`` for every message the broker acknowledged (kind: the record
@@ -63,6 +63,8 @@ class BatchPublisher:
         """librdkafka's error_cb: ``on_error(name, all_brokers_down_or_fatal)``."""
         from confluent_kafka import KafkaError
 
+        if self.on_error is None:  # registered only with an on_error, see start()
+            return
         severe = err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal()
         self.on_error(err.name() if hasattr(err, "name") else str(err), severe)
 
@@ -119,15 +121,18 @@ class BatchPublisher:
             if self.on_delivery:
                 self.on_delivery(batch_id, None if err is None else str(err))
 
+        producer = self._producer
+        if producer is None:
+            raise BrokerError("publisher not started")
         headers = self._signature(payload, key)
         while True:
             try:
-                self._producer.produce(topic, payload, key=key, on_delivery=delivered, headers=headers)
+                producer.produce(topic, payload, key=key, on_delivery=delivered, headers=headers)
                 MESSAGES.inc(outcome="queued")
                 break
             except BufferError:  # local queue full: let deliveries drain (backpressure)
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+                producer.poll(0.1)
+        producer.poll(0)
 
     def _signature(self, payload: bytes, key: bytes) -> list[tuple[str, bytes]] | None:
         """Headers signing the message as its institution's (the message key), when keys are set."""

@@ -37,10 +37,13 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from finsa import wire
 from finsa.metrics import REGISTRY
+
+if TYPE_CHECKING:  # imported when started, see ExportSource.start
+    from finsa.collectors.export.receiver import ExportReceiver
 
 __all__ = ["Source", "PcapSource", "LiveSource", "ExportSource", "LogSource", "first_packet_ms",
            "log_positions_path"]
@@ -153,7 +156,11 @@ class LiveSource(Source):
         meter = FlowMeter(self.profile, institution_id=self.institution_id, sensor_id=self.sensor_id)
         try:
             with LiveCapture(self.interface) as capture:
-                stopper = threading.Thread(target=lambda: (self._stop.wait(), capture.stop()), daemon=True)
+                def stop_when_asked() -> None:
+                    self._stop.wait()
+                    capture.stop()
+
+                stopper = threading.Thread(target=stop_when_asked, daemon=True)
                 stopper.start()
                 for packets in capture.batches(timeout_ms=200, max_blocks=64):
                     if len(packets):
@@ -177,7 +184,7 @@ class ExportSource(Source):
             raise ValueError(f"export listen: expected host:port, got {listen!r}")
         super().__init__(institution_id, sensor_id, sink)
         self.listen, self.host, self.port = listen, host.strip("[]") or "0.0.0.0", int(port)
-        self.receiver = None
+        self.receiver: ExportReceiver | None = None
 
     def start(self) -> "ExportSource":
         from finsa.collectors.export.receiver import ExportReceiver
@@ -187,14 +194,17 @@ class ExportSource(Source):
         return self
 
     def _run(self) -> None:
+        receiver = self.receiver
+        if receiver is None:  # start() builds it before the thread runs
+            return
         try:
-            self.receiver.start()
+            receiver.start()
         except OSError as exc:
             FAILURES.inc(kind="export")
             log.error("flow-export listener %s failed: %s", self.listen, exc)
             return
         self._stop.wait()
-        self.receiver.stop()  # what it decoded so far goes to the sink
+        receiver.stop()  # what it decoded so far goes to the sink
 
 
 def _log_files(kind: str, paths: list[Path]) -> list[Path]:

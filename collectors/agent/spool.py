@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import fcntl
 import errno
+import io
 import os
 import struct
 import threading
@@ -97,7 +98,7 @@ class Spool:
         self.max_bytes, self.max_batches, self.segment_bytes = max_bytes, max_batches, segment_bytes
         self._segments: list[_Segment] = []
         self._by_id: dict[bytes, tuple[_Segment, SpoolEntry]] = {}
-        self._writer = None
+        self._writer: io.FileIO | None = None
         self._dir_lock: int | None = None
         self._lock = threading.Lock()
         self._seq = 0
@@ -184,14 +185,14 @@ class Spool:
             if self.depth_bytes + record_bytes > self.max_bytes:
                 DROPPED.inc(limit="bytes")
                 return False
-            segment = self._writable_segment()
+            segment, writer = self._writable_segment()
             body = batch_id + payload
             record = _REC.pack(len(body), zlib.crc32(body)) + body
             try:  # one unbuffered write: on a full disk nothing is left behind to land later
-                if self._writer.write(record) != len(record):
+                if writer.write(record) != len(record):
                     raise OSError(errno.ENOSPC, "short write to the spool")
             except OSError:
-                self._abandon_writer(segment)
+                self._abandon_writer(segment, writer)
                 DROPPED.inc(limit="disk")
                 return False
             entry = SpoolEntry(self._next_seq(), batch_id, segment.number,
@@ -207,21 +208,21 @@ class Spool:
         self._update_gauges()
         return True
 
-    def _writable_segment(self) -> _Segment:
+    def _writable_segment(self) -> tuple[_Segment, io.FileIO]:
         if self._writer is None:
             number = (self._segments[-1].number + 1) if self._segments else 1
             path = self.directory / f"{number:012d}{_SUFFIX}"
             self._writer = open(path, "ab", buffering=0)
             self._segments.append(_Segment(number, path, [], set(), 0))
-        return self._segments[-1]
+        return self._segments[-1], self._writer
 
-    def _abandon_writer(self, segment: _Segment) -> None:
+    def _abandon_writer(self, segment: _Segment, writer: io.FileIO) -> None:
         """After a failed write: cut the segment back to its last whole record and let it go."""
         try:
-            os.ftruncate(self._writer.fileno(), segment.size)
+            os.ftruncate(writer.fileno(), segment.size)
         except OSError:
             pass  # the partial tail is then cut by the CRC check at the next open
-        self._writer.close()
+        writer.close()
         self._writer = None
         if not segment.records:
             self._segments.remove(segment)

@@ -105,13 +105,16 @@ class SpoolSender:
             return
         if self.publisher is None and not self._connect():
             return
+        publisher = self.publisher
+        if publisher is None:  # _connect() returned True, so it set the publisher
+            return
         room = self.window - len(self._in_flight)
         if room > 0:
             for entry in self.spool.entries(after_seq=self._cursor, limit=room):
-                self._send(entry)
-        self.publisher.poll(poll_s)
+                self._send(publisher, entry)
+        publisher.poll(poll_s)
 
-    def _send(self, entry) -> None:
+    def _send(self, publisher: BatchPublisher, entry) -> None:
         try:
             key, encoded, topic, rows = unpack_spooled(self.spool.read(entry))
         except (wire.WireFormatError, OSError):
@@ -120,7 +123,7 @@ class SpoolSender:
             return
         self._in_flight.add(entry.batch_id)
         self._cursor = entry.seq
-        self.publisher.publish_encoded(encoded, topic, key, entry.batch_id, rows)
+        publisher.publish_encoded(encoded, topic, key, entry.batch_id, rows)
         self.sent += 1
 
     def publish_now(self, batch: wire.RecordBatch) -> bool:

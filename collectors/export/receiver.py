@@ -35,7 +35,7 @@ class ExportReceiver:
     """Receive export datagrams on ``host:port`` and deliver FLOW batches to ``sink``."""
 
     def __init__(self, host: str, port: int, institution_id: str, sensor_id: str,
-                 sink: Callable[[RecordBatch], None], flush_interval_s: float = 1.0,
+                 sink: Callable[[RecordBatch], object], flush_interval_s: float = 1.0,
                  max_rows: int = 10000) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port} is out of range")
