@@ -59,6 +59,8 @@ ACCESS: tuple[TableAccess, ...] = (
     TableAccess("alerts_1h", "own", _OWN),
     TableAccess("talkers_1h", "own", _OWN),
     TableAccess("talkers_1d", "own", _OWN),
+    TableAccess("talkers_top_1h", "own", _OWN),
+    TableAccess("talkers_top_1d", "own", _OWN),
     TableAccess("services_1h", "own", _OWN),
     TableAccess("ingest_lag_1m", "own", _OWN),
     TableAccess("campaigns", "own", "has(JSONExtract(institutions, 'Array(String)'), {institution})",
