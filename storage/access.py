@@ -57,8 +57,6 @@ ACCESS: tuple[TableAccess, ...] = (
     TableAccess("flows_1h", "own", _OWN),
     TableAccess("alerts_1m", "own", _OWN),
     TableAccess("alerts_1h", "own", _OWN),
-    TableAccess("talkers_1h", "own", _OWN),
-    TableAccess("talkers_1d", "own", _OWN),
     TableAccess("talkers_top_1h", "own", _OWN),
     TableAccess("talkers_top_1d", "own", _OWN),
     TableAccess("services_1h", "own", _OWN),
