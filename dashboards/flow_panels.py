@@ -86,10 +86,10 @@ SELECT {_IP_TEXT.format("src_ip")} AS source, flows, bytes
 FROM (SELECT t.1 AS src_ip, t.2 AS bytes,
              arrayFirst(x -> x.1 = t.1, by_flows).2 AS found,
              if(found > 0, found, arrayMin(arrayMap(x -> x.2, by_flows))) AS flows
-      FROM ({_TOP_STATES.format(table="talkers_top_1h", cond=_SHORT, buckets=_buckets_in_range())}
-            UNION ALL
-            {_TOP_STATES.format(table="talkers_top_1d", cond=_LONG, buckets=_buckets_in_range("day", "toStartOfDay"))})
-      ARRAY JOIN by_bytes AS t
+      FROM (SELECT arrayJoin(by_bytes) AS t, by_flows
+            FROM ({_TOP_STATES.format(table="talkers_top_1h", cond=_SHORT, buckets=_buckets_in_range())}
+                  UNION ALL
+                  {_TOP_STATES.format(table="talkers_top_1d", cond=_LONG, buckets=_buckets_in_range("day", "toStartOfDay"))}))
       ORDER BY bytes DESC, flows DESC, src_ip
       LIMIT 10)
 ORDER BY bytes DESC, flows DESC, src_ip
