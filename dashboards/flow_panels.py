@@ -78,18 +78,20 @@ _TOP_STATES = """SELECT approx_top_sumMerge(1024, 1024)(top) AS by_bytes, approx
 #: Top sources by bytes (then flows, then address) from the heavy-hitter roll-ups: the hourly
 #: one up to :data:`TALKERS_DAILY_AFTER_MS`, the daily one beyond (two branches, one of them
 #: false for given parameters: it reads no part). A source's flows are its count in the flows
-#: state (that state's smallest count when it is not there, only possible when approximate).
+#: state (that state's smallest count when it is not there, only possible when approximate),
+#: looked up only for the ten heaviest by bytes with their ties (flows only break those ties).
 #: Exact while each merged state saw at most 1,024 sources, approximate beyond (see
 #: :mod:`finsa.storage.rollups`).
 TOP_TALKERS_SQL = f"""
 SELECT {_IP_TEXT.format("src_ip")} AS source, flows, bytes
-FROM (SELECT t.1 AS src_ip, t.2 AS bytes,
-             arrayFirst(x -> x.1 = t.1, by_flows).2 AS found,
+FROM (SELECT src_ip, bytes, arrayFirst(x -> x.1 = src_ip, by_flows).2 AS found,
              if(found > 0, found, arrayMin(arrayMap(x -> x.2, by_flows))) AS flows
+      FROM (SELECT t.1 AS src_ip, t.2 AS bytes, by_flows
       FROM (SELECT arrayJoin(by_bytes) AS t, by_flows
             FROM ({_TOP_STATES.format(table="talkers_top_1h", cond=_SHORT, buckets=_buckets_in_range())}
                   UNION ALL
                   {_TOP_STATES.format(table="talkers_top_1d", cond=_LONG, buckets=_buckets_in_range("day", "toStartOfDay"))}))
+            ORDER BY bytes DESC LIMIT 10 WITH TIES)
       ORDER BY bytes DESC, flows DESC, src_ip
       LIMIT 10)
 ORDER BY bytes DESC, flows DESC, src_ip
