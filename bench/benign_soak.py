@@ -10,7 +10,7 @@ scenario's own ``detectors.toml`` unless ``--config``; ``--config default`` runs
 detector set), and prints the false alerts per detector and per million benign flows. Each seed
 is a separate run (a cold start: detectors have learned nothing), so the figure is pessimistic for
 baselined detectors. With ``--keep DIR`` the scenarios stay in DIR and a later run reuses them
-(only the detection is run again: compare detector versions on the same traffic). One scenario of scale 10 and 500 s holds about 94k flows and needs ~2.5 GB
+(only the detection is run again: compare detector versions on the same traffic). One scenario of scale 10 and 500 s holds about 188k flows (6 make 1M) and needs ~2.5 GB
 while it is generated; the scenarios are generated one at a time and deleted unless ``--keep``.
 """
 

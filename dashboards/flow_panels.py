@@ -64,27 +64,36 @@ def _buckets_in_range(bucket: str = "hour", start: str = "toStartOfHour") -> str
             f" AND {bucket} <= fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC') AND {_INSTITUTION}")
 
 
-#: Ranges longer than this read the daily talkers roll-up (rounded to whole days), shorter ones
-#: the hourly one: at 100M flows a day an hour of talkers_1h holds ~0.7M rows, a day of
-#: talkers_1d about as many as an hour.
+#: Ranges longer than this read the daily top-talkers roll-up (rounded to whole days), shorter
+#: ones the hourly one.
 TALKERS_DAILY_AFTER_MS = 3 * 3_600_000
 _SHORT = f"{{to_ms:Int64}} - {{from_ms:Int64}} <= {TALKERS_DAILY_AFTER_MS}"
 _LONG = f"{{to_ms:Int64}} - {{from_ms:Int64}} > {TALKERS_DAILY_AFTER_MS}"
-_TOP_SOURCES = """SELECT src_ip, sum(flows) AS flows, sum(bytes) AS bytes
+#: The merged heavy-hitter states of the range: (source, count, error) tuples by bytes and by
+#: flows (see finsa.storage.rollups.TALKERS_TOP_CAPACITY).
+_TOP_STATES = """SELECT approx_top_sumMerge(1024, 1024)(top) AS by_bytes, approx_top_sumMerge(1024, 1024)(top_flows) AS by_flows
       FROM {table}
-      WHERE {cond} AND {buckets}
-      GROUP BY src_ip
-      ORDER BY bytes DESC, flows DESC, src_ip
-      LIMIT 10"""
+      WHERE {cond} AND {buckets}"""
 
-#: Top sources by bytes: from the hourly roll-up up to :data:`TALKERS_DAILY_AFTER_MS`, from the
-#: daily one beyond (two branches, one of them false for given parameters: it reads no part).
-#: Sums only: see :mod:`finsa.storage.rollups` on why no distinct counts.
+#: Top sources by bytes (then flows, then address) from the heavy-hitter roll-ups: the hourly
+#: one up to :data:`TALKERS_DAILY_AFTER_MS`, the daily one beyond (two branches, one of them
+#: false for given parameters: it reads no part). A source's flows are its count in the flows
+#: state (that state's smallest count when it is not there, only possible when approximate),
+#: looked up only for the ten heaviest by bytes with their ties (flows only break those ties).
+#: Exact while each merged state saw at most 1,024 sources, approximate beyond (see
+#: :mod:`finsa.storage.rollups`).
 TOP_TALKERS_SQL = f"""
 SELECT {_IP_TEXT.format("src_ip")} AS source, flows, bytes
-FROM ({_TOP_SOURCES.format(table="talkers_1h", cond=_SHORT, buckets=_buckets_in_range())}
-      UNION ALL
-      {_TOP_SOURCES.format(table="talkers_1d", cond=_LONG, buckets=_buckets_in_range("day", "toStartOfDay"))})
+FROM (SELECT src_ip, bytes, arrayFirst(x -> x.1 = src_ip, by_flows).2 AS found,
+             if(found > 0, found, arrayMin(arrayMap(x -> x.2, by_flows))) AS flows
+      FROM (SELECT t.1 AS src_ip, t.2 AS bytes, by_flows
+      FROM (SELECT arrayJoin(by_bytes) AS t, by_flows
+            FROM ({_TOP_STATES.format(table="talkers_top_1h", cond=_SHORT, buckets=_buckets_in_range())}
+                  UNION ALL
+                  {_TOP_STATES.format(table="talkers_top_1d", cond=_LONG, buckets=_buckets_in_range("day", "toStartOfDay"))}))
+            ORDER BY bytes DESC LIMIT 10 WITH TIES)
+      ORDER BY bytes DESC, flows DESC, src_ip
+      LIMIT 10)
 ORDER BY bytes DESC, flows DESC, src_ip
 """.strip()
 

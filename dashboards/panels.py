@@ -368,7 +368,7 @@ MORE_PANELS: tuple[Panel, ...] = (
     Panel("top_talkers", "Top talkers", fp.TOP_TALKERS_SQL, "table",
           "Sources of the most bytes in the institution's flows over the time range (from a roll-up: "
           "up to three hours the range is rounded to whole hours, beyond it to whole days (UTC)).",
-          unit="bytes", field="bytes", requires=("talkers_1h", "talkers_1d"), raw_sql=fp.TOP_TALKERS_RAW_SQL),
+          unit="bytes", field="bytes", requires=("talkers_top_1h", "talkers_top_1d"), raw_sql=fp.TOP_TALKERS_RAW_SQL),
     Panel("services", "Services", fp.SERVICES_SQL, "table",
           "Protocol and destination port of the institution's flows, busiest first (from the hourly "
           "roll-up: the range is rounded to whole hours; clients and servers are approximate).",

@@ -7,7 +7,11 @@ last ``window_ms`` of flow time (default one hour) a pair beacons when it has at
 ``min_beacons`` connections whose inter-arrival times are steady — robust coefficient of
 variation ``1.4826 * MAD / median`` at most ``max_cv``, and at least ``min_steady_share`` of the
 intervals within ``1.5 * max_cv`` of the median: this tolerates random jitter (about +/-25 % by
-default) and a few missed or extra beats, while random arrivals rarely pass both — with a median
+default) and a few missed or extra beats, while random arrivals rarely pass both. Below
+``2 * min_beacons`` beats every interval must be in that band: a few visits of one workstation to
+a popular site (browsing, a CDN, an update check at random times) do, by chance, line up into seven
+steady gaps out of eight among the many pairs of a large network, and the missed-beat allowance
+is what lets them through; a beacon with few beats has missed none of them. With a median
 interval between ``min_interval_ms`` and
 ``max_interval_ms``, and client byte counts alike (coefficient of variation at most
 ``max_size_cv``). A record that continues a connection cut by the meter's active timeout (same
@@ -230,7 +234,8 @@ class BeaconingDetector(Detector):
         in_band = np.abs(gaps - median[:, None]) <= 1.5 * self.max_cv * median[:, None]
         steady_share = np.sum(in_band, axis=1) / n_gaps[ok]
         reconnect = self._RECONNECT
-        alike = (steady_share >= self.min_steady_share) & (size_cv <= self.max_size_cv)
+        few = (n_gaps[ok] + 1) < 2 * self.min_beacons  # few beats: no missed beat allowed (chance alignments)
+        alike = (steady_share >= np.where(few, 1.0, self.min_steady_share)) & (size_cv <= self.max_size_cv)
         # a reconnecting RAT carries commands in some sessions: enough steady gaps suffice, sizes may differ
         steady = (np.sum(in_band, axis=1) >= self.min_reconnects - 1) if reconnect else alike
         hit = (cv <= self.max_cv) & steady & (median >= floor) & (median <= self.max_interval_ms)

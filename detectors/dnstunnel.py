@@ -10,7 +10,10 @@ packets), client bytes, distinct names, names that look encoded (a label of ``mi
 characters or a subdomain of ``min_sub_len``, with character entropy of at least
 ``min_entropy`` bits) and tunnel-friendly query types (TXT, NULL, MX, PRIVATE). It alerts when
 the volume — ``max(queries / min_queries, bytes / min_client_bytes, names / min_names)`` —
-reaches 1 and at least ``min_share`` of the flows carry encoded names or such query types.
+reaches 1, at least ``min_share`` of the flows carry encoded names or such query types, and the
+client asked at least ``min_volume_names`` distinct names: a tunnel carries its data in the names,
+so it keeps asking new ones (a resolver would answer a repeated name from its cache), while a
+mail server's SPF/DKIM/DMARC TXT look-ups or a monitor's TXT poll repeat a handful.
 One long flow carrying a whole dnscat session counts through its packets and bytes.
 entity = the client (``src_ip``), target = the registered domain (the resolver's address when
 the name has no valid TLD). ``allow_domains`` (reputation look-ups, reverse DNS) are skipped.
@@ -175,17 +178,19 @@ class DnsTunnelDetector(_DnsDetector):
     def __init__(self, *, min_queries: int = 100, min_client_bytes: int = 20_000, min_names: int = 50,
                  min_share: float = 0.5, min_label: int = 32, min_sub_len: int = 40,
                  min_entropy: float = 3.3, min_encoded_names: int = 8, min_odd_names: int = 12,
-                 min_raw_names: int = 3, allow_domains: tuple[str, ...] = _ALLOW,
+                 min_raw_names: int = 3, min_volume_names: int = 16, allow_domains: tuple[str, ...] = _ALLOW,
                  max_rows: int = 500_000, window_ms: int = 300_000, seed: int = 0) -> None:
         super().__init__(allow_domains=allow_domains, max_rows=max_rows, window_ms=window_ms, seed=seed)
         self.min_queries, self.min_client_bytes, self.min_names = min_queries, min_client_bytes, min_names
         self.min_share, self.min_label, self.min_sub_len, self.min_entropy = min_share, min_label, min_sub_len, min_entropy
         self.min_encoded_names, self.min_odd_names, self.min_raw_names = min_encoded_names, min_odd_names, min_raw_names
+        self.min_volume_names = min_volume_names
         self._check(min_queries=(min_queries, 1, 1e9), min_client_bytes=(min_client_bytes, 1, 1e12),
                     min_names=(min_names, 1, 1e9), min_share=(min_share, 0.0, 1.0),
                     min_label=(min_label, 1, 63), min_sub_len=(min_sub_len, 1, 255),
                     min_entropy=(min_entropy, 0.0, 8.0), min_encoded_names=(min_encoded_names, 2, 1e9),
-                    min_odd_names=(min_odd_names, 2, 1e9), min_raw_names=(min_raw_names, 1, 1e9))
+                    min_odd_names=(min_odd_names, 2, 1e9), min_raw_names=(min_raw_names, 1, 1e9),
+                    min_volume_names=(min_volume_names, 1, 1e9))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         frame = self._frame(flows)
@@ -236,7 +241,8 @@ class DnsTunnelDetector(_DnsDetector):
                   pos: np.ndarray) -> list[dict[str, Any]]:
         t = {k: v[pos] for k, v in self._table.cols.items()}
         volume, low, enc_share, odd_share = self._scores(t)
-        loud = (volume >= 1.0) & (np.maximum(enc_share, odd_share) >= self.min_share)
+        loud = ((volume >= 1.0) & (np.maximum(enc_share, odd_share) >= self.min_share)
+                & (t["names"] >= self.min_volume_names))
         hits = np.flatnonzero(loud | (low >= 1.0))
         out = []
         for gi in hits:

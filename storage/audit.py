@@ -21,7 +21,7 @@ or fails, and before the rows are handed back.
 >>> from finsa.storage.backend import open_store
 >>> store = open_store(); _ = store.migrate()
 >>> entry = AuditEntry("bank-a", "institution", "panel", "alerts_by_hour")
->>> audited_read(store, entry, lambda: store.query("SELECT 1 UNION ALL SELECT 2")).rows
+>>> audited_read(store, entry, lambda: store.query("SELECT number + 1 FROM numbers(2) ORDER BY 1")).rows
 [(1,), (2,)]
 >>> store.query("SELECT principal, action, statement, rows, outcome FROM audit_log").rows
 [('bank-a', 'panel', 'alerts_by_hour', 2, 'ok')]

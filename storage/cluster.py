@@ -56,7 +56,8 @@ SHARDING_KEYS: dict[str, str | None] = {
     "threat_levels": "cityHash64(batch_id)",
     "emergencies": "cityHash64(batch_id)",
     "flows_1m": None, "flows_1h": None, "alerts_1m": None, "alerts_1h": None,
-    "alerts_geo_1h": None, "alerts_subsector_1h": None, "talkers_1h": None, "talkers_1d": None, "services_1h": None,
+    "alerts_geo_1h": None, "alerts_subsector_1h": None, "talkers_top_1h": None, "talkers_top_1d": None,
+    "services_1h": None,
     "ingest_lag_1m": None,
 }
 #: tables replicated in full to every node (no shards, no Distributed table).

@@ -18,7 +18,8 @@ Last, single-node upgrades (not part of the cluster DDL): the distinct-count rol
 older store are rebuilt with today's sketch (``sketch:<roll-up>``, :mod:`finsa.storage.resketch`),
 a cascaded roll-up new to a store is filled from its source roll-up (``fill:<roll-up>``,
 :func:`cascade_fill_step`), and a flow roll-up added to a store that already held flows is
-backfilled from them (``backfill:<roll-up>``, :func:`backfill_step`).
+backfilled from them (``backfill:<roll-up>``, :func:`backfill_step`), and the view of a
+superseded roll-up is dropped (``retire:<roll-up>``, :func:`retire_view_step`).
 
 >>> [s.version for s in table_steps()][:3]
 ['0001_create_schema_migrations', '0002_create_flows', '0003_create_alerts']
@@ -152,6 +153,21 @@ def cascade_fill_step(name: str) -> Step:
     return Step(version, f"roll up {source} into {name}", needed, apply)
 
 
+def retire_view_step(name: str) -> Step:
+    """Drop the view of a retired roll-up (:data:`~finsa.storage.rollups.RETIRED_ROLLUPS`) when a
+    store still has it, so inserts stop paying for it; its table is kept (read until its TTL
+    empties it). Checks itself: the view must be gone afterwards.
+    """
+    view = f"{name}_mv"
+
+    def apply(store: Any) -> None:
+        store._run_command(f"DROP VIEW IF EXISTS {view}")
+        if table_exists(store, view):
+            raise RuntimeError(f"retire:{name}: {view} still exists after DROP VIEW")
+
+    return Step(f"retire:{name}", f"drop {view} (superseded)", lambda store: table_exists(store, view), apply)
+
+
 def _flow_rollup_steps(first: int, ttl: Mapping[str, int]) -> list[Step]:
     steps = []
     for k, name in enumerate(rollups.FLOW_ROLLUPS):
@@ -242,6 +258,8 @@ def run_migrations(store: Any, ttl_days: Mapping[str, int] | None = None) -> Mig
         _run_step(store, cascade_fill_step(name), report)
     for name in rollups.FLOW_FED_ROLLUPS:
         _run_step(store, backfill_step(name), report)
+    for name in rollups.RETIRED_ROLLUPS:
+        _run_step(store, retire_view_step(name), report)
     return report
 
 

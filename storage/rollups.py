@@ -29,15 +29,17 @@ Sector-wide (no institution column: every tenant may read them):
 Per institution, for the flow panels (AggregatingMergeTree; TTLs from
 :data:`FLOW_ROLLUP_TTL_DAYS` unless :data:`~finsa.storage.schema.DEFAULT_TTL_DAYS` names them):
 
-* ``talkers_1h``: per hour and source address: ``flows``, ``bytes`` (``sum()``). Keyed
-  ``(institution_id, hour, src_ip)``. Sums only: the table has about a row per active source
-  and hour, and distinct-count states there cost more than the flows insert itself (measured:
-  1M synthetic flows took 2.6x the insert CPU with ``uniqState`` peers and ports, 1.35x without).
-  Akvorado's consolidated flow tables leave addresses out altogether for the same reason.
-* ``talkers_1d``: the same per day, for ranges of more than a few hours. Its view reads
-  ``talkers_1h`` (a cascade, :data:`CASCADES`): it aggregates the hourly rows a flows insert
-  produced, not the flows again. The insert deduplication token reaches it too (a redelivered
-  batch adds nothing; checked on chdb 26.9).
+* ``talkers_top_1h`` / ``talkers_top_1d``: per hour / day, a bounded heavy-hitter state
+  (``approx_top_sum``, Space-Saving, :data:`TALKERS_TOP_CAPACITY` counters) of the sources
+  weighted by bytes and by flows (two states). One row per institution and bucket
+  per insert instead of one per source address and hour: the per-source ``talkers_1h`` and its
+  daily cascade ``talkers_1d`` cost about 40% of the insert CPU (``bench rollups``), these two
+  about as much as nothing (within the noise of one run). Exact for a state that saw at most
+  CAPACITY sources (an institution's hour), approximate (over-estimates bounded by the total /
+  CAPACITY) beyond, where the heavy hitters of skewed traffic still come out right. Both are
+  fed by ``flows`` (no cascade: a day's state built from merged hourly states would add the
+  hourly errors). ``talkers_1h`` / ``talkers_1d`` of older stores lose their views on
+  ``migrate()`` (:data:`RETIRED_ROLLUPS`) and expire by TTL.
 * ``services_1h``: per hour, protocol and destination port: ``flows``, ``bytes``, ``clients``
   and ``servers`` (distinct source / destination addresses, ``uniqCombined(12)`` sketches).
 * ``ingest_lag_1m``: per minute of the flows' last packet: ``lag_ms``, the worst time from a
@@ -57,9 +59,19 @@ from finsa.storage.schema import (DISTINCT_IP_TYPE, DISTINCT_MERGE, DISTINCT_STA
 
 #: Retention of the flow-panel roll-ups (days, from ``stored_at``) until
 #: :data:`~finsa.storage.schema.DEFAULT_TTL_DAYS` has entries for them (which then win).
-#: ``talkers_1h`` has a row per active source and hour, the largest roll-up: a quarter;
-#: ``talkers_1d`` (a row per active source and day) a year.
-FLOW_ROLLUP_TTL_DAYS = {"talkers_1h": 90, "services_1h": 365, "ingest_lag_1m": 90, "talkers_1d": 365}
+FLOW_ROLLUP_TTL_DAYS = {"services_1h": 365, "ingest_lag_1m": 90, "talkers_top_1h": 90, "talkers_top_1d": 365}
+
+#: The top-talkers states: Space-Saving (``approx_top_sum``) over source addresses with
+#: :data:`TALKERS_TOP_CAPACITY` counters per (institution, bucket), one weighted by bytes
+#: (``top``, ranks the sources) and one by flows (``top_flows``, where the panel reads the
+#: flows of the sources ``top`` returned). The counters are UInt64: bytes and flows cannot share
+#: one sum. Exact while a state has seen at most CAPACITY distinct sources; beyond it a count
+#: may be over-estimated by at most the state's total / CAPACITY (the tuples' third field
+#: bounds it), and a source missing from ``top_flows`` is given that state's smallest count.
+TALKERS_TOP_CAPACITY = 1024
+TALKERS_TOP_TYPE = f"AggregateFunction(approx_top_sum({TALKERS_TOP_CAPACITY}, {TALKERS_TOP_CAPACITY}), IPv6, UInt64)"
+TALKERS_TOP_STATE = f"approx_top_sumState({TALKERS_TOP_CAPACITY}, {TALKERS_TOP_CAPACITY})"
+TALKERS_TOP_MERGE = f"approx_top_sumMerge({TALKERS_TOP_CAPACITY}, {TALKERS_TOP_CAPACITY})"
 
 _BUCKET = {"1m": ("minute", "toStartOfMinute"), "1h": ("hour", "toStartOfHour")}
 
@@ -189,15 +201,12 @@ SETTINGS join_use_nulls = 0"""
 # --- Roll-ups of the flow panels (top talkers, services, ingest lag) -------------------------
 
 _SUM = "SimpleAggregateFunction(sum, UInt64)"
+_TOP_COLUMNS = [f"top {TALKERS_TOP_TYPE} COMMENT 'Heaviest sources by bytes: {TALKERS_TOP_MERGE}(top)'",
+                f"top_flows {TALKERS_TOP_TYPE} COMMENT 'Heaviest sources by flows: {TALKERS_TOP_MERGE}(top_flows)'"]
+_TOP_MEASURES = (f"{TALKERS_TOP_STATE}(src_ip, src2dst_bytes + dst2src_bytes) AS top, "
+                 f"{TALKERS_TOP_STATE}(src_ip, toUInt64(1)) AS top_flows")
 #: name -> (bucket, bucket expression, key columns, measure columns, view's measures, comment)
 _FLOW_ROLLUPS = {
-    "talkers_1h": (
-        "hour", "toStartOfHour(first_seen)",
-        ["src_ip IPv6 COMMENT 'Source address'"],
-        [f"flows {_SUM} COMMENT 'Flows the source started: sum(flows)'",
-         f"bytes {_SUM} COMMENT 'Bytes of those flows, both directions: sum(bytes)'"],
-        "count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes",
-        "Flows per hour, institution and source address (top talkers)"),
     "services_1h": (
         "hour", "toStartOfHour(first_seen)",
         ["protocol UInt8 COMMENT 'IP protocol number'", "dst_port UInt16 COMMENT 'Destination port'"],
@@ -213,18 +222,22 @@ _FLOW_ROLLUPS = {
         ["lag_ms SimpleAggregateFunction(max, Int64) COMMENT 'Worst ms from a last packet to storage: max(lag_ms)'"],
         "max(toInt64(toUnixTimestamp(stored_at)) * 1000 - last_seen_ms) AS lag_ms",
         "Worst ingest lag per minute (of the flows' last packet) and institution"),
-    "talkers_1d": (
-        "day", "toStartOfDay(first_seen)",
-        ["src_ip IPv6 COMMENT 'Source address'"],
-        [f"flows {_SUM} COMMENT 'Flows the source started: sum(flows)'",
-         f"bytes {_SUM} COMMENT 'Bytes of those flows, both directions: sum(bytes)'"],
-        "count() AS flows, sum(src2dst_bytes + dst2src_bytes) AS bytes",
-        "Flows per day, institution and source address (top talkers over long ranges)"),
+    "talkers_top_1h": (
+        "hour", "toStartOfHour(first_seen)", [],
+        _TOP_COLUMNS, _TOP_MEASURES,
+        "Heaviest sources per hour and institution (top talkers, a bounded heavy-hitter state)"),
+    "talkers_top_1d": (
+        "day", "toStartOfDay(first_seen)", [],
+        _TOP_COLUMNS, _TOP_MEASURES,
+        "Heaviest sources per day and institution (top talkers over long ranges)"),
 }
 FLOW_ROLLUPS = tuple(_FLOW_ROLLUPS)
 #: Roll-ups whose view reads another roll-up, not ``flows``: name -> (source roll-up, its
 #: bucket expression over the source's bucket, the view's measures over the source's columns).
-CASCADES = {"talkers_1d": ("talkers_1h", "toStartOfDay(hour)", "sum(flows) AS flows, sum(bytes) AS bytes")}
+CASCADES: dict[str, tuple[str, str, str]] = {}
+#: Roll-ups of older stores whose views ``migrate()`` drops (:data:`RETIRED_VIEWS`): their tables
+#: stay readable until their TTL empties them; nothing writes them any more.
+RETIRED_ROLLUPS = ("talkers_1h", "talkers_1d")
 #: The roll-ups whose view reads ``flows`` (the ones a backfill from stored flows fills).
 FLOW_FED_ROLLUPS = tuple(n for n in FLOW_ROLLUPS if n not in CASCADES)
 #: Roll-ups holding distinct-count states (columns of :data:`DISTINCT_IP_TYPE`).
@@ -234,7 +247,7 @@ SKETCHED_ROLLUPS = {"flows_1m": ("sources",), "flows_1h": ("sources",), "service
 def flow_rollup_ddl(name: str, ttl_days: int) -> str:
     """``CREATE TABLE`` of one flow-panel roll-up (a name of :data:`FLOW_ROLLUPS`).
 
-    >>> "ORDER BY (institution_id, hour, src_ip)" in flow_rollup_ddl("talkers_1h", 90)
+    >>> "ORDER BY (institution_id, hour, protocol, dst_port)" in flow_rollup_ddl("services_1h", 365)
     True
     """
     bucket, _, keys, measures, _, comment = _FLOW_ROLLUPS[name]
@@ -258,8 +271,8 @@ def flow_rollup_select(name: str, where: str = "", stored_at: bool = False, sour
     source roll-up: ``source=CASCADES[name][0]``), or with ``where`` and ``stored_at`` (the rows'
     latest storage time, so a TTL counts from it) a backfill's.
 
-    >>> flow_rollup_select("talkers_1d", source="talkers_1h").splitlines()[1]
-    'FROM talkers_1h GROUP BY day, institution_id, src_ip'
+    >>> flow_rollup_select("talkers_top_1d").splitlines()[1]
+    'FROM flows GROUP BY day, institution_id'
     """
     bucket, expression, keys, _, measures, _ = _FLOW_ROLLUPS[name]
     if source != "flows":

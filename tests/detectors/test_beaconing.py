@@ -99,3 +99,15 @@ def test_reflected_syn_acks_at_a_rhythm_are_not_reconnects(synth) -> None:
     synacks = synth.beacon("136.243.174.154", "10.10.10.10", 10, synth.T0_MS, interval_ms=10_000, jitter=0.01, port=9070)
     synacks.update(src2dst_tcp_flags=np.full(10, 18), dst2src_packets=np.zeros(10, int))
     assert run(ReconnectDetector(), synth.batches(syns, synacks)) == []
+
+
+def test_a_chance_alignment_of_few_visits_is_not_beaconing(synth) -> None:
+    """A workstation's eight visits to a popular site (or CDN) whose gaps happen to line up, but
+    for one: among many pairs, chance gives this; a beacon with so few beats missed none."""
+    gaps_s = [60, 63, 57, 61, 59, 150, 60]
+    cols = synth.beacon("10.1.1.79", "198.19.1.44", 8, synth.T0_MS, interval_ms=60_000, jitter=0.0)
+    cols["first_seen_ms"] = synth.T0_MS + 1_000 * np.r_[0, np.cumsum(gaps_s)]
+    cols["last_seen_ms"] = cols["first_seen_ms"] + 300
+    assert run(BeaconingDetector(), synth.batches(cols)) == []
+    steady = synth.beacon("10.1.1.79", "198.19.1.44", 8, synth.T0_MS, interval_ms=60_000, jitter=0.05)
+    assert [a["entity"] for a in run(BeaconingDetector(), synth.batches(steady))] == ["10.1.1.79"]

@@ -127,3 +127,14 @@ def test_low_volume_look_alikes_do_not_alert() -> None:
     mx = [f"mx-target-{i}.example" for i in range(30)]
     for names, qtype in ((spf, 16), (dnsbl, 16), (cdn, 1), (mx, 15)):
         assert DnsTunnelDetector().process(_questions("10.1.0.25", names, [qtype] * len(names))) == [], names[0]
+
+
+def test_repeated_txt_lookups_at_volume_are_not_a_tunnel() -> None:
+    """A busy mail server (or the resolver forwarding for it) asking the same SPF, DMARC and DKIM
+    TXT names over and over: tunnel volume and query type, but no new names to carry data."""
+    names = [("", "_dmarc.", "selector1._domainkey.")[i % 3] + "mailhost.example" for i in range(240)]
+    assert DnsTunnelDetector().process(_questions("192.0.2.25", names, [16] * len(names))) == []
+    tunnel = [f"{hashlib.sha1(bytes([i % 256, i // 256])).hexdigest()[:12]}.mailhost.example" for i in range(240)]
+    alerts = DnsTunnelDetector(min_encoded_names=10_000, min_odd_names=10_000).process(
+        _questions("192.0.2.25", tunnel, [16] * len(tunnel)))
+    assert alerts and {json.loads(a["evidence"])["features"]["rule"] for a in alerts} == {"volume"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from finsa.storage import rollups, schema
 from finsa.storage.migrations import column_steps, existing_columns, run_migrations
-from finsa.storage.rollups import CASCADES, FLOW_FED_ROLLUPS, FLOW_ROLLUPS, SKETCHED_ROLLUPS
+from finsa.storage.rollups import CASCADES, FLOW_FED_ROLLUPS, FLOW_ROLLUPS, RETIRED_ROLLUPS, SKETCHED_ROLLUPS
 from finsa.wire import FLOW
 
 
@@ -20,17 +20,23 @@ def test_fresh_store_applies_every_table_step_then_nothing(store):
     # upgrade steps: a fresh flows_1m has sources and sketches, and a fresh store no flows to roll up
     assert report.skipped == (["0009_flows_1m_sources", "flows_time_alias"]
                               + [f"sketch:{name}" for name in SKETCHED_ROLLUPS] + [f"fill:{name}" for name in CASCADES]
-                              + [f"backfill:{name}" for name in FLOW_FED_ROLLUPS])
+                              + [f"backfill:{name}" for name in FLOW_FED_ROLLUPS]
+                              + [f"retire:{name}" for name in RETIRED_ROLLUPS])
     assert report.applied[0] == "0001_create_schema_migrations"
     again = run_migrations(store)
     assert again.applied == [] and "0002_create_flows" in again.skipped
+
+
+#: (flows, bytes, sources) of a heavy-hitter talkers roll-up: sums over its merged states.
+_TOP = ("SELECT arraySum(x -> x.2, f), arraySum(x -> x.2, b), length(b) FROM (SELECT "
+        "approx_top_sumMerge(1024, 1024)(top_flows) AS f, approx_top_sumMerge(1024, 1024)(top) AS b FROM {})")
 
 
 def test_flows_stored_after_the_views_are_not_backfilled(store, make_flows):
     store.migrate()
     store.insert(make_flows(5))
     assert store.migrate() == []
-    assert store.query("SELECT sum(flows) FROM talkers_1h").rows == [(5,)]
+    assert store.query(_TOP.format("talkers_top_1h")).rows[0][0] == 5
 
 
 def test_older_store_is_upgraded_and_keeps_its_rows(store, make_flows):
@@ -88,19 +94,36 @@ def test_flow_panel_rollups_reach_an_older_store_and_roll_up_its_flows_once(stor
         store.command(f"DROP TABLE {name}")
     store.command(_OLD_FLOWS)
     applied = store.migrate()
-    assert [v for v in applied if "talkers" in v] == ["0027_create_talkers_1h", "0028_create_talkers_1h_mv",
-                                                      "0033_create_talkers_1d", "0034_create_talkers_1d_mv",
-                                                      "backfill:talkers_1h"]
+    assert [v for v in applied if "talkers" in v] == [
+        "0031_create_talkers_top_1h", "0032_create_talkers_top_1h_mv", "0033_create_talkers_top_1d",
+        "0034_create_talkers_top_1d_mv", "backfill:talkers_top_1h", "backfill:talkers_top_1d"]
     assert {f"backfill:{name}" for name in FLOW_FED_ROLLUPS} <= set(applied)
-    assert "fill:talkers_1d" not in applied  # talkers_1h was empty: its backfill reached talkers_1d
-    assert store.query("SELECT sum(flows), sum(bytes), uniqExact(src_ip) FROM talkers_1d").rows == [(48, 4800, 7)]
-    talkers = "SELECT sum(flows), sum(bytes), uniqExact(src_ip), count() FROM talkers_1h"
-    assert store.query(talkers).rows == [(48, 4800, 7, 48)]  # seven sources, one flow each an hour
+    assert store.query(_TOP.format("talkers_top_1d")).rows == [(48, 4800, 7)]
+    assert store.query(_TOP.format("talkers_top_1h")).rows == [(48, 4800, 7)]  # seven sources, one flow each an hour
+    hours = store.query("SELECT uniqExact(institution_id, toStartOfHour(first_seen)) FROM flows").rows
+    assert store.query("SELECT count() FROM talkers_top_1h FINAL").rows == hours  # a state per institution and hour
     assert store.query("SELECT sum(flows), uniqCombinedMerge(12)(clients) FROM services_1h").rows == [(48, 7)]
     assert store.query("SELECT count() FROM ingest_lag_1m").rows == [(48,)]
     assert store.migrate() == []  # backfilled once
     store.insert(make_flows(10))
-    assert store.query("SELECT sum(flows) FROM talkers_1h").rows == [(58,)]
+    assert store.query(_TOP.format("talkers_top_1h")).rows[0][0] == 58
+    assert store.migrate() == []
+
+
+def test_an_older_stores_per_source_talkers_stop_being_written_and_keep_their_rows(store, make_flows):
+    store.migrate()
+    for name, bucket in (("talkers_1h", "toStartOfHour"), ("talkers_1d", "toStartOfDay")):  # as finsa made them
+        store.command(f"CREATE TABLE {name} (b DateTime, institution_id String, src_ip IPv6, flows UInt64) "
+                      "ENGINE = SummingMergeTree ORDER BY (institution_id, b, src_ip)")
+        store.command(f"CREATE MATERIALIZED VIEW {name}_mv TO {name} AS SELECT {bucket}(first_seen) AS b, "
+                      "institution_id, src_ip, count() AS flows FROM flows GROUP BY ALL")
+    store.insert(make_flows(5))
+    assert store.migrate() == ["retire:talkers_1h", "retire:talkers_1d"]
+    store.insert(make_flows(7, institution="ins-b"))  # another batch (another batch id)
+    for name in RETIRED_ROLLUPS:
+        assert store.query(f"SELECT sum(flows) FROM {name}").rows == [(5,)], name  # kept, no longer written
+        assert store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                           f"AND name = '{name}_mv'").rows == [(0,)]
     assert store.migrate() == []
 
 
@@ -114,10 +137,10 @@ def _old_sketch(sql: str) -> str:
 def _make_pre_sketch_store(store) -> None:
     """A store as the code before talkers_1d and uniqCombined made it."""
     store.migrate()
-    for name in ("talkers_1d", *SKETCHED_ROLLUPS):
+    for name in SKETCHED_ROLLUPS:
         store.command(f"DROP VIEW {name}_mv")
         store.command(f"DROP TABLE {name}")
-    store.command("DELETE FROM schema_migrations WHERE version LIKE '%talkers_1d%' OR version LIKE 'sketch:%'")
+    store.command("DELETE FROM schema_migrations WHERE version LIKE 'sketch:%'")
     for table, view in {"flows_1m": (schema.flows_1m_ddl(7), schema.flows_1m_view_ddl()),
                                 "flows_1h": (rollups.flows_1h_ddl(365), rollups.flows_1h_view_ddl()),
                                 "services_1h": (rollups.flow_rollup_ddl("services_1h", 365),
@@ -139,7 +162,7 @@ def test_a_store_with_uniq_states_is_rebuilt_with_sketches_keeping_its_data(stor
     before = {name: store.query(sql.format(m="uniqMerge")).rows for name, sql in _TOTALS.items()}
     applied = store.migrate()
     assert [v for v in applied if v.startswith(("sketch:", "fill:"))] == [
-        "sketch:flows_1m", "sketch:flows_1h", "sketch:services_1h", "fill:talkers_1d"]
+        "sketch:flows_1m", "sketch:flows_1h", "sketch:services_1h"]
     assert "backfill:services_1h" not in applied  # the rebuild rolled every stored flow up
     created = store.query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
                           "AND name = 'flows_1m'").rows
@@ -148,12 +171,11 @@ def test_a_store_with_uniq_states_is_rebuilt_with_sketches_keeping_its_data(stor
     assert after == before  # sums, counts of rows, and (small, exact) distinct counts
     old_hour = "SELECT flows, bytes, packets, {m}(sources) FROM flows_1h WHERE hour < '2021-01-01' GROUP BY ALL"
     assert store.query(old_hour.format(m=schema.DISTINCT_MERGE)).rows == [(3, 300, 9, 0)]  # sums kept
-    assert store.query("SELECT sum(flows), uniqExact(src_ip) FROM talkers_1d").rows == [(48, 7)]
     assert store.migrate() == []
     store.insert(make_flows(10))  # the new views write sketches
     exact = store.query("SELECT count(), uniqExact(src_ip) FROM flows").rows
     assert store.query(f"SELECT sum(flows), {schema.DISTINCT_MERGE}(clients) FROM services_1h").rows == exact
-    assert store.query("SELECT sum(flows) FROM talkers_1d").rows == [(58,)]
+    assert store.query(_TOP.format("talkers_top_1d")).rows[0][0] == 58
 
 
 def test_an_interrupted_rebuild_is_done_again_from_scratch(store):
