@@ -29,7 +29,7 @@ __all__ = ["alert_detail", "entity_filter", "MARGIN_MS", "ACTIVITY_MS"]
 MARGIN_MS = 60_000
 #: The entity's other alerts and campaigns are looked up this far either side of the alert.
 ACTIVITY_MS = 24 * 3600 * 1000
-_ID = re.compile(r"^[0-9a-f]{8,64}$")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ALERT_COLUMNS = ", ".join(ALERT.names)
 
 Query = Callable[[str, dict[str, Any]], Any]  # (sql, parameters) -> QueryResult

@@ -93,7 +93,7 @@ class _Parser:
 
     def take(self) -> _Tok:
         tok = self.toks[self.i]
-        self.i += 1
+        self.i = min(self.i + 1, len(self.toks) - 1)  # the end token is never passed
         return tok
 
     def keyword(self, word: str) -> bool:
