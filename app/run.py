@@ -196,6 +196,10 @@ class Embedded:
             from finsa.sector.indicators_http import indicator_routes
 
             routes = indicator_routes(sector.blocklist)
+        # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live
+        from finsa.streams.feedback import FeedbackPoller
+        feedback = FeedbackPoller(self.store, engine).start()
+        # --- end SOC
         runner = await start_webview(self.store, host=args.host, port=args.port, extra_routes=routes)
         print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
         await service.start()
@@ -208,6 +212,7 @@ class Embedded:
             await self._drain(processor)
             await service.stop()
             await runner.cleanup()
+            feedback.stop()  # SOC (issue 16)
             for watcher in (self.watcher, self.registry_watcher):
                 if watcher is not None:
                     watcher.stop()

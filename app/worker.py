@@ -68,6 +68,10 @@ async def _serve(args: argparse.Namespace) -> int:
     watcher = watch_detectors(args.detectors, engine, args.registry)
     if sector is not None:
         sector.blocklist_sinks.append(feed_intel(engine))
+    # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live
+    from finsa.streams.feedback import FeedbackPoller
+    feedback = FeedbackPoller(store, engine).start()
+    # --- end SOC
     processor = FlowProcessor(store, engine, should_stop=stopping.is_set,
                               verifier=verifier, flow_observers=[sector.observe_flows] if sector else [])
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
@@ -100,6 +104,7 @@ async def _serve(args: argparse.Namespace) -> int:
             watcher.stop()
         if registry_watcher is not None:
             registry_watcher.stop()
+        feedback.stop()  # SOC (issue 16)
         store.close()
     return 0
 

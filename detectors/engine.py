@@ -171,6 +171,7 @@ class DetectionEngine:
             raise ValueError(f"detector names must be unique, got {names}")
         self.config: Config | None = None
         self.registry: Registry | None = None
+        self._accepted = Allowlist()  # analysts' accepted entries (from the store), apart from the file's
         self._state = _State([_Slot(d.name, d) for d in detectors])
 
     @classmethod
@@ -223,9 +224,17 @@ class DetectionEngine:
             if slot.default is not None or any(slot.special.values()):
                 slots.append(slot)
         kept = sum(1 for k, d in pool.items() if old.get(k) is d)
-        self._state = _State(slots, Allowlist(cfg.allowlist))  # one assignment: process() sees old or new
+        allowed = Allowlist((*cfg.allowlist, *getattr(self, "_accepted", Allowlist()).entries))
+        self._state = _State(slots, allowed)  # one assignment: process() sees old or new
         self.config, self.registry = cfg, registry
         return {"kept": kept, "new": len(pool) - kept, "dropped": len(old) - kept}
+
+    def use_accepted(self, accepted: Allowlist) -> None:
+        """Apply ``accepted`` (the analysts' allowlist entries the operator accepted) beside the
+        config file's allowlist, from the next batch on."""
+        self._accepted = accepted
+        own = self.config.allowlist if self.config is not None else ()
+        self._state = _State(self._state.slots, Allowlist((*own, *accepted.entries)))
 
     def process(self, flows: RecordBatch) -> RecordBatch:
         """Alerts raised by this flow batch, or ARP binding batch (an ALERT batch, possibly empty)."""

@@ -1,0 +1,71 @@
+"""Analyst feedback changes detection: a replayed scan raises alerts; once an analyst's
+false-positive verdict is accepted by the operator, the same scanner no longer alerts while
+another scanner in the same traffic still does (no missed episode)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from finsa.dashboards.triage import triage_alert
+from finsa.dashboards.users import User, hash_password
+from finsa.detectors.engine import DetectionEngine
+from finsa.storage.backend import open_store
+from finsa.storage.triage import Actor, TriageLog
+from finsa.streams.feedback import FeedbackPoller, entries_of
+from finsa.wire import FLOW
+
+T0_MS = 1_780_000_000_000
+SCANNER, OTHER = "198.51.100.7", "203.0.113.50"
+ANA = User(username="ana", role="institution", institution="bank-a", password_hash=hash_password("x", n=2**10))
+
+
+def _scan(start_ms: int, flow_base: int) -> FLOW:
+    """Two sources each probe 40 closed ports of one bank host within a few seconds."""
+    n = 40
+    src = [SCANNER] * n + [OTHER] * n
+    first = start_ms + np.arange(2 * n) * 50
+    return FLOW.make_batch({
+        "flow_id": flow_base + np.arange(2 * n), "first_seen_ms": first, "last_seen_ms": first + 10,
+        "institution_id": "bank-a", "sensor_id": "s1", "ip_version": 4, "protocol": 6,
+        "src_ip": src, "dst_ip": ["10.1.0.20"] * (2 * n), "src_port": 50000 + np.arange(2 * n) % 1000,
+        "dst_port": np.tile(1000 + np.arange(n), 2), "src2dst_packets": 1, "src2dst_bytes": 60,
+        "dst2src_packets": 1, "dst2src_bytes": 40, "src2dst_tcp_flags": 2, "dst2src_tcp_flags": 20, "end_reason": 3})
+
+
+def _entities(alerts) -> set[str]:
+    return {r["entity"] for r in alerts.rows() if r["detector"] == "portscan"}
+
+
+def test_an_accepted_false_positive_stops_the_alerts_and_nothing_else():
+    store = open_store()
+    try:
+        store.migrate()
+        engine = DetectionEngine()
+        poller = FeedbackPoller(store, engine)
+        first = engine.process(_scan(T0_MS, 0))
+        assert _entities(first) == {SCANNER, OTHER}
+        store.insert(first)
+        alert = next(r for r in first.rows() if r["entity"] == SCANNER and r["detector"] == "portscan")
+        log = TriageLog(store)
+        result = triage_alert(log, ANA, alert, {"state": "closed", "verdict": "false_positive",
+                                                "note": "our vulnerability scanner", "expiry_days": 30}, T0_MS)
+        assert poller.poll() == 0  # proposed, not accepted yet: still alerts
+        assert _entities(engine.process(_scan(T0_MS + 600_000, 1000))) == {SCANNER, OTHER}
+        log.decide_entry(Actor("otto", "operator", "operator"), result["proposed"]["entry_id"], True)
+        assert poller.poll() == 1
+        later = engine.process(_scan(T0_MS + 1_200_000, 2000))
+        assert _entities(later) == {OTHER}
+        after_expiry = engine.process(_scan(T0_MS + 31 * 86_400_000, 3000))
+        assert _entities(after_expiry) == {SCANNER, OTHER}
+    finally:
+        store.close()
+
+
+def test_invalid_stored_entries_are_skipped():
+    rows = [{"entity": "not-an-address", "detector": "portscan", "institution_id": "bank-a", "reason": "x",
+             "expires_ms": T0_MS},
+            {"entity": "10.0.0.1", "detector": "no-such-detector", "institution_id": "bank-a", "reason": "x",
+             "expires_ms": T0_MS},
+            {"entity": "10.0.0.1", "detector": "portscan", "institution_id": "bank-a", "reason": "x",
+             "expires_ms": T0_MS}]
+    assert [e.entity for e in entries_of(rows)] == ["10.0.0.1"]
