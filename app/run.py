@@ -200,7 +200,12 @@ class Embedded:
         from finsa.streams.feedback import FeedbackPoller
         feedback = FeedbackPoller(self.store, engine).start()
         # --- end SOC
-        runner = await start_webview(self.store, host=args.host, port=args.port, extra_routes=routes)
+        # --- SOC (issue 16): demo logins (regulator, operator, an analyst of each institution)
+        from finsa.dashboards.demo_users import announce_logins, demo_users
+        users, logins = demo_users(self.keys)
+        # --- end SOC
+        runner = await start_webview(self.store, host=args.host, port=args.port, extra_routes=routes, users=users)
+        announce_logins(runner.app, logins, f"http://{args.host}:{args.port}")  # SOC (issue 16)
         print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
         await service.start()
         if scenario is not None:

@@ -69,3 +69,24 @@ def test_invalid_stored_entries_are_skipped():
             {"entity": "10.0.0.1", "detector": "portscan", "institution_id": "bank-a", "reason": "x",
              "expires_ms": T0_MS}]
     assert [e.entity for e in entries_of(rows)] == ["10.0.0.1"]
+
+
+def test_the_operator_accepts_with_the_command(tmp_path, capsys):
+    from finsa.app.cli import main
+
+    store = open_store(data_dir=tmp_path)
+    store.migrate()
+    entry = TriageLog(store).propose_entry(Actor("ana", "institution", "bank-a"), entity="10.1.0.9", detector="portscan",
+                                           institution_id="bank-a", reason="scanner", expires_ms=T0_MS)
+    store.close()
+    assert main(["allowlist", "--data-dir", str(tmp_path), "list", "--status", "proposed"]) == 0
+    assert entry["entry_id"] in capsys.readouterr().out
+    assert main(["allowlist", "--data-dir", str(tmp_path), "accept", entry["entry_id"]]) == 0
+    assert main(["allowlist", "--data-dir", str(tmp_path), "accept", "nope"]) == 1
+    store = open_store(data_dir=tmp_path)
+    try:
+        assert TriageLog(store).entry(entry["entry_id"])["status"] == "accepted"
+        assert store.query("SELECT principal, action FROM audit_log WHERE action = 'allowlist' ORDER BY time").rows == [
+            ("bank-a", "allowlist"), ("operator", "allowlist")]
+    finally:
+        store.close()
