@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("finsa.app.backtest_command", "score detections on a scenario against its ground truth"),
     "query": ("finsa.storage.query_command", "run SQL on a finsa store"),
     "storage": ("finsa.storage.storage_command", "storage administration: migrate, tenants"),
+    "notify": ("finsa.notify.notify_command", "notifications config: check"),
     "allowlist": ("finsa.storage.allowlist_command", "analysts' allowlist proposals: list, accept, reject"),
     "detectors": ("finsa.detectors.detectors_command", "detector configuration: check"),
     "dashboards": ("finsa.dashboards.dashboards_command", "Grafana provisioning: push, export"),
