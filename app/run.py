@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated scenario")
     parser.add_argument("--no-replay", action="store_true", help="do not replay a scenario (wait for external agents)")
     parser.add_argument("--broker-port", type=int, default=0, help="port of the embedded broker (default: a free one)")
+    parser.add_argument("--notify", type=Path, help="notifications config (finsa notify --check FILE)")  # SOC (issue 16)
 
 
 def store_path(data_dir: Path) -> Path:
@@ -196,9 +197,11 @@ class Embedded:
             from finsa.sector.indicators_http import indicator_routes
 
             routes = indicator_routes(sector.blocklist)
-        # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live
+        # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live; notifications
+        from finsa.app.soc_wiring import start_notifier
         from finsa.streams.feedback import FeedbackPoller
         feedback = FeedbackPoller(self.store, engine).start()
+        notifier = start_notifier(args.notify, sector, args.data_dir)
         # --- end SOC
         # --- SOC (issue 16): demo logins (regulator, operator, an analyst of each institution)
         from finsa.dashboards.demo_users import announce_logins, demo_users
@@ -218,6 +221,8 @@ class Embedded:
             await service.stop()
             await runner.cleanup()
             feedback.stop()  # SOC (issue 16)
+            if notifier is not None:
+                notifier.stop()
             for watcher in (self.watcher, self.registry_watcher):
                 if watcher is not None:
                     watcher.stop()

@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inventory", type=Path,
                         help="inventory file of the institutions' services and providers (needs --registry)")
     parser.add_argument("--detectors", type=Path, help="detectors config file (finsa detectors check FILE)")
+    parser.add_argument("--notify", type=Path, help="notifications config (finsa notify --check FILE)")  # SOC (issue 16)
     parser.add_argument("--batch-keys", type=Path,
                         help="directory of <institution>.key signing keys: accept only batches signed by their institution")
 
@@ -71,6 +72,8 @@ async def _serve(args: argparse.Namespace) -> int:
     # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live
     from finsa.streams.feedback import FeedbackPoller
     feedback = FeedbackPoller(store, engine).start()
+    from finsa.app.soc_wiring import start_notifier
+    notifier = start_notifier(args.notify, sector, args.state_dir)
     # --- end SOC
     processor = FlowProcessor(store, engine, should_stop=stopping.is_set,
                               verifier=verifier, flow_observers=[sector.observe_flows] if sector else [])
@@ -105,6 +108,8 @@ async def _serve(args: argparse.Namespace) -> int:
         if registry_watcher is not None:
             registry_watcher.stop()
         feedback.stop()  # SOC (issue 16)
+        if notifier is not None:
+            notifier.stop()
         store.close()
     return 0
 

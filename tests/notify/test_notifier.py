@@ -4,19 +4,15 @@ receiver that is down gets it later; a restarted notifier sends nothing twice.""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import re
 import socket
-import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from finsa.app.cli import main as finsa
@@ -24,6 +20,7 @@ from finsa.institutions import parse_registry
 from finsa.notify.config import parse_notify_config
 from finsa.notify.notifier import Notifier
 from finsa.wire import ALERT, WARNING
+from tests.notify.receivers import Mailbox, Webhook, free_port, tls_context
 
 pytestmark = pytest.mark.integration
 
@@ -33,50 +30,6 @@ REGISTRY = parse_registry({"institution": [
     {"id": "bank-b", "name": "B", "subsector": "bank", "region": "south", "criticality": 3, "networks": ["10.2.0.0/16"]},
     {"id": "ins-c", "name": "C", "subsector": "insurance", "region": "east", "criticality": 2, "networks": ["10.3.0.0/16"]},
 ]})
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Webhook:
-    """An aiohttp server in its own thread recording what it is posted."""
-
-    def __init__(self, port: int) -> None:
-        self.port, self.got = port, []
-        self.loop = asyncio.new_event_loop()
-        self.runner = None
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-
-    async def _take(self, request: web.Request) -> web.Response:
-        self.got.append((dict(request.headers), await request.read()))
-        return web.Response(text="ok")
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._take)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    def start(self) -> "Webhook":
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append((session.ssl is not None, envelope.rcpt_tos, envelope.content.decode()))
-        return "250 OK"
 
 
 def _syslog_listeners():
@@ -92,18 +45,12 @@ def _syslog_listeners():
 
 @pytest.fixture()
 def receivers(tmp_path):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
-                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
-    import ssl
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context = tls_context(tmp_path)
     mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port(), tls_context=context, require_starttls=True)
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True)
     smtp.start()
     udp, tcp = _syslog_listeners()
-    hook_port = _free_port()
+    hook_port = free_port()
     config = parse_notify_config({
         "outbox": {"path": str(tmp_path / "outbox.sqlite"), "retry_s": 0.05, "max_retry_s": 0.1},
         "receiver": {
