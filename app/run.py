@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-replay", action="store_true", help="do not replay a scenario (wait for external agents)")
     parser.add_argument("--broker-port", type=int, default=0, help="port of the embedded broker (default: a free one)")
     parser.add_argument("--notify", type=Path, help="notifications config (finsa notify --check FILE)")  # SOC (issue 16)
+    parser.add_argument("--clickhouse-http", type=int, default=0, metavar="PORT",  # SOC (issue 16)
+                        help="serve the store's ClickHouse HTTP interface for Grafana, read-only per tenant (0 = off)")
 
 
 def store_path(data_dir: Path) -> Path:
@@ -198,7 +200,7 @@ class Embedded:
 
             routes = indicator_routes(sector.blocklist)
         # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live; notifications
-        from finsa.app.soc_wiring import start_notifier
+        from finsa.app.soc_wiring import start_clickhouse_http, start_notifier
         from finsa.streams.feedback import FeedbackPoller
         feedback = FeedbackPoller(self.store, engine).start()
         notifier = start_notifier(args.notify, sector, args.data_dir)
@@ -209,6 +211,8 @@ class Embedded:
         # --- end SOC
         runner = await start_webview(self.store, host=args.host, port=args.port, extra_routes=routes, users=users)
         announce_logins(runner.app, logins, f"http://{args.host}:{args.port}")  # SOC (issue 16)
+        clickhouse_http = start_clickhouse_http(args.clickhouse_http, self.store, args.data_dir, args.host,
+                                                list(self.keys))  # SOC (issue 16)
         print(f"finsa: threat view at http://{args.host}:{args.port}/", flush=True)
         await service.start()
         if scenario is not None:
@@ -221,6 +225,8 @@ class Embedded:
             await service.stop()
             await runner.cleanup()
             feedback.stop()  # SOC (issue 16)
+            if clickhouse_http is not None:
+                clickhouse_http.stop()
             if notifier is not None:
                 notifier.stop()
             for watcher in (self.watcher, self.registry_watcher):

@@ -39,3 +39,24 @@ class _LiveRegistry:
     @property
     def institution(self) -> list:
         return list(self._sector.picture.registry.institution)
+
+
+def start_clickhouse_http(port: int, store: Any, data_dir: Path, host: str = "127.0.0.1",
+                          institutions: list[str] | None = None, out: Any = print) -> Any:
+    """Serve the embedded store's ClickHouse HTTP interface, read-only per tenant, for Grafana
+    (None when ``port`` is 0 or the store is a ClickHouse server, which Grafana reaches itself)."""
+    if not port:
+        return None
+    from finsa.storage.chdb_backend import ChdbStore
+    from finsa.storage.tenant_http import TenantHTTPEndpoint, tenant_credentials
+
+    if not isinstance(store, ChdbStore):
+        raise SystemExit("--clickhouse-http serves the embedded store (--data-dir); point Grafana at the server")
+    if institutions is None:
+        institutions = [row[0] for row in store.query("SELECT id FROM institutions ORDER BY id").rows]
+    directory = data_dir / "keys" / "clickhouse-http"
+    users = tenant_credentials(directory, institutions)
+    endpoint = TenantHTTPEndpoint(store, users, host=host, port=port).start()
+    out(f"finsa: ClickHouse HTTP (read-only, per tenant) at {endpoint.url}: users "
+        f"{', '.join(sorted(users))}; passwords in {directory}/<user>.password", flush=True)
+    return endpoint

@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inventory file of the institutions' services and providers (needs --registry)")
     parser.add_argument("--detectors", type=Path, help="detectors config file (finsa detectors check FILE)")
     parser.add_argument("--notify", type=Path, help="notifications config (finsa notify --check FILE)")  # SOC (issue 16)
+    parser.add_argument("--clickhouse-http", type=int, default=0, metavar="PORT",  # SOC (issue 16)
+                        help="with --data-dir: serve the store's ClickHouse HTTP interface for Grafana, read-only per tenant")
     parser.add_argument("--batch-keys", type=Path,
                         help="directory of <institution>.key signing keys: accept only batches signed by their institution")
 
@@ -72,8 +74,9 @@ async def _serve(args: argparse.Namespace) -> int:
     # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live
     from finsa.streams.feedback import FeedbackPoller
     feedback = FeedbackPoller(store, engine).start()
-    from finsa.app.soc_wiring import start_notifier
+    from finsa.app.soc_wiring import start_clickhouse_http, start_notifier
     notifier = start_notifier(args.notify, sector, args.state_dir)
+    clickhouse_http = start_clickhouse_http(args.clickhouse_http, store, args.data_dir or args.state_dir, args.web_host)
     # --- end SOC
     processor = FlowProcessor(store, engine, should_stop=stopping.is_set,
                               verifier=verifier, flow_observers=[sector.observe_flows] if sector else [])
@@ -108,6 +111,8 @@ async def _serve(args: argparse.Namespace) -> int:
         if registry_watcher is not None:
             registry_watcher.stop()
         feedback.stop()  # SOC (issue 16)
+        if clickhouse_http is not None:
+            clickhouse_http.stop()
         if notifier is not None:
             notifier.stop()
         store.close()

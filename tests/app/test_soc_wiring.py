@@ -79,3 +79,39 @@ receivers = ["pay3-hook", "pay3-mail"]
     assert [h["institution"] for h in institution_hooks] == ["pay-3"], institution_hooks
     assert len(mailbox.messages) == 1 and mailbox.messages[0][0]  # once, over STARTTLS
     assert "pay-3" in mailbox.messages[0][2]
+
+
+def test_the_clickhouse_http_flag_serves_each_tenant_read_only(tmp_path):
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from finsa.app.soc_wiring import start_clickhouse_http
+    from finsa.storage.backend import open_store
+
+    store = open_store(data_dir=tmp_path / "store")
+    store.migrate()
+    store.load_institutions(REGISTRY)
+    lines = []
+    endpoint = start_clickhouse_http(free_port(), store, tmp_path, out=lambda *a, **k: lines.append(a[0]))
+    try:
+        password = (tmp_path / "keys" / "clickhouse-http" / "finsa_pay-1.password").read_text().strip()
+        token = base64.b64encode(f"finsa_pay-1:{password}".encode()).decode()
+
+        def ask(sql: bytes) -> tuple[int, bytes]:
+            request = urllib.request.Request(endpoint.url + "/?default_format=TSV", data=sql,
+                                             headers={"Authorization": "Basic " + token})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read()
+
+        assert ask(b"SELECT count() FROM alerts") == (200, b"0\n")
+        status, body = ask(b"INSERT INTO alerts (alert_id) VALUES ('x')")
+        assert status == 500 and b"READONLY" in body
+    finally:
+        endpoint.stop()
+        store.close()
+    assert "finsa_pay-1" in lines[0] and password not in lines[0]
+    assert start_clickhouse_http(0, None, tmp_path) is None
