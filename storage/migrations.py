@@ -200,6 +200,8 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         _create("0040_create_arp_bindings", "arp_bindings", lambda: schema.arp_bindings_ddl(ttl["arp_bindings"])),
         # analyst work (finsa.storage.triage): append-only logs, never expired
         *[_create(f"triage:{table}", table, ddl) for table, ddl in triage.TABLES.items()],
+        Step("index:flows.dst_ip_bloom", "flows: bloom filter on dst_ip (flow search)", triage.dst_index_needed,
+             triage.add_dst_index),
     ]
 
 
