@@ -100,6 +100,12 @@ DST_INDEX = "dst_ip_bloom"
 
 
 def dst_index_needed(store: Any) -> bool:
+    """True on a single-node ``flows`` (a MergeTree) without the index; a cluster's Distributed
+    ``flows`` is left alone (the index goes on ``flows_local``, see finsa.storage.cluster)."""
+    engine = store._run_query("SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'flows'",
+                              None).rows
+    if not engine or not engine[0][0].endswith("MergeTree"):
+        return False
     rows = store._run_query("SELECT count() FROM system.data_skipping_indices WHERE database = currentDatabase() "
                             "AND table = 'flows' AND name = {n:String}", {"n": DST_INDEX}).rows
     return not rows[0][0]
