@@ -40,7 +40,7 @@
       stateBox.appendChild(el("h3", {}, "allowlist proposals"));
       stateBox.appendChild(table(["entity", "detector", "institution_id", "status", "reason"], t.proposed));
     }
-    setBody("triage-state", stateBox);
+    document.getElementById("triage-state").replaceChildren(stateBox);
     setBody("history", table(["time", "user", "state", "verdict", "assignee", "note", "case_id"], t.history));
     form.hidden = config.role !== "institution";
   }
