@@ -153,6 +153,11 @@ def _sector(row: Mapping[str, Any] | None) -> dict[str, str]:
             "sector_warned": html.escape(str(row.get("warned", "-")))}
 
 
+def level_css() -> str:
+    """CSS classes ``lvl-N`` / ``sev-N`` in the threat level colours (the analyst pages use them too)."""
+    return _level_css()
+
+
 def _level_css() -> str:
     rules = [f".lvl-{k}, .sev-{k} {{ background: {colour}; }}" for k, (_, colour) in threat.LEVELS.items()]
     return "\n".join(rules + [".lvl-0 { background: #555; }"])

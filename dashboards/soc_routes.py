@@ -29,7 +29,7 @@ from aiohttp import web
 
 from finsa.dashboards import alertpage, flowsearch, triage
 from finsa.dashboards.login import session_of
-from finsa.dashboards.page import CONTENT_SECURITY_POLICY, template
+from finsa.dashboards.page import CONTENT_SECURITY_POLICY, level_css, template
 from finsa.dashboards.reads import Forbidden, PanelReads
 from finsa.dashboards.users import User
 from finsa.errors import FinsaError
@@ -72,7 +72,7 @@ def _page(name: str, request: web.Request, **fields: str) -> web.Response:
     config = {"csrf": session.csrf, "role": user.role, "institution": user.institution, "user": user.username,
               **fields}
     text = Template(template(name)).substitute(
-        config=html.escape(json.dumps(config), quote=True),
+        config=html.escape(json.dumps(config), quote=True), level_css=level_css(),
         who=html.escape(f"{user.username} · {user.institution or user.role}"))
     return web.Response(text=text, content_type="text/html", charset="utf-8", headers=_HEADERS)
 
