@@ -99,7 +99,7 @@ def _detail(ctx: dict, user: User, alert_id: str) -> dict[str, Any] | None:
         return None
     log: TriageLog = ctx["log"]
     detail["triage"] = {"current": log.alert_state(alert_id), "history": log.alert_history(alert_id),
-                        "proposed": [e for e in log.entries() if e["alert_id"] == alert_id]}
+                        "proposed": log.entries(alert_id=alert_id)}
     return detail
 
 
@@ -112,6 +112,8 @@ async def _alert_api(request: web.Request) -> web.Response:
         detail = await _call(request, _detail, ctx, user, alert_id)
     except Forbidden as exc:
         return _error(403, str(exc))
+    except FinsaError:  # the store's failure: counted by the store, never shown raw
+        return _error(500, "the alert could not be read")
     if detail is None:
         return _error(404, "no such alert")
     return _json(detail)

@@ -253,14 +253,16 @@ class TriageLog:
         self._append("allowlist_entries", dict(row), actor, entry_id)
         return row
 
-    def entries(self, status: str = "") -> list[dict[str, Any]]:
-        """Current allowlist entries, with one status ('' = any)."""
+    def entries(self, status: str = "", alert_id: str = "") -> list[dict[str, Any]]:
+        """Current allowlist entries, with one status and from one alert ('' = any)."""
         return self.store.query(
             "SELECT entry_id, argMax(entity, time) AS entity, argMax(detector, time) AS detector, "
             "argMax(institution_id, time) AS institution_id, argMax(reason, time) AS reason, "
             "argMax(expires_ms, time) AS expires_ms, argMax(status, time) AS status, "
             "argMax(alert_id, time) AS alert_id, max(time) AS updated FROM allowlist_entries GROUP BY entry_id "
-            "HAVING {s:String} = '' OR status = {s:String} ORDER BY updated DESC LIMIT 10000", {"s": status}).dicts()
+            "HAVING ({s:String} = '' OR status = {s:String}) AND ({a:String} = '' OR alert_id = {a:String}) "
+            "ORDER BY updated DESC LIMIT 10000",
+            {"s": status, "a": alert_id}).dicts()
 
     def accepted_entries(self) -> list[dict[str, Any]]:
         """What workers apply: every accepted entry (expiry is checked on flow time by the allowlist)."""

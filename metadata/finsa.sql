@@ -1,0 +1,2 @@
+ATTACH DATABASE _ UUID '69138fff-c166-49cd-8abe-82ba6bca0278'
+ENGINE = Atomic
