@@ -110,6 +110,8 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._sources: list[threading.Thread] = []
         self._metrics: MetricsServer | None = None
+        self.ring = _packet_ring(config)
+        self._pcap = None
         self._mtime = self._config_mtime()
         self._next_heartbeat = 0.0
         self.totals = {"flows": 0, "packets": 0, "dropped_batches": 0}
@@ -127,6 +129,12 @@ class Agent:
         if self.config.metrics_listen:
             host, _, port = self.config.metrics_listen.rpartition(":")
             self._metrics = MetricsServer(host, int(port)).start()
+        if self.ring is not None:
+            from finsa.collectors.agent.packet_ring import PcapEndpoint
+
+            host, _, port = self.config.packet_ring.listen.rpartition(":")
+            token = self.config.packet_ring.token_file.read_text().strip()
+            self._pcap = PcapEndpoint(self.ring, host.strip("[]"), int(port), token).start()
         sender = threading.Thread(target=self.sender.run, args=(self.stop_event,), daemon=True, name="agent-sender")
         sender.start()
         self._threads.append(sender)
@@ -143,7 +151,7 @@ class Agent:
                                                    self.stop_event, src.speed, cfg.profile, src.rebase_time))
         for interface in src.interfaces:
             self._sources.append(start_live_source(interface, cfg.institution_id, cfg.sensor_id, self.submit,
-                                                   self.stop_event, cfg.profile))
+                                                   self.stop_event, cfg.profile, self.ring))
         for listen in src.export_listen:
             self._sources.append(start_export_source(listen, cfg.institution_id, cfg.sensor_id, self.submit,
                                                      self.stop_event))
@@ -172,7 +180,13 @@ class Agent:
         self.spool.close()
         if self._metrics:
             self._metrics.stop()
+        if self._pcap is not None:
+            self._pcap.stop()
         return self.spool.depth_batches
+
+    @property
+    def pcap_port(self) -> int | None:
+        return self._pcap.port if self._pcap else None
 
     # --- data path -------------------------------------------------------------------------
 
@@ -302,3 +316,11 @@ class Agent:
             if exit_when_done and self._sources and self.sources_done and self.spool.depth_batches == 0:
                 break
         return self.stop()
+
+
+def _packet_ring(config: AgentConfig):  # noqa: ANN202 - a PacketRing or None
+    if config.packet_ring is None:
+        return None
+    from finsa.collectors.agent.packet_ring import PacketRing
+
+    return PacketRing(config.packet_ring.max_bytes, config.packet_ring.max_age_s)

@@ -72,7 +72,8 @@ def start_pcap_source(paths: list[Path], institution_id: str, sensor_id: str, si
 
 
 def start_live_source(interface: str, institution_id: str, sensor_id: str, sink: Sink,
-                      stop: threading.Event, profile: str = "agent") -> threading.Thread:
+                      stop: threading.Event, profile: str = "agent", ring=None) -> threading.Thread:  # noqa: ANN001
+    """``ring``: a :class:`~finsa.collectors.agent.packet_ring.PacketRing` keeping the packets too."""
     """Capture and meter one interface in a thread until ``stop``; returns the started thread."""
     def emit(batch: wire.RecordBatch | None) -> None:
         if batch is not None and len(batch):
@@ -90,6 +91,8 @@ def start_live_source(interface: str, institution_id: str, sensor_id: str, sink:
                 stopper.start()
                 for packets in capture.batches(timeout_ms=200, max_blocks=64):
                     if len(packets):
+                        if ring is not None:
+                            ring.add(packets)
                         emit(meter.add(packets))
                         emit(arp_bindings(packets, institution_id, sensor_id))
                     emit(meter.expire(int(time.time() * 1000)))
