@@ -134,7 +134,7 @@ class Agent:
 
             host, _, port = self.config.packet_ring.listen.rpartition(":")
             token = self.config.packet_ring.token_file.read_text().strip()
-            self._pcap = PcapEndpoint(self.ring, host.strip("[]"), int(port), token).start()
+            self._pcap = PcapEndpoint(self.ring, host.strip("[]"), int(port), token, self._pseudo).start()
         sender = threading.Thread(target=self.sender.run, args=(self.stop_event,), daemon=True, name="agent-sender")
         sender.start()
         self._threads.append(sender)

@@ -7,7 +7,8 @@ the newest. :meth:`PacketRing.cut` writes the packets of one flow (both directio
 5-tuple; ports and protocol optional) in a time range to a pcap, for the institution's analyst
 looking at an alert. :class:`PcapEndpoint` serves that on a loopback address of the agent host:
 ``GET /pcap?a=IP&b=IP[&a_port=N&b_port=N&protocol=N]&from_ms=&to_ms=`` with the endpoint's token
-in ``Authorization: Bearer``. Nothing is sent to the centre: the agent never reads from it, and
+in ``Authorization: Bearer``, and ``GET /translate?address=X`` (an internal address's pseudonym,
+or the clear address behind a pseudonym the centre shows: :mod:`finsa.collectors.agent.translate`). Nothing is sent to the centre: the agent never reads from it, and
 the packets leave the host only if someone there exports them.
 
 >>> from finsa.collectors.pcap.capture import PacketBatch
@@ -24,13 +25,14 @@ from __future__ import annotations
 
 import collections
 import hmac
+import json
 import ipaddress
 import secrets
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -129,10 +131,11 @@ def _matching(batch: PacketBatch, ends: set[bytes], a_port: int | None, b_port: 
 class PcapEndpoint:
     """``GET /pcap`` on a loopback address of the agent host (see the module docstring)."""
 
-    def __init__(self, ring: PacketRing, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
+    def __init__(self, ring: PacketRing, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 pseudonymiser: Any = None) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError("the pcap endpoint listens on a loopback address only")
-        self.ring, self.host, self.port = ring, host, port
+        self.ring, self.host, self.port, self.pseudonymiser = ring, host, port, pseudonymiser
         self.token = token or secrets.token_urlsafe(24)
         self._server: ThreadingHTTPServer | None = None
 
@@ -155,7 +158,7 @@ class PcapEndpoint:
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         given = handler.headers.get("Authorization", "").removeprefix("Bearer ")
-        if parts.path != "/pcap":
+        if parts.path not in ("/pcap", "/translate"):
             handler.send_error(404)
             return
         if not hmac.compare_digest(given.encode(), self.token.encode()):
@@ -163,6 +166,9 @@ class PcapEndpoint:
             handler.send_error(401)
             return
         query = dict(parse_qsl(parts.query))
+        if parts.path == "/translate":
+            self._translate(handler, query.get("address", ""))
+            return
         try:
             ints = {k: int(query[k]) for k in ("a_port", "b_port", "protocol") if query.get(k)}
             import io
@@ -179,6 +185,24 @@ class PcapEndpoint:
         handler.send_header("Content-Type", "application/vnd.tcpdump.pcap")
         handler.send_header("Content-Disposition", 'attachment; filename="finsa-cut.pcap"')
         handler.send_header("X-Finsa-Packets", str(count))
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _translate(self, handler: BaseHTTPRequestHandler, address: str) -> None:
+        """``{address, pseudonym, clear}`` (see :mod:`finsa.collectors.agent.translate`)."""
+        from finsa.collectors.agent.translate import translate
+
+        if self.pseudonymiser is None:
+            handler.send_error(404, "this agent does not pseudonymise")
+            return
+        try:
+            body = json.dumps(translate(self.pseudonymiser, address)).encode()
+        except ValueError:
+            handler.send_error(400, "address must be an IP address")
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)

@@ -92,6 +92,24 @@ def test_the_agent_serves_its_ring_on_loopback_with_the_configured_token(tmp_pat
                                          "&to_ms=1", headers={"Authorization": "Bearer a-token-for-the-analyst"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.headers["X-Finsa-Packets"] == "0" and len(response.read()) == 24  # header only
+        import json
+
+        from finsa.collectors.agent.pseudonym import Pseudonymiser
+        from finsa.wire import ips_from_strings, ips_to_strings
+        from tests.collectors.agent.agent_helpers import KEY_HEX
+
+        expected = ips_to_strings(Pseudonymiser(bytes.fromhex(KEY_HEX), ["10.0.0.0/8"]).apply(
+            ips_from_strings(["10.20.30.40"])))[0]
+
+        def translate(address: str) -> dict:
+            asked = urllib.request.Request(f"http://127.0.0.1:{agent.pcap_port}/translate?address={address}",
+                                           headers={"Authorization": "Bearer a-token-for-the-analyst"})
+            with urllib.request.urlopen(asked, timeout=10) as response:
+                return json.loads(response.read())
+
+        assert translate("10.20.30.40")["pseudonym"] == expected != "10.20.30.40"
+        assert translate(expected)["clear"] == "10.20.30.40"  # what an alert shows, read in clear
+        assert translate("192.0.2.1") == {"address": "192.0.2.1", "pseudonym": "192.0.2.1", "clear": None}
     finally:
         agent.stop()
     path.write_text(path.read_text().replace('listen = "127.0.0.1:0"', 'listen = "0.0.0.0:9465"'))
