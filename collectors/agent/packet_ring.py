@@ -7,7 +7,8 @@ the newest. :meth:`PacketRing.cut` writes the packets of one flow (both directio
 5-tuple; ports and protocol optional) in a time range to a pcap, for the institution's analyst
 looking at an alert. :class:`PcapEndpoint` serves that on a loopback address of the agent host:
 ``GET /pcap?a=IP&b=IP[&a_port=N&b_port=N&protocol=N]&from_ms=&to_ms=`` with the endpoint's token
-in ``Authorization: Bearer``, and ``GET /translate?address=X`` (an internal address's pseudonym,
+in ``Authorization: Bearer`` (``&pseudonyms=1``: a and b as the centre shows them, read in clear
+here first), and ``GET /translate?address=X`` (an internal address's pseudonym,
 or the clear address behind a pseudonym the centre shows: :mod:`finsa.collectors.agent.translate`). Nothing is sent to the centre: the agent never reads from it, and
 the packets leave the host only if someone there exports them.
 
@@ -174,7 +175,12 @@ class PcapEndpoint:
             import io
 
             out = io.BytesIO()
-            count = self.ring.cut(out, a=query["a"], b=query["b"], from_ms=int(query["from_ms"]),
+            a, b = query["a"], query["b"]
+            if query.get("pseudonyms") == "1" and self.pseudonymiser is not None:  # as the centre shows them
+                from finsa.collectors.agent.translate import clear_of
+
+                a, b = (clear_of(self.pseudonymiser, x) or x for x in (a, b))
+            count = self.ring.cut(out, a=a, b=b, from_ms=int(query["from_ms"]),
                                   to_ms=int(query["to_ms"]), **ints)
         except (KeyError, ValueError):
             CUTS.inc(outcome="bad_request")

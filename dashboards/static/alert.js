@@ -21,6 +21,14 @@
     box.appendChild(table(FLOW_COLUMNS, d.flows.cited));
     box.appendChild(el("h3", {}, "the entity's flows in the window (" + d.flows.rows.length + ")"));
     box.appendChild(table(FLOW_COLUMNS, d.flows.rows));
+    const cuts = el("div", { class: "hint", id: "pcap-cuts" });
+    cuts.appendChild(el("h3", {}, "packets (kept on your agent host, never at the centre)"));
+    for (const f of d.flows.cited.concat(d.flows.rows).slice(0, 5)) {
+      const q = new URLSearchParams({ a: f.src_ip, b: f.dst_ip, a_port: f.src_port, b_port: f.dst_port, protocol: f.protocol,
+        from_ms: f.first_seen_ms - 1000, to_ms: (f.last_seen_ms || f.first_seen_ms) + 1000, pseudonyms: 1 });
+      cuts.appendChild(el("pre", {}, "curl -H \"Authorization: Bearer $(cat PCAP_TOKEN_FILE)\" -o flow.pcap 'http://127.0.0.1:9465/pcap?" + q + "'"));
+    }
+    box.appendChild(cuts);
     setBody("flows", box);
     document.getElementById("flows-search").setAttribute("href", flowsLink(d.flows.filter, d.flows.from_ms, d.flows.to_ms));
     const ent = el("div");
