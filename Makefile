@@ -7,7 +7,7 @@ FOR    ?= 120
 SPEED  ?= 1
 PORT   ?= 8600
 
-.PHONY: setup system-deps run test test-fast bench bench-collector bench-storage reliability clean
+.PHONY: setup system-deps run check test test-fast bench bench-collector bench-storage reliability clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,16 @@ setup: $(VENV)/.installed system-deps
 run: setup
 	$(BIN)/finsa run --data-dir $(DATA) --for $(FOR) --speed $(SPEED) --port $(PORT)
 
-test: setup
+# The checks first (seconds): lint (rule set in pyproject [tool.ruff]), types (tools/typecheck.py:
+# mypy on the installed package names), then the tests (tests/test_architecture.py checks imports).
+check: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python tools/typecheck.py
+
+test: setup check
 	$(BIN)/python -m pytest -q
 
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed check
 	$(BIN)/python -m pytest -q -m "not integration"
 
 $(VENV)/.bench: $(VENV)/.installed

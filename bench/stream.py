@@ -67,7 +67,7 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000) -> dict:
 
     latencies: list[np.ndarray] = []
 
-    def observe(flows) -> None:  # noqa: ANN001 - called right after the store write
+    def observe(flows) -> None:  # called right after the store write
         latencies.append(int(time.time() * 1000) - np.asarray(flows.columns["last_seen_ms"]))
 
     flows = synthetic_flows(200_000)

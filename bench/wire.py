@@ -54,7 +54,7 @@ def run(quick: bool, rows_per_batch: int = 10_000) -> list[str]:
         payload = enc(value)
         assert len(dec(payload)) == rows_per_batch
         size = f"{len(payload) / rows_per_batch:,.1f} bytes/row"
-        encode_rows.append(Result(name, rows_per_batch, _best_cpu_s(lambda: enc(value), repeats), "cpu", size))
-        decode_rows.append(Result(name, rows_per_batch, _best_cpu_s(lambda: dec(payload), repeats), "cpu", size))
+        encode_rows.append(Result(name, rows_per_batch, _best_cpu_s(lambda enc=enc, value=value: enc(value), repeats), "cpu", size))
+        decode_rows.append(Result(name, rows_per_batch, _best_cpu_s(lambda dec=dec, payload=payload: dec(payload), repeats), "cpu", size))
     note = f"({rows_per_batch:,}-row flow batch, best of {repeats})"
     return [table(f"wire: encode {note}", "row", encode_rows), table(f"wire: decode {note}", "row", decode_rows)]

@@ -30,6 +30,7 @@ from finsa.collectors.agent.publisher import BatchPublisher
 from finsa.collectors.replay import ReplaySource, replay_all
 from finsa.errors import CaptureError, FinsaError
 from finsa.kafka import ensure_topics
+from finsa.scenario_manifest import load_manifest, manifest_captures
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,15 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def scenario_sources(directory: Path) -> tuple[list[ReplaySource], int]:
-    """The captures of a scenario directory and the scenario's start time (ms)."""
-    manifest_path = directory / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FinsaError(f"{manifest_path}: not a scenario manifest ({exc})") from None
-    sources = [ReplaySource(directory / c["path"], c["institution"], c.get("sensor") or f"{c['institution']}-tap1")
-               for c in manifest["captures"]]
-    return sources, int(manifest["start_ms"])
+    """The captures of a scenario directory and the scenario's start time (ms); ScenarioError
+    (a FinsaError) when its manifest cannot be read."""
+    sources = [ReplaySource(c.path, c.institution, c.sensor) for c in manifest_captures(directory)]
+    return sources, int(load_manifest(directory)["start_ms"])
 
 
 def _first_packet_ms(path: Path) -> int:

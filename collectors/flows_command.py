@@ -11,7 +11,7 @@ import argparse
 import csv
 import json
 import sys
-from typing import IO
+from typing import IO, Any
 
 from finsa.errors import CaptureError, ConfigError
 from finsa.wire import FLOW, RecordBatch
@@ -37,8 +37,8 @@ class _Writer:
     def __init__(self, fmt: str, path: str) -> None:
         self.fmt, self.path = fmt, path
         self._stream: IO | None = None
-        self._csv = None
-        self._parquet = None
+        self._csv: csv.DictWriter | None = None
+        self._parquet: Any = None  # a pyarrow ParquetWriter, made on the first batch
         self.rows = 0
 
     def _open(self) -> IO:

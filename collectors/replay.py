@@ -22,7 +22,7 @@ from finsa.collectors.meter.arp_bindings import arp_bindings
 from finsa.collectors.meter.flowmeter import FlowMeter
 from finsa.collectors.pcap.capture import read_capture
 
-FlowSink = Callable[[wire.RecordBatch], None]
+FlowSink = Callable[[wire.RecordBatch], object]  # what it returns is not used
 
 
 @dataclass

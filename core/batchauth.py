@@ -84,7 +84,7 @@ class BatchVerifier:
             key = self.keys.get(institution)
         return key
 
-    def check(self, payload: bytes, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> str:
+    def check(self, payload: bytes | bytearray, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> str:
         """The authenticated institution id, or BatchAuthError."""
         found = dict(headers.items() if isinstance(headers, Mapping) else (headers or []))
         institution = found.get(INSTITUTION_HEADER)

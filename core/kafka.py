@@ -5,7 +5,7 @@ confluent-kafka is imported only inside the functions, so the core still imports
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 from finsa.errors import BrokerError
 
@@ -24,14 +24,14 @@ def producer_config(bootstrap: str, client_id: str, extra: Mapping[str, object] 
 
 
 def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 15.0,
-                  extra: Mapping[str, object] | None = None) -> list[str]:
+                  extra: Mapping[str, Any] | None = None) -> list[str]:
     """Create the topics (name -> partitions) that do not exist yet; return the ones created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except Exception as exc:  # KafkaException
+    except Exception as exc:  # noqa: BLE001 - KafkaException and transport errors: a BrokerError
         raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from None
     wanted = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()
               if name not in existing]
@@ -42,7 +42,7 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 
         try:
             future.result(timeout_s)
             created.append(name)
-        except Exception as exc:  # already exists is fine
+        except Exception as exc:  # noqa: BLE001 - already exists is fine; anything else a BrokerError
             if "exist" not in str(exc).lower():
                 raise BrokerError(f"cannot create topic {name}: {exc}") from None
     return created

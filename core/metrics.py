@@ -97,10 +97,10 @@ class Registry:
     def counter(self, name: str, help_: str, labels: Iterable[str] = ()) -> Counter:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name} must end in _total")
-        return self._add(Counter(name, help_, labels))  # type: ignore[return-value]
+        return self._add(Counter(name, help_, labels))  # type: ignore[return-value]  # _add returns what it was given
 
     def gauge(self, name: str, help_: str, labels: Iterable[str] = ()) -> Gauge:
-        return self._add(Gauge(name, help_, labels))  # type: ignore[return-value]
+        return self._add(Gauge(name, help_, labels))  # type: ignore[return-value]  # _add returns what it was given
 
     def get(self, name: str) -> _Metric:
         return self._metrics[name]

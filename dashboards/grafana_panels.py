@@ -39,7 +39,7 @@ GRAFANA_TYPES = {"stat": "stat", "table": "table", "bar": "barchart", "map": "ge
 #: panel kind -> (height, width) in grid units (the grid is 24 wide).
 SIZES = {"stat": (6, 6), "table": (9, 12), "bar": (8, 12), "map": (12, 18),
          "timeseries": (8, 12), "heatmap": (8, 12), "matrix": (8, 12)}
-_BUILDERS = {"stat": stat.Panel, "table": table.Panel, "bar": barchart.Panel, "map": geomap.Panel,
+_BUILDERS: dict[str, Any] = {"stat": stat.Panel, "table": table.Panel, "bar": barchart.Panel, "map": geomap.Panel,
              "timeseries": timeseries.Panel, "heatmap": heatmap.Panel, "matrix": table.Panel}
 
 
@@ -138,7 +138,9 @@ def output_columns(sql: str) -> list[str]:
     ['a', 'd', 'e']
     """
     text = sql.strip()
-    start, depth, items, current = text.upper().index("SELECT") + 6, 0, [], []
+    start, depth = text.upper().index("SELECT") + 6, 0
+    items: list[str] = []
+    current: list[str] = []
     i = start
     while i < len(text):
         ch = text[i]

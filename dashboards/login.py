@@ -177,9 +177,9 @@ async def _login_form(request: web.Request) -> web.StreamResponse:
     fields = {k: form.get(k) for k in ("username", "password", CSRF_FIELD)}
     if not all(isinstance(v, str) for v in fields.values()):
         return _form(request, 400, "Fill in the username and the password.")
-    if not same_token(fields[CSRF_FIELD], request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+    if not same_token(str(fields[CSRF_FIELD]), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
         return _form(request, 403, "The form expired: try again.")
-    user, wait = _attempt(request, fields["username"], fields["password"])
+    user, wait = _attempt(request, str(fields["username"]), str(fields["password"]))
     if wait > 0:
         response = _form(request, 429, "Too many failed logins: wait a minute.")
         response.headers["Retry-After"] = str(int(wait) + 1)

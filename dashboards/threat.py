@@ -13,6 +13,9 @@ Each alert counts once (``alerts FINAL``: a redelivered alert repeats its ``aler
 3. **Criticality**: the institution's criticality (1 minor .. 5 systemic) scales the result
    by ``0.6 + 0.1 * criticality`` (0.7 .. 1.1): the same attack on a systemic bank ranks higher.
 
+The constants and the formula live in :mod:`finsa.sector.levels` (the sector picture computes the
+same alert part every minute); this module renders them as the dashboards' SQL.
+
 The product is the **score**; :data:`LEVEL_THRESHOLDS` cut it into levels: below 1 is level 1
 (normal), then 2 guarded, 3 elevated, 4 high, 5 severe. An institution without alerts in the
 window has score 0 and level 1. Some examples at criticality 3: one medium alert gives 2.09
@@ -34,20 +37,16 @@ of the levels shows whether the trouble is broad or concentrated.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
+
+from finsa.sector.levels import (LEVEL_THRESHOLDS, MAX_DETECTORS, WINDOW_MS, alert_score_sql, alert_terms,
+                                 level_of, level_sql, severity_points, severity_points_sql)
 
 __all__ = [
     "WINDOW_MS", "MAX_DETECTORS", "LEVEL_THRESHOLDS", "LEVELS", "INSTITUTION_LEVELS_SQL",
     "SECTOR_LEVEL_SQL", "SUBSECTOR_LEVELS_SQL", "reference_score", "level_of",
 ]
 
-#: Alerts younger than this (relative to ``to_ms``) count towards the current level.
-WINDOW_MS = 15 * 60 * 1000
-#: Distinct detectors counted for the breadth factor.
-MAX_DETECTORS = 5
-#: (lowest score, level), highest first; a score below every bound is level 1.
-LEVEL_THRESHOLDS: tuple[tuple[float, int], ...] = ((5.0, 5), (3.5, 4), (2.0, 3), (1.0, 2))
 #: level -> (name, colour) shown by the web view and Grafana.
 LEVELS: dict[int, tuple[str, str]] = {
     1: ("normal", "#2e9d5b"),
@@ -60,20 +59,11 @@ LEVELS: dict[int, tuple[str, str]] = {
 
 def reference_score(severities: Sequence[int], detectors: int, criticality: int) -> float:
     """The threat score of alerts with these severities, as the SQL computes it (rounded to 2)."""
-    pressure = sum(2 ** (min(max(s, 1), 5) - 1) for s in severities)
-    breadth = 1 + 0.25 * (min(max(detectors, 1), MAX_DETECTORS) - 1)
-    return round(math.log2(1 + pressure) * breadth * (0.6 + 0.1 * criticality), 2)
+    pressure = sum(severity_points(s) for s in severities)
+    return round(sum(alert_terms(pressure, detectors, criticality).values()), 2)
 
 
-def level_of(score: float) -> int:
-    """Threat level (1..5) of a score."""
-    return next((level for bound, level in LEVEL_THRESHOLDS if score >= bound), 1)
-
-
-def _level_sql(score: str) -> str:
-    cases = ", ".join(f"{score} >= {bound}, {level}" for bound, level in LEVEL_THRESHOLDS)
-    return f"toUInt8(multiIf({cases}, 1))"
-
+_FACTOR_BREAK = "\n          "  # the score's factors one per line, as the provisioned dashboards show them
 
 #: One row per registered institution, the most threatened first: its identity, place, the
 #: window's alert figures, ``score`` and ``level``. Parameter: ``{to_ms:Int64}``.
@@ -89,10 +79,8 @@ SELECT
     a.alerts AS alerts,
     a.max_severity AS max_severity,
     a.detectors AS detectors,
-    round(log2(1 + a.pressure)
-          * (1 + 0.25 * (least(greatest(a.detectors, 1), {MAX_DETECTORS}) - 1))
-          * (0.6 + 0.1 * i.criticality), 2) AS score,
-    {_level_sql("score")} AS level
+    round({alert_score_sql("a.pressure", "a.detectors", "i.criticality", joiner=_FACTOR_BREAK)}, 2) AS score,
+    {level_sql("score")} AS level
 FROM institutions AS i
 LEFT JOIN (
     SELECT
@@ -100,7 +88,7 @@ LEFT JOIN (
         count() AS alerts,
         max(severity) AS max_severity,
         uniqExact(detector) AS detectors,
-        sum(pow(2, least(greatest(toInt16(severity), 1), 5) - 1)) AS pressure
+        sum({severity_points_sql("severity")}) AS pressure
     FROM alerts FINAL
     WHERE time_ms > {{to_ms:Int64}} - {WINDOW_MS} AND time_ms <= {{to_ms:Int64}}
     GROUP BY institution_id

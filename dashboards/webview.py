@@ -59,9 +59,9 @@ REQUESTS = REGISTRY.counter("finsa_webview_requests_total", "Web view requests a
                             ["route", "status"])
 QUERY_ERRORS = REGISTRY.counter("finsa_webview_query_errors_total",
                                 "Panel queries that failed in the store", ["panel"])
-_STORE = web.AppKey("store", object)
+_STORE: web.AppKey[Any] = web.AppKey("store")  # a finsa.storage.backend.Store (or a test's stand-in)
 _READS = web.AppKey("reads", PanelReads)
-_CREDENTIALS = web.AppKey("credentials", object)
+_CREDENTIALS: web.AppKey[Any] = web.AppKey("credentials")  # Credentials | None
 _EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 _SETTINGS = web.AppKey("settings", dict)
 
@@ -135,7 +135,7 @@ async def _panel_data(request: web.Request) -> web.Response:
         columns, rows = await _run(request.app, session_of(request).user, panel, params)
     except Forbidden as exc:
         return _error(403, str(exc))
-    except Exception:  # the store's failure is counted; the page shows the panel as stale
+    except Exception:  # noqa: BLE001 - the store's failure is counted; the page shows the panel as stale
         return _error(500, "query failed")
     return web.json_response({"id": panel.id, "title": panel.title, "kind": panel.kind,
                               "unit": panel.unit, "field": panel.field, "params": params,
@@ -180,7 +180,7 @@ async def _healthz(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(request.app[_EXECUTOR], request.app[_STORE].query, "SELECT 1", None)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any store failure is the answer: unhealthy
         return web.json_response({"status": "store unavailable"}, status=503)
     return web.json_response({"status": "ok"})
 

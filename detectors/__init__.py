@@ -6,9 +6,13 @@ its state picklable, and is deterministic for a seed. High scores mean anomalous
 knows nothing of Kafka, Faust or ClickHouse.
 
 Modules: ``base`` (the contract, alert rows, deterministic alert ids, per-window dedup),
-``features`` (vectorised per-entity features, keyed state, damped statistics), one module per
-detector (``portscan`` T1046, ``synflood`` T1499.001, ``bruteforce`` T1110, ``anomaly`` with
-river's Half-Space Trees), ``registry`` (name -> class, the one place to add a detector) and
-``engine`` (``DetectionEngine().process(flows) -> ALERT batch``, what the stream layer calls).
+``features`` (vectorised per-entity features, keyed state, damped statistics), ``baseline``,
+``netsets`` and ``dnsnames`` (shared helpers), one module per detector (``portscan`` T1046,
+``synflood`` T1499.001, ``bruteforce`` T1110, ``anomaly`` with river's Half-Space Trees,
+``dnstunnel`` with its DGA detector, ``beaconing``, ``exfiltration``, ``lateral``, ``webattack``,
+``intel`` on indicator feeds, ``arpspoof`` on ARP bindings), ``registry`` (name -> class, the one
+place to add a detector), ``config`` / ``allowlist`` / ``reload`` (the detectors file: per-detector
+settings, suppressions, reload on change), ``detectors_command`` (CLI) and ``engine``
+(``DetectionEngine().process(flows) -> ALERT batch``, what the stream layer calls).
 Detectors use flow time only, never the wall clock, and keep state per institution.
 """

@@ -120,7 +120,8 @@ class Allowlist:
         """(kept, suppressed) alert rows."""
         if not self._rules:
             return list(rows), []
-        kept, suppressed = [], []
+        kept: list[dict[str, Any]] = []
+        suppressed: list[dict[str, Any]] = []
         for row in rows:
             hit = self.allows(row["detector"], row["institution_id"], row["entity"], int(row["time_ms"]))
             (suppressed if hit else kept).append(row)

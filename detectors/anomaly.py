@@ -24,7 +24,7 @@ import numpy as np
 from river import anomaly, stats
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert
-from finsa.detectors.features import DampedStats, FlowFrame, frame_of, source_features
+from finsa.detectors.features import DampedStats, FlowFrame, source_features
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["AnomalyDetector", "FEATURES"]
@@ -93,12 +93,12 @@ class AnomalyDetector(Detector):
         return g, raw, matrix
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         if self._models is None:
             self._models, self._damped = {}, DampedStats()
             self._rng, self._dedupe = np.random.default_rng(self.seed), WindowDeduper(self.window_ms)
-        frame = frame_of(flows)
         g, raw, matrix = self._vectors(frame)
         learn, score_only = self._choose(g, raw, matrix)
         order = np.concatenate([learn, score_only])

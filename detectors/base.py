@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from finsa.detectors.features import FlowFrame, frame_of
 from finsa.errors import FinsaError
 from finsa.wire import ALERT, RecordBatch, ips_to_strings
 
@@ -195,7 +196,7 @@ class Detector:
         for cls in type(self).__mro__:
             if cls is object:
                 continue
-            for pname, p in inspect.signature(cls.__init__).parameters.items():
+            for pname, p in inspect.signature(cls.__init__).parameters.items():  # type: ignore[misc]  # read, not called
                 if p.kind is p.KEYWORD_ONLY and pname not in params and hasattr(self, pname):
                     params[pname] = copy.deepcopy(getattr(self, pname))
         return params
@@ -209,6 +210,17 @@ class Detector:
         """Whether any state was built (False for a new or cloned detector)."""
         return any(k.startswith("_") and v is not None and v != {} and v != []
                    for k, v in vars(self).items())
+
+    def _frame(self, flows: RecordBatch) -> FlowFrame | None:
+        """The opening every flow detector's :meth:`process` shares: None for an empty batch
+        (no alerts), else the batch's :class:`~finsa.detectors.features.FlowFrame` (cached, so the
+        detectors of one engine share it).
+
+        >>> from finsa.wire import FLOW
+        >>> Detector()._frame(FLOW.make_batch({})) is None, type(Detector()._frame(FLOW.make_batch({"dst_port": [80]})))
+        (True, <class 'finsa.detectors.features.FlowFrame'>)
+        """
+        return frame_of(flows) if len(flows) else None
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:  # pragma: no cover - abstract
         """Learn from and score one flow batch; return alert rows (ALERT columns)."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, service_of
-from finsa.detectors.features import FlowFrame, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch
 
@@ -112,7 +112,7 @@ class BeaconingDetector(Detector):
 
     def _rows(self, frame: FlowFrame) -> np.ndarray:
         c = frame.cols
-        internal, allowed = self._nets
+        internal, allowed = self._nets  # type: ignore[misc]  # built with the state, before the first batch
         ok = np.isin(c["protocol"], (6, 17)) & ~np.isin(c["dst_port"], self.allow_ports)
         if self.outbound_only:
             ok &= internal.contains(c["src_ip"]) & ~internal.contains(c["dst_ip"])
@@ -121,11 +121,11 @@ class BeaconingDetector(Detector):
         return np.flatnonzero(ok)
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         if self._state is None:
             self._init_state()
-        frame = frame_of(flows)
         rows = self._rows(frame)
         if not len(rows):
             return []

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, service_of, severity_from_margin
-from finsa.detectors.features import ACK, FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import ACK, FlowFrame, KeyedTable, group, mix64
 from finsa.wire import RecordBatch
 
 __all__ = ["BruteForceDetector"]
@@ -70,9 +70,9 @@ class BruteForceDetector(Detector):
         return np.flatnonzero(ok)
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         rows = self._rows(frame)
         if len(rows) == 0:
             return []

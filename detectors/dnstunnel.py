@@ -42,7 +42,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.dnsnames import BAD_TLD, NameFeatures, string_hash
-from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["DnsTunnelDetector", "DgaDetector", "TUNNEL_QTYPES"]
@@ -145,9 +145,9 @@ class DnsTunnelDetector(_DnsDetector):
                     min_entropy=(min_entropy, 0.0, 8.0))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         rows, nf = self._dns_rows(frame)
         if len(rows) == 0:
             return []
@@ -216,9 +216,9 @@ class DgaDetector(_DnsDetector):
                     min_score=(min_score, 0.0, 1.0))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         rows, nf = self._dns_rows(frame)
         keep = (nf["domain"] != BAD_TLD) & (frame.cols["dns_qtype"][rows] != 12) if len(rows) else None
         if len(rows) == 0 or not keep.any():

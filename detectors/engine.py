@@ -298,7 +298,7 @@ def _places(cfg: "Config", registry: "Registry | None") -> list[tuple[str, str |
             if inst.subsector in cfg.subsector or inst.id in cfg.institution:
                 places[inst.id] = inst.subsector
     for inst_id in cfg.institution:
-        places.setdefault(inst_id, None)
+        places.setdefault(inst_id, None)  # type: ignore[arg-type]  # an institution not in the registry: no subsector
     return sorted(places.items())
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.baseline import advance_bins, bound_keys
-from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -85,12 +85,12 @@ class ExfiltrationDetector(Detector):
                 "dns": src_in & (c["dst_port"] == 53) & np.isin(c["protocol"], (6, 17))}
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         if self._table is None:
             self._internal = NetworkSet(self.internal_networks or PRIVATE_NETWORKS)
             self._table, self._dedupe = KeyedTable(_COLUMNS), WindowDeduper(self.window_ms)
-        frame = frame_of(flows)
         out = []
         for channel, mask in self._channels(frame).items():
             rows = np.flatnonzero(mask)

@@ -30,12 +30,12 @@ the evidence names the feed, the indicator, where it matched and the feed's tech
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
-from finsa.detectors.features import FlowFrame, frame_of, group
+from finsa.detectors.features import FlowFrame, group
 from finsa.detectors.netsets import NetworkSet, parse_network
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch
@@ -140,8 +140,8 @@ class IntelDetector(Detector):
             for i in np.flatnonzero((m >= 0) & ~hit).tolist():
                 found[i] = (kind, nets.networks[m[i]], comp["net_feed"][m[i]])
             hit |= m >= 0
-        specs = [(col, self._domain_hit, comp["domains"]) for col in _NAME_COLUMNS] + \
-                [("tls_ja4", lambda v: v if v in comp["ja4"] else "", comp["ja4"])]
+        by_name: list[tuple[str, Callable[[str], str], Any]] = [(col, self._domain_hit, comp["domains"]) for col in _NAME_COLUMNS]
+        specs = by_name + [("tls_ja4", lambda v: v if v in comp["ja4"] else "", comp["ja4"])]
         for col, lookup, table in specs:
             if not table:
                 continue
@@ -155,12 +155,12 @@ class IntelDetector(Detector):
         return rows, [found[i] for i in rows.tolist()]
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         self._ensure()
         if not self._feeds:
             return []
-        frame = frame_of(flows)
         rows, what = self._matches(frame)
         if not len(rows):
             return []

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
-from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch, ips_from_strings, ips_to_strings
 
@@ -164,11 +164,11 @@ class LateralMovementDetector(Detector):
         return bulk & found & (self._smb.cols["short_ms"][pos] <= frame.t_ms[rows])
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         if self._start is None:
             self._init_state()
-        frame = frame_of(flows)
         rows = self._rows(frame)
         if not len(rows):
             return []

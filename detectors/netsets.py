@@ -86,9 +86,9 @@ class NetworkSet:
             todo = np.flatnonzero(out < 0)
             if not len(todo):
                 break
-            h, l = hi[todo] & hi_mask, lo[todo] & lo_mask
-            pos = np.minimum(np.searchsorted(keys, mix64(h, l)), len(keys) - 1)
-            hit = (net_hi[pos] == h) & (net_lo[pos] == l)
+            h, low = hi[todo] & hi_mask, lo[todo] & lo_mask
+            pos = np.minimum(np.searchsorted(keys, mix64(h, low)), len(keys) - 1)
+            hit = (net_hi[pos] == h) & (net_lo[pos] == low)
             out[todo[hit]] = idx[pos[hit]]
         return out
 

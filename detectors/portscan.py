@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, frame_of, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, mix64
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -127,9 +127,9 @@ class PortScanDetector(Detector):
     # --- scoring -----------------------------------------------------------------------
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         if self._dedupe is None:
             self._watermark, self._dedupe = {}, WindowDeduper(self.window_ms)
             self._counts = KeyedTable(("window", "flows", "ok_services"))

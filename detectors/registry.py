@@ -39,8 +39,8 @@ DETECTORS: dict[str, type[Detector]] = {
 #: The detectors an engine runs when none are given: those with a low false-positive risk out of
 #: the box. ``beaconing``, ``exfiltration`` and ``lateral`` want local tuning first (allow-listed
 #: periodic services, backup hosts, jump hosts, the institution's own networks). ``intel`` is
-#: silent until the stream layer feeds it indicators. Forwarded IDS alerts
-#: (:mod:`finsa.detectors.forwarded`) are not flow detectors and are not registered here.
+#: silent until the stream layer feeds it indicators. Forwarded IDS alerts (Zeek notices, Suricata
+#: alerts) are mapped by the agent (:mod:`finsa.collectors.idslogs`), not by a detector.
 DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
                                   "webattack", "intel", "arpspoof")
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, host_port, make_alert, severity_from_margin
 from finsa.detectors.baseline import advance_bins, bound_keys
-from finsa.detectors.features import FlowFrame, KeyedTable, frame_of, group
+from finsa.detectors.features import FlowFrame, KeyedTable, group
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["SynFloodDetector"]
@@ -60,9 +60,9 @@ class SynFloodDetector(Detector):
         self._dedupe: WindowDeduper | None = None
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
-        frame = frame_of(flows)
         rows = np.flatnonzero(frame.syn_only)
         if len(rows) == 0:
             return []

@@ -37,7 +37,6 @@ from urllib.parse import unquote_plus
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, service_of
-from finsa.detectors.features import frame_of
 from finsa.wire import RecordBatch
 
 __all__ = ["WebAttackDetector", "SIGNATURES", "classify"]
@@ -103,11 +102,11 @@ class WebAttackDetector(Detector):
         return hit
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        if len(flows) == 0:
+        frame = self._frame(flows)
+        if frame is None:
             return []
         if self._dedupe is None:
             self._cache, self._dedupe = {}, WindowDeduper(self.window_ms)
-        frame = frame_of(flows)
         c = frame.cols
         rows = np.flatnonzero((c["http_uri"] != "") | (c["http_host"] != ""))
         if not len(rows):

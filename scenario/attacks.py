@@ -19,6 +19,8 @@ and that address; the attack's span covers its victims.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from finsa.scenario import templates as tpl
@@ -113,7 +115,7 @@ def syn_flood(g: Gen, world: World, syn_per_s: float = 350.0, bots: int = 8) -> 
         g.parts.append(instantiate(template, s, g.rng))
     part = Packets.concat(g.parts[-2:])
     found = entry("syn_flood", int(sources[0]), [victim(part, inst.web, inst.id)])
-    found["sources"] = [ip_str(a) for a in sources]
+    found["sources"] = [ip_str(int(a)) for a in sources]
     return found
 
 
@@ -129,7 +131,7 @@ def bruteforce_sessions(g: Gen, attacker: int, bastion: int, t_lo: int, t_hi: in
     """Short SSH sessions (banner, key exchange, ``attempts`` failed logins) started in [t_lo, t_hi)."""
     span = (t_hi - t_lo) * 0.85  # the last session must end inside the window
     t0 = t_lo + (np.sort(g.rng.uniform(0, 1, size=sessions)) * span / 1000).astype(np.int64) * 1000
-    cols = {"sbanner": g.table.add(ssh_banner("OpenSSH_8.9p1 Ubuntu-3ubuntu0.10")),
+    cols: dict[str, Any] = {"sbanner": g.table.add(ssh_banner("OpenSSH_8.9p1 Ubuntu-3ubuntu0.10")),
             "cbanner": g.table.add(ssh_banner("libssh_0.9.6")),
             "ckex": g.table.add(ssh_kexinit("hydra", 1016)), "skex": g.table.add(ssh_kexinit("bastion", 1080)),
             "cdh": g.table.filler(48), "sdh": g.table.filler(564), "cnew": g.table.filler(64),

@@ -25,7 +25,6 @@ attack entries.
 from __future__ import annotations
 
 from finsa.scenario.attacks import bruteforce_sessions, entry, scan_host, victim
-from finsa.scenario.packets import Packets
 from finsa.scenario.traffic import Gen
 from finsa.scenario.world import World, ip_str
 
@@ -46,7 +45,8 @@ def visit_windows(start_ns: int, duration_s: float, visits: int) -> list[tuple[i
     for k in range(visits):
         t = lo * duration_s + k * slot_s
         edges_s = (t, t + scan_s, t + scan_s + pause_s, t + scan_s + pause_s + brute_s)
-        out.append(tuple(start_ns + int(round(e * 1e6)) * 1000 for e in edges_s))
+        a, b, c, d = (start_ns + int(round(e * 1e6)) * 1000 for e in edges_s)
+        out.append((a, b, c, d))
     return out
 
 
@@ -63,8 +63,8 @@ def sector_campaign(g: Gen, world: World, subsector: str = "payment") -> tuple[l
             part = scan_host(g, actor, host, open_ports, lo, hi - 1_000_000)
             g.parts.append(part)
             scans.append(victim(part, host, inst.id))
-        part: Packets = bruteforce_sessions(g, actor, inst.bastion, b_lo, b_hi)
-        brutes.append(victim(part, inst.bastion, inst.id))
+        brute = bruteforce_sessions(g, actor, inst.bastion, b_lo, b_hi)
+        brutes.append(victim(brute, inst.bastion, inst.id))
     attacks = [{**entry("port_scan", actor, scans), "campaign": CAMPAIGN_ID},
                {**entry("ssh_bruteforce", actor, brutes), "campaign": CAMPAIGN_ID}]
     campaign = {"id": CAMPAIGN_ID, "actor": ip_str(actor), "subsector": subsector, "attacks": [],

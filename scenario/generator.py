@@ -10,7 +10,7 @@
 - ``captures/<institution>.pcap``: what each institution's tap sees (Ethernet, microsecond
   timestamps): benign background traffic plus the attacks that touch it;
 - ``manifest.json``: ``seed``, ``start_ms``, ``duration_s`` and the captures with their sensor
-  names and packet counts;
+  names and packet counts (read back by :mod:`finsa.scenario_manifest`, the one reader);
 - ``ground_truth.json``: ``seed``, ``start_ms``, ``end_ms`` and ``attacks``, each
   ``{"id", "attack", "technique", "attacker", "victims": [{"institution", "address", "start_ms",
   "end_ms"}], "start_ms", "end_ms"}``; ``attack`` is ``port_scan`` (T1046), ``syn_flood``
@@ -55,6 +55,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -71,23 +72,19 @@ from finsa.scenario.routine import routine_traffic
 from finsa.scenario.traffic import Gen, benign_traffic
 from finsa.scenario.world import (World, default_world, inventory_toml, ip_str, owner_mask, registry_toml,
                                                    sector_world)
-from finsa.errors import FinsaError
+from finsa.scenario_manifest import GROUND_TRUTH, MANIFEST, ScenarioError, load_ground_truth, load_manifest
 
 __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest", "load_ground_truth",
            "DEFAULT_START_MS", "parse_start", "ATTACK_SETS", "DEFAULTS"]
 
 DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
-MANIFEST, GROUND_TRUTH, REGISTRY = "manifest.json", "ground_truth.json", "institutions.toml"
+REGISTRY = "institutions.toml"
 DETECTORS, INVENTORY = "detectors.toml", "inventory.toml"
 #: ``--attacks`` choices: every attack type (the default), the three basic attacks, or the
 #: hour-long sector-wide campaign.
 ATTACK_SETS = ("all", "basic", "sector")
 #: Defaults of (duration_s, scale) per attack set.
 DEFAULTS = {"all": (100.0, 1.0), "basic": (100.0, 1.0), "sector": (3600.0, 0.05)}
-
-
-class ScenarioError(FinsaError):
-    """A scenario could not be generated or read (bad arguments, missing or malformed files)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,8 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
                   intrusions.web_attack(more, world)]
         lan_frames, spoof = arp_frames(Gen(np.random.default_rng([seed, 3]), g.table, start_ms, float(duration_s)),
                                        world)
-        truth.append(spoof)
+        if spoof is not None:
+            truth.append(spoof)
     truth = _clip_truth([{"id": f"{e['attack']}-{k + 1}", **{x: v for x, v in e.items() if x != "id"}}
                          for k, e in enumerate(truth)], start_ms, start_ms + int(round(duration_s * 1000)))
     campaigns = [c for c in (campaign_truth(c, truth) for c in campaigns) if c is not None]
@@ -244,7 +242,7 @@ def _write_captures(out: Path, world: World, packets: Packets, table: PayloadTab
 
 
 def _write_frames(writer: PcapWriter, ts_ns: np.ndarray, buf: np.ndarray, offsets: np.ndarray,
-                  lengths: np.ndarray, extra: list[tuple[int, bytes]] = ()) -> None:
+                  lengths: np.ndarray, extra: Sequence[tuple[int, bytes]] = ()) -> None:
     """Frame by frame in time order (IP frames, and ``extra`` raw frames such as ARP merged in):
     cheaper than a gathered batch when a few large transfers dominate the bytes."""
     data = buf.tobytes()
@@ -266,26 +264,3 @@ def _number(value: float) -> int | float:
 
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _read_json(path: Path, required: tuple[str, ...]) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
-    missing = [k for k in required if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise ScenarioError(f"{path}: missing {', '.join(missing)}")
-    return data
-
-
-def load_manifest(scenario_dir: str | Path) -> dict:
-    """The manifest of a scenario folder (capture paths stay relative to the folder)."""
-    return _read_json(Path(scenario_dir) / MANIFEST, ("seed", "start_ms", "duration_s", "captures"))
-
-
-def load_ground_truth(scenario_dir: str | Path) -> dict:
-    """The ground truth of a scenario folder."""
-    return _read_json(Path(scenario_dir) / GROUND_TRUTH, ("seed", "start_ms", "end_ms", "attacks"))

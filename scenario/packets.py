@@ -64,7 +64,7 @@ class Packets:
     @classmethod
     def from_columns(cls, **columns: object) -> "Packets":
         """Rows from column values; missing columns get defaults (TTL 64, window 64240)."""
-        n = len(columns["ts_ns"])  # type: ignore[arg-type]
+        n = len(columns["ts_ns"])  # type: ignore[arg-type]  # ts_ns is always a sequence
         defaults = {"ttl": 64, "win": 64240}
         out = {}
         for name, dtype in _DTYPES.items():

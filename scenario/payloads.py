@@ -107,9 +107,9 @@ def tls_client_hello(server_name: str, nonce: str = "") -> bytes:
         _ext(13, struct.pack("!H4H", 8, 0x0403, 0x0804, 0x0401, 0x0503)),
         _ext(16, struct.pack("!H", len(alpn)) + alpn),
         _ext(43, b"\x04\x03\x04\x03\x03"),
-        _ext(51, struct.pack("!HHH", 36, 0x001D, 32) + _seeded(f"ks/{name}/{nonce}", 32)),
+        _ext(51, struct.pack("!HHH", 36, 0x001D, 32) + _seeded(f"ks/{name!r}/{nonce!r}", 32)),
     ])
-    body = (b"\x03\x03" + _seeded(f"cr/{name}/{nonce}", 32) + b"\x20" + _seeded(f"sid/{nonce}", 32)
+    body = (b"\x03\x03" + _seeded(f"cr/{name!r}/{nonce!r}", 32) + b"\x20" + _seeded(f"sid/{nonce!r}", 32)
             + struct.pack("!H", len(suites)) + suites + b"\x01\x00"
             + struct.pack("!H", len(extensions)) + extensions)
     handshake = b"\x01" + len(body).to_bytes(3, "big") + body

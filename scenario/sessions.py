@@ -19,6 +19,7 @@ with a little random jitter. UDP templates ignore flags and sequence numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -76,9 +77,9 @@ class Sessions:
     def make(cls, t0_ns: ArrayLike, client: ArrayLike, server: ArrayLike, sport: ArrayLike,
              dport: ArrayLike, rtt_ms: ArrayLike, isn_c: ArrayLike = 0, isn_s: ArrayLike = 0,
              ttl_c: ArrayLike = 64, ttl_s: ArrayLike = 64,
-             payloads: dict[str, ArrayLike] | None = None) -> "Sessions":
+             payloads: Mapping[str, ArrayLike] | None = None) -> "Sessions":
         """Sessions from columns; scalars are repeated for every session."""
-        n = len(t0_ns)
+        n = np.shape(t0_ns)[0]
 
         def col(v: ArrayLike, dtype: type) -> np.ndarray:
             return np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()

@@ -23,11 +23,12 @@ queries) to the common ground-truth fields.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from finsa.scenario import templates as tpl
 from finsa.scenario.attacks import entry, victim, window_ns
 from finsa.scenario.packets import Packets
-from finsa.scenario.payloads import (QTYPE_A, QTYPE_TXT, dns_answer, dns_nxdomain, dns_query,
+from finsa.scenario.payloads import (QTYPE_TXT, dns_answer, dns_nxdomain, dns_query,
                                                  dns_txt_answer, tls_client_hello, tls_server_flight)
 from finsa.scenario.sessions import Sessions, instantiate
 from finsa.scenario.traffic import Gen
@@ -56,7 +57,7 @@ def dga_names(rng: np.random.Generator, n: int) -> list[str]:
     return [bytes(rng.choice(letters, size=int(k))).decode() + "." + str(t) for k, t in zip(lengths, tlds)]
 
 
-def _exchange(g: Gen, t0: np.ndarray, client: object, server: object, queries: np.ndarray,
+def _exchange(g: Gen, t0: np.ndarray, client: ArrayLike, server: ArrayLike, queries: np.ndarray,
               answers: np.ndarray, rtt_ms: np.ndarray) -> Packets:
     n = len(t0)
     s = Sessions.make(t0, client, server, g.ports(n, False), 53, rtt_ms, payloads={"q": queries, "a": answers},

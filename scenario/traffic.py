@@ -20,7 +20,7 @@ and by ``scale``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -74,10 +74,10 @@ class Gen:
         return self.rng.integers(lo, hi + 1, size=n)
 
     def tcp(self, template: Template, t0_ns: ArrayLike, client: ArrayLike, server: ArrayLike,
-            sport: ArrayLike, dport: ArrayLike, rtt_ms: ArrayLike, payloads: dict[str, ArrayLike],
+            sport: ArrayLike, dport: ArrayLike, rtt_ms: ArrayLike, payloads: Mapping[str, ArrayLike],
             ttl_c: ArrayLike = 128, ttl_s: ArrayLike = 64) -> None:
         """Instantiate ``template`` for every session given, with random initial sequence numbers."""
-        n = len(t0_ns)
+        n = np.shape(t0_ns)[0]
         s = Sessions.make(t0_ns, client, server, sport, dport, rtt_ms,
                           isn_c=self.rng.integers(0, 1 << 32, n), isn_s=self.rng.integers(0, 1 << 32, n),
                           ttl_c=ttl_c, ttl_s=ttl_s, payloads=payloads)
@@ -208,7 +208,7 @@ def _smtp_payloads(g: Gen, inst: InstitutionSpec, n: int) -> dict:
             "rcpt": f"RCPT TO:<info@{inst.domain}>\r\n", "data": "DATA\r\n",
             "go": "354 End data with <CR><LF>.<CR><LF>\r\n", "queued": "250 2.0.0 Ok: queued\r\n",
             "quit": "QUIT\r\n", "bye": "221 2.0.0 Bye\r\n"}
-    cols = {k: g.table.add(v.encode()) for k, v in text.items()}
+    cols: dict[str, Any] = {k: g.table.add(v.encode()) for k, v in text.items()}
     cols["body"] = g.fill(800, 1448, n, b"Subject: ")
     return cols
 

@@ -141,12 +141,12 @@ class Campaign:
             for k, v in theirs.items():
                 mine[k] = min(v, mine.get(k, v))
         self.institution_subsector.update(other.institution_subsector)
-        for k, v in other.techniques.items():
-            self.techniques[k] = self.techniques.get(k, 0) + v
-        for k, v in other.spread.items():
-            self.spread[k] = self.spread.get(k, 0) + v
-        for k, v in other.addresses.items():
-            self.addresses[k] = max(v, self.addresses.get(k, 0.0))
+        for technique, count in other.techniques.items():
+            self.techniques[technique] = self.techniques.get(technique, 0) + count
+        for step, spread in other.spread.items():
+            self.spread[step] = self.spread.get(step, 0) + spread
+        for address, confidence in other.addresses.items():
+            self.addresses[address] = max(confidence, self.addresses.get(address, 0.0))
         for mine_set, theirs_set in ((self.prefixes, other.prefixes), (self.asns, other.asns),
                                      (self.domains, other.domains), (self.fingerprints, other.fingerprints),
                                      (self.intel, other.intel), (self.target_kinds, other.target_kinds)):
@@ -215,8 +215,8 @@ class CampaignTracker:
         if not keys:
             return "no_key"
         t = int(alert["time_ms"])
-        live = {self.keys[k][0] for k in keys if k in self.keys and abs(t - self.keys[k][1]) <= self.window_ms}
-        live = sorted((self.clusters[c] for c in live if c in self.clusters),
+        live_ids = {self.keys[k][0] for k in keys if k in self.keys and abs(t - self.keys[k][1]) <= self.window_ms}
+        live = sorted((self.clusters[c] for c in live_ids if c in self.clusters),
                       key=lambda c: (c.first_seen_ms, c.campaign_id))
         if live:
             root = live[0]

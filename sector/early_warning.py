@@ -146,6 +146,7 @@ def forecast_warnings(crossing: Crossing, registry: Registry) -> list[EarlyWarni
     evidence = {"series": crossing.key, "last": crossing.last_value, "threshold": crossing.threshold,
                 "forecast": [round(v, 2) for v in crossing.forecast], "steps_to_cross": crossing.steps_to_cross}
     severity = 4 if crossing.steps_to_cross <= 5 else 3
+    targets: list[tuple[str, str]]
     if scope == "subsector":
         targets = [(i.id, i.subsector) for i in registry.institution if i.subsector == name]
     else:

@@ -169,7 +169,7 @@ class AssetMap:
 
     def __init__(self, assets: Iterable[Asset] = ()) -> None:
         self.assets = list(assets)
-        self._by_inst: dict[str, list[tuple[object, Asset]]] = {}
+        self._by_inst: dict[str, list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Asset]]] = {}
         for a in self.assets:
             self._by_inst.setdefault(a.institution, []).append((ipaddress.ip_network(a.address, strict=False), a))
 
@@ -178,7 +178,7 @@ class AssetMap:
         a whole, e.g. a port scan's target) matches the first asset at the address."""
         candidates = self._by_inst.get(institution)
         text = normalise_address(address) if candidates else None
-        if text is None:
+        if text is None or candidates is None:
             return None
         ip = ipaddress.ip_address(text)
         for net, asset in candidates:
@@ -232,7 +232,7 @@ def _evidence_values(evidence: str) -> tuple[str, str]:
         return "", ""
     feats = doc.get("features", {}) if isinstance(doc, dict) else {}
     pools = [feats if isinstance(feats, dict) else {}, doc if isinstance(doc, dict) else {}]
-    pick = lambda keys: next((str(p[k]) for p in pools for k in keys if isinstance(p.get(k), str) and p[k]), "")  # noqa: E731
+    pick = lambda keys: next((str(p[k]) for p in pools for k in keys if isinstance(p.get(k), str) and p[k]), "")  # noqa: E731 - a shorthand used twice below
     return pick(_DOMAIN_KEYS), pick(_FINGERPRINT_KEYS)
 
 

@@ -77,7 +77,7 @@ def blocklist_from_campaigns(campaigns: Iterable[Campaign], now_ms: int, ttl_ms:
         if n < min_institutions or expires <= now_ms:
             continue
         best = max(c.addresses.values(), default=0.5)
-        boost = lambda conf: 1 - (1 - conf) * 0.7 ** (n - 1)  # noqa: E731
+        boost = lambda conf, n=n: 1 - (1 - conf) * 0.7 ** (n - 1)  # noqa: E731 - a shorthand used twice below
         values = [("ip", a, boost(conf)) for a, conf in c.addresses.items()]
         values += [("net", p, boost(best) / 2) for p in c.prefixes]
         values += [("domain", d, boost(0.6)) for d in c.domains]

@@ -1,13 +1,18 @@
 """Threat levels 1-5 per institution, subsector, region and the whole sector, with their reasons.
 
+This module is the one home of the level scale and of the alert formula: :data:`LEVEL_THRESHOLDS`,
+:func:`level_of` and :func:`alert_terms` in Python, :func:`level_sql`, :func:`alert_score_sql` and
+:func:`severity_points_sql` render the same in ClickHouse SQL for the dashboards
+(:mod:`finsa.dashboards.threat`), so the picture and the panels cannot drift apart.
+
 An institution's **score** is a sum of named contributions (points), recomputed every minute of
-flow time; the level cuts the score with the same bounds as :mod:`finsa.dashboards.threat`
-(below 1: level 1 normal, 2 guarded, 3 elevated, 4 high, from 5: severe).
+flow time; :data:`LEVEL_THRESHOLDS` cut it (below 1: level 1 normal, 2 guarded, 3 elevated,
+4 high, from 5: severe).
 
 * ``alerts``: ``log2(1 + pressure)``, pressure = sum of ``2 ** (severity - 1)`` over the alerts of
-  the last ``window_ms`` (15 min); ``breadth``: ``alerts * 0.25 * (distinct detectors - 1)`` (at
-  most 5 detectors); ``criticality``: ``(alerts + breadth) * (0.1 * criticality - 0.4)``. These
-  three add up to exactly the SQL score of the dashboards.
+  the last ``window_ms`` (:data:`WINDOW_MS`, 15 min); ``breadth``: ``alerts * 0.25 * (distinct
+  detectors - 1)`` (at most :data:`MAX_DETECTORS`); ``criticality``: ``(alerts + breadth) *
+  (0.1 * criticality - 0.4)``. These three add up to exactly the SQL score of the dashboards.
 * ``critical_assets``: ``0.5 * (c - 3)`` when the window's alerts hit a known asset of
   criticality ``c >= 4``.
 * ``campaign``: 1 when the institution is in an active multi-institution campaign (+0.5 when the
@@ -25,6 +30,10 @@ warnings expire.
 
 >>> level_of(0.5), level_of(2.0), level_of(7.0)
 (1, 3, 5)
+>>> round(sum(alert_terms(severity_points(5), detectors=1, criticality=3).values()), 2)
+3.68
+>>> level_sql("s")
+'toUInt8(multiIf(s >= 5.0, 5, s >= 3.5, 4, s >= 2.0, 3, s >= 1.0, 2, 1))'
 """
 
 from __future__ import annotations
@@ -41,17 +50,63 @@ from finsa.sector.early_warning import EarlyWarning
 from finsa.sector.emergencies import Emergency
 from finsa.sector.enrich import ProviderMap
 
-__all__ = ["LevelRow", "ThreatLevels", "level_of", "LEVEL_THRESHOLDS", "WARNING_POINTS"]
+__all__ = ["LevelRow", "ThreatLevels", "level_of", "level_sql", "alert_terms", "alert_score_sql",
+           "severity_points", "severity_points_sql", "LEVEL_THRESHOLDS", "WARNING_POINTS", "WINDOW_MS",
+           "MAX_DETECTORS"]
 
-#: (lowest score, level), highest first; same bounds as finsa.dashboards.threat.
+#: (lowest score, level), highest first; a score below every bound is level 1.
 LEVEL_THRESHOLDS: tuple[tuple[float, int], ...] = ((5.0, 5), (3.5, 4), (2.0, 3), (1.0, 2))
-WARNING_POINTS = {"campaign_spread": 1.5, "forecast": 0.5, "drift": 1.0}
+#: Alerts younger than this count towards the current level.
+WINDOW_MS = 15 * 60_000
+#: Distinct detectors counted for the breadth term.
 MAX_DETECTORS = 5
+#: Breadth: each further distinct detector adds this share of the alerts term.
+BREADTH_PER_DETECTOR = 0.25
+#: Criticality c (1 minor .. 5 systemic) scales the alert part by ``BASE + STEP * c`` (0.7 .. 1.1).
+CRITICALITY_BASE, CRITICALITY_STEP = 0.6, 0.1
+#: Severities are clamped to 1..MAX_SEVERITY before they weigh ``2 ** (severity - 1)``.
+MAX_SEVERITY = 5
+WARNING_POINTS = {"campaign_spread": 1.5, "forecast": 0.5, "drift": 1.0}
 PROVIDER_PRESSURE = 8.0
 
 
 def level_of(score: float) -> int:
+    """Threat level (1..5) of a score."""
     return next((level for bound, level in LEVEL_THRESHOLDS if score >= bound), 1)
+
+
+def level_sql(score: str) -> str:
+    """:func:`level_of` as a ClickHouse expression of the SQL expression ``score``."""
+    cases = ", ".join(f"{score} >= {bound}, {level}" for bound, level in LEVEL_THRESHOLDS)
+    return f"toUInt8(multiIf({cases}, 1))"
+
+
+def severity_points(severity: int) -> float:
+    """Pressure one alert adds: ``2 ** (severity - 1)`` (info 1, low 2, medium 4, high 8, critical 16)."""
+    return 2.0 ** (min(max(int(severity), 1), MAX_SEVERITY) - 1)
+
+
+def severity_points_sql(severity: str) -> str:
+    """:func:`severity_points` as a ClickHouse expression."""
+    return f"pow(2, least(greatest(toInt16({severity}), 1), {MAX_SEVERITY}) - 1)"
+
+
+def alert_terms(pressure: float, detectors: int, criticality: int) -> dict[str, float]:
+    """The alert part of a score as named terms (alerts, breadth, criticality); {} without alerts."""
+    alerts = math.log2(1 + pressure)
+    if not alerts:
+        return {}
+    breadth = alerts * BREADTH_PER_DETECTOR * (min(max(detectors, 1), MAX_DETECTORS) - 1)
+    return {"alerts": alerts, "breadth": breadth,
+            "criticality": (alerts + breadth) * (CRITICALITY_STEP * criticality - (1 - CRITICALITY_BASE))}
+
+
+def alert_score_sql(pressure: str, detectors: str, criticality: str, joiner: str = " ") -> str:
+    """The sum of :func:`alert_terms` as a ClickHouse expression (its factors joined by ``joiner``)."""
+    factors = (f"log2(1 + {pressure})",
+               f"(1 + {BREADTH_PER_DETECTOR} * (least(greatest({detectors}, 1), {MAX_DETECTORS}) - 1))",
+               f"({CRITICALITY_BASE} + {CRITICALITY_STEP} * {criticality})")
+    return f"{joiner}* ".join(factors)
 
 
 @dataclass(frozen=True)
@@ -80,7 +135,7 @@ class _Minute:
 class ThreatLevels:
     """Per-minute alert pressure per institution and provider, and the level computation."""
 
-    def __init__(self, registry: Registry, providers: ProviderMap | None = None, window_ms: int = 15 * 60_000,
+    def __init__(self, registry: Registry, providers: ProviderMap | None = None, window_ms: int = WINDOW_MS,
                  step_ms: int = 60_000, warning_ttl_ms: int = 60 * 60_000, history_len: int = 240) -> None:
         self.use_registry(registry, providers or ProviderMap())
         self.window_ms, self.step_ms, self.warning_ttl_ms = window_ms, step_ms, warning_ttl_ms
@@ -104,7 +159,7 @@ class ThreatLevels:
         """Add one enriched alert row."""
         t = int(alert["time_ms"])
         minute = t // self.step_ms
-        points = 2.0 ** (int(alert.get("severity", 1)) - 1)
+        points = severity_points(int(alert.get("severity", 1)))
         m = self.minutes.setdefault(str(alert["institution_id"]), {}).setdefault(minute, _Minute())
         m.pressure += points
         if len(m.detectors) < MAX_DETECTORS:
@@ -121,7 +176,8 @@ class ThreatLevels:
 
     def _prune(self, now_ms: int) -> None:
         oldest = (now_ms - self.window_ms) // self.step_ms
-        for table in (*self.minutes.values(), *self.provider_minutes.values()):
+        tables: list[dict[int, Any]] = [*self.minutes.values(), *self.provider_minutes.values()]
+        for table in tables:
             for minute in [m for m in table if m < oldest]:
                 del table[minute]
         for kinds in self.warnings.values():
@@ -144,11 +200,7 @@ class ThreatLevels:
         pressure, detectors, asset_crit = self._window(inst, now_ms)
         crit = self.institutions[inst].criticality if inst in self.institutions else 3
         parts: dict[str, float] = {}
-        alerts = math.log2(1 + pressure)
-        if alerts:
-            parts["alerts"] = alerts
-            parts["breadth"] = alerts * 0.25 * max(0, detectors - 1)
-            parts["criticality"] = (alerts + parts["breadth"]) * (0.1 * crit - 0.4)
+        parts.update(alert_terms(pressure, detectors, crit))
         if asset_crit >= 4:
             parts["critical_assets"] = 0.5 * (asset_crit - 3)
         if inst in in_campaign:

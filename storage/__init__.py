@@ -9,9 +9,11 @@ a ``Store`` with ``migrate()``, ``insert(batch) -> bool``, ``query(sql, paramete
 (``.columns``, ``.rows``, ``.dicts()``), ``command(sql)``, ``load_institutions(registry)`` and
 ``close()``; ``audit(entry)``, ``write_rows(table, rows)``, ``load_ip_enrichment(ranges)``,
 ``query_in(database, sql)``. Reads on behalf of a user go through
-``finsa.storage.tenant.TenantView(store, principal)`` (tenant-scoped and audited). Modules: ``schema`` (DDL derived from ``finsa.wire``), ``native`` (the columnar
-insert payload), ``migrations``, ``chdb_backend``, ``server_backend``, ``http_endpoint`` (the
-ClickHouse HTTP interface served from chdb), ``rollups`` (roll-up tables and views),
+``finsa.storage.tenant.TenantView(store, principal)`` (tenant-scoped and audited). Modules: ``schema``
+(DDL derived from ``finsa.wire``), ``native`` (the columnar insert payload), ``migrations``,
+``cluster`` (the schema of a ClickHouse cluster: ``finsa storage migrate --cluster``), ``resketch``,
+``chdb_backend``, ``server_backend``, ``clickhouse_http`` (the ClickHouse HTTP interface served from
+chdb), ``rollups`` (roll-up tables and views),
 ``sector_schema`` (campaigns, warnings, threat_levels, emergencies), ``audit`` (audit_log),
 ``access`` (who reads what; server roles and row policies), ``sqlguard`` (the tenant SQL check),
 ``tenant`` (TenantView), ``query_command`` / ``storage_command`` (CLI). See docs/storage.md.

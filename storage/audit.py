@@ -118,7 +118,7 @@ def audited_read(store: Any, entry: AuditEntry, run: Callable[[], _Result]) -> _
         entry.error = str(exc)
         raise
     else:
-        entry.rows = len(result.rows)  # type: ignore[attr-defined]
+        entry.rows = len(result.rows)  # type: ignore[attr-defined]  # result of the query run just above
         return result
     finally:
         entry.elapsed_ms = int((time.monotonic() - started) * 1000)

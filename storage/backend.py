@@ -32,7 +32,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
@@ -83,6 +83,22 @@ class QueryResult:
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+class BatchStore(Protocol):
+    """What a writer of wire batches needs from a store: :class:`Store` is one; tests pass fakes.
+
+    The stream worker (:mod:`finsa.streams.processor`) and the sector stage type their store with
+    it, so they depend on two methods, not on a backend.
+    """
+
+    def insert(self, batch: RecordBatch) -> bool:
+        """Write a batch; False when its batch id was already written."""
+        ...
+
+    def insert_many(self, batches: Sequence[RecordBatch]) -> int:
+        """Write batches of one record type; returns how many were new."""
+        ...
 
 
 class Store(ABC):
@@ -273,7 +289,7 @@ class Store(ABC):
         except StorageError:
             ERRORS.inc(operation=operation)
             raise
-        except Exception as exc:  # noqa: BLE001 - any engine or transport error becomes a StorageError
+        except Exception as exc:  # any engine or transport error becomes a StorageError
             ERRORS.inc(operation=operation)
             raise StorageError(str(exc).strip()) from exc
 

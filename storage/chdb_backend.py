@@ -36,7 +36,7 @@ class _BytesSource:
         self.exception_tag = None
 
     @property
-    def gen(self):  # noqa: ANN201 - a generator of one chunk
+    def gen(self):  # a generator of one chunk
         yield self.data
 
     def close(self) -> None:
@@ -50,7 +50,7 @@ def decode_native(data: bytes) -> tuple[list[str], list[tuple]]:
     from clickhouse_connect.driver.transform import NativeTransform
 
     parsed = NativeTransform.parse_response(RespBuffCls(_BytesSource(data)), QueryContext())
-    return list(parsed.column_names), [tuple(r) for r in parsed.result_rows]
+    return list(parsed.column_names), [tuple(r) for r in parsed.result_rows]  # type: ignore[union-attr]  # a QueryContext gives a QueryResult
 
 
 def settings_clause(settings: dict[str, str]) -> str:
@@ -74,7 +74,7 @@ class ChdbStore(Store):
             self._session: Any = chdb.session.Session(None if self.data_dir is None else str(self.data_dir))
             self._session.query(f"CREATE DATABASE IF NOT EXISTS {self.database}", "TSV")
             self._session.query(f"USE {self.database}", "TSV")
-        except Exception as exc:  # noqa: BLE001 - e.g. another path already open in this process
+        except Exception as exc:  # e.g. another path already open in this process
             hint = (" (one process at a time may open a store folder: is `finsa run` still using it?)"
                     if self.data_dir is not None else "")
             raise StorageError(f"cannot open the chdb store at {self.data_dir or ':memory:'}: {exc}{hint}") from exc

@@ -24,8 +24,8 @@
 MergeTree engines, Distributed still over ``cluster``): what the tests run on the embedded
 engine, where Replicated inserts need a real Keeper.
 
-    python -m finsa.storage.cluster --cluster finsa --print
-    python -m finsa.storage.cluster --cluster finsa --clickhouse-url http://admin:PW@ch-s1r1:8123
+    finsa storage migrate --cluster finsa --print
+    finsa storage migrate --cluster finsa --clickhouse-url http://admin:PW@ch-s1r1:8123
 
 >>> sql = cluster_statements("finsa")
 >>> sql[0]
@@ -37,9 +37,7 @@ engine, where Replicated inserts need a real Keeper.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from typing import Any, Callable, Mapping
 
 from finsa.errors import StorageError
@@ -196,30 +194,3 @@ def apply(store: Any, cluster: str, database: str = "finsa", ttl_days: Mapping[s
     for sql in columns:
         store.command(sql)
     return done + columns
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finsa.storage.cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("--cluster", required=True, help="cluster name of remote_servers")
-    parser.add_argument("--database", default="finsa")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--print", action="store_true", help="print the DDL")
-    target.add_argument("--clickhouse-url", help="apply it through this node (http://user:pw@host:8123)")
-    args = parser.parse_args(argv)
-    try:
-        if args.print:
-            print(";\n\n".join(cluster_statements(args.cluster, args.database)) + ";")
-            return 0
-        from finsa.storage.backend import open_store
-
-        with open_store(url=args.clickhouse_url, database="default") as store:
-            done = apply(store, args.cluster, args.database)
-        print(f"{len(done)} cluster statements applied on {args.cluster}")
-        return 0
-    except StorageError as exc:
-        print(f"finsa cluster schema: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -156,9 +156,9 @@ def cascade_fill_step(name: str) -> Step:
 def _flow_rollup_steps(first: int, ttl: Mapping[str, int]) -> list[Step]:
     steps = []
     for k, name in enumerate(rollups.FLOW_ROLLUPS):
-        steps += [_create(f"{first + 2 * k:04d}_create_{name}", name, lambda n=name: rollups.flow_rollup_ddl(n, ttl[n])),
+        steps += [_create(f"{first + 2 * k:04d}_create_{name}", name, lambda n=name: rollups.flow_rollup_ddl(n, ttl[n])),  # type: ignore[misc]  # the default binds the loop variable
                   _create(f"{first + 2 * k + 1:04d}_create_{name}_mv", f"{name}_mv",
-                          lambda n=name: rollups.flow_rollup_view_ddl(n))]
+                          lambda n=name: rollups.flow_rollup_view_ddl(n))]  # type: ignore[misc]  # the default binds the loop variable
     return steps
 
 
@@ -223,8 +223,8 @@ def column_steps(store: Any) -> list[Step]:
             if col.name not in have:
                 sql = schema.add_column_sql(table, col, previous)
                 steps.append(Step(f"add_column:{table}.{col.name}", f"add {col.name} to {table}",
-                                  lambda store, t=table, c=col.name: c not in existing_columns(store, t),
-                                  lambda store, s=sql: store._run_command(s)))
+                                  lambda store, t=table, c=col.name: c not in existing_columns(store, t),  # type: ignore[misc]  # the default binds the loop variable
+                                  lambda store, s=sql: store._run_command(s)))  # type: ignore[misc]  # the default binds the loop variable
             previous = col.name
     return steps
 

@@ -54,7 +54,7 @@ class _EncodedStrings(dict):
 def _object_pointers(values: np.ndarray) -> np.ndarray:
     """The PyObject addresses a contiguous object array holds (a copy): same address, same object."""
     raw = (ctypes.c_char * (values.size * values.itemsize)).from_address(values.ctypes.data)
-    return np.frombuffer(raw, dtype=np.uintp).copy()
+    return np.frombuffer(raw, dtype=np.uintp).copy()  # type: ignore[call-overload]  # a ctypes array is a buffer
 
 
 def string_column(values: np.ndarray) -> bytes:

@@ -67,12 +67,12 @@ def print_result(result: QueryResult, fmt: str, out: TextIO) -> None:
         for row in result.dicts():
             out.write(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
     else:
-        cells = [[_text(v) for v in row] for row in result.rows]
+        cells: list[list[str]] = [[_text(v) for v in row] for row in result.rows]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
-        line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+        line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731 - the loop's widths, used at once
         out.write(line(result.columns) + "\n" + line(["-" * w for w in widths]) + "\n")
-        for row in cells:
-            out.write(line(row) + "\n")
+        for cell_row in cells:
+            out.write(line(cell_row) + "\n")
         out.write(f"({len(cells)} row{'s' if len(cells) != 1 else ''})\n")
 
 

@@ -103,5 +103,5 @@ def resketch_steps(ttl_days: Mapping[str, int] | None = None) -> list[Any]:
             _record(store, f"backfill:{name}")  # every stored flow is in it now
 
     return [Step(f"sketch:{name}", f"rebuild {name} with {schema.DISTINCT_STATE}",
-                 lambda store, n=name: not _current(store, n), lambda store, n=name: apply(store, n))
+                 lambda store, n=name: not _current(store, n), lambda store, n=name: apply(store, n))  # type: ignore[misc]  # the default binds the loop variable
             for name in rollups.SKETCHED_ROLLUPS]

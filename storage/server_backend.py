@@ -46,7 +46,7 @@ class ServerStore(Store):
             admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             admin.close()
             self._client: Any = clickhouse_connect.get_client(database=self.database, **options)
-        except Exception as exc:  # noqa: BLE001 - connection refused, bad credentials ...
+        except Exception as exc:  # connection refused, bad credentials ...
             raise StorageError(f"cannot reach ClickHouse at {scheme}://{host}:{port}: {exc}") from exc
         self.url = f"{scheme}://{host}:{port}"
 

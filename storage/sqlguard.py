@@ -60,7 +60,8 @@ def tokens(sql: str) -> list[tuple[str, str]]:
     out, pos = [], 0
     while pos < len(sql):
         match = _TOKEN.match(sql, pos)
-        kind = match.lastgroup
+        assert match is not None  # (?P<other>.) with DOTALL matches any character
+        kind = str(match.lastgroup)
         if kind == "block":
             end = _block_end(sql, match.end())
             pos = end
@@ -131,7 +132,7 @@ def ast_check(sql: str, explain: Callable[[str], list[str]], databases: Iterable
     parsed = [(len(line) - len(line.lstrip(" ")), line.strip()) for line in lines if line.strip()]
     if not parsed or not parsed[0][1].startswith("SelectWithUnionQuery (children 1)"):
         raise QueryRefused("only plain SELECT queries are accepted")
-    for k, (depth, node) in enumerate(parsed):
+    for k, (_depth, node) in enumerate(parsed):
         kind, _, rest = node.partition(" ")
         name = rest.split(" (")[0].strip()
         if kind == "TableExpression":

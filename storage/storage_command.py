@@ -4,6 +4,10 @@
 tables and prints each step as applied or skipped; ``--ttl-days flows=7`` sets a table's TTL
 when this run creates it.
 
+``finsa storage migrate --cluster NAME --clickhouse-url URL`` creates the schema of a ClickHouse
+cluster instead (:mod:`finsa.storage.cluster`: replicated shards behind Distributed tables, all
+``ON CLUSTER``), through one node, as an admin user; ``--cluster NAME --print`` prints that DDL.
+
 ``finsa storage tenants [--registry institutions.toml] (--clickhouse-url URL | --print)``
 generates the ClickHouse access control of :mod:`finsa.storage.access` (a role and a user per
 institution and for the regulator, GRANTs, ROW POLICYs) and applies it to the server, or prints
@@ -25,14 +29,18 @@ from finsa.institutions import load_registry
 
 from finsa.storage.access import tenant_sql
 from finsa.storage.backend import open_store
-from finsa.storage.query_command import add_store_arguments
 from finsa.storage.schema import DEFAULT_TTL_DAYS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
-    migrate = actions.add_parser("migrate", help="create or upgrade the tables")
-    add_store_arguments(migrate)
+    migrate = actions.add_parser("migrate", help="create or upgrade the tables (of one node or of a cluster)")
+    where = migrate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="folder of the store in process (chdb)")
+    where.add_argument("--clickhouse-url", help="ClickHouse server, http://user:pass@host:8123")
+    where.add_argument("--print", action="store_true", help="with --cluster: print the cluster DDL")
+    migrate.add_argument("--database", default="finsa", help="database name (default: finsa)")
+    migrate.add_argument("--cluster", help="create the cluster schema on this remote_servers cluster (ON CLUSTER)")
     migrate.add_argument("--ttl-days", action="append", default=[], metavar="TABLE=DAYS",
                          help=f"days a table keeps rows, 0 forever (defaults: {DEFAULT_TTL_DAYS})")
     tenants = actions.add_parser("tenants", help="per-institution roles, users, grants and row policies")
@@ -73,7 +81,7 @@ def tenants(args: argparse.Namespace) -> int:
             institutions = load_registry(args.registry).institution
         elif args.clickhouse_url:
             store = open_store(url=args.clickhouse_url, database=args.database)
-            institutions = [SimpleNamespace(**row) for row in
+            institutions = [SimpleNamespace(**row) for row in  # type: ignore[misc]  # read like Institution: id, subsector, region
                             store.query("SELECT id, subsector, region FROM institutions ORDER BY id").dicts()]
         else:
             raise StorageError("--print needs --registry")
@@ -96,9 +104,34 @@ def tenants(args: argparse.Namespace) -> int:
     return 0
 
 
+def migrate_cluster(args: argparse.Namespace) -> int:
+    """``migrate --cluster``: print the cluster DDL, or apply it through one node."""
+    from finsa.storage import cluster
+
+    try:
+        if args.data_dir:
+            raise StorageError("--cluster needs --clickhouse-url (a node of the cluster) or --print")
+        ttl = _ttl(args.ttl_days) or None
+        if args.print:
+            print(";\n\n".join(cluster.cluster_statements(args.cluster, args.database, ttl)) + ";")
+            return 0
+        with open_store(url=args.clickhouse_url, database="default") as store:
+            done = cluster.apply(store, args.cluster, args.database, ttl)
+    except StorageError as exc:
+        print(f"finsa storage migrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(done)} cluster statements applied on {args.cluster}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     if args.action == "tenants":
         return tenants(args)
+    if args.cluster:
+        return migrate_cluster(args)
+    if args.print:
+        print("finsa storage migrate: --print needs --cluster", file=sys.stderr)
+        return 1
     try:
         ttl = _ttl(args.ttl_days)
         with open_store(args.data_dir, args.clickhouse_url, args.database) as store:

@@ -230,7 +230,7 @@ class BrokerGate:
                 if w is not None:
                     w.close()
 
-    async def _login(self, reader, writer, up_reader, up_writer) -> str:  # noqa: ANN001 - asyncio streams
+    async def _login(self, reader, writer, up_reader, up_writer) -> str:  # asyncio streams
         """Answer ApiVersions (from the broker) and the SASL exchange; return the user."""
         scram: ScramServer | None = None
         raw_tokens = False
@@ -282,7 +282,7 @@ class BrokerGate:
             LOGINS.inc(outcome="ok")
         return (answer if raw else _authenticate_reply(corr, version, 0, None, answer)), scram.user
 
-    async def _relay(self, reader, writer, up_reader, up_writer, allowed: frozenset[int] | None) -> None:  # noqa: ANN001
+    async def _relay(self, reader, writer, up_reader, up_writer, allowed: frozenset[int] | None) -> None:
         """Requests go up whole (each API key checked), responses come back as bytes."""
         back = asyncio.ensure_future(self._pipe(up_reader, writer))
         try:

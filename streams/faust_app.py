@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -53,7 +54,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         broker_credentials=settings.broker_credentials, producer_max_request_size=16 * 1024 * 1024,
         consumer_max_fetch_size=16 * 1024 * 1024,
     )
-    raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
+    raw: dict[str, Any] = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
     flows_topic = app.topic(wire.TOPICS["flows"], partitions=settings.partitions, **raw)
     alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=1, **raw)  # one sector consumer sees all
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
@@ -61,7 +62,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max)
 
     @app.agent(flows_topic, name="detect")
-    async def detect(stream):  # noqa: ANN001 - faust stream
+    async def detect(stream):  # faust stream
         async for event in stream.noack().events():
             await grouper.add(event)
 
@@ -71,7 +72,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
 
     if sector is not None:
         _sector_agents(app, sector, alerts_topic, raw)
-    app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}
+    app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
     return app
 
 
@@ -83,13 +84,13 @@ class _Grouper:
     cancellation mid-group leaves the whole group unacknowledged, so it is redelivered.
     """
 
-    def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int) -> None:  # noqa: ANN001
+    def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int) -> None:
         self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
         self.group_max = group_max
         self.pending: list = []
         self.lock = asyncio.Lock()
 
-    async def add(self, event) -> None:  # noqa: ANN001
+    async def add(self, event) -> None:
         self.pending.append(event)
         if len(self.pending) >= self.group_max:
             await self.flush()
@@ -111,7 +112,7 @@ class _Grouper:
             for event in group:
                 event.ack()
 
-    async def _dead_letter(self, event, reason: str, detail: str) -> None:  # noqa: ANN001
+    async def _dead_letter(self, event, reason: str, detail: str) -> None:
         DEAD_LETTERS.inc(reason=reason)
         msg = event.message
         headers = {"reason": reason.encode(), "detail": detail[:500].encode(), "topic": str(msg.topic).encode(),
@@ -120,7 +121,7 @@ class _Grouper:
         await self.dlq_topic.send(key=event.key, value=value, headers=headers)
 
 
-def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict) -> None:  # noqa: ANN001
+def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict) -> None:
     """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
 
     Its state is checkpointed after every alert message into a table with a changelog topic, so
@@ -142,7 +143,7 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict)
         await publish(await loop.run_in_executor(None, sector.tick))
 
     @app.agent(alerts_topic, name="sector")
-    async def sector_alerts(stream):  # noqa: ANN001 - faust stream
+    async def sector_alerts(stream):  # faust stream
         async for event in stream.events():
             if not restored["done"]:
                 restored["done"] = True
@@ -154,7 +155,7 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict)
             state["picture"] = sector.checkpoint()
 
     @app.agent(heartbeats, name="sector-heartbeats")
-    async def sector_heartbeats(stream):  # noqa: ANN001 - faust stream
+    async def sector_heartbeats(stream):  # faust stream
         async for event in stream.events():
             if isinstance(event.value, (bytes, bytearray)):
                 sector.observe_heartbeats(event.value)

@@ -29,6 +29,7 @@ from typing import Callable, Protocol, Sequence
 from finsa import wire
 from finsa.batchauth import BatchAuthError, BatchVerifier
 from finsa.metrics import REGISTRY
+from finsa.storage.backend import BatchStore
 
 FLOWS_IN = REGISTRY.counter("finsa_worker_flows_total", "Flows decoded from the flow topic")
 BATCHES_IN = REGISTRY.counter("finsa_worker_batches_total", "Flow messages processed, by outcome", ["outcome"])
@@ -36,10 +37,6 @@ ALERTS_OUT = REGISTRY.counter("finsa_worker_alerts_total", "Alerts produced by t
 STORE_RETRIES = REGISTRY.counter("finsa_worker_storage_retries_total", "Storage writes retried after a failure")
 ARP_IN = REGISTRY.counter("finsa_worker_arp_bindings_total", "ARP bindings decoded from the flow topic")
 DUPLICATES = REGISTRY.counter("finsa_worker_duplicate_batches_total", "Batches storage already had (redeliveries)")
-
-
-class Store(Protocol):
-    def insert(self, batch: wire.RecordBatch) -> bool: ...
 
 
 class Engine(Protocol):
@@ -73,7 +70,7 @@ def derived_batch_id(batch_id: bytes, purpose: bytes) -> bytes:
 class FlowProcessor:
     """decode -> detect -> store, for one flow message at a time."""
 
-    def __init__(self, store: Store, engine: Engine, max_backoff_s: float = 5.0,
+    def __init__(self, store: BatchStore, engine: Engine, max_backoff_s: float = 5.0,
                  should_stop=lambda: False, verifier: BatchVerifier | None = None,
                  flow_observers: Sequence[Callable[[wire.RecordBatch], None]] = ()) -> None:
         self.store, self.engine, self.verifier = store, engine, verifier
@@ -89,7 +86,7 @@ class FlowProcessor:
             return Outcome(dead_reason=reason, dead_detail=detail)
         return Outcome(flows=group.flows, alerts=group.alerts)
 
-    def process_group(self, payloads: Sequence[bytes], headers: Sequence | None = None) -> "GroupOutcome":
+    def process_group(self, payloads: Sequence[bytes | bytearray], headers: Sequence | None = None) -> "GroupOutcome":
         """Several messages at once: one detection pass and one store write for all good ones.
 
         Storage costs a fixed few tens of ms per write, so a worker groups the messages that
@@ -141,7 +138,7 @@ class FlowProcessor:
         ALERTS_OUT.inc(len(alerts))
         return [alerts]
 
-    def _accept(self, payload: bytes, headers) -> wire.RecordBatch:  # noqa: ANN001
+    def _accept(self, payload: bytes | bytearray, headers) -> wire.RecordBatch:
         """Decode a message (flows or ARP bindings), checking its signature first when this
         worker verifies them."""
         institution = self.verifier.check(payload, headers) if self.verifier is not None else None
@@ -153,23 +150,20 @@ class FlowProcessor:
         return batch
 
     def write_many(self, batches: list[wire.RecordBatch]) -> int:
-        """Store batches (one write where the store can group them); returns how many were new."""
-        insert_many = getattr(self.store, "insert_many", None)
-        if insert_many is not None:
-            return self._retry(insert_many, batches)
-        return sum(self._retry(self.store.insert, b) for b in batches)
+        """Store batches of one record type in one write; returns how many were new."""
+        return int(self._retry(self.store.insert_many, batches))
 
     def write(self, batch: wire.RecordBatch) -> bool:
         """Insert one batch with retries; False when storage already had it."""
         return bool(self._retry(self.store.insert, batch))
 
-    def _retry(self, fn, arg):  # noqa: ANN001, ANN202
+    def _retry(self, fn, arg):
         """Call until it succeeds, with exponential backoff (or raise once we are stopping)."""
         delay = 0.05
         while True:
             try:
                 return fn(arg)
-            except Exception:  # noqa: BLE001 - any storage failure is retried, then surfaced
+            except Exception:  # any storage failure is retried, then surfaced
                 if self.should_stop():
                     raise
                 STORE_RETRIES.inc()

@@ -138,7 +138,7 @@ class ScramStore:
 
 
 def _attributes(message: bytes) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for part in message.decode("utf-8").split(","):
         key, sep, value = part.partition("=")
         if not sep or len(key) != 1:
@@ -198,7 +198,7 @@ class ScramServer:
         return server_first
 
     def _final(self, message: bytes) -> bytes:
-        user, cred, nonce, client_first_bare, server_first, gs2_header = self._state
+        user, cred, nonce, client_first_bare, server_first, gs2_header = self._state  # type: ignore[misc]  # set by _first: step() calls _final only then
         without_proof, _, proof_part = message.rpartition(b",p=")
         attrs = _attributes(without_proof)
         if attrs.get("r") != nonce or base64.b64decode(attrs.get("c", "")) != gs2_header:

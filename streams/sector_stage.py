@@ -14,27 +14,24 @@ import base64
 import pickle
 import threading
 import time
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 from finsa import wire
 from finsa.metrics import REGISTRY
 from finsa.institutions import Registry
 from finsa.sector.picture import SectorPicture
 from finsa.sector.rows import update_batches
+from finsa.storage.backend import BatchStore
 
 UPDATES = REGISTRY.counter("finsa_sector_records_total", "Sector records produced, by kind", ["kind"])
 STORE_ERRORS = REGISTRY.counter("finsa_sector_store_errors_total", "Sector records storage refused", ["kind", "error"])
 SECTOR_DEAD = REGISTRY.counter("finsa_sector_messages_skipped_total", "Alert or heartbeat messages that did not decode", ["reason"])
 
 
-class Store(Protocol):
-    def insert(self, batch: wire.RecordBatch) -> bool: ...
-
-
 class SectorStage:
     """Feeds a SectorPicture and writes what it concludes."""
 
-    def __init__(self, picture: SectorPicture, store: Store | None = None,
+    def __init__(self, picture: SectorPicture, store: BatchStore | None = None,
                  blocklist_sinks: Sequence[Callable[[list], None]] = ()) -> None:
         self.picture, self.store = picture, store
         self.blocklist_sinks = list(blocklist_sinks)
@@ -133,7 +130,7 @@ class SectorStage:
             self.picture.use_configuration(registry)
 
 
-def feed_intel(engine) -> Callable[[list], None]:  # noqa: ANN001 - a DetectionEngine
+def feed_intel(engine) -> Callable[[list], None]:  # a DetectionEngine
     """A blocklist sink giving the sector's indicators to every ``intel`` detector of ``engine``,
     so a connection to a campaign's attacker is detected at every institution, not only those hit."""
     def sink(entries: list) -> None:

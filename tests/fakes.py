@@ -6,7 +6,7 @@ from finsa import wire
 
 
 class MemoryStore:
-    """Keeps every batch it is given; ``insert`` always reports a new batch."""
+    """Keeps every batch it is given (a :class:`finsa.storage.backend.BatchStore`); every batch is new."""
 
     def __init__(self) -> None:
         self.batches: list[wire.RecordBatch] = []
@@ -14,6 +14,10 @@ class MemoryStore:
     def insert(self, batch: wire.RecordBatch) -> bool:
         self.batches.append(batch)
         return True
+
+    def insert_many(self, batches: list[wire.RecordBatch]) -> int:
+        self.batches.extend(batches)
+        return len(batches)
 
 
 class NoDetect:

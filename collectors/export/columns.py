@@ -150,7 +150,7 @@ def _addresses(rec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     src6, dst6 = (zeros if a is None else a for a in found6)
     if has4 and has6:
         use6 = src6.any(axis=1) | dst6.any(axis=1)
-        pick = use6[:, None]
+        pick = use6[:, None]  # type: ignore[index]  # any(axis=1) of a 2-D array is an array
         return (np.where(pick, src6, src4), np.where(pick, dst6, dst4),
                 np.where(use6, 6, 4).astype(np.uint8))
     if has6:
@@ -206,7 +206,7 @@ def absorb_options(template: Template, rec: np.ndarray, domain: Domain) -> None:
         return
     cols = {name: uint_field(rec, name) for name in wanted}
     for i in range(len(rec)):
-        row = {name: int(col[i]) for name, col in cols.items()}
+        row: dict[str, int] = {name: int(col[i]) for name, col in cols.items()}  # type: ignore[index]  # every wanted field is in the template
         if row.get("e160"):
             domain.system_init_ms = row["e160"]
         rate = _options_rate(row)

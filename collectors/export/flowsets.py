@@ -124,7 +124,7 @@ class TemplatedState:
         if n == 0:
             return
         if template.options:
-            absorb_options(template, np.frombuffer(blob, template.dtype, count=n), template.domain)
+            absorb_options(template, np.frombuffer(blob, template.dtype, count=n), template.domain)  # type: ignore[arg-type]  # a filed template has its domain
             return
         self.groups.setdefault(template, []).append((blob, n, context[0], context[1]))
         self.rows += n
@@ -139,7 +139,7 @@ class TemplatedState:
             export_ms = np.repeat(np.array([c[2] for c in chunks], dtype=np.int64), counts)
             uptimes = np.array([c[3] for c in chunks], dtype=np.int64)
             uptime_ms = None if (uptimes < 0).all() else np.repeat(uptimes, counts)
-            out.append(template_columns(rec, export_ms, uptime_ms, template.domain))
+            out.append(template_columns(rec, export_ms, uptime_ms, template.domain))  # type: ignore[arg-type]  # a filed template has its domain
         self.groups.clear()
         self.rows = 0
         return out

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 
@@ -129,7 +129,7 @@ class LogTail:
         self.header_prefix = header_prefix.encode() if header_prefix else None
         self.max_line_bytes, self.chunk_bytes, self.source = max_line_bytes, chunk_bytes, source
         self.follow_rotation = follow_rotation
-        self._file = None
+        self._file: BinaryIO | None = None
         self._inode: tuple[int, int] | None = None
         self._fp: tuple[str, int] = ("", 0)
         self._partial = b""
@@ -153,7 +153,7 @@ class LogTail:
 
     def _open(self) -> bool:
         try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - kept open while following
+            handle = open(self.path, "rb")  # kept open while following
         except OSError:
             return False
         st = os.fstat(handle.fileno())
@@ -260,7 +260,7 @@ class LogTail:
             return []
         ROTATIONS.inc(reason="truncated")
         offset = self._file.tell() - len(self._partial)
-        before = FilePosition(str(self.path), *self._inode, offset, *self._fp)
+        before = FilePosition(str(self.path), *self._inode, offset, *self._fp)  # type: ignore[misc, call-arg]  # *inode, *fp spell the fields in order
         self._file.seek(0)
         self._partial, self._discarding, self._fp = b"", False, ("", 0)
         if before.fingerprint_bytes:

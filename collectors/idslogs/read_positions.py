@@ -135,7 +135,7 @@ def _entry(raw: object, where: str) -> FilePosition:
         raise LogStateError(f"{where}: expected the fields {sorted(_FIELDS)}")
     for name, kind in _FIELDS.items():
         value = raw[name]
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 0):
             raise LogStateError(f"{where}.{name}: not a {'non-negative integer' if kind is int else 'string'}")
     if raw["fingerprint_bytes"] > FINGERPRINT_BYTES:
         raise LogStateError(f"{where}.fingerprint_bytes: above {FINGERPRINT_BYTES}")

@@ -107,10 +107,10 @@ class LogFollower:
             saved = self._closed.get(ident)
             if saved is not None:
                 if size == saved.offset:
-                    self._closed[ident] = FilePosition(str(path), *ident, *_tail_of(saved))
+                    self._closed[ident] = FilePosition(str(path), *ident, *_tail_of(saved))  # type: ignore[arg-type]  # *ident, *tail spell the fields in order
                     continue  # nothing new; keep its position
                 del self._closed[ident]
-                self._new_tail(path, FilePosition(str(path), *ident, *_tail_of(saved)))
+                self._new_tail(path, FilePosition(str(path), *ident, *_tail_of(saved)))  # type: ignore[arg-type]  # *ident, *tail spell the fields in order
             elif first and str(path) in unmatched:  # the file that replaced a followed one while away
                 self._new_tail(path, self._closed.pop(unmatched.pop(str(path)).identity))
             else:

@@ -12,7 +12,8 @@
   method/status. Hint rows carry no packets (the ``flow`` event of the same flow counts them).
 * ``alert`` -> an ALERT (:func:`eve_alert`): detector ``suricata``, severity 1, 2, 3 -> 5, 4, 3,
   technique from the rule's ``metadata.mitre_technique_id`` (else ""), entity the source, target
-  ``dest:port``. :mod:`finsa.detectors.forwarded` maps a forwarded alert with the same function.
+  ``dest:port``. The agent spools these rows to the alert topic (``finsa.alerts.v1``); the worker
+  stores them as they come.
 
 Other event types (stats, fileinfo, anomaly ...) are ignored (counted as ``other_event``); malformed
 lines are skipped and counted in ``finsa_collector_log_lines_skipped_total{source="suricata",reason}``.

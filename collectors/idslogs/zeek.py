@@ -19,8 +19,8 @@ else the fields present. :meth:`ZeekLogParser.drain` returns the accumulated (fl
   and carry no packets (the conn.log row of the same ``uid`` counts them, and only it counts as a
   connection for the detectors, so an ssh.log row never doubles a brute-force attempt).
 * ``notice.log`` -> one ALERT per notice (:func:`notice_alert`), detector ``zeek:<note>``, technique
-  from :data:`ZEEK_TECHNIQUES` (else ""), severity 3. :mod:`finsa.detectors.forwarded` maps a
-  forwarded notice with the same function, so both paths name it alike.
+  from :data:`ZEEK_TECHNIQUES` (else ""), severity 3. The agent spools these rows to the alert
+  topic (``finsa.alerts.v1``); the worker stores them as they come.
 
 flow_id is a stable 64-bit hash of the uid (and, for hint rows, the log and transaction). An
 unparsable ``ts`` (the test suite masks it as ``XXXXXXXXXX.XXXXXX``) becomes 0 and is counted in

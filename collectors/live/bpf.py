@@ -74,7 +74,7 @@ def parse_program(program: str | bytes | Sequence[tuple[int, int, int, int]]) ->
             raise CaptureError(f"a packed BPF program is a multiple of 8 bytes, not {len(raw)}")
         return _pack(instructions(raw))
     if not isinstance(program, str):
-        return _pack([tuple(int(v) for v in insn) for insn in program])  # type: ignore[misc]
+        return _pack([tuple(int(v) for v in insn) for insn in program])  # type: ignore[misc]  # 4-tuples: _pack checks
     dd = _DD_LINE.findall(program)
     if dd:
         return _pack([(int(c, 16), int(t), int(f), int(k, 16)) for c, t, f, k in dd])
@@ -85,7 +85,7 @@ def parse_program(program: str | bytes | Sequence[tuple[int, int, int, int]]) ->
         raise CaptureError(f"not a BPF program in tcpdump -dd or -ddd form: {program[:60]!r}") from None
     if len(fields[0]) != 1 or count != len(rows) or any(len(r) != 4 for r in rows):
         raise CaptureError(f"malformed tcpdump -ddd program: {program[:60]!r}")
-    return _pack(rows)  # type: ignore[arg-type]
+    return _pack(rows)  # type: ignore[arg-type]  # four fields per row, checked just above
 
 
 def cap_snaplen(program: bytes, snaplen: int) -> bytes:

@@ -116,8 +116,8 @@ class LiveCapture:
         if bpf is None:
             return accept_all(self.snaplen)
         if _is_expression(bpf):
-            return compile_filter(bpf, linktype, self.snaplen)  # type: ignore[arg-type]
-        return cap_snaplen(parse_program(bpf), self.snaplen)  # type: ignore[arg-type]
+            return compile_filter(bpf, linktype, self.snaplen)  # type: ignore[arg-type]  # _is_expression: a str
+        return cap_snaplen(parse_program(bpf), self.snaplen)  # type: ignore[arg-type]  # parse_program refuses the rest
 
     def start(self) -> "LiveCapture":
         """Open the socket and ring, install the filter, bind, join the fanout group."""
@@ -187,7 +187,7 @@ class LiveCapture:
             return self._ring is not None and self._status(self._next_block) & TP_STATUS_USER != 0
 
     def _status(self, block: int) -> int:
-        return _STATUS.unpack_from(self._ring, block * self.block_size + BLOCK_STATUS_OFFSET)[0]  # type: ignore[arg-type]
+        return _STATUS.unpack_from(self._ring, block * self.block_size + BLOCK_STATUS_OFFSET)[0]  # type: ignore[arg-type]  # callers hold a mapped ring
 
     def _take_block(self) -> PacketBatch | None:
         """Copy the next block if the kernel retired it, hand it back, parse the copy."""
@@ -224,8 +224,8 @@ class LiveCapture:
         with self._lock:
             ring, start = self._ring, self._next_block * self.block_size
             count = _STATUS.unpack_from(ring, start + _NUM_PKTS_OFFSET)[0] if ring is not None else 0
-            blk_len = min(_STATUS.unpack_from(ring, start + 20)[0], self.block_size) if count else 0
-            block = ring[start:start + blk_len] if count else b""  # type: ignore[index]
+            blk_len = min(_STATUS.unpack_from(ring, start + 20)[0], self.block_size) if count else 0  # type: ignore[arg-type]  # count > 0 only with a ring
+            block = ring[start:start + blk_len] if count else b""  # type: ignore[index]  # count > 0 only with a ring
         if block:
             batch = self._count(parse_block(block, self.linktype, partial=True))
             if len(batch):

@@ -56,12 +56,12 @@ def in_netns(name: str | None, fn: Callable[[], T]) -> T:
         try:
             _setns(netns_path(name))
             box["result"] = fn()
-        except BaseException as exc:  # handed to the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
             box["error"] = exc
 
     thread = threading.Thread(target=runner, name=f"netns-{name}", daemon=True)
     thread.start()
     thread.join()
     if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+        raise box["error"]  # type: ignore[misc]  # runner stored a BaseException there
+    return box["result"]  # type: ignore[return-value]  # fn()'s result, of the caller's type

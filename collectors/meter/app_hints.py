@@ -43,7 +43,8 @@ def parse_dns(msg: bytes) -> dict | None:
     if flags & 0x8000:
         out["dns_rcode"] = flags & 0x0F
     if qdcount:
-        labels, pos = [], 12
+        labels: list[bytes] = []
+        pos = 12
         while pos < len(msg) and msg[pos] != 0 and len(labels) < 64:
             length = msg[pos]
             if length & 0xC0 or pos + 1 + length > len(msg):
@@ -156,8 +157,8 @@ def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: n
         end = pos + len(found)
         for name in KIND_COLUMNS[k]:
             col = values.setdefault(name, np.full(n, None, dtype=object))
-            col[pos:end] = [f.get(name) for f in found]
-            present[pos:end] |= np.not_equal(col[pos:end], None).astype(np.int64) << _BIT[name]
+            col[pos:end] = [f.get(name) for f in found]  # type: ignore[union-attr]  # found holds dicts only
+            present[pos:end] |= np.not_equal(col[pos:end], None).astype(np.int64) << _BIT[name]  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         pos = end
     return (np.concatenate(got_rows) if got_rows else np.zeros(0, dtype=np.int64)), values, present
 

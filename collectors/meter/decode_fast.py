@@ -83,7 +83,7 @@ def decode_common(data, offset: np.ndarray, caplen: np.ndarray, linktype: np.nda
         return rows, {}
     cols = (m, offset + shift, end, v6, proto, l4, sport, dport, vlan, total, plen)
     if len(rows) < len(ok):
-        cols = tuple(np.take(c, rows, axis=0) for c in cols)
+        cols = tuple(np.take(c, rows, axis=0) for c in cols)  # type: ignore[assignment]  # the same eleven columns, gathered
     return rows, _columns(*cols)
 
 

@@ -203,10 +203,10 @@ class FlowMeter:
 
     @staticmethod
     def _join(parts: list[RecordBatch | None]) -> RecordBatch | None:
-        parts = [p for p in parts if p is not None and len(p)]
-        if not parts:
+        present = [p for p in parts if p is not None and len(p)]
+        if not present:
             return None
-        return parts[0] if len(parts) == 1 else RecordBatch.concat(parts)
+        return present[0] if len(present) == 1 else RecordBatch.concat(present)
 
 
 def meter_capture(source: str | Path | IO[bytes], profile: str | MeterProfile = "nfstream",

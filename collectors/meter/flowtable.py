@@ -11,12 +11,14 @@ endpoint that sorts first), and ``src_is_lo`` says which of them sent the flow's
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from finsa.wire import FLOW, RecordBatch
 
 #: per-flow columns and their dtypes (2-D columns are addresses)
-COLUMNS: dict[str, object] = {
+COLUMNS: dict[str, Any] = {
     "hash": np.uint64, "first_ms": np.int64, "last_ms": np.int64,
     "lo_pkts": np.int64, "lo_bytes": np.int64, "hi_pkts": np.int64, "hi_bytes": np.int64,
     "lo_flags": np.uint8, "hi_flags": np.uint8, "src_is_lo": bool,
@@ -167,7 +169,7 @@ def to_records(flows: dict[str, np.ndarray], end_reason: np.ndarray | int, insti
     hinted = np.flatnonzero(flows["hinted"])
     for name in HINT_COLUMNS:
         vals = flows[name][hinted]
-        have = np.not_equal(vals, None)
+        have = np.not_equal(vals, None)  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         if name in _HINT_INTS:
             col = np.zeros(n, dtype=np.int64)
             col[hinted[have]] = vals[have].astype(np.int64)

@@ -196,7 +196,7 @@ def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, d
     for bit, name in enumerate(HINT_COLUMNS):
         col = np.full(len(pseudo) + n_packets, None, dtype=object)
         col[:len(pseudo)] = table_flows[name][pseudo]
-        present[:len(pseudo)] |= np.not_equal(col[:len(pseudo)], None).astype(np.int64) << bit
+        present[:len(pseudo)] |= np.not_equal(col[:len(pseudo)], None).astype(np.int64) << bit  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         if hints is not None and name in hints.values:
             col[len(pseudo):] = hints.values[name]
         side[name] = col

@@ -43,7 +43,7 @@ class ByteView:
         return pos + width <= self.end
 
 
-def isin(values: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
+def isin(values: np.ndarray, choices: tuple[int, ...] | np.ndarray) -> np.ndarray:
     """np.isin for a few small constants, without its per-call set-up cost."""
     out = values == choices[0]
     for c in choices[1:]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from finsa.collectors.meter.decode import ALL_TUNNELS, TUNNEL_GTP, TUNNEL_IPIP
 from finsa.errors import ConfigError
@@ -77,7 +78,7 @@ def get_profile(profile: str | MeterProfile, idle_timeout_ms: int | None = None,
         if profile not in PROFILES:
             raise ConfigError("meter profile", [f"unknown profile {profile!r} (one of {', '.join(PROFILES)})"])
         profile = PROFILES[profile]
-    changes = {}
+    changes: dict[str, Any] = {}
     if idle_timeout_ms is not None:
         changes["idle_timeout_ms"] = int(idle_timeout_ms)
         if profile.other_idle_timeout_ms:

@@ -29,7 +29,7 @@ def _u16s(raw: bytes) -> list[int]:
 
 
 def _extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
-    out = []
+    out: list[tuple[int, bytes]] = []
     if pos + 2 > len(body):
         return out
     end = min(len(body), pos + 2 + int.from_bytes(body[pos:pos + 2], "big"))

@@ -100,7 +100,7 @@ class _Chunker:
         out = PacketBatch(data, np.array(self.ts, dtype=np.int64), np.array(self.cap, dtype=np.int64),
                           np.array(self.wire, dtype=np.int64), np.array(self.link, dtype=np.uint16),
                           np.array(self.off, dtype=np.int64), dict(skipped))
-        self.__init__()
+        self.__init__()  # type: ignore[misc]  # this class only: empty the lists for the next batch
         return out
 
 

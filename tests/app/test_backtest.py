@@ -12,7 +12,7 @@ import json
 import pytest
 
 from finsa.scenario.generator import generate_scenario
-from finsa.app.backtest import episodes, family, matches, related, score
+from finsa.app.backtest import episodes, family, matches, score
 from finsa.app.backtest_command import backtest
 from finsa.wire import ALERT, FLOW
 

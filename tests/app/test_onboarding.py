@@ -30,7 +30,7 @@ networks = ["192.168.0.0/16"]
 """
 
 
-def _wait_for(log, pattern: str, timeout_s: float = 120):  # noqa: ANN001
+def _wait_for(log, pattern: str, timeout_s: float = 120):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = re.search(pattern, log.read_text())

@@ -9,7 +9,7 @@ import pytest
 
 from finsa.dashboards.auth import LoginThrottle, SessionStore
 from finsa.dashboards.login import AUTH
-from finsa.dashboards.users import (User, Users, UsersFileError, ensure_users, hash_password, load_users,
+from finsa.dashboards.users import (User, UsersFileError, ensure_users, hash_password, load_users,
                                     parse_users, verify_password)
 from finsa.dashboards.webview import create_app, credentials, login_link
 from finsa.metrics import REGISTRY

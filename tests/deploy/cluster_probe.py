@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import chdb.session  # noqa: E402
+import chdb.session
 
-from finsa.storage.backend import Store  # noqa: E402
-from finsa.storage.chdb_backend import ChdbStore  # noqa: E402
-from finsa.storage.cluster import cluster_statements  # noqa: E402
+from finsa.storage.backend import Store
+from finsa.storage.chdb_backend import ChdbStore
+from finsa.storage.cluster import cluster_statements
 
 
 _KEEP: list[object] = []  # sessions stay open until os._exit: closing one with a test keeper hangs

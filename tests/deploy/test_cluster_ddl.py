@@ -1,4 +1,4 @@
-"""finsa.storage.cluster: the cluster DDL parses, creates on the embedded engine, and works.
+"""finsa.storage.cluster (finsa storage migrate --cluster): the cluster DDL parses, creates on the embedded engine, and works.
 
 Replicated engines need a Keeper: here ClickHouse's in-memory test keeper stands in for one, and
 only CREATE is run with it (inserts into Replicated tables do not complete in process). The
@@ -46,7 +46,7 @@ def test_replicated_statements_create_every_table(tmp_path) -> None:
     tables = _probe(tmp_path, "replicated")["tables"]
     created = {s.version.split("_create_", 1)[1] for s in table_steps() if "_create_" in s.version}
     assert created <= set(tables)  # every single-node name exists, so the worker's migrate() is a no-op
-    for name, key in cluster.SHARDING_KEYS.items():
+    for name in cluster.SHARDING_KEYS:
         assert tables[name] == "Distributed" and tables[f"{name}_local"].startswith("Replicated"), name
     for name in cluster.GLOBAL_TABLES:
         assert tables[name].startswith("Replicated") and f"{name}_local" not in tables
@@ -100,9 +100,13 @@ def test_missing_columns_are_added_to_local_then_distributed() -> None:
 
 
 def test_print_command(capsys) -> None:
-    assert cluster.main(["--cluster", "finsa", "--print"]) == 0
+    from finsa.app.cli import main as finsa
+
+    assert finsa(["storage", "migrate", "--cluster", "finsa", "--print"]) == 0
     assert capsys.readouterr().out.count(" ON CLUSTER finsa") == len(cluster.cluster_statements("finsa"))
-    assert cluster.main(["--cluster", "bad name", "--print"]) == 1
+    assert finsa(["storage", "migrate", "--cluster", "bad name", "--print"]) == 1
+    assert finsa(["storage", "migrate", "--print"]) == 1  # --print is the cluster DDL's
+    assert finsa(["storage", "migrate", "--cluster", "finsa", "--data-dir", "x"]) == 1  # a cluster is a server
 
 
 def test_module_doctests() -> None:

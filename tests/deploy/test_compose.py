@@ -69,7 +69,7 @@ def test_topics_created_are_the_wire_topics_and_bound_the_workers() -> None:
     worker = compose["services"]["finsa-worker"]
     assert worker["deploy"]["replicas"] <= partitions
     assert worker["command"][worker["command"].index("--partitions") + 1] == str(partitions)
-    assert f"--broker" in worker["command"] and ":9092" in worker["command"][1]  # the WORKERS listener
+    assert "--broker" in worker["command"] and ":9092" in worker["command"][1]  # the WORKERS listener
 
 
 def test_kafka_nodes_match_the_quorum_and_listeners() -> None:

@@ -132,7 +132,7 @@ def test_alert_rows_are_valid(name: str, batches: list) -> None:
 def test_redelivered_batch_repeats_alert_ids(name: str, batches: list) -> None:
     """A batch processed again from the checkpoint taken before it gives the same alert ids."""
     detector = make(name)
-    for i, batch in enumerate(batches):
+    for batch in batches:
         checkpoint = pickle.dumps(detector)
         alerts = detector.process(batch)
         if alerts:

@@ -7,8 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["base", "netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel",
-           "forwarded", "registry"]
+MODULES = ["base", "netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel", "registry"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -168,7 +168,7 @@ def test_rows_reach_exactly_their_institutions_instance(synth) -> None:
         if detector.name == "portscan":
             original = detector.process
 
-            def spy(flows, original=original, key=id(detector)):
+            def spy(flows, original=original, key=id(detector)):  # noqa: B008 - binds this detector's id now
                 seen.setdefault(key, []).extend(np.unique(flows.columns["institution_id"]).tolist())
                 return original(flows)
             detector.process = spy

@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_ROWS_KEY] = []
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     if not config.getoption("--reliability-report"):
         return
     rows = config.stash.get(_ROWS_KEY, [])

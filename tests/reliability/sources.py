@@ -54,7 +54,7 @@ def publish(bootstrap: str, batches: list[wire.RecordBatch], partitions: int = 2
     producer = Producer(producer_config(bootstrap, "reliability-test"))
     ends = {p: 0 for p in range(partitions)}
 
-    def acked(err, msg) -> None:  # noqa: ANN001
+    def acked(err, msg) -> None:
         if err is None:
             ends[msg.partition()] = max(ends[msg.partition()], msg.offset() + 1)
 

@@ -22,7 +22,7 @@ from tests.reliability.sources import NetflowExporter, agent_config
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(150)]
 
 
-def _s3_broker(port: int, s3: MotoS3, log) -> EmbeddedBroker:  # noqa: ANN001
+def _s3_broker(port: int, s3: MotoS3, log) -> EmbeddedBroker:
     return EmbeddedBroker(port=port, storage_engine=f"s3://{s3.bucket}/", env=s3.env, log_path=log).start()
 
 

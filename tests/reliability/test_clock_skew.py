@@ -42,7 +42,7 @@ def test_skewed_agent_is_stored_and_detected_and_its_skew_is_visible(broker, tmp
             for _, exporter, _ in agents:
                 exporter.send(1)
             time.sleep(0.05)
-        for agent, exporter, metrics in agents:
+        for agent, _exporter, metrics in agents:
             deadline = time.monotonic() + 20
             while metric(metrics, "finsa_spool_acknowledged_total") == 0 or \
                     metric(metrics, "finsa_spool_depth_batches") > 0:

@@ -32,7 +32,7 @@ def _flows(metrics: int, outcome: str) -> int:
     return int(metric(metrics, "finsa_agent_flows_total", outcome))
 
 
-def _fill_until_refused(exporter: NetflowExporter, metrics: int, agent, max_datagrams: int = 1500) -> None:  # noqa: ANN001
+def _fill_until_refused(exporter: NetflowExporter, metrics: int, agent, max_datagrams: int = 1500) -> None:
     """Send until the agent refuses batches, then as much again: it must keep running."""
     while exporter.datagrams < max_datagrams:
         exporter.send(10, pause_s=0.005)
@@ -51,7 +51,7 @@ def _wait_depth_zero(metrics: int, timeout_s: float) -> bool:
     return metric(metrics, "finsa_spool_depth_batches") == 0
 
 
-def run_spool_full(tmp_path: Path, spool_dir: Path, max_bytes: int, label: str, reliability) -> None:  # noqa: ANN001
+def run_spool_full(tmp_path: Path, spool_dir: Path, max_bytes: int, label: str, reliability) -> None:
     broker_port, listen, metrics = free_port(), free_port(), free_port()
     config = agent_config(tmp_path / "agent", f"127.0.0.1:{broker_port}", listen, metrics, spool_dir=spool_dir,
                           max_bytes=max_bytes, segment_bytes=64 << 10, max_batch_rows=2 * RECORDS_PER_DATAGRAM)

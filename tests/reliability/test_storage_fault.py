@@ -29,7 +29,7 @@ def _hits(fault_file: Path) -> list[str]:
         return []
 
 
-def _wait_hits(fault_file: Path, kind: str, at_least: int, worker, timeout_s: float = 30) -> None:  # noqa: ANN001
+def _wait_hits(fault_file: Path, kind: str, at_least: int, worker, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while sum(h.startswith(kind) for h in _hits(fault_file)) < at_least:
         assert worker.alive and time.monotonic() < deadline, worker.log_tail()

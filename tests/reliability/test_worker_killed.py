@@ -26,7 +26,7 @@ BATCHES, ROWS = 240, 200
 SCAN_EVERY, SCAN_PORTS = 20, 60
 
 
-def with_scans(batches: list) -> set[str]:  # noqa: ANN001
+def with_scans(batches: list) -> set[str]:
     """Plant a port scan (SYN, answered by RST) from its own scanner in every SCAN_EVERY-th batch;
     returns the scanners, each of which must come out as exactly one T1046 alert."""
     scanners = set()
@@ -42,7 +42,7 @@ def with_scans(batches: list) -> set[str]:  # noqa: ANN001
     return scanners
 
 
-def _wait_first_write(store, worker, timeout_s: float) -> None:  # noqa: ANN001
+def _wait_first_write(store, worker, timeout_s: float) -> None:
     """Return as soon as the worker wrote its first flows part: it is busy with the next groups."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

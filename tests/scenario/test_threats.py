@@ -13,7 +13,7 @@ from finsa.scenario.generator import generate_scenario
 from finsa.scenario.intrusions import WEB_ATTACK_URIS
 from finsa.scenario.threats import TUNNEL_DOMAIN
 
-from tests.scenario.test_generator import read_packets  # noqa: E402  (same folder helper)
+from tests.scenario.test_generator import read_packets  # same folder helper
 
 
 @pytest.fixture(scope="module")

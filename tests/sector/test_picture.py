@@ -44,7 +44,7 @@ def test_remaining_payment_institutions_warned_before_the_attack_reaches_them():
     assert not updates[0].warnings
     warned = {w.institution_id: w for w in updates[1].warnings}
     assert sorted(warned) == ["pay-c", "pay-d", "pay-e"]  # not the banks, not those already hit
-    for inst, w in warned.items():
+    for w in warned.values():
         assert w.kind == "campaign_spread" and ATTACKER in w.indicators and "203.0.113.0/24" in w.indicators
         assert w.subsector == "payment" and w.severity >= 3
     assert warned["pay-c"].time_ms < T0 + 20 * MIN  # before pay-c is hit

@@ -20,7 +20,7 @@ def _registry(*ids: str):
     return parse_registry({"institution": [{"id": i, "name": i, "subsector": "payment"} for i in ids]})
 
 
-def _warned(update) -> set[str]:  # noqa: ANN001 - a SectorUpdate
+def _warned(update) -> set[str]:  # a SectorUpdate
     return {w.institution_id for w in update.warnings if w.kind == "campaign_spread"}
 
 

@@ -55,7 +55,7 @@ def pki(tmp_path_factory) -> Pki:
     return Pki(ca_cert, d / "server.pem", d / "server.key", other_ca)
 
 
-def make_store(path: Path | None = None):  # noqa: ANN201
+def make_store(path: Path | None = None):
     from finsa.streams.scram import ScramStore
 
     store = ScramStore(path)
@@ -75,7 +75,7 @@ def sasl_broker():
 
 
 @pytest.fixture
-def tls_broker(pki):  # noqa: ANN001
+def tls_broker(pki):
     """A broker behind the gate, SASL_SSL with the test CA's server certificate."""
     from finsa.streams.broker import BrokerSecurity, EmbeddedBroker
 

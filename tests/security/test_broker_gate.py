@@ -51,7 +51,7 @@ def _consume(settings: dict, topic: str, errors: list | None = None, timeout_s: 
     return got
 
 
-def _topic(broker) -> str:  # noqa: ANN001
+def _topic(broker) -> str:
     """A fresh one-partition topic, created by the worker's service user."""
     name = f"finsa.test.{uuid.uuid4().hex[:8]}"
     worker = broker.client_settings("finsa-worker", PASSWORDS["finsa-worker"], "SCRAM-SHA-256")

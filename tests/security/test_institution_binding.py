@@ -26,7 +26,7 @@ KEYS = {"bank-a": bytes.fromhex("a1" * 32), "bank-b": bytes.fromhex("b2" * 32)}
 
 
 
-def _run_agent(tmp_path, broker) -> None:  # noqa: ANN001
+def _run_agent(tmp_path, broker) -> None:
     """bank-a's agent, in process: its SCRAM user and its signing key; one batch, sent."""
     from finsa.collectors.agent.agent import Agent
     from finsa.collectors.agent.config import load_agent_config
@@ -48,7 +48,7 @@ sasl_password_file = "{tmp_path / 'broker.password'}"
         agent.stop()
 
 
-def _send_forgeries(broker) -> None:  # noqa: ANN001
+def _send_forgeries(broker) -> None:
     """bank-a's user sends rows claiming bank-b, once signed as bank-a, once claiming to be bank-b."""
     from confluent_kafka import Producer
 
@@ -62,7 +62,7 @@ def _send_forgeries(broker) -> None:  # noqa: ANN001
     assert producer.flush(10) == 0
 
 
-def _dead_letters(broker, want: int) -> list[dict]:  # noqa: ANN001
+def _dead_letters(broker, want: int) -> list[dict]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     worker = broker.client_settings("finsa-worker", PASSWORDS["finsa-worker"], "SCRAM-SHA-256")

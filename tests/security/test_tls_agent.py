@@ -21,7 +21,7 @@ from tests.security.conftest import PASSWORDS, needs_broker, quiet, read_batches
 pytestmark = [pytest.mark.integration, needs_broker]
 
 
-def _agent_config(tmp_path, broker, pki, password: str):  # noqa: ANN001, ANN202
+def _agent_config(tmp_path, broker, pki, password: str):
     pcap = shared_data("flows/nfstream") / "google_ssl.pcap"
     (tmp_path / "broker.password").write_text(password + "\n")
     path = write_config(tmp_path, broker.bootstrap, pcap=pcap)
@@ -35,7 +35,7 @@ ssl_ca_file = "{pki.ca}"
     return path
 
 
-def _collect(path, *extra: str, timeout_s: float = 120) -> subprocess.CompletedProcess:  # noqa: ANN001
+def _collect(path, *extra: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "finsa.app.cli", "collect", "--config", str(path), *extra],
                           capture_output=True, text=True, timeout=timeout_s)
 

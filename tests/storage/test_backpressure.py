@@ -18,10 +18,10 @@ from tests.storage.conftest import BACKENDS, _open, flow_batch
 class _Outage:
     """Makes a store's writes fail while ``down`` is set (for chdb, where no server can be stopped)."""
 
-    def __init__(self, store) -> None:  # noqa: ANN001
+    def __init__(self, store) -> None:
         self.store, self.down = store, threading.Event()
 
-    def insert_many(self, batches):  # noqa: ANN001, ANN201
+    def insert_many(self, batches):
         if self.down.is_set():
             raise StorageError("storage unavailable (injected)")
         return self.store.insert_many(batches)

@@ -118,10 +118,10 @@ def _make_pre_sketch_store(store) -> None:
         store.command(f"DROP VIEW {name}_mv")
         store.command(f"DROP TABLE {name}")
     store.command("DELETE FROM schema_migrations WHERE version LIKE '%talkers_1d%' OR version LIKE 'sketch:%'")
-    for name, (table, view) in {"flows_1m": (schema.flows_1m_ddl(7), schema.flows_1m_view_ddl()),
+    for table, view in {"flows_1m": (schema.flows_1m_ddl(7), schema.flows_1m_view_ddl()),
                                 "flows_1h": (rollups.flows_1h_ddl(365), rollups.flows_1h_view_ddl()),
                                 "services_1h": (rollups.flow_rollup_ddl("services_1h", 365),
-                                                rollups.flow_rollup_view_ddl("services_1h"))}.items():
+                                                rollups.flow_rollup_view_ddl("services_1h"))}.values():
         store.command(_old_sketch(table))
         store.command(_old_sketch(view))
 

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from faust.exceptions import ConsumerNotStarted
 
@@ -39,13 +38,13 @@ class CountingProcessor(FlowProcessor):
     """A FlowProcessor that also counts the alerts it handed to the agent for publishing, and
     notes whose flows it processed."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.alerts_out = 0
         self.institutions: set[str] = set()
         self.flow_observers.append(lambda flows: self.institutions.update(flows.columns["institution_id"].tolist()))
 
-    def process_group(self, payloads, headers=None):  # noqa: ANN001, ANN201
+    def process_group(self, payloads, headers=None):
         outcome = super().process_group(payloads, headers)
         self.alerts_out += len(outcome.alerts) if outcome.alerts is not None else 0
         return outcome
@@ -82,7 +81,7 @@ def scenario(tmp_path_factory) -> dict:
     return {"folder": folder, "slices": [slices[k] for k in sorted(slices)], "flows": len(flows)}
 
 
-def _stage_and_processor(folder: Path, store):  # noqa: ANN001, ANN202
+def _stage_and_processor(folder: Path, store):
     from finsa.institutions import load_registry
     from finsa.app.offline import make_engine
     from finsa.sector.picture import SectorPicture
@@ -94,7 +93,7 @@ def _stage_and_processor(folder: Path, store):  # noqa: ANN001, ANN202
     return stage, CountingProcessor(store, engine, flow_observers=[stage.observe_flows])
 
 
-async def _wait_for(predicate, timeout_s: float, what: str) -> None:  # noqa: ANN001
+async def _wait_for(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -125,7 +124,7 @@ async def _feed(services: list[StreamService], stages: list, processors: list[Co
             producer.produce(wire.TOPICS["flows"], payload, key=inst.encode())
         assert producer.flush(10) == 0
         sent += len(messages)
-        await _wait_for(lambda: sum(p.batches for p in processors) >= sent, 30, "the slice to be processed")
+        await _wait_for(lambda sent=sent: sum(p.batches for p in processors) >= sent, 30, "the slice to be processed")
         await _wait_for(lambda: sum(s.alerts_seen for s in stages) >= sum(p.alerts_out for p in processors), 30,
                         "the alerts to reach the sector picture")
     await asyncio.sleep(1.0)  # the last tick's outputs
@@ -163,7 +162,7 @@ def run_workers(workers: int, scenario: dict, tmp_path: Path) -> Outcome:
         store.close()
 
 
-def _stored(store, processors: list[CountingProcessor], stages: list) -> Outcome:  # noqa: ANN001
+def _stored(store, processors: list[CountingProcessor], stages: list) -> Outcome:
     alerts = {tuple(r) for r in store.query(
         "SELECT institution_id, alert_id, entity, technique FROM alerts FINAL").rows}
     campaigns = {}

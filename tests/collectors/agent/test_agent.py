@@ -61,8 +61,8 @@ def test_large_batches_are_split_and_a_full_spool_refuses_with_a_count(tmp_path)
 
 def test_without_internal_networks_nothing_is_changed(tmp_path) -> None:
     path = write_config(tmp_path, f"127.0.0.1:{free_port()}")
-    text = "\n".join(l for l in path.read_text().splitlines()
-                     if not l.startswith(("internal_networks", "pseudonymisation_key_file")))
+    text = "\n".join(line for line in path.read_text().splitlines()
+                     if not line.startswith(("internal_networks", "pseudonymisation_key_file")))
     path.write_text(text)
     agent = Agent(load_agent_config(path), retry_s=0.2).start(sources=False)
     try:

@@ -52,7 +52,7 @@ def test_cross_field_rules(tmp_path) -> None:
     base = write_config(tmp_path, "127.0.0.1:9092").read_text()
     cases = {
         "SASL needs": base.replace('partitions = 2', 'partitions = 2\nsecurity_protocol = "SASL_SSL"'),
-        "give pseudonymisation_key_file": "\n".join(l for l in base.splitlines() if not l.startswith("pseudonym")),
+        "give pseudonymisation_key_file": "\n".join(line for line in base.splitlines() if not line.startswith("pseudonym")),
         "sasl_password_env": base.replace('partitions = 2', 'partitions = 2\nsasl_password_env = "FINSA_NOPE_XYZ"'),
         "give at least one": base.replace("pcap_files", "interfaces = []\n#"),
     }

@@ -63,10 +63,11 @@ def test_dns_over_tcp_and_first_hint_is_kept() -> None:
 
 def test_parsers_refuse_garbage() -> None:
     for junk in (b"", b"\x00" * 11, b"\xff" * 40, b"GET", b"HTTP/1.1 abc", b"\x16\x03\x01\x00\x05\x01\x00"):
-        assert parse_dns(junk) is None or isinstance(parse_dns(junk), dict)
-        parse_http(junk)
-        parse_ssh(junk)
-        parse_client_hello(junk)
+        assert (parse_http(junk), parse_ssh(junk), parse_client_hello(junk)) == (None, None, None), junk
+        assert "dns_query" not in (parse_dns(junk) or {}), junk  # a header may be read, never a name
+    assert parse_dns(b"\xff" * 12) is None  # a header and nothing after it
+    # a response header (rcode 15) and then a label length over 63: the rcode, no query name
+    assert parse_dns(b"\xff" * 40) == {"dns_rcode": 15}
     assert parse_http(b"HTTP/1.1 404 Not Found\r\n") == {"http_status": 404}
     assert parse_ssh(b"SSH-2.0-OpenSSH_9.6\r\n") == {"ssh_banner": "SSH-2.0-OpenSSH_9.6"}
 
