@@ -206,7 +206,7 @@ class Embedded:
         notifier = start_notifier(args.notify, sector, args.data_dir)
         # --- end SOC
         # --- SOC (issue 16): demo logins (regulator, operator, an analyst of each institution)
-        from finsa.dashboards.demo_users import announce_logins, demo_users
+        from finsa.dashboards.soc.demo_users import announce_logins, demo_users
         users, logins = demo_users(self.keys)
         # --- end SOC
         runner = await start_webview(self.store, host=args.host, port=args.port, extra_routes=routes, users=users)

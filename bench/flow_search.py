@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from bench.flows import START_MS, synthetic_flows
-from finsa.dashboards.flowsearch import FlowQuery, search_sql
+from finsa.dashboards.soc.flowsearch import FlowQuery, search_sql
 from finsa.storage.backend import open_store
 
 DAY_MS = 86_400_000

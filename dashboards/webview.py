@@ -49,7 +49,7 @@ from finsa.dashboards.login import AUTH, Auth, login_link, session_of
 from finsa.dashboards.page import CONTENT_SECURITY_POLICY
 from finsa.dashboards.panels import DEFAULT_RANGE_MS, WEB_PANELS, WEB_PANELS_BY_ID, Panel, PanelParameterError, bind
 from finsa.dashboards.reads import Forbidden, PanelReads
-from finsa.dashboards.soc_routes import add_soc_routes
+from finsa.dashboards.soc.routes import add_soc_routes
 from finsa.dashboards.users import Credentials, User, Users, one_time_users
 from finsa.metrics import REGISTRY
 

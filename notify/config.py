@@ -112,13 +112,13 @@ Receiver = Annotated[Union[Webhook, Email, Syslog], Field(discriminator="kind")]
 
 class Route(Strict):
     institutions: list[str] = Field(min_length=1, description='institution ids, or ["*"] for all')
-    kinds: list[Literal["warning", "emergency", "alert"]] = Field(default_factory=lambda: ["warning", "emergency"])
+    kinds: list[Literal["warning", "emergency", "alert"]] = Field(["warning", "emergency"])  # pydantic copies it
     min_severity: int = Field(3, ge=1, le=5)
     receivers: list[str] = Field(min_length=1)
 
 
 class NotifyConfig(Strict):
-    outbox: Outbox = Field(default_factory=Outbox)
+    outbox: Outbox = Field(default_factory=lambda: Outbox.model_validate({}))
     receiver: dict[str, Receiver] = Field(default_factory=dict)
     route: list[Route] = Field(default_factory=list)
 

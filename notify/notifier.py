@@ -59,6 +59,12 @@ class Notifier:
         if self.outbox is not None:
             self.outbox.close()
 
+    @property
+    def _box(self) -> Outbox:
+        if self.outbox is None:
+            raise RuntimeError("the notifier is not started")
+        return self.outbox
+
     # --- routing -----------------------------------------------------------------------
     def _institutions(self, notice: Notice) -> list[str]:
         if notice.institution_id:
@@ -93,7 +99,7 @@ class Notifier:
             payload = json.dumps({**dataclasses.asdict(notice), "scope": list(notice.scope)}).encode()
             for institution in self._institutions(notice):
                 for receiver in self._receivers(notice, institution):
-                    added = self.outbox.add(message_id(notice, f"{receiver}/{institution}"), receiver, institution, payload)
+                    added = self._box.add(message_id(notice, f"{receiver}/{institution}"), receiver, institution, payload)
                     MESSAGES.inc(outcome="queued" if added else "duplicate")
                     new += added
         if new:
@@ -111,7 +117,7 @@ class Notifier:
         """Send every due message once (a stop request ends the round between two messages)."""
         sent = 0
         out = self.config.outbox
-        for message in self.outbox.due():
+        for message in self._box.due():
             if self._stop.is_set():
                 break
             receiver = self.config.receiver.get(message.receiver)
@@ -120,10 +126,10 @@ class Notifier:
             try:
                 deliver(receiver, message.id, message.payload, message.institution, out.timeout_s)
             except (DeliveryError, ValueError, KeyError) as exc:
-                gave_up = self.outbox.failed(message.id, str(exc), out.retry_s, out.max_retry_s, out.max_attempts)
+                gave_up = self._box.failed(message.id, str(exc), out.retry_s, out.max_retry_s, out.max_attempts)
                 MESSAGES.inc(outcome="gave_up" if gave_up else "retry")
                 continue
-            self.outbox.sent(message.id)
+            self._box.sent(message.id)
             MESSAGES.inc(outcome="sent")
             sent += 1
         return sent

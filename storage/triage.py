@@ -13,7 +13,7 @@ of an alert, a case or an allowlist entry is its latest row (``argMax(..., time)
   the accepted, unexpired ones (:meth:`TriageLog.accepted_entries`) and apply them live.
 
 Every change is also appended to ``audit_log`` (action ``triage``, ``case`` or ``allowlist``).
-Who may change what is the web view's business (:mod:`finsa.dashboards.triage`); this module
+Who may change what is the web view's business (:mod:`finsa.dashboards.soc.triage`); this module
 checks values only.
 
 >>> from finsa.storage.backend import open_store
@@ -212,7 +212,7 @@ class TriageLog:
         if current is not None and current["institution_id"] != institution_id:
             raise StorageError("a case belongs to one institution")
         alerts = sorted(set((current or {}).get("alert_ids", [])) | set(alert_ids or []))
-        row = {"time_ms": _now_ms(), "case_id": case_id or uuid.uuid4().hex, "institution_id": institution_id,
+        row: dict[str, Any] = {"time_ms": _now_ms(), "case_id": case_id or uuid.uuid4().hex, "institution_id": institution_id,
                "title": title or (current or {}).get("title", "") or "case", "status": status,
                "campaign_id": campaign_id or (current or {}).get("campaign_id", ""), "alert_ids": alerts,
                "note": note[:MAX_NOTE_CHARS]}
@@ -233,7 +233,7 @@ class TriageLog:
                       expires_ms: int, alert_id: str = "") -> dict[str, Any]:
         if not reason.strip():
             raise StorageError("an allowlist entry needs a reason")
-        row = {"time_ms": _now_ms(), "entry_id": uuid.uuid4().hex, "entity": entity, "detector": detector,
+        row: dict[str, Any] = {"time_ms": _now_ms(), "entry_id": uuid.uuid4().hex, "entity": entity, "detector": detector,
                "institution_id": institution_id, "reason": reason[:MAX_NOTE_CHARS], "expires_ms": int(expires_ms),
                "status": "proposed", "alert_id": alert_id}
         self._append("allowlist_entries", dict(row), actor, row["entry_id"])

@@ -318,7 +318,7 @@ class Agent:
         return self.stop()
 
 
-def _packet_ring(config: AgentConfig):  # noqa: ANN202 - a PacketRing or None
+def _packet_ring(config: AgentConfig):
     if config.packet_ring is None:
         return None
     from finsa.collectors.agent.packet_ring import PacketRing

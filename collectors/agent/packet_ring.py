@@ -144,7 +144,7 @@ class PcapEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 endpoint._serve(self)
 
             def log_message(self, *args: object) -> None:

@@ -24,10 +24,13 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from finsa import wire
 from finsa.metrics import REGISTRY
+
+if TYPE_CHECKING:
+    from finsa.collectors.agent.packet_ring import PacketRing
 
 __all__ = ["start_pcap_source", "start_live_source", "start_export_source", "start_log_source",
            "first_packet_ms", "log_positions_path"]
@@ -72,7 +75,7 @@ def start_pcap_source(paths: list[Path], institution_id: str, sensor_id: str, si
 
 
 def start_live_source(interface: str, institution_id: str, sensor_id: str, sink: Sink,
-                      stop: threading.Event, profile: str = "agent", ring=None) -> threading.Thread:  # noqa: ANN001
+                      stop: threading.Event, profile: str = "agent", ring: PacketRing | None = None) -> threading.Thread:
     """``ring``: a :class:`~finsa.collectors.agent.packet_ring.PacketRing` keeping the packets too."""
     """Capture and meter one interface in a thread until ``stop``; returns the started thread."""
     def emit(batch: wire.RecordBatch | None) -> None:

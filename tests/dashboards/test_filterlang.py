@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finsa.dashboards.filterlang import FIELDS, FilterError, compile_filter
+from finsa.dashboards.soc.filterlang import FIELDS, FilterError, compile_filter
 from finsa.storage.backend import open_store
 from finsa.wire import FLOW
 

@@ -73,7 +73,7 @@ async def _operator(browser: Browser, link: str) -> dict:
             "work_png": await browser.screenshot(SHOTS / "soc-work.png")}
 
 
-def test_alert_page_search_triage_and_accept_in_chromium(served, chromium, store, sector, tmp_path):  # noqa: F811
+def test_alert_page_search_triage_and_accept_in_chromium(served, chromium, store, sector, tmp_path):  # noqa: F811 - the fixtures imported above
     async def run():
         async with Browser(chromium, tmp_path / "ana", _free_port()) as browser:
             analyst = await _analyst(browser, served("ana"))

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from finsa.dashboards.flowsearch import MAX_ROWS
+from finsa.dashboards.soc.flowsearch import MAX_ROWS
 from tests.dashboards.webview_support import load_picture, login, serve
 
 HOUR_MS = 3_600_000

@@ -10,7 +10,6 @@ import json
 import re
 import socket
 import time
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller

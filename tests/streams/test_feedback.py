@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finsa.dashboards.triage import triage_alert
+from finsa.dashboards.soc.triage import triage_alert
 from finsa.dashboards.users import User, hash_password
 from finsa.detectors.engine import DetectionEngine
 from finsa.storage.backend import open_store

@@ -13,7 +13,7 @@ with a one-time login link, once, to the person who started finsa (never to a lo
 from __future__ import annotations
 
 import secrets
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Literal
 
 from aiohttp import web
 
@@ -25,7 +25,8 @@ __all__ = ["demo_users", "announce_logins"]
 
 def demo_users(institutions: Iterable[str], cost: int = 2**14) -> tuple[Users, list[Credentials]]:
     """Accounts for a demo: ``regulator``, ``operator`` and ``analyst-<id>`` for each institution."""
-    people = [("regulator", "regulator", ""), ("operator", "operator", "")]
+    people: list[tuple[str, Literal["regulator", "institution", "operator"], str]] = [
+        ("regulator", "regulator", ""), ("operator", "operator", "")]
     people += [(f"analyst-{inst}", "institution", inst) for inst in dict.fromkeys(institutions)]
     users, logins = [], []
     for username, role, institution in people:

@@ -2,7 +2,7 @@
 
 Behind the same login and CSRF guard as the rest (:mod:`finsa.dashboards.login`); every store
 read goes through the user's tenant view (:meth:`finsa.dashboards.reads.PanelReads.view_for`),
-every change through :mod:`finsa.dashboards.triage` into :mod:`finsa.storage.triage` and the
+every change through :mod:`finsa.dashboards.soc.triage` into :mod:`finsa.storage.triage` and the
 audit log.
 
 - ``GET /alerts/{alert_id}``, ``GET /flows``, ``GET /work``: the pages (static HTML + JS);
@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from finsa.dashboards import alertpage, flowsearch, triage
+from finsa.dashboards.soc import alertpage, flowsearch, triage
 from finsa.dashboards.login import session_of
 from finsa.dashboards.page import CONTENT_SECURITY_POLICY, level_css, template
 from finsa.dashboards.reads import Forbidden, PanelReads
@@ -159,7 +159,7 @@ def _search(ctx: dict, user: User, query: flowsearch.FlowQuery, chart: bool) -> 
     rows_sql, chart_sql, params = flowsearch.search_sql(query)
     run = _query_for(ctx, user)
     rows = run(rows_sql, params)
-    out = {"columns": list(rows.columns), "rows": [list(r) for r in rows.rows]}
+    out: dict[str, Any] = {"columns": list(rows.columns), "rows": [list(r) for r in rows.rows]}
     if chart:
         per_minute = run(chart_sql, params)
         out["chart"] = {"columns": list(per_minute.columns), "rows": [list(r) for r in per_minute.rows]}

@@ -1,4 +1,4 @@
-"""Flow search: a filter (:mod:`finsa.dashboards.filterlang`) over a time range, for one user.
+"""Flow search: a filter (:mod:`finsa.dashboards.soc.filterlang`) over a time range, for one user.
 
 :func:`search_sql` builds the two statements the search runs -- the matching flows, newest
 first, and their count per minute for the chart -- from fixed text, the compiled filter and
@@ -23,7 +23,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from finsa.dashboards.filterlang import FilterError, compile_filter
+from finsa.dashboards.soc.filterlang import FilterError, compile_filter
 from finsa.wire import FLOW
 
 __all__ = ["FlowQuery", "parse_request", "search_sql", "to_csv", "MAX_ROWS", "MAX_RANGE_MS", "MAX_SECONDS",

@@ -5,7 +5,7 @@ user's tenant view (:class:`finsa.storage.tenant.TenantView`: an institution's a
 its own alerts and flows only, and an alert of another institution is "not found"; each read is
 audited). The flows behind an alert are found again from the stored alert itself: the flow ids
 its evidence cites (at its institution, in its evidence window) and every flow of its entity in
-that window, as a flow-search filter (:mod:`finsa.dashboards.flowsearch`) the page links to.
+that window, as a flow-search filter (:mod:`finsa.dashboards.soc.flowsearch`) the page links to.
 
 >>> entity_filter("203.0.113.9")
 'src_ip = 203.0.113.9 or dst_ip = 203.0.113.9'
@@ -20,7 +20,7 @@ import json
 import re
 from typing import Any, Callable
 
-from finsa.dashboards.flowsearch import FlowQuery, search_sql
+from finsa.dashboards.soc.flowsearch import FlowQuery, search_sql
 from finsa.wire import ALERT
 
 __all__ = ["alert_detail", "entity_filter", "MARGIN_MS", "ACTIVITY_MS"]
