@@ -197,6 +197,21 @@ class TriageLog:
             "WHERE alert_id IN {ids:Array(String)} GROUP BY alert_id", {"ids": alert_ids})
         return {r["alert_id"]: r for r in result.dicts()}
 
+    def closed_since(self, since_ms: int) -> list[dict[str, Any]]:
+        """Alerts closed with a verdict after ``since_ms``, with the alert's detector, institution and
+        evidence (for the detectors that learn from verdicts); ``changed_ms`` orders them."""
+        closed = self.store.query(
+            "SELECT alert_id, argMax(verdict, time) AS verdict, argMax(state, time) AS state, "
+            "toUnixTimestamp64Milli(max(time)) AS changed_ms FROM triage_events GROUP BY alert_id "
+            "HAVING state = 'closed' AND changed_ms > {since:Int64} ORDER BY changed_ms LIMIT 10000",
+            {"since": int(since_ms)}).dicts()
+        if not closed:
+            return []
+        alerts = {r["alert_id"]: r for r in self.store.query(
+            "SELECT alert_id, detector, institution_id, entity, evidence FROM alerts "
+            "WHERE alert_id IN {ids:Array(String)} LIMIT 1 BY alert_id", {"ids": [c["alert_id"] for c in closed]}).dicts()}
+        return [{**alerts[c["alert_id"]], **c} for c in closed if c["alert_id"] in alerts]
+
     # --- cases -------------------------------------------------------------------------
     def case(self, case_id: str) -> dict[str, Any] | None:
         return self._latest("cases", "case_id", case_id)

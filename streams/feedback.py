@@ -5,7 +5,10 @@ An analyst's false-positive verdict proposes an allowlist entry; once the operat
 (:mod:`finsa.storage.triage`). Every worker runs a :class:`FeedbackPoller`: every ``interval_s``
 it reads the accepted entries and hands them to its engine
 (:meth:`finsa.detectors.engine.DetectionEngine.use_accepted`), so all workers apply them live,
-without a file the web view would have to write. An entry that does not validate (unknown
+without a file the web view would have to write. Verdicts given while the worker runs (alerts
+closed as false positive ...) go to the engine too
+(:meth:`~finsa.detectors.engine.DetectionEngine.take_verdicts`): detectors that learn online take
+them (the anomaly detector learns a false positive's vector as normal). An entry that does not validate (unknown
 detector, entity that is not an address) is counted in ``finsa_feedback_entries_refused_total``
 and skipped; a store that cannot be read keeps the entries already applied.
 
@@ -27,8 +30,10 @@ True
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -69,6 +74,7 @@ class FeedbackPoller:
         self._thread: threading.Thread | None = None
         self._applied: tuple | None = None
         self.applied = 0  # entries applied now
+        self.verdicts_since_ms = int(time.time() * 1000)  # verdicts given while this worker runs
 
     def poll(self) -> int:
         """Read and apply once; returns how many entries are applied."""
@@ -79,12 +85,31 @@ class FeedbackPoller:
             return -1
         POLLS.inc(outcome="ok")
         key = tuple(sorted(r["entry_id"] for r in rows))
+        self._pass_verdicts()
         if key != self._applied:
             entries = entries_of(rows)
             self.engine.use_accepted(Allowlist(entries))
             self._applied, self.applied = key, len(entries)
             _log.info("feedback: %d accepted allowlist entries applied", len(entries))
         return self.applied
+
+    def _pass_verdicts(self) -> None:
+        """Closed alerts' verdicts to the engine's online learners (``take_verdicts``), once each."""
+        try:
+            closed = self.log.closed_since(self.verdicts_since_ms)
+        except Exception:  # noqa: BLE001 - the next poll tries again from the same point
+            POLLS.inc(outcome="error")
+            return
+        verdicts = []
+        for row in closed:
+            try:
+                evidence = json.loads(row["evidence"] or "{}")
+            except ValueError:
+                evidence = {}
+            verdicts.append(({**row, "evidence": evidence if isinstance(evidence, dict) else {}}, row["verdict"]))
+        if verdicts:
+            self.engine.take_verdicts(verdicts)
+            self.verdicts_since_ms = max(int(r["changed_ms"]) for r in closed)
 
     def start(self) -> "FeedbackPoller":
         self.poll()

@@ -4,6 +4,8 @@ another scanner in the same traffic still does (no missed episode)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from finsa.dashboards.soc.triage import triage_alert
@@ -88,5 +90,41 @@ def test_the_operator_accepts_with_the_command(tmp_path, capsys):
         assert TriageLog(store).entry(entry["entry_id"])["status"] == "accepted"
         assert store.query("SELECT principal, action FROM audit_log WHERE action = 'allowlist' ORDER BY time").rows == [
             ("bank-a", "allowlist"), ("operator", "allowlist")]
+    finally:
+        store.close()
+
+
+def test_a_false_positive_verdict_reaches_the_anomaly_detector():
+    """The anomaly detector never learns a vector it flagged; the analyst's false-positive verdict
+    makes its institution's model learn it, through the store, the poller and the engine."""
+    from finsa.detectors.anomaly import AnomalyDetector
+    from finsa.wire import ALERT
+
+    store = open_store()
+    try:
+        store.migrate()
+        detector = AnomalyDetector(warmup=10, min_flows=1)
+        engine = DetectionEngine([detector])
+        engine.process(_scan(T0_MS, 0))  # builds bank-a's model
+        model = detector._models["bank-a"]
+        before = model.learned
+        features = {"flows": 40, "distinct_dsts": 1, "distinct_ports": 40, "failed_ratio": 0.9, "syn_only_ratio": 0.9,
+                    "bytes_per_flow": 100, "packets_per_flow": 2, "rate_1s": 5, "rate_60s": 40}
+        evidence = json.dumps({"features": features, "flow_ids": []})
+        store.insert(ALERT.make_batch({"alert_id": ["an-1"], "time_ms": [T0_MS], "institution_id": ["bank-a"],
+                                       "entity": [SCANNER], "detector": ["anomaly"], "severity": [3],
+                                       "evidence": [evidence]}))
+        poller = FeedbackPoller(store, engine)
+        poller.verdicts_since_ms = 0
+        triage_alert(TriageLog(store), ANA, {"alert_id": "an-1", "institution_id": "bank-a", "entity": SCANNER,
+                                             "detector": "anomaly"},
+                     {"state": "closed", "verdict": "false_positive", "note": "backup", "propose_allowlist": False},
+                     T0_MS)
+        poller.poll()
+        engine.process(FLOW.make_batch({}))  # verdicts are learned in the processing thread, at a batch
+        assert model.learned == before + 1
+        poller.poll()  # once: the same verdict is not learned again
+        engine.process(FLOW.make_batch({}))
+        assert model.learned == before + 1
     finally:
         store.close()
