@@ -1,4 +1,4 @@
-"""``python -m bench [collector|detection|storage|wire|all] [--quick] [--flows N] [--packets N]``.
+"""``python -m bench [collector|command|export|detection|storage|panels|wire|stream|pipeline|all] [--quick] [--flows N] [--packets N]``.
 
 Runs finsa's benchmarks next to peer tools and prints one table per measurement: items per
 second and the ratio to finsa's rate (see docs/benchmarks.md for what each number means).
@@ -16,9 +16,9 @@ import time
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-PARTS = ("collector", "detection", "storage", "wire", "stream")
+PARTS = ("collector", "command", "export", "detection", "storage", "panels", "wire", "stream", "pipeline")
 #: Long runs, only when named (not part of "all").
-EXTRA = ("soak", "memory")
+EXTRA = ("soak", "memory", "rollups")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
     if part == "soak":
         return import_module("bench.stream").soak(args.quick)
     module = import_module(f"bench.{part}")
-    if part in ("storage", "memory"):
+    if part in ("storage", "memory", "panels", "rollups"):
         return module.run(args.quick, flows=args.flows)
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)

@@ -24,7 +24,7 @@ import numpy as np
 
 from finsa.collectors.pcap.writer import PcapWriter
 
-__all__ = ["mixed_capture", "distinct_capture", "cache_dir", "count_packets"]
+__all__ = ["mixed_capture", "interleaved_capture", "distinct_capture", "cache_dir", "count_packets"]
 
 START_NS = 1_772_442_000_000_000_000  # 2026-03-02T09:00:00Z
 _CHUNK_PACKETS = 100_000
@@ -54,9 +54,9 @@ _PAYLOADS = ([_dns_query(d, 0x1234) for d in _DOMAINS]
 _DNS_Q, _DNS_R, _HTTP = 0, len(_DOMAINS), 2 * len(_DOMAINS)
 
 
-def _flows(n_flows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _flows(n_flows: int, rng: np.random.Generator, data_mean: float = 8, data_max: int = 60) -> dict[str, np.ndarray]:
     kind = rng.choice(4, size=n_flows, p=[0.55, 0.10, 0.30, 0.05])  # 443, http, dns, scan
-    data = np.minimum(rng.geometric(1 / 8, size=n_flows), 60)
+    data = np.minimum(rng.geometric(1 / data_mean, size=n_flows), data_max)
     n_pkts = np.select([kind <= 1, kind == 2], [data + 6, 2], 2)
     return {
         "kind": kind, "n": n_pkts,
@@ -148,6 +148,33 @@ def mixed_capture(packets: int, seed: int = 7, cache_dir: str | Path | None = No
     rng = np.random.default_rng(seed)
     f = _flows(max(1, int(packets / 9.4)), rng)
     p = _packets(f, duration_s=max(10.0, packets / 20_000), rng=rng)
+    p = {k: v[:packets] for k, v in p.items()}
+    tmp = path.with_suffix(".part")
+    with PcapWriter(tmp, nanosecond=False) as w:
+        for lo in range(0, len(p["ts"]), _CHUNK_PACKETS):
+            chunk = {k: v[lo:lo + _CHUNK_PACKETS] for k, v in p.items()}
+            buf, offsets, lengths = _frames(chunk, f)
+            w.write_batch(chunk["ts"], buf, offsets, lengths)
+    tmp.rename(path)
+    return path
+
+
+def interleaved_capture(flows: int = 50_000, packets: int = 1_000_000, seconds: float = 60.0,
+                        cache_dir: str | Path | None = None) -> Path:
+    """Path of a cached capture of ``flows`` flows interleaved over ``seconds`` (``packets`` packets).
+
+    The mixed flows above with ~``packets / flows`` packets each (TCP sessions longer), started
+    over the first half and spaced 50 ms to ``seconds / 40`` s apart, so tens of thousands of flows
+    are open at once; cut to the first ``packets`` packets in time order.
+    """
+    path = globals()["cache_dir"](cache_dir) / f"interleaved-{flows}-{packets}-{seconds:g}.pcap"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(11)
+    per_flow = packets / flows
+    f = _flows(flows, rng, data_mean=max((per_flow - 0.7) / 0.65 - 6, 1), data_max=int(8 * per_flow))
+    f["gap_ns"] = rng.integers(50_000_000, int(seconds / 40 * 1e9), flows)
+    p = _packets(f, duration_s=seconds / 2, rng=rng)
     p = {k: v[:packets] for k, v in p.items()}
     tmp = path.with_suffix(".part")
     with PcapWriter(tmp, nanosecond=False) as w:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import re
 import sys
 from typing import IO, Any
 
+import numpy as np
+
 from finsa.errors import CaptureError, ConfigError
-from finsa.wire import FLOW, RecordBatch
+from finsa.wire import FLOW, RecordBatch, ips_to_strings
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -32,52 +36,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _Writer:
-    """Writes flow batches in one format to a text or binary stream."""
+    """Writes flow batches in one format to a text or binary stream.
+
+    CSV and Parquet go through Arrow a whole batch at a time (columns, not rows). CSV output is
+    byte for byte what Python's ``csv`` module writes (``QUOTE_MINIMAL``): Arrow writes the batch
+    unquoted; a batch with a text value that needs quoting (a comma, quote or line break, e.g. in
+    an HTTP URI) is written by the ``csv`` module instead.
+    """
 
     def __init__(self, fmt: str, path: str) -> None:
         self.fmt, self.path = fmt, path
         self._stream: IO | None = None
-        self._csv: csv.DictWriter | None = None
+        self._header = False
         self._parquet: Any = None  # a pyarrow ParquetWriter, made on the first batch
         self.rows = 0
 
     def _open(self) -> IO:
         if self._stream is None:
-            binary = self.fmt == "parquet"
+            binary = self.fmt in ("parquet", "csv")
             if self.path == "-":
                 self._stream = sys.stdout.buffer if binary else sys.stdout
             else:
-                self._stream = open(self.path, "wb" if binary else "w", newline="" if not binary else None)
+                self._stream = open(self.path, "wb" if binary else "w")
         return self._stream
 
     def write(self, batch: RecordBatch) -> None:
-        rows = batch.rows()
-        self.rows += len(rows)
+        self.rows += len(batch)
         stream = self._open()
         if self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.DictWriter(stream, fieldnames=list(FLOW.names), lineterminator="\n")
-                self._csv.writeheader()
-            self._csv.writerows(rows)
+            self._write_csv(batch, stream)
         elif self.fmt == "jsonl":
-            stream.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+            stream.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in batch.rows())
         else:
-            self._write_parquet(rows, stream)
+            self._write_parquet(arrow_table(batch), stream)
 
-    def _write_parquet(self, rows: list[dict], stream: IO) -> None:
-        import pyarrow as pa
+    def _write_csv(self, batch: RecordBatch, stream: IO) -> None:
+        if not self._header:
+            stream.write((",".join(FLOW.names) + "\n").encode())
+            self._header = True
+        if not len(batch):
+            return
+        table, quoting = _arrow_table(batch)
+        if quoting:
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(zip(*(c.to_pylist() for c in table.columns)))
+            stream.write(text.getvalue().encode())
+            return
+        import pyarrow.csv as pa_csv
+
+        pa_csv.write_csv(table, stream, pa_csv.WriteOptions(include_header=False, quoting_style="none",
+                                                                  batch_size=65_536))
+
+    def _write_parquet(self, table: Any, stream: IO) -> None:
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(rows, schema=_arrow_schema())
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(stream, table.schema)
         self._parquet.write_table(table)
 
     def close(self, complete: bool = True) -> None:
-        if complete and self.fmt == "csv" and self._csv is None:
+        if complete and self.fmt == "csv" and not self._header:
             self.write(FLOW.make_batch({}, n_rows=0))  # header only
         if complete and self.fmt == "parquet" and self._parquet is None:
-            self._write_parquet([], self._open())
+            self._write_parquet(arrow_table(FLOW.make_batch({}, n_rows=0)), self._open())
         if self._parquet is not None:
             self._parquet.close()
         if self._stream is not None:
@@ -92,6 +113,105 @@ def _arrow_schema():
     kinds = {"u8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64(),
              "i64": pa.int64(), "f64": pa.float64(), "ip": pa.string(), "str": pa.string()}
     return pa.schema([(f.name, kinds[f.kind]) for f in FLOW.fields])
+
+
+def arrow_table(batch: RecordBatch) -> Any:
+    """The batch as an Arrow table of the FLOW schema (addresses as text), built column by column.
+
+    >>> arrow_table(FLOW.make_batch({"src_ip": ["10.0.0.1"], "dst_port": [443]})).column("src_ip").to_pylist()
+    ['10.0.0.1']
+    """
+    return _arrow_table(batch)[0]
+
+
+def _arrow_table(batch: RecordBatch) -> tuple[Any, bool]:
+    """(the batch as a pyarrow Table, whether a text value needs CSV quoting)."""
+    import pyarrow as pa
+
+    schema = _arrow_schema()
+    arrays = []
+    quoting = False
+    n = len(batch)
+    for f, pa_field in zip(FLOW.fields, schema):
+        col = batch.columns[f.name]
+        if f.kind in ("ip", "str"):
+            distinct, codes = address_texts(col) if f.kind == "ip" else _distinct(col)
+            quoting = quoting or (f.kind == "str" and _SPECIAL.search("\x00".join(distinct)) is not None)
+            arrays.append(_text_array(distinct, codes, n))
+        else:  # Arrow arrays over the numpy buffers (pa.array on numpy would import pandas)
+            values = np.ascontiguousarray(col, dtype=pa_field.type.to_pandas_dtype())
+            arrays.append(pa.Array.from_buffers(pa_field.type, n, [None, pa.py_buffer(values)]))
+    return pa.Table.from_arrays(arrays, schema=schema), quoting
+
+
+def _distinct(values: np.ndarray) -> tuple[list[str], np.ndarray | None]:
+    """(distinct texts, code of each row); codes None when every row is the one text."""
+    items = values.tolist()
+    distinct = list(dict.fromkeys(items))
+    if len(distinct) <= 1:
+        return ["" if v is None else str(v) for v in distinct], None
+    code_of = {v: i for i, v in enumerate(distinct)}
+    codes = np.fromiter(map(code_of.__getitem__, items), dtype=np.intp, count=len(items))
+    return ["" if v is None else str(v) for v in distinct], codes
+
+
+def _text_array(distinct: list[str], codes: np.ndarray | None, n: int | None = None) -> Any:
+    """An Arrow string array of ``distinct[codes]``, gathered with numpy (``pa.array`` would import
+    pandas, ~0.4 s of a command's start); ``codes`` None: every row is ``distinct[0]``.
+
+    >>> _text_array(["b", "", "é"], np.array([0, 1, 0, 2])).to_pylist()
+    ['b', '', 'b', 'é']
+    """
+    import pyarrow as pa
+
+    if codes is None:
+        codes = np.zeros(n if n is not None else (1 if distinct else 0), dtype=np.intp)
+    n = len(codes)
+    if not distinct or distinct == [""]:
+        return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.zeros(n + 1, np.int32)), pa.py_buffer(b"")])
+    encoded = [v.encode() for v in distinct]
+    sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    lengths = sizes[codes]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:  # more than 2 GiB of text in one batch: Arrow's own (slower) path
+        return pa.array([distinct[c] for c in codes.tolist()], type=pa.string())
+    gather = np.repeat(starts[codes] - offsets[:-1], lengths) + np.arange(offsets[-1])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)[gather]
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+
+
+_OCTETS = np.array([str(i) for i in range(256)])
+_V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+_SPECIAL = re.compile(r'[,"\r\n]')
+
+
+def address_texts(column: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(distinct address texts, code of each row) of an (n, 16) address column, as
+    :func:`finsa.wire.ips_to_strings` writes them; IPv4 (the common case) formatted with numpy
+    string ufuncs, IPv6 by ``ipaddress``.
+
+    >>> from finsa.wire import ips_from_strings
+    >>> texts, codes = address_texts(ips_from_strings(["10.1.2.3", "2001:db8::1", "10.1.2.3"]))
+    >>> [texts[c] for c in codes]
+    ['10.1.2.3', '2001:db8::1', '10.1.2.3']
+    """
+    if not len(column):
+        return [], np.zeros(0, dtype=np.intp)
+    keys = np.ascontiguousarray(column).view("V16").ravel()
+    uniques, inverse = np.unique(keys, return_inverse=True)
+    raw = uniques.view(np.uint8).reshape(-1, 16)
+    v4 = (raw[:, :12] == _V4_MAPPED).all(axis=1)
+    texts = np.empty(len(raw), dtype=object)
+    if v4.any():
+        o = _OCTETS[raw[v4, 12:16]]
+        dotted = np.strings.add(np.strings.add(np.strings.add(o[:, 0], "."), np.strings.add(o[:, 1], ".")),
+                                np.strings.add(np.strings.add(o[:, 2], "."), o[:, 3]))
+        texts[v4] = dotted.tolist()
+    if not v4.all():
+        texts[~v4] = ips_to_strings(np.ascontiguousarray(raw[~v4]))
+    return texts.tolist(), inverse.ravel()
 
 
 def _ms(seconds: float | None) -> int | None:

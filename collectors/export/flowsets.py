@@ -37,6 +37,8 @@ class TemplatedState:
         self.domains: dict[tuple, Domain] = {}
         self.groups: dict[Template, list[tuple[bytes, int, int, int]]] = {}
         self.rows = 0
+        #: template refreshes by protocol, kept here and added to the metrics by the decoder
+        self.refreshed: dict[str, int] = {}
 
     def domain(self, key: tuple) -> Domain | None:
         found = self.domains.get(key)
@@ -83,7 +85,7 @@ class TemplatedState:
                 continue
             old = domain.templates.get(tid)
             if old is not None and old.same_layout(template):
-                m.TEMPLATES.inc(protocol=protocol, event="refreshed")
+                self.refreshed[protocol] = self.refreshed.get(protocol, 0) + 1
                 continue
             if old is None and len(domain.templates) >= MAX_TEMPLATES_PER_DOMAIN:
                 m.skip("template_cache_full")

@@ -17,6 +17,7 @@ its sampler table from options data, and data sets waiting for their template.
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 from dataclasses import dataclass, field
@@ -65,28 +66,45 @@ class Template:
                  options: bool = False, v9_scopes: bool = False, domain: "Domain | None" = None) -> None:
         self.template_id, self.fields = template_id, fields
         self.scope_count, self.options, self.domain = scope_count, options, domain
-        spec: list[tuple] = []
-        seen: set[str] = set()
-        for i, (element, pen, length) in enumerate(fields):
-            if length == VARLEN:
-                continue
-            name = _field_name(element, pen, v9_scopes and i < scope_count)
-            if name in seen:
-                name = f"{name}_{i}"
-            seen.add(name)
-            spec.append((name, f">u{length}") if length in (1, 2, 4, 8) else (name, "u1", (length,)))
-        self.dtype = np.dtype(spec)
-        self.names = frozenset(self.dtype.names or ())
-        fixed = sum(length for _, _, length in fields if length != VARLEN)
-        varlen = sum(1 for _, _, length in fields if length == VARLEN)
-        self.record_bytes = 0 if varlen else fixed
-        self.min_record_bytes = fixed + varlen
+        self.dtype, self.names, self.record_bytes, self.min_record_bytes = _layout(
+            fields, scope_count if v9_scopes else 0)
 
     def same_layout(self, other: "Template") -> bool:
         return (self.fields, self.scope_count, self.options) == (other.fields, other.scope_count, other.options)
 
 
+@functools.lru_cache(maxsize=4096)
+def _layout(fields: tuple[tuple[int, int, int], ...], v9_scope_count: int) -> tuple[np.dtype, frozenset, int, int]:
+    """(dtype, field names, record bytes or 0 when variable, minimum record bytes) of a field list.
+
+    Exporters resend the same templates every few seconds: the layout is built once per field
+    list (``v9_scope_count`` fields named as NetFlow v9 option scopes).
+    """
+    spec: list[tuple] = []
+    seen: set[str] = set()
+    for i, (element, pen, length) in enumerate(fields):
+        if length == VARLEN:
+            continue
+        name = _field_name(element, pen, i < v9_scope_count)
+        if name in seen:
+            name = f"{name}_{i}"
+        seen.add(name)
+        spec.append((name, f">u{length}") if length in (1, 2, 4, 8) else (name, "u1", (length,)))
+    dtype = np.dtype(spec)
+    fixed = sum(length for _, _, length in fields if length != VARLEN)
+    varlen = sum(1 for _, _, length in fields if length == VARLEN)
+    return dtype, frozenset(dtype.names or ()), 0 if varlen else fixed, fixed + varlen
+
+
 def _read_fields(body: bytes, pos: int, end: int, count: int, ipfix: bool) -> tuple[list, int]:
+    if pos + 4 * count <= end:  # common case: no enterprise numbers, one unpack for all fields
+        flat = struct.unpack_from(f">{2 * count}H", body, pos)
+        elements = flat[0::2]
+        if not ipfix or not any(e & 0x8000 for e in elements):
+            lengths = flat[1::2]
+            if not ipfix and VARLEN in lengths:
+                raise TemplateError("bad_field_length")
+            return [(e, 0, n) for e, n in zip(elements, lengths)], pos + 4 * count
     out = []
     for _ in range(count):
         if pos + 4 > end:

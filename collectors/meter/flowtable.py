@@ -29,6 +29,7 @@ ADDRESS_COLUMNS = ("src_ip", "dst_ip")
 HINT_COLUMNS = ("dns_query", "dns_qtype", "dns_rcode", "tls_sni", "tls_version", "tls_ja4",
                 "http_host", "http_method", "http_uri", "http_status", "ssh_banner")
 _HINT_INTS = {"dns_qtype", "dns_rcode", "tls_version", "http_status"}
+_HINT_SET = frozenset(HINT_COLUMNS)
 
 
 def take_rows(col: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -120,7 +121,24 @@ class FlowTable:
         self._free = np.concatenate([np.arange(new - 1, old - 1, -1, dtype=np.int64), self._free])
 
     def store(self, slots: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Write ``values`` into ``slots``. Hint columns are written only for hinted rows; an
+        unhinted row's slot holds None there already (new slots, released ones) unless the slot
+        was a hinted flow's that ended in this chunk: those are cleared."""
+        hinted = values.get("hinted")
+        if hinted is None or hinted.all():
+            for name, col in values.items():
+                put_rows(self.cols[name], slots, col)
+            return
+        some = np.flatnonzero(hinted)
+        plain = slots[~hinted]
+        stale = plain[self.cols["hinted"][plain]]
         for name, col in values.items():
+            if name in _HINT_SET:
+                if len(some):
+                    put_rows(self.cols[name], slots[some], col[some])
+                if len(stale):
+                    self.cols[name][stale] = None
+                continue
             put_rows(self.cols[name], slots, col)
 
     def take(self, slots: np.ndarray, hints_where: str = "") -> dict[str, np.ndarray]:

@@ -78,3 +78,25 @@ def test_empty_capture_gives_a_header(tmp_path, capsys) -> None:
     path.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
     assert main(["flows", str(path)]) == 0
     assert capsys.readouterr().out.strip() == ",".join(FLOW.names)
+
+
+def test_csv_quotes_like_the_csv_module(tmp_path) -> None:
+    """A text value with a comma, quote or line break is quoted exactly as Python's csv module
+    quotes it (the Arrow path writes batches that need none)."""
+    import csv as csv_module
+
+    from finsa.collectors.flows_command import _Writer
+
+    batch = FLOW.make_batch({"src_ip": ["10.0.0.1", "2001:db8::1"], "dst_port": [80, 443],
+                             "http_uri": ['/a,b?q="x"', "/plain"], "ssh_banner": ["SSH-2.0\r\nx", ""]})
+    plain = FLOW.make_batch({"src_ip": ["192.0.2.7"], "http_host": ["example.org"]})
+    out = tmp_path / "f.csv"
+    writer = _Writer("csv", str(out))
+    writer.write(batch)
+    writer.write(plain)
+    writer.close()
+    expected = io.StringIO()
+    w = csv_module.DictWriter(expected, fieldnames=list(FLOW.names), lineterminator="\n")
+    w.writeheader()
+    w.writerows(batch.rows() + plain.rows())
+    assert out.read_bytes() == expected.getvalue().encode()

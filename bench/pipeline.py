@@ -1,0 +1,187 @@
+"""``python -m bench pipeline``: the whole embedded pipeline in one run, at increasing offered rates.
+
+Real captures (``../shared/data/flows`` and ``attacks``) are metered, pseudonymised and signed by
+an agent process (:mod:`bench.pipeline_agent`), published to the Tansu broker (its own process),
+and consumed by a stream worker in this process built from finsa's public pieces as ``finsa
+worker --registry`` builds one: every default detector (told the institutions' subsectors), ARP
+bindings, signature checks, the sector stage (alerts -> campaigns, warnings, levels), a chdb store
+on disk. Per offered rate it prints:
+
+- flows/s sustained: flows stored / wall seconds from the first send until the last flow is
+  stored (or 60 s after the agent stopped), and flows stored per CPU second of the three
+  processes together (agent, broker, worker; ``/proc/<pid>/stat``);
+- p50/p99 from a flow's end (the moment the agent hands its batch to the producer, see
+  :mod:`bench.pipeline_agent`) to queryable (right after the store write), and from the end of
+  the traffic an alert is about (``time_ms``) to the alert stored;
+- the CPU share of each stage (:mod:`bench.pipeline_stages`).
+
+``--quick`` offers 2,000 flows/s for 5 s from the smaller captures (a smoke test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.pipeline_stages import (Stages, TimedEngine, TimedProcessor, TimedSectorStage, TimedStore, child_pids,
+                                   process_cpu_s, worker_shares)
+from bench.report import grid
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+INSTITUTIONS = [("bank-a", "bank"), ("bank-b", "bank"), ("sec-c", "securities"), ("ins-d", "insurance"),
+                ("pay-e", "payment"), ("exch-f", "exchange"), ("bank-g", "bank"), ("ins-h", "insurance")]
+QUICK_BYTES = 400_000
+
+
+def captures(quick: bool, data: Path = DATA) -> list[str]:
+    """Every pcap/pcapng of ``flows`` and ``attacks`` (quick: those under 400 kB), by name."""
+    found = sorted(p for sub in ("flows", "attacks") for p in (data / sub).rglob("*")
+                   if p.suffix in (".pcap", ".pcapng") and p.is_file())
+    if quick:
+        found = [p for p in found if p.stat().st_size < QUICK_BYTES]
+    return [str(p) for p in found]
+
+
+def _registry(path: Path) -> Path:
+    lines = []
+    for i, (inst, subsector) in enumerate(INSTITUTIONS):
+        lines += ["[[institution]]", f'id = "{inst}"', f'name = "{inst}"', f'subsector = "{subsector}"',
+                  f'networks = ["10.{i}.0.0/16"]', ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool) -> subprocess.Popen:
+    args = {"bootstrap": bootstrap, "rate": rate, "seconds": seconds, "captures": captures(quick),
+            "institutions": [i for i, _ in INSTITUTIONS],
+            "sign_keys": {i: _KEYS[i].hex() for i, _ in INSTITUTIONS},
+            "pseudo_keys": {i: secrets.token_hex(32) for i, _ in INSTITUTIONS}}
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty agent never blocks on it
+    agent = subprocess.Popen([sys.executable, "-m", "bench.pipeline_agent"], cwd=root, env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=errors, text=True)
+    agent.errors = errors  # type: ignore[attr-defined]  # read back when it fails
+    agent.stdin.write(json.dumps(args))
+    agent.stdin.close()
+    return agent
+
+
+_KEYS = {inst: secrets.token_bytes(32) for inst, _ in INSTITUTIONS}
+
+
+def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list):
+    """The store, the sector stage and the stream service of one worker (inert until started)."""
+    from finsa.app.offline import make_engine
+    from finsa.batchauth import BatchVerifier
+    from finsa.institutions import load_registry
+    from finsa.sector.picture import SectorPicture
+    from finsa.storage.backend import open_store
+    from finsa.streams.faust_app import WorkerSettings
+    from finsa.streams.sector_stage import feed_intel
+    from finsa.streams.service import StreamService
+
+    registry = _registry(tmp / "institutions.toml")
+    store = open_store(data_dir=tmp / "store")
+    store.migrate()
+    store.load_institutions(load_registry(registry))
+    engine = make_engine(None, registry)
+    TimedSectorStage.stages = TimedProcessor.stages = stages
+    sector = TimedSectorStage(SectorPicture.from_files(registry), TimedStore(store, stages, "sector store"),
+                              [feed_intel(engine)])
+
+    def queryable(flows) -> None:
+        flow_ms.append(int(time.time() * 1000) - np.asarray(flows.columns["last_seen_ms"]))
+
+    processor = TimedProcessor(TimedStore(store, stages, "store", alert_ms), TimedEngine(engine, stages),
+                               verifier=BatchVerifier(_KEYS), flow_observers=[sector.observe_flows, queryable])
+    settings = WorkerSettings(bootstrap, app_id="bench-pipeline", datadir=tmp / "faust", session_timeout_s=4)
+    return store, StreamService(settings, processor, sector)
+
+
+def measure(rate: float, seconds: float, quick: bool = False) -> dict:
+    """Offer ``rate`` flows/s for ``seconds`` through the whole pipeline; what it did."""
+    from finsa.app.run import topic_partitions
+    from finsa.kafka import ensure_topics
+    from finsa.streams.broker import EmbeddedBroker
+
+    stages, flow_ms, alert_ms = Stages(), [], []
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        broker_pid = child_pids()[0]
+        ensure_topics(broker.bootstrap, topic_partitions(4))
+        store, service = _worker(Path(tmp), broker.bootstrap, stages, flow_ms, alert_ms)
+        result: dict = {}
+
+        async def main() -> None:
+            await service.start()
+            await asyncio.sleep(5)  # consumer-group join
+            stages.seconds.clear()
+            cpu0, broker0 = process_cpu_s(), process_cpu_s(broker_pid)
+            agent = _start_agent(broker.bootstrap, rate, seconds, quick)
+            while agent.poll() is None:
+                await asyncio.sleep(0.2)
+            out = agent.stdout.read()
+            if agent.returncode != 0:
+                agent.errors.seek(0)
+                raise RuntimeError(f"bench agent failed: {agent.errors.read()[-2000:].decode(errors='replace')}")
+            result.update(json.loads(out.strip().splitlines()[-1]))
+            deadline = time.monotonic() + 60
+            while sum(map(len, flow_ms)) < result["sent"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            result.update(wall_s=time.time() - result["start_unix_s"], worker_cpu_s=process_cpu_s() - cpu0,
+                          broker_cpu_s=process_cpu_s(broker_pid) - broker0)
+            await asyncio.sleep(1.0)  # the sector stage's last alert messages
+            await service.stop()
+
+        asyncio.run(main())
+        store.close()
+    flows = np.concatenate(flow_ms) if flow_ms else np.zeros(0)
+    alerts = np.concatenate(alert_ms) if alert_ms else np.zeros(0)
+    result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"]),
+                  flow_p=_percentiles(flows), alert_p=_percentiles(alerts))
+    return result
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float]:
+    if not len(values):
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+
+def _cpu_split(r: dict) -> dict[str, float]:
+    split = {"agent: metering": r["meter_cpu_s"], "agent: pseudonymise+sign+produce": r["cpu_s"] - r["meter_cpu_s"],
+             "broker (Tansu)": r["broker_cpu_s"], **r["stages"]}
+    return split
+
+
+def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
+    rows, shares = [], []
+    for rate, r in results:
+        split = _cpu_split(r)
+        total = sum(split.values())
+        rows.append([f"{rate:,.0f}", f"{r['sent']:,}", f"{r['stored']:,}", f"{r['stored'] / r['wall_s']:,.0f}",
+                     f"{r['stored'] / max(total, 1e-9):,.0f}", f"{total:,.1f}", f"{r['flow_p'][0]:,.0f}",
+                     f"{r['flow_p'][1]:,.0f}", f"{r['alerts']:,}", f"{r['alert_p'][0]:,.0f}",
+                     f"{r['alert_p'][1]:,.0f}"])
+        shares.append([f"{rate:,.0f}"] + [f"{100 * v / max(total, 1e-9):.0f}%" for v in split.values()])
+    head = ["offered flows/s", "sent", "stored", "flows/s wall", "flows per CPU s", "CPU s (all)",
+            "flow->queryable p50 ms", "p99 ms", "alerts", "flow->alert p50 ms", "p99 ms"]
+    names = list(_cpu_split(results[0][1]).keys()) if results else []
+    return [f"pipeline: real captures -> agent (meter, pseudonymise, sign) -> Tansu -> worker (all detectors, ARP, "
+            f"signatures, sector stage) -> chdb, {seconds:.0f} s per rate\n" + grid(head, rows),
+            "pipeline: CPU share per stage (of all three processes)\n" + grid(["offered flows/s"] + names, shares)]
+
+
+def run(quick: bool, rates: tuple[float, ...] | None = None) -> list[str]:
+    seconds = 5.0 if quick else 30.0
+    rates = rates or ((2_000,) if quick else (10_000, 25_000, 50_000, 100_000))
+    return tables([(rate, measure(rate, seconds, quick)) for rate in rates], seconds)

@@ -1,0 +1,169 @@
+"""CPU seconds per stage of a stream worker, and the CPU of whole processes, for ``bench pipeline``.
+
+The worker's public pieces are wrapped, not changed: :class:`TimedEngine` (detection),
+:class:`TimedStore` (chdb writes; alert batches also give the flow -> alert latency),
+:class:`TimedSectorStage` (the sector picture) and :class:`TimedProcessor` (the whole group:
+what is left after detection, storage and the sector picture is wire decoding and signature
+checks). Detection, decoding and the sector picture are timed with ``time.thread_time`` of the
+thread that runs them; a store write with ``time.process_time`` (chdb inserts on its own
+threads), which also counts whatever else this process did meanwhile (the Faust loop), so the
+store's share is an upper bound. :func:`process_cpu_s` reads any process's CPU from
+``/proc/<pid>/stat``.
+
+>>> cpu = Stages()
+>>> with cpu.timed("detect"):
+...     _ = sum(range(1000))
+>>> list(cpu.seconds)
+['detect']
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from finsa import wire
+from finsa.streams.processor import FlowProcessor
+from finsa.streams.sector_stage import SectorStage
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int | str = "self") -> float:
+    """User + system CPU seconds of process ``pid`` (its waited-for children included), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / _TICKS  # utime stime cutime cstime
+
+
+def child_pids(parent: int | None = None) -> list[int]:
+    """Processes whose parent is ``parent`` (default: this one)."""
+    parent = parent or os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+class Stages:
+    """CPU seconds by stage name, from several threads."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, name: str, clock=time.thread_time) -> Iterator[None]:
+        t0 = clock()
+        try:
+            yield
+        finally:
+            self.add(name, clock() - t0)
+
+
+class TimedEngine:
+    """A detection engine whose ``process`` is timed as ``detect``; everything else passes through."""
+
+    def __init__(self, engine, stages: Stages) -> None:
+        self._engine, self._stages = engine, stages
+
+    def process(self, batch: wire.RecordBatch) -> wire.RecordBatch:
+        with self._stages.timed("detect"):
+            return self._engine.process(batch)
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+
+class TimedStore:
+    """A store whose writes are timed as ``stage``; alert batches give flow -> alert latencies."""
+
+    def __init__(self, store, stages: Stages, stage: str, alert_latency_ms: list | None = None) -> None:
+        self._store, self._stages, self._stage = store, stages, stage
+        self._alert_latency_ms = alert_latency_ms
+
+    def _note(self, batches: list[wire.RecordBatch]) -> None:
+        if self._alert_latency_ms is None:
+            return
+        now_ms = int(time.time() * 1000)
+        for batch in batches:
+            if batch.type is wire.ALERT and len(batch):
+                self._alert_latency_ms.append(now_ms - np.asarray(batch.columns["time_ms"]))
+
+    def insert_many(self, batches: list[wire.RecordBatch]) -> int:
+        t_thread, t_proc = time.thread_time(), time.process_time()
+        try:
+            return self._store.insert_many(batches)
+        finally:
+            self._stages.add(self._stage, time.process_time() - t_proc)
+            self._stages.add(f"_{self._stage}_thread", time.thread_time() - t_thread)
+            self._note(batches)
+
+    def insert(self, batch: wire.RecordBatch) -> bool:
+        return bool(self.insert_many([batch]))
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+class TimedSectorStage(SectorStage):
+    """The sector stage, its picture's work timed as ``sector``."""
+
+    stages: Stages
+
+    def observe_flows(self, flows: wire.RecordBatch) -> None:
+        with self.stages.timed("_sector_flows"):
+            super().observe_flows(flows)
+
+    def observe_alerts(self, payload: bytes) -> None:
+        with self.stages.timed("sector"):
+            super().observe_alerts(payload)
+
+    def tick(self, now_ms: int | None = None) -> dict[str, wire.RecordBatch]:
+        with self.stages.timed("sector"):
+            return super().tick(now_ms)
+
+    def checkpoint(self) -> str:
+        with self.stages.timed("sector"):
+            return super().checkpoint()
+
+
+class TimedProcessor(FlowProcessor):
+    """The flow processor, a whole group timed as ``_group`` (the thread that runs it)."""
+
+    stages: Stages
+
+    def process_group(self, payloads, headers=None):
+        with self.stages.timed("_group"):
+            return super().process_group(payloads, headers)
+
+
+def worker_shares(stages: Stages, worker_cpu_s: float) -> dict[str, float]:
+    """CPU seconds of the worker process by stage: decode+verify is the group's remainder, the
+    Faust/Kafka layer what is left of the process."""
+    s = stages.seconds
+    decode = max(s.get("_group", 0.0) - s.get("detect", 0.0) - s.get("_store_thread", 0.0)
+                 - s.get("_sector_flows", 0.0), 0.0)
+    named = {"worker: decode+verify": decode, "worker: detect": s.get("detect", 0.0),
+             "worker: sector": s.get("sector", 0.0) + s.get("_sector_flows", 0.0) + s.get("sector store", 0.0),
+             "worker: store (chdb)": s.get("store", 0.0)}
+    named["worker: Faust/Kafka+rest"] = max(worker_cpu_s - sum(named.values()), 0.0)
+    return named
