@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("finsa.collectors.collect_command", "run the collector agent: meter captures and publish flow batches"),
     "scenario": ("finsa.scenario.scenario_command", "write a labeled multi-institution traffic scenario"),
     "detect": ("finsa.app.detect_command", "run collectors and detectors offline on captures, print alerts"),
+    "eval": ("finsa.app.eval_command", "detection scorecard: verdicts on labelled captures, alerts on benign ones"),
     "backtest": ("finsa.app.backtest_command", "score detections on a scenario against its ground truth"),
     "query": ("finsa.storage.query_command", "run SQL on a finsa store"),
     "storage": ("finsa.storage.storage_command", "storage administration: migrate, tenants"),

@@ -54,11 +54,13 @@ def sources_of(args: argparse.Namespace) -> tuple[list[CaptureSource], Path | No
 
 
 def run(args: argparse.Namespace) -> OfflineResult:
+    """Meter and detect; the flow rows the engine refused are left in ``args.skipped`` (per reason)."""
     sources, registry = sources_of(args)
     config = args.config
     if config is None and args.scenario is not None and (args.scenario / "detectors.toml").exists():
         config = args.scenario / "detectors.toml"  # the scenario's own tuning
     engine = make_engine(config, registry)
+    args.skipped = engine.skipped
     return run_offline(sources, engine, args.profile, args.batch_flows, args.batch_ms)
 
 
@@ -80,5 +82,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(json.dumps(row, separators=(",", ":")))
-    print(f"finsa detect: {len(result.flows)} flows in {result.batches} batches, {len(rows)} alerts", file=sys.stderr)
+    skipped = getattr(args, "skipped", {})
+    refused = (", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())) if skipped else "none")
+    print(f"finsa detect: {len(result.flows)} flows in {result.batches} batches, {len(rows)} alerts; "
+          f"flow rows refused: {refused}", file=sys.stderr)
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from finsa import wire
-from finsa.batchauth import BatchVerifier, load_keys
+from finsa.batchauth import SERVICE_SIGNER, BatchVerifier, load_keys
 from finsa.collectors.collect_command import scenario_sources
 from finsa.collectors.agent.publisher import BatchPublisher
 from finsa.collectors.replay import replay_all
@@ -157,7 +157,7 @@ class Embedded:
             kwargs={"speed": self.args.speed, "rebase_ms": rebase_ms, "stop": self.stop_event})
         self.replay_thread.start()
 
-    def _detection(self, scenario: Path | None):  # noqa: ANN202
+    def _detection(self, scenario: Path | None, verifier: BatchVerifier | None = None):  # noqa: ANN202
         """The detection engine (with the scenario's detector config) and the sector stage."""
         from finsa.app.offline import make_engine
         from finsa.sector.picture import SectorPicture
@@ -173,7 +173,7 @@ class Embedded:
             self.watcher = watch_detectors(config, engine, registry_file)
         inventory = scenario / "inventory.toml"
         picture = SectorPicture.from_files(registry_file, inventory if inventory.exists() else None)
-        stage = SectorStage(picture, self.store, [feed_intel(engine)])
+        stage = SectorStage(picture, self.store, [feed_intel(engine)], verifier=verifier)
         return engine, stage
 
     async def run(self) -> int:
@@ -188,9 +188,10 @@ class Embedded:
         self.store = self._open_store()
         verifier = None
         if scenario is not None:
-            self.keys = batch_keys(args.data_dir / "keys", [s.institution_id for s in scenario_sources(scenario)[0]])
+            self.keys = batch_keys(args.data_dir / "keys",
+                                   [s.institution_id for s in scenario_sources(scenario)[0]] + [SERVICE_SIGNER])
             verifier = BatchVerifier(self.keys, key_dir=args.data_dir / "keys")
-        engine, sector = self._detection(scenario)
+        engine, sector = self._detection(scenario, verifier)
         processor = FlowProcessor(self.store, engine, should_stop=self.stop_event.is_set, verifier=verifier,
                                   flow_observers=[sector.observe_flows] if sector else [])
         service = StreamService(WorkerSettings(self.broker.bootstrap, datadir=args.data_dir / "faust"), processor, sector)

@@ -55,17 +55,13 @@ async def _serve(args: argparse.Namespace) -> int:
     store = open_store(data_dir=args.data_dir, url=clickhouse_url(args))
     store.migrate()
     stopping = asyncio.Event()
-    verifier = None
-    if args.batch_keys:
-        from finsa.batchauth import BatchVerifier, load_keys
-
-        verifier = BatchVerifier(load_keys(args.batch_keys))
+    verifier = batch_verifier(args.batch_keys)
     sector = None
     if args.registry:
         from finsa.sector.picture import SectorPicture
         from finsa.streams.sector_stage import SectorStage
 
-        sector = SectorStage(SectorPicture.from_files(args.registry, args.inventory), store)
+        sector = SectorStage(SectorPicture.from_files(args.registry, args.inventory), store, verifier=verifier)
     registry_watcher = watch_registry(args.registry, sector)
     engine = make_engine(args.detectors, args.registry)
     watcher = watch_detectors(args.detectors, engine, args.registry)
@@ -117,6 +113,29 @@ async def _serve(args: argparse.Namespace) -> int:
             notifier.stop()
         store.close()
     return 0
+
+
+UNSIGNED_WARNING = ("finsa worker: WARNING: started without --batch-keys: this worker ACCEPTS UNSIGNED flows, "
+                    "ARP bindings, alerts and heartbeats: any client able to produce can forge any institution's data")
+
+
+def batch_verifier(key_dir: Path | None):  # noqa: ANN201 - a BatchVerifier or None
+    """The verifier of ``--batch-keys DIR`` (its ``_sector.key``, the workers' own signing key, is
+    made mode 0600 when missing), or None after saying loudly that unsigned data is accepted."""
+    import logging
+    import secrets
+
+    from finsa.batchauth import SERVICE_SIGNER, BatchVerifier, load_keys
+
+    if key_dir is None:
+        logging.getLogger("finsa.worker").warning(UNSIGNED_WARNING)
+        print(UNSIGNED_WARNING, file=sys.stderr, flush=True)
+        return None
+    service = key_dir / f"{SERVICE_SIGNER}.key"
+    if not service.exists():
+        service.touch(mode=0o600)
+        service.write_text(secrets.token_hex(32) + "\n")
+    return BatchVerifier(load_keys(key_dir), key_dir=key_dir)
 
 
 def _own_stop_signals(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:

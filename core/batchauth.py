@@ -1,4 +1,4 @@
-"""Signed flow batches: a worker accepts a batch only from the institution it claims to be.
+"""Signed records: a worker accepts a batch only from the institution it claims to be.
 
 Kafka does not tell a consumer who produced a message, so each institution's agents sign every
 message with that institution's key (HMAC-SHA256 over the payload), in two headers:
@@ -6,7 +6,11 @@ message with that institution's key (HMAC-SHA256 over the payload), in two heade
 a worker verifies the signature with the key of the institution named in the header, and checks
 that every row of the batch carries that institution id. A batch failing either check goes to the
 dead-letter topic with the reason (``unsigned``, ``unknown_institution``, ``bad_signature``,
-``institution_mismatch``).
+``institution_mismatch``). Flow batches, ARP bindings, heartbeats and alerts are all signed
+this way (:func:`check_batch`), and a batch seen before is refused as a ``replay``
+(:class:`ReplayGuard`). The workers sign the alerts they publish themselves with the sector's
+own key, :data:`SERVICE_SIGNER` (``_sector.key`` in the key folder): a name no institution id can
+take, whose batches may carry any institution's rows.
 
 >>> key = bytes(32)
 >>> headers = sign_headers(b"payload", "bank-a", key)
@@ -33,6 +37,8 @@ import numpy as np
 from finsa.errors import FinsaError
 
 INSTITUTION_HEADER = "finsa-institution"
+#: The signer name of the sector centre's workers (institution ids start with a letter or digit).
+SERVICE_SIGNER = "_sector"
 SIGNATURE_HEADER = "finsa-signature"
 
 
@@ -103,8 +109,45 @@ class BatchVerifier:
             raise BatchAuthError("bad_signature")
         return inst
 
+    @property
+    def service_key(self) -> bytes | None:
+        """The key this worker signs its own alert batches with (``_sector.key``), if it has one."""
+        return self.keys.get(SERVICE_SIGNER)
+
+    def check_batch(self, payload: bytes, headers, institution_column: np.ndarray) -> str:
+        """:meth:`check`, then every row bound to the signer (not for the sector's own signer)."""
+        signer = self.check(payload, headers)
+        if signer != SERVICE_SIGNER:
+            self.check_rows(institution_column, signer)
+        return signer
+
     @staticmethod
     def check_rows(institution_column: np.ndarray, institution_id: str) -> None:
         """Every row must carry the authenticated institution id."""
         if len(institution_column) and not bool(np.all(institution_column == institution_id)):
             raise BatchAuthError("institution_mismatch")
+
+
+class ReplayGuard:
+    """Refuses a batch id seen among the last ``max_ids`` (``replay``): a signed batch sent again
+    (by anyone able to produce) changes nothing.
+
+    >>> guard = ReplayGuard(max_ids=2)
+    >>> guard.check(b"1"); guard.check(b"2")
+    >>> try:
+    ...     guard.check(b"1")
+    ... except BatchAuthError as err:
+    ...     print(err.reason)
+    replay
+    """
+
+    def __init__(self, max_ids: int = 100_000) -> None:
+        self.max_ids = max_ids
+        self._seen: dict[bytes, None] = {}
+
+    def check(self, batch_id: bytes) -> None:
+        if batch_id in self._seen:
+            raise BatchAuthError("replay")
+        self._seen[batch_id] = None
+        if len(self._seen) > self.max_ids:
+            del self._seen[next(iter(self._seen))]

@@ -536,6 +536,8 @@ def decode_batch(data: bytes | bytearray | memoryview, expect: RecordType | None
     elif raw_len != body_len:
         raise WireFormatError("bad_header", "raw and body lengths differ without compression")
     columns = _decode_body(rtype, body, n_columns, n_rows)
+    if n_rows and not columns:  # every decoded column has n_rows rows; none at all proves nothing
+        raise WireFormatError("bad_header", f"{n_rows} rows but no {rtype.name} column")
     full = {f.name: columns.get(f.name, f.empty(n_rows)) for f in rtype.fields}
     return RecordBatch(rtype, full, bytes(batch_id))
 

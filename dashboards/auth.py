@@ -9,10 +9,15 @@
   ``Origin`` header, when sent, must be this origin. The login form uses a double-submit token
   (cookie + hidden field); the JSON login requires ``Content-Type: application/json``, which a
   cross-site form cannot send without a CORS preflight that this server never grants.
-* **Throttling** (:class:`LoginThrottle`): 5 failed logins a minute from one client address,
-  or for one username, and further attempts get 429 with ``Retry-After``, counted in
-  ``finsa_webview_login_throttled_total``. The address is the TCP peer (a reverse proxy in
-  front makes every client one address: throttle there too).
+* **Throttling** (:class:`LoginThrottle`): after 5 failed logins from one client address,
+  further attempts from it get 429 with ``Retry-After`` (a minute, doubling with every further
+  failure); after 5 failures on one account, from anywhere, every attempt on it is delayed a
+  little (doubling, at most 5 s) but never refused, so failing on purpose cannot lock the real
+  user out. Counted in ``finsa_webview_login_throttled_total{by}``. The address is the TCP peer
+  (a reverse proxy in front makes every client one address: throttle there too).
+* **Sessions per user** are capped (:data:`MAX_SESSIONS_PER_USER`): a user's new login ends that
+  user's oldest session, never another user's; the store-wide cap, when reached, refuses the
+  new login rather than evicting someone else.
 * **Open routes**: ``/login``, ``/api/login``, ``/static/*`` (the page's CSS/JS, nothing from
   the store), ``/healthz`` and ``/metrics`` (for probes and Prometheus: they say nothing about
   any institution). Everything else needs a session: the JSON API answers 401, the page
@@ -49,8 +54,8 @@ from finsa.dashboards.users import User
 from finsa.metrics import REGISTRY
 
 __all__ = ["SESSION_COOKIE", "LOGIN_CSRF_COOKIE", "CSRF_HEADER", "CSRF_FIELD", "SESSION_TTL_S",
-           "SESSION_IDLE_S", "LINK_TTL_S", "Session", "SessionStore", "LoginThrottle", "LOGINS", "THROTTLED",
-           "same_token"]
+           "SESSION_IDLE_S", "LINK_TTL_S", "MAX_SESSIONS_PER_USER", "Session", "SessionStore", "SessionLimitError",
+           "LoginThrottle", "LOGINS", "THROTTLED", "same_token"]
 
 SESSION_COOKIE = "finsa_session"
 LOGIN_CSRF_COOKIE = "finsa_login_csrf"
@@ -59,6 +64,8 @@ CSRF_FIELD = "csrf"
 SESSION_TTL_S = 8 * 3600
 SESSION_IDLE_S = 3600
 LINK_TTL_S = 3600
+#: Live sessions one user may hold (browsers, devices); the oldest ends at the next login.
+MAX_SESSIONS_PER_USER = 8
 
 LOGINS = REGISTRY.counter("finsa_webview_logins_total", "Web view login attempts by outcome", ["outcome"])
 THROTTLED = REGISTRY.counter("finsa_webview_login_throttled_total",
@@ -76,6 +83,10 @@ def same_token(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
+class SessionLimitError(Exception):
+    """The store-wide session cap is reached (the web view answers 503)."""
+
+
 @dataclass
 class Session:
     """One logged-in browser: who, its CSRF token, when it started and was last used."""
@@ -90,10 +101,12 @@ class SessionStore:
     """Server-side sessions and one-time login links, thread-safe (see the module docstring)."""
 
     def __init__(self, ttl_s: float = SESSION_TTL_S, idle_s: float = SESSION_IDLE_S,
-                 max_sessions: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
-        if not (ttl_s > 0 and idle_s > 0 and max_sessions > 0):
-            raise ValueError("session lifetimes and the session cap must be positive")
+                 max_sessions: int = 10_000, clock: Callable[[], float] = time.monotonic,
+                 max_per_user: int = MAX_SESSIONS_PER_USER) -> None:
+        if not (ttl_s > 0 and idle_s > 0 and max_sessions > 0 and max_per_user > 0):
+            raise ValueError("session lifetimes and the session caps must be positive")
         self.ttl_s, self.idle_s, self.max_sessions, self._clock = ttl_s, idle_s, max_sessions, clock
+        self.max_per_user = max_per_user
         self._sessions: dict[str, Session] = {}
         self._links: dict[str, tuple[User, float]] = {}
         self._lock = threading.Lock()
@@ -104,8 +117,11 @@ class SessionStore:
         session = Session(user, secrets.token_urlsafe(32), now, now)
         with self._lock:
             self._prune(now)
-            while len(self._sessions) >= self.max_sessions:  # oldest first out
-                self._sessions.pop(next(iter(self._sessions)))
+            mine = [k for k, s in self._sessions.items() if s.user.username == user.username]
+            for key in mine[:max(0, len(mine) - self.max_per_user + 1)]:  # this user's oldest first out
+                del self._sessions[key]
+            if len(self._sessions) >= self.max_sessions:
+                raise SessionLimitError("too many sessions: try again later")
             self._sessions[_digest(token)] = session
         return token, session
 
@@ -169,7 +185,16 @@ class SessionStore:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed logins per ``window_s`` for each key (address or username).
+    """Failed logins per key: a client address is refused for a while, an account only slowed.
+
+    * A client address (``addr:...``) with ``limit`` failures waits ``window_s`` after its last
+      failure, doubling with every further failure (at most ``max_block_s``): 429 meanwhile.
+    * An account (``user:...``) with ``limit`` failures, from anywhere, makes every attempt on it
+      wait :meth:`account_delay_s` (doubling, at most ``max_delay_s``) before the password is
+      checked, but never refuses it: the real user on a fresh client still logs in, so nobody can
+      keep an account out by failing on purpose (issue 15, finding 7).
+
+    Failures are forgotten ``max_block_s`` after they happened.
 
     >>> t = LoginThrottle(limit=2, window_s=60, clock=lambda: 0.0)
     >>> t.failed("addr:1.2.3.4", "user:rita"); t.failed("addr:1.2.3.4", "user:bob")
@@ -178,10 +203,12 @@ class LoginThrottle:
     """
 
     def __init__(self, limit: int = 5, window_s: float = 60.0, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if limit < 1 or window_s <= 0:
-            raise ValueError("limit and window must be positive")
+                 clock: Callable[[], float] = time.monotonic, max_block_s: float = 900.0,
+                 max_delay_s: float = 5.0) -> None:
+        if limit < 1 or window_s <= 0 or max_block_s < window_s or max_delay_s < 0:
+            raise ValueError("limit and window must be positive, max_block_s at least the window")
         self.limit, self.window_s, self.max_keys, self._clock = limit, window_s, max_keys, clock
+        self.max_block_s, self.max_delay_s = max_block_s, max_delay_s
         self._failures: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -192,8 +219,17 @@ class LoginThrottle:
             for key in keys:
                 times = self._recent(key, now)
                 if times is not None and len(times) >= self.limit:
-                    wait = max(wait, times[0] + self.window_s - now)
+                    block = min(self.max_block_s, self.window_s * 2 ** (len(times) - self.limit))
+                    wait = max(wait, times[-1] + block - now)
         return wait
+
+    def account_delay_s(self, key: str) -> float:
+        """How long an attempt on this account waits before its password is checked."""
+        with self._lock:
+            times = self._recent(key, self._clock())
+        if times is None or len(times) < self.limit:
+            return 0.0
+        return min(self.max_delay_s, 0.25 * 2 ** (len(times) - self.limit))
 
     def failed(self, *keys: str) -> None:
         """Record one failed attempt against each key."""
@@ -202,14 +238,14 @@ class LoginThrottle:
             if len(self._failures) >= self.max_keys:
                 self._evict(now)
             for key in keys:
-                times = self._failures.setdefault(key, collections.deque(maxlen=self.limit))
+                times = self._failures.setdefault(key, collections.deque(maxlen=self.limit + 16))
                 times.append(now)
 
     def _recent(self, key: str, now: float) -> collections.deque[float] | None:
         times = self._failures.get(key)
         if times is None:
             return None
-        while times and times[0] <= now - self.window_s:
+        while times and times[0] <= now - self.max_block_s:
             times.popleft()
         if not times:
             del self._failures[key]

@@ -17,6 +17,7 @@ Routes (policy in :mod:`finsa.dashboards.auth`):
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import secrets
@@ -27,10 +28,10 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from finsa.dashboards.auth import (CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE, LOGINS, SESSION_COOKIE, THROTTLED,
-                                   LoginThrottle, Session, SessionStore, same_token)
+                                   LoginThrottle, Session, SessionLimitError, SessionStore, same_token)
 from finsa.dashboards.users import User, Users
 
-__all__ = ["Auth", "AUTH", "guard", "add_routes", "session_of", "login_link", "OPEN_PATHS"]
+__all__ = ["Auth", "AUTH", "guard", "add_routes", "session_of", "login_link", "OPEN_PATHS", "security_headers"]
 
 #: Paths served without a session (``/static/`` too: the page's own CSS and JS).
 OPEN_PATHS = frozenset({"/login", "/api/login", "/healthz", "/metrics"})
@@ -81,7 +82,10 @@ def _cookie(request: web.Request, response: web.StreamResponse, name: str, value
 def _start_session(request: web.Request, user: User, response: web.StreamResponse) -> Session:
     sessions = request.app[AUTH].sessions
     sessions.drop(request.cookies.get(SESSION_COOKIE))  # never keep a token from before the login
-    token, session = sessions.create(user)
+    try:
+        token, session = sessions.create(user)
+    except SessionLimitError:
+        raise web.HTTPServiceUnavailable(text="too many sessions: try again later") from None
     _cookie(request, response, SESSION_COOKIE, token, int(sessions.ttl_s))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return session
@@ -122,21 +126,25 @@ def _client(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-def _attempt(request: web.Request, username: str, password: str) -> tuple[User | None, float]:
-    """(user or None, retry-after seconds: > 0 when throttled). Counts every outcome."""
+async def _attempt(request: web.Request, username: str, password: str) -> tuple[User | None, float]:
+    """(user or None, retry-after seconds: > 0 when this client is throttled). An account with
+    recent failures is only slowed down: the right password from a fresh client still logs in."""
     a = request.app[AUTH]
-    keys = (f"addr:{_client(request)}", f"user:{username[:_MAX_FIELD]}")
-    wait = a.throttle.retry_after(*keys)
+    addr, account = f"addr:{_client(request)}", f"user:{username[:_MAX_FIELD]}"
+    wait = a.throttle.retry_after(addr)
     if wait > 0:
-        by = "address" if a.throttle.retry_after(keys[0]) > 0 else "username"
-        THROTTLED.inc(by=by)
+        THROTTLED.inc(by="address")
         LOGINS.inc(outcome="throttled")
         return None, wait
+    delay = a.throttle.account_delay_s(account)
+    if delay > 0:
+        THROTTLED.inc(by="account_delay")
+        await asyncio.sleep(delay)
     user = None
     if 0 < len(username) <= _MAX_FIELD and 0 < len(password) <= _MAX_FIELD:
         user = a.users.authenticate(username, password)
     if user is None:
-        a.throttle.failed(*keys)
+        a.throttle.failed(addr, account)
         LOGINS.inc(outcome="failed")
     else:
         LOGINS.inc(outcome="ok")
@@ -179,7 +187,7 @@ async def _login_form(request: web.Request) -> web.StreamResponse:
         return _form(request, 400, "Fill in the username and the password.")
     if not same_token(str(fields[CSRF_FIELD]), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
         return _form(request, 403, "The form expired: try again.")
-    user, wait = _attempt(request, str(fields["username"]), str(fields["password"]))
+    user, wait = await _attempt(request, str(fields["username"]), str(fields["password"]))
     if wait > 0:
         response = _form(request, 429, "Too many failed logins: wait a minute.")
         response.headers["Retry-After"] = str(int(wait) + 1)
@@ -206,7 +214,7 @@ async def _login_json(request: web.Request) -> web.Response:
     if not (isinstance(body, dict) and isinstance(body.get("username"), str)
             and isinstance(body.get("password"), str)):
         return web.json_response({"error": "need username and password strings"}, status=400)
-    user, wait = _attempt(request, body["username"], body["password"])
+    user, wait = await _attempt(request, body["username"], body["password"])
     if wait > 0:
         return web.json_response({"error": "too many failed logins"}, status=429,
                                  headers={"Retry-After": str(int(wait) + 1)})
@@ -240,3 +248,20 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/session", _session)
     app.router.add_post("/logout", _logout)
     app.router.add_post("/api/logout", _logout)
+
+
+#: Sent with every response (issue 15, finding 12); a handler's own values win.
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                     "Referrer-Policy": "no-referrer"}
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: nosniff, a CSP and ``Cache-Control: no-store`` (the page's own
+    static files excepted) on every response, error pages and redirects included."""
+    from finsa.dashboards.page import CONTENT_SECURITY_POLICY
+
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"

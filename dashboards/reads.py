@@ -7,7 +7,9 @@ sector aggregates an institution may see, through the store with an explicit aud
 * an **institution** analyst reads each panel as :data:`~finsa.dashboards.panels.INSTITUTION_READS`
   says: "own" panels run in the institution's tenant database, whose views hold only its rows
   (so no parameter can reach another institution's data: the SQL cannot see it); "sector"
-  panels (sector and subsector levels) run store-wide because their result is an aggregate.
+  panels (sector and subsector levels) run store-wide because their result is an aggregate,
+  k-anonymous (:mod:`finsa.storage.kanon`): subsectors with fewer than ``k`` institutions are
+  shown merged (``insurance+payment``), and a sector smaller than ``k`` shows no figures.
   A panel not listed is refused (fail closed), and so is an ``institution`` parameter naming
   another institution (403, rather than an empty answer that looks like "no alerts").
   On the map, the other institutions keep their name and place, their figures are withheld.
@@ -22,11 +24,13 @@ import threading
 import time
 from typing import Any, Callable
 
+from finsa.dashboards import threat
 from finsa.dashboards.panels import INSTITUTION_READS, INSTITUTION_SQL, Panel, placeholders
-from finsa.dashboards.users import User
+from finsa.dashboards.users import RESERVED_IDS, User
 from finsa.errors import FinsaError
 from finsa.storage.audit import AuditEntry, audited_read
 from finsa.storage.backend import QueryResult
+from finsa.storage.kanon import k_anonymity, merge_groups
 from finsa.storage.tenant import TenantView
 
 __all__ = ["PanelReads", "Forbidden", "AUDIT_USER", "WITHHELD"]
@@ -45,8 +49,10 @@ class PanelReads:
     """Runs panels for users against ``store``; tenant views are rebuilt every ``rebuild_s``
     (so tables created after start-up appear in them)."""
 
-    def __init__(self, store: Any, rebuild_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Any, rebuild_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 k: int | None = None) -> None:
         self.store, self.rebuild_s, self._clock = store, rebuild_s, clock
+        self.k = k_anonymity(k)
         self._views: dict[str, tuple[TenantView, float]] = {}
         self._lock = threading.Lock()
 
@@ -55,6 +61,8 @@ class PanelReads:
         audited = {**params, AUDIT_USER: user.username}
         if user.role != "institution":
             return self._view(user.role).panel(panel.id, panel.sql, audited)
+        if user.institution in RESERVED_IDS:  # never a store-wide read through an institution account
+            raise Forbidden(f"{user.institution!r} is not an institution")
         if params.get("institution", "") not in ("", user.institution):
             raise Forbidden("an institution's analyst reads only that institution")
         mode = INSTITUTION_READS.get(panel.id)
@@ -79,7 +87,7 @@ class PanelReads:
             cached = self._views.get(principal)
             if cached is None or self._clock() - cached[1] > self.rebuild_s:
                 try:
-                    cached = (TenantView(self.store, principal), self._clock())
+                    cached = (TenantView(self.store, principal, k=self.k), self._clock())
                 except FinsaError as exc:
                     if "unknown institution" in str(exc):
                         raise Forbidden(f"institution {principal} is not in the registry") from exc
@@ -90,7 +98,30 @@ class PanelReads:
     def _sector_aggregate(self, user: User, panel_id: str, sql: str, parameters: dict) -> QueryResult:
         """A sector-wide aggregate for an institution: store-wide, audited like TenantView does."""
         entry = AuditEntry(user.institution, "institution", "panel", panel_id, parameters, [])
-        return audited_read(self.store, entry, lambda: self.store.query(sql, parameters))
+        if panel_id == "subsector_threat":
+            return audited_read(self.store, entry, lambda: self._subsectors(parameters))
+        result = audited_read(self.store, entry, lambda: self.store.query(sql, parameters))
+        return result if self._sector_size() >= self.k else _blank(result)
+
+    def _sector_size(self) -> int:
+        return int(self.store.query("SELECT count() FROM institutions").rows[0][0])
+
+    def _subsectors(self, parameters: dict) -> QueryResult:
+        """The subsector levels over k-anonymous groups, from the per-institution levels."""
+        per = self.store.query(threat.INSTITUTION_LEVELS_SQL, {"to_ms": parameters.get("to_ms", 0)})
+        rows = [dict(zip(per.columns, r)) for r in per.rows]
+        sizes: dict[tuple, int] = {}
+        for r in rows:
+            sizes[(r["subsector"],)] = sizes.get((r["subsector"],), 0) + 1
+        groups = merge_groups(sizes, self.k)
+        merged: dict[str, list[dict]] = {}
+        for r in rows:
+            label = groups.get((r["subsector"],))
+            if label is not None:
+                merged.setdefault(label[0], []).append(r)
+        out = [_subsector_row(name, members) for name, members in merged.items()]
+        out.sort(key=lambda r: (-r[1], -r[2], r[0]))
+        return QueryResult(list(SUBSECTOR_COLUMNS), out)
 
 
 def withhold_others(result: QueryResult, own: str) -> QueryResult:
@@ -110,3 +141,21 @@ def withhold_others(result: QueryResult, own: str) -> QueryResult:
             row = tuple(None if i in blank else ("withheld" if i == src else v) for i, v in enumerate(row))
         rows.append(row)
     return QueryResult(list(cols), rows)
+
+
+#: Columns of the subsector panel (as :data:`finsa.dashboards.threat.SUBSECTOR_LEVELS_SQL` gives them).
+SUBSECTOR_COLUMNS = ("subsector", "level", "weighted_level", "elevated", "institutions", "alerts")
+
+
+def _subsector_row(name: str, members: list[dict]) -> tuple:
+    """One group's figures, as the SQL computes them for a subsector."""
+    levels = [int(m["level"]) for m in members]
+    weights = [int(m["criticality"]) for m in members]
+    weighted = 1 if sum(weights) == 0 else round(sum(lv * w for lv, w in zip(levels, weights)) / sum(weights), 2)
+    alerts = sum(int(m["alerts"] or 0) for m in members)
+    return (name, max(max(levels), 1), weighted, sum(lv >= 3 for lv in levels), len(members), alerts)
+
+
+def _blank(result: QueryResult) -> QueryResult:
+    """The same columns, every figure withheld (a sector smaller than k)."""
+    return QueryResult(list(result.columns), [tuple(None for _ in row) for row in result.rows])

@@ -50,10 +50,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from finsa.errors import FinsaError
 
-__all__ = ["ROLES", "User", "Users", "Credentials", "UsersFileError", "hash_password", "verify_password",
+__all__ = ["ROLES", "RESERVED_IDS", "check_institutions", "User", "Users", "Credentials", "UsersFileError", "hash_password", "verify_password",
            "load_users", "parse_users", "ensure_users", "one_time_users"]
 
 ROLES = ("regulator", "institution", "operator")
+#: Principal names of storage (store-wide reads): never an institution id (issue 15, finding 8).
+RESERVED_IDS = frozenset({"regulator", "operator"})
 _SCHEME = "scrypt"
 _DEFAULT_N, _R, _P, _DKLEN, _SALT_BYTES = 2**14, 8, 1, 32, 16
 _N_RANGE = (2**10, 2**20)  # costs accepted from a file (below: too weak; above: a denial of service)
@@ -120,6 +122,8 @@ class User(BaseModel):
             raise ValueError("an institution analyst needs an institution id")
         if self.role != "institution" and self.institution:
             raise ValueError(f"a {self.role} has no institution")
+        if self.institution in RESERVED_IDS:
+            raise ValueError(f"{self.institution!r} is a reserved id, not an institution id (it names a role)")
         _parse_hash(self.password_hash)
         return self
 
@@ -185,6 +189,16 @@ def parse_users(data: dict) -> Users:
     if problems:
         raise UsersFileError("invalid users file:\n  " + "\n  ".join(problems))
     return Users(users)
+
+
+def check_institutions(users: Users, registry_ids: Iterable[str]) -> None:
+    """UsersFileError listing every institution user whose institution is not in the registry."""
+    known = set(registry_ids)
+    missing = sorted({(u.username, u.institution) for u in users._by_name.values()
+                      if u.role == "institution" and u.institution not in known})
+    if missing:
+        raise UsersFileError("users of institutions not in the registry:\n  " +
+                             "\n  ".join(f"user {name!r}: institution {inst!r}" for name, inst in missing))
 
 
 def load_users(path: str | Path) -> Users:

@@ -215,6 +215,7 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: 
     if users is None:
         users, made = one_time_users()
     app = web.Application(middlewares=[_count, login.guard], client_max_size=64 * 1024)
+    app.on_response_prepare.append(login.security_headers)
     app[_STORE] = store
     app[_READS] = PanelReads(store)
     app[_CREDENTIALS] = made
@@ -240,7 +241,7 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: 
 async def start_webview(store: Any, host: str = "127.0.0.1", port: int = 8600,
                         announce: Callable[[str], None] | None = print,
                         extra_routes: Callable[[web.Application], None] | None = None,
-                        **kw: Any) -> web.AppRunner:
+                        ssl_context: Any = None, **kw: Any) -> web.AppRunner:
     """Create the app for ``store`` (``kw`` go to :func:`create_app`) and serve it on host:port.
 
     When the app made a one-time account, ``announce`` (print by default; None: stay quiet)
@@ -254,10 +255,10 @@ async def start_webview(store: Any, host: str = "127.0.0.1", port: int = 8600,
         extra_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()  # HTTPS with a context
     made = credentials(app)
     if made is not None and announce is not None:
-        base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        base = f"{'https' if ssl_context else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
         announce(f"finsa: web view login (this run only): user {made.username}, password {made.password}"
                  f" -- or open {base}{login_link(app, made.username)} once")
     return runner

@@ -8,7 +8,8 @@ knows nothing of Kafka, Faust or ClickHouse.
 Modules: ``base`` (the contract, alert rows, deterministic alert ids, per-window dedup),
 ``features`` (vectorised per-entity features, keyed state, damped statistics), ``baseline``,
 ``netsets`` and ``dnsnames`` (shared helpers), one module per detector (``portscan`` T1046,
-``synflood`` T1499.001, ``bruteforce`` T1110, ``anomaly`` with river's Half-Space Trees,
+``probescan`` T1046 (stealth, UDP, IP-protocol and slow scans), ``synflood`` T1499.001,
+``floods`` (a sub-package: ``volumetric`` T1498.001, ``reflection`` T1498.002), ``bruteforce`` T1110, ``anomaly`` with river's Half-Space Trees,
 ``dnstunnel`` with its DGA detector, ``beaconing``, ``exfiltration``, ``lateral``, ``webattack``,
 ``intel`` on indicator feeds, ``arpspoof`` on ARP bindings), ``registry`` (name -> class, the one
 place to add a detector), ``config`` / ``allowlist`` / ``reload`` (the detectors file: per-detector

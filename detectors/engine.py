@@ -2,7 +2,8 @@
 
 The engine is what the stream layer calls: ``DetectionEngine().process(flows)`` validates the
 rows (a row with an impossible time, no institution, no packet, or NaN is skipped and counted in
-``finsa_detector_rows_skipped_total{reason}``), cuts a huge batch into chunks, runs every
+``finsa_detector_rows_skipped_total{reason}`` and in the engine's own :attr:`DetectionEngine.skipped`,
+which ``finsa detect`` and ``finsa eval`` print), cuts a huge batch into chunks, runs every
 detector, counts the alerts it emits in ``finsa_detector_alerts_total{detector}`` (and a detector that raises
 in ``finsa_detector_errors_total{detector}``, the others still run), and returns the alerts as a
 :data:`finsa.wire.ALERT` batch, possibly empty. The alert batch id is derived from the flow batch
@@ -59,8 +60,10 @@ VERDICTS = REGISTRY.counter("finsa_detector_verdicts_learned_total",
 SUPPRESSED = REGISTRY.counter("finsa_detector_alerts_suppressed_total",
                               "Alerts dropped because the allowlist accepts them", ["detector"])
 
-#: Flow times outside [2000-01-01, 2100-01-01) are refused.
-MIN_TIME_MS, MAX_TIME_MS = 946_684_800_000, 4_102_444_800_000
+#: Flow times outside [1970-01-01, 2100-01-01) are refused (counted under ``bad_time``). Old
+#: captures, lab captures rebased to the epoch and devices with unset clocks give times from
+#: 1970 on: they are taken, since detectors only compare flow times with each other.
+MIN_TIME_MS, MAX_TIME_MS = 0, 4_102_444_800_000
 MAX_FLOW_DURATION_MS = 7 * 86_400_000
 MAX_PACKETS, MAX_BYTES = 10**12, 10**15
 MAX_CHUNK_ROWS = 262_144
@@ -177,6 +180,8 @@ class DetectionEngine:
         self._accepted = Allowlist()  # analysts' accepted entries (from the store), apart from the file's
         self._verdicts: collections.deque = collections.deque()  # analysts' verdicts, learned at the next batch
         self._state = _State([_Slot(d.name, d) for d in detectors])
+        #: Flow rows this engine refused, per reason (the metric counts every engine of the process).
+        self.skipped: dict[str, int] = {}
 
     @classmethod
     def from_config(cls, cfg: "Config", registry: "Registry | None" = None, seed: int = 0) -> "DetectionEngine":
@@ -267,8 +272,10 @@ class DetectionEngine:
         elif len(flows):
             FLOWS.inc(len(flows))
             clean, skipped = valid_rows(flows)
+            mine = self.__dict__.setdefault("skipped", {})  # an engine unpickled from before the field
             for reason, count in skipped.items():
                 SKIPPED.inc(count, reason=reason)
+                mine[reason] = mine.get(reason, 0) + count
             for chunk in time_slices(clean, flows.batch_id):
                 rows.extend(self._run(chunk, state))
         rows = self._count(rows, state.allowlist)

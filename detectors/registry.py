@@ -6,7 +6,7 @@ the detector contract automatically.
 
 >>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
 ['anomaly', 'arpspoof', 'beaconing', 'bruteforce', 'dga', 'dnstunnel', 'exfiltration', 'intel',
- 'lateral', 'portscan', 'synflood', 'webattack']
+ 'lateral', 'portscan', 'probescan', 'reflection', 'synflood', 'volumetric', 'webattack']
 >>> create("portscan", min_ports=30).min_ports
 30
 """
@@ -25,6 +25,9 @@ from finsa.detectors.exfiltration import ExfiltrationDetector
 from finsa.detectors.intel import IntelDetector
 from finsa.detectors.lateral import LateralMovementDetector
 from finsa.detectors.portscan import PortScanDetector
+from finsa.detectors.probescan import ProbeScanDetector
+from finsa.detectors.floods.reflection import ReflectionDetector
+from finsa.detectors.floods.volumetric import VolumetricDetector
 from finsa.detectors.synflood import SynFloodDetector
 from finsa.detectors.webattack import WebAttackDetector
 
@@ -34,7 +37,8 @@ __all__ = ["DETECTORS", "DEFAULT_NAMES", "create", "names"]
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (PortScanDetector, SynFloodDetector, BruteForceDetector, AnomalyDetector,
                               DnsTunnelDetector, DgaDetector, BeaconingDetector, ExfiltrationDetector,
-                              LateralMovementDetector, WebAttackDetector, IntelDetector, ArpSpoofDetector)
+                              LateralMovementDetector, WebAttackDetector, IntelDetector, ArpSpoofDetector,
+                              ProbeScanDetector, ReflectionDetector, VolumetricDetector)
 }
 #: The detectors an engine runs when none are given: those with a low false-positive risk out of
 #: the box. ``beaconing``, ``exfiltration`` and ``lateral`` want local tuning first (allow-listed
@@ -42,7 +46,7 @@ DETECTORS: dict[str, type[Detector]] = {
 #: silent until the stream layer feeds it indicators. Forwarded IDS alerts (Zeek notices, Suricata
 #: alerts) are mapped by the agent (:mod:`finsa.collectors.idslogs`), not by a detector.
 DEFAULT_NAMES: tuple[str, ...] = ("portscan", "synflood", "bruteforce", "anomaly", "dnstunnel", "dga",
-                                  "webattack", "intel", "arpspoof")
+                                  "webattack", "intel", "arpspoof", "probescan", "reflection", "volumetric")
 
 
 def names(record: str | None = None) -> list[str]:

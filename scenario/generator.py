@@ -2,9 +2,10 @@
 
 :func:`generate_scenario` writes into ``out_dir``:
 
-- ``institutions.toml``: the registry (:mod:`finsa.institutions` format) of five fictional
-  institutions (two banks, a securities firm, an insurer, a payment institution; nine with
-  ``attacks="sector"``);
+- ``institutions.toml``: the registry (:mod:`finsa.institutions` format) of twelve fictional
+  institutions (three banks, three securities firms, three insurers, three payment institutions:
+  at least k = 3 per subsector, so an institution's analyst sees k-anonymous sector aggregates
+  by subsector; fourteen with ``attacks="sector"``);
 - ``inventory.toml``: their public services (:func:`~finsa.scenario.world.inventory_toml`),
   which the early warner reads to warn institutions exposing what a campaign attacks;
 - ``captures/<institution>.pcap``: what each institution's tap sees (Ethernet, microsecond
@@ -29,8 +30,12 @@
 monitoring, :mod:`~finsa.scenario.routine`), drawn from its own random stream:
 ``attacks="basic"`` gives exactly the files of the three basic attacks alone.
 
+``attacks="none"`` writes the benign traffic of ``"all"`` (background, noise, routine look-alikes)
+and no attack: an empty ground truth, for soaks that count false alerts per million benign flows
+(``finsa scenario --attacks none --scale 20 --duration 600``, then ``finsa backtest``).
+
 ``attacks="sector"`` is the sector-wide campaign instead (:mod:`~finsa.scenario.campaign`):
-nine institutions (:func:`~finsa.scenario.world.sector_world`, five of them payment
+fourteen institutions (:func:`~finsa.scenario.world.sector_world`, five of them payment
 institutions), one actor scanning then brute-forcing the payment institutions one after another,
 over an hour by default (``duration_s`` 3600, benign ``scale`` 0.05 to keep it light; replay it
 at ``--speed 60``). Its ground truth adds ``campaigns``: ``[{"id", "actor", "subsector",
@@ -80,11 +85,11 @@ __all__ = ["ScenarioInfo", "ScenarioError", "generate_scenario", "load_manifest"
 DEFAULT_START_MS = int(datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
 REGISTRY = "institutions.toml"
 DETECTORS, INVENTORY = "detectors.toml", "inventory.toml"
-#: ``--attacks`` choices: every attack type (the default), the three basic attacks, or the
-#: hour-long sector-wide campaign.
-ATTACK_SETS = ("all", "basic", "sector")
+#: ``--attacks`` choices: every attack type (the default), the three basic attacks, the
+#: hour-long sector-wide campaign, or none (the benign traffic of ``all`` alone: a soak).
+ATTACK_SETS = ("all", "basic", "sector", "none")
 #: Defaults of (duration_s, scale) per attack set.
-DEFAULTS = {"all": (100.0, 1.0), "basic": (100.0, 1.0), "sector": (3600.0, 0.05)}
+DEFAULTS = {"all": (100.0, 1.0), "basic": (100.0, 1.0), "sector": (3600.0, 0.05), "none": (100.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -154,10 +159,15 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
     if attack_set == "sector":
         truth, campaign = sector_campaign(g, world)
         campaigns.append(campaign)
+    elif attack_set == "none":
+        truth = []
     else:
         truth = basic_attacks(g, world)
     background_noise(g, world, scale)
     lan_frames: dict[str, list[tuple[int, bytes]]] = {}
+    if attack_set == "none":  # the benign side of "all" (routine look-alikes included), no attack
+        routine_traffic(Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts),
+                        world, scale)
     if attack_set == "all":
         more = Gen(np.random.default_rng([seed, 2]), g.table, start_ms, float(duration_s), g.parts)
         routine_traffic(more, world, scale)
@@ -179,7 +189,7 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
     (out / "captures").mkdir(parents=True, exist_ok=True)
     (out / REGISTRY).write_text(registry_toml(world), encoding="utf-8")
     (out / INVENTORY).write_text(inventory_toml(world), encoding="utf-8")
-    (out / DETECTORS).write_text(detectors_toml(world, long_run=attack_set == "sector"), encoding="utf-8")
+    (out / DETECTORS).write_text(detectors_toml(world), encoding="utf-8")
     captures = _write_captures(out, world, packets, g.table, lan_frames, (start_ms * 1_000_000, end_ms * 1_000_000))
     manifest = {"seed": int(seed), "start_ms": start_ms, "duration_s": _number(duration_s), "scale": _number(scale),
                 "attacks": attack_set, "registry": REGISTRY, "inventory": INVENTORY, "detectors": DETECTORS, "ground_truth": GROUND_TRUTH, "captures": captures}
@@ -191,18 +201,19 @@ def generate_scenario(out_dir: str | Path, seed: int = 7, duration_s: float | No
     return ScenarioInfo(out, manifest, ground_truth)
 
 
-def detectors_toml(world: World, long_run: bool = False) -> str:
+def detectors_toml(world: World) -> str:
     """The operator tuning of the scenario's sector (:mod:`finsa.detectors.config` format).
 
     The detectors that need local knowledge get it: the sector's own networks (so internal
     backups are not exfiltration and internal monitoring is not beaconing), and thresholds for a
-    run compressed into minutes (a beacon every ~10 s, 15 MB uploads). A ``long_run`` (the
-    hour-long sector campaign) also accepts the institutions' resolvers forwarding to the upstream
-    resolver, which over an hour is as regular as a beacon.
+    run compressed into minutes (a beacon every ~10 s, 15 MB uploads). The institutions'
+    resolvers forwarding to the sector's upstream resolver are accepted: over an hour (the sector
+    campaign), or at a small institution with few clients (the default world has
+    three institutions per subsector), that forwarding is as regular as a beacon.
     """
     every = ", ".join(f'"{n}"' for inst in world.institutions for n in inst.networks)
     internal = ", ".join(f'"{inst.internal_net}"' for inst in world.institutions)
-    upstream = [f'allow_destinations = ["{ip_str(world.upstream_resolver)}/32"]'] if long_run else []
+    upstream = [f'allow_destinations = ["{ip_str(world.upstream_resolver)}/32"]']
     return "\n".join([
         "# Detector tuning for a generated finsa scenario (finsa backtest/detect --scenario use it).", "",
         "[detectors.beaconing]", "enabled = true", "min_beacons = 5", "min_interval_ms = 5000",

@@ -1,7 +1,7 @@
 """``finsa scenario``: write a labeled multi-institution traffic scenario into a folder.
 
     finsa scenario --out data/scenario [--seed 7] [--duration 100] [--start 2026-03-02T09:00:00Z] [--scale 1]
-                   [--attacks all|basic|sector]
+                   [--attacks all|basic|sector|none]
 
 ``--attacks sector`` writes the hour-long sector-wide campaign (default duration 3600 s, scale
 0.05): replay it with ``finsa run --scenario DIR --speed 60``, score it with ``finsa backtest DIR``.
@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multiplier of the benign traffic volume (default 1; 0.05 with --attacks sector)")
     parser.add_argument("--attacks", choices=ATTACK_SETS, default="all",
                         help="every attack type (default), only port scan, SYN flood and SSH brute force (basic), "
-                             "or one actor's campaign through the payment institutions (sector)")
+                             "one actor's campaign through the payment institutions (sector), "
+                             "or no attack at all: benign traffic only, for a soak (none)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ Host names are real-looking; their addresses are not the real ones.
 
 >>> world = default_world()
 >>> [i.id for i in world.institutions]
-['bank-a', 'bank-b', 'sec-a', 'ins-a', 'pay-a']
+['bank-a', 'bank-b', 'sec-a', 'ins-a', 'pay-a', 'bank-c', 'sec-b', 'sec-c', 'ins-b', 'ins-c', 'pay-b', 'pay-c']
 >>> ip_str(world.institutions[0].web), world.institutions[0].networks
 ('192.0.2.10', ['10.1.0.0/16', '192.0.2.0/27'])
 """
@@ -95,6 +95,20 @@ class World:
         return next(i for i in self.institutions if i.id == inst_id)
 
 
+#: Three institutions in every subsector of the default world, so that an institution's analyst
+#: sees the sector aggregates by subsector (k-anonymity, k = 3: see finsa.storage.kanon). (Much
+#: smaller sizes, 0.25, made a lone resolver's forwarding look like beaconing: a false alert.)
+_K_ANONYMOUS = [
+    ("bank-c", "Weserland Cooperative Bank", "bank", "north", 3, "Bremen", 53.0793, 8.8017, "weserlandbank.example", "192.0.2.96/27", 0.5),
+    ("sec-b", "Rhine Valley Brokers", "securities", "west", 2, "Bonn", 50.7374, 7.0982, "rhinebrokers.example", "192.0.2.128/27", 0.4),
+    ("sec-c", "Elbe Asset Partners", "securities", "east", 2, "Dresden", 51.0504, 13.7373, "elbeasset.example", "192.0.2.160/27", 0.4),
+    ("ins-b", "Lakeland Mutual Insurance", "insurance", "south", 3, "Augsburg", 48.3705, 10.8978, "lakelandmutual.example", "192.0.2.192/27", 0.5),
+    ("ins-c", "Hanse Life Assurance", "insurance", "north", 2, "Kiel", 54.3233, 10.1228, "hanselife.example", "192.0.2.224/27", 0.4),
+    ("pay-b", "Lakeside Pay", "payment", "east", 3, "Leipzig", 51.3397, 12.3731, "lakesidepay.example", "198.51.100.64/27", 0.7),
+    ("pay-c", "Quayside Transfers", "payment", "west", 3, "Dusseldorf", 51.2277, 6.7735, "quaysidetransfers.example", "198.51.100.96/27", 0.8),
+]
+
+
 def default_world() -> World:
     spec = [
         ("bank-a", "Northgate Bank", "bank", "west", 5, "Frankfurt", 50.1109, 8.6821, "northgatebank.example", "192.0.2.0/27", 1.4),
@@ -102,6 +116,7 @@ def default_world() -> World:
         ("sec-a", "Harbor Securities", "securities", "north", 3, "Hamburg", 53.5511, 9.9937, "harborsec.example", "192.0.2.64/27", 0.7),
         ("ins-a", "Riverside Insurance", "insurance", "west", 3, "Cologne", 50.9375, 6.9603, "riverside-ins.example", "198.51.100.0/27", 0.8),
         ("pay-a", "Meridian Payments", "payment", "east", 4, "Berlin", 52.5200, 13.4050, "meridianpay.example", "198.51.100.32/27", 1.1),
+        *_K_ANONYMOUS,
     ]
     return World(tuple(InstitutionSpec(*row[:9], index=k + 1, public_net=row[9], size=row[10])
                        for k, row in enumerate(spec)))
@@ -109,15 +124,13 @@ def default_world() -> World:
 
 #: The extra payment institutions of :func:`sector_world` (same columns as :func:`default_world`).
 _MORE_PAYMENT = [
-    ("pay-b", "Lakeside Pay", "payment", "east", 3, "Leipzig", 51.3397, 12.3731, "lakesidepay.example", "198.51.100.64/27", 0.7),
-    ("pay-c", "Quayside Transfers", "payment", "west", 3, "Dusseldorf", 51.2277, 6.7735, "quaysidetransfers.example", "198.51.100.96/27", 0.8),
     ("pay-d", "Summit Card Services", "payment", "south", 4, "Stuttgart", 48.7758, 9.1829, "summitcard.example", "198.51.100.128/27", 0.9),
     ("pay-e", "Beacon Remit", "payment", "north", 2, "Hanover", 52.3759, 9.7320, "beaconremit.example", "198.51.100.160/27", 0.6),
 ]
 
 
 def sector_world() -> World:
-    """:func:`default_world` plus four more payment institutions (five in the subsector), for the
+    """:func:`default_world` plus two more payment institutions (five in the subsector), for the
     sector-wide campaign (``attacks="sector"``).
 
     >>> [i.id for i in sector_world().institutions if i.subsector == "payment"]

@@ -78,6 +78,7 @@ class Campaign:
     subsectors: dict[str, int] = field(default_factory=dict)  # subsector -> first hit
     institution_subsector: dict[str, str] = field(default_factory=dict)
     techniques: dict[str, int] = field(default_factory=dict)
+    detectors: dict[str, int] = field(default_factory=dict)  # detector -> alerts (indicator provenance)
     alert_count: int = 0
     max_severity: int = 0
     severe_hits: dict[str, int] = field(default_factory=dict)  # institution -> first severity>=4 hit
@@ -109,6 +110,9 @@ class Campaign:
         self.institution_subsector[inst] = sub
         tech = str(alert.get("technique", ""))
         self.techniques[tech] = self.techniques.get(tech, 0) + 1
+        det = str(alert.get("detector") or "")
+        if det and (det in self.detectors or len(self.detectors) < MAX_VALUES):
+            self.detectors[det] = self.detectors.get(det, 0) + 1
         self.alert_count += 1
         self.max_severity = max(self.max_severity, sev)
         if sev >= 4:
@@ -143,6 +147,8 @@ class Campaign:
         self.institution_subsector.update(other.institution_subsector)
         for technique, count in other.techniques.items():
             self.techniques[technique] = self.techniques.get(technique, 0) + count
+        for detector, count in other.detectors.items():
+            self.detectors[detector] = self.detectors.get(detector, 0) + count
         for step, spread in other.spread.items():
             self.spread[step] = self.spread.get(step, 0) + spread
         for address, confidence in other.addresses.items():

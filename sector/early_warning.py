@@ -17,6 +17,9 @@ Three kinds, each an :class:`EarlyWarning` with a deterministic id:
   before it is kept as a *precursor pattern*; another institution whose vector comes within
   ``threshold`` cosine similarity of a pattern is warned that it looks like the lead-up to that
   incident.
+
+A warning goes to one institution and says how many others were hit, never which (issue 15): no
+institution id but the warned one appears in its text or evidence.
 """
 
 from __future__ import annotations
@@ -103,9 +106,9 @@ class SpreadWarner:
             hit = c.hit_in(sub)
             if len(hit) >= self.k:
                 for inst in self.members.get(sub, []):
-                    targets.setdefault(inst, (f"{len(hit)} {sub} institutions hit ({', '.join(hit)})", ""))
+                    targets.setdefault(inst, (f"{len(hit)} {sub} institutions hit", ""))
         if len(c.institutions) >= self.k and c.target_kinds:
-            hit_text = f"{len(c.institutions)} institutions hit ({', '.join(c.institution_order())})"
+            hit_text = f"{len(c.institutions)} institutions hit"
             for inst in self.assets.institutions_exposing(c.target_kinds):
                 exposed = sorted(c.target_kinds & self.assets.exposed_kinds(inst))
                 targets.setdefault(inst, (hit_text, f"; it attacks {'/'.join(exposed)} services, which you expose"))
@@ -119,7 +122,9 @@ class SpreadWarner:
             hit_text, concern = targets[inst]
             why = (f"campaign {c.campaign_id}: {hit_text} in {minutes:.0f} min{concern}; "
                    f"techniques {', '.join(sorted(c.techniques))}; not seen at {inst} yet")
-            evidence = {"campaign_id": c.campaign_id, "hits": [[i, c.institutions[i]] for i in c.institution_order()],
+            # how many were hit and when, never which: the warned institution must not learn who else
+            evidence = {"campaign_id": c.campaign_id, "institutions_hit": len(c.institutions),
+                        "first_hit_ms": min(c.institutions.values()), "latest_hit_ms": max(c.institutions.values()),
                         "techniques": dict(sorted(c.techniques.items())), "alert_count": c.alert_count,
                         "max_severity": c.max_severity}
             out.append(EarlyWarning(warning_id("campaign_spread", inst, c.campaign_id), c.last_seen_ms, inst,
@@ -219,9 +224,9 @@ class DriftWatch:
                 if sim < self.threshold:
                     continue
                 self.warned.add((pid, inst))
-                why = (f"alert mix at {inst} is {sim:.2f} similar to what preceded the {pat.technique} "
-                       f"incident at {pat.institution}")
-                evidence = {"pattern": pid, "incident_institution": pat.institution, "incident_ms": pat.time_ms,
+                why = (f"alert mix at {inst} is {sim:.2f} similar to what preceded a {pat.technique} "
+                       f"incident at another institution")
+                evidence = {"pattern": pid, "incident_ms": pat.time_ms,  # never which institution
                             "incident_technique": pat.technique, "similarity": round(sim, 4),
                             "pattern_vector": {k: round(v, 3) for k, v in sorted(pat.vector.items())},
                             "current_vector": {k: round(v, 3) for k, v in sorted(vec.items())}}

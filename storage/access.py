@@ -16,7 +16,10 @@ never shown to institutions. The regulator and the operator see everything.
 
 The map is enforced on a ClickHouse server by roles, GRANTs and ROW POLICYs
 (:func:`tenant_sql`, ``finsa storage tenants``) and in process by per-tenant views
-(:mod:`finsa.storage.tenant`), both derived from it.
+(:mod:`finsa.storage.tenant`), both derived from it. The sector aggregates with k-anonymous
+views (:data:`K_VIEWS`) are never granted raw: on a server an institution reads them from
+``<db>_shared``, views that run as a definer without login and show final numbers over groups
+of at least k institutions (:mod:`finsa.storage.kanon`).
 
 >>> row_filter(ACCESS_BY_TABLE["flows"], "bank-a", "bank", "north")
 "institution_id = 'bank-a'"
@@ -29,9 +32,14 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from finsa.storage.kanon import geo_view_sql, k_anonymity, subsector_view_sql
 from finsa.storage.schema import INSTITUTION_COLUMNS, _quote
 from finsa.storage.sector_schema import sector_columns
 
+#: Shared tables an institution reads only through a k-anonymous view.
+K_VIEWS = ("alerts_subsector_1h", "alerts_geo_1h")
+#: The definer of the k-anonymous views on a server (no password, no host: nobody logs in as it).
+K_DEFINER = "finsa_kviews"
 REGULATOR_ROLE = "finsa_regulator"
 OPERATOR_ROLE = "finsa_operator"
 
@@ -105,7 +113,7 @@ class TenantSQL:
 
 
 def tenant_sql(institutions: Iterable[Any], database: str = "finsa",
-               columns: dict[str, list[str]] | None = None) -> TenantSQL:
+               columns: dict[str, list[str]] | None = None, k: int | None = None) -> TenantSQL:
     """Roles, users, GRANTs and ROW POLICYs for a ClickHouse server.
 
     ``institutions`` have ``id``, ``subsector`` and ``region`` (registry entries). ``columns``
@@ -121,11 +129,16 @@ def tenant_sql(institutions: Iterable[Any], database: str = "finsa",
            f"GRANT SELECT ON {db}.* TO {REGULATOR_ROLE}", f"GRANT ALL ON {db}.* TO {OPERATOR_ROLE}"]
     passwords = {}
     insts = list(institutions)
+    out += k_view_sql(insts, database, k_anonymity(k))
+    shared = _name(f"{database}_shared")
     for inst in insts:
         role = _name(institution_role(inst.id))
         out.append(f"CREATE ROLE IF NOT EXISTS {role}")
         for access in ACCESS:
-            out.extend(_grants(access, db, role, columns))
+            if access.table in K_VIEWS:
+                out.append(f"GRANT SELECT ON {shared}.{_name(access.table)} TO {role}")
+            else:
+                out.extend(_grants(access, db, role, columns))
     for access in ACCESS:
         if access.scope != "own":
             continue
@@ -144,6 +157,21 @@ def tenant_sql(institutions: Iterable[Any], database: str = "finsa",
         out.append(f"GRANT {_name(role)} TO {_name(user)}")
         out.append(f"ALTER USER {_name(user)} DEFAULT ROLE {_name(role)} SETTINGS readonly = 2")
     return TenantSQL(out, passwords)
+
+
+def k_view_sql(institutions: list[Any], database: str, k: int) -> list[str]:
+    """The ``<db>_shared`` database of k-anonymous views, run as :data:`K_DEFINER` (re-run after
+    a registry change: the groups follow the registry)."""
+    db, shared, definer = _name(database), _name(f"{database}_shared"), _name(K_DEFINER)
+    pairs = [(i.subsector, i.region) for i in institutions]
+    views = {"alerts_subsector_1h": subsector_view_sql(db, pairs, k), "alerts_geo_1h": geo_view_sql(db, k)}
+    out = [f"CREATE USER IF NOT EXISTS {definer} IDENTIFIED WITH no_password HOST NONE",
+           *(f"GRANT SELECT ON {db}.{_name(t)} TO {definer}" for t in K_VIEWS),
+           f"CREATE DATABASE IF NOT EXISTS {shared}"]
+    for table, select in views.items():
+        out.append(f"CREATE OR REPLACE VIEW {shared}.{_name(table)} DEFINER = {definer} SQL SECURITY DEFINER "
+                   f"AS {select}")
+    return out
 
 
 def _grants(access: TableAccess, db: str, role: str, columns: dict[str, list[str]] | None) -> list[str]:

@@ -8,6 +8,8 @@ For an institution the view builds, in process, a database ``<store db>_tenant_<
 one view per table of :data:`~finsa.storage.access.ACCESS`, named like the table and filtered
 by the access map (``flows AS SELECT ... FROM finsa.flows WHERE institution_id = 'bank-a'``;
 ReplacingMergeTree tables are read FINAL inside the view, since FINAL on a view is ignored).
+The sector aggregates (``alerts_subsector_1h``, ``alerts_geo_1h``) are k-anonymous views
+(:mod:`finsa.storage.kanon`): final numbers over groups of at least ``k`` institutions.
 The institution's SQL must pass :mod:`finsa.storage.sqlguard` (one SELECT, unqualified tables or
 subqueries only, no table functions, no other database's names, no file or dictionary
 functions, no readonly override) and then runs with that database current and ``readonly = 2``.
@@ -36,6 +38,7 @@ from finsa.errors import StorageError
 from finsa.storage.access import ACCESS, row_filter
 from finsa.storage.audit import AuditEntry, audited_read, institutions_named
 from finsa.storage.backend import QueryResult, Store
+from finsa.storage.kanon import geo_view_sql, k_anonymity, subsector_view_sql
 from finsa.storage.sqlguard import QueryRefused, ast_check, lexical_check, tokens
 
 OPERATOR = "operator"
@@ -60,7 +63,8 @@ def tenant_database(store: Store, institution: str) -> str:
 class TenantView:
     """Audited, tenant-scoped reads of ``store`` for ``principal`` (see the module docstring)."""
 
-    def __init__(self, store: Store, principal: str) -> None:
+    def __init__(self, store: Store, principal: str, k: int | None = None) -> None:
+        self.k = k_anonymity(k)
         if principal not in (OPERATOR, REGULATOR) and not _INSTITUTION.match(principal):
             raise StorageError(f"not a principal: {principal!r} (operator, regulator or an institution id)")
         self.store, self.principal, self.role = store, principal, role_of(principal)
@@ -122,11 +126,24 @@ class TenantView:
                 shown = [c for c in columns.get(access.table, []) if c not in access.hidden]
                 if not shown:
                     continue  # table not created yet (store not migrated)
+                k_view = self._k_anonymous(access.table)
+                if k_view:
+                    self.store.command(f"CREATE VIEW {db}.`{access.table}` AS {k_view}")
+                    continue
                 where = row_filter(access, self.principal, subsector, region)
                 self.store.command(
                     f"CREATE VIEW {db}.`{access.table}` AS SELECT {', '.join(f'`{c}`' for c in shown)} "
                     f"FROM {self.store.database}.`{access.table}`{' FINAL' if access.final else ''}"
                     f"{' WHERE ' + where if where else ''}")
+
+    def _k_anonymous(self, table: str) -> str:
+        """The k-anonymous SELECT of a sector aggregate table ('' for other tables)."""
+        if table == "alerts_subsector_1h":
+            pairs = [(row[1], row[2]) for row in self._institutions.values()]
+            return subsector_view_sql(self.store.database, pairs, self.k)
+        if table == "alerts_geo_1h":
+            return geo_view_sql(self.store.database, self.k)
+        return ""
 
     def _columns(self) -> dict[str, list[str]]:
         rows = self.store.query("SELECT table, name FROM system.columns WHERE database = currentDatabase() "

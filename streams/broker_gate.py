@@ -6,7 +6,10 @@ does both (see docs/security.md). It listens where clients connect, terminates T
 ``ssl``, answers the Kafka SASL handshake itself with :class:`~finsa.streams.scram.ScramServer`,
 and only then relays the connection to the broker on a loopback port. Before login it relays
 only ``ApiVersions``; anything else closes the connection. After login each request's API key is
-checked against the user's role (an ``agent`` may produce, not fetch) and relayed unchanged.
+checked against the user's role (an ``agent`` may produce, not fetch, and create no topic), the
+topics an agent's Produce and Metadata requests name against the data topics
+(:mod:`~finsa.streams.gate_acl`: never the worker's internal or changelog topics), and relayed
+unchanged.
 
 The broker must advertise the gate's address (``--advertised-listener-url``) so that clients come
 back through it; :class:`~finsa.streams.broker.EmbeddedBroker` does this when given a gate.
@@ -27,18 +30,21 @@ from typing import Mapping
 
 from finsa.errors import BrokerError
 from finsa.metrics import REGISTRY
+from finsa.streams.gate_acl import AGENT_TOPICS, TopicPolicy
 from finsa.streams.scram import MECHANISMS, ScramError, ScramServer, ScramStore
 
-__all__ = ["AGENT_API_KEYS", "BrokerGate", "ROLES", "server_ssl_context"]
+__all__ = ["AGENT_API_KEYS", "BrokerGate", "ROLES", "TOPIC_POLICIES", "server_ssl_context"]
 
 LOGINS = REGISTRY.counter("finsa_broker_gate_logins_total", "SASL logins at the broker gate, by outcome", ["outcome"])
 REFUSED = REGISTRY.counter("finsa_broker_gate_refused_total", "Connections the gate closed, by reason", ["reason"])
 
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
 SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE = 58, 33, 34
-#: What an institution's agent needs: Produce, Metadata, ApiVersions, CreateTopics, InitProducerId,
-#: and client telemetry (GetTelemetrySubscriptions, PushTelemetry).
-AGENT_API_KEYS = frozenset({0, 3, 18, 19, 22, 71, 72})
+#: What an institution's agent needs: Produce, Metadata, ApiVersions, InitProducerId, and client
+#: telemetry (GetTelemetrySubscriptions, PushTelemetry). No CreateTopics: the sector creates topics.
+AGENT_API_KEYS = frozenset({0, 3, 18, 22, 71, 72})
+#: role -> the topics its Produce and Metadata requests may name (a role not listed: any topic).
+TOPIC_POLICIES: Mapping[str, TopicPolicy] = {"agent": TopicPolicy(AGENT_TOPICS)}
 #: role -> allowed API keys (None: every API).
 ROLES: Mapping[str, frozenset[int] | None] = {"agent": AGENT_API_KEYS, "service": None}
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -145,12 +151,14 @@ class BrokerGate:
 
     def __init__(self, store: ScramStore, upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0,
                  ssl_context: ssl.SSLContext | None = None, mechanisms: tuple[str, ...] = tuple(MECHANISMS),
-                 roles: Mapping[str, frozenset[int] | None] = ROLES) -> None:
+                 roles: Mapping[str, frozenset[int] | None] = ROLES,
+                 topic_policies: Mapping[str, TopicPolicy] = TOPIC_POLICIES) -> None:
         unknown = [m for m in mechanisms if m not in MECHANISMS]
         if unknown:
             raise BrokerError(f"the gate supports {sorted(MECHANISMS)}, not {unknown}")
         self.store, self.upstream, self.host, self.port = store, upstream, host, port
         self.ssl_context, self.mechanisms, self.roles = ssl_context, list(mechanisms), dict(roles)
+        self.topic_policies = dict(topic_policies)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -214,7 +222,8 @@ class BrokerGate:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
             user = await self._login(reader, writer, up_reader, up_writer)
             role = self.store.roles.get(user, "")
-            await self._relay(reader, writer, up_reader, up_writer, self.roles.get(role, frozenset()))
+            await self._relay(reader, writer, up_reader, up_writer, self.roles.get(role, frozenset()),
+                              self.topic_policies.get(role))
         except _Refused as refused:
             REFUSED.inc(reason=refused.reason)
             if refused.reply:
@@ -282,14 +291,17 @@ class BrokerGate:
             LOGINS.inc(outcome="ok")
         return (answer if raw else _authenticate_reply(corr, version, 0, None, answer)), scram.user
 
-    async def _relay(self, reader, writer, up_reader, up_writer, allowed: frozenset[int] | None) -> None:
-        """Requests go up whole (each API key checked), responses come back as bytes."""
+    async def _relay(self, reader, writer, up_reader, up_writer, allowed: frozenset[int] | None,
+                     topics: TopicPolicy | None = None) -> None:
+        """Requests go up whole (each API key, and the topics named, checked), responses come back as bytes."""
         back = asyncio.ensure_future(self._pipe(up_reader, writer))
         try:
             while not back.done():
                 frame = await _read_frame(reader)
                 if allowed is not None and struct.unpack_from(">h", frame)[0] not in allowed:
                     raise _Refused("api_not_allowed")
+                if topics is not None and not topics.allows(frame):
+                    raise _Refused("topic_not_allowed")
                 _write_frame(up_writer, frame)
                 await up_writer.drain()
         finally:

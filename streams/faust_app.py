@@ -19,6 +19,7 @@ from typing import Any
 import faust
 
 from finsa import wire
+from finsa.batchauth import SERVICE_SIGNER, sign_headers
 from finsa.metrics import REGISTRY
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.sector_stage import SectorStage
@@ -71,7 +72,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         await grouper.flush()
 
     if sector is not None:
-        _sector_agents(app, sector, alerts_topic, raw)
+        _sector_agents(app, sector, alerts_topic, dlq_topic, raw)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
     return app
 
@@ -108,20 +109,30 @@ class _Grouper:
                 await self._dead_letter(group[index], reason, detail)
             if outcome.alerts is not None:
                 key = str(outcome.alerts.columns["institution_id"][0]).encode()
-                await self.alerts_topic.send(key=key, value=wire.encode_batch(outcome.alerts))
+                payload = wire.encode_batch(outcome.alerts)
+                await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
             for event in group:
                 event.ack()
 
+    def _signed(self, payload: bytes) -> list | None:
+        """This worker's alerts are signed with the sector's key when it verifies signatures."""
+        key = self.processor.verifier.service_key if self.processor.verifier is not None else None
+        return sign_headers(payload, SERVICE_SIGNER, key) if key else None
+
     async def _dead_letter(self, event, reason: str, detail: str) -> None:
-        DEAD_LETTERS.inc(reason=reason)
-        msg = event.message
-        headers = {"reason": reason.encode(), "detail": detail[:500].encode(), "topic": str(msg.topic).encode(),
-                   "partition": str(msg.partition).encode(), "offset": str(msg.offset).encode()}
-        value = event.value if isinstance(event.value, (bytes, bytearray)) else b""
-        await self.dlq_topic.send(key=event.key, value=value, headers=headers)
+        await dead_letter(self.dlq_topic, event, reason, detail)
 
 
-def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict) -> None:
+async def dead_letter(dlq_topic, event, reason: str, detail: str) -> None:
+    """Send ``event`` to the dead-letter topic with its reason and origin in the headers."""
+    DEAD_LETTERS.inc(reason=reason)
+    msg = event.message
+    headers = {"reason": reason.encode(), "detail": detail[:500].encode(), "topic": str(msg.topic).encode(),
+               "partition": str(msg.partition).encode(), "offset": str(msg.offset).encode()}
+    await dlq_topic.send(key=event.key, value=_bytes(event), headers=headers)
+
+
+def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic, raw: dict) -> None:
     """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
 
     Its state is checkpointed after every alert message into a table with a changelog topic, so
@@ -149,18 +160,24 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, raw: dict)
                 restored["done"] = True
                 if state.get("picture"):
                     sector.restore(state["picture"])
-            if isinstance(event.value, (bytes, bytearray)):
-                sector.observe_alerts(event.value)
+            refused = sector.observe_alerts(_bytes(event), event.message.headers)
+            if refused:
+                await dead_letter(dlq_topic, event, refused, "alert batch refused by the sector stage")
             await tick()
             state["picture"] = sector.checkpoint()
 
     @app.agent(heartbeats, name="sector-heartbeats")
     async def sector_heartbeats(stream):  # faust stream
         async for event in stream.events():
-            if isinstance(event.value, (bytes, bytearray)):
-                sector.observe_heartbeats(event.value)
+            refused = sector.observe_heartbeats(_bytes(event), event.message.headers)
+            if refused:
+                await dead_letter(dlq_topic, event, refused, "heartbeat batch refused by the sector stage")
 
     @app.timer(5.0)
     async def sector_tick() -> None:  # levels move on (and fall back) while no alert arrives
         if restored["done"]:
             await tick()
+
+
+def _bytes(event) -> bytes:
+    return bytes(event.value) if isinstance(event.value, (bytes, bytearray)) else b""

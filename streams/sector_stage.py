@@ -2,38 +2,53 @@
 
 :class:`SectorStage` wraps a :class:`~finsa.sector.picture.SectorPicture` with what a worker needs:
 decoding messages, turning updates into wire batches, writing them to storage (idempotent: batch
-ids are a hash of the rows), and a compact checkpoint (the picture pickled, base64 text) that the
-Faust agent keeps in a table with a changelog, so a restarted worker resumes where it stopped.
+ids are a hash of the rows), and a checkpoint (the picture's learned state as versioned JSON,
+:mod:`~finsa.sector.state_codec`) that the Faust agent keeps in a table with a changelog, so a
+restarted worker resumes where it stopped. The changelog is a topic, so the checkpoint is data:
+never a pickle; one that does not decode is counted and the worker starts from a fresh picture.
 Campaigns need every institution's alerts, so the alerts topic has one partition and one
 consumer holds the sector picture.
 """
 
 from __future__ import annotations
 
-import base64
-import pickle
+import logging
 import threading
 import time
 from typing import Callable, Sequence
 
 from finsa import wire
+from finsa.batchauth import BatchAuthError, BatchVerifier, ReplayGuard
 from finsa.metrics import REGISTRY
 from finsa.institutions import Registry
 from finsa.sector.picture import SectorPicture
 from finsa.sector.rows import update_batches
+from finsa.sector.state_codec import StateFormatError, decode_picture, encode_picture
 from finsa.storage.backend import BatchStore
+
+LOG = logging.getLogger(__name__)
 
 UPDATES = REGISTRY.counter("finsa_sector_records_total", "Sector records produced, by kind", ["kind"])
 STORE_ERRORS = REGISTRY.counter("finsa_sector_store_errors_total", "Sector records storage refused", ["kind", "error"])
-SECTOR_DEAD = REGISTRY.counter("finsa_sector_messages_skipped_total", "Alert or heartbeat messages that did not decode", ["reason"])
+RESTORES = REGISTRY.counter("finsa_sector_restores_total", "Sector checkpoints restored, by outcome", ["outcome"])
+SECTOR_DEAD = REGISTRY.counter("finsa_sector_messages_skipped_total",
+                               "Alert or heartbeat messages refused (undecodable, unsigned, forged, replayed)", ["reason"])
 
 
 class SectorStage:
-    """Feeds a SectorPicture and writes what it concludes."""
+    """Feeds a SectorPicture and writes what it concludes.
+
+    With a ``verifier``, an alert or heartbeat message must be signed by the institution of its
+    rows (or by the sector's own workers, :data:`~finsa.batchauth.SERVICE_SIGNER`) and not be a
+    batch seen before; ``observe_*`` return the reason of a refusal (None when taken) so the
+    worker can dead-letter it. Without one, everything is taken (the worker says so at start).
+    """
 
     def __init__(self, picture: SectorPicture, store: BatchStore | None = None,
-                 blocklist_sinks: Sequence[Callable[[list], None]] = ()) -> None:
-        self.picture, self.store = picture, store
+                 blocklist_sinks: Sequence[Callable[[list], None]] = (),
+                 verifier: BatchVerifier | None = None) -> None:
+        self.picture, self.store, self.verifier = picture, store, verifier
+        self._replays = ReplayGuard()
         self.blocklist_sinks = list(blocklist_sinks)
         #: Called with (record name, batch) for every alert batch seen and every update produced
         #: (warning, emergency, campaign, level): the notifier listens here (wired by the app layer).
@@ -42,20 +57,26 @@ class SectorStage:
         self.alerts_seen = 0
         self._lock = threading.RLock()  # the agent, the timer and the flow processor share the picture
 
-    @staticmethod
-    def _decode(payload: bytes, rtype: wire.RecordType) -> wire.RecordBatch | None:
+    def _accept(self, payload: bytes, rtype: wire.RecordType, headers) -> wire.RecordBatch | str:
+        """The batch, or the reason it is refused (counted)."""
         try:
-            return wire.decode_batch(payload, expect=rtype)
-        except wire.WireFormatError as exc:
+            batch = wire.decode_batch(payload, expect=rtype)
+            if self.verifier is not None:
+                self.verifier.check_batch(payload, headers, batch.columns["institution_id"])
+                with self._lock:
+                    self._replays.check(batch.batch_id)
+            return batch
+        except (wire.WireFormatError, BatchAuthError) as exc:
             SECTOR_DEAD.inc(reason=exc.reason)
-            return None
+            return exc.reason
 
-    def observe_alerts(self, payload: bytes) -> None:
+    def observe_alerts(self, payload: bytes, headers=None) -> str | None:
         """Feed an alert batch to the picture, and store it: alerts agents forward from Zeek or
-        Suricata reach storage here (a worker's own alert batches are skipped as repeats)."""
-        batch = self._decode(payload, wire.ALERT)
-        if batch is None:
-            return
+        Suricata reach storage here (a worker's own alert batches are skipped as repeats).
+        Returns why the batch was refused, or None."""
+        batch = self._accept(payload, wire.ALERT, headers)
+        if isinstance(batch, str):
+            return batch
         if self.store is not None:
             try:
                 self.store.insert(batch)
@@ -65,15 +86,18 @@ class SectorStage:
             self.alerts_seen += len(batch)
             self.picture.observe_alerts(batch)
         self._to_sinks("alert", batch)
+        return None
 
-    def observe_heartbeats(self, payload: bytes, arrival_ms: int | None = None) -> None:
-        batch = self._decode(payload, wire.HEARTBEAT)
-        if batch is None:
-            return
+    def observe_heartbeats(self, payload: bytes, headers=None, arrival_ms: int | None = None) -> str | None:
+        """Feed a heartbeat batch; returns why it was refused, or None."""
+        batch = self._accept(payload, wire.HEARTBEAT, headers)
+        if isinstance(batch, str):
+            return batch
         with self._lock:
             self.picture.observe_heartbeats(batch, arrival_ms=arrival_ms or int(time.time() * 1000))
         if self.store is not None:
             self.store.insert(batch)
+        return None
 
     def observe_flows(self, flows: wire.RecordBatch) -> None:
         with self._lock:
@@ -112,17 +136,29 @@ class SectorStage:
             return self.picture.blocklist()
 
     def checkpoint(self) -> str:
+        """The picture's learned state as JSON text (see :mod:`finsa.sector.state_codec`)."""
         with self._lock:
-            return base64.b64encode(pickle.dumps(self.picture, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+            return encode_picture(self.picture)
 
-    def restore(self, text: str) -> None:
+    def restore(self, text: str) -> bool:
         """Continue from a checkpoint, with the registry and inventory this stage was started with
-        (a file edited while the worker was down wins over the checkpoint's copy)."""
+        (a file edited while the worker was down wins over the checkpoint's copy).
+
+        A checkpoint that is not a valid sector state (an old pickle, a planted record) is
+        refused, counted and logged: the stage keeps its current picture. True when restored.
+        """
         with self._lock:
-            restored: SectorPicture = pickle.loads(base64.b64decode(text))
+            try:
+                restored = decode_picture(text, self.picture)
+            except StateFormatError as exc:
+                RESTORES.inc(outcome="refused")
+                LOG.error("sector checkpoint refused (%s): starting from a fresh sector picture", exc)
+                return False
             running = self.picture
             restored.use_configuration(running.registry, running.enricher.assets, running.enricher.providers)
             self.picture = restored
+            RESTORES.inc(outcome="restored")
+            return True
 
     def use_registry(self, registry: Registry) -> None:
         """Take an edited institutions file (e.g. from a FileWatcher thread) without a restart."""

@@ -210,6 +210,7 @@ def start_log_source(kind: str, paths: list[Path], institution_id: str, sensor_i
             return
         next_scan = time.monotonic() + rescan_s
         next_commit = time.monotonic() + commit_s
+        handed_on = True  # positions are saved only after what was read reached the sinks
         try:
             while not stop.is_set():
                 if time.monotonic() >= next_scan:
@@ -224,10 +225,11 @@ def start_log_source(kind: str, paths: list[Path], institution_id: str, sensor_i
                         return
                     stop.wait(poll_s)
         except Exception as exc:  # noqa: BLE001 - counted and logged; other sources keep running
+            handed_on = False
             FAILURES.inc(kind=kind)
             log.error("%s log source failed: %s: %s", kind, type(exc).__name__, exc)
         finally:
-            follower.close()
+            follower.close(commit=handed_on)
 
     thread = threading.Thread(target=run, daemon=True, name=f"agent-{kind}-logs")
     thread.start()

@@ -83,6 +83,14 @@ class BadLine(ValueError):
     """A log line that cannot be mapped; the message is the skip reason."""
 
 
+def _check_encodable(rows: Sequence[Mapping[str, Any]]) -> None:
+    """UnicodeEncodeError when a string of ``rows`` cannot be written as UTF-8."""
+    for row in rows:
+        for value in row.values():
+            if isinstance(value, str):
+                value.encode("utf-8")
+
+
 class LineParser:
     """Base of the log parsers: subclasses set ``source`` and implement ``_feed(line)``, which
     appends row dicts to ``flows`` / ``alerts`` or raises (:class:`BadLine` names the reason)."""
@@ -96,10 +104,20 @@ class LineParser:
         self.lines = self.skipped = 0
 
     def feed(self, line: str) -> None:
-        """Parse one line (without its newline); never raises, malformed lines are counted."""
+        """Parse one line (without its newline); never raises, malformed lines are counted.
+
+        A line whose rows could not be encoded (a JSON ``\\ud800`` escape gives a lone surrogate,
+        which UTF-8 cannot hold) is dropped whole and counted as ``bad_encoding``.
+        """
         self.lines += 1
+        marks = len(self.flows), len(self.alerts)
         try:
             self._feed(line)
+            if "\\u" in line:  # only an escape can make a string that UTF-8 cannot encode
+                _check_encodable(self.flows[marks[0]:] + self.alerts[marks[1]:])
+        except UnicodeEncodeError:
+            del self.flows[marks[0]:], self.alerts[marks[1]:]
+            self._skip("bad_encoding")
         except BadLine as exc:
             self._skip(str(exc))
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, wire.WireFormatError):

@@ -186,10 +186,12 @@ class LogFollower:
         self._saved = positions
         return True
 
-    def close(self) -> None:
-        """Save the positions and close every file."""
+    def close(self, commit: bool = True) -> None:
+        """Save the positions (unless ``commit`` is False: lines read may not have been handed
+        on, e.g. after a failure) and close every file."""
         try:
-            self.commit()
+            if commit:
+                self.commit()
         finally:
             for follow in self.follows:
                 follow.tail.close()

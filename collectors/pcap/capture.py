@@ -32,7 +32,7 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from finsa.collectors.pcap.frames import frame_records
+from finsa.collectors.pcap.frames import frame_records, resync
 from finsa.errors import CaptureError
 
 __all__ = ["PacketBatch", "read_capture"]
@@ -189,18 +189,29 @@ def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
         if windows is not None:
             yield from _read_mapped(windows, order, sub_ns, frac_limit, linktype, chunk_packets)
             return
-    buf = b""
+    buf, sec_ref, hunting = b"", None, False
     while True:
         more = read_some(stream)
         buf = buf + more if buf else more
+        if hunting:  # after a corrupt record length: find the next plausible record
+            at, keep = resync(buf, 0, len(buf), order, frac_limit, sec_ref or 0)
+            if at is None:
+                if not more:
+                    return
+                buf = buf[keep:]
+                continue
+            buf, hunting = buf[at:], False
+        if sec_ref is None and len(buf) >= 4:
+            sec_ref = struct.unpack_from(order + "I", buf)[0]
         heads, pos, framed = frame_records(buf, 0, len(buf), order, frac_limit)
         skipped: dict[str, int] = {}
         if not framed:
-            _count(skipped, "bad_record_length")  # the rest of the file cannot be framed
+            _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
         yield from _pcap_batches(buf, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
         buf = buf[pos:]
         if not framed:
-            return
+            buf, hunting = buf[1:], True
+            continue
         if not more:
             if buf:
                 _count(skipped, "truncated_record")
@@ -228,6 +239,7 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
     """
     fd, pos = where
     want = _WINDOW_BYTES
+    sec_ref, hunting = None, False
     while True:
         size = os.fstat(fd).st_size
         if pos >= size:
@@ -238,14 +250,26 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
             window = mmap.mmap(fd, length, offset=base, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
             raise CaptureError(f"cannot map the capture: {exc}") from None
+        if hunting:
+            at, keep = resync(window, pos - base, length, order, frac_limit, sec_ref or 0)
+            if at is None:
+                if base + length >= size:
+                    return
+                want = want * 2 if base + keep <= pos else _WINDOW_BYTES  # a candidate needs a larger window
+                pos = max(pos, base + keep)
+                continue
+            pos, hunting = base + at, False
+        if sec_ref is None and pos - base + 16 <= length:
+            sec_ref = struct.unpack_from(order + "I", window, pos - base)[0]
         heads, nxt, framed = frame_records(window, pos - base, length, order, frac_limit)
         skipped: dict[str, int] = {}
         if not framed:
-            _count(skipped, "bad_record_length")
+            _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
         yield from _pcap_batches(window, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
         pos = base + nxt
         if not framed:
-            return
+            pos, hunting = pos + 1, True
+            continue
         if base + length >= size:  # at the end of the file as it is now
             if pos < size and os.fstat(fd).st_size == size:
                 yield _Chunker().batch(b"", {"truncated_record": 1})

@@ -6,7 +6,9 @@ record header found near its nominal start, walks all lanes in lockstep with num
 that each lane's walk lands exactly on the next lane's seed. A seed that only looks like a header
 (payload bytes) is caught by that check and the walk resumes from the last verified position, so
 the result is always exactly the chain from the first record: seeds only decide the speed.
-Short buffers and the tail after the last lane are walked record by record.
+Short buffers and the tail after the last lane are walked record by record. After a corrupt
+record length, :func:`resync` finds the next plausible record (two chained sane headers), so a
+reader loses the corrupt record, not the rest of the file.
 
 >>> import struct
 >>> rec = struct.pack("<IIII", 1_700_000_000, 5, 4, 60) + b"abcd"
@@ -21,7 +23,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["frame_records", "u32_at", "MAX_RECORD_BYTES"]
+__all__ = ["frame_records", "resync", "u32_at", "MAX_RECORD_BYTES"]
 
 MAX_RECORD_BYTES = 256 << 20
 _LANE_BYTES = 32 << 10  # nominal bytes walked per lane
@@ -154,3 +156,37 @@ def frame_records(buf, pos: int, end: int, order: str, frac_limit: int) -> tuple
     tail, pos, framed = _walk(buf, pos, end, cap_at)
     parts.append(np.array(tail, dtype=np.int64))
     return (np.concatenate(parts) if len(parts) > 1 else parts[0]), pos, framed
+
+
+def resync(buf, start: int, end: int, order: str, frac_limit: int, sec_ref: int) -> tuple[int | None, int]:
+    """The first position in ``buf[start:end]`` holding a sane record header whose next header
+    is sane too (or that ends exactly at ``end``), as ``(position, _)``; else ``(None, keep)``:
+    more data is needed from ``keep`` on (a candidate whose follower is not in the buffer yet).
+
+    Sane: fraction below ``frac_limit``, captured <= wire length <= a plausible snap length,
+    seconds within 30 days of ``sec_ref`` (a good record's time).
+
+    >>> rec = struct.pack("<IIII", 1_700_000_000, 5, 4, 60) + b"abcd"
+    >>> resync(b"junk!" + rec * 2, 1, 45, "<", 1_000_000, 1_700_000_000)
+    (5, 45)
+    """
+    n = end - start - 15
+    if n <= 0:
+        return None, start
+    arr = np.frombuffer(buf, dtype=np.uint8, count=end)[start:end]
+    u4 = u32_at(arr, order).astype(np.int64)
+    sec, frac, cap, wire = u4[0:n], u4[4:4 + n], u4[8:8 + n], u4[12:12 + n]
+    sane = (frac < frac_limit) & (cap <= wire) & (wire <= _PLAUSIBLE_CAPLEN) & (wire > 0) \
+        & (np.abs(sec - sec_ref) < 30 * _DAY_S)
+    idx = np.flatnonzero(sane)
+    nxt = idx + 16 + cap[idx]
+    inside = nxt + 16 <= len(arr)
+    verified = np.zeros(len(idx), dtype=bool)
+    verified[inside] = sane[nxt[inside]]
+    verified |= nxt == len(arr)
+    pending = idx[~inside & (nxt != len(arr))]
+    first_ok = int(idx[verified][0]) if verified.any() else None
+    first_pending = int(pending[0]) if len(pending) else None
+    if first_ok is not None and (first_pending is None or first_ok < first_pending):
+        return start + first_ok, end
+    return None, start + (first_pending if first_pending is not None else max(n, 0))

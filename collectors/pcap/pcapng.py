@@ -2,7 +2,9 @@
 
 Understands the Section Header (byte order per section), Interface Description (link type,
 ``if_tsresol``, ``if_tsoffset``), Enhanced, Simple and obsolete Packet blocks; other blocks are
-skipped. Timestamps become nanoseconds since the epoch per interface resolution.
+skipped. Timestamps become nanoseconds since the epoch per interface resolution. A block whose
+length is absurd or disagrees with its trailing copy is counted (``bad_block``) and the walk
+resynchronises on the next block whose type is known and whose two lengths agree.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from finsa.errors import CaptureError
 
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
 _MAX_BLOCK_BYTES = 256 << 20
+#: Block types a resynchronisation may land on: SHB, IDB, PB, SPB, NRB, ISB, EPB, DSB.
+_KNOWN_BLOCKS = frozenset({_SHB, _IDB, _PB, _SPB, 4, 5, _EPB, 10})
 _MAX_NS = 2**63 - 1
 
 
@@ -32,15 +36,24 @@ class PcapngReader:
         self.skipped: dict[str, int] = {}
 
     def batches(self) -> Iterator[PacketBatch]:
-        first = True
+        first, hunting = True, False
         while True:
             more = read_some(self.stream)
             self.buf = self.buf + more if self.buf else more
             chunk = _Chunker()
             pos = 0
             while True:
+                if hunting:  # after a corrupt block: on to the next block that checks out
+                    at, keep = self._resync(pos)
+                    if at is None:
+                        pos = keep
+                        break
+                    pos, hunting = at, False
                 step = self._block(pos, chunk, first)
-                if step <= 0:
+                if step < 0:
+                    hunting, pos = True, pos + 4
+                    continue
+                if step == 0:
                     break
                 first = False
                 pos += step
@@ -49,14 +62,27 @@ class PcapngReader:
                     self.buf, pos = self.buf[pos:], 0
             if len(chunk) or self.skipped:
                 yield chunk.batch(self.buf[:pos], self._take_skipped())
-            if step < 0:
-                return
             self.buf = self.buf[pos:]
             if not more:
-                if self.buf:
+                if self.buf and not hunting:
                     self.count(self.skipped, "truncated_record")
                     yield _Chunker().batch(b"", self._take_skipped())
                 return
+
+    def _resync(self, start: int) -> tuple[int | None, int]:
+        """(position of the next block whose type is known and whose leading and trailing
+        lengths agree, _) or (None, where to keep the buffer from until more data arrives)."""
+        buf, order = self.buf, self.order
+        pos = start
+        while pos + 12 <= len(buf):
+            btype, blen = struct.unpack_from(order + "II", buf, pos)
+            if btype in _KNOWN_BLOCKS and 12 <= blen <= _MAX_BLOCK_BYTES and not blen % 4:
+                if pos + blen > len(buf):
+                    return None, pos
+                if struct.unpack_from(order + "I", buf, pos + blen - 4)[0] == blen:
+                    return pos, pos
+            pos += 4
+        return None, pos
 
     def _take_skipped(self) -> dict[str, int]:
         out, self.skipped = self.skipped, {}
@@ -85,6 +111,11 @@ class PcapngReader:
             return -1
         if pos + blen > len(buf):
             return 0
+        if struct.unpack_from(self.order + "I", buf, pos + blen - 4)[0] != blen:  # the trailing copy
+            if first:
+                raise CaptureError(f"{self.name}: not a valid pcapng capture (block lengths disagree)")
+            self.count(self.skipped, "bad_block")
+            return -1
         body = pos + 8
         if btype == _IDB:
             self._interface(body, pos + blen - 4)

@@ -6,13 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/secrets"
 umask 077
 new() { [ -e "$1" ] || openssl rand -hex "$2" > "$1"; }  # file, random bytes
-for name in kafka_admin_password clickhouse_admin_password clickhouse_worker_password clickhouse_web_password \
+for name in kafka_admin_password kafka_worker_password clickhouse_admin_password clickhouse_worker_password clickhouse_web_password \
             clickhouse_grafana_password clickhouse_cluster_secret grafana_admin_password; do
     new "$name" 24
 done
 mkdir -p agents batch-keys
 new agents/bank-a-compose.password 24
 new batch-keys/bank-a.key 32
+new batch-keys/_sector.key 32      # the workers sign the alerts they publish with it
 new bank-a-pseudonym.key 32
 if [ ! -e ca.pem ]; then
     openssl req -x509 -newkey rsa:3072 -nodes -keyout ca.key -out ca.pem -days 825 -subj "/CN=finsa dev CA/O=finsa"
@@ -26,6 +27,17 @@ for n in 1 2 3; do
         -extfile "kafka-$n.ext" -out "kafka-$n.crt"
     cat "kafka-$n.key" "kafka-$n.crt" ca.pem > "kafka-$n.pem"      # PEM keystore: key + chain
     rm -f "kafka-$n.csr" "kafka-$n.ext" "kafka-$n.key" "kafka-$n.crt"
+done
+# TLS for the web view and Grafana (the names their services mount).
+for host in finsa-web grafana; do
+    [ -e "$host.pem" ] && continue
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$host.key"
+    openssl req -new -key "$host.key" -subj "/CN=$host/O=finsa" -out "$host.csr"
+    printf 'subjectAltName=DNS:%s,DNS:localhost,DNS:%s\nextendedKeyUsage=serverAuth\n' \
+        "$host" "${FINSA_PUBLIC_HOST:-localhost}" > "$host.ext"
+    openssl x509 -req -in "$host.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+        -extfile "$host.ext" -out "$host.pem"
+    rm -f "$host.csr" "$host.ext"
 done
 # The containers run as other users (kafka 1000, clickhouse 101, grafana 472, finsa 10001):
 # files readable, the directory closed to other host users.

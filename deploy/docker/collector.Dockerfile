@@ -30,15 +30,16 @@ COPY --from=build /opt/finsa /opt/finsa
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin finsa \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/finsa
 ENV PATH=/opt/finsa/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-# Live capture as a non-root user: a copy of the interpreter carries cap_net_raw and
-# cap_net_admin as file capabilities (honoured only when the container is granted NET_RAW and
-# NET_ADMIN and may gain them: allowPrivilegeEscalation / no-new-privileges off). pcap files and
+# Live capture as a non-root user: a copy of the interpreter carries cap_net_raw as a file
+# capability (honoured only when the container is granted NET_RAW and may gain it:
+# allowPrivilegeEscalation / no-new-privileges off); AF_PACKET rings and promiscuous membership
+# need nothing more (docs/security.md). pcap files and
 # flow export need neither: run `finsa collect` (the plain interpreter) instead.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libcap2-bin \
     && cp /usr/local/bin/python3.11 /opt/finsa/bin/python3-capture \
-    && setcap cap_net_raw,cap_net_admin+ep /opt/finsa/bin/python3-capture \
+    && setcap cap_net_raw+ep /opt/finsa/bin/python3-capture \
     && apt-get purge -y libcap2-bin && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 WORKDIR /var/lib/finsa

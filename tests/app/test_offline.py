@@ -97,3 +97,13 @@ def test_detect_command_on_a_scenario_and_on_captures(small, capsys) -> None:
     assert out.splitlines()[0].startswith("time_ms") and "T1499.001" in out
     assert main(["detect"]) == 2
     assert main(["detect", str(small / "nothing.pcap")]) == 2
+
+
+def test_detect_prints_the_rows_it_refused(capsys) -> None:
+    """Flow rows the engine refuses are counted per reason and printed, never dropped silently."""
+    from finsa.app.cli import main
+    from tests.conftest import shared_data
+
+    capture = shared_data("benign") / "nfstream" / "iphone.pcap"  # one flow with the unspecified address
+    assert main(["detect", str(capture)]) == 0
+    assert "flow rows refused: 1 no_address" in capsys.readouterr().err

@@ -104,7 +104,7 @@ def test_sessions_expire_when_idle_and_at_their_age():
 
 def test_session_store_is_bounded_and_links_are_one_time():
     clock = Clock()
-    store = SessionStore(max_sessions=3, clock=clock)
+    store = SessionStore(max_sessions=3, clock=clock, max_per_user=3)
     tokens = [store.create(USERS.get("rita"))[0] for _ in range(5)]
     assert len(store) == 3 and store.get(tokens[0]) is None and store.get(tokens[-1]) is not None
     link = store.mint_link(USERS.get("ana"), ttl_s=10)
@@ -203,9 +203,9 @@ def test_a_new_login_replaces_the_old_session_token(store):
     assert serve(store, run) == (True, True, "ana")
 
 
-def test_five_failures_a_minute_get_429_per_address_and_per_username(store):
+def test_five_failures_a_minute_get_429_per_address_and_slow_the_account(store):
     throttled = REGISTRY.get("finsa_webview_login_throttled_total")
-    before = throttled.value(by="address") + throttled.value(by="username")
+    before = throttled.value(by="address")
 
     async def run(client):
         statuses = []
@@ -222,8 +222,9 @@ def test_five_failures_a_minute_get_429_per_address_and_per_username(store):
         for k in range(5):
             throttle.failed(f"addr:10.0.0.{k}", "user:rita")  # from five other addresses
         return (await client.post("/api/login", json={"username": "rita", "password": PASSWORD})).status
-    assert serve(store, per_user) == 429
-    assert throttled.value(by="address") + throttled.value(by="username") == before + 2
+    # failures on the account slow it down but never lock the real user out (issue 15, finding 7)
+    assert serve(store, per_user, throttle=LoginThrottle(max_delay_s=0.01)) == 200
+    assert throttled.value(by="address") == before + 1 and throttled.value(by="account_delay") >= 1
 
 
 def test_login_link_is_one_time(store):

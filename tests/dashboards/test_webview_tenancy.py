@@ -68,7 +68,8 @@ def test_an_institution_reads_its_own_rows_and_sector_aggregates(store, sector, 
             assert row["level"] is None and row["alerts"] is None and row["level_source"] == "withheld"
     assert len(body["sector_map"]) == 4
     assert body["sector_level"][0]["level"] == 5  # sector aggregate: the whole sector
-    assert {r["subsector"] for r in body["subsector_threat"]} == {"bank", "insurance", "payment"}
+    # k = 3: two banks, one insurer and one payment firm are shown as one group, never one by one
+    assert {r["subsector"] for r in body["subsector_threat"]} == {"bank+insurance+payment"}
     expected_warnings = {"ana": {"w-all", "w-d"}, "ivo": {"w-all", "w-ins"}}[username]
     assert {r["warning_id"] for r in body["warnings"]} == expected_warnings
     text = json.dumps({k: v[1] for k, v in got.items()})

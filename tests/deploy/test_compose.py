@@ -78,7 +78,7 @@ def test_kafka_nodes_match_the_quorum_and_listeners() -> None:
     assert voters == ",".join(f"{n}@kafka-{n}:9094" for n in (1, 2, 3))
     assert [s for s in _services("kafka-") if s != "kafka-init"] == ["kafka-1", "kafka-2", "kafka-3"]
     protocols = dict(p.split(":") for p in re.search(r"listener\.security\.protocol\.map=(\S+)", start).group(1).split(","))
-    assert protocols == {"CONTROLLER": "SSL", "INTERNAL": "SASL_SSL", "WORKERS": "PLAINTEXT", "EXTERNAL": "SASL_SSL"}
+    assert protocols == {"CONTROLLER": "SSL", "INTERNAL": "SASL_SSL", "WORKERS": "SASL_SSL", "EXTERNAL": "SASL_SSL"}  # issue 15: none plaintext
     assert "allow.everyone.if.no.acl.found=false" in start and "sasl.enabled.mechanisms=SCRAM-SHA-512" in start
     for n in (1, 2, 3):
         ports = _compose()["services"][f"kafka-{n}"]["ports"]
@@ -135,7 +135,7 @@ def test_finsa_services_are_locked_down() -> None:
     for name in ("finsa-worker", "finsa-web", "finsa-migrate", "finsa-agent-example"):
         service = services[name]
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
-    assert services["finsa-agent-example"]["cap_add"] == ["NET_RAW", "NET_ADMIN"]
+    assert services["finsa-agent-example"]["cap_add"] == ["NET_RAW"]
     assert _compose()["networks"]["backend"]["internal"] is True
 
 

@@ -289,3 +289,68 @@ for _f in (benign_hinted, dns_tunnel, dga, beacon, exfil, icmp_tunnel, lateral, 
 #: Threat-intel indicators matching :func:`hinted_attacks` (the beacon's home), for detectors
 #: that need them given.
 HINTED_INDICATORS = {"addresses": ("192.0.2.66",), "domains": ("exfil-example.com",)}
+
+
+# --- scans that are not SYNs, floods by victim (probescan, reflection, volumetric) ---------------
+
+def _plain(self: Synth, n: int, first: np.ndarray, institution: str, src, dst, src_port, dst_port, proto,
+           c2s_packets, c2s_bytes, s2c_packets=0, s2c_bytes=0, c2s_flags=0, s2c_flags=0, dur_ms=0) -> dict:
+    """A column dict of ``n`` flows with scalars or arrays per column."""
+    def full(v: object) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v, dtype=object if isinstance(v, str) else None), (n,)).copy()
+
+    return {"flow_id": self._ids(n), "first_seen_ms": first, "last_seen_ms": first + full(dur_ms),
+            "institution_id": [institution] * n, "protocol": full(proto), "ip_version": [4] * n,
+            "src_ip": list(full(src)), "dst_ip": list(full(dst)), "src_port": full(src_port),
+            "dst_port": full(dst_port), "src2dst_packets": full(c2s_packets), "src2dst_bytes": full(c2s_bytes),
+            "dst2src_packets": full(s2c_packets), "dst2src_bytes": full(s2c_bytes),
+            "src2dst_tcp_flags": full(c2s_flags), "dst2src_tcp_flags": full(s2c_flags)}
+
+
+def stealth_scan(self: Synth, victim: str, ports, start_ms: int, flags: int = 1, institution: str = "bank-a",
+                 attacker: str = "203.0.113.67", duration_ms: int = 2_000) -> dict:
+    """FIN (1), NULL (0), Xmas (41), ACK (16) or Maimon (17) probes; closed ports answer RST-ACK."""
+    ports = np.asarray(list(ports))
+    n = len(ports)
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms, n))
+    return _plain(self, n, first, institution, attacker, victim, 45195, ports, 6, 1, 40, 1, 40, flags, 20)
+
+
+def udp_scan(self: Synth, victim: str, ports, start_ms: int, institution: str = "bank-a",
+             attacker: str = "203.0.113.68", duration_ms: int = 3_000) -> dict:
+    """One empty UDP datagram per port, no UDP answer (closed ports answer ICMP, another flow)."""
+    ports = np.asarray(list(ports))
+    n = len(ports)
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms, n))
+    return _plain(self, n, first, institution, attacker, victim, 62025, ports, 17, 1, 28)
+
+
+def amplification(self: Synth, victim: str, n: int, start_ms: int, port: int = 123, size: int = 468,
+                  institution: str = "bank-a", duration_ms: int = 2_000) -> dict:
+    """Answers from ``n`` reflectors' amplifier port to the victim, one flow each, nothing back."""
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms, n))
+    refl = [f"{self.rng.integers(1, 224)}.{self.rng.integers(0, 256)}.{self.rng.integers(0, 256)}.{i % 250 + 1}"
+            for i in range(n)]
+    return _plain(self, n, first, institution, refl, victim, port, self.rng.integers(1024, 65535, n), 17,
+                  3, 3 * size)
+
+
+def icmp_flood(self: Synth, victim: str, n_sources: int, start_ms: int, packets_each: int = 20,
+               institution: str = "bank-a", duration_ms: int = 1_000) -> dict:
+    """Echo requests from ``n_sources`` sources within ``duration_ms``, answered by echo replies."""
+    first = start_ms + np.sort(self.rng.integers(0, duration_ms // 2, n_sources))
+    srcs = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(n_sources)]
+    return _plain(self, n_sources, first, institution, srcs, victim, 8, 0, 1, packets_each, packets_each * 84,
+                  packets_each, packets_each * 84, dur_ms=duration_ms // 2)
+
+
+def flood_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> list[dict]:
+    """One stealth scan, one UDP scan, one NTP amplification and one ICMP flood from ``start_ms``."""
+    return [self.stealth_scan(f"{net}.100.20", range(1, 41), start_ms, flags=41, institution=institution),
+            self.udp_scan(f"{net}.100.21", range(1000, 1040), start_ms + 5_000, institution=institution),
+            self.amplification(f"{net}.100.22", 250, start_ms + 10_000, institution=institution),
+            self.icmp_flood(f"{net}.100.23", 100, start_ms + 15_000, packets_each=40, institution=institution)]
+
+
+for _f in (stealth_scan, udp_scan, amplification, icmp_flood, flood_attacks):
+    setattr(Synth, _f.__name__, _f)

@@ -37,6 +37,7 @@ def stream(Synth: type, seed: int = 3) -> list:
         s.synflood("10.2.100.0", 443, 2_000, T0_MS + 160_000, institution="insurer-b"),
         s.bruteforce("10.1.100.4", 22, 40, T0_MS + 130_000, attacker="203.0.113.70"),
         *s.hinted_attacks(T0_MS + 150_000),
+        *s.flood_attacks(T0_MS + 200_000),
         batch_rows=500)
 
 

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["base", "netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel", "registry"]
+MODULES = ["base", "netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel", "registry",
+           "portscan", "synflood", "bruteforce", "probescan", "floods.volumetric", "floods.reflection"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -59,16 +59,27 @@ def test_bad_rows_are_counted_and_skipped(synth) -> None:
     cols["last_seen_ms"][2] = cols["first_seen_ms"][2] - 5
     cols["src2dst_packets"][3] = 0
     cols["src_ip"][4] = 0
-    cols["first_seen_ms"][5] = 7  # 1970
+    cols["first_seen_ms"][5] = -7_000  # before 1970
     skipped = REGISTRY.get("finsa_detector_rows_skipped_total")
     before = {r: skipped.value(reason=r) for r in ("not_finite", "no_institution", "bad_time", "bad_counts", "no_address")}
     hostile = RecordBatch(FLOW, cols)
     clean, counts = valid_rows(hostile)
     assert len(clean) == n - 6 and counts == {"not_finite": 1, "no_institution": 1, "bad_time": 2,
                                                "bad_counts": 1, "no_address": 1}
-    out = DetectionEngine().process(hostile)
+    engine = DetectionEngine()
+    out = engine.process(hostile)
     assert [r["entity"] for r in out.rows()] == [synth.ATTACKER]
     assert skipped.value(reason="bad_time") == before["bad_time"] + 2
+    assert engine.skipped == counts  # per engine too: what finsa detect and finsa eval print
+
+
+def test_flow_times_from_1970_are_taken(synth) -> None:
+    """Lab captures rebased to the epoch, devices with unset clocks: detected, nothing refused."""
+    old = FLOW.make_batch(synth.scan("10.1.100.0", range(1, 101), 326))
+    engine = DetectionEngine()
+    out = engine.process(old)
+    assert [(r["detector"], r["entity"]) for r in out.rows()] == [("portscan", synth.ATTACKER)]
+    assert engine.skipped == {}
 
 
 def test_huge_batch_is_cut_into_chunks(synth, monkeypatch) -> None:

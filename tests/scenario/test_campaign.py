@@ -22,13 +22,13 @@ def hour(tmp_path_factory):
     return generate_scenario(tmp_path_factory.mktemp("sector"), attack_set="sector")
 
 
-def test_sector_set_defaults_to_an_hour_with_nine_institutions(hour) -> None:
+def test_sector_set_defaults_to_an_hour_with_fourteen_institutions(hour) -> None:
     assert "sector" in ATTACK_SETS
     manifest = load_manifest(hour.out_dir)
     assert (manifest["duration_s"], manifest["scale"], manifest["attacks"]) == (3600, 0.05, "sector")
     registry = load_registry(hour.registry_path)
     payment = [i.id for i in registry.institution if i.subsector == "payment"]
-    assert sorted(payment) == sorted(PAYMENT) and len(registry.institution) == 9
+    assert sorted(payment) == sorted(PAYMENT) and len(registry.institution) == 14  # three per subsector + 2
     assert sorted(hour.capture_paths) == sorted(i.id for i in registry.institution)
     assert 'allow_destinations = ["198.19.255.53/32"]' in (hour.out_dir / "detectors.toml").read_text()
 
@@ -93,7 +93,7 @@ def test_short_sector_run_is_deterministic_and_other_sets_have_no_campaigns(tmp_
         assert path.read_bytes() == two.capture_paths[inst].read_bytes()
     assert len(one.ground_truth["campaigns"][0]["victims"]) == 5
     basic = generate_scenario(tmp_path / "basic", duration_s=20, scale=0.1, attack_set="basic")
-    assert "campaigns" not in basic.ground_truth and len(basic.capture_paths) == 5
+    assert "campaigns" not in basic.ground_truth and len(basic.capture_paths) == 12
 
 
 def test_cli_writes_the_sector_campaign(tmp_path, capsys) -> None:

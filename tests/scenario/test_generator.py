@@ -52,9 +52,10 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_same_seed_gives_byte_identical_files(scenario, tmp_path) -> None:
     again = generate_scenario(tmp_path / "again", seed=7)
     first, second = _files(scenario.out_dir), _files(again.out_dir)
-    assert sorted(first) == ["captures/bank-a.pcap", "captures/bank-b.pcap", "captures/ins-a.pcap",
-                             "captures/pay-a.pcap", "captures/sec-a.pcap", "detectors.toml", "ground_truth.json",
-                             "institutions.toml", "inventory.toml", "manifest.json"]
+    ids = ["bank-a", "bank-b", "bank-c", "ins-a", "ins-b", "ins-c", "pay-a", "pay-b", "pay-c",
+           "sec-a", "sec-b", "sec-c"]  # three per subsector (k-anonymity, issue 15)
+    assert sorted(first) == [f"captures/{i}.pcap" for i in ids] + [
+        "detectors.toml", "ground_truth.json", "institutions.toml", "inventory.toml", "manifest.json"]
     assert first == second
 
 
@@ -70,8 +71,8 @@ def test_size_and_defaults(scenario) -> None:
     assert manifest["seed"] == 7 and manifest["duration_s"] == 100
     assert manifest["start_ms"] == DEFAULT_START_MS == parse_start("2026-03-02T09:00:00Z")
     assert 50_000 <= scenario.packets <= 110_000
-    assert [c["sensor"] for c in manifest["captures"]] == [
-        "bank-a-tap1", "bank-b-tap1", "sec-a-tap1", "ins-a-tap1", "pay-a-tap1"]
+    assert [c["sensor"] for c in manifest["captures"]] == [f"{i}-tap1" for i in (
+        "bank-a", "bank-b", "sec-a", "ins-a", "pay-a", "bank-c", "sec-b", "sec-c", "ins-b", "ins-c", "pay-b", "pay-c")]
 
 
 def test_manifest_counts_match_captures_and_times_are_in_range(scenario, packets) -> None:
@@ -86,7 +87,9 @@ def test_manifest_counts_match_captures_and_times_are_in_range(scenario, packets
 
 def test_registry_loads_and_owns_every_capture(scenario, packets) -> None:
     registry = load_registry(scenario.registry_path)
-    assert [i.subsector for i in registry.institution] == ["bank", "bank", "securities", "insurance", "payment"]
+    assert [i.subsector for i in registry.institution] == ["bank", "bank", "securities", "insurance", "payment",
+                                                           "bank", "securities", "securities", "insurance",
+                                                           "insurance", "payment", "payment"]
     assert all(i.latitude is not None and i.longitude is not None for i in registry.institution)
     for inst, rows in packets.items():
         assert all(inst in (registry.institution_of(r[1]), registry.institution_of(r[2])) for r in rows[::50])
@@ -351,3 +354,22 @@ def test_arp_spoof_tells_the_lan_the_gateway_is_at_the_attackers_mac(scenario, p
     assert len(spoofed) >= 10 and all(victim["start_ms"] <= r[0] <= victim["end_ms"] for r in spoofed)
     elsewhere = [r for inst, rows in packets.items() if inst != victim["institution"] for r in rows if r[3] == 0x0806]
     assert elsewhere and not [r for r in elsewhere if r[1] == attack["attacker"]]  # routine ARP only
+
+
+def test_attacks_none_is_benign_traffic_only(tmp_path) -> None:
+    """The soak mode: background, noise and routine look-alikes, no attack actor, empty ground truth."""
+    import ipaddress
+
+    from finsa.scenario.world import default_world, ip_str
+
+    info = generate_scenario(tmp_path, duration_s=20, attack_set="none")
+    assert info.ground_truth["attacks"] == [] and info.manifest["attacks"] == "none"
+    w = default_world()
+    actors = {ip_str(a) for a in (w.scanner, w.bruteforcer, w.c2_beacon, w.c2_dga, w.tunnel_server, w.web_attacker,
+                                  w.exfil_drop)}
+    flood = ipaddress.ip_network(w.flood_net)
+    for inst, path in info.capture_paths.items():
+        rows = read_packets(path)
+        assert rows, inst
+        touched = {r[1] for r in rows} | {r[2] for r in rows}
+        assert not touched & actors and not any(ipaddress.ip_address(a) in flood for a in touched), inst

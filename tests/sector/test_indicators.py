@@ -8,7 +8,7 @@ import pytest
 
 from finsa.sector.campaigns import CampaignTracker
 from finsa.sector.indicators import (BlockEntry, blocklist_from_campaigns, to_misp_feed, to_plain,
-                                      to_stix_bundle, write_misp_feed)
+                                      stix_pattern, to_stix_bundle, write_misp_feed)
 from finsa.sector.intel_feeds import IntelFeed, IntelIndex, parse_document
 
 MIN = 60_000
@@ -82,6 +82,7 @@ def test_plain_list():
                                 "c2.evil.example"])
 
 
-def test_quotes_in_values_are_escaped():
-    bundle = to_stix_bundle([BlockEntry("domain", "it's.example", 0.5, 0, 0, 10)], now_ms=0)
-    assert bundle["objects"][1]["pattern"] == "[domain-name:value = 'it\\'s.example']"
+def test_quotes_in_values_are_escaped_and_such_values_are_never_served():
+    entry = BlockEntry("domain", "it's.example", 0.5, 0, 0, 10)
+    assert stix_pattern(entry) == "[domain-name:value = 'it\\'s.example']"
+    assert [o["type"] for o in to_stix_bundle([entry], now_ms=0)["objects"]] == ["identity"]  # not a domain name

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from finsa import wire
 from finsa.kafka import ensure_topics
 from finsa.streams.broker_gate import LOGINS, REFUSED
 from tests.security.conftest import PASSWORDS, needs_broker, quiet
@@ -52,8 +53,9 @@ def _consume(settings: dict, topic: str, errors: list | None = None, timeout_s: 
 
 
 def _topic(broker) -> str:
-    """A fresh one-partition topic, created by the worker's service user."""
-    name = f"finsa.test.{uuid.uuid4().hex[:8]}"
+    """The flow topic (agents write data topics only) with one partition, created by the worker's
+    service user on this test's own broker."""
+    name = wire.TOPICS["flows"]
     worker = broker.client_settings("finsa-worker", PASSWORDS["finsa-worker"], "SCRAM-SHA-256")
     assert ensure_topics(broker.bootstrap, {name: 1}, extra=quiet(worker)) == [name]
     return name

@@ -81,7 +81,8 @@ def test_worker_accepts_its_institution_and_dead_letters_a_mismatch(tmp_path, sa
     import faust
 
     worker = sasl_broker.client_settings("finsa-worker", PASSWORDS["finsa-worker"], "SCRAM-SHA-256")
-    ensure_topics(sasl_broker.bootstrap, {wire.TOPICS["flows"]: 2, wire.TOPICS["alerts"]: 1, wire.TOPICS["dlq"]: 1},
+    ensure_topics(sasl_broker.bootstrap, {wire.TOPICS["flows"]: 2, wire.TOPICS["alerts"]: 1, wire.TOPICS["dlq"]: 1,
+                                          wire.TOPICS["heartbeats"]: 1},  # the sector creates topics, agents none
                   extra=quiet(worker))
     _run_agent(tmp_path, sasl_broker)
     _send_forgeries(sasl_broker)

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from finsa import wire
+from finsa.kafka import ensure_topics
 from finsa.streams.broker_gate import LOGINS
 from tests.collectors.agent.agent_helpers import wait_for, write_config
 from tests.conftest import shared_data
@@ -51,6 +52,9 @@ def _errors_of(settings: dict) -> list:
 
 def test_agent_publishes_through_tls_and_scram_and_never_prints_the_password(tmp_path, tls_broker, pki) -> None:
     password = PASSWORDS["bank-a-agent"]
+    worker = tls_broker.client_settings("finsa-worker", PASSWORDS["finsa-worker"], "SCRAM-SHA-256", ca_file=pki.ca)
+    ensure_topics(tls_broker.bootstrap, {wire.TOPICS["flows"]: 2, wire.TOPICS["heartbeats"]: 1,
+                                         wire.TOPICS["alerts"]: 2}, extra=quiet(worker))  # the sector's job, not agents'
     path = _agent_config(tmp_path, tls_broker, pki, password)
     check = _collect(path, "--check")
     assert check.returncode == 0, check.stderr
@@ -60,7 +64,6 @@ def test_agent_publishes_through_tls_and_scram_and_never_prints_the_password(tmp
     assert "0 batches left" in done.stderr
     for text in (check.stdout, check.stderr, done.stdout, done.stderr):
         assert password not in text
-    worker = tls_broker.client_settings("finsa-worker", PASSWORDS["finsa-worker"], "SCRAM-SHA-256", ca_file=pki.ca)
     got = read_batches(worker, wire.TOPICS["flows"], partitions=2)
     assert got and set(wire.RecordBatch.concat(got).columns["institution_id"]) == {"bank-a"}
 

@@ -49,7 +49,7 @@ def test_generated_sql_shape():
     grant = next(s for s in sql if "ON `finsa`.`institutions` TO `finsa_institution_bank-a`" in s)
     assert "`networks`" not in grant and "`name`" in grant
     assert not any("ingested_batches" in s for s in sql)
-    users = [s for s in sql if s.startswith("CREATE USER")]
+    users = [s for s in sql if s.startswith("CREATE USER") and "HOST NONE" not in s]  # (the k-view definer)
     assert len(users) == 3 and all(re.search(r"sha256_hash BY '[0-9a-f]{64}'", u) for u in users)
     assert not any(p in "\n".join(sql) for p in generated.passwords.values())
 
@@ -85,3 +85,20 @@ def test_access_filters_name_existing_columns(migrated):
         if access.filter:
             migrated.query(f"SELECT count() FROM {access.table} WHERE {row_filter(access, 'x', 'y', 'z')}")
     assert ACCESS_BY_TABLE["institutions"].hidden == ("networks",)
+
+
+def test_institutions_read_sector_aggregates_only_through_k_anonymous_views():
+    """Issue 15, findings 4 and 13: on a server, an institution's user (e.g. its Grafana data
+    source) is never granted the raw aggregates with their mergeable states, only the
+    k-anonymous views of <db>_shared, which run as a definer nobody can log in as."""
+    sql = tenant_sql(REGISTRY.institution, "finsa", k=3).statements
+    role = "`finsa_institution_bank-a`"
+    for table in ("alerts_subsector_1h", "alerts_geo_1h"):
+        assert not any(f"ON `finsa`.`{table}` TO {role}" in s for s in sql), table
+        assert f"GRANT SELECT ON `finsa_shared`.`{table}` TO {role}" in sql
+        view = next(s for s in sql if s.startswith(f"CREATE OR REPLACE VIEW `finsa_shared`.`{table}`"))
+        assert "DEFINER = `finsa_kviews` SQL SECURITY DEFINER" in view and "State" not in view.split(" AS ", 1)[0]
+    assert "CREATE USER IF NOT EXISTS `finsa_kviews` IDENTIFIED WITH no_password HOST NONE" in sql
+    # two institutions < k: every (subsector, region) group is withheld from the subsector view
+    subsector_view = next(s for s in sql if "`finsa_shared`.`alerts_subsector_1h`" in s and "VIEW" in s)
+    assert "transform(concat(subsector, '\\t', region), [], [], '')" in subsector_view

@@ -28,23 +28,26 @@ for name in finsa.alerts.v1 finsa.heartbeats.v1 finsa.warnings.v1 finsa.campaign
 done
 
 acl() { "$bin/kafka-acls.sh" --bootstrap-server "$bootstrap" --command-config /tmp/admin.properties --add "$@"; }
-# Workers (WORKERS listener, unauthenticated, backend network only): finsa topics, their own
-# group and Faust's internal topics (prefix finsa-worker).
-acl --allow-principal User:ANONYMOUS --operation Read --operation Write --operation Describe \
+scram_user() {  # name password-file
+    "$bin/kafka-configs.sh" --bootstrap-server "$bootstrap" --command-config /tmp/admin.properties --alter \
+        --add-config "SCRAM-SHA-512=[iterations=8192,password=$(tr -d '\n' < "$2")]" --entity-type users --entity-name "$1"
+}
+# Workers (WORKERS listener, SASL_SSL, user finsa-worker): the finsa topics, and alone Faust's
+# internal and changelog topics (prefix finsa-worker) and their consumer group. No ANONYMOUS rights.
+scram_user finsa-worker /run/secrets/kafka_worker_password
+acl --allow-principal User:finsa-worker --operation Read --operation Write --operation Describe \
     --topic finsa. --resource-pattern-type prefixed
-acl --allow-principal User:ANONYMOUS --operation All --topic finsa-worker --resource-pattern-type prefixed
-acl --allow-principal User:ANONYMOUS --operation All --group finsa-worker --resource-pattern-type prefixed
+acl --allow-principal User:finsa-worker --operation All --topic finsa-worker --resource-pattern-type prefixed
+acl --allow-principal User:finsa-worker --operation All --group finsa-worker --resource-pattern-type prefixed
 
-# Collector agents: one SCRAM user per agent (agents/<user>.password secrets), write-only
-# to the flow and heartbeat topics.
+# Collector agents: one SCRAM user per agent (agents/<user>.password secrets), write-only to the
+# data topics (flows and ARP bindings, heartbeats, forwarded alerts); they create and read nothing.
 for file in /run/secrets/agents/*.password; do
     [ -e "$file" ] || continue
     user="$(basename "$file" .password)"
-    password="$(tr -d '\n' < "$file")"
-    "$bin/kafka-configs.sh" --bootstrap-server "$bootstrap" --command-config /tmp/admin.properties --alter \
-        --add-config "SCRAM-SHA-512=[iterations=8192,password=${password}]" --entity-type users --entity-name "$user"
-    for t in finsa.flows.v1 finsa.heartbeats.v1; do
+    scram_user "$user" "$file"
+    for t in finsa.flows.v1 finsa.heartbeats.v1 finsa.alerts.v1; do
         acl --allow-principal "User:$user" --operation Write --operation Describe --topic "$t"
     done
 done
-echo "finsa topics, agent users and ACLs in place"
+echo "finsa topics, worker and agent users and ACLs in place"

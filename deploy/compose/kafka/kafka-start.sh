@@ -6,8 +6,8 @@
 # Listeners:
 #   CONTROLLER :9094  SSL with client certificates (controllers authenticate each other by cert)
 #   INTERNAL   :9091  SASL_SSL SCRAM-SHA-512, between brokers and for administration (user admin)
-#   WORKERS    :9092  PLAINTEXT on the backend network only: `finsa worker` has no SASL/TLS
-#                     options yet; its ACLs are granted to User:ANONYMOUS on finsa topics only
+#   WORKERS    :9092  SASL_SSL SCRAM-SHA-512 on the backend network, for the stream workers (user
+#                     finsa-worker); no listener is plaintext and no ANONYMOUS principal has rights
 #   EXTERNAL   :9093  SASL_SSL SCRAM-SHA-512 for the institutions' collector agents
 set -euo pipefail
 : "${KAFKA_NODE_ID:?}" "${KAFKA_CLUSTER_ID:?}" "${KAFKA_HOST:?}" "${KAFKA_EXTERNAL_ADVERTISED:?}"
@@ -20,12 +20,13 @@ node.id=${KAFKA_NODE_ID}
 controller.quorum.voters=1@kafka-1:9094,2@kafka-2:9094,3@kafka-3:9094
 listeners=CONTROLLER://:9094,INTERNAL://:9091,WORKERS://:9092,EXTERNAL://:9093
 advertised.listeners=INTERNAL://${KAFKA_HOST}:9091,WORKERS://${KAFKA_HOST}:9092,EXTERNAL://${KAFKA_EXTERNAL_ADVERTISED}
-listener.security.protocol.map=CONTROLLER:SSL,INTERNAL:SASL_SSL,WORKERS:PLAINTEXT,EXTERNAL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:SSL,INTERNAL:SASL_SSL,WORKERS:SASL_SSL,EXTERNAL:SASL_SSL
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=INTERNAL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.internal.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="${admin_password}";
+listener.name.workers.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.external.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PEM
 ssl.keystore.location=/run/secrets/kafka_node_pem

@@ -1,0 +1,92 @@
+"""Stealth, UDP, IP-protocol and slow scans are found; polls, multicast, P2P and split TLS are not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from finsa.detectors.probescan import ProbeScanDetector
+
+T0 = 1_750_000_000_000
+
+
+def run(detector, batches):
+    return [a for b in batches for a in detector.process(b)]
+
+
+@pytest.mark.parametrize("flags", [0, 1, 41, 16, 17])  # NULL, FIN, Xmas, ACK, Maimon
+def test_stealth_tcp_scans_are_alerted(synth, flags) -> None:
+    batches = synth.batches(synth.benign(5_000, duration_ms=120_000),
+                            synth.stealth_scan("10.1.100.20", range(1, 301), T0 + 30_000, flags=flags), batch_rows=400)
+    alerts = run(ProbeScanDetector(), batches)
+    assert [(a["entity"], a["target"], a["technique"]) for a in alerts] == [("203.0.113.67", "10.1.100.20", "T1046")]
+    features = json.loads(alerts[0]["evidence"])["features"]
+    assert features["kinds"] == ["tcp_stealth"] and features["max_ports_one_host"] >= 20
+
+
+def test_udp_scan_is_alerted_with_its_icmp_answers_ignored(synth) -> None:
+    scan = synth.udp_scan("10.1.100.21", range(1, 1001), T0)
+    unreachable = synth.stealth_scan("203.0.113.68", [3], T0 + 100)  # shape only: rewritten below as ICMP
+    unreachable.update(protocol=[1], src_ip=["10.1.100.21"], src_port=[3], dst_port=[3], src2dst_packets=[990])
+    alerts = run(ProbeScanDetector(), synth.batches(scan, unreachable, batch_rows=200))
+    assert [(a["entity"], a["target"]) for a in alerts] == [("203.0.113.68", "10.1.100.21")]
+
+
+def test_ip_protocol_scan_is_alerted(synth) -> None:
+    cols = synth.udp_scan("10.1.100.25", [0] * 250, T0, attacker="203.0.113.69")
+    cols["protocol"] = np.array([p for p in range(256) if p not in (1, 6, 17, 58, 4, 41)][:250])
+    alerts = run(ProbeScanDetector(), synth.batches(cols))
+    assert len(alerts) == 1 and json.loads(alerts[0]["evidence"])["features"]["max_protocols_one_host"] >= 8
+
+
+def test_slow_vertical_scan_over_an_hour_is_alerted(synth) -> None:
+    """One SYN every 30 s to a new port: two per minute, far under any one-minute threshold."""
+    scan = synth.scan("10.1.100.30", range(1, 121), T0 + 60_000, duration_ms=3_600_000, open_ports=())
+    batches = synth.batches(synth.benign(20_000, duration_ms=3_700_000, n_clients=200), scan, batch_rows=500)
+    alerts = run(ProbeScanDetector(), batches)
+    assert alerts and {a["entity"] for a in alerts} == {synth.ATTACKER}
+    first = json.loads(alerts[0]["evidence"])["features"]
+    assert first["slow_failed_ports_one_host"] >= 30 and alerts[0]["time_ms"] < T0 + 60_000 + 1_800_000
+
+
+def test_monitoring_poller_with_some_devices_down_is_not_a_scan(synth) -> None:
+    """SNMP polls to 300 devices every minute for 30 min; 25 of them never answer."""
+    rows = []
+    for minute in range(30):
+        cols = synth.udp_scan([f"10.5.{i // 250}.{i % 250 + 1}" for i in range(300)], [161] * 300,
+                              T0 + minute * 60_000, attacker="10.1.9.9", duration_ms=20_000)
+        answered = np.arange(300) >= 25
+        cols.update(dst2src_packets=answered.astype(int), dst2src_bytes=answered * 180, src_port=[40161] * 300)
+        rows.append(cols)
+    assert run(ProbeScanDetector(), synth.batches(*rows, batch_rows=500)) == []
+
+
+def test_multicast_p2p_split_tls_and_dns_answers_are_not_probes(synth) -> None:
+    n = 400
+    mdns = synth.udp_scan(["224.0.0.251", "239.255.255.250", "255.255.255.255", "ff02::fb"] * 100,
+                          [5353, 1900, 137, 5353] * 100, T0, attacker="10.1.1.40", duration_ms=60_000)
+    rng = np.random.default_rng(4)
+    p2p = synth.udp_scan([f"198.51.{i % 50}.{i % 200 + 1}" for i in range(n)], rng.integers(1024, 65535, n),
+                         T0, attacker="10.1.1.41", duration_ms=600_000)
+    p2p["dst2src_packets"] = (rng.random(n) < 0.4).astype(int)  # 60 % of peers gone: still one port each
+    tls = synth.stealth_scan([f"198.51.100.{i % 40}" for i in range(n)], [443] * n, T0, flags=24,
+                             attacker="10.1.1.42", duration_ms=600_000)
+    tls.update(src2dst_packets=[40] * n, dst2src_packets=[60] * n, dst2src_tcp_flags=[24] * n)
+    answers = synth.udp_scan(["10.1.1.43"] * n, rng.integers(1024, 65535, n), T0, attacker="10.1.100.3",
+                             duration_ms=60_000)
+    answers["src_port"] = [53] * n  # a resolver's answers whose queries the tap did not see
+    assert run(ProbeScanDetector(), synth.batches(mdns, p2p, tls, answers, batch_rows=300)) == []
+
+
+def test_benign_background_raises_nothing(synth) -> None:
+    batches = synth.batches(synth.benign(30_000, duration_ms=600_000, n_clients=300), batch_rows=1_000)
+    assert run(ProbeScanDetector(), batches) == []
+
+
+def test_rst_backscatter_is_not_a_scan(synth) -> None:
+    """RST-ACKs from one server to 200 ephemeral ports of a host whose address was spoofed in a SYN flood."""
+    cols = synth.stealth_scan("10.10.10.10", range(49990, 50190), T0, flags=20, attacker="178.32.105.182")
+    cols.update(src_port=[5050] * 200, dst2src_packets=[0] * 200, dst2src_tcp_flags=[0] * 200)
+    assert run(ProbeScanDetector(), synth.batches(cols)) == []
