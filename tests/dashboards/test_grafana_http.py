@@ -87,8 +87,9 @@ def test_an_institution_gets_its_own_rows_or_a_refusal_never_others(endpoint, se
     for title, raw in _targets():
         sql = expand(raw, sector.now_ms - 6 * HOUR_MS, sector.now_ms, {"institution": None, "entity": sector.attacker})
         status, body, headers = _grafana(endpoint, "finsa_pay-d", sql, "JSONCompact")
-        if status != 200:
-            assert headers["X-ClickHouse-Exception-Code"] in ("164", "60", "47", "497"), (title, body[:300])
+        if status != 200:  # refused by the guard (164), a table not in the tenant's views (60, 47), or a
+            # panel that merges sketch states the k-anonymous tenant views hold as final numbers (43)
+            assert headers["X-ClickHouse-Exception-Code"] in ("164", "60", "47", "497", "43"), (title, body[:300])
             continue
         answered += 1
         result = json.loads(body)
