@@ -1,2 +1,0 @@
-ATTACH DATABASE _ UUID '69138fff-c166-49cd-8abe-82ba6bca0278'
-ENGINE = Atomic
