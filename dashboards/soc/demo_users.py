@@ -3,7 +3,7 @@
 Random passwords, in memory only, valid for this run; :func:`announce_logins` prints each
 with a one-time login link, once, to the person who started finsa (never to a log).
 
->>> users, logins = demo_users(["bank-a"], cost=2**10)
+>>> users, logins = demo_users(["bank-a", "_sector"], cost=2**10)
 >>> [(c.username, users.get(c.username).role) for c in logins]
 [('regulator', 'regulator'), ('operator', 'operator'), ('analyst-bank-a', 'institution')]
 >>> users.get("analyst-bank-a").institution
@@ -27,7 +27,9 @@ def demo_users(institutions: Iterable[str], cost: int = 2**14) -> tuple[Users, l
     """Accounts for a demo: ``regulator``, ``operator`` and ``analyst-<id>`` for each institution."""
     people: list[tuple[str, Literal["regulator", "institution", "operator"], str]] = [
         ("regulator", "regulator", ""), ("operator", "operator", "")]
-    people += [(f"analyst-{inst}", "institution", inst) for inst in dict.fromkeys(institutions)]
+    # ids starting with "_" are the sector's own signers (finsa.batchauth), not institutions
+    people += [(f"analyst-{inst}", "institution", inst) for inst in dict.fromkeys(institutions)
+               if not inst.startswith("_")]
     users, logins = [], []
     for username, role, institution in people:
         password = secrets.token_urlsafe(15)
