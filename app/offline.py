@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from finsa.collectors.meter.flowmeter import meter_capture
+from finsa.collectors.replay import CaptureSource
 from finsa.detectors.engine import DetectionEngine
 from finsa.errors import CaptureError, FinsaError
 from finsa.wire import ALERT, ARP, FLOW, RecordBatch
@@ -42,15 +43,6 @@ __all__ = ["CaptureSource", "OfflineError", "OfflineResult", "SectorRun", "meter
 
 class OfflineError(FinsaError):
     """An offline run could not start: unreadable capture, config or scenario."""
-
-
-@dataclass(frozen=True)
-class CaptureSource:
-    """One capture and the institution/sensor whose tap recorded it."""
-
-    path: Path
-    institution_id: str
-    sensor_id: str = ""
 
 
 @dataclass
@@ -119,31 +111,11 @@ def detect(flows: RecordBatch, engine: DetectionEngine, max_flows: int = 5000,
 
 def make_engine(config: str | Path | None = None, registry_path: str | Path | None = None,
                 seed: int = 0) -> DetectionEngine:
-    """The engine of a detectors config file (default: every default detector)."""
-    registry = None
+    """:meth:`DetectionEngine.from_files`, an unreadable file reported as OfflineError."""
     try:
-        if registry_path is not None:
-            from finsa.institutions import load_registry
-
-            registry = load_registry(registry_path)
-        if config is None:
-            return DetectionEngine(seed=seed) if registry is None else _with_registry(registry, seed)
-        from finsa.detectors.config import load_detectors_config
-
-        cfg = load_detectors_config(config, registry)
+        return DetectionEngine.from_files(config, registry_path, seed=seed)
     except OSError as exc:
         raise OfflineError(f"{exc.filename or config}: cannot read: {exc.strerror or exc}") from None
-    return DetectionEngine.from_config(cfg, registry, seed=seed)
-
-
-def _with_registry(registry, seed: int) -> DetectionEngine:  # noqa: ANN001
-    """The default detectors, told which institution is in which subsector."""
-    from_config = getattr(DetectionEngine, "from_config", None)
-    if from_config is None:
-        return DetectionEngine(seed=seed)
-    from finsa.detectors.config import default_config
-
-    return from_config(default_config(), registry, seed=seed)
 
 
 def scenario_sources(scenario_dir: str | Path, institution: str | None = None) -> list[CaptureSource]:

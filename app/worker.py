@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import json
 import sys
 from pathlib import Path
 
+from finsa.app.stream_worker import StreamWorker, WorkerPlan
+from finsa.lifecycle import Shutdown
 from finsa.streams.faust_app import WorkerSettings
-from finsa.streams.processor import FlowProcessor
-from finsa.streams.sector_stage import feed_intel
-from finsa.streams.service import StreamService
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,72 +45,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --data-dir: serve the store's ClickHouse HTTP interface for Grafana, read-only per tenant")
     parser.add_argument("--batch-keys", type=Path,
                         help="directory of <institution>.key signing keys: accept only batches signed by their institution")
+    parser.add_argument("--drain-timeout", type=float, default=20.0,
+                        help="on SIGTERM/SIGINT, seconds to finish the messages in hand before exiting (default 20)")
+    parser.add_argument("--stall-after", type=float, default=10.0,
+                        help="report a stall when messages wait and nothing is processed for this long (s, default 10)")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the flags and the files they name, print the effective config, exit (0 valid, 2 not)")
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    from finsa.storage.backend import open_store
-    from finsa.app.offline import make_engine
-
-    store = open_store(data_dir=args.data_dir, url=clickhouse_url(args))
-    store.migrate()
-    stopping = asyncio.Event()
+def _plan(args: argparse.Namespace) -> WorkerPlan:
     verifier = batch_verifier(args.batch_keys)
-    sector = None
-    if args.registry:
-        from finsa.sector.picture import SectorPicture
-        from finsa.streams.sector_stage import SectorStage
-
-        sector = SectorStage(SectorPicture.from_files(args.registry, args.inventory), store, verifier=verifier)
-    registry_watcher = watch_registry(args.registry, sector)
-    engine = make_engine(args.detectors, args.registry)
-    watcher = watch_detectors(args.detectors, engine, args.registry)
-    if sector is not None:
-        sector.blocklist_sinks.append(feed_intel(engine))
-    # --- SOC (issue 16): analysts' accepted allowlist entries reach the detectors live
-    from finsa.streams.feedback import FeedbackPoller
-    feedback = FeedbackPoller(store, engine).start()
-    from finsa.app.soc_wiring import start_clickhouse_http, start_notifier
-    notifier = start_notifier(args.notify, sector, args.state_dir)
-    clickhouse_http = start_clickhouse_http(args.clickhouse_http, store, args.data_dir or args.state_dir, args.web_host)
-    # --- end SOC
-    processor = FlowProcessor(store, engine, should_stop=stopping.is_set,
-                              verifier=verifier, flow_observers=[sector.observe_flows] if sector else [])
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
                               session_timeout_s=args.session_timeout, datadir=args.state_dir,
                               broker_credentials=broker_credentials(args))
-    service = StreamService(settings, processor, sector)
-    runner = None
-    if args.web_port:
-        from finsa.dashboards.webview import start_webview
+    return WorkerPlan(settings, data_dir=args.data_dir, clickhouse_url=clickhouse_url(args), registry=args.registry,
+                      inventory=args.inventory, detectors=args.detectors, verifier=verifier,
+                      web=(args.web_host, args.web_port) if args.web_port else None,
+                      stall_after_s=args.stall_after, name="worker",
+                      notify=args.notify, notify_dir=args.state_dir, clickhouse_http=args.clickhouse_http,
+                      http_dir=args.data_dir or args.state_dir, http_host=args.web_host)
 
-        from finsa.sector.indicators_http import indicator_routes
 
-        routes = indicator_routes(sector.blocklist) if sector is not None else None
-        runner = await start_webview(store, host=args.web_host, port=args.web_port, extra_routes=routes)
-    loop = asyncio.get_running_loop()
-    await service.start()
-    print(f"finsa worker: consuming from {args.broker} as {args.app_id}", file=sys.stderr, flush=True)
+async def _serve(args: argparse.Namespace, shutdown: Shutdown) -> int:
+    shutdown.announce()
+    worker = StreamWorker(_plan(args))
     try:
-        while not stopping.is_set() and not service.app.should_stop:
-            _own_stop_signals(loop, stopping)
-            if service.failed is not None:
-                raise RuntimeError(f"stream worker failed: {service.failed!r}")
+        await worker.start()
+        print(f"finsa worker: consuming from {args.broker} as {args.app_id}", file=sys.stderr, flush=True)
+        while not shutdown.requested and not worker.service.stopped:
+            worker.check_stall()
             await asyncio.sleep(0.2)
+        if worker.failed is not None:
+            raise RuntimeError(f"stream worker failed: {worker.failed!r}")
+        if not shutdown.requested:
+            shutdown.request("the Faust worker stopped")
+        await worker.drain(shutdown)
     finally:
-        stopping.set()
-        await service.stop()
-        if runner is not None:
-            await runner.cleanup()
-        if watcher is not None:
-            watcher.stop()
-        if registry_watcher is not None:
-            registry_watcher.stop()
-        feedback.stop()  # SOC (issue 16)
-        if clickhouse_http is not None:
-            clickhouse_http.stop()
-        if notifier is not None:
-            notifier.stop()
-        store.close()
+        await worker.stop()
     return 0
 
 
@@ -136,13 +106,6 @@ def batch_verifier(key_dir: Path | None):  # noqa: ANN201 - a BatchVerifier or N
         service.touch(mode=0o600)
         service.write_text(secrets.token_hex(32) + "\n")
     return BatchVerifier(load_keys(key_dir), key_dir=key_dir)
-
-
-def _own_stop_signals(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
-    """SIGINT/SIGTERM set ``stopping``. Faust's worker installs its own handlers as it starts (they
-    stop Faust but not this command, which then never exits), so ours are put back each round."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
 
 
 def clickhouse_url(args: argparse.Namespace) -> str | None:
@@ -174,41 +137,17 @@ def broker_credentials(args: argparse.Namespace):  # noqa: ANN201 - a faust cred
     return faust.SSLCredentials(context) if context is not None else None
 
 
-def watch_detectors(path: Path | None, engine, registry_path: Path | None):  # noqa: ANN001, ANN201
-    """Reload the detectors file on change (an invalid file is refused, the running config kept)."""
-    if path is None:
-        return None
-    from finsa.detectors.reload import ConfigWatcher
-
-    registry = None
-    if registry_path is not None:
-        from finsa.institutions import load_registry
-
-        registry = load_registry(registry_path)
-    watcher = ConfigWatcher(path, lambda cfg: engine.reconfigure(cfg, registry), registry=registry)
-    watcher.load()
-    watcher.start()
-    return watcher
-
-
-def watch_registry(path: Path | None, sector):  # noqa: ANN001, ANN201 - a SectorStage or None
-    """Give an edited institutions file to the sector picture without a restart (an invalid file is
-    refused with every problem, the running registry kept)."""
-    if path is None or sector is None:
-        return None
-    from finsa.institutions import load_registry
-    from finsa.settings import FileWatcher
-
-    watcher = FileWatcher(path, load_registry, sector.use_registry,
-                          on_error=lambda problems: print(f"finsa worker: {path} refused, keeping the running "
-                                                          f"registry: {'; '.join(problems)}", file=sys.stderr, flush=True))
-    watcher.start()
-    return watcher
-
-
 def main(args: argparse.Namespace) -> int:
-    if args.inventory is not None and args.registry is None:
-        print("finsa worker: --inventory needs --registry (assets are checked against the institutions)",
-              file=sys.stderr)
-        return 2
-    return asyncio.run(_serve(args))
+    from finsa.app.worker_config import check_worker_args
+
+    problems, effective = check_worker_args(args)
+    if args.check or problems:
+        if problems:
+            print(f"finsa worker: {len(problems)} problem{'s' if len(problems) > 1 else ''}\n"
+                  + "\n".join(f"  {p}" for p in problems), file=sys.stderr)
+            return 2
+        print(json.dumps(effective, indent=2, default=str))
+        return 0
+    shutdown = Shutdown("worker", args.drain_timeout, watchdog=True)
+    shutdown.install()  # before the loop, so they stay ours until the process ends
+    return asyncio.run(_serve(args, shutdown))

@@ -27,9 +27,10 @@ from pathlib import Path
 
 from finsa import wire
 from finsa.collectors.agent.publisher import BatchPublisher
-from finsa.collectors.replay import ReplaySource, replay_all
+from finsa.collectors.replay import CaptureSource, replay_all
 from finsa.errors import CaptureError, FinsaError
 from finsa.kafka import ensure_topics
+from finsa.lifecycle import Shutdown
 from finsa.scenario_manifest import load_manifest, manifest_captures
 
 
@@ -46,12 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebase-time", action="store_true", help="shift flow times so the capture starts now")
     parser.add_argument("--profile", default="agent", help="metering profile (agent, nfstream, zeek)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the flow topic if created")
+    parser.add_argument("--drain-timeout", type=float, default=10.0,
+                        help="on SIGTERM/SIGINT, seconds to send what was spooled or metered before exiting (default 10)")
 
 
-def scenario_sources(directory: Path) -> tuple[list[ReplaySource], int]:
+def scenario_sources(directory: Path) -> tuple[list[CaptureSource], int]:
     """The captures of a scenario directory and the scenario's start time (ms); ScenarioError
     (a FinsaError) when its manifest cannot be read."""
-    sources = [ReplaySource(c.path, c.institution, c.sensor) for c in manifest_captures(directory)]
+    sources = [CaptureSource(c.path, c.institution, c.sensor) for c in manifest_captures(directory)]
     return sources, int(load_manifest(directory)["start_ms"])
 
 
@@ -76,19 +79,25 @@ def _main_config(args: argparse.Namespace) -> int:
         print(json.dumps(masked_view(config), indent=2))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = Agent(config, args.config)
+    try:
+        agent = Agent(config, args.config)
+    except (FinsaError, ValueError) as exc:
+        print(f"finsa collect: {exc}", file=sys.stderr)
+        return 2
     reload_requested = threading.Event()
+    shutdown = Shutdown("collect", args.drain_timeout, watchdog=True)
     signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: agent.stop_event.set())
+    shutdown.install()
+    shutdown.announce()
     try:
         agent.start()
     except (FinsaError, OSError) as exc:
         print(f"finsa collect: {exc}", file=sys.stderr)
+        agent.stop()
         return 2
     from finsa.collectors.agent.sources import FAILURES
 
-    left = agent.run(reload_requested)
+    left = agent.run(reload_requested, shutdown=shutdown)
     failed = int(FAILURES.total())
     print(f"finsa collect: {agent.totals['flows']} flows spooled, {agent.totals['dropped_batches']} batches "
           f"dropped (spool full), {left} batches left in the spool, {failed} sources failed", file=sys.stderr)
@@ -112,18 +121,18 @@ def main(args: argparse.Namespace) -> int:
                 print("finsa collect: give captures or --scenario DIR", file=sys.stderr)
                 return 2
             sensor = args.sensor or f"{args.institution or 'unknown'}-sensor"
-            sources = [ReplaySource(p, args.institution, sensor) for p in args.captures]
+            sources = [CaptureSource(p, args.institution, sensor) for p in args.captures]
             start_ms = min(_first_packet_ms(p) for p in args.captures)
         ensure_topics(args.broker, {wire.TOPICS["flows"]: args.partitions})
         publisher = BatchPublisher(args.broker, client_id="finsa-collector").start()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        shutdown = Shutdown("collect", args.drain_timeout, watchdog=True)
+        shutdown.install()
         rebase_ms = int(time.time() * 1000) - start_ms if args.rebase_time else 0
         speed = args.speed if args.speed > 0 else 1e9
         t0 = time.monotonic()
         flows = replay_all(sources, publisher.publish, start_ms, speed=speed, profile=args.profile,
-                           rebase_ms=rebase_ms, stop=stop)
-        left = publisher.stop()
+                           rebase_ms=rebase_ms, stop=shutdown.draining)
+        left = publisher.stop(shutdown.remaining_s if shutdown.requested else 30.0)
     except (CaptureError, FinsaError) as exc:
         print(f"finsa collect: {exc}", file=sys.stderr)
         return 2

@@ -25,13 +25,14 @@ from finsa.collectors.pcap.capture import read_capture
 FlowSink = Callable[[wire.RecordBatch], object]  # what it returns is not used
 
 
-@dataclass
-class ReplaySource:
-    """One capture and who metered it."""
+@dataclass(frozen=True)
+class CaptureSource:
+    """One capture and the institution/sensor whose tap recorded it (the one capture-source type:
+    replayed live by ``finsa run``/``finsa collect``, metered offline by ``finsa detect``/``backtest``)."""
 
     path: Path
     institution_id: str
-    sensor_id: str
+    sensor_id: str = ""
 
 
 class Replayer:
@@ -79,7 +80,7 @@ class Replayer:
                 self.flows_out += len(batch)
             self.sink(batch)
 
-    def run(self, source: ReplaySource, capture_start_ms: int, wall_start: float) -> None:
+    def run(self, source: CaptureSource, capture_start_ms: int, wall_start: float) -> None:
         """Replay one capture; ``capture_start_ms`` maps to ``wall_start`` (time.monotonic)."""
         meter = FlowMeter(self.profile, institution_id=source.institution_id, sensor_id=source.sensor_id)
         for chunk in read_capture(source.path, chunk_packets=8192):
@@ -111,7 +112,7 @@ def _time_slices(ts_ms: np.ndarray, slice_ms: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def replay_all(sources: list[ReplaySource], sink: FlowSink, capture_start_ms: int, speed: float = 1.0,
+def replay_all(sources: list[CaptureSource], sink: FlowSink, capture_start_ms: int, speed: float = 1.0,
                profile: str = "agent", rebase_ms: int = 0, stop: threading.Event | None = None) -> int:
     """Replay several captures side by side (one thread each); returns flows exported."""
     replayers = [Replayer(sink, speed, profile, rebase_ms, stop=stop) for _ in sources]

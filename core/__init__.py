@@ -4,8 +4,9 @@ This core package (the ``core/`` folder) holds what every role shares and nothin
 records (:mod:`finsa.wire`), the error hierarchy (:mod:`finsa.errors`), metrics
 (:mod:`finsa.metrics`), strict settings (:mod:`finsa.settings`), the institutions registry
 (:mod:`finsa.institutions`), batch signatures (:mod:`finsa.batchauth`), Kafka topic helpers
-(:mod:`finsa.kafka`) and the reader of scenario folders (:mod:`finsa.scenario_manifest`). It
-imports no role.
+(:mod:`finsa.kafka`), the reader of scenario folders (:mod:`finsa.scenario_manifest`), the one
+shutdown path of long-running processes (:mod:`finsa.lifecycle`) and the one file watcher
+(:mod:`finsa.watch`). It imports no role.
 
 The roles live in sub-packages: :mod:`finsa.collectors`, :mod:`finsa.streams`,
 :mod:`finsa.detectors`, :mod:`finsa.sector`, :mod:`finsa.storage`, :mod:`finsa.dashboards`,

@@ -3,7 +3,8 @@
 Settings are pydantic models declared with ``extra="forbid"`` (see :class:`Strict`). A file
 (TOML, or YAML when PyYAML is installed) is read, validated, and either returned as the model or
 refused with a :class:`ConfigError` naming every bad field by its dotted path and the reason.
-A running component that reloads its file keeps the old settings when the new ones are refused.
+A running component that reloads its file (:class:`finsa.watch.FileWatcher`) keeps the old
+settings when the new ones are refused.
 
 >>> from pydantic import Field
 >>> class Demo(Strict):
@@ -19,8 +20,6 @@ demo.toml: 2 problems
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,62 +74,3 @@ def parse_config(data: dict[str, Any], model: type[M], source: str = "<config>")
 def load_config(path: str | Path, model: type[M]) -> M:
     """Read and validate a settings file."""
     return parse_config(read_document(path), model, source=str(path))
-
-
-class FileWatcher:
-    """Poll a settings file; on a change, validate it and hand the result on, or keep the old one.
-
-    ``load(path)`` parses and validates (raising ConfigError); ``on_change(value)`` receives a valid
-    new value. An invalid file is reported once through ``on_error(problems)`` and the running
-    settings stay. Polling compares modification time and size, then the content.
-
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
-    >>> _ = path.write_text("1")
-    >>> seen = []
-    >>> w = FileWatcher(path, lambda p: int(p.read_text()), seen.append)
-    >>> _ = path.write_text("22"); w.poll(), seen
-    (True, [22])
-    >>> w.poll()
-    False
-    """
-
-    def __init__(self, path: str | Path, load, on_change, on_error=None, interval_s: float = 2.0) -> None:  # noqa: ANN001
-        self.path, self.load, self.on_change = Path(path), load, on_change
-        self.on_error = on_error or (lambda problems: None)
-        self.interval_s = interval_s
-        self._seen = self._stamp()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _stamp(self) -> tuple:
-        try:
-            st = self.path.stat()
-            return st.st_mtime_ns, st.st_size, hashlib.blake2b(self.path.read_bytes(), digest_size=16).digest()
-        except OSError:
-            return ()
-
-    def poll(self) -> bool:
-        """Check once; True when a new valid value was handed on."""
-        stamp = self._stamp()
-        if stamp == self._seen:
-            return False
-        self._seen = stamp
-        try:
-            value = self.load(self.path)
-        except ConfigError as exc:
-            self.on_error(exc.problems)
-            return False
-        self.on_change(value)
-        return True
-
-    def start(self) -> "FileWatcher":
-        def loop() -> None:
-            while not self._stop.wait(self.interval_s):
-                self.poll()
-        self._thread = threading.Thread(target=loop, daemon=True, name=f"watch-{self.path.name}")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()

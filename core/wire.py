@@ -30,7 +30,8 @@ one institution repeats its id once, not 10,000 times. Decoding is a handful of 
 
 Columns are named in the body: a decoder ignores columns it does not know and fills columns
 it expects but does not find with defaults. Adding a field is therefore compatible within a
-topic version; removing or retyping one bumps the record's topic version (``finsa.flows.v2``).
+topic version; removing or retyping one bumps the record's topic version (``finsa.flows.v2``:
+FLOW v2 keeps every DNS question and HTTP request of a flow in list fields, not only the first).
 
 >>> batch = FLOW.make_batch({"src_port": [1234], "dst_port": [22], "protocol": [6],
 ...                          "src_ip": ["10.0.0.1"], "dst_ip": ["192.0.2.7"],
@@ -56,7 +57,8 @@ __all__ = [
     "RecordBatch", "WireFormatError", "FLOW", "ALERT", "HEARTBEAT", "WARNING", "CAMPAIGN", "LEVEL",
     "EMERGENCY", "ARP", "RECORD_TYPES",
     "encode_batch", "decode_batch", "ip_to_bytes", "ips_from_strings", "ips_to_strings",
-    "ipv4_to_mapped", "new_batch_id", "END_REASONS", "SEVERITIES",
+    "ipv4_to_mapped", "new_batch_id", "END_REASONS", "SEVERITIES", "LIST_SEP", "MARKER_SEP",
+    "MAX_DNS_QUERIES", "MAX_HTTP_REQUESTS", "split_list",
 ]
 
 CODEC_VERSION = 1
@@ -70,7 +72,7 @@ MAX_BATCH_ROWS = 1_000_000
 
 #: Topic names carry the record's schema version; an incompatible change bumps it.
 TOPICS = {
-    "flows": "finsa.flows.v1",
+    "flows": "finsa.flows.v2",
     "alerts": "finsa.alerts.v1",
     "heartbeats": "finsa.heartbeats.v1",
     "warnings": "finsa.warnings.v1",
@@ -79,6 +81,15 @@ TOPICS = {
     "emergencies": "finsa.emergencies.v1",
     "dlq": "finsa.dlq.v1",
 }
+
+#: List-valued string fields of a record (``dns_queries``, ``http_requests``) hold their items
+#: separated by this character; items never contain it (collectors replace control characters).
+LIST_SEP = "\n"
+#: Bounds of the FLOW list fields: a flow keeps its first items, never more.
+MAX_DNS_QUERIES = 32
+MAX_HTTP_REQUESTS = 16
+#: Separator of the items of ``app_markers``.
+MARKER_SEP = ","
 
 #: Why a flow was exported (``end_reason`` column).
 END_REASONS = {0: "idle", 1: "active", 2: "fin", 3: "rst", 4: "flush"}
@@ -198,7 +209,7 @@ def _f(name: str, kind: str, doc: str, lc: bool = False, codec: str = "") -> Fie
     return Field(name, kind, doc, lc, codec)
 
 
-FLOW = RecordType("flow", 1, 1, TOPICS["flows"], (
+FLOW = RecordType("flow", 1, 2, TOPICS["flows"], (
     _f("flow_id", "u64", "Flow id, unique per sensor; alerts cite it as evidence"),
     _f("first_seen_ms", "i64", "Time of the flow's first packet, ms since the Unix epoch", codec="DoubleDelta"),
     _f("last_seen_ms", "i64", "Time of the flow's last packet, ms since the Unix epoch", codec="DoubleDelta"),
@@ -230,6 +241,12 @@ FLOW = RecordType("flow", 1, 1, TOPICS["flows"], (
     _f("http_uri", "str", "HTTP request URI of the first request"),
     _f("http_status", "u16", "HTTP status of the first response"),
     _f("ssh_banner", "str", "SSH client banner"),
+    _f("dns_queries", "str", "List: every distinct DNS question of the flow as name/qtype, one per line "
+       "(LIST_SEP), at most MAX_DNS_QUERIES"),
+    _f("http_requests", "str", "List: every HTTP request of the flow as method TAB host TAB uri TAB status "
+       "TAB response content type, one per line (LIST_SEP), at most MAX_HTTP_REQUESTS"),
+    _f("app_markers", "str", "List: application markers seen in the flow, sorted, comma-separated "
+       "(smb1, smb2, smb1_trans2_session_setup, exe_from_dst, shell_from_src, icmp_text ...)"),
 ), doc="A bidirectional flow, metered at an institution's tap or received as flow export.")
 
 ALERT = RecordType("alert", 2, 1, TOPICS["alerts"], (
@@ -376,6 +393,15 @@ class RecordBatch:
 def new_batch_id() -> bytes:
     """A fresh random 16-byte batch id."""
     return uuid.uuid4().bytes
+
+
+def split_list(text: str, sep: str = LIST_SEP) -> list[str]:
+    """The items of a list-valued string field ('' is the empty list).
+
+    >>> split_list("a.example/1\\nb.example/16"), split_list("")
+    (['a.example/1', 'b.example/16'], [])
+    """
+    return text.split(sep) if text else []
 
 
 # --- addresses ---------------------------------------------------------------------------

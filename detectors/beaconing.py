@@ -14,7 +14,10 @@ interval between ``min_interval_ms`` and
 TCP source port as the pair's previous record) is not a new beat.
 
 By default only internal sources talking to external destinations count (``outbound_only``),
-and NTP (123) is allow-listed: periodic by design. Other legitimate periodic traffic (update
+and NTP (123) is allow-listed: periodic by design. Reconnects to a port that is no common service
+(``common_ports``) count whatever the direction, from ``min_reconnects`` beats (a RAT dialling its
+controller every few seconds; ``min_reconnect_interval_ms`` upwards). Multicast, broadcast and
+link-local destinations (SSDP, mDNS, LLMNR, NetBIOS, DHCP) never count. Other legitimate periodic traffic (update
 checks, telemetry, monitoring) can be allow-listed by port or destination network.
 entity = the source (``src_ip``), target = ``destination:port``; one alert per source and window.
 
@@ -41,7 +44,14 @@ from finsa.detectors.features import FlowFrame, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch
 
-__all__ = ["BeaconingDetector"]
+__all__ = ["BeaconingDetector", "ReconnectDetector"]
+
+#: Destinations that are never beacons: multicast, IPv4 limited broadcast, link-local.
+_NEVER = ("224.0.0.0/4", "255.255.255.255/32", "169.254.0.0/16", "ff00::/8", "fe80::/10")
+#: Ports of common services: reconnects elsewhere count from ``min_reconnects``.
+_COMMON_PORTS = (20, 21, 22, 25, 53, 67, 68, 80, 88, 110, 123, 137, 138, 139, 143, 161, 389, 443, 445, 465,
+                 514, 587, 636, 853, 993, 995, 1900, 3389, 4949, 5353, 5355, 5666, 8080, 8443, 9100, 9182,
+                 10050)  # the last few: monitoring agents (munin, NRPE, node/windows exporter, zabbix)
 
 
 class BeaconingDetector(Detector):
@@ -49,12 +59,15 @@ class BeaconingDetector(Detector):
 
     name = "beaconing"
     technique = "T1071"
+    _RECONNECT = False
 
     def __init__(self, *, min_beacons: int = 8, max_cv: float = 0.25, min_steady_share: float = 0.75,
                  max_size_cv: float = 0.5,
                  min_interval_ms: int = 10_000, max_interval_ms: int = 1_800_000, ring: int = 32,
                  outbound_only: bool = True, internal_networks: tuple[str, ...] = (),
                  allow_ports: tuple[int, ...] = (123,), allow_destinations: tuple[str, ...] = (),
+                 min_reconnects: int = 5, min_reconnect_interval_ms: int = 2_000, max_fanout: int = 3,
+                 common_ports: tuple[int, ...] = _COMMON_PORTS,
                  max_pairs: int = 100_000, window_ms: int = 3_600_000, seed: int = 0) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self.min_beacons, self.max_cv, self.max_size_cv = min_beacons, max_cv, max_size_cv
@@ -63,18 +76,24 @@ class BeaconingDetector(Detector):
         self.outbound_only, self.max_pairs = bool(outbound_only), max_pairs
         self.internal_networks, self.allow_destinations = tuple(internal_networks), tuple(allow_destinations)
         self.allow_ports = tuple(int(p) for p in allow_ports)
+        self.min_reconnects, self.min_reconnect_interval_ms = min_reconnects, min_reconnect_interval_ms
+        self.max_fanout = max_fanout
+        self.common_ports = tuple(int(p) for p in common_ports)
         self._check(min_beacons=(min_beacons, 3, 1024), max_cv=(max_cv, 0.0, 10.0),
                     min_steady_share=(min_steady_share, 0.0, 1.0),
                     max_size_cv=(max_size_cv, 0.0, 100.0), min_interval_ms=(min_interval_ms, 1, 86_400_000),
                     max_interval_ms=(max_interval_ms, min_interval_ms, 86_400_000), ring=(ring, min_beacons, 1024),
-                    max_pairs=(max_pairs, 10, 1e8))
+                    max_pairs=(max_pairs, 10, 1e8), min_reconnects=(min_reconnects, 3, min_beacons),
+                    min_reconnect_interval_ms=(min_reconnect_interval_ms, 1, 86_400_000),
+                    max_fanout=(max_fanout, 2, 8))
         try:
             NetworkSet(self.internal_networks), NetworkSet(self.allow_destinations)
         except ValueError as exc:
             raise DetectorParamError(f"{self.name}: bad network: {exc}") from None
         self._state: dict[str, np.ndarray] | None = None
-        self._nets: tuple[NetworkSet, NetworkSet] | None = None
+        self._nets: tuple[NetworkSet, NetworkSet, NetworkSet] | None = None
         self._dedupe: WindowDeduper | None = None
+        self._fanout: dict[int, set[int]] | None = None
 
     # --- state -------------------------------------------------------------------------
 
@@ -82,8 +101,10 @@ class BeaconingDetector(Detector):
         self._state = {"keys": np.zeros(0, dtype=np.uint64), "times": np.zeros((0, self.ring), np.int64), "sizes": np.zeros((0, self.ring)),
                        "count": np.zeros(0, np.int64), "last_port": np.zeros(0, np.int64),
                        "last_ms": np.zeros(0, np.int64)}
-        self._nets = (NetworkSet(self.internal_networks or PRIVATE_NETWORKS), NetworkSet(self.allow_destinations))
+        self._nets = (NetworkSet(self.internal_networks or PRIVATE_NETWORKS), NetworkSet(self.allow_destinations),
+                      NetworkSet(_NEVER))
         self._dedupe = WindowDeduper(self.window_ms)
+        self._fanout = {}
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         """Positions of the unique sorted ``keys`` in the state, inserting the missing ones."""
@@ -112,9 +133,14 @@ class BeaconingDetector(Detector):
 
     def _rows(self, frame: FlowFrame) -> np.ndarray:
         c = frame.cols
-        internal, allowed = self._nets  # type: ignore[misc]  # built with the state, before the first batch
+        internal, allowed, never = self._nets  # type: ignore[misc]  # built with the state, before the first batch
         ok = np.isin(c["protocol"], (6, 17)) & ~np.isin(c["dst_port"], self.allow_ports)
-        if self.outbound_only:
+        v4 = np.all(c["dst_ip"][:, 10:12] == 255, axis=1)
+        ok &= ~never.contains(c["dst_ip"]) & ~(v4 & (c["dst_ip"][:, 15] == 255))  # and subnet broadcasts
+        if self._RECONNECT:  # connections made (SYN answered, client ACKed), not probes or reflected SYN-ACKs
+            made = ((c["src2dst_tcp_flags"] & 0x12) == 0x12) & (c["dst2src_packets"] > 0) & ~frame.failed
+            ok &= ~np.isin(c["dst_port"], self.common_ports) & (c["dst_port"] > 0) & (c["protocol"] == 6) & made
+        elif self.outbound_only:
             ok &= internal.contains(c["src_ip"]) & ~internal.contains(c["dst_ip"])
         if len(allowed):
             ok &= ~allowed.contains(c["dst_ip"])
@@ -130,6 +156,8 @@ class BeaconingDetector(Detector):
         if not len(rows):
             return []
         c = frame.cols
+        if self._RECONNECT:
+            self._learn_fanout(frame, rows)
         pair = mix64(frame.src_key, frame.dst_service)[rows]
         order = np.lexsort((frame.t_ms[rows], pair))
         rows, pair = rows[order], pair[order]
@@ -156,9 +184,28 @@ class BeaconingDetector(Detector):
             self._evict()
         return out
 
+    def _poller_key(self, frame: FlowFrame, rows: np.ndarray) -> np.ndarray:
+        return mix64(frame.src_key[rows], frame.cols["dst_port"][rows])
+
+    def _learn_fanout(self, frame: FlowFrame, rows: np.ndarray) -> None:
+        """Remember, per (source, port), a few distinct destinations: a poller reaches many."""
+        keys, dsts = self._poller_key(frame, rows), frame.dst_h[rows]
+        pairs = np.unique(np.stack([keys, dsts], axis=1), axis=0)
+        for k, d in pairs.tolist():
+            got = self._fanout.setdefault(k, set())
+            if len(got) < 8:
+                got.add(d)
+        if len(self._fanout) > self.max_pairs:
+            self._fanout = dict(list(self._fanout.items())[len(self._fanout) // 2:])
+
     def _evaluate(self, frame: FlowFrame, rows: np.ndarray, g: Any, pos: np.ndarray) -> list[dict[str, Any]]:
         st = self._state
-        cand = np.flatnonzero(st["count"][pos] >= self.min_beacons)
+        needed = np.full(len(g), self.min_reconnects if self._RECONNECT else self.min_beacons)
+        floor = np.full(len(g), self.min_reconnect_interval_ms if self._RECONNECT else self.min_interval_ms)
+        cand = np.flatnonzero(st["count"][pos] >= needed)
+        if self._RECONNECT and len(cand):  # a monitoring poller reaching several hosts on the port is no RAT
+            keys = self._poller_key(frame, rows[g.first[cand]]).tolist()
+            cand = cand[np.array([len(self._fanout.get(k, ())) < self.max_fanout for k in keys]).astype(bool)]
         if not len(cand):
             return []
         times = st["times"][pos[cand]].astype(np.float64)
@@ -169,10 +216,11 @@ class BeaconingDetector(Detector):
             gaps = np.diff(t_sorted, axis=1)
         gaps[~np.isfinite(gaps)] = np.nan
         n_gaps = np.sum(~np.isnan(gaps), axis=1)
-        ok = n_gaps >= self.min_beacons - 1
+        ok = n_gaps >= needed[cand] - 1
         if not ok.any():
             return []
         cand, gaps, valid = cand[ok], gaps[ok], valid[ok]
+        floor = floor[cand]
         median = np.nanmedian(gaps, axis=1)
         mad = np.nanmedian(np.abs(gaps - median[:, None]), axis=1)
         cv = 1.4826 * mad / np.maximum(median, 1.0)
@@ -181,9 +229,11 @@ class BeaconingDetector(Detector):
         size_cv = np.nanstd(sizes, axis=1) / np.maximum(size_mean, 1.0)
         in_band = np.abs(gaps - median[:, None]) <= 1.5 * self.max_cv * median[:, None]
         steady_share = np.sum(in_band, axis=1) / n_gaps[ok]
-        hit = ((cv <= self.max_cv) & (steady_share >= self.min_steady_share) & (size_cv <= self.max_size_cv)
-               & (median >= self.min_interval_ms)
-               & (median <= self.max_interval_ms))
+        reconnect = self._RECONNECT
+        alike = (steady_share >= self.min_steady_share) & (size_cv <= self.max_size_cv)
+        # a reconnecting RAT carries commands in some sessions: enough steady gaps suffice, sizes may differ
+        steady = (np.sum(in_band, axis=1) >= self.min_reconnects - 1) if reconnect else alike
+        hit = (cv <= self.max_cv) & steady & (median >= floor) & (median <= self.max_interval_ms)
         out = []
         for j in np.flatnonzero(hit):
             gi = cand[j]
@@ -208,3 +258,19 @@ class BeaconingDetector(Detector):
                           severity=3 + int(feats["beats"] >= 2 * self.min_beacons and steady >= 0.5), score=score,
                           confidence=min(1.0, (0.5 + 0.5 * steady) * (1 - math.exp(-feats["beats"] / self.min_beacons))),
                           features=feats, flow_ids=c["flow_id"][mine[:10]])
+
+
+class ReconnectDetector(BeaconingDetector):
+    """A host re-dialling one service on a port that is no common service at a steady rhythm
+    (MITRE T1571, non-standard port): a RAT or reverse shell reconnecting to its controller.
+
+    Any direction counts (controllers sit inside networks too); TCP only; from ``min_reconnects``
+    beats at least ``min_reconnect_interval_ms`` apart whose gaps are steady (``max_cv``), with
+    at least ``min_reconnects - 1`` gaps near the median; sizes may differ (sessions carry
+    commands). A source reaching ``max_fanout`` or more hosts on the same port is a poller
+    (monitoring, scraping), not a RAT. Multicast, broadcast and link-local destinations never count.
+    """
+
+    name = "reconnect"
+    technique = "T1571"
+    _RECONNECT = True

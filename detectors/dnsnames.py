@@ -88,9 +88,12 @@ class NameFeatures:
 
     def __init__(self, max_cache: int = 50_000) -> None:
         self.max_cache = max_cache
-        self._cache: dict[str, tuple[str, int, int, float, float]] = {}
+        self._cache: dict[str, tuple[str, int, int, float, float, float]] = {}
 
-    def one(self, name: str) -> tuple[str, int, int, float, float]:
+    def one(self, name: str) -> tuple[str, int, int, float, float, float]:
+        """(domain, subdomain length, longest label, subdomain entropy, DGA score, plain) of a name;
+        ``plain`` is 1.0 for service and reputation look-ups (a label starting with ``_``, or four
+        numeric labels: an address written in the name)."""
         hit = self._cache.get(name)
         if hit is not None:
             return hit
@@ -101,7 +104,9 @@ class NameFeatures:
         if domain == BAD_TLD:
             sub = "".join(labels)
         sld = labels[-keep] if domain != BAD_TLD and len(labels) >= keep else (labels[0] if labels else "")
-        out = (domain, len(sub), max((len(x) for x in labels), default=0), entropy_bits(sub), dga_score(sld))
+        plain = any(x.startswith("_") for x in labels) or sum(x.isdigit() for x in labels) >= 4
+        out = (domain, len(sub), max((len(x) for x in labels), default=0), entropy_bits(sub), dga_score(sld),
+               float(plain))
         if len(self._cache) >= self.max_cache:
             self._cache.clear()
         self._cache[name] = out
@@ -112,10 +117,10 @@ class NameFeatures:
         uniq, inverse = np.unique(names.astype(str), return_inverse=True)
         rows = [self.one(str(u)) for u in uniq]
         domain = np.array([r[0] for r in rows] or [""], dtype=object)
-        feats = np.array([r[1:] for r in rows] or [(0, 0, 0.0, 0.0)], dtype=np.float64)
+        feats = np.array([r[1:] for r in rows] or [(0, 0, 0.0, 0.0, 0.0)], dtype=np.float64)
         inv = inverse.ravel()
         return {"domain": domain[inv], "sub_len": feats[inv, 0], "max_label": feats[inv, 1],
-                "sub_entropy": feats[inv, 2], "dga": feats[inv, 3], "name_index": inv,
+                "sub_entropy": feats[inv, 2], "dga": feats[inv, 3], "plain": feats[inv, 4] > 0, "name_index": inv,
                 "names": uniq}
 
     def __getstate__(self) -> dict:

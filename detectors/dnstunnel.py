@@ -43,14 +43,48 @@ import numpy as np
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.dnsnames import BAD_TLD, NameFeatures, string_hash
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import RecordBatch, ips_to_strings, split_list
 
-__all__ = ["DnsTunnelDetector", "DgaDetector", "TUNNEL_QTYPES"]
+__all__ = ["DnsTunnelDetector", "DgaDetector", "TUNNEL_QTYPES", "questions"]
 
-#: Query types tunnels favour for their payload: NULL, MX, TXT, PRIVATE (iodine).
-TUNNEL_QTYPES = (10, 15, 16, 65399)
+#: Query types tunnels favour for their payload: CNAME, NULL, MX, TXT, PRIVATE (iodine).
+TUNNEL_QTYPES = (5, 10, 15, 16, 65399)
+#: Query types no ordinary client asks for: NULL and the private type iodine uses.
+RAW_QTYPES = (10, 65399)
 _ALLOW = ("in-addr.arpa", "ip6.arpa", "sophosxl.net", "mcafee.com", "spamhaus.org", "spamcop.net",
           "barracudacentral.org", "e5.sk")
+
+
+def questions(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every DNS question of a flow batch: (flow row, name, qtype) per question.
+
+    A flow's ``dns_queries`` list (FLOW v2) holds all its questions when it has several; else its
+    ``dns_query``/``dns_qtype`` is the only one.
+
+    >>> from finsa.wire import FLOW
+    >>> b = FLOW.make_batch({"dns_query": ["a.example", "b.example", ""], "dns_qtype": [1, 16, 0],
+    ...                      "dns_queries": ["", "b.example/16\\nc.example/10", ""]})
+    >>> [(int(r), str(n), int(q)) for r, n, q in zip(*questions(b.columns))]
+    [(0, 'a.example', 1), (1, 'b.example', 16), (1, 'c.example', 10)]
+    """
+    lists = cols["dns_queries"]
+    multi = lists != ""
+    single = np.flatnonzero((cols["dns_query"] != "") & ~multi)
+    rows, names, qtypes = [single], [cols["dns_query"][single]], [cols["dns_qtype"][single].astype(np.int64)]
+    extra_rows, extra_names, extra_types = [], [], []
+    for row, text in zip(np.flatnonzero(multi).tolist(), lists[multi].tolist()):
+        for item in split_list(text):
+            name, _, qtype = item.rpartition("/")
+            if name:
+                extra_rows.append(row)
+                extra_names.append(name)
+                extra_types.append(int(qtype) if qtype.isdigit() else 0)
+    if extra_rows:
+        rows.append(np.array(extra_rows, dtype=np.int64))
+        names.append(np.array(extra_names, dtype=object))
+        qtypes.append(np.array(extra_types, dtype=np.int64))
+    order = np.argsort(np.concatenate(rows), kind="stable")
+    return np.concatenate(rows)[order], np.concatenate(names)[order], np.concatenate(qtypes)[order]
 
 
 def _new_keys(seen: KeyedTable, keys: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -94,12 +128,16 @@ class _DnsDetector(Detector):
         self._seen: KeyedTable | None = None
 
     def _dns_rows(self, frame: FlowFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One entry per DNS question: the flow row it came from and its name features; ``qtype``
+        and ``weight`` (the flow's client packets shared among its questions) are in the features."""
         if self._names is None:
             self._names, self._dedupe = NameFeatures(), WindowDeduper(self.window_ms)
             self._table, self._seen = KeyedTable(self._COLUMNS), KeyedTable(("window",))
-        names = frame.cols["dns_query"]
-        rows = np.flatnonzero(names != "")
-        feats = self._names.columns(names[rows])
+        rows, names, qtypes = questions(frame.cols)
+        feats = self._names.columns(names)
+        per_flow = np.bincount(rows, minlength=frame.n)[rows] if len(rows) else np.zeros(0)
+        feats["qtype"] = qtypes
+        feats["weight"] = np.maximum(frame.cols["src2dst_packets"][rows], 1) / np.maximum(per_flow, 1)
         if self.allow_domains and len(rows):
             dom = feats["domain"].astype(str)
             allowed = np.isin(dom, self.allow_domains)
@@ -122,11 +160,13 @@ class _DnsDetector(Detector):
                           flow_ids=cols["flow_id"][mine[:10]])
 
 
-_TUNNEL_COLS = ("window", "flows", "queries", "client_bytes", "names", "encoded", "odd_qtype")
+_TUNNEL_COLS = ("window", "flows", "queries", "client_bytes", "names", "encoded", "odd_qtype",
+                "encoded_names", "odd_names", "raw_names")
 
 
 class DnsTunnelDetector(_DnsDetector):
-    """Much traffic to one domain in encoded-looking names or tunnel query types."""
+    """Much traffic to one domain in encoded-looking names or tunnel query types, or a little
+    traffic whose names are clearly data (see the module docstring: volume and low-volume rules)."""
 
     name = "dnstunnel"
     technique = "T1071.004"
@@ -134,15 +174,18 @@ class DnsTunnelDetector(_DnsDetector):
 
     def __init__(self, *, min_queries: int = 100, min_client_bytes: int = 20_000, min_names: int = 50,
                  min_share: float = 0.5, min_label: int = 32, min_sub_len: int = 40,
-                 min_entropy: float = 3.3, allow_domains: tuple[str, ...] = _ALLOW,
+                 min_entropy: float = 3.3, min_encoded_names: int = 8, min_odd_names: int = 12,
+                 min_raw_names: int = 3, allow_domains: tuple[str, ...] = _ALLOW,
                  max_rows: int = 500_000, window_ms: int = 300_000, seed: int = 0) -> None:
         super().__init__(allow_domains=allow_domains, max_rows=max_rows, window_ms=window_ms, seed=seed)
         self.min_queries, self.min_client_bytes, self.min_names = min_queries, min_client_bytes, min_names
         self.min_share, self.min_label, self.min_sub_len, self.min_entropy = min_share, min_label, min_sub_len, min_entropy
+        self.min_encoded_names, self.min_odd_names, self.min_raw_names = min_encoded_names, min_odd_names, min_raw_names
         self._check(min_queries=(min_queries, 1, 1e9), min_client_bytes=(min_client_bytes, 1, 1e12),
                     min_names=(min_names, 1, 1e9), min_share=(min_share, 0.0, 1.0),
                     min_label=(min_label, 1, 63), min_sub_len=(min_sub_len, 1, 255),
-                    min_entropy=(min_entropy, 0.0, 8.0))
+                    min_entropy=(min_entropy, 0.0, 8.0), min_encoded_names=(min_encoded_names, 2, 1e9),
+                    min_odd_names=(min_odd_names, 2, 1e9), min_raw_names=(min_raw_names, 1, 1e9))
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         frame = self._frame(flows)
@@ -157,40 +200,62 @@ class DnsTunnelDetector(_DnsDetector):
         new_name = _new_keys(self._seen, mix64(key, string_hash(nf["names"][nf["name_index"]])), window)
         encoded = (((nf["max_label"] >= self.min_label) | (nf["sub_len"] >= self.min_sub_len))
                    & (nf["sub_entropy"] >= self.min_entropy))
+        odd = np.isin(nf["qtype"], TUNNEL_QTYPES)
+        share = np.bincount(rows, minlength=frame.n)[rows].astype(np.float64)  # questions of the same flow
         g = group(key)
         pos = self._table.upsert(g.keys)
         t = self._table.cols
         t["window"][pos] = window[g.first]
-        t["flows"][pos] += g.count
-        t["queries"][pos] += g.sum(np.maximum(c["src2dst_packets"][rows], 1).astype(np.float64))
-        t["client_bytes"][pos] += g.sum(c["src2dst_bytes"][rows].astype(np.float64))
+        t["flows"][pos] += g.sum(1.0 / share)
+        t["queries"][pos] += g.sum(nf["weight"])
+        t["client_bytes"][pos] += g.sum(c["src2dst_bytes"][rows].astype(np.float64) / share)
         t["names"][pos] += g.sum(new_name.astype(np.float64))
-        t["encoded"][pos] += g.sum(encoded.astype(np.float64))
-        t["odd_qtype"][pos] += g.sum(np.isin(c["dns_qtype"][rows], TUNNEL_QTYPES).astype(np.float64))
+        t["encoded"][pos] += g.sum(encoded / share)
+        t["odd_qtype"][pos] += g.sum(odd / share)
+        t["encoded_names"][pos] += g.sum((new_name & encoded).astype(np.float64))
+        t["odd_names"][pos] += g.sum((new_name & odd & ~nf["plain"]).astype(np.float64))
+        t["raw_names"][pos] += g.sum((new_name & np.isin(nf["qtype"], RAW_QTYPES)).astype(np.float64))
         out = self._evaluate(frame, rows, nf, g, pos)
         newest = int(window.max())
         _prune(self._table, newest, self.max_rows)
         _prune(self._seen, newest, self.max_rows)
         return out
 
-    def _evaluate(self, frame: FlowFrame, rows: np.ndarray, nf: dict[str, np.ndarray], g: Any,
-                  pos: np.ndarray) -> list[dict[str, Any]]:
-        t = {k: v[pos] for k, v in self._table.cols.items()}
+    def _scores(self, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(volume score, low-volume score, encoded share, tunnel-qtype share) per key."""
         volume = np.maximum.reduce([t["queries"] / self.min_queries, t["client_bytes"] / self.min_client_bytes,
                                     t["names"] / self.min_names])
         enc_share, odd_share = t["encoded"] / t["flows"], t["odd_qtype"] / t["flows"]
-        hits = np.flatnonzero((volume >= 1.0) & (np.maximum(enc_share, odd_share) >= self.min_share))
+        low = np.maximum.reduce([t["raw_names"] / self.min_raw_names,
+                                 np.where(np.maximum(enc_share, odd_share) >= self.min_share,
+                                          t["encoded_names"] / self.min_encoded_names, 0.0),
+                                 t["odd_names"] / self.min_odd_names])
+        return volume, low, enc_share, odd_share
+
+    def _evaluate(self, frame: FlowFrame, rows: np.ndarray, nf: dict[str, np.ndarray], g: Any,
+                  pos: np.ndarray) -> list[dict[str, Any]]:
+        t = {k: v[pos] for k, v in self._table.cols.items()}
+        volume, low, enc_share, odd_share = self._scores(t)
+        loud = (volume >= 1.0) & (np.maximum(enc_share, odd_share) >= self.min_share)
+        hits = np.flatnonzero(loud | (low >= 1.0))
         out = []
         for gi in hits:
-            mine = rows[g.inverse == gi]
+            in_group = g.inverse == gi
+            mine = np.unique(rows[in_group])
             domain = str(nf["domain"][g.first[gi]])
             target = domain if domain != BAD_TLD else ips_to_strings(frame.cols["dst_ip"][mine[:1]])[0]
+            sample = str(nf["names"][nf["name_index"][np.flatnonzero(in_group)[-1]]])
             feats = {"queries": t["queries"][gi], "client_bytes": t["client_bytes"][gi],
                      "distinct_names": t["names"][gi], "flows": t["flows"][gi],
+                     "encoded_names": t["encoded_names"][gi], "tunnel_qtype_names": t["odd_names"][gi],
+                     "null_or_private_names": t["raw_names"][gi],
                      "encoded_share": enc_share[gi], "tunnel_qtype_share": odd_share[gi],
-                     "domain": domain, "sample_name": str(frame.cols["dns_query"][mine[0]])[:120]}
-            score = float(volume[gi])
-            alert = self._emit(frame, mine, target, score, (1 - math.exp(-2 * score)) * max(enc_share[gi], odd_share[gi]),
+                     "rule": "volume" if loud[gi] else "low_volume",
+                     "qtypes": sorted({int(q) for q in nf["qtype"][in_group]})[:8],
+                     "resolver": ips_to_strings(frame.cols["dst_ip"][mine[:1]])[0],
+                     "domain": domain, "sample_name": sample[:120]}
+            score = float(max(volume[gi], low[gi]))
+            alert = self._emit(frame, mine, target, score, (1 - math.exp(-2 * score)) * max(enc_share[gi], odd_share[gi], 0.5),
                                feats, min(5, 1 + severity_from_margin(score)))
             if alert is not None:
                 out.append(alert)
@@ -220,7 +285,7 @@ class DgaDetector(_DnsDetector):
         if frame is None:
             return []
         rows, nf = self._dns_rows(frame)
-        keep = (nf["domain"] != BAD_TLD) & (frame.cols["dns_qtype"][rows] != 12) if len(rows) else None
+        keep = (nf["domain"] != BAD_TLD) & (nf["qtype"] != 12) if len(rows) else None
         if len(rows) == 0 or not keep.any():
             return []
         rows, nf = rows[keep], {k: (v if k == "names" else v[keep]) for k, v in nf.items()}

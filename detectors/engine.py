@@ -46,6 +46,8 @@ from finsa.metrics import REGISTRY
 from finsa.wire import ALERT, FLOW, RecordBatch
 
 if TYPE_CHECKING:  # the engine runs without a config; config imports pydantic models only when used
+    from pathlib import Path
+
     from finsa.detectors.config import Config
     from finsa.institutions import Registry
 
@@ -189,6 +191,24 @@ class DetectionEngine:
         engine = cls([], seed=seed)
         engine.reconfigure(cfg, registry)
         return engine
+
+    @classmethod
+    def from_files(cls, config: "str | Path | None" = None, registry_path: "str | Path | None" = None,
+                   seed: int = 0) -> "DetectionEngine":
+        """The engine of an operator's detectors file and institutions file (either may be None:
+        every default detector; without a registry no institution has a subsector). A file that
+        cannot be read raises OSError, an invalid one ConfigError listing every problem."""
+        registry = None
+        if registry_path is not None:
+            from finsa.institutions import load_registry
+
+            registry = load_registry(registry_path)
+        if config is None and registry is None:
+            return cls(seed=seed)
+        from finsa.detectors.config import default_config, load_detectors_config
+
+        cfg = default_config() if config is None else load_detectors_config(config, registry)
+        return cls.from_config(cfg, registry, seed=seed)
 
     @property
     def detectors(self) -> list[Detector]:

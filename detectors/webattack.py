@@ -1,7 +1,8 @@
 """Web application attacks visible in HTTP hints (MITRE T1190): a small signature layer.
 
-Each distinct request line (``http_method``, ``http_uri``; ``http_host`` for log4shell) of a
-batch is percent-decoded up to twice (``%252e`` is ``%2e`` is ``.``), ``+`` read as a space,
+Every request of a flow (FLOW v2's ``http_requests`` list, else the first-request hint columns)
+(``http_method``, ``http_uri``; ``http_host`` for log4shell) is percent-decoded repeatedly, up to
+four times (``%25252e`` ... ``%2e`` is ``.``), ``+`` read as a space,
 lower-cased, and matched against a few classes of signatures:
 
 =============  ========  =============================================================
@@ -9,7 +10,10 @@ class          severity  signatures
 =============  ========  =============================================================
 log4shell      5         ``${jndi:``, ``${${`` / ``${lower:`` obfuscation
 cmd_injection  4         ``;cat /``, ``|wget``, ``&& curl``, ``$(id)``, backticks, ``;id;``
-sql_injection  4         ``union select``, ``' or 1=1``, ``sleep(``, ``information_schema``
+sql_injection  4         ``union select``, ``' or 1=1``, ``sleep(``, ``information_schema``;
+                         blind/boolean ``and substring(@@version,1,1)=5``, ``and 1=1--``,
+                         ``' and 'a'='a``; concatenation ``' + '``, ``' || '``, ``concat(0x``
+web_shell      4         ``/c99.php``, ``/shell.aspx``, ``?cmd=whoami``
 path_traversal 3         ``../``, ``..\\``, ``/etc/passwd``, ``win.ini``, ``boot.ini``
 =============  ========  =============================================================
 
@@ -32,12 +36,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, service_of
-from finsa.wire import RecordBatch
+from finsa.wire import RecordBatch, split_list
 
 __all__ = ["WebAttackDetector", "SIGNATURES", "classify"]
 
@@ -50,15 +54,31 @@ SIGNATURES: dict[str, tuple[int, re.Pattern]] = {
     "sql_injection": (4, re.compile(
         r"union(?:\s|/\*.*?\*/)+(?:all(?:\s|/\*.*?\*/)+)?select|'\s*(?:or|and)\s+'?\d+'?\s*=\s*'?\d+"
         r"|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|waitfor\s+delay|information_schema|\bxp_cmdshell"
-        r"|'\s*;\s*(?:drop|insert|update|delete)\s|\bselect\b.{1,60}\bfrom\b.{1,60}\bwhere\b.{0,40}'")),
+        r"|'\s*;\s*(?:drop|insert|update|delete)\s|\bselect\b.{1,60}\bfrom\b.{1,60}\bwhere\b.{0,40}'"
+        # blind and boolean: and substring(@@version,1,1)=5, and ascii(mid(...)), and 1=1, and 'a'='a
+        r"|\b(?:and|or)\s+\(?\s*(?:substring|substr|mid|ascii|ord|length|char|if)\s*\("
+        r"|@@(?:version|datadir|hostname|servername)|\b(?:and|or)\s+(\d+)\s*=\s*\1\b"
+        r"|'\s*(?:and|or)\s+'(\w+)'\s*=\s*'\2|\b(?:and|or)\s+\d+\s*=\s*\d+\s*(?:--|#|/\*)"
+        # concatenation and stacked comments: ' + ', ' || ', '||(select, concat(0x...
+        r"|'\s*(?:\+|\|\|)\s*'|'\s*\|\|\s*\(|\bconcat(?:_ws)?\s*\(\s*0x|\bcast\s*\(.{1,40}\bas\s+(?:n?varchar|int)\b"
+        r"|'\s*(?:--|#)\s*$|\border\s+by\s+\d+\s*(?:--|#)")),
+    "web_shell": (4, re.compile(
+        r"/(?:c99|r57|wso|b374k|c100|webshell|cmdasp|shell|cmd)\.(?:php\d?|aspx?|jspx?|cfm)\b"
+        r"|[?&](?:cmd|exec|command|execute)=\s*(?:[a-z]+%20|[a-z]+\s)?(?:cat|id|whoami|uname|dir|ls|net|ipconfig|ifconfig|wget|curl)\b")),
     "path_traversal": (3, re.compile(r"(?:\.\.[/\\]){1,}|/etc/(?:passwd|shadow|hosts)\b|\bwin\.ini\b|\bboot\.ini\b")),
 }
 
 
 def _decode(text: str) -> str:
+    """Percent-decoded until stable (at most four times); ``+`` is a space only in the first pass,
+    so an encoded ``%2B`` stays a plus sign.
+
+    >>> _decode("/p?a=x%27%20%2B%20%27y+z"), _decode("%25252e%25252e%25252f")
+    ("/p?a=x' + 'y z", '../')
+    """
     out = text
-    for _ in range(2):
-        decoded = unquote_plus(out, errors="replace")
+    for i in range(4):
+        decoded = (unquote_plus if i == 0 else unquote)(out, errors="replace")
         if decoded == out:
             break
         out = decoded
@@ -108,25 +128,26 @@ class WebAttackDetector(Detector):
         if self._dedupe is None:
             self._cache, self._dedupe = {}, WindowDeduper(self.window_ms)
         c = frame.cols
-        rows = np.flatnonzero((c["http_uri"] != "") | (c["http_host"] != ""))
+        rows, requests = _requests(c)
         if not len(rows):
             return []
-        requests = list(zip(c["http_method"][rows].tolist(), c["http_uri"][rows].tolist(), c["http_host"][rows].tolist()))
         classes = [self._classes(str(m), str(u), str(h)) for m, u, h in requests]
         hit = np.array([bool(x) for x in classes])
         if not hit.any():
             return []
         rows, classes = rows[hit], [x for x in classes if x]
+        requests = [r for r, h in zip(requests, hit) if h]
         order = np.lexsort((frame.t_ms[rows], frame.src_key[rows]))
         out = []
         for start, stop in _runs(frame.src_key[rows][order]):
             idx = order[start:stop]
-            alert = self._alert(frame, rows[idx], [classes[i] for i in idx])
+            alert = self._alert(frame, rows[idx], [classes[i] for i in idx], [requests[i] for i in idx])
             if alert is not None:
                 out.append(alert)
         return out
 
-    def _alert(self, frame: Any, mine: np.ndarray, classes: list[tuple[str, ...]]) -> dict[str, Any] | None:
+    def _alert(self, frame: Any, mine: np.ndarray, classes: list[tuple[str, ...]],
+               requests: list[tuple[str, str, str]]) -> dict[str, Any] | None:
         c, first = frame.cols, mine[0]
         claimed = self._dedupe.claim_source(frame, mine)
         if claimed is None:
@@ -137,17 +158,35 @@ class WebAttackDetector(Detector):
             for name in cls:
                 counts[name] = counts.get(name, 0) + 1
         worst = max(counts, key=lambda n: (SIGNATURES[n][0], counts[n]))
-        shown = mine[next(i for i, cls in enumerate(classes) if worst in cls)]
+        method, uri, host = requests[next(i for i, cls in enumerate(classes) if worst in cls)]
         target = service_of(frame, first)
         feats = {"class": worst, "matches": counts, "requests": len(mine),
-                 "distinct_servers": len(np.unique(frame.dst_h[mine])), "host": str(c["http_host"][shown])[:100],
-                 "uri": str(c["http_uri"][shown])[:200], "method": str(c["http_method"][shown])[:16]}
+                 "distinct_servers": len(np.unique(frame.dst_h[mine])), "host": str(host)[:100],
+                 "uri": str(uri)[:200], "method": str(method)[:16]}
         return make_alert(detector=self.name, technique=self.technique, institution_id=inst, entity=entity,
                           entity_kind="src_ip", target=target, time_ms=time_ms,
                           first_seen_ms=int(frame.t_ms[mine].min()), window_ms=self.window_ms,
                           severity=SIGNATURES[worst][0], score=float(len(mine)),
                           confidence=min(1.0, 0.6 + 0.1 * len(mine)), features=feats,
                           flow_ids=c["flow_id"][mine[:10]])
+
+
+def _requests(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
+    """Every HTTP request of a batch as (flow row, (method, uri, host)): a flow's ``http_requests``
+    list (FLOW v2) when it has one, else its first-request hint columns."""
+    lists = cols["http_requests"]
+    rows: list[int] = []
+    out: list[tuple[str, str, str]] = []
+    for row in np.flatnonzero((cols["http_uri"] != "") | (cols["http_host"] != "") | (lists != "")).tolist():
+        items = split_list(str(lists[row]))
+        if not items:
+            rows.append(row)
+            out.append((str(cols["http_method"][row]), str(cols["http_uri"][row]), str(cols["http_host"][row])))
+        for item in items:
+            method, host, uri = (item.split("\t") + ["", "", ""])[:3]
+            rows.append(row)
+            out.append((method, uri, host))
+    return np.array(rows, dtype=np.int64), out
 
 
 def _runs(keys: np.ndarray) -> list[tuple[int, int]]:

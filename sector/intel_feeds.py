@@ -3,9 +3,9 @@
 A feed is a list of files or folders (every ``*.json`` inside, not recursive). Each file is either a
 STIX 2.1 bundle (``"type": "bundle"``, indicator objects with ``pattern_type: stix``) or a MISP
 event (``{"Event": {...}}``, as in a MISP feed folder; a feed's ``manifest.json`` is skipped).
-:meth:`IntelFeed.refresh` polls modification times and re-reads only changed files; a file that
-cannot be used is skipped whole, counted, and its reason kept in :attr:`IntelFeed.problems`
-while the indicators of the other files stay in force. Matching (:class:`IntelIndex`) covers
+:meth:`IntelFeed.refresh` polls modification times and sizes (:func:`finsa.watch.file_stamp`) and
+re-reads only changed files; a file that cannot be used is skipped whole, counted, and its reason
+kept in :attr:`IntelFeed.problems` while the indicators of the other files stay in force. Matching (:class:`IntelIndex`) covers
 addresses (exact and CIDR, IPv4 and IPv6), domains (a listed domain matches its subdomains) and
 TLS/SSH fingerprints; an indicator past its ``valid_until`` does not match.
 
@@ -37,6 +37,7 @@ from typing import Any, Iterable, Sequence
 from finsa.errors import FinsaError
 from finsa.metrics import REGISTRY
 from finsa.sector.geo import normalise_address
+from finsa.watch import file_stamp
 
 __all__ = ["Indicator", "IntelIndex", "IntelFeed", "IntelError", "parse_document",
            "parse_stix", "parse_misp", "FINGERPRINT_KINDS"]
@@ -288,11 +289,9 @@ class IntelFeed:
         seen = set()
         for path in self._candidates():
             seen.add(path)
-            try:
-                st = path.stat()
-            except OSError:
+            stamp = file_stamp(path)  # the change test of the one watcher (finsa.watch)
+            if stamp is None:
                 continue
-            stamp = (st.st_mtime_ns, st.st_size)
             old = self._files.get(path)
             if (old is not None and old[:2] == stamp) or self._failed.get(path) == stamp:
                 continue

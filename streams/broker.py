@@ -16,7 +16,9 @@ cannot enforce either itself; see docs/security.md).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -28,12 +30,35 @@ from pathlib import Path
 from finsa.errors import BrokerError
 from finsa.streams.scram import MECHANISMS, ScramStore
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def death_signal_hook():
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when the thread that started it dies
+    (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), so a broker never outlives a killed ``finsa run``.
+    prctl is looked up here, before the fork (the child only calls it). None off Linux, or when
+    called outside the main thread (the signal follows the starting *thread*, which may end early)."""
+    prctl = _prctl()
+    if prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return hook
 
 
 def broker_binary() -> str:
@@ -82,6 +107,7 @@ class EmbeddedBroker:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, storage_engine: str = "memory://tansu/",
                  env: dict[str, str] | None = None, log_path: str | Path | None = None,
                  security: BrokerSecurity | None = None) -> None:
+        self._ports_chosen = port == 0
         self.host, self.port = host, port or free_port(host)
         self.storage_engine, self.env, self.log_path = storage_engine, dict(env or {}), log_path
         self.security = security
@@ -118,26 +144,50 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout_s: float = 30.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> "EmbeddedBroker":
+        """Start the gate (with security) and Tansu; ready when Tansu accepts connections.
+
+        A port finsa chose itself (``port=0``) may be taken by another process between the choice
+        and the bind: the gate binds port 0 and reads its port back, and a Tansu that could not
+        listen is started again on newly chosen ports (``attempts`` in all)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                if self.security:
+                    self._start_gate()
+                self._start_tansu(timeout_s)
+                self._ports_chosen = False  # a restart of this broker keeps its address
+                return self
+            except BrokerError:
+                self.stop()
+                if not self._ports_chosen or attempt == attempts:
+                    raise
+                self.internal_port = free_port(self.internal_host)
+                if not self.security:
+                    self.port = self.internal_port
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_tansu(self, timeout_s: float) -> "EmbeddedBroker":
         listen = f"tcp://{self.internal_bootstrap}"
         cmd = [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url",
                f"tcp://{self.bootstrap}", "--storage-engine", self.storage_engine]
         env = {**os.environ, **self.env}
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      preexec_fn=death_signal_hook())
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if ready.is_set() and self._accepts():
-                return self._start_gate() if self.security else self
+                return self
             if self._proc.poll() is not None:
                 break
             time.sleep(0.05)
-        self.stop()
         raise BrokerError(f"broker did not start on {self.bootstrap}: " + " | ".join(self._tail))
 
-    def _start_gate(self) -> "EmbeddedBroker":
+    def _start_gate(self) -> None:
+        """The gate listens first (on port 0 when finsa chooses: the port is read back), so Tansu
+        can advertise its address."""
         from finsa.streams.broker_gate import BrokerGate, server_ssl_context
 
         sec = self.security
@@ -145,13 +195,10 @@ class EmbeddedBroker:
         if sec.cert_file:
             ctx = server_ssl_context(str(sec.cert_file), str(sec.key_file),
                                      str(sec.client_ca_file) if sec.client_ca_file else None)
-        try:
-            self._gate = BrokerGate(sec.store, (self.internal_host, self.internal_port), self.host, self.port,
-                                    ssl_context=ctx, mechanisms=sec.mechanisms).start()
-        except BrokerError:
-            self.stop()
-            raise
-        return self
+        self._gate = BrokerGate(sec.store, (self.internal_host, self.internal_port), self.host,
+                                0 if self._ports_chosen else self.port, ssl_context=ctx,
+                                mechanisms=sec.mechanisms).start()
+        self.port = self._gate.port
 
     def _accepts(self) -> bool:
         try:
@@ -177,14 +224,16 @@ class EmbeddedBroker:
             if log:
                 log.close()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace_s`` (Tansu waits while clients are connected: close
+        them first)."""
         self._stop_gate()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
         try:
-            proc.wait(timeout_s)
+            proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -1,6 +1,6 @@
 """The Faust application of a stream worker.
 
-One agent consumes ``finsa.flows.v1``; each message is one flow batch. Messages are grouped (up
+One agent consumes ``finsa.flows.v2``; each message is one flow batch. Messages are grouped (up
 to ``group_max``, or whatever arrived within ``group_within_s``) and handed to a
 :class:`~finsa.streams.processor.FlowProcessor` in a thread (storage calls block): one detection
 pass and one store write per group. Alerts are
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import faust
 
@@ -22,6 +22,7 @@ from finsa import wire
 from finsa.batchauth import SERVICE_SIGNER, sign_headers
 from finsa.metrics import REGISTRY
 from finsa.streams.processor import FlowProcessor
+from finsa.streams.progress import Progress, message_kind
 from finsa.streams.sector_stage import SectorStage
 
 DEAD_LETTERS = REGISTRY.counter("finsa_worker_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
@@ -43,6 +44,9 @@ class WorkerSettings:
     broker_credentials: object | None = None
     group_max: int = 64
     group_within_s: float = 0.5
+    #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
+    #: counts what its collector had acknowledged instead)
+    count_offered: bool = True
 
 
 def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: SectorStage | None = None) -> faust.App:
@@ -60,7 +64,8 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=1, **raw)  # one sector consumer sees all
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
-    grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max)
+    grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max, settings.count_offered,
+                       alerts_consumed_here=sector is not None)
 
     @app.agent(flows_topic, name="detect")
     async def detect(stream):  # faust stream
@@ -72,7 +77,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         await grouper.flush()
 
     if sector is not None:
-        _sector_agents(app, sector, alerts_topic, dlq_topic, raw)
+        _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
     return app
 
@@ -85,13 +90,20 @@ class _Grouper:
     cancellation mid-group leaves the whole group unacknowledged, so it is redelivered.
     """
 
-    def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int) -> None:
+    def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int,
+                 count_offered: bool = True, alerts_consumed_here: bool = False) -> None:
         self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
-        self.group_max = group_max
+        self.group_max, self.count_offered = group_max, count_offered
+        #: this app's sector agent consumes the alerts it sends: they are offered to it (a drain
+        #: waits until the sector picture took them)
+        self.alerts_consumed_here = alerts_consumed_here
         self.pending: list = []
         self.lock = asyncio.Lock()
 
     async def add(self, event) -> None:
+        progress = self.processor.progress
+        if self.count_offered and progress is not None:
+            progress.offer(message_kind(event.value if isinstance(event.value, (bytes, bytearray)) else None))
         self.pending.append(event)
         if len(self.pending) >= self.group_max:
             await self.flush()
@@ -111,6 +123,8 @@ class _Grouper:
                 key = str(outcome.alerts.columns["institution_id"][0]).encode()
                 payload = wire.encode_batch(outcome.alerts)
                 await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
+                if self.alerts_consumed_here and self.processor.progress is not None:
+                    self.processor.progress.offer("alert")
             for event in group:
                 event.ack()
 
@@ -132,7 +146,8 @@ async def dead_letter(dlq_topic, event, reason: str, detail: str) -> None:
     await dlq_topic.send(key=event.key, value=_bytes(event), headers=headers)
 
 
-def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic, raw: dict) -> None:
+def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic, raw: dict,
+                   progress_of: Callable[[], Progress | None] = lambda: None) -> None:
     """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
 
     Its state is checkpointed after every alert message into a table with a changelog topic, so
@@ -165,6 +180,9 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic,
                 await dead_letter(dlq_topic, event, refused, "alert batch refused by the sector stage")
             await tick()
             state["picture"] = sector.checkpoint()
+            progress = progress_of()
+            if progress is not None:  # the picture took it, and stored what it concluded
+                progress.done("alert", 1, stored=1)
 
     @app.agent(heartbeats, name="sector-heartbeats")
     async def sector_heartbeats(stream):  # faust stream

@@ -11,9 +11,9 @@ topic auto-created by asking for its metadata. A request that does not parse is 
 ...     name = topic.encode()
 ...     return (struct.pack(">hhih", 0, 3, 1, 1) + b"c" + struct.pack(">hhi", -1, -1, 1000)
 ...             + struct.pack(">ih", 1, len(name)) + name + struct.pack(">i", 0))
->>> request_topics(produce_v3("finsa.flows.v1"))
-['finsa.flows.v1']
->>> TopicPolicy(frozenset({"finsa.flows.v1"})).allows(produce_v3("finsa-worker-finsa-sector-state-changelog"))
+>>> request_topics(produce_v3("finsa.flows.v2"))
+['finsa.flows.v2']
+>>> TopicPolicy(frozenset({"finsa.flows.v2"})).allows(produce_v3("finsa-worker-finsa-sector-state-changelog"))
 False
 """
 

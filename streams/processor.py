@@ -62,6 +62,12 @@ class Outcome:
     dead_detail: str = ""
 
 
+def _kind(payload: bytes | bytearray) -> str:
+    from finsa.streams.progress import message_kind
+
+    return message_kind(payload)
+
+
 def derived_batch_id(batch_id: bytes, purpose: bytes) -> bytes:
     """A batch id that is a pure function of another one (so redelivery repeats it)."""
     return hashlib.blake2b(batch_id + purpose, digest_size=16).digest()
@@ -77,6 +83,7 @@ class FlowProcessor:
         self.flow_observers = list(flow_observers)
         self.max_backoff_s, self.should_stop = max_backoff_s, should_stop
         self.batches = 0
+        self.progress = None  # a finsa.streams.progress.Progress told what was processed and stored
 
     def process(self, payload: bytes) -> Outcome:
         """One message: decode, detect, store."""
@@ -102,6 +109,7 @@ class FlowProcessor:
             except (wire.WireFormatError, BatchAuthError) as exc:
                 BATCHES_IN.inc(outcome="dead_letter")
                 dead.append((index, exc.reason, str(exc)))
+                self._done(_kind(payload), 1, 0)
         bindings = [b for b in good if b.type is wire.ARP]
         good = [b for b in good if b.type is wire.FLOW]
         arp_alerts = self._bindings(bindings) if bindings else []
@@ -122,6 +130,7 @@ class FlowProcessor:
         FLOWS_IN.inc(len(flows))
         BATCHES_IN.inc(len(good), outcome="ok")
         self.batches += len(good)
+        self._done("flow", len(good), written)
         return GroupOutcome(flows=len(flows), alerts=alerts if len(alerts) else None, dead=dead)
 
     def _bindings(self, batches: list[wire.RecordBatch]) -> list[wire.RecordBatch]:
@@ -129,14 +138,19 @@ class FlowProcessor:
         bindings = batches[0] if len(batches) == 1 else wire.RecordBatch.concat(batches)
         alerts = self.engine.process(bindings)
         alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in batches), b"arp-alerts")
-        DUPLICATES.inc(len(batches) - self.write_many(batches))
+        written = self.write_many(batches)
+        DUPLICATES.inc(len(batches) - written)
         ARP_IN.inc(len(bindings))
         BATCHES_IN.inc(len(batches), outcome="ok")
-        if not len(alerts):
-            return []
-        self.write_many([alerts])
-        ALERTS_OUT.inc(len(alerts))
-        return [alerts]
+        if len(alerts):
+            self.write_many([alerts])
+            ALERTS_OUT.inc(len(alerts))
+        self._done("arp", len(batches), written)
+        return [alerts] if len(alerts) else []
+
+    def _done(self, kind: str, n: int, stored: int) -> None:
+        if self.progress is not None:
+            self.progress.done(kind, n, stored)
 
     def _accept(self, payload: bytes | bytearray, headers) -> wire.RecordBatch:
         """Decode a message (flows or ARP bindings), checking its signature first when this

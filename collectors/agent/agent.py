@@ -27,13 +27,13 @@ import numpy as np
 from finsa import __version__, wire
 from finsa.collectors.agent.config import AgentConfig, load_agent_config
 from finsa.collectors.agent.metrics_http import MetricsServer
-from finsa.collectors.agent.sources import (start_export_source, start_live_source, start_log_source,
-                                            start_pcap_source)
+from finsa.collectors.agent.sources import ExportSource, LiveSource, LogSource, PcapSource, Source
 from finsa.collectors.agent.pseudonym import Pseudonymiser, load_key
 from finsa.collectors.agent.spool import Spool
 from finsa.collectors.agent.spool_sender import SpoolSender, pack_spooled
 from finsa.errors import ConfigError, FinsaError
 from finsa.metrics import REGISTRY
+from finsa.watch import FileWatcher
 
 __all__ = ["Agent"]
 
@@ -92,6 +92,16 @@ def _pseudonymise_alert(pseudo: Pseudonymiser, columns: dict[str, np.ndarray]) -
             "target": _pseudonymise_texts(pseudo, columns["target"])}
 
 
+def _load_with_pseudonymiser(path: Path) -> tuple[AgentConfig, Pseudonymiser | None]:
+    """A config file and the pseudonymiser it asks for (ConfigError when either is refused)."""
+    config = load_agent_config(path)
+    return config, _pseudonymiser(config)
+
+
+def _count_reload(outcome: str) -> None:
+    RELOADS.inc(outcome="refused" if outcome in ("invalid", "unreadable") else outcome)
+
+
 class Agent:
     """One institution's collector agent (inert until :meth:`start`)."""
 
@@ -108,11 +118,15 @@ class Agent:
                                   on_tick=self._tick, signing_keys=_signing_keys(config))
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._sources: list[threading.Thread] = []
-        self._metrics: MetricsServer | None = None
         self.ring = _packet_ring(config)
         self._pcap = None
-        self._mtime = self._config_mtime()
+        self._sources: list[Source] = self._make_sources(config)
+        self._metrics: MetricsServer | None = None
+        self._watcher: FileWatcher | None = None
+        if self.config_path is not None:
+            self._watcher = FileWatcher(self.config_path, _load_with_pseudonymiser, lambda new: self._apply(*new),
+                                        on_outcome=_count_reload)
+            self._watcher.mark()
         self._next_heartbeat = 0.0
         self.totals = {"flows": 0, "packets": 0, "dropped_batches": 0}
 
@@ -140,42 +154,52 @@ class Agent:
         self._threads.append(sender)
         if sources:
             self._start_sources()
+        else:
+            self._sources = []
         log.info("agent %s/%s started, %d batches waiting in the spool", self.config.institution_id,
                  self.config.sensor_id, self.spool.depth_batches)
         return self
 
-    def _start_sources(self) -> None:
-        cfg, src = self.config, self.config.sources
+    def _make_sources(self, cfg: AgentConfig) -> list[Source]:
+        """The configured sources, built (inert, validated) but not started."""
+        src = cfg.sources
+        out: list[Source] = []
         if src.pcap_files:
-            self._sources.append(start_pcap_source(src.pcap_files, cfg.institution_id, cfg.sensor_id, self.submit,
-                                                   self.stop_event, src.speed, cfg.profile, src.rebase_time))
-        for interface in src.interfaces:
-            self._sources.append(start_live_source(interface, cfg.institution_id, cfg.sensor_id, self.submit,
-                                                   self.stop_event, cfg.profile, self.ring))
-        for listen in src.export_listen:
-            self._sources.append(start_export_source(listen, cfg.institution_id, cfg.sensor_id, self.submit,
-                                                     self.stop_event))
+            out.append(PcapSource(src.pcap_files, cfg.institution_id, cfg.sensor_id, self.submit, src.speed,
+                                  cfg.profile, src.rebase_time))
+        out += [LiveSource(i, cfg.institution_id, cfg.sensor_id, self.submit, cfg.profile, self.ring)
+                for i in src.interfaces]
+        out += [ExportSource(listen, cfg.institution_id, cfg.sensor_id, self.submit) for listen in src.export_listen]
         for kind, paths in (("zeek", src.zeek_logs), ("suricata", src.suricata_eve)):
             if paths:
-                self._sources.append(start_log_source(kind, paths, cfg.institution_id, cfg.sensor_id, self.submit,
-                                                      self.stop_event, from_start=src.logs_from_start,
-                                                      follow=src.logs_follow,
-                                                      state_dir=src.logs_state_directory or cfg.spool.directory))
+                out.append(LogSource(kind, paths, cfg.institution_id, cfg.sensor_id, self.submit,
+                                     from_start=src.logs_from_start, follow=src.logs_follow,
+                                     state_dir=src.logs_state_directory or cfg.spool.directory))
+        return out
+
+    def _start_sources(self) -> None:
+        for source in self._sources:
+            source.start()
 
     @property
     def sources_done(self) -> bool:
-        return all(not t.is_alive() for t in self._sources)
+        return all(source.done for source in self._sources)
 
     @property
     def metrics_port(self) -> int | None:
         return self._metrics.port if self._metrics else None
 
-    def stop(self, drain_timeout_s: float = 0.0) -> int:
-        """Stop sources and sender (after up to ``drain_timeout_s`` of draining); returns batches left."""
+    def stop(self, drain_timeout_s: float = 0.0, give_up=lambda: False) -> int:
+        """Stop intake (every source hands what it metered to the spool), send the spool for up to
+        ``drain_timeout_s``, then stop the sender and close the spool; returns batches left in the
+        spool (they go out at the next start). ``give_up()`` true ends the drain early (a second
+        stop signal)."""
+        for source in self._sources:
+            source.stop()
         if drain_timeout_s > 0:
-            self.sender.wait_empty(drain_timeout_s)
+            self.sender.wait_empty(drain_timeout_s, give_up)
         self.stop_event.set()
-        for thread in self._sources + self._threads:
+        for thread in self._threads:
             thread.join(10)
         self.spool.close()
         if self._metrics:
@@ -260,30 +284,23 @@ class Agent:
 
     # --- configuration ---------------------------------------------------------------------
 
-    def _config_mtime(self) -> float:
-        try:
-            return self.config_path.stat().st_mtime if self.config_path else 0.0
-        except OSError:
-            return 0.0
-
     def config_changed(self) -> bool:
-        """True when the config file's modification time moved since the last (re)load."""
-        return self.config_path is not None and self._config_mtime() != self._mtime
+        """True when the config file changed on disk since the last (re)load."""
+        return self._watcher is not None and self._watcher.changed()
 
     def reload(self) -> bool:
-        """Re-read the config file; swap it in when valid, else keep the running one (logged)."""
-        if self.config_path is None:
+        """Re-read the config file now (SIGHUP); swap it in when valid, else keep the running one (logged)."""
+        if self._watcher is None:
             return False
-        self._mtime = self._config_mtime()
+        self._watcher.mark()
         try:
-            new = load_agent_config(self.config_path)
-            pseudo = _pseudonymiser(new)
+            new, pseudo = _load_with_pseudonymiser(self.config_path)
         except ConfigError as exc:
-            RELOADS.inc(outcome="refused")
+            _count_reload("invalid")
             log.error("config reload refused, keeping the running config: %s", exc)
             return False
         self._apply(new, pseudo)
-        RELOADS.inc(outcome="applied")
+        _count_reload("applied")
         return True
 
     def _apply(self, new: AgentConfig, pseudo: Pseudonymiser | None) -> None:
@@ -306,16 +323,26 @@ class Agent:
         self._next_heartbeat = 0.0
         log.info("config reloaded from %s", self.config_path)
 
-    def run(self, reload_requested: threading.Event, poll_s: float = 1.0, exit_when_done: bool = True) -> int:
-        """Serve until ``stop_event``; reload on request or file change; with ``exit_when_done``
-        end once every file source finished and the spool is empty. Returns batches left."""
+    def run(self, reload_requested: threading.Event, poll_s: float = 1.0, exit_when_done: bool = True,
+            shutdown=None, drain_timeout_s: float = 0.0) -> int:
+        """Serve until ``stop_event`` (or ``shutdown`` asked to stop); reload on request or file
+        change; with ``exit_when_done`` end once every file source finished and the spool is empty.
+        Then stop, draining the spool for up to ``drain_timeout_s`` (``shutdown``'s remaining drain
+        time when given). Returns batches left."""
         while not self.stop_event.wait(poll_s):
-            if reload_requested.is_set() or self.config_changed():
+            if shutdown is not None and shutdown.requested:
+                break
+            if reload_requested.is_set():
                 reload_requested.clear()
                 self.reload()
+            elif self._watcher is not None:
+                self._watcher.poll()
             if exit_when_done and self._sources and self.sources_done and self.spool.depth_batches == 0:
                 break
-        return self.stop()
+        if shutdown is not None:
+            return self.stop(shutdown.remaining_s if shutdown.requested else drain_timeout_s,
+                             shutdown.immediate.is_set)
+        return self.stop(drain_timeout_s)
 
 
 def _packet_ring(config: AgentConfig):

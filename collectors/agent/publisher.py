@@ -36,7 +36,8 @@ class BatchPublisher:
                  extra: Mapping[str, object] | None = None,
                  on_delivery: Callable[[bytes, str | None], None] | None = None,
                  on_error: Callable[[str, bool], None] | None = None,
-                 signing_keys: Mapping[str, bytes] | None = None) -> None:
+                 signing_keys: Mapping[str, bytes] | None = None,
+                 on_acknowledged: Callable[[str], None] | None = None) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be >= 1")
         self.config = producer_config(bootstrap, client_id, extra)
@@ -45,6 +46,9 @@ class BatchPublisher:
         self._producer = None
         self.acknowledged = 0
         self.failed = 0
+        #: ``on_acknowledged(kind)`` for every message the broker acknowledged (kind: the record
+        #: type's name, e.g. ``flow``, ``arp``; ``""`` for already-encoded messages)
+        self.on_acknowledged = on_acknowledged
 
     def start(self) -> "BatchPublisher":
         from confluent_kafka import Producer
@@ -98,13 +102,15 @@ class BatchPublisher:
                 continue
             key = _key_of(part)
             payload = wire.encode_batch(part)
-            self._produce(topic, payload, key, part.batch_id, len(part))
+            self._produce(topic, payload, key, part.batch_id, len(part), batch.type.name)
         return len(parts)
 
-    def _produce(self, topic: str, payload: bytes, key: bytes, batch_id: bytes, rows: int) -> None:
+    def _produce(self, topic: str, payload: bytes, key: bytes, batch_id: bytes, rows: int, kind: str = "") -> None:
         def delivered(err, msg) -> None:
             if err is None:
                 self.acknowledged += 1
+                if self.on_acknowledged is not None:
+                    self.on_acknowledged(kind)
                 MESSAGES.inc(outcome="acknowledged")
                 RECORDS.inc(rows, topic=topic)
             else:

@@ -174,9 +174,10 @@ class SpoolSender:
         self._broken = False
         CONNECTED.set(0)
 
-    def wait_empty(self, timeout_s: float) -> bool:
-        """Block until the spool is empty (another thread runs the sender); True if it is."""
+    def wait_empty(self, timeout_s: float, give_up=lambda: False) -> bool:
+        """Block until the spool is empty (another thread runs the sender), ``timeout_s`` passed or
+        ``give_up()``; True if it is empty."""
         deadline = time.monotonic() + timeout_s
-        while self.spool.depth_batches and time.monotonic() < deadline:
+        while self.spool.depth_batches and time.monotonic() < deadline and not give_up():
             time.sleep(0.05)
         return self.spool.depth_batches == 0

@@ -166,6 +166,16 @@ def _http(ev: Mapping[str, Any], row: dict[str, Any]) -> None:
     row.update({"http_host": str(http.get("hostname") or "")[:255], "http_uri": str(http.get("url") or "")[:1024],
                 "http_method": str(http.get("http_method") or "")[:16],
                 "http_status": _count(http.get("status") or 0, 65535)})
+    ctype = str(http.get("http_content_type") or "").split(";")[0].strip()[:100]
+    clean = [str(row[k]).replace("\t", " ").replace("\n", " ") for k in ("http_method", "http_host", "http_uri")]
+    row["http_requests"] = "\t".join(clean + [str(row["http_status"] or ""), ctype])  # FLOW v2 list of one
+    if ctype in _EXE_TYPES:
+        row["app_markers"] = "exe_from_dst"
+
+
+#: Content types of executables (the meter's ``exe`` marker for HTTP responses).
+_EXE_TYPES = ("application/x-msdownload", "application/x-dosexec", "application/x-executable",
+              "application/vnd.microsoft.portable-executable", "application/x-msdos-program")
 
 
 def eve_alert(ev: Mapping[str, Any], institution_id: str) -> dict[str, Any]:

@@ -191,7 +191,27 @@ def _http(rec: dict[str, Any]) -> dict[str, Any]:
                 "last_seen_ms": int(ts * 1000), "http_host": str(rec.get("host") or "")[:255],
                 "http_method": str(rec.get("method") or "")[:16], "http_uri": str(rec.get("uri") or "")[:1024],
                 "http_status": _count(rec.get("status_code"), 65535)})
+    row.update(_http_lists(rec, row))
     return row
+
+
+#: MIME types Zeek's file analysis gives executables (``resp_mime_types`` / ``orig_mime_types``).
+_EXE_MIME = ("application/x-dosexec", "application/x-executable", "application/x-elf",
+             "application/x-sharedlib", "application/x-msdownload")
+
+
+def _mimes(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [v for v in str(value or "").split(",") if v and v != "-"]
+
+
+def _http_lists(rec: dict[str, Any], row: dict[str, Any]) -> dict[str, str]:
+    """FLOW v2 lists of one http.log request: the request item, and ``exe_from_*`` markers where
+    Zeek's file analysis saw an executable (the same facts the meter's markers carry)."""
+    resp, orig = _mimes(rec.get("resp_mime_types")), _mimes(rec.get("orig_mime_types"))
+    clean = [str(row[k]).replace("\t", " ").replace("\n", " ") for k in ("http_method", "http_host", "http_uri")]
+    item = "\t".join(clean + [str(row["http_status"] or ""), (resp[0] if resp else "")[:100]])
+    marks = [m for m, types in (("exe_from_dst", resp), ("exe_from_src", orig)) if any(t in _EXE_MIME for t in types)]
+    return {"http_requests": item, "app_markers": ",".join(marks)}
 
 
 def _ssh(rec: dict[str, Any]) -> dict[str, Any]:

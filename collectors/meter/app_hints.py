@@ -21,12 +21,13 @@ from finsa.collectors.meter.flowtable import HINT_COLUMNS
 from finsa.collectors.meter.linklayer import isin
 from finsa.collectors.meter.tls_hello import parse_client_hello
 
-__all__ = ["packet_hints", "parse_dns", "parse_http", "parse_ssh"]
+__all__ = ["packet_hints", "parse_dns", "parse_http", "parse_ssh", "dns_cached", "head_bytes", "HTTP_PREFIX_CODES"]
 
 _MAX_TEXT = 255
 _DNS_PORTS = (53, 5353, 5355)
 _HTTP_PREFIXES = [b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"HTTP"]
 _PREFIX_CODES = np.array([int.from_bytes(p, "big") for p in _HTTP_PREFIXES], dtype=np.int64)
+HTTP_PREFIX_CODES = _PREFIX_CODES
 _SSH = int.from_bytes(b"SSH-", "big")
 
 
@@ -72,6 +73,9 @@ def _dns_cached(msg: bytes) -> dict | None:
             _DNS_CACHE.clear()
         out = _DNS_CACHE[key] = parse_dns(msg)
         return out
+
+
+dns_cached = _dns_cached
 
 
 def parse_http(payload: bytes) -> dict | None:
@@ -120,6 +124,11 @@ def _prefixes(data, start: np.ndarray, avail: np.ndarray,
         head[todo] = np.where(avail[todo] >= 4, got, 0)
         sixth[todo] = np.where(avail[todo] >= 6, b[:, 5], -1)
     return head, sixth
+
+
+def head_bytes(data, start: np.ndarray, avail: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """First four payload bytes of each packet as a big-endian int (0 when shorter)."""
+    return _prefixes(data, start, avail, known)[0]
 
 
 _BIT = {name: i for i, name in enumerate(HINT_COLUMNS)}

@@ -27,6 +27,7 @@ import numpy as np
 from finsa.collectors.meter.decode import SKIPPED, decode_packets
 from finsa.collectors.meter.flowtable import FlowTable, take_rows, to_records
 from finsa.collectors.meter.app_hints import packet_hints
+from finsa.collectors.meter.flow_lists import FlowLists, complete_dns
 from finsa.collectors.pcap.capture import PacketBatch, read_capture
 from finsa.collectors.meter.profiles import BYTES_WIRE, MeterProfile, get_profile
 from finsa.collectors.meter.keyed_rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes, sort_keys
@@ -54,6 +55,7 @@ class FlowMeter:
         self.institution_id, self.sensor_id = institution_id, sensor_id
         self._sensor_hash = zlib.crc32(f"{institution_id}/{sensor_id}".encode()) << 32
         self.table = FlowTable()
+        self.lists = FlowLists()
         self._clock_ms: int | None = None
         self._last_sweep_ms = 0
         self.stats: dict = {"packets": 0, "flows": 0, "skipped": {}}
@@ -100,6 +102,7 @@ class FlowMeter:
         in_table = slots >= 0
         tried = keys.per_packet(np.where(in_table, self.table.cols["hint_tried"][slots], 0))
         hints = packet_hints(packets, decoded, hashes * np.uint64(2) + dir_lo, dir_lo, tried)
+        self.lists.observe(packets.data, decoded, hashes, dir_lo, t_ms, tried)
         pseudo_slots = slots[in_table]
         rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, in_table, keys,
                           decoded, t_ms, size, hashes, dir_lo, hints)
@@ -142,6 +145,8 @@ class FlowMeter:
 
     def _export(self, flows: dict[str, np.ndarray], reasons: np.ndarray | int) -> RecordBatch:
         batch = to_records(flows, reasons, self.institution_id, self.sensor_id, self._sensor_hash)
+        batch.columns.update(self.lists.columns(flows["hash"], flows["first_ms"], flows["last_ms"], flows["src_is_lo"]))
+        complete_dns(batch.columns)
         self.stats["flows"] += len(batch)
         for code, count in zip(*np.unique(batch.columns["end_reason"], return_counts=True)):
             FLOWS.inc(int(count), reason=END_REASONS.get(int(code), str(int(code))))

@@ -8,13 +8,17 @@ Settings come from the environment (secrets as files, never as values):
     FINSA_CLICKHOUSE_PASSWORD_FILE  file holding the password (e.g. /run/secrets/...)
     FINSA_WEB_USERS_FILE            the web view's users file (finsa.dashboards.users)
     FINSA_WEB_PORT                  default 8600
+    FINSA_DRAIN_TIMEOUT_S           on SIGTERM/SIGINT, seconds to finish requests in progress (default 10)
+
+It stops through :mod:`finsa.lifecycle`: the first SIGTERM/SIGINT closes the listener and lets the
+requests in progress finish (at most FINSA_DRAIN_TIMEOUT_S), then the store is closed and it exits
+0; a second signal stops at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -45,10 +49,17 @@ def tls_context(environ: dict[str, str]):
     return context
 
 
-async def serve(environ: dict[str, str]) -> None:
+async def serve(environ: dict[str, str], shutdown=None) -> None:
     from finsa.dashboards.users import check_institutions, load_users
     from finsa.dashboards.webview import start_webview
+    from finsa.lifecycle import Shutdown
     from finsa.storage.backend import open_store
+
+    if shutdown is None:
+        shutdown = Shutdown("web", float(environ.get("FINSA_DRAIN_TIMEOUT_S", "10")), watchdog=True,
+                            setting="FINSA_DRAIN_TIMEOUT_S")
+        shutdown.install_on_loop(asyncio.get_running_loop())
+    shutdown.announce()
 
     store = open_store(url=clickhouse_url(environ))
     users_file = environ.get("FINSA_WEB_USERS_FILE")
@@ -57,13 +68,19 @@ async def serve(environ: dict[str, str]) -> None:
         check_institutions(users, [row[0] for row in store.query("SELECT id FROM institutions").rows])
     runner = await start_webview(store, host="0.0.0.0", port=int(environ.get("FINSA_WEB_PORT", "8600")),
                                  announce=None, users=users, ssl_context=tls_context(environ))
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    await runner.cleanup()
+    while not shutdown.requested:
+        await asyncio.sleep(0.2)
+    try:
+        await asyncio.wait_for(runner.cleanup(), max(shutdown.remaining_s, 0.1))
+    except asyncio.TimeoutError:
+        pass  # requests still running past the bound (or a second signal): stop anyway
     store.close()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    asyncio.run(serve(dict(os.environ)))
+    from finsa.lifecycle import Shutdown
+
+    stop = Shutdown("web", float(os.environ.get("FINSA_DRAIN_TIMEOUT_S", "10")), watchdog=True,
+                    setting="FINSA_DRAIN_TIMEOUT_S")
+    stop.install()  # before the loop, so they stay ours until the process ends
+    asyncio.run(serve(dict(os.environ), stop))

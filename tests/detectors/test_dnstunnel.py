@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -81,3 +82,48 @@ def test_benign_dns_gives_no_alert(synth) -> None:
     batches = synth.batches(synth.benign_hinted(40_000, duration_ms=600_000, n_clients=400),
                             synth.benign_hinted(10_000, institution="bank-b", net="10.2"), batch_rows=1_000)
     assert run(DnsTunnelDetector(), batches) == [] and run(DgaDetector(), batches) == []
+
+
+def _questions(client: str, names: list[str], qtypes: list[int], per_flow: int = 1) -> object:
+    """DNS flows of ``client`` to a resolver, ``per_flow`` questions in each (dns_queries list)."""
+    from finsa.wire import FLOW
+    groups = [list(range(i, min(i + per_flow, len(names)))) for i in range(0, len(names), per_flow)]
+    n = len(groups)
+    lists = ["\n".join(f"{names[j]}/{qtypes[j]}" for j in g) if per_flow > 1 else "" for g in groups]
+    return FLOW.make_batch({"src_ip": [client] * n, "dst_ip": ["10.1.100.3"] * n, "dst_port": [53] * n,
+                            "protocol": [17] * n, "src2dst_packets": [len(g) for g in groups],
+                            "src2dst_bytes": [90 * len(g) for g in groups], "dns_query": [names[g[0]] for g in groups],
+                            "dns_qtype": [qtypes[g[0]] for g in groups], "dns_queries": lists,
+                            "first_seen_ms": [1_700_000_000_000 + 1_000 * i for i in range(n)],
+                            "last_seen_ms": [1_700_000_000_500 + 1_000 * i for i in range(n)],
+                            "flow_id": list(range(1, n + 1)), "institution_id": ["bank-a"] * n})
+
+
+@pytest.mark.parametrize("kind", ["iodine_handshake", "dnscat_hex", "txt_commands"])
+def test_low_volume_tunnels_alert(kind: str) -> None:
+    """12-22 questions: iodine's NULL handshake in one flow, dnscat2's hex labels over TXT/CNAME/MX,
+    commands fetched one TXT record at a time."""
+    if kind == "iodine_handshake":
+        names = [f"{p}.t1.tunnel-example.com" for p in ("yrb0pe", "vaaaakaxj2u", "laczi1dwmfbaywb0fm5xhkrgz0heotzq",
+                                                        "yrb0ph", "z0pia", "z0pjb", "ya0", "ya1", "ya2", "ya3", "ya4", "ya5")]
+        batch = _questions("192.168.1.17", names, [10] * len(names), per_flow=12)
+    elif kind == "dnscat_hex":
+        names = [f"{hashlib.sha1(bytes([i])).hexdigest()[:34]}.tunnel-example.com" for i in range(12)]
+        batch = _questions("192.168.1.17", names, [16, 5, 15] * 4)
+    else:
+        names = ["l.ns.tunnel-example.pl"] + [f"l.{i}.ns.tunnel-example.pl" for i in range(1, 18)] + ["c.1-1.2406.ns.tunnel-example.pl"] * 20
+        batch = _questions("192.168.100.121", names, [16] * len(names))
+    alerts = DnsTunnelDetector().process(batch)
+    assert [(a["entity"], a["technique"]) for a in alerts] == [(batch.rows()[0]["src_ip"], "T1071.004")]
+    assert json.loads(alerts[0]["evidence"])["features"]["rule"] == "low_volume"
+
+
+def test_low_volume_look_alikes_do_not_alert() -> None:
+    """A mail server's SPF/DKIM/DMARC TXT look-ups, DNS blocklist queries (an address in the name),
+    a CDN's hashed A-record names, and MX look-ups of many different domains."""
+    spf = [f"_spf{i}.mail-example.com" for i in range(15)] + [f"s{i}._domainkey.mail-example.com" for i in range(15)]
+    dnsbl = [f"{i}.{i + 1}.113.203.bl.blocklist-example.org" for i in range(30)]
+    cdn = [f"{hashlib.sha1(bytes([i])).hexdigest()[:12]}.cdn-example.net" for i in range(30)]
+    mx = [f"mx-target-{i}.example" for i in range(30)]
+    for names, qtype in ((spf, 16), (dnsbl, 16), (cdn, 1), (mx, 15)):
+        assert DnsTunnelDetector().process(_questions("10.1.0.25", names, [qtype] * len(names))) == [], names[0]

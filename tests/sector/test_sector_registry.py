@@ -7,11 +7,13 @@ what the picture learned before the edit (campaigns, warnings issued) stays.
 
 from __future__ import annotations
 
+import sys
+
 from finsa import wire
 from finsa.institutions import parse_registry
 from finsa.sector.picture import SectorPicture
 from finsa.streams.sector_stage import SectorStage
-from finsa.app.worker import watch_registry
+from finsa.app.stream_worker import registry_watcher
 from tests.fakes import MemoryStore
 from tests.streams.test_sector_stage import scan_alerts
 
@@ -60,7 +62,7 @@ def test_the_worker_watches_the_registry_file_and_keeps_the_old_one_when_invalid
     entry = '[[institution]]\nid = "{}"\nname = "x"\nsubsector = "payment"\n'
     path.write_text(entry.format("pay-1"))
     stage = SectorStage(SectorPicture(_registry("pay-1")), MemoryStore())
-    watcher = watch_registry(path, stage)
+    watcher = registry_watcher(path, stage.use_registry, lambda line: print(line, file=sys.stderr))
     try:
         path.write_text(entry.format("pay-1") + entry.format("pay-2"))
         assert watcher.poll()
@@ -71,4 +73,3 @@ def test_the_worker_watches_the_registry_file_and_keeps_the_old_one_when_invalid
         assert "refused, keeping the running registry" in capsys.readouterr().err
     finally:
         watcher.stop()
-    assert watch_registry(None, stage) is None and watch_registry(path, None) is None

@@ -39,9 +39,9 @@ def metadata_v12(*topics: str) -> bytes:
 
 
 def test_flexible_requests_name_their_topics() -> None:
-    assert request_topics(produce_v9("finsa.flows.v1", "finsa.alerts.v1")) == ["finsa.flows.v1", "finsa.alerts.v1"]
-    assert POLICY.allows(produce_v9("finsa.flows.v1"))
-    assert not POLICY.allows(produce_v9("finsa.flows.v1", "finsa-worker-finsa-sector-state-changelog"))
+    assert request_topics(produce_v9("finsa.flows.v2", "finsa.alerts.v1")) == ["finsa.flows.v2", "finsa.alerts.v1"]
+    assert POLICY.allows(produce_v9("finsa.flows.v2"))
+    assert not POLICY.allows(produce_v9("finsa.flows.v2", "finsa-worker-finsa-sector-state-changelog"))
     assert POLICY.allows(metadata_v12("finsa.heartbeats.v1"))
     assert not POLICY.allows(metadata_v12("made-up-topic"))  # would be auto-created by some brokers
 

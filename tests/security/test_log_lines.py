@@ -5,7 +5,6 @@ Now the line is counted (``bad_encoding``) and skipped, and the lines around it 
 from __future__ import annotations
 
 import json
-import threading
 
 from finsa import wire
 from finsa.collectors.idslogs.growing_file import SKIPPED
@@ -46,14 +45,13 @@ def test_a_lone_surrogate_costs_one_zeek_json_line() -> None:
 
 
 def test_the_log_source_sends_the_lines_after_a_bad_one(tmp_path) -> None:
-    from finsa.collectors.agent.sources import FAILURES, start_log_source
+    from finsa.collectors.agent.sources import FAILURES, LogSource
 
     eve = tmp_path / "eve.json"
     eve.write_text("\n".join([json.dumps(EVENTS[2]), _evil_dns(), json.dumps(EVENTS[3])]) + "\n")
     got: list = []
     failures = FAILURES.value(kind="suricata")
-    thread = start_log_source("suricata", [eve], "bank-a", "tap1", lambda b: got.append(wire.encode_batch(b)),
-                              threading.Event(), from_start=True, follow=False, state_dir=tmp_path)
-    thread.join(30)
+    LogSource("suricata", [eve], "bank-a", "tap1", lambda b: got.append(wire.encode_batch(b)), from_start=True,
+              follow=False, state_dir=tmp_path).start().join(30)
     assert FAILURES.value(kind="suricata") == failures
     assert sum(len(wire.decode_batch(p)) for p in got) == 2

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 from finsa import wire
 from finsa.kafka import ensure_topics, producer_config
 from tests.collectors.agent.agent_helpers import flow_batch
-from tests.conftest import REPO, need_tool, shared_data
+from tests.conftest import need_tool, shared_data
+from tests.readable_install import nobody_python
 from tests.security.conftest import needs_broker, quiet
 
 pytestmark = [pytest.mark.integration,
@@ -34,35 +34,11 @@ def home() -> Path:
     shutil.rmtree(path, ignore_errors=True)
 
 
-_LAUNCH = """import runpy, site, sys
-site.addsitedir(sys.argv[1])
-mode, target = sys.argv[2], sys.argv[3]
-sys.argv = [target, *sys.argv[4:]]
-if mode == "-m":
-    runpy.run_module(target, run_name="__main__", alter_sys=True)
-else:
-    exec(compile(target, "<test>", "exec"), {"__name__": "__main__"})
-"""
-
-
-def _world_runnable(path: str) -> bool:
-    """Any user may execute ``path``: the file and every directory above it are o+x."""
-    real = Path(os.path.realpath(path))
-    return all(p.stat().st_mode & 0o001 for p in (real, *real.parents))
-
-
-def _interpreter() -> str:
-    """This Python if any user may run it, else the system's of the same version (here pyenv's
-    Python lives under root's 0700 home); the venv's packages are added by ``_LAUNCH``."""
-    for candidate in (sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"):
-        if os.path.exists(candidate) and _world_runnable(candidate):
-            return candidate
-    pytest.skip("no Python interpreter of this version that an unprivileged user may run")
-
-
 def _as_nobody(home: Path, *caps: str) -> list[str]:
     """Command prefix: uid/gid nobody, no groups, only ``caps`` (e.g. "net_raw"), then this venv's
-    packages on an interpreter nobody may run; what follows is ``-m module args`` or ``-c code``."""
+    packages on an interpreter nobody may run, read from a copy nobody may read when the clone sits
+    in a folder nobody may enter (:mod:`tests.readable_install`); what follows is ``-m module args``
+    or ``-c code``."""
     need_tool("setpriv")
     prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     if caps:
@@ -70,8 +46,7 @@ def _as_nobody(home: Path, *caps: str) -> list[str]:
         prefix += [f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
     else:
         prefix += ["--inh-caps=-all"]
-    site_dir = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
-    return [*prefix, "env", f"HOME={home}", f"PYTHONPATH={REPO}", _interpreter(), "-c", _LAUNCH, site_dir]
+    return [*prefix, *nobody_python(home)]
 
 
 def _run(home: Path, args: list[str], *caps: str, timeout_s: float = 120) -> subprocess.CompletedProcess:

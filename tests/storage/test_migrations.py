@@ -166,3 +166,17 @@ def test_an_interrupted_rebuild_is_done_again_from_scratch(store):
     assert store.query(f"SELECT sum(flows), {schema.DISTINCT_MERGE}(sources) FROM flows_1h").rows == [(48, 7)]
     assert "flows_1h_resketch" not in {r[0] for r in store.query("SHOW TABLES").rows}
     assert store.migrate() == []
+
+
+def test_a_flow_v1_store_gains_the_v2_list_columns(store):
+    """FLOW v2's lists (dns_queries, http_requests, app_markers) are added to a store made for v1,
+    its rows kept with empty lists; a second run has nothing to do."""
+    v2 = {"dns_queries", "http_requests", "app_markers"}
+    store.command(_old_flows_ddl(v2))
+    store.command("INSERT INTO flows (flow_id, first_seen_ms, institution_id, src_ip, dns_query) VALUES "
+                  "(1, 1700000000000, 'bank-a', '10.0.0.1', 'a.example')")
+    applied = store.migrate()
+    assert {f"add_column:flows.{name}" for name in v2} <= set(applied)
+    assert store.query("SELECT dns_query, dns_queries, http_requests, app_markers FROM flows").rows == [
+        ("a.example", "", "", "")]
+    assert store.migrate() == []

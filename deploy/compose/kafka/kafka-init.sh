@@ -21,7 +21,7 @@ topic() {  # name partitions
 }
 # The flow topic bounds how many workers share the work; everything else has one partition
 # (one sector consumer sees every alert, in order).
-topic finsa.flows.v1 "$FLOW_PARTITIONS"
+topic finsa.flows.v2 "$FLOW_PARTITIONS"
 for name in finsa.alerts.v1 finsa.heartbeats.v1 finsa.warnings.v1 finsa.campaigns.v1 \
             finsa.levels.v1 finsa.emergencies.v1 finsa.dlq.v1; do
     topic "$name" 1
@@ -46,7 +46,7 @@ for file in /run/secrets/agents/*.password; do
     [ -e "$file" ] || continue
     user="$(basename "$file" .password)"
     scram_user "$user" "$file"
-    for t in finsa.flows.v1 finsa.heartbeats.v1 finsa.alerts.v1; do
+    for t in finsa.flows.v2 finsa.heartbeats.v1 finsa.alerts.v1; do
         acl --allow-principal "User:$user" --operation Write --operation Describe --topic "$t"
     done
 done

@@ -7,14 +7,13 @@ import importlib.util
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from finsa import wire
 from finsa.collectors.export.capture import export_datagrams
 from finsa.streams.broker import free_port
-from tests.collectors.agent.agent_helpers import read_topic, write_config
+from tests.collectors.agent.agent_helpers import read_topic, wait_for, write_config
 from tests.conftest import shared_data
 
 pytestmark = [pytest.mark.integration,
@@ -40,7 +39,12 @@ def test_export_listener_publishes_netflow_records(tmp_path) -> None:
         agent = subprocess.Popen([sys.executable, "-m", "finsa.app.cli", "collect", "--config", str(path)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            time.sleep(2.0)  # the listener binds
+            # wait for the listener in the kernel's table (a fixed sleep raced a slow start-up)
+            def bound() -> bool:
+                with open("/proc/net/udp") as table:
+                    return any(line.split()[1] == f"0100007F:{port:04X}" for line in table.readlines()[1:])
+
+            assert wait_for(bound, 60), "the agent's export listener never bound"
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 for payload in datagrams:
                     sock.sendto(payload, ("127.0.0.1", port))

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from finsa import wire
-from finsa.collectors.replay import ReplaySource, replay_all
+from finsa.collectors.replay import CaptureSource, replay_all
 from tests.collectors.agent.agent_helpers import read_topic, write_config
 from tests.conftest import shared_data
 
@@ -22,7 +22,7 @@ def test_collect_with_a_config_file_publishes_pseudonymised_flows(tmp_path) -> N
 
     pcap = shared_data("flows/nfstream") / "android.pcap"
     expected: list[wire.RecordBatch] = []
-    replay_all([ReplaySource(pcap, "bank-a", "bank-a-tap1")], expected.append, 0, speed=1e9)
+    replay_all([CaptureSource(pcap, "bank-a", "bank-a-tap1")], expected.append, 0, speed=1e9)
     flows = wire.RecordBatch.concat([b for b in expected if b.type is wire.FLOW])
     bindings = wire.RecordBatch.concat([b for b in expected if b.type is wire.ARP])  # the capture has ARP
     with EmbeddedBroker() as broker:
@@ -63,7 +63,7 @@ def test_flag_form_still_meters_and_publishes_directly(tmp_path) -> None:
 
     pcap = shared_data("flows/nfstream") / "android.pcap"
     expected: list[wire.RecordBatch] = []
-    replay_all([ReplaySource(pcap, "bank-b", "bank-b-s1")], expected.append, 0, speed=1e9)
+    replay_all([CaptureSource(pcap, "bank-b", "bank-b-s1")], expected.append, 0, speed=1e9)
     n_flows = sum(len(b) for b in expected if b.type is wire.FLOW)
     n_rows = sum(len(b) for b in expected)  # flows and the capture's ARP bindings
     with EmbeddedBroker() as broker:

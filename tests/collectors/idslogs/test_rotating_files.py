@@ -257,9 +257,7 @@ def test_positions_file_is_replaced_atomically(tmp_path) -> None:
 
 
 def test_agent_log_source_refuses_a_corrupt_positions_file_and_resumes_a_good_one(tmp_path) -> None:
-    import threading
-
-    from finsa.collectors.agent.sources import FAILURES, log_positions_path, start_log_source
+    from finsa.collectors.agent.sources import FAILURES, LogSource, log_positions_path
 
     eve = tmp_path / "eve.json"
     _append(eve, "".join(json.dumps({"timestamp": f"2025-06-01T10:00:0{i}.000000+0000", "flow_id": i,
@@ -272,9 +270,8 @@ def test_agent_log_source_refuses_a_corrupt_positions_file_and_resumes_a_good_on
     batches: list = []
 
     def run() -> None:
-        thread = start_log_source("suricata", [eve], "bank-a", "tap1", batches.append, threading.Event(),
-                                  from_start=True, follow=False, state_dir=state)
-        thread.join(10)
+        LogSource("suricata", [eve], "bank-a", "tap1", batches.append, from_start=True, follow=False,
+                  state_dir=state).start().join(10)
 
     before = FAILURES.value(kind="suricata")
     run()
@@ -286,9 +283,7 @@ def test_agent_log_source_refuses_a_corrupt_positions_file_and_resumes_a_good_on
 
 
 def test_real_zeek_conn_log_split_by_a_restart_gives_every_connection_once(tmp_path) -> None:
-    import threading
-
-    from finsa.collectors.agent.sources import start_log_source
+    from finsa.collectors.agent.sources import LogSource
     from finsa.collectors.idslogs.zeek import stable_id
     from finsa.wire import RecordBatch
     from tests.conftest import shared_data
@@ -302,8 +297,8 @@ def test_real_zeek_conn_log_split_by_a_restart_gives_every_connection_once(tmp_p
     batches: list = []
 
     def run(from_start: bool) -> None:
-        start_log_source("zeek", [logs], "bank-a", "tap1", batches.append, threading.Event(),
-                         from_start=from_start, follow=False, state_dir=state).join(10)
+        LogSource("zeek", [logs], "bank-a", "tap1", batches.append, from_start=from_start, follow=False,
+                  state_dir=state).start().join(10)
 
     run(True)
     _append(logs / "conn.log", text[cut + 7:])

@@ -71,6 +71,7 @@ def test_eve_file_maps_every_event(tmp_path) -> None:
     assert (v3["dns_query"], v3["dns_qtype"]) == ("bank.example", 28)
     assert (http["http_host"], http["http_method"], http["http_uri"], http["http_status"]) == \
         ("intranet.bank.example", "POST", "/login.php?id=1'--", 403)
+    assert http["http_requests"] == "POST\tintranet.bank.example\t/login.php?id=1'--\t403\t"  # FLOW v2 list of one
     sqli, scan = alerts.rows()
     assert (sqli["detector"], sqli["technique"], sqli["severity"], sqli["entity"], sqli["target"]) == \
         ("suricata", "T1190", 5, "203.0.113.9", "10.1.0.80:80")

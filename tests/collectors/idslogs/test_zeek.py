@@ -233,3 +233,14 @@ def test_ssh_hints_do_not_count_as_brute_force_attempts() -> None:
     both = BruteForceDetector().process(RecordBatch.concat([conn_flows, ssh_flows]))
     assert len(alone) == len(both) == 1
     assert json.loads(alone[0]["evidence"])["features"]["attempts"] == json.loads(both[0]["evidence"])["features"]["attempts"] == 20
+
+
+def test_http_log_fills_the_flow_v2_lists() -> None:
+    """The request item (method, host, URI, status, response MIME type), and an executable seen by
+    Zeek's file analysis as the meter's exe marker."""
+    exe = HTTP_TSV.replace("\tFq1\t-\ttext/html", "\tFq1\t-\tapplication/x-dosexec")
+    first = _parse(exe.splitlines(), name="http.log")[1].rows()[0]
+    assert first["http_requests"] == "GET\tportal.bank-a.example\t/login.php?user=admin'--\t200\tapplication/x-dosexec"
+    assert first["app_markers"] == "exe_from_dst"
+    plain = _parse(HTTP_TSV.splitlines(), name="http.log")[1].rows()
+    assert plain[0]["app_markers"] == "" and plain[0]["http_requests"].endswith("\t200\ttext/html")

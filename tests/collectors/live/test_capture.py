@@ -12,7 +12,6 @@ import secrets
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from finsa.collectors.pcap.writer import PcapWriter
 from finsa.errors import CaptureError
 from finsa.metrics import REGISTRY
 from tests.conftest import need_tool
+from tests.readable_install import nobody_python
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="live capture tests need root")]
@@ -241,8 +241,8 @@ def test_missing_interface_and_missing_privilege_are_capture_errors(netns):
               "try:\n    LiveCapture('lo', block_size=1 << 20, block_count=1).start()\n"
               "except CaptureError as e:\n    print(e)\n")
     done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                           sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=Path(__file__).parent, check=False)
+                           *nobody_python(Path("/tmp")), "-c", script], capture_output=True, text=True,
+                          cwd="/", check=False)  # a copy nobody may read when the clone's folder is 0700
     assert "needs root or CAP_NET_RAW" in done.stdout, done.stderr
 
 
