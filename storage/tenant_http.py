@@ -10,7 +10,9 @@ with Basic auth and the SQL in the body (macros and variables already expanded),
 * every statement passes the same guard as ``finsa query --as`` (:mod:`finsa.storage.sqlguard`:
   one SELECT, no table functions, no other database, no file or dictionary functions); an
   institution's statement runs in its tenant database (:mod:`finsa.storage.tenant`), whose views
-  hold its own rows only; everything runs with ``readonly = 2``;
+  hold its own rows only (the sector roll-ups k-anonymous, as final numbers: a dashboard query
+  merging their sketch states is read over those numbers, :func:`~finsa.storage.kanon.over_final_numbers`);
+  everything runs with ``readonly = 2``;
 * URL settings outside :data:`~finsa.storage.sqlguard.ALLOWED_SETTINGS` are dropped (Grafana
   sends a few harmless ones); ``param_<name>`` parameters are bound server-side;
 * every request -- answered, refused or failed -- is in ``audit_log`` (action ``query``, the
@@ -41,6 +43,7 @@ from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
 
 from finsa.storage.audit import AuditEntry
+from finsa.storage.kanon import over_final_numbers
 from finsa.storage.clickhouse_http import ClickHouseHTTPEndpoint, _failure, _QueryFailed, _settings_in_query
 from finsa.storage.sqlguard import ALLOWED_SETTINGS, QueryRefused, ast_check, lexical_check
 from finsa.storage.tenant import TenantView, _readonly
@@ -112,6 +115,8 @@ class TenantHTTPEndpoint(ClickHouseHTTPEndpoint):
                 DROPPED.inc(setting=name[:40])
         bind = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
         view = self._view_for(principal)
+        if view.role == "institution":  # its k-anonymous views hold final numbers, not sketch states
+            sql = over_final_numbers(sql)
         entry = AuditEntry(principal, view.role, "query", sql, bind, view._reached(sql, bind))
         started = time.monotonic()
         try:
