@@ -67,6 +67,16 @@ def _storage() -> ModuleType:
     return storage_command
 
 
+def _notify() -> ModuleType:
+    from finsa.notify import notify_command
+    return notify_command
+
+
+def _allowlist() -> ModuleType:
+    from finsa.storage import allowlist_command
+    return allowlist_command
+
+
 def _detectors() -> ModuleType:
     from finsa.detectors import detectors_command
     return detectors_command
@@ -96,6 +106,8 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
     "backtest": (_backtest, "score detections on a scenario against its ground truth"),
     "query": (_query, "run SQL on a finsa store"),
     "storage": (_storage, "storage administration: migrate, tenants"),
+    "notify": (_notify, "notifications config: check"),
+    "allowlist": (_allowlist, "analysts' allowlist proposals: list, accept, reject"),
     "detectors": (_detectors, "detector configuration: check"),
     "dashboards": (_dashboards, "Grafana provisioning: push, export"),
     "report": (_report, "write the sector situation report"),

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated scenario")
     parser.add_argument("--no-replay", action="store_true", help="do not replay a scenario (wait for external agents)")
     parser.add_argument("--broker-port", type=int, default=0, help="port of the embedded broker (default: a free one)")
+    parser.add_argument("--notify", type=Path, help="notifications config (finsa notify --check FILE)")  # SOC (issue 16)
+    parser.add_argument("--clickhouse-http", type=int, default=0, metavar="PORT",  # SOC (issue 16)
+                        help="serve the store's ClickHouse HTTP interface for Grafana, read-only per tenant (0 = off)")
     parser.add_argument("--drain-timeout", type=float, default=20.0,
                         help="on SIGTERM/SIGINT (or at the end of --for), seconds to store what the broker "
                              "acknowledged before exiting (default 20)")
@@ -125,11 +128,14 @@ class Embedded:
         settings = WorkerSettings(self.broker.bootstrap, datadir=args.data_dir / "faust", count_offered=False)
         plan = WorkerPlan(settings, data_dir=store_path(args.data_dir), web=(args.host, args.port),
                           load_institutions=True, stall_after_s=args.stall_after, name="run",
-                          say=lambda line: print(line, flush=True))
+                          say=lambda line: print(line, flush=True),
+                          notify=args.notify, notify_dir=args.data_dir, clickhouse_http=args.clickhouse_http,
+                          http_dir=args.data_dir, http_host=args.host, demo_institutions=[])
         if scenario is None:
             return plan
         self.keys = batch_keys(args.data_dir / "keys",
                                sorted({s.institution_id for s in scenario_sources(scenario)}) + [SERVICE_SIGNER])
+        plan.demo_institutions = list(self.keys)
         plan.verifier = BatchVerifier(self.keys, key_dir=args.data_dir / "keys")
         if (scenario / "institutions.toml").exists():
             plan.registry = scenario / "institutions.toml"

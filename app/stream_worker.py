@@ -1,7 +1,8 @@
 """The one builder of a stream worker, used by ``finsa run`` and ``finsa worker``.
 
 Store -> detection engine -> sector stage -> intel feed -> processor -> Faust service -> web view
--> file watchers, built from a :class:`WorkerPlan` (what to build) by :class:`StreamWorker`, whose
+-> file watchers, and the SOC pieces (allowlist/verdict feedback poller, notifier, the store's
+ClickHouse HTTP interface, demo logins), built from a :class:`WorkerPlan` (what to build) by :class:`StreamWorker`, whose
 constructor is inert. Its lifecycle follows :mod:`finsa.lifecycle`:
 
 * :meth:`StreamWorker.start`: open and migrate the store, build the rest, start consuming;
@@ -60,6 +61,15 @@ class WorkerPlan:
     load_institutions: bool = False
     stall_after_s: float = 10.0
     name: str = "worker"
+    #: SOC (issue 16): notifications config (its relative outbox path under ``notify_dir``), the
+    #: store's ClickHouse HTTP interface on this port (0 = off; passwords under ``http_dir``/keys),
+    #: and demo logins (regulator, operator, an analyst per institution) for the web view.
+    notify: Path | None = None
+    notify_dir: Path = Path(".")
+    clickhouse_http: int = 0
+    http_dir: Path = Path(".")
+    http_host: str = "127.0.0.1"
+    demo_institutions: list[str] | None = None
     say: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
 
 
@@ -89,6 +99,9 @@ class StreamWorker:
         self.service: StreamService | None = None
         self.runner: Any = None
         self.watchers: list[FileWatcher] = []
+        self.feedback: Any = None
+        self.notifier: Any = None
+        self.clickhouse_http: Any = None
         self._stall_id = ""
         self.drained = False
 
@@ -148,20 +161,51 @@ class StreamWorker:
 
     async def start(self) -> "StreamWorker":
         service = self._build()
+        self._start_soc()
         if self.plan.web is not None:
-            from finsa.dashboards.webview import start_webview
+            await self._start_web(self.plan.web)
+        if self.plan.clickhouse_http:
+            from finsa.app.soc_wiring import start_clickhouse_http
 
-            routes = None
-            if self.sector is not None:
-                from finsa.sector.indicators_http import indicator_routes
-
-                routes = indicator_routes(self.sector.blocklist)
-            host, port = self.plan.web
-            self.runner = await start_webview(self.store, host=host, port=port, extra_routes=routes)
+            institutions = [i for i in self.plan.demo_institutions or [] if not i.startswith("_")] or None
+            self.clickhouse_http = start_clickhouse_http(self.plan.clickhouse_http, self.store, self.plan.http_dir,
+                                                         self.plan.http_host, institutions, out=self._print)
         for watcher in self.watchers:
             watcher.start()
         await service.start()
         return self
+
+    def _print(self, line: str, flush: bool = True) -> None:
+        self.plan.say(line)
+
+    def _start_soc(self) -> None:
+        """Analysts' accepted allowlist entries and verdicts reach the detectors live; notifications."""
+        from finsa.app.soc_wiring import start_notifier
+        from finsa.streams.feedback import FeedbackPoller
+
+        self.feedback = FeedbackPoller(self.store, self.engine).start()
+        self.notifier = start_notifier(self.plan.notify, self.sector, self.plan.notify_dir)
+
+    async def _start_web(self, web: tuple[str, int]) -> None:
+        from finsa.dashboards.webview import start_webview
+
+        routes = None
+        users: Any = None
+        logins: list[Any] = []
+        if self.sector is not None:
+            from finsa.sector.indicators_http import indicator_routes
+
+            routes = indicator_routes(self.sector.blocklist)
+        if self.plan.demo_institutions is not None:
+            from finsa.dashboards.soc.demo_users import demo_users
+
+            users, logins = demo_users(self.plan.demo_institutions)
+        host, port = web
+        self.runner = await start_webview(self.store, host=host, port=port, extra_routes=routes, users=users)
+        if logins:
+            from finsa.dashboards.soc.demo_users import announce_logins
+
+            announce_logins(self.runner.app, logins, f"http://{host}:{port}", out=self.plan.say)
 
     @property
     def stopped(self) -> bool:
@@ -187,7 +231,7 @@ class StreamWorker:
         return drained
 
     async def stop(self) -> None:
-        """Stop consuming (Kafka clients closed), then the web view, watchers and the store."""
+        """Stop consuming (Kafka clients closed), then the web view, watchers, the SOC pieces and the store."""
         self.stopping = True
         if self.service is not None:
             await self.service.stop(wait_for_streams=self.drained)
@@ -195,6 +239,9 @@ class StreamWorker:
             await self.runner.cleanup()
         for watcher in self.watchers:
             watcher.stop()
+        for part in (self.feedback, self.clickhouse_http, self.notifier):  # SOC (issue 16)
+            if part is not None:
+                part.stop()
         if self.store is not None:
             self.store.close()
 

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inventory", type=Path,
                         help="inventory file of the institutions' services and providers (needs --registry)")
     parser.add_argument("--detectors", type=Path, help="detectors config file (finsa detectors check FILE)")
+    parser.add_argument("--notify", type=Path, help="notifications config (finsa notify --check FILE)")  # SOC (issue 16)
+    parser.add_argument("--clickhouse-http", type=int, default=0, metavar="PORT",  # SOC (issue 16)
+                        help="with --data-dir: serve the store's ClickHouse HTTP interface for Grafana, read-only per tenant")
     parser.add_argument("--batch-keys", type=Path,
                         help="directory of <institution>.key signing keys: accept only batches signed by their institution")
     parser.add_argument("--drain-timeout", type=float, default=20.0,
@@ -58,7 +61,9 @@ def _plan(args: argparse.Namespace) -> WorkerPlan:
     return WorkerPlan(settings, data_dir=args.data_dir, clickhouse_url=clickhouse_url(args), registry=args.registry,
                       inventory=args.inventory, detectors=args.detectors, verifier=verifier,
                       web=(args.web_host, args.web_port) if args.web_port else None,
-                      stall_after_s=args.stall_after, name="worker")
+                      stall_after_s=args.stall_after, name="worker",
+                      notify=args.notify, notify_dir=args.state_dir, clickhouse_http=args.clickhouse_http,
+                      http_dir=args.data_dir or args.state_dir, http_host=args.web_host)
 
 
 async def _serve(args: argparse.Namespace, shutdown: Shutdown) -> int:

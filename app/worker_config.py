@@ -50,6 +50,8 @@ class WorkerConfig(Strict):
     inventory: Path | None = None
     detectors: Path | None = None
     batch_keys: Path | None = None
+    notify: Path | None = None
+    clickhouse_http: int = Field(0, ge=0, le=65535)
     drain_timeout: float = Field(20.0, ge=0, le=3600)
     stall_after: float = Field(10.0, gt=0, le=3600)
     check: bool = False
@@ -112,6 +114,15 @@ def _file_problems(cfg: WorkerConfig) -> list[str]:
         from finsa.detectors.config import load_detectors_config
 
         problems.validated("detectors", lambda: load_detectors_config(detectors_path, registry))
+    if cfg.notify is not None and cfg.registry is None:
+        problems.append("notify: needs registry (warnings come from the sector picture)")
+    notify_path = problems.readable("notify", cfg.notify)
+    if notify_path is not None:
+        from finsa.notify.config import load_notify_config
+
+        problems.validated("notify", lambda: load_notify_config(notify_path))
+    if cfg.clickhouse_http and cfg.data_dir is None:
+        problems.append("clickhouse_http: needs data_dir (it serves the embedded store)")
     keys_dir = problems.readable("batch_keys", cfg.batch_keys, directory=True)
     if keys_dir is not None:
         from finsa.batchauth import load_keys

@@ -61,18 +61,25 @@ def _heading(column: str) -> str:
 
 
 def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                 row_ids: Sequence[str] | None = None) -> str:
+                 row_ids: Sequence[str] | None = None, hrefs: Sequence[str] | None = None) -> str:
     """A ``<table>`` of a query result; an empty result says so. ``row_ids`` become the rows'
-    ``data-id`` (what a click selects)."""
+    ``data-id`` (what a click selects); ``hrefs`` make each row's first cell a link.
+
+    >>> render_table(["a"], [[1]], ["x"], ["alerts/x"])
+    '<table><thead><tr><th class="c-a">a</th></tr></thead><tbody><tr data-id="x"><td class="c-a"><a href="alerts/x">1</a></td></tr></tbody></table>'
+    """
     head = "".join(f'<th class="c-{html.escape(c)}">{_heading(c)}</th>' for c in columns)
     if not rows:
         body = f'<tr><td class="empty" colspan="{len(columns)}">nothing in this range</td></tr>'
     else:
         ids = [f' data-id="{html.escape(str(i))}"' for i in row_ids] if row_ids else [""] * len(rows)
+        links = [html.escape(h, quote=True) for h in hrefs] if hrefs else [""] * len(rows)
         body = "".join(
-            f"<tr{ident}>" + "".join(f'<td class="c-{html.escape(c)}">{cell(c, v)}</td>'
-                                     for c, v in zip(columns, row)) + "</tr>"
-            for ident, row in zip(ids, rows))
+            f"<tr{ident}>" + "".join(
+                f'<td class="c-{html.escape(c)}">' + (f'<a href="{href}">{cell(c, v)}</a>' if href and k == 0
+                                                       else cell(c, v)) + "</td>"
+                for k, (c, v) in enumerate(zip(columns, row))) + "</tr>"
+            for ident, href, row in zip(ids, links, rows))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -103,7 +110,10 @@ DISPLAY_COLUMNS: dict[str, tuple[str, ...]] = {
     "campaigns": ("title", "severity", "hit_in_order", "techniques", "sources", "alerts", "first_seen_ms",
                   "last_seen_ms", "status"),
     "warnings": ("time_ms", "severity", "audience", "title", "why", "indicators", "status"),
+    "latest_alerts": ("time_ms", "institution", "detector", "technique", "entity", "target", "severity"),
 }
+#: Table panels whose rows link to a page: panel id -> (id column, link prefix). Mirrored by view.js.
+ROW_LINKS = {"latest_alerts": ("alert_id", "alerts/")}
 #: The page may load and fetch from its own origin only (the view works offline, by design);
 #: forms (login, logout) post to this origin only.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -125,7 +135,10 @@ def _institutions_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def _display(panel_id: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     shown = [c for c in DISPLAY_COLUMNS.get(panel_id, columns) if c in columns]
     index = [list(columns).index(c) for c in shown]
-    return render_table(shown, [[row[i] for i in index] for row in rows])
+    link = ROW_LINKS.get(panel_id)
+    ids = [str(row[list(columns).index(link[0])]) for row in rows] if link and link[0] in columns else None
+    hrefs = [link[1] + i for i in ids] if link and ids else None
+    return render_table(shown, [[row[i] for i in index] for row in rows], ids, hrefs)
 
 
 def _sector(row: Mapping[str, Any] | None) -> dict[str, str]:
@@ -138,6 +151,11 @@ def _sector(row: Mapping[str, Any] | None) -> dict[str, str]:
             "sector_elevated": html.escape(f'{row.get("elevated")} / {row.get("institutions")}'),
             "sector_alerts": html.escape(str(row.get("alerts"))),
             "sector_warned": html.escape(str(row.get("warned", "-")))}
+
+
+def level_css() -> str:
+    """CSS classes ``lvl-N`` / ``sev-N`` in the threat level colours (the analyst pages use them too)."""
+    return _level_css()
 
 
 def _level_css() -> str:
@@ -197,7 +215,7 @@ def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms
                 if p.id != "sector_level"}
     config = {"refresh_s": refresh_s, "range_ms": range_ms, "panels": [p.id for p in WEB_PANELS],
               "levels": {k: v[1] for k, v in threat.LEVELS.items()}, "severities": SEVERITIES,
-              "columns": DISPLAY_COLUMNS, "institution": (viewer or {}).get("institution", "")}
+              "columns": DISPLAY_COLUMNS, "links": ROW_LINKS, "institution": (viewer or {}).get("institution", "")}
     fields = {
         "title": html.escape(title), "refresh_s": f"{refresh_s:g}", "updated": _clock(now_ms),
         "map": _map(inst, inst_rows), "viewer": _viewer(viewer),

@@ -158,7 +158,7 @@ _ALERTS_IN_RANGE = ("time_ms >= {from_ms:Int64} AND time_ms <= {to_ms:Int64}"
 _LATEST_ALERTS_SQL = f"""
 SELECT a.time_ms AS time_ms, if(i.name = '', a.institution_id, i.name) AS institution,
        a.detector AS detector, a.technique AS technique, a.entity AS entity,
-       a.target AS target, a.severity AS severity
+       a.target AS target, a.severity AS severity, a.alert_id AS alert_id
 FROM (SELECT * FROM alerts FINAL WHERE {_ALERTS_IN_RANGE}
       ORDER BY time_ms DESC, severity DESC LIMIT 50) AS a
 LEFT JOIN institutions AS i ON i.id = a.institution_id

@@ -78,6 +78,10 @@ class PanelReads:
             result = withhold_others(result, user.institution)
         return result
 
+    def view_for(self, user: User) -> TenantView:
+        """The user's audited, tenant-scoped view (for reads beyond panels: alert page, flow search)."""
+        return self._view(user.principal)
+
     def _view(self, principal: str) -> TenantView:
         with self._lock:
             cached = self._views.get(principal)

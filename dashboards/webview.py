@@ -22,8 +22,8 @@ bound to 0.0.0.0) would otherwise show every institution's alerts to anyone who 
 Store calls block, so they run in a small thread pool owned by the application.
 
 >>> app = create_app(store=None)
->>> sorted(r.resource.canonical for r in app.router.routes() if r.method == "GET")[:3]
-['/', '/api/panels', '/api/panels/{panel_id}']
+>>> sorted(r.resource.canonical for r in app.router.routes() if r.method == "GET")[:4]
+['/', '/alerts/{alert_id}', '/api/alerts/{alert_id}', '/api/allowlist']
 >>> credentials(app).username
 'regulator'
 """
@@ -49,6 +49,7 @@ from finsa.dashboards.login import AUTH, Auth, login_link, session_of
 from finsa.dashboards.page import CONTENT_SECURITY_POLICY
 from finsa.dashboards.panels import DEFAULT_RANGE_MS, WEB_PANELS, WEB_PANELS_BY_ID, Panel, PanelParameterError, bind
 from finsa.dashboards.reads import Forbidden, PanelReads
+from finsa.dashboards.soc.routes import add_soc_routes
 from finsa.dashboards.users import Credentials, User, Users, one_time_users
 from finsa.metrics import REGISTRY
 
@@ -200,11 +201,13 @@ async def _count(request: web.Request,
 
 def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: Users | None = None, *,
                secure_cookies: bool | None = None, sessions: SessionStore | None = None,
-               throttle: LoginThrottle | None = None) -> web.Application:
+               throttle: LoginThrottle | None = None,
+               enrich: Callable[[str], dict[str, Any]] | None = None) -> web.Application:
     """The web view of ``store`` (anything with ``query(sql, parameters)``), not yet started.
 
     ``users``: who may log in (None: a one-time regulator account, see :func:`credentials`).
     ``secure_cookies``: force the cookies' Secure flag (None: set it when the request is HTTPS).
+    ``enrich``: address -> {country, as_name} for the alert page (None: the offline GeoIP tables).
     """
     if not refresh_s > 0:
         raise ValueError("refresh_s must be positive")
@@ -230,6 +233,7 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: 
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     login.add_routes(app)
+    add_soc_routes(app, store, app[_READS], app[_EXECUTOR], enrich)
     app.router.add_static("/static", str(resources.files("finsa.dashboards") / "static"))
     return app
 

@@ -127,6 +127,23 @@ class AnomalyDetector(Detector):
                 model.learned += 1
         return out
 
+    def learn_verdict(self, alert: dict[str, Any], verdict: str) -> bool:
+        """An analyst's verdict on one of this detector's alerts: a false positive (or a benign true
+        positive) is normal behaviour, so its vector -- not learned when it was flagged -- is learned
+        now by its institution's model. Returns True when it was learned."""
+        model = (self._models or {}).get(str(alert.get("institution_id", "")))
+        features = alert.get("evidence", {}).get("features", {}) if isinstance(alert.get("evidence"), dict) else {}
+        if verdict not in ("false_positive", "benign_true_positive") or model is None:
+            return False
+        try:
+            x = {k: float(np.clip(float(features[k]) if k in _RATIOS else np.log1p(float(features[k])), 0.0, hi))
+                 for k, hi in FEATURES.items()}
+        except (KeyError, TypeError, ValueError):
+            return False
+        model.hst.learn_one(x)
+        model.learned += 1
+        return True
+
     def _choose(self, g: Any, raw: dict[str, np.ndarray], matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sources to learn from (a seeded random sample) and the others to score: the most extreme."""
         eligible = np.flatnonzero(raw["flows"] >= self.min_flows)

@@ -32,6 +32,7 @@ parameters did not change.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
@@ -56,6 +57,8 @@ SKIPPED = REGISTRY.counter("finsa_detector_rows_skipped_total", "Flow rows the d
 ALERTS = REGISTRY.counter("finsa_detector_alerts_total", "Alerts raised", ["detector"])
 ERRORS = REGISTRY.counter("finsa_detector_errors_total", "Batches a detector failed on", ["detector"])
 FLOWS = REGISTRY.counter("finsa_detector_flows_total", "Flow rows given to the detectors")
+VERDICTS = REGISTRY.counter("finsa_detector_verdicts_learned_total",
+                             "Analysts' verdicts an online detector learned from", ["detector"])
 SUPPRESSED = REGISTRY.counter("finsa_detector_alerts_suppressed_total",
                               "Alerts dropped because the allowlist accepts them", ["detector"])
 
@@ -176,6 +179,8 @@ class DetectionEngine:
             raise ValueError(f"detector names must be unique, got {names}")
         self.config: Config | None = None
         self.registry: Registry | None = None
+        self._accepted = Allowlist()  # analysts' accepted entries (from the store), apart from the file's
+        self._verdicts: collections.deque = collections.deque()  # analysts' verdicts, learned at the next batch
         self._state = _State([_Slot(d.name, d) for d in detectors])
         #: Flow rows this engine refused, per reason (the metric counts every engine of the process).
         self.skipped: dict[str, int] = {}
@@ -248,12 +253,38 @@ class DetectionEngine:
             if slot.default is not None or any(slot.special.values()):
                 slots.append(slot)
         kept = sum(1 for k, d in pool.items() if old.get(k) is d)
-        self._state = _State(slots, Allowlist(cfg.allowlist))  # one assignment: process() sees old or new
+        allowed = Allowlist((*cfg.allowlist, *getattr(self, "_accepted", Allowlist()).entries))
+        self._state = _State(slots, allowed)  # one assignment: process() sees old or new
         self.config, self.registry = cfg, registry
         return {"kept": kept, "new": len(pool) - kept, "dropped": len(old) - kept}
 
+    def use_accepted(self, accepted: Allowlist) -> None:
+        """Apply ``accepted`` (the analysts' allowlist entries the operator accepted) beside the
+        config file's allowlist, from the next batch on."""
+        self._accepted = accepted
+        own = self.config.allowlist if self.config is not None else ()
+        self._state = _State(self._state.slots, Allowlist((*own, *accepted.entries)))
+
+    def take_verdicts(self, verdicts: list[tuple[dict[str, Any], str]]) -> None:
+        """Analysts' verdicts ((alert row with evidence as a dict, verdict)): each reaches the
+        detector instance that raised the alert, if it learns from them (``learn_verdict``), in the
+        processing thread at the next batch."""
+        if getattr(self, "_verdicts", None) is None:  # an engine pickled before verdicts existed
+            self._verdicts = collections.deque()
+        self._verdicts.extend(verdicts)  # deque: appends from the poller's thread are atomic
+
+    def _learn_verdicts(self) -> None:
+        while self._verdicts:
+            alert, verdict = self._verdicts.popleft()
+            instance = self.instance_for(str(alert.get("detector")), str(alert.get("institution_id")))
+            learn = getattr(instance, "learn_verdict", None)
+            if learn is not None and learn(alert, verdict):
+                VERDICTS.inc(detector=str(alert.get("detector")))
+
     def process(self, flows: RecordBatch) -> RecordBatch:
         """Alerts raised by this flow batch, or ARP binding batch (an ALERT batch, possibly empty)."""
+        if getattr(self, "_verdicts", None):
+            self._learn_verdicts()
         state = self._state
         rows: list[dict[str, Any]] = []
         if len(flows) and flows.type.name == "arp":

@@ -16,7 +16,9 @@ a ``Store`` with ``migrate()``, ``insert(batch) -> bool``, ``query(sql, paramete
 chdb), ``rollups`` (roll-up tables and views),
 ``sector_schema`` (campaigns, warnings, threat_levels, emergencies), ``audit`` (audit_log),
 ``access`` (who reads what; server roles and row policies), ``sqlguard`` (the tenant SQL check),
-``tenant`` (TenantView), ``query_command`` / ``storage_command`` (CLI). See docs/storage.md.
+``tenant`` (TenantView), ``tenant_http`` (the ClickHouse HTTP interface, read-only per tenant, for
+Grafana), ``triage`` (analysts' triage events, cases and allowlist entries), ``query_command`` /
+``storage_command`` / ``allowlist_command`` (CLI). See docs/storage.md.
 
 Tables (in the store's database; unqualified names work in SQL):
 

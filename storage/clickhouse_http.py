@@ -23,6 +23,7 @@ b'42\\n'
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 import socket
@@ -90,13 +91,14 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path.rstrip("/") in ("/ping", "/replicas_status"):
             self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
             return
-        if not self._authorised():
+        principal = self.server.endpoint.authenticate(*self._given())
+        if principal is None:
             self._error(_QueryFailed("Code: 516. DB::Exception: finsa: Authentication failed: password is "
                                      "incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)", 516))
             return
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         try:
-            data, headers = self.server.endpoint.execute(params, body)
+            data, headers = self.server.endpoint.execute(params, body, principal)
         except _QueryFailed as failed:
             self._error(failed)
             return
@@ -117,16 +119,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _authorised(self) -> bool:
-        expected = self.server.endpoint.credentials
-        if expected is None:
-            return True
+    def _given(self) -> tuple[str, str]:
+        """(user, password) from Basic auth, the X-ClickHouse-User/Key headers or the URL."""
         auth = self.headers.get("Authorization", "")
-        given = (self.headers.get("X-ClickHouse-User", ""), self.headers.get("X-ClickHouse-Key", ""))
         if auth.startswith("Basic "):
-            user, _, password = base64.b64decode(auth[6:]).decode("utf-8", "replace").partition(":")
-            given = (user, password)
-        return given == expected
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode("utf-8", "replace").partition(":")
+            except ValueError:
+                return ("", "")
+            return (user, password)
+        if self.headers.get("X-ClickHouse-User"):
+            return (self.headers.get("X-ClickHouse-User", ""), self.headers.get("X-ClickHouse-Key", ""))
+        params = dict(parse_qsl(urlsplit(self.path).query))
+        return (params.get("user", ""), params.get("password", ""))
 
     def _error(self, failed: _QueryFailed) -> None:
         REQUESTS.inc(outcome="error")
@@ -219,7 +224,14 @@ class ClickHouseHTTPEndpoint:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def execute(self, params: dict[str, str], body: bytes) -> tuple[bytes, dict[str, str]]:
+    def authenticate(self, user: str, password: str) -> str | None:
+        """Whom the request runs for ("operator": this endpoint is the store's owner), or None."""
+        if self.credentials is None:
+            return "operator"
+        return "operator" if hmac.compare_digest(f"{user}\0{password}".encode(),
+                                                 "\0".join(self.credentials).encode()) else None
+
+    def execute(self, params: dict[str, str], body: bytes, principal: str = "operator") -> tuple[bytes, dict[str, str]]:
         """Run one request; returns the response body and headers, or raises _QueryFailed."""
         query = params.get("query", "")
         settings = {k: v for k, v in params.items() if k not in TRANSPORT_PARAMS and not k.startswith("param_")}

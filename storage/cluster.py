@@ -61,9 +61,11 @@ SHARDING_KEYS: dict[str, str | None] = {
     "ingest_lag_1m": None,
 }
 #: tables replicated in full to every node (no shards, no Distributed table).
-GLOBAL_TABLES = frozenset({"schema_migrations", "institutions", "ip_enrichment", "audit_log"})
+GLOBAL_TABLES = frozenset({"schema_migrations", "institutions", "ip_enrichment", "audit_log",
+                           "triage_events", "cases", "allowlist_entries"})  # analysts' work: small, everywhere
 #: single-node steps that cluster DDL does not need (their effect is in the CREATE already).
-SKIPPED_STEPS = frozenset({"0009_flows_1m_sources", "flows_time_alias"})  # upgrades of an older single-node store
+SKIPPED_STEPS = frozenset({"0009_flows_1m_sources", "flows_time_alias",  # upgrades of an older single-node store
+                           "index:flows.dst_ip_bloom"})  # an ALTER: on a cluster, ALTER TABLE flows_local ... ON CLUSTER
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+) \(")
 _CREATE_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS\n")

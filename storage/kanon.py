@@ -21,16 +21,30 @@ shown to an institution is therefore computed over groups of at least ``k`` inst
 {('bank',): ('bank',), ('exchange',): ('exchange+insurance+payment',), ('insurance',): ('exchange+insurance+payment',), ('payment',): ('exchange+insurance+payment',)}
 >>> merge_groups({("bank",): 2}, k=3)
 {('bank',): None}
+
+A dashboard query written for the store-wide roll-ups merges their sketch states
+(``uniqExactMerge(alerts)``); over a tenant view, which holds final numbers, it would fail.
+:func:`over_final_numbers` rewrites it to read those numbers: ``alerts`` added up (each alert
+is in one row, so the sum is exact), other distinct counts by their largest row (never added:
+the rows may count the same institution or source twice).
+
+>>> over_final_numbers("SELECT uniqExactMerge(alerts) AS a, uniqExactMerge( institutions ) AS i, "
+...                    "uniqMerge(entities) AS e FROM alerts_geo_1h GROUP BY country")
+'SELECT sum(alerts) AS a, max(institutions) AS i, max(entities) AS e FROM alerts_geo_1h GROUP BY country'
+>>> over_final_numbers("SELECT uniqExactMerge(alerts) FROM alerts_1h")   # not a k-anonymous view: as is
+'SELECT uniqExactMerge(alerts) FROM alerts_1h'
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Mapping
 
 from finsa.errors import ConfigError
 
-__all__ = ["DEFAULT_K", "k_anonymity", "merge_groups", "subsector_view_sql", "geo_view_sql", "OTHER"]
+__all__ = ["DEFAULT_K", "k_anonymity", "merge_groups", "subsector_view_sql", "geo_view_sql", "OTHER",
+           "over_final_numbers"]
 
 DEFAULT_K = 3
 OTHER = "(other)"
@@ -69,6 +83,23 @@ def merge_groups(sizes: Mapping[tuple, int], k: int) -> dict[tuple, tuple | None
             out.update({key: None for key in small})
     out.update({key: None for key, n in sizes.items() if n <= 0})
     return dict(sorted(out.items()))
+
+
+_K_VIEW = re.compile(r"\balerts_(geo|subsector)_1h\b")
+_SKETCH_MERGE = re.compile(r"\b(uniqExactMerge|uniqMerge)\(\s*(`?)(\w+)\2\s*\)")
+
+
+def over_final_numbers(sql: str) -> str:
+    """``sql`` reading the k-anonymous tenant views' final numbers where it merges sketch states
+    of ``alerts_geo_1h`` / ``alerts_subsector_1h`` (see the module docstring)."""
+    if not _K_VIEW.search(sql):
+        return sql
+
+    def final(m: re.Match) -> str:
+        column = m.group(3)
+        return f"{'sum' if column == 'alerts' else 'max'}({m.group(2)}{column}{m.group(2)})"
+
+    return _SKETCH_MERGE.sub(final, sql)
 
 
 def _quote(text: str) -> str:

@@ -35,6 +35,7 @@ from finsa.storage.resketch import resketch_steps
 from finsa.storage.audit import audit_log_ddl
 from finsa.storage.schema import DEFAULT_TTL_DAYS, RECORD_OF_TABLE, Column
 from finsa.storage.sector_schema import sector_ddl
+from finsa.storage import triage
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,10 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         *_flow_rollup_steps(27, ttl),
         schema.flows_time_alias_step("flows_time_alias"),
         _create("0040_create_arp_bindings", "arp_bindings", lambda: schema.arp_bindings_ddl(ttl["arp_bindings"])),
+        # analyst work (finsa.storage.triage): append-only logs, never expired
+        *[_create(f"triage:{table}", table, ddl) for table, ddl in triage.TABLES.items()],
+        Step("index:flows.dst_ip_bloom", "flows: bloom filter on dst_ip (flow search)", triage.dst_index_needed,
+             triage.add_dst_index),
     ]
 
 

@@ -23,15 +23,8 @@ from typing import Any, TextIO
 from finsa.errors import StorageError
 
 from finsa.storage.backend import QueryResult, open_store
+from finsa.storage.store_args import add_store_arguments
 from finsa.storage.tenant import TenantView
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir`` / ``--clickhouse-url`` / ``--database``, shared with ``finsa storage``."""
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data-dir", help="folder of the store in process (chdb)")
-    where.add_argument("--clickhouse-url", help="ClickHouse server, http://user:pass@host:8123")
-    parser.add_argument("--database", default="finsa", help="database name (default: finsa)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -50,6 +50,9 @@ class SectorStage:
         self.picture, self.store, self.verifier = picture, store, verifier
         self._replays = ReplayGuard()
         self.blocklist_sinks = list(blocklist_sinks)
+        #: Called with (record name, batch) for every alert batch seen and every update produced
+        #: (warning, emergency, campaign, level): the notifier listens here (wired by the app layer).
+        self.record_sinks: list[Callable[[str, wire.RecordBatch], None]] = []
         self._blocklist_key: tuple = ()
         self.alerts_seen = 0
         self._lock = threading.RLock()  # the agent, the timer and the flow processor share the picture
@@ -82,6 +85,7 @@ class SectorStage:
         with self._lock:
             self.alerts_seen += len(batch)
             self.picture.observe_alerts(batch)
+        self._to_sinks("alert", batch)
         return None
 
     def observe_heartbeats(self, payload: bytes, headers=None, arrival_ms: int | None = None) -> str | None:
@@ -111,12 +115,20 @@ class SectorStage:
                 sink(entries)
         for name, batch in batches.items():
             UPDATES.inc(len(batch), kind=name)
+            self._to_sinks(name, batch)
             if self.store is not None:
                 try:
                     self.store.insert(batch)
                 except Exception as exc:  # noqa: BLE001 - still published on its topic; counted
                     STORE_ERRORS.inc(kind=name, error=type(exc).__name__)
         return batches
+
+    def _to_sinks(self, name: str, batch: wire.RecordBatch) -> None:
+        for sink in self.record_sinks:
+            try:
+                sink(name, batch)
+            except Exception as exc:  # noqa: BLE001 - a sink's failure must not stop the picture; counted
+                STORE_ERRORS.inc(kind=name, error=f"sink:{type(exc).__name__}")
 
     def blocklist(self) -> list:
         """The sector's indicators to block now (BlockEntry list)."""

@@ -16,6 +16,7 @@ scenario              ``finsa.collectors.pcap.writer`` only (it writes the captu
 sector                detectors, storage (the picture reads alerts and stores its rows)
 streams               detectors, storage, sector (the Faust worker runs them)
 dashboards            storage, sector (reads the store; the threat-level constants)
+notify                nothing: it sends what the app layer hands it
 app                   anything: whole programs wire the roles together
 core                  nothing but core
 ====================  ==========================================================================
@@ -58,6 +59,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "streams": ("detectors", "storage", "sector"),
     "dashboards": ("storage", "sector"),
     "app": ("*",),
+    "notify": (),
 }
 MAX_MODULES_PER_FOLDER = 25
 ROLES = {pkg.removeprefix("finsa.") for pkg in PACKAGE_DIR if pkg != "finsa"}

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from finsa.collectors.agent.pseudonym import Pseudonymiser, load_key
 from finsa.collectors.agent.spool import Spool
 from finsa.collectors.agent.spool_sender import SpoolSender, pack_spooled
 from finsa.errors import ConfigError
+
+if TYPE_CHECKING:  # imported when a packet ring is configured, see Agent.start
+    from finsa.collectors.agent.packet_ring import PcapEndpoint
 from finsa.metrics import REGISTRY
 from finsa.watch import FileWatcher
 
@@ -118,6 +122,8 @@ class Agent:
                                   on_tick=self._tick, signing_keys=_signing_keys(config))
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.ring = _packet_ring(config)
+        self._pcap: PcapEndpoint | None = None
         self._sources: list[Source] = self._make_sources(config)
         self._metrics: MetricsServer | None = None
         self._watcher: FileWatcher | None = None
@@ -141,6 +147,13 @@ class Agent:
         if self.config.metrics_listen:
             host, _, port = self.config.metrics_listen.rpartition(":")
             self._metrics = MetricsServer(host, int(port)).start()
+        ring_settings = self.config.packet_ring
+        if self.ring is not None and ring_settings is not None:
+            from finsa.collectors.agent.packet_ring import PcapEndpoint
+
+            host, _, port = ring_settings.listen.rpartition(":")
+            token = ring_settings.token_file.read_text().strip()
+            self._pcap = PcapEndpoint(self.ring, host.strip("[]"), int(port), token, self._pseudo).start()
         sender = threading.Thread(target=self.sender.run, args=(self.stop_event,), daemon=True, name="agent-sender")
         sender.start()
         self._threads.append(sender)
@@ -159,7 +172,8 @@ class Agent:
         if src.pcap_files:
             out.append(PcapSource(src.pcap_files, cfg.institution_id, cfg.sensor_id, self.submit, src.speed,
                                   cfg.profile, src.rebase_time))
-        out += [LiveSource(i, cfg.institution_id, cfg.sensor_id, self.submit, cfg.profile) for i in src.interfaces]
+        out += [LiveSource(i, cfg.institution_id, cfg.sensor_id, self.submit, cfg.profile, self.ring)
+                for i in src.interfaces]
         out += [ExportSource(listen, cfg.institution_id, cfg.sensor_id, self.submit) for listen in src.export_listen]
         for kind, paths in (("zeek", src.zeek_logs), ("suricata", src.suricata_eve)):
             if paths:
@@ -195,7 +209,13 @@ class Agent:
         self.spool.close()
         if self._metrics:
             self._metrics.stop()
+        if self._pcap is not None:
+            self._pcap.stop()
         return self.spool.depth_batches
+
+    @property
+    def pcap_port(self) -> int | None:
+        return self._pcap.port if self._pcap else None
 
     # --- data path -------------------------------------------------------------------------
 
@@ -328,3 +348,11 @@ class Agent:
             return self.stop(shutdown.remaining_s if shutdown.requested else drain_timeout_s,
                              shutdown.immediate.is_set)
         return self.stop(drain_timeout_s)
+
+
+def _packet_ring(config: AgentConfig):
+    if config.packet_ring is None:
+        return None
+    from finsa.collectors.agent.packet_ring import PacketRing
+
+    return PacketRing(config.packet_ring.max_bytes, config.packet_ring.max_age_s)

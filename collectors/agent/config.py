@@ -209,6 +209,23 @@ class SpoolSettings(Strict):
         return _expand(path)
 
 
+class PacketRingSettings(Strict):
+    """Recent packets kept on the agent host for the institution's analyst (never sent to the centre)."""
+
+    max_bytes: int = Field(256 << 20, ge=1 << 20, le=64 << 30, description="bytes of packets kept per agent")
+    max_age_s: float = Field(600.0, gt=0, le=86400.0, description="packets older than this are dropped")
+    listen: str = Field("127.0.0.1:9465", description="loopback host:port of GET /pcap")
+    token_file: Path = Field(description="the bearer token the analyst's requests carry (a secret file)")
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback(cls, text: str) -> str:
+        text = _host_port(text, lowest_port=0)
+        if not ipaddress.ip_address(text.rpartition(":")[0].strip("[]")).is_loopback:
+            raise ValueError("the pcap endpoint listens on a loopback address only")
+        return text
+
+
 class AgentConfig(Strict):
     """Everything one collector agent needs."""
 
@@ -226,6 +243,7 @@ class AgentConfig(Strict):
     metrics_listen: str | None = Field("127.0.0.1:9464", description="host:port of the Prometheus endpoint (port 0: any free one); empty = off")
     heartbeat_interval_s: float = Field(30.0, ge=0.1, le=3600.0)
     max_batch_rows: int = Field(10_000, ge=1, le=1_000_000)
+    packet_ring: PacketRingSettings | None = Field(None, description="keep recent packets for pcap cuts (live interfaces)")
 
     @field_validator("internal_networks")
     @classmethod

@@ -43,6 +43,7 @@ from finsa import wire
 from finsa.metrics import REGISTRY
 
 if TYPE_CHECKING:  # imported when started, see ExportSource.start
+    from finsa.collectors.agent.packet_ring import PacketRing
     from finsa.collectors.export.receiver import ExportReceiver
 
 __all__ = ["Source", "PcapSource", "LiveSource", "ExportSource", "LogSource", "first_packet_ms",
@@ -142,11 +143,12 @@ class LiveSource(Source):
     kind = "live"
 
     def __init__(self, interface: str, institution_id: str, sensor_id: str, sink: Sink,
-                 profile: str = "agent") -> None:
+                 profile: str = "agent", ring: PacketRing | None = None) -> None:
+        """``ring``: a :class:`~finsa.collectors.agent.packet_ring.PacketRing` keeping the packets too."""
         if not interface or "/" in interface:
             raise ValueError(f"live interface: not an interface name: {interface!r}")
         super().__init__(institution_id, sensor_id, sink)
-        self.interface, self.profile = interface, profile
+        self.interface, self.profile, self.ring = interface, profile, ring
 
     def _run(self) -> None:
         from finsa.collectors.live.capture import LiveCapture
@@ -164,6 +166,8 @@ class LiveSource(Source):
                 stopper.start()
                 for packets in capture.batches(timeout_ms=200, max_blocks=64):
                     if len(packets):
+                        if self.ring is not None:
+                            self.ring.add(packets)
                         self._emit(meter.add(packets))
                         self._emit(arp_bindings(packets, self.institution_id, self.sensor_id))
                     self._emit(meter.expire(int(time.time() * 1000)))

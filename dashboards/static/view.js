@@ -171,7 +171,35 @@
     if (data.kind === "bar") return bars(data);
     const shown = (config.columns[data.id] || data.columns).filter((c) => data.columns.includes(c));
     const index = shown.map((c) => data.columns.indexOf(c));
-    setBody(data.id, table(shown, data.rows.map((r) => index.map((i) => r[i]))));
+    const t = table(shown, data.rows.map((r) => index.map((i) => r[i])));
+    const link = (config.links || {})[data.id], li = link ? data.columns.indexOf(link[0]) : -1;
+    if (li >= 0) {  // the first cell of each row links to its page (alert page ...)
+      t.querySelectorAll("tbody tr").forEach((tr, k) => {
+        const row = data.rows[k], td = tr.firstElementChild;
+        if (!row || !td) return;
+        tr.dataset.id = row[li];
+        const a = el("a", { href: link[1] + encodeURIComponent(row[li]) });
+        while (td.firstChild) a.appendChild(td.firstChild);
+        td.appendChild(a);
+      });
+    }
+    if (data.id === "campaigns" || data.id === "warnings") linkAddresses(t, data.id === "campaigns" ? "sources" : "indicators");
+    setBody(data.id, t);
+  }
+
+  // Addresses in a column become links to the flow search of that address.
+  function linkAddresses(t, column) {
+    t.querySelectorAll("td.c-" + column).forEach((td) => {
+      const words = td.textContent.split(/\s+/).filter(Boolean);
+      if (!words.length) return;
+      td.replaceChildren();
+      for (const w of words) {
+        if (/^[0-9a-f.:]+$/i.test(w) && /[.:]/.test(w)) {
+          td.appendChild(el("a", { href: "flows#" + new URLSearchParams({ q: "src_ip = " + w + " or dst_ip = " + w }) }, w));
+        } else td.appendChild(document.createTextNode(w));
+        td.appendChild(document.createTextNode(" "));
+      }
+    });
   }
 
   function markFocus() {

@@ -17,6 +17,7 @@ COPY dashboards/ dashboards/
 COPY sector/ sector/
 COPY scenario/ scenario/
 COPY app/ app/
+COPY notify/ notify/
 RUN python -m venv /opt/finsa \
     && /opt/finsa/bin/pip install --no-cache-dir ".[collector]"
 

@@ -41,7 +41,7 @@ def _loaded_modules() -> dict[str, str]:
 def test_every_loader_imports_its_command_module_by_a_real_import() -> None:
     modules = _loaded_modules()
     assert list(modules) == ["run", "worker", "flows", "collect", "scenario", "detect", "eval", "backtest", "query",
-                             "storage", "detectors", "dashboards", "report"]
+                             "storage", "notify", "allowlist", "detectors", "dashboards", "report"]
     for name, module in modules.items():
         assert _file_of(module).is_file(), f"{name}: {module} has no source file"
         assert cli.COMMANDS[name][0]().__name__ == module

@@ -32,3 +32,54 @@ def test_a_stall_and_its_end_are_said_and_become_a_sector_emergency() -> None:
     assert {str(b.columns["kind"][0]) for b in rows} == {"worker_stalled"}
     assert {str(b.columns["sensor_id"][0]) for b in rows} == {"w1"}
     assert len({str(b.columns["emergency_id"][0]) for b in rows}) == 1  # cleared under the id it was raised
+
+
+class _Service:
+    """The Faust service's place in the graph, without a broker."""
+
+    failed = None
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self, wait_for_streams: bool = True) -> None:
+        pass
+
+
+class _NoBroker(StreamWorker):
+    def _build(self) -> None:
+        super()._build()
+        self.service = _Service()
+
+
+def test_the_builder_starts_and_stops_the_soc_pieces_for_both_commands(tmp_path) -> None:
+    import asyncio
+    import urllib.error
+    import urllib.request
+
+    from finsa.streams.broker import free_port
+
+    said: list[str] = []
+    plan = WorkerPlan(WorkerSettings("127.0.0.1:9"), data_dir=tmp_path / "store", web=("127.0.0.1", free_port()),
+                      say=said.append, clickhouse_http=free_port(), http_dir=tmp_path,
+                      demo_institutions=["bank-a", "_sector"])
+    worker = _NoBroker(plan)
+
+    async def run() -> str:
+        await worker.start()
+        assert worker.feedback is not None and worker.feedback._thread.is_alive()
+        url = worker.clickhouse_http.url
+        await worker.stop()
+        return url
+
+    url = asyncio.run(run())
+    logins = [line for line in said if line.startswith("finsa: login (this run only)")]
+    assert [line.split()[6].rstrip(",") for line in logins] == ["regulator", "operator", "analyst-bank-a"]
+    assert any("ClickHouse HTTP" in line and "finsa_bank-a" in line and "_sector" not in line for line in said)
+    assert (tmp_path / "keys" / "clickhouse-http" / "finsa_bank-a.password").exists()
+    assert not worker.feedback._thread.is_alive()  # stopped with the rest of the graph
+    try:
+        urllib.request.urlopen(url + "/?query=SELECT%201", timeout=5)
+        raise AssertionError("the ClickHouse HTTP interface still answers after stop()")
+    except urllib.error.URLError:
+        pass

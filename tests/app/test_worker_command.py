@@ -104,3 +104,17 @@ def test_check_prints_the_effective_config_with_the_password_masked(tmp_path, ca
     view = json.loads(out)
     assert view["clickhouse_url"] == "http://w:**********@ch1:8123" and "s3cret" not in out
     assert view["drain_timeout"] == 20.0 and view["broker"] == "k1:9092,k2:9092"
+
+
+def test_check_validates_the_soc_flags(tmp_path, capsys) -> None:
+    from finsa.app.worker import main
+
+    (tmp_path / "notify.toml").write_text("[outbox]\npath = 'outbox.db'\ncolour = 1\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--broker", "b:9093", "--clickhouse-url", "http://ch1:8123", "--check",
+                              "--notify", str(tmp_path / "notify.toml"), "--clickhouse-http", "8123"])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "notify: needs registry" in err and "notify: outbox.colour: unknown key" in err
+    assert "clickhouse_http: needs data_dir" in err

@@ -7,7 +7,7 @@ import re
 
 from tests.conftest import REPO
 
-SOURCES = ["core", "collectors", "streams", "detectors", "storage", "dashboards", "sector", "scenario", "app"]
+SOURCES = ["core", "collectors", "streams", "detectors", "storage", "dashboards", "sector", "scenario", "app", "notify"]
 
 
 def _registered() -> set[str]:

@@ -1,0 +1,51 @@
+"""Clear addresses <-> pseudonyms, on the institution's side only (the key never leaves the agent).
+
+The centre stores an institution's internal addresses as pseudonyms
+(:mod:`finsa.collectors.agent.pseudonym`) and never has the key. The institution's analyst
+still reads and searches its own addresses in clear: the agent's loopback endpoint
+(:class:`~finsa.collectors.agent.packet_ring.PcapEndpoint`, ``GET /translate?address=X``)
+answers with the pseudonym of an internal address (to search the centre's flows) or the clear
+address behind a pseudonym (to read an alert). Crypto-PAn is a bijection computed bit by bit
+from the address's own prefix, so it is inverted bit by bit with the same pseudorandom bits.
+
+>>> from finsa.collectors.agent.pseudonym import Pseudonymiser
+>>> p = Pseudonymiser(bytes(range(32)), ["10.0.0.0/8"])
+>>> alias = pseudonym_of(p, "10.1.2.3")
+>>> alias != "10.1.2.3", clear_of(p, alias), pseudonym_of(p, "192.0.2.1")
+(True, '10.1.2.3', '192.0.2.1')
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+
+from finsa.collectors.agent.pseudonym import Pseudonymiser
+from finsa.wire import ips_from_strings, ips_to_strings
+
+__all__ = ["pseudonym_of", "clear_of", "translate"]
+
+
+def pseudonym_of(p: Pseudonymiser, address: str) -> str:
+    """What the centre stores for ``address`` (itself when it is not internal)."""
+    return ips_to_strings(p.apply(ips_from_strings([str(ipaddress.ip_address(address))])))[0]
+
+
+def clear_of(p: Pseudonymiser, pseudonym: str) -> str | None:
+    """The internal address whose pseudonym this is, or None when no internal address maps to it."""
+    ip = ipaddress.ip_address(pseudonym)
+    width = ip.max_prefixlen
+    out_bits = np.unpackbits(np.frombuffer(ip.packed, dtype=np.uint8))
+    prefix = np.zeros(width, dtype=np.uint8)
+    for level in range(width):
+        flip = p._prf(width, level, np.packbits(prefix).tobytes())
+        prefix[level] = out_bits[level] ^ flip
+    clear = ipaddress.ip_address(np.packbits(prefix).tobytes())
+    inside = any(clear.version == n.version and clear in n for n in map(ipaddress.ip_network, p.networks))
+    return str(clear) if inside else None
+
+
+def translate(p: Pseudonymiser, address: str) -> dict[str, str | None]:
+    """Both readings of an address: its pseudonym, and the internal address it stands for."""
+    return {"address": address, "pseudonym": pseudonym_of(p, address), "clear": clear_of(p, address)}

@@ -1,0 +1,67 @@
+// Flow search: filter language, time range, result table, per-minute chart, CSV.
+"use strict";
+(function () {
+  const { el, table, status, api, base, setBody } = SOC;
+  const form = document.getElementById("search-form"), q = document.getElementById("q");
+  const COLUMNS = ["first_seen_ms", "institution_id", "sensor_id", "protocol", "src_ip", "src_port", "dst_ip", "dst_port",
+    "src2dst_packets", "src2dst_bytes", "dst2src_packets", "dst2src_bytes", "tls_sni", "dns_query", "http_host"];
+  let fixed = null;  // {from, to} when the page was opened from an alert
+
+  function params() {
+    let to = Date.now(), from = to - Number(document.getElementById("range").value);
+    if (fixed) { from = fixed.from; to = fixed.to; }
+    return new URLSearchParams({ q: q.value, from: from, to: to, limit: document.getElementById("limit").value });
+  }
+
+  function chart(data) {
+    const svgNS = "http://www.w3.org/2000/svg", W = 900, H = 140, L = 40, B = 16;
+    const svg = document.createElementNS(svgNS, "svg");
+    svg.setAttribute("class", "chart"); svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    const rows = data.rows, max = Math.max(1, ...rows.map((r) => r[1]));
+    const from = Number(data.from), to = Number(data.to), span = Math.max(60000, to - from);
+    for (const r of rows) {
+      const x = L + (W - L) * (r[0] - from) / span, h = (H - B) * r[1] / max;
+      const rect = document.createElementNS(svgNS, "rect");
+      rect.setAttribute("x", x.toFixed(1)); rect.setAttribute("y", (H - B - h).toFixed(1));
+      rect.setAttribute("width", Math.max(1, (W - L) * 60000 / span * 0.8).toFixed(1)); rect.setAttribute("height", h.toFixed(1));
+      rect.setAttribute("fill", "#4fb3ff");
+      svg.appendChild(rect);
+    }
+    const label = document.createElementNS(svgNS, "text");
+    label.setAttribute("x", 2); label.setAttribute("y", 12); label.textContent = String(max);
+    svg.appendChild(label);
+    return svg;
+  }
+
+  async function search() {
+    const error = document.getElementById("error");
+    const p = params();
+    document.getElementById("csv").setAttribute("href", base + "api/flows?" + p.toString() + "&format=csv");
+    history.replaceState(null, "", "#" + new URLSearchParams({ q: q.value }).toString());
+    try {
+      status(true, "searching");
+      const data = await api("api/flows?" + p.toString());
+      error.hidden = true;
+      const rows = data.rows.map((r) => Object.fromEntries(data.columns.map((c, i) => [c, r[i]])));
+      setBody("results", table(COLUMNS, rows));
+      document.getElementById("count").textContent = rows.length + (data.truncated ? "+ (limit)" : "") + " flows";
+      setBody("chart", chart({ rows: data.chart.rows, from: data.from, to: data.to }));
+      status(true, "done");
+    } catch (err) {
+      error.hidden = false;
+      const pos = err.data && err.data.position !== null && err.data.position !== undefined ? err.data.position : null;
+      error.textContent = err.message + (pos !== null ? "\n" + q.value + "\n" + " ".repeat(pos) + "^" : "");
+      if (pos !== null) { q.focus(); q.setSelectionRange(pos, pos + 1); }
+      status(false, "error");
+    }
+  }
+
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); fixed = null; search(); });
+  document.getElementById("fields").textContent = "src_ip dst_ip src_port dst_port protocol institution_id sensor_id tls_sni dns_query http_host ... (every flow field); = != < <= > >= in, CIDR, a..b, and or not ( )";
+  const start = new URLSearchParams(location.hash.slice(1));
+  if (start.has("q")) {
+    q.value = start.get("q");
+    if (start.has("from") && start.has("to")) fixed = { from: Number(start.get("from")), to: Number(start.get("to")) };
+    search();
+  }
+})();
