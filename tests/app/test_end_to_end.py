@@ -97,7 +97,7 @@ def finished_run(tmp_path_factory):
     port = free_port()
     log = data.parent / "run.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([*FINSA, "run", "--data-dir", str(data), "--for", "50", "--speed", "5",
+        proc = subprocess.Popen([*FINSA, "run", "--data-dir", str(data), "--for", "70", "--speed", "5",
                                  "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
         try:
             page, soc = "", {}
