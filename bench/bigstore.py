@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+from bench.measure import Clock
 from bench.storage import _load, _settle, synthetic_alerts
 from bench.storage_fill import fill_small_tables
 
@@ -34,11 +35,12 @@ def fill_marker(folder: str) -> dict | None:
     return json.loads(path.read_text())
 
 
-def filled_store(folder: str, flows: int):
+def filled_store(folder: str, flows: int, migrate: bool = True):
     """An open store over ``folder`` holding ``flows`` benchmark flows (loaded now if it does not).
 
     A folder holding a finished fill of another size, or an unfinished fill, is refused: delete
-    it first (a fill cannot be resumed).
+    it first (a fill cannot be resumed). ``migrate=False`` leaves a filled store's schema as it
+    is (to measure before a new migration step); the time ``migrate()`` took is printed.
     """
     from finsa.storage.backend import open_store
 
@@ -49,7 +51,12 @@ def filled_store(folder: str, flows: int):
         raise SystemExit(f"{folder} holds an unfinished fill: delete it first")
     os.makedirs(folder, exist_ok=True)
     store = open_store(data_dir=folder)
-    store.migrate()
+    if migrate or marker is None:
+        clock = Clock()
+        applied = store.migrate()
+        if marker is not None and applied:
+            print(f"# migrate() on the filled store: {', '.join(applied)} in {clock.wall_s:.0f} s wall, "
+                  f"{clock.cpu_s:.0f} CPU s", flush=True)
     if marker is None:
         results = _load(store, flows, 100_000, 5)
         store.insert(synthetic_alerts(max(1, flows // 1000)))

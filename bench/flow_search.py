@@ -115,11 +115,16 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=3_000_000)
     parser.add_argument("--store", default="", help="a kept store (bench.bigstore): measure AT_SCALE on it")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--before", action="store_true",
+                        help="with --store: no migration, and the search as one statement (no projection step)")
     args = parser.parse_args()
     if args.store:
         from bench.bigstore import filled_store
+        from finsa.dashboards.soc import flowsearch
 
-        with filled_store(args.store, args.flows) as store:
+        if args.before:
+            flowsearch.DST_PROJECTION_FIELDS = ()  # type: ignore[misc]  # the search before the projection step
+        with filled_store(args.store, args.flows, migrate=not args.before) as store:
             at_scale(store, args.repeats)
         return
     with tempfile.TemporaryDirectory() as folder:
