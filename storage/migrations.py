@@ -218,8 +218,7 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         *[_create(f"triage:{table}", table, ddl) for table, ddl in triage.TABLES.items()],
         Step("index:flows.dst_ip_bloom", "flows: bloom filter on dst_ip (flow search)", triage.dst_index_needed,
              triage.add_dst_index),
-        Step("projection:flows.flows_by_dst", "flows: a narrow projection ordered by dst_ip (flow search by destination)",
-             search_index.projection_needed, search_index.add_projection),
+        *[search_index.projection_step(name) for name in search_index.PROJECTIONS],
     ]
 
 
