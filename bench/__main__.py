@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="storage: flows loaded before the panel queries (default 2M, 0.5M with --quick)")
     p.add_argument("--store", default="",
                    help="panels: a store directory kept on disk, filled with --flows once and reused (bench.bigstore)")
+    p.add_argument("--rounds", type=int, default=None, help="panels: page loads per user (default 5)")
     p.add_argument("--packets", type=int, default=None,
                    help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
     return p
@@ -50,7 +51,7 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
         return import_module("bench.stream").soak(args.quick)
     module = import_module(f"bench.{part}")
     if part == "panels":
-        return module.run(args.quick, flows=args.flows, store_dir=args.store)
+        return module.run(args.quick, flows=args.flows, rounds=args.rounds, store_dir=args.store)
     if part in ("storage", "memory", "rollups", "scaleout"):
         return module.run(args.quick, flows=args.flows)
     if part in ("collector", "detection"):

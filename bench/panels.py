@@ -8,7 +8,8 @@ times, all at once, through :class:`~finsa.dashboards.reads.PanelReads` (tenancy
 included). The same load runs twice in the same process on the same store: *uncached*
 (``PanelReads``) and *cached* (:class:`~finsa.dashboards.panel_cache.PanelCache`, 10 s buckets).
 Reported: wall ms per panel request, p50/p95/max over every request and the slowest panel's
-p95, and for the cache its hit rate, for every request and apart for the whole-sector users
+p95, and for the cache its hit rate, hits (from memory), joined reads (waited for another
+user's query of the same key) and misses apart, for every request and apart for the whole-sector users
 and the institution users. The store is idle during the load (no ingest): under ingest, entries
 of the tables being written are invalidated at every write.
 
@@ -113,15 +114,16 @@ def _measure(store, rounds: int) -> list[list[str]]:
     got = {o: LOOKUPS.value(outcome=o) - before[o] for o in before}
     rows.append(_row("cached (PanelCache), all", times, wall_s,
                      f"hits {got['hit']:,.0f}, misses {got['miss']:,.0f}, joined {got['joined']:,.0f}"))
-    for outcome in ("hit", "miss"):
+    labels = {"hit": "cached: hits only", "joined": "cached: joined another's query", "miss": "cached: misses only"}
+    for outcome, label in labels.items():
         if times.get(f"_{outcome}"):
-            label = "cached: hits only" if outcome == "hit" else "cached: misses only"
             rows.append(_row(label, {outcome: times[f"_{outcome}"]}, wall_s, ""))
             rows += _split(label, times, wall_s, prefix=f"_{outcome}@")
     return rows
 
 
 def run(quick: bool, flows: int | None = None, rounds: int | None = None, store_dir: str = "") -> list[str]:
+    """The table; ``rounds`` page loads per user (default 5, 2 with ``quick``)."""
     from finsa.storage.backend import open_store
 
     n = flows or (200_000 if quick else 2_000_000)

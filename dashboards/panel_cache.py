@@ -79,7 +79,8 @@ class PanelCache:
         self._known: tuple[str, ...] = ()
         self._checked = float("-inf")
         self._version_lock = threading.Lock()
-        #: ``last.outcome`` is this thread's last read: "hit", or "miss" (its own query or one it joined)
+        #: ``last.outcome`` is this thread's last read: "hit" (from memory), "joined" (waited for another
+        #: reader's query of the same key, then from memory) or "miss" (its own query)
         self.last = threading.local()
 
     @staticmethod
@@ -91,6 +92,7 @@ class PanelCache:
     def read(self, user: User, panel: Panel, params: dict[str, Any]) -> QueryResult:
         """The panel's result for ``user``: from the cache when its tables did not change."""
         key = (user.role, user.institution, panel.id, self.bucketed(params, self.bucket_ms))
+        waited = False
         while True:
             version = self._version_of(panel)
             with self._lock:
@@ -98,13 +100,14 @@ class PanelCache:
                 if found is not None and found[0] == version:
                     self._entries.move_to_end(key)
                     LOOKUPS.inc(outcome="hit")
-                    self.last.outcome = "hit"
+                    self.last.outcome = "joined" if waited else "hit"
                     return self._audited_hit(user, panel, params, found[1])
                 flight = self._flights.get(key)
                 if flight is None:
                     flight = self._flights[key] = threading.Event()
                     break
             LOOKUPS.inc(outcome="joined")
+            waited = True
             flight.wait(30.0)  # then look again: the first reader's result (or run it ourselves)
         self.last.outcome = "miss"
         try:
