@@ -1,22 +1,22 @@
 """Flow search by address: projections of ``flows`` ordered by destination and by source address.
 
-``flows`` is ordered by (institution, minute, source): a filter on ``src_ip`` prunes by the key,
-one on ``dst_ip`` reads every granule of the range. The ``dst_ip_bloom`` skip index
+``flows`` is ordered by (institution, minute, source): a filter on ``dst_ip`` reads every granule
+of the range. The ``dst_ip_bloom`` skip index
 (:mod:`finsa.storage.triage`) skips granules for ``dst_ip = X`` / ``in (...)`` of a rare
 address, not for a CIDR range (a ``BETWEEN``) nor a common address; and since a minute of one
 institution is about one granule at 100M flows a day, the key's third column (``src_ip``) prunes
 almost nothing either. Each of :data:`PROJECTIONS` is a second, narrow copy of the flows sorted
 by (its address, ``institution_id``, ``first_seen_ms``), holding only
 :func:`projection_fields` (wire fields of :data:`finsa.wire.FLOW`: that address, the time, the
-flow id, ports, protocol, bytes): ClickHouse reads it instead of
-the table whenever a query names only those columns and reads fewer granules through it -- the
+flow id, ports, protocol, bytes): ClickHouse reads it instead of the table whenever a query
+names only those columns and reads fewer granules through it -- the
 search's per-minute chart, and the first step of its rows query
 (:func:`finsa.dashboards.soc.flowsearch.search_sql` finds the newest matching flow ids there,
 then reads their full rows by key). Measured in ``bench/flow_search.py`` and docs/benchmarks.md.
 
 >>> "ORDER BY dst_ip, institution_id, first_seen_ms" in projection_sql("flows_by_dst")
 True
->>> projection_sql().startswith("ALTER TABLE flows ADD PROJECTION IF NOT EXISTS flows_by_dst (SELECT flow_id, ")
+>>> projection_sql("flows_by_src").startswith("ALTER TABLE flows ADD PROJECTION IF NOT EXISTS flows_by_src (SELECT flow_id, ")
 True
 """
 
