@@ -40,6 +40,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from finsa.collectors.agent.pseudonym import load_key
 from finsa.errors import ConfigError
+from finsa.institutions import agent_origin
 from finsa.settings import Strict, load_config
 
 __all__ = ["AgentConfig", "BrokerSettings", "SourceSettings", "SpoolSettings", "load_agent_config",
@@ -216,6 +217,13 @@ class PacketRingSettings(Strict):
     max_age_s: float = Field(600.0, gt=0, le=86400.0, description="packets older than this are dropped")
     listen: str = Field("127.0.0.1:9465", description="loopback host:port of GET /pcap")
     token_file: Path = Field(description="the bearer token the analyst's requests carry (a secret file)")
+    web_origin: str | None = Field(None, description="the web view's origin (https://finsa.centre.example): its "
+                                                     "pages in the analyst's browser may call this endpoint (CORS)")
+
+    @field_validator("web_origin")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        return None if value is None else agent_origin(value)
 
     @field_validator("listen")
     @classmethod
