@@ -22,10 +22,12 @@ import ipaddress
 
 import numpy as np
 
-from finsa.collectors.agent.pseudonym import Pseudonymiser
+from finsa.collectors.agent.pseudonym import Pseudonymiser, internal_mask
 from finsa.wire import ips_from_strings, ips_to_strings
 
-__all__ = ["pseudonym_of", "clear_of", "translate", "translate_many", "MAX_BATCH"]
+__all__ = ["pseudonym_of", "clear_of", "clear_column", "translate", "translate_many", "MAX_BATCH"]
+
+_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 
 
 def pseudonym_of(p: Pseudonymiser, address: str) -> str:
@@ -33,18 +35,36 @@ def pseudonym_of(p: Pseudonymiser, address: str) -> str:
     return ips_to_strings(p.apply(ips_from_strings([str(ipaddress.ip_address(address))])))[0]
 
 
+def _inverse_bits(p: Pseudonymiser, raw: np.ndarray, width: int) -> np.ndarray:
+    """Crypto-PAn inverted over (m, width/8) bytes: bit ``i`` of the clear address is bit ``i`` of
+    the pseudonym XOR the pseudorandom bit of the clear address's first ``i`` bits, known by then."""
+    out_bits = np.unpackbits(raw, axis=1)
+    prefix = np.zeros_like(out_bits)
+    for level in range(width):
+        keys = np.ascontiguousarray(np.packbits(prefix, axis=1)).view(f"V{width // 8}").ravel()
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        flips = np.fromiter((p._prf(width, level, u.tobytes()) for u in uniq), dtype=np.uint8, count=len(uniq))
+        prefix[:, level] = out_bits[:, level] ^ flips[inverse.ravel()]
+    return np.packbits(prefix, axis=1)
+
+
+def clear_column(p: Pseudonymiser, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The addresses an (n, 16) column of pseudonyms stands for, and which of them are internal
+    (only those are real: any other address is nobody's pseudonym)."""
+    column = np.ascontiguousarray(column, dtype=np.uint8)
+    v4 = (column[:, :12] == _MAPPED_PREFIX).all(axis=1)
+    out = column.copy()
+    if v4.any():
+        out[v4, 12:] = _inverse_bits(p, column[v4, 12:], 32)
+    if (~v4).any():
+        out[~v4] = _inverse_bits(p, column[~v4], 128)
+    return out, internal_mask(out, p.networks)
+
+
 def clear_of(p: Pseudonymiser, pseudonym: str) -> str | None:
     """The internal address whose pseudonym this is, or None when no internal address maps to it."""
-    ip = ipaddress.ip_address(pseudonym)
-    width = ip.max_prefixlen
-    out_bits = np.unpackbits(np.frombuffer(ip.packed, dtype=np.uint8))
-    prefix = np.zeros(width, dtype=np.uint8)
-    for level in range(width):
-        flip = p._prf(width, level, np.packbits(prefix).tobytes())
-        prefix[level] = out_bits[level] ^ flip
-    clear = ipaddress.ip_address(np.packbits(prefix).tobytes())
-    inside = any(clear.version == n.version and clear in n for n in map(ipaddress.ip_network, p.networks))
-    return str(clear) if inside else None
+    clear, inside = clear_column(p, ips_from_strings([str(ipaddress.ip_address(pseudonym))]))
+    return ips_to_strings(clear)[0] if inside[0] else None
 
 
 def translate(p: Pseudonymiser, address: str) -> dict[str, str | None]:
@@ -90,12 +110,23 @@ def translate_many(p: Pseudonymiser, items: list) -> list[dict[str, str | None]]
     """
     if len(items) > MAX_BATCH:
         raise ValueError(f"at most {MAX_BATCH} addresses per request")
-    out = []
+    out: list[dict[str, str | None] | None] = [None] * len(items)
+    hosts: list[tuple[int, str]] = []
     for index, item in enumerate(items):
         if not isinstance(item, str) or len(item) > 64:
             raise ValueError(f"addresses[{index}]: not an address")
         try:
-            out.append(_network_reading(p, item) if "/" in item else translate(p, item))
+            if "/" in item:
+                out[index] = _network_reading(p, item)
+            else:
+                hosts.append((index, str(ipaddress.ip_address(item))))
         except ValueError:
             raise ValueError(f"addresses[{index}]: not an IP address or network") from None
-    return out
+    if hosts:  # every host in one vectorised pass each way
+        column = ips_from_strings([text for _, text in hosts])
+        pseudonyms = ips_to_strings(p.apply(column))
+        clear, inside = clear_column(p, column)
+        clear_text = ips_to_strings(clear)
+        for k, (index, _) in enumerate(hosts):
+            out[index] = {"address": items[index], "pseudonym": pseudonyms[k], "clear": clear_text[k] if inside[k] else None}
+    return [r for r in out if r is not None]
