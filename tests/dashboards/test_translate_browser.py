@@ -138,6 +138,11 @@ async def _analyst(browser: Browser, world: dict, downloads: Path) -> dict:
     out["hash"] = await browser.evaluate("decodeURIComponent(location.hash)")
     out["calls"] = await browser.evaluate(_AGENT_CALLS % json.dumps(world["agent"]))
     out["flows_png"] = await browser.screenshot(SHOTS / "soc-flows-in-clear.png")
+    await browser.evaluate("document.getElementById('agent-forget').click()")  # no token: a clear address is not sent
+    await browser.wait("document.getElementById('agent-token')")
+    await browser.evaluate(f"document.getElementById('q').value = 'src_ip = {OTHER_HOST}'; document.getElementById('go').click()")
+    await browser.wait("!document.getElementById('error').hidden")
+    out["untranslated"] = await browser.evaluate("document.getElementById('error').textContent")
     return out
 
 
@@ -175,6 +180,7 @@ def test_the_analyst_reads_and_searches_in_clear_and_the_regulator_sees_pseudony
     assert analyst["packets"] == "3"  # flow 9001's packets, cut by clear address from the agent's ring
     assert analyst["count"] == "4 flows" and analyst["sources"] == [HOST] * 4
     assert analyst["box"] == f"src_ip = {HOST} and dst_port = 443" and host in analyst["hash"]
+    assert analyst["untranslated"].startswith("paste your agent token first")
     assert analyst["calls"] >= 2  # the table's translation and the search's: batch calls, not one per row
     downloaded = list((tmp_path / "downloads").glob("*.pcap")) if (tmp_path / "downloads").exists() else []
     assert all(f.read_bytes()[:4] == bytes.fromhex("4d3cb2a1") for f in downloaded)
