@@ -15,8 +15,8 @@ An institution may name its agent's local endpoint as its analysts' browsers rea
 institution's analysts' pages, and only theirs, call it to read and search internal addresses in
 clear (the pseudonymisation key stays at the institution):
 
->>> agent_origin("http://127.0.0.1:9465/"), agent_origins(reg)
-('http://127.0.0.1:9465', {})
+>>> agent_origin("http://127.0.0.1:9465/"), agent_origin("HTTPS://Finsa.Example:443"), agent_origins(reg)
+('http://127.0.0.1:9465', 'https://finsa.example', {})
 >>> agent_origin("http://agent.bank-a.example:9465")
 Traceback (most recent call last):
 ValueError: plain http only to a loopback address (127.0.0.1, [::1], localhost); use https
@@ -38,6 +38,7 @@ from finsa.settings import Strict, parse_config, read_document
 SUBSECTORS = ("bank", "securities", "insurance", "payment", "exchange", "other")
 _LOOPBACK_NAMES = ("localhost",)
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}$")
 
 
 def agent_origin(text: str) -> str:
@@ -56,11 +57,14 @@ def agent_origin(text: str) -> str:
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
+        if not _HOSTNAME.match(host):  # it lands in a CSP header: letters, digits, dots and dashes only
+            raise ValueError(f"not a host name: {host!r}") from None
         loopback = host in _LOOPBACK_NAMES
     if parts.scheme == "http" and not loopback:
         raise ValueError("plain http only to a loopback address (127.0.0.1, [::1], localhost); use https")
     shown = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else "")
+    default = {"http": 80, "https": 443}[parts.scheme]  # as a browser's Origin header writes it
+    return f"{parts.scheme}://{shown}" + (f":{port}" if port not in (None, default) else "")
 
 
 class Institution(Strict):

@@ -50,9 +50,9 @@ def test_agent_origins_are_checked_like_config():
                                         "bank-a": "https://agent.example/translate"})
     problems = str(caught.value)
     assert "pay-d: plain http" in problems and "'Bad Id'" in problems and "bank-a: an origin only" in problems
-    with pytest.raises(ConfigError, match="agent_url"):
-        parse_registry({"institution": [{"id": "pay-d", "name": "D", "subsector": "payment",
-                                         "agent_url": "javascript:alert(1)"}]})
+    for bad in ("javascript:alert(1)", "https://x;script-src%20*", "https://a b.example", "https://*.example"):
+        with pytest.raises(ConfigError, match="agent_url"):
+            parse_registry({"institution": [{"id": "pay-d", "name": "D", "subsector": "payment", "agent_url": bad}]})
     registry = parse_registry({"institution": [{"id": "pay-d", "name": "D", "subsector": "payment",
                                                 "agent_url": "https://[::1]:9465"}]})
     assert registry.by_id["pay-d"].agent_url == "https://[::1]:9465"
