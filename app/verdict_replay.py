@@ -48,9 +48,9 @@ from finsa.app.backtest import Episode, episodes, matches, related
 from finsa.app.offline import detect
 from finsa.detectors.engine import VERDICTS, DetectionEngine
 from finsa.errors import FinsaError
-from finsa.wire import ALERT, RecordBatch
+from finsa.wire import RecordBatch
 
-__all__ = ["Analyst", "hostile_addresses", "split_ms_of", "tally", "verdict_of", "replay_verdicts"]
+__all__ = ["Analyst", "format_verdict_table", "hostile_addresses", "replay_verdicts", "split_ms_of", "tally", "verdict_of"]
 
 
 def hostile_addresses(truth: dict) -> dict[str, frozenset[str]]:

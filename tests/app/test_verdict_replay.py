@@ -79,3 +79,12 @@ def test_bad_split_or_parameter_is_exit_2(scenario: dict, capsys: pytest.Capture
     assert "min_ports" in capsys.readouterr().err
     assert main(argparse.Namespace(**{**vars(args), "sets": [], "split": 1.0})) == 2
     assert "split" in capsys.readouterr().err
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from finsa.app import backtest_command, verdict_replay
+
+    for module in (verdict_replay, backtest_command):
+        assert doctest.testmod(module).failed == 0
