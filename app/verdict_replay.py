@@ -138,9 +138,10 @@ class Analyst:
 
 
 def tally(alerts: RecordBatch, eps: Sequence[Episode], hostile: dict[str, frozenset[str]]) -> dict[str, Any]:
-    """Per detector, the false alerts (verdict ``false_positive``) of ``alerts``; the indexes of
-    ``eps`` some alert matches; and how many alerts got each verdict."""
+    """Per detector, the false alerts (verdict ``false_positive``) of ``alerts`` (and the alerts
+    themselves); the indexes of ``eps`` some alert matches; and how many alerts got each verdict."""
     false: Counter = Counter()
+    false_rows: list[dict[str, Any]] = []
     verdicts: Counter = Counter()
     detected: set[int] = set()
     for alert in alerts.rows() if len(alerts) else []:
@@ -148,8 +149,10 @@ def tally(alerts: RecordBatch, eps: Sequence[Episode], hostile: dict[str, frozen
         verdicts[verdict] += 1
         if verdict == "false_positive":
             false[alert["detector"]] += 1
+            false_rows.append({k: alert[k] for k in ("time_ms", "institution_id", "detector", "entity", "target")})
         detected.update(k for k, ep in enumerate(eps) if matches(alert, ep))
-    return {"false": dict(false), "detected": detected, "verdicts": dict(verdicts), "alerts": len(alerts)}
+    return {"false": dict(false), "detected": detected, "verdicts": dict(verdicts), "alerts": len(alerts),
+            "false_alerts": false_rows}
 
 
 def _part(flows: RecordBatch, bindings: RecordBatch, engine: DetectionEngine, max_flows: int,
@@ -228,7 +231,8 @@ def _report(truth: dict, eps: list[Episode], hostile: dict[str, frozenset[str]],
             "applied": feedback["applied"], "verdicts_learned": feedback["learned"],
             "later_episodes": [describe(k) for k in later_eps],
             "detected": {name: len(v) for name, v in found.items()},
-            "new_misses": [describe(k) for k in new_misses]}
+            "new_misses": [describe(k) for k in new_misses],
+            "later_false_with_verdicts": scored["verdicts"]["false_alerts"]}
 
 
 def format_verdict_table(report: dict[str, Any], max_entries: int = 20) -> str:
@@ -244,6 +248,11 @@ def format_verdict_table(report: dict[str, Any], max_entries: int = 20) -> str:
     n = len(report["later_episodes"])
     lines.append(f"episodes reaching the later part: {n}; detected there: control {report['detected']['control']}, "
                  f"verdicts {report['detected']['verdicts']}; new misses: {len(report['new_misses'])}")
+    still = report["later_false_with_verdicts"]
+    for a in still[:max_entries]:
+        lines.append(f"  still false with verdicts: {a['institution_id']:<8} {a['detector']:<12} {a['entity']} -> {a['target']}")
+    if len(still) > max_entries:
+        lines.append(f"  ... and {len(still) - max_entries} more")
     for ep in report["new_misses"]:
         lines.append(f"  MISSED with verdicts: {ep['id']} ({ep['attack']} at {ep['institution']})")
     lines.append(f"allowlist: {report['proposed']} proposed, {len(report['accepted'])} accepted by the operator, "
