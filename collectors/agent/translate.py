@@ -6,14 +6,16 @@ still reads and searches its own addresses in clear: the agent's loopback endpoi
 (:class:`~finsa.collectors.agent.endpoint.LocalEndpoint`: ``GET /translate?address=X``, or many
 addresses in one ``POST /translate``)
 answers with the pseudonym of an internal address (to search the centre's flows) or the clear
-address behind a pseudonym (to read an alert). Crypto-PAn is a bijection computed bit by bit
-from the address's own prefix, so it is inverted bit by bit with the same pseudorandom bits.
+address behind a pseudonym (to read an alert). The mapping is a bijection of each internal
+network onto itself, computed bit by bit from the address's own prefix, so it is inverted bit by
+bit with the same pseudorandom bits (:meth:`Pseudonymiser.invert`); a pseudonym lies inside the
+same internal network as its clear address, so both readings agree on the network.
 
 >>> from finsa.collectors.agent.pseudonym import Pseudonymiser
 >>> p = Pseudonymiser(bytes(range(32)), ["10.0.0.0/8"])
 >>> alias = pseudonym_of(p, "10.1.2.3")
->>> alias != "10.1.2.3", clear_of(p, alias), pseudonym_of(p, "192.0.2.1")
-(True, '10.1.2.3', '192.0.2.1')
+>>> alias != "10.1.2.3", alias.startswith("10."), clear_of(p, alias), pseudonym_of(p, "192.0.2.1")
+(True, True, '10.1.2.3', '192.0.2.1')
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ import ipaddress
 
 import numpy as np
 
-from finsa.collectors.agent.pseudonym import Pseudonymiser, internal_mask
+from finsa.collectors.agent.pseudonym import Pseudonymiser
 from finsa.wire import ips_from_strings, ips_to_strings
 
 __all__ = ["pseudonym_of", "clear_of", "clear_column", "translate", "translate_many", "MAX_BATCH"]
 
-_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 
 
 def pseudonym_of(p: Pseudonymiser, address: str) -> str:
@@ -35,30 +36,11 @@ def pseudonym_of(p: Pseudonymiser, address: str) -> str:
     return ips_to_strings(p.apply(ips_from_strings([str(ipaddress.ip_address(address))])))[0]
 
 
-def _inverse_bits(p: Pseudonymiser, raw: np.ndarray, width: int) -> np.ndarray:
-    """Crypto-PAn inverted over (m, width/8) bytes: bit ``i`` of the clear address is bit ``i`` of
-    the pseudonym XOR the pseudorandom bit of the clear address's first ``i`` bits, known by then."""
-    out_bits = np.unpackbits(raw, axis=1)
-    prefix = np.zeros_like(out_bits)
-    for level in range(width):
-        keys = np.ascontiguousarray(np.packbits(prefix, axis=1)).view(f"V{width // 8}").ravel()
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        flips = np.fromiter((p._prf(width, level, u.tobytes()) for u in uniq), dtype=np.uint8, count=len(uniq))
-        prefix[:, level] = out_bits[:, level] ^ flips[inverse.ravel()]
-    return np.packbits(prefix, axis=1)
-
-
 def clear_column(p: Pseudonymiser, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The addresses an (n, 16) column of pseudonyms stands for, and which of them are internal
-    (only those are real: any other address is nobody's pseudonym)."""
+    (only those are real: any other address is nobody's pseudonym and is returned as it is)."""
     column = np.ascontiguousarray(column, dtype=np.uint8)
-    v4 = (column[:, :12] == _MAPPED_PREFIX).all(axis=1)
-    out = column.copy()
-    if v4.any():
-        out[v4, 12:] = _inverse_bits(p, column[v4, 12:], 32)
-    if (~v4).any():
-        out[~v4] = _inverse_bits(p, column[~v4], 128)
-    return out, internal_mask(out, p.networks)
+    return p.invert(column), p.inside(column)
 
 
 def clear_of(p: Pseudonymiser, pseudonym: str) -> str | None:
@@ -83,18 +65,21 @@ def _within(net: ipaddress.IPv4Network | ipaddress.IPv6Network, networks: list) 
 
 
 def _network_reading(p: Pseudonymiser, text: str) -> dict[str, str | None]:
-    """A CIDR's readings: prefix-preserving, so a network wholly inside an internal network maps to
-    the network of its address's pseudonym (and back); any other network stays as it is."""
+    """A CIDR's readings. The mapping swaps prefix-tree subtrees, so every CIDR maps onto a CIDR of
+    the same length: the one holding its network address's pseudonym. A CIDR inside an internal
+    network (as long as the network's prefix or longer) maps to another CIDR inside that network,
+    and back; a CIDR as wide as an internal network or wider (10.0.0.0/7 around 10.0.0.0/8), or
+    outside all of them, is its own pseudonym: pseudonyms never leave their network, so a filter on
+    it matches the same hosts at the centre as in clear. ``clear`` is given only for a CIDR inside
+    an internal network (the others stand for no particular internal addresses)."""
     net = ipaddress.ip_network(text, strict=False)
     internal = [ipaddress.ip_network(n) for n in p.networks]
 
     def masked(address: str | None) -> str | None:
         return None if address is None else str(ipaddress.ip_network(f"{address}/{net.prefixlen}", strict=False))
 
-    pseudonym = masked(pseudonym_of(p, str(net.network_address))) if _within(net, internal) else str(net)
-    clear = masked(clear_of(p, str(net.network_address)))
-    if clear is not None and not _within(ipaddress.ip_network(clear), internal):
-        clear = None
+    pseudonym = masked(pseudonym_of(p, str(net.network_address)))
+    clear = masked(clear_of(p, str(net.network_address))) if _within(net, internal) else None
     return {"address": text, "pseudonym": pseudonym, "clear": clear}
 
 
@@ -103,8 +88,10 @@ def translate_many(p: Pseudonymiser, items: list) -> list[dict[str, str | None]]
 
     >>> p = Pseudonymiser(bytes(range(32)), ["10.0.0.0/8"])
     >>> host, net = translate_many(p, ["10.1.2.3", "10.1.2.0/24"])
-    >>> net["pseudonym"] == host["pseudonym"].rsplit(".", 1)[0] + ".0/24", net["clear"] is None
+    >>> net["pseudonym"] == host["pseudonym"].rsplit(".", 1)[0] + ".0/24", net["pseudonym"].startswith("10.")
     (True, True)
+    >>> translate_many(p, ["10.0.0.0/7", "192.0.2.0/24"])[0]["pseudonym"]  # wider than 10/8: itself
+    '10.0.0.0/7'
     >>> translate_many(p, [net["pseudonym"]])[0]["clear"]
     '10.1.2.0/24'
     """

@@ -73,6 +73,9 @@ def test_a_batch_is_one_call_and_needs_the_token(endpoint):
     assert results[200] == {"address": "192.0.2.1", "pseudonym": "192.0.2.1", "clear": None}
     network = results[201]["pseudonym"]
     assert network.endswith("/24") and network.startswith(pseudonym_of(p, "10.4.9.77").rsplit(".", 1)[0] + ".")
+    pseudonyms = [r["pseudonym"] for r in results[:200]]
+    assert all(a.startswith("10.4.") for a in pseudonyms + [network])  # still in 10.4.0.0/16, the network
+    assert len(set(pseudonyms)) == 200 and pseudonyms != clear[:200]  # distinct hosts stay distinct
     back = json.loads(_ask(served, "POST", "/translate", auth,
                            _batch([r["pseudonym"] for r in results[:200]] + [network]))[2])["results"]
     assert [r["clear"] for r in back] == clear[:200] + ["10.4.9.0/24"]  # read in clear, hosts and network
