@@ -242,7 +242,7 @@ class AgentConfig(Strict):
     profile: Literal["agent", "nfstream", "zeek"] = "agent"
     sources: SourceSettings
     broker: BrokerSettings
-    internal_networks: list[str] = Field(default_factory=list, description="addresses inside these are pseudonymised")
+    internal_networks: list[str] = Field(default_factory=list, description="addresses inside these are pseudonymised (host bits only: a pseudonym stays in its network, the longest matching one)")
     pseudonymisation_key_file: Path | None = None
     batch_signing_key_file: Path | None = Field(
         None, description="the institution's batch-signing key (64 hex characters); workers that verify "
