@@ -259,9 +259,13 @@ class AgentConfig(Strict):
         bad = []
         for text in values:
             try:
-                ipaddress.ip_network(text, strict=True)
+                net = ipaddress.ip_network(text, strict=True)
             except ValueError as exc:
                 bad.append(str(exc))
+                continue
+            if net.prefixlen == net.max_prefixlen:
+                bad.append(f"{text} is one address: a pseudonym keeps the network and changes only host bits, "
+                           "so it would be sent in clear; list the network it belongs to")
         if bad:
             raise ValueError("; ".join(bad))
         return values
