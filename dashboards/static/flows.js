@@ -25,6 +25,21 @@
     return q.value;
   }
 
+  // RFC 4180 cells; a cell starting with = + - @ gets a leading ' against formula injection (as the centre's CSV).
+  function cell(value) {
+    let text = value === null || value === undefined ? "" : String(value);
+    if (/^[=+\-@]/.test(text)) text = "'" + text;
+    return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  function clearCsv(columns, rows) {
+    const lines = [columns.map(cell).join(",")].concat(rows.map((r) => columns.map((c) => cell(r[c])).join(",")));
+    const link = document.getElementById("csv"), old = link.getAttribute("href");
+    if (old && old.startsWith("blob:")) URL.revokeObjectURL(old);
+    link.setAttribute("href", URL.createObjectURL(new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv" })));
+    link.setAttribute("download", "flows.csv");
+  }
+
   function chart(data) {
     const svgNS = "http://www.w3.org/2000/svg", W = 900, H = 140, L = 40, B = 16;
     const svg = document.createElementNS(svgNS, "svg");
@@ -52,7 +67,9 @@
       status(true, "searching");
       sent = await outgoing();
       const p = params(sent);
-      document.getElementById("csv").setAttribute("href", base + "api/flows?" + p.toString() + "&format=csv");
+      const csv = document.getElementById("csv");
+      csv.setAttribute("href", base + "api/flows?" + p.toString() + "&format=csv");
+      csv.removeAttribute("download");
       history.replaceState(null, "", "#" + new URLSearchParams({ q: sent }).toString());
       const data = await api("api/flows?" + p.toString());
       error.hidden = true;
@@ -61,6 +78,7 @@
         try { await AGENT.readings(AGENT.values(rows, ADDRESS_COLUMNS)); rows = AGENT.clearRows(rows, ADDRESS_COLUMNS); }
         catch (err) { status(false, "pseudonyms only: " + err.message); }
       }
+      if (AGENT.enabled()) clearCsv(data.columns, rows);  // the export in clear too, made here, never at the centre
       setBody("results", table(COLUMNS, rows));
       document.getElementById("count").textContent = rows.length + (data.truncated ? "+ (limit)" : "") + " flows";
       setBody("chart", chart({ rows: data.chart.rows, from: data.from, to: data.to }));

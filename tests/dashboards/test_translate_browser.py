@@ -105,6 +105,14 @@ def world(store, sector):
 _AGENT_CALLS = "performance.getEntriesByType('resource').filter((e) => e.name.startsWith(%s)).length"
 
 
+async def _downloaded(path: Path, seconds: float = 15.0) -> str:
+    for _ in range(int(seconds / 0.1)):
+        if path.exists() and path.stat().st_size:
+            return path.read_text()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{path.name} was not downloaded")
+
+
 async def _analyst(browser: Browser, world: dict, downloads: Path) -> dict:
     out: dict = {}
     try:
@@ -137,6 +145,9 @@ async def _analyst(browser: Browser, world: dict, downloads: Path) -> dict:
     out["box"] = await browser.evaluate("document.getElementById('q').value")
     out["hash"] = await browser.evaluate("decodeURIComponent(location.hash)")
     out["calls"] = await browser.evaluate(_AGENT_CALLS % json.dumps(world["agent"]))
+    out["csv_href"] = await browser.evaluate("document.getElementById('csv').href")
+    await browser.evaluate("document.getElementById('csv').click()")  # made in this browser: a blob, saved as flows.csv
+    out["csv"] = await _downloaded(downloads / "flows.csv")
     out["flows_png"] = await browser.screenshot(SHOTS / "soc-flows-in-clear.png")
     await browser.evaluate("document.getElementById('agent-forget').click()")  # no token: a clear address is not sent
     await browser.wait("document.getElementById('agent-token')")
@@ -180,6 +191,9 @@ def test_the_analyst_reads_and_searches_in_clear_and_the_regulator_sees_pseudony
     assert analyst["packets"] == "3"  # flow 9001's packets, cut by clear address from the agent's ring
     assert analyst["count"] == "4 flows" and analyst["sources"] == [HOST] * 4
     assert analyst["box"] == f"src_ip = {HOST} and dst_port = 443" and host in analyst["hash"]
+    assert analyst["csv_href"].startswith("blob:")
+    assert analyst["csv"].startswith("flow_id,first_seen_ms,") and analyst["csv"].count(HOST) == 4
+    assert host not in analyst["csv"]  # the export is made in the browser, in clear
     assert analyst["untranslated"].startswith("paste your agent token first")
     assert analyst["calls"] >= 2  # the table's translation and the search's: batch calls, not one per row
     downloaded = list((tmp_path / "downloads").glob("*.pcap")) if (tmp_path / "downloads").exists() else []
