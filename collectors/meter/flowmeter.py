@@ -25,7 +25,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from finsa.collectors.meter.decode import SKIPPED, decode_packets
-from finsa.collectors.meter.flowtable import FlowTable, take_rows, to_records
+from finsa.collectors.meter.flowtable import FlowTable, take_flows, to_records
 from finsa.collectors.meter.app_hints import Hints, packet_hints
 from finsa.collectors.meter.payload_candidates import candidate_rows
 from finsa.collectors.meter.flow_lists import FlowLists, complete_dns
@@ -104,7 +104,7 @@ class FlowMeter:
         tried = keys.per_packet(np.where(in_table, self.table.cols["hint_tried"][slots], 0))
         hints = self._payload_facts(packets, decoded, hashes, dir_lo, t_ms, tried)
         pseudo_slots = slots[in_table]
-        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, in_table, keys,
+        rows = build_rows(self.table.take(pseudo_slots, hints_where="compact"), pseudo_slots, in_table, keys,
                           decoded, t_ms, size, hashes, dir_lo, hints)
         boundary = segment(rows.seg, self.profile)
         starts = np.flatnonzero(boundary)
@@ -120,11 +120,11 @@ class FlowMeter:
         had_slot = rows.slot[starts[group_first]]
         new = had_slot < 0
         had_slot[new] = self.table.allocate(flows["hash"][fin_idx[new]])
-        self.table.store(had_slot, {k: take_rows(v, fin_idx) for k, v in flows.items()})
+        self.table.store(had_slot, take_flows(flows, fin_idx))
         done = np.flatnonzero(~final)
         if not len(done):
             return None
-        ended = {k: take_rows(v, done) for k, v in flows.items()}
+        ended = take_flows(flows, done)
         return self._export(ended, self._end_reasons(ended))
 
     def _payload_facts(self, packets: PacketBatch, decoded, hashes: np.ndarray, dir_lo: np.ndarray,
@@ -155,7 +155,7 @@ class FlowMeter:
         flows["first_ms"] = rows.seg.first_t[starts]
         flows["last_ms"] = rows.seg.t[np.append(starts[1:], len(rows.seg.t)) - 1]
         flows["hinted"] = np.logical_or.reduceat(cols["hinted"], starts)
-        flows.update(first_hints(rows, starts))
+        flows.update(first_hints(rows, starts, flows["hinted"]))
         flows["hint_tried"] = np.bitwise_or.reduceat(cols["hint_tried"], starts)
         return flows
 
@@ -209,7 +209,7 @@ class FlowMeter:
         if not gone.any():
             return None
         slots = np.flatnonzero(gone)
-        flows = self.table.take(slots)
+        flows = self.table.take(slots, hints_where="compact")
         self.table.release(slots)
         return self._export(flows, self._end_reasons(flows))
 
@@ -218,7 +218,7 @@ class FlowMeter:
         live = np.flatnonzero(self.table.live)
         if not len(live):
             return None
-        flows = self.table.take(live)
+        flows = self.table.take(live, hints_where="compact")
         self.table.release(live)
         return self._export(flows, 4)
 
