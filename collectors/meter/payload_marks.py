@@ -62,7 +62,7 @@ def _clean(text: str, limit: int = 255) -> str:
 
     Printable text (the usual case) is returned as it is without running the substitution.
 
-    >>> _clean("a\tb"), _clean("host.example")
+    >>> _clean("a\\tb"), _clean("host.example")
     ('a?b', 'host.example')
     """
     text = text[:limit]
