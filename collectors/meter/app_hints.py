@@ -111,12 +111,13 @@ def _prefixes(data, start: np.ndarray, avail: np.ndarray,
     ``known`` holds them packed by the decoder (``head << 9 | sixth + 1``, -1 where not known);
     only the unknown ones are gathered from the buffer.
     """
-    head = np.zeros(len(start), dtype=np.int64)
-    sixth = np.full(len(start), -1, dtype=np.int64)
-    todo = np.arange(len(start)) if known is None else np.flatnonzero(known < 0)
-    if known is not None:
-        have = known >= 0
-        head[have], sixth[have] = known[have] >> 9, (known[have] & 0x1FF) - 1
+    if known is None:
+        head = np.zeros(len(start), dtype=np.int64)
+        sixth = np.full(len(start), -1, dtype=np.int64)
+        todo = np.arange(len(start))
+    else:  # unpacked everywhere; the rows not known (-1) are overwritten below
+        head, sixth = known >> 9, (known & 0x1FF) - 1
+        todo = np.flatnonzero(known < 0)
     if len(todo):
         buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
         idx = np.clip(start[todo, None] + np.arange(6), 0, len(buf) - 1)
