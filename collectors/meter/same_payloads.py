@@ -23,6 +23,20 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(29)
 
 
+def _rows(buf: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The WIDTH_BYTES bytes from each start as an (n, WIDTH_BYTES) matrix: one row copy each, the
+    few windows that run past the buffer's end byte by byte (their tail is zeroed by the caller)."""
+    out = np.empty((len(starts), WIDTH_BYTES), dtype=np.uint8)
+    fits = starts + WIDTH_BYTES <= len(buf)
+    if len(buf) >= WIDTH_BYTES:
+        windows = np.ndarray((len(buf) - WIDTH_BYTES + 1,), dtype=f"V{WIDTH_BYTES}", buffer=buf, strides=(1,))
+        out.view(f"V{WIDTH_BYTES}")[fits, 0] = windows[starts[fits]]
+    tail = np.flatnonzero(~fits)
+    if len(tail):
+        out[tail] = buf[np.minimum(starts[tail, None] + np.arange(WIDTH_BYTES), len(buf) - 1)]
+    return out
+
+
 def distinct_payloads(data, starts: np.ndarray, ends: np.ndarray, skip: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(row of each group's first member, group number of every row) for the payloads
     ``data[starts[i]:ends[i]]``, equal when their bytes from ``skip`` on are equal.
@@ -35,9 +49,8 @@ def distinct_payloads(data, starts: np.ndarray, ends: np.ndarray, skip: int = 0)
     rep = np.arange(n)
     small = np.flatnonzero((lens <= WIDTH_BYTES) & (lens >= skip))
     if len(small) > 1 and len(data):
-        buf = np.frombuffer(data, dtype=np.uint8)
+        mat = _rows(np.frombuffer(data, dtype=np.uint8), starts[small])
         cols = np.arange(WIDTH_BYTES)
-        mat = buf[np.minimum(starts[small, None] + cols, len(buf) - 1)]
         mat[(cols < skip) | (cols >= lens[small, None])] = 0
         words = mat.view("<u8")
         h = lens[small].astype(np.uint64)
