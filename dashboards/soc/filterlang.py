@@ -40,7 +40,7 @@ from typing import Any
 from finsa.errors import FinsaError
 from finsa.wire import FLOW, Field
 
-__all__ = ["FilterError", "compile_filter", "FIELDS", "MAX_FILTER_CHARS"]
+__all__ = ["FilterError", "compile_filter", "compile_or_parts", "FIELDS", "MAX_FILTER_CHARS"]
 
 #: The fields a filter may name: every flow wire field.
 FIELDS: dict[str, Field] = {f.name: f for f in FLOW.fields}
@@ -87,6 +87,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.toks, self.i = _lex(text), 0
         self.params: dict[str, Any] = {}
+        self.or_parts: list[str] = []  # the last expr's terms: the outermost one's once parsed
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -117,6 +118,7 @@ class _Parser:
         parts = [self.term()]
         while self.keyword("or"):
             parts.append(self.term())
+        self.or_parts = parts
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
     def term(self) -> str:
@@ -226,13 +228,31 @@ def _cidr(tok: _Tok) -> tuple[str, str]:
 
 def compile_filter(text: str) -> tuple[str, dict[str, Any]]:
     """``(sql_condition, parameters)`` of a filter; ``("1", {})`` for an empty one."""
+    sql, _, params = _compile(text)
+    return sql, params
+
+
+def compile_or_parts(text: str) -> tuple[list[str], dict[str, Any]]:
+    """The top-level ``or`` terms of a filter, compiled with the same parameters as
+    :func:`compile_filter` (one term when the filter has no top-level ``or``).
+
+    >>> compile_or_parts("src_ip = 10.0.0.1 or dst_ip = 10.0.0.2 and dst_port = 22")[0]
+    ['(src_ip = {f0:IPv6})', '((dst_ip = {f1:IPv6}) AND (dst_port = {f2:UInt16}))']
+    >>> compile_or_parts("(dst_port = 22 or dst_port = 23) and protocol = 6")[0]
+    ['(((dst_port = {f0:UInt16}) OR (dst_port = {f1:UInt16})) AND (protocol = {f2:UInt8}))']
+    """
+    sql, parts, params = _compile(text)
+    return (parts if len(parts) > 1 else [sql]), params
+
+
+def _compile(text: str) -> tuple[str, list[str], dict[str, Any]]:
     if len(text) > MAX_FILTER_CHARS:
         raise FilterError(f"a filter is at most {MAX_FILTER_CHARS} characters", MAX_FILTER_CHARS)
     if not text.strip():
-        return "1", {}
+        return "1", ["1"], {}
     parser = _Parser(text)
     sql = parser.expr()
     tok = parser.peek()
     if tok.kind != "end":
         raise FilterError(f"expected 'and', 'or' or the end, got {tok.text!r}", tok.pos)
-    return sql, parser.params
+    return sql, parser.or_parts, parser.params

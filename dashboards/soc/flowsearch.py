@@ -21,7 +21,19 @@ of the range) and then reads only those flows' full rows, by the table's key:
 >>> "IN (SELECT institution_id, toStartOfMinute(first_seen), flow_id" in search_sql(
 ...     FlowQuery("dst_ip in 198.18.0.0/24", 0, 1, 10))[0]
 True
->>> "IN (SELECT" in search_sql(FlowQuery("src_ip = 10.0.0.1 or dst_ip = 10.0.0.1", 0, 1, 10))[0]
+
+A top-level ``or`` of such terms takes each term's newest keys from its own projection (their
+union holds the newest of the whole filter), and its chart counts the union once per flow:
+
+>>> rows, chart, _ = search_sql(FlowQuery("src_ip = 10.0.0.1 or dst_ip = 10.0.0.1", 0, 1, 10))
+>>> rows.count("UNION ALL"), chart.count("UNION ALL"), "SELECT DISTINCT" in chart
+(1, 1, True)
+>>> "IN (SELECT" in search_sql(FlowQuery("src_ip = 10.0.0.1 or tls_sni = example.org", 0, 1, 10))[0]
+False
+
+In one institution's view (``scoped``) the search is one statement:
+
+>>> "IN (SELECT" in search_sql(FlowQuery("dst_ip = 10.0.0.1", 0, 1, 10), scoped=True)[0]
 False
 >>> to_csv(["a", "b"], [[1, "x,y"]])
 'a,b\\r\\n1,"x,y"\\r\\n'
@@ -35,7 +47,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from finsa.dashboards.soc.filterlang import FIELDS, FilterError, compile_filter
+from finsa.dashboards.soc.filterlang import FIELDS, FilterError, compile_filter, compile_or_parts
 from finsa.storage.search_index import PROJECTIONS, projection_fields
 from finsa.wire import FLOW
 
@@ -107,20 +119,39 @@ def parse_request(params: Mapping[str, str], now_ms: int) -> FlowQuery:
     return FlowQuery(text, from_ms, to_ms, limit)
 
 
-def search_sql(query: FlowQuery) -> tuple[str, str, dict[str, Any]]:
-    """(rows SQL, per-minute SQL, parameters) of a checked query."""
-    condition, params = compile_filter(query.filter)
+def search_sql(query: FlowQuery, scoped: bool = False) -> tuple[str, str, dict[str, Any]]:
+    """(rows SQL, per-minute SQL, parameters) of a checked query.
+
+    ``scoped``: the statements run in one institution's tenant view, where the view's filter on
+    the table key's first column already cuts the scan to that institution: then the search is
+    one statement (measured at 100M flows, the projection step was slower there for most filters).
+    """
+    parts, params = compile_or_parts(query.filter)
+    condition = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
     params = {**params, "from_ms": query.from_ms, "to_ms": query.to_ms, "limit": query.limit}
     where = f"WHERE {_RANGE}\n  AND {condition}"
-    newest = "ORDER BY first_seen_ms DESC, flow_id\nLIMIT {limit:UInt32}\n"
-    if any(_fields_named(condition) <= set(f) for f in PROJECTED):  # keys from a projection, then full rows
-        where += (f"\n  AND (institution_id, toStartOfMinute(first_seen), flow_id) IN (SELECT institution_id, "
-                  f"toStartOfMinute(first_seen), flow_id FROM flows\n{where}\n{newest})")
-    rows = f"SELECT {', '.join(RESULT_COLUMNS)}\nFROM flows\n{where}\n{newest}" + _LIMITS
+    projected = not scoped and all(any(_fields_named(p) <= set(f) for f in PROJECTED) for p in parts)
+    chart_from = "flows"
+    if projected and len(parts) > 1:  # an OR of address terms: each term's keys from its own projection
+        where += f"\n  AND {_KEY} IN (SELECT institution_id, minute, flow_id FROM (" + "\n  UNION ALL ".join(
+            f"(SELECT institution_id, toStartOfMinute(first_seen) AS minute, flow_id FROM flows\n"
+            f"WHERE {_RANGE} AND {p}\n{_NEWEST})" for p in parts) + "))"
+        chart_from = "(SELECT DISTINCT institution_id, flow_id, first_seen_ms, src2dst_bytes, dst2src_bytes FROM (" + (
+            "\n  UNION ALL ".join(f"SELECT institution_id, flow_id, first_seen_ms, src2dst_bytes, dst2src_bytes "
+                                  f"FROM flows WHERE {_RANGE} AND {p}" for p in parts) + "))")
+    elif projected:  # keys from a projection, then full rows
+        where += f"\n  AND {_KEY} IN (SELECT {_KEY_COLS} FROM flows\n{where}\n{_NEWEST})"
+    rows = f"SELECT {', '.join(RESULT_COLUMNS)}\nFROM flows\n{where}\n{_NEWEST}" + _LIMITS
+    chart_where = "" if chart_from != "flows" else f"\n{where}"
     chart = ("SELECT intDiv(first_seen_ms, 60000) * 60000 AS minute_ms, count() AS flows, "
-             f"sum(src2dst_bytes + dst2src_bytes) AS bytes\nFROM flows\n{where}\n"
+             f"sum(src2dst_bytes + dst2src_bytes) AS bytes\nFROM {chart_from}{chart_where}\n"
              "GROUP BY minute_ms ORDER BY minute_ms\n" + _LIMITS)
     return rows, chart, params
+
+
+_KEY_COLS = "institution_id, toStartOfMinute(first_seen), flow_id"
+_KEY = f"({_KEY_COLS})"
+_NEWEST = "ORDER BY first_seen_ms DESC, flow_id\nLIMIT {limit:UInt32}\n"
 
 
 def _fields_named(condition: str) -> set[str]:
