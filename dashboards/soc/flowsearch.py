@@ -129,7 +129,7 @@ def search_sql(query: FlowQuery, scoped: bool = False) -> tuple[str, str, dict[s
     parts, params = compile_or_parts(query.filter)
     condition = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
     params = {**params, "from_ms": query.from_ms, "to_ms": query.to_ms, "limit": query.limit}
-    where = f"WHERE {_RANGE}\n  AND {condition}"
+    where = chart_where = f"WHERE {_RANGE}\n  AND {condition}"  # the chart counts every match, not the page
     projected = not scoped and all(any(_fields_named(p) <= set(f) for f in PROJECTED) for p in parts)
     chart_from = "flows"
     if projected and len(parts) > 1:  # an OR of address terms: each term's keys from its own projection
@@ -142,7 +142,7 @@ def search_sql(query: FlowQuery, scoped: bool = False) -> tuple[str, str, dict[s
     elif projected:  # keys from a projection, then full rows
         where += f"\n  AND {_KEY} IN (SELECT {_KEY_COLS} FROM flows\n{where}\n{_NEWEST})"
     rows = f"SELECT {', '.join(RESULT_COLUMNS)}\nFROM flows\n{where}\n{_NEWEST}" + _LIMITS
-    chart_where = "" if chart_from != "flows" else f"\n{where}"
+    chart_where = "" if chart_from != "flows" else f"\n{chart_where}"
     chart = ("SELECT intDiv(first_seen_ms, 60000) * 60000 AS minute_ms, count() AS flows, "
              f"sum(src2dst_bytes + dst2src_bytes) AS bytes\nFROM {chart_from}{chart_where}\n"
              "GROUP BY minute_ms ORDER BY minute_ms\n" + _LIMITS)
