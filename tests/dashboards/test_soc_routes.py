@@ -72,6 +72,10 @@ def test_flow_search_filters_limits_and_exports(store, sector):
         exported = await client.get("/api/flows", params={**params, "q": "dst_ip in 10.1.0.0/16", "format": "csv"})
         await login(client, "ana")
         ana = await (await client.get("/api/flows", params={**params, "q": "dst_ip in 10.0.0.0/8"})).json()
+        ana_or = await (await client.get("/api/flows", params={
+            **params, "q": f"src_ip = {sector.attacker} or dst_ip in 10.1.0.0/16"})).json()  # per-term keys
+        assert {dict(zip(ana_or["columns"], r))["institution_id"] for r in ana_or["rows"]} == {"pay-d"}
+        assert len(ana_or["rows"]) == sum(r[1] for r in ana_or["chart"]["rows"]) == 10
         return hits, limited, bad.status, await bad.json(), too_many.status, await exported.text(), ana
 
     hits, limited, bad, bad_body, too_many, exported, ana = _run(store, run)
