@@ -107,8 +107,7 @@ def at_scale(store, repeats: int, filters: dict[str, str] | None = None) -> list
     for user in (users[0], users[5]):  # a regulator (whole sector), bank-a's analyst
         view = reads.view_for(user)
         for name, text in (filters or AT_SCALE).items():
-            rows_sql, chart_sql, params = search_sql(FlowQuery(text, START_MS, START_MS + DAY_MS, 500),
-                                                     scoped=user.role == "institution")
+            rows_sql, chart_sql, params = search_sql(FlowQuery(text, START_MS, START_MS + DAY_MS, 500))
             t_rows, t_chart, n = [], [], 0
             for _ in range(repeats + 1):  # the first run is reported apart
                 a, n = _wall_ms(view.query, rows_sql, params)

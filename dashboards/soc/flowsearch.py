@@ -31,12 +31,6 @@ union holds the newest of the whole filter), and its chart counts the union once
 >>> "IN (SELECT" in search_sql(FlowQuery("src_ip = 10.0.0.1 or tls_sni = example.org", 0, 1, 10))[0]
 False
 
-In one institution's view (``scoped``) a filter of one term is one statement:
-
->>> "IN (SELECT" in search_sql(FlowQuery("dst_ip = 10.0.0.1", 0, 1, 10), scoped=True)[0]
-False
->>> "UNION ALL" in search_sql(FlowQuery("src_ip = 10.0.0.1 or dst_ip = 10.0.0.1", 0, 1, 10), scoped=True)[0]
-True
 >>> to_csv(["a", "b"], [[1, "x,y"]])
 'a,b\\r\\n1,"x,y"\\r\\n'
 """
@@ -121,14 +115,8 @@ def parse_request(params: Mapping[str, str], now_ms: int) -> FlowQuery:
     return FlowQuery(text, from_ms, to_ms, limit)
 
 
-def search_sql(query: FlowQuery, scoped: bool = False) -> tuple[str, str, dict[str, Any]]:
-    """(rows SQL, per-minute SQL, parameters) of a checked query.
-
-    ``scoped``: the statements run in one institution's tenant view, where the view's filter on
-    the table key's first column already cuts the scan to that institution: then a filter of one
-    term is one statement (at 100M flows the projection step was slower there for most filters);
-    an ``or`` of address terms still takes each term's keys from its projection (faster there too).
-    """
+def search_sql(query: FlowQuery) -> tuple[str, str, dict[str, Any]]:
+    """(rows SQL, per-minute SQL, parameters) of a checked query."""
     parts, params = compile_or_parts(query.filter)
     condition = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
     params = {**params, "from_ms": query.from_ms, "to_ms": query.to_ms, "limit": query.limit}
@@ -142,7 +130,7 @@ def search_sql(query: FlowQuery, scoped: bool = False) -> tuple[str, str, dict[s
         chart_from = "(SELECT DISTINCT institution_id, flow_id, first_seen_ms, src2dst_bytes, dst2src_bytes FROM (" + (
             "\n  UNION ALL ".join(f"SELECT institution_id, flow_id, first_seen_ms, src2dst_bytes, dst2src_bytes "
                                   f"FROM flows WHERE {_RANGE} AND {p}" for p in parts) + "))")
-    elif projected and not scoped:  # keys from a projection, then full rows
+    elif projected:  # keys from a projection, then full rows
         where += f"\n  AND {_KEY} IN (SELECT {_KEY_COLS} FROM flows\n{where}\n{_NEWEST})"
     rows = f"SELECT {', '.join(RESULT_COLUMNS)}\nFROM flows\n{where}\n{_NEWEST}" + _LIMITS
     chart_where = "" if chart_from != "flows" else f"\n{chart_where}"

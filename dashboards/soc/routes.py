@@ -165,7 +165,7 @@ async def _triage_api(request: web.Request) -> web.Response:
 
 # --- flow search -------------------------------------------------------------------------
 def _search(ctx: dict, user: User, query: flowsearch.FlowQuery, chart: bool) -> dict[str, Any]:
-    rows_sql, chart_sql, params = flowsearch.search_sql(query, scoped=user.role == "institution")
+    rows_sql, chart_sql, params = flowsearch.search_sql(query)
     run = _query_for(ctx, user)
     rows = run(rows_sql, params)
     out: dict[str, Any] = {"columns": list(rows.columns), "rows": [list(r) for r in rows.rows]}
