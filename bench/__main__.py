@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="storage: flows loaded before the panel queries (default 2M, 0.5M with --quick)")
     p.add_argument("--packets", type=int, default=None,
                    help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
+    p.add_argument("--rates", default=None,
+                   help="pipeline: offered flows/s, comma-separated (default 10000,25000,50000,100000)")
     return p
 
 
@@ -49,6 +51,8 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
     module = import_module(f"bench.{part}")
     if part in ("storage", "memory", "panels", "rollups", "scaleout"):
         return module.run(args.quick, flows=args.flows)
+    if part == "pipeline" and args.rates:
+        return module.run(args.quick, tuple(float(r) for r in args.rates.split(",")))
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)
     return module.run(args.quick)

@@ -64,7 +64,13 @@ class Stages:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Count an event (store writes by record type), kept apart from the CPU seconds."""
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + n
 
     def add(self, name: str, seconds: float) -> None:
         with self._lock:
@@ -110,6 +116,8 @@ class TimedStore:
 
     def insert_many(self, batches: list[wire.RecordBatch]) -> int:
         t_thread, t_proc = time.thread_time(), time.process_time()
+        if batches:
+            self._stages.count(f"{batches[0].type.name.lower()} writes")
         try:
             return self._store.insert_many(batches)
         finally:
@@ -133,9 +141,9 @@ class TimedSectorStage(SectorStage):
         with self.stages.timed("_sector_flows"):
             super().observe_flows(flows)
 
-    def observe_alerts(self, payload: bytes) -> None:
+    def observe_alerts(self, payload: bytes, headers=None) -> str | None:
         with self.stages.timed("sector"):
-            super().observe_alerts(payload)
+            return super().observe_alerts(payload, headers)
 
     def tick(self, now_ms: int | None = None) -> dict[str, wire.RecordBatch]:
         with self.stages.timed("sector"):
