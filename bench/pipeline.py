@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.pipeline_stages import (Stages, TimedEngine, TimedProcessor, TimedSectorStage, TimedStore, child_pids,
-                                   process_cpu_s, worker_shares)
+                                   engine_threads_cpu_s, process_cpu_s, worker_shares)
 from bench.report import grid
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -126,7 +126,7 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             await asyncio.sleep(5)  # consumer-group join
             stages.seconds.clear()
             stages.counts.clear()
-            cpu0, broker0 = process_cpu_s(), process_cpu_s(broker_pid)
+            cpu0, broker0, engine0 = process_cpu_s(), process_cpu_s(broker_pid), engine_threads_cpu_s()
             agent = _start_agent(broker.bootstrap, rate, seconds, quick)
             while agent.poll() is None:
                 await asyncio.sleep(0.2)
@@ -139,7 +139,7 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             while sum(map(len, flow_ms)) < result["sent"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             result.update(wall_s=time.time() - result["start_unix_s"], worker_cpu_s=process_cpu_s() - cpu0,
-                          broker_cpu_s=process_cpu_s(broker_pid) - broker0)
+                          broker_cpu_s=process_cpu_s(broker_pid) - broker0, engine_cpu_s=engine_threads_cpu_s() - engine0)
             await asyncio.sleep(1.0)  # the sector stage's last alert messages
             await service.stop()
 
@@ -147,7 +147,7 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
         store.close()
     flows = np.concatenate(flow_ms) if flow_ms else np.zeros(0)
     alerts = np.concatenate(alert_ms) if alert_ms else np.zeros(0)
-    result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"]),
+    result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"], result["engine_cpu_s"]),
                   writes={k: v / result["wall_s"] for k, v in sorted(stages.counts.items())},
                   flow_p=_percentiles(flows), alert_p=_percentiles(alerts))
     return result

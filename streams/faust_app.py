@@ -2,8 +2,8 @@
 
 One agent consumes ``finsa.flows.v2``; each message is one flow batch. Messages are grouped (up
 to ``group_max``, or whatever arrived within ``group_within_s``) and handed to a
-:class:`~finsa.streams.processor.FlowProcessor` in a thread (storage calls block): one detection
-pass and one store write per group. Alerts are
+:class:`~finsa.streams.processor.FlowProcessor`: one detection pass and one store write per
+group, detection and storage in two threads so that successive groups overlap. Alerts are
 published to ``finsa.alerts.v1``; malformed messages go to ``finsa.dlq.v1`` with their reason in
 the headers. Processing is at-least-once: Faust commits an offset only after the agent finished
 with the message, and storage writes are idempotent.
@@ -12,6 +12,9 @@ with the message, and storage writes are idempotent.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -43,10 +46,15 @@ class WorkerSettings:
     datadir: Path = Path("/tmp/finsa-faust")
     broker_credentials: object | None = None
     group_max: int = 64
-    group_within_s: float = 0.5
+    #: a group is at most this old when it is handed on (each store write has a fixed cost: a
+    #: part per table and roll-up; fewer, larger writes are cheaper per flow)
+    group_within_s: float = 1.0
     #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
     #: counts what its collector had acknowledged instead)
     count_offered: bool = True
+    #: at most this often the sector picture ticks and is checkpointed (its alert messages are
+    #: acknowledged then)
+    sector_checkpoint_s: float = 1.0
 
 
 def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: SectorStage | None = None) -> faust.App:
@@ -77,7 +85,8 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         await grouper.flush()
 
     if sector is not None:
-        _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress)
+        _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress,
+                       settings.sector_checkpoint_s)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
     return app
 
@@ -88,17 +97,26 @@ class _Grouper:
     The stream runs without automatic acks: an event's offset becomes committable only after the
     flows and alerts of its group were written (or it went to the dead-letter topic). A crash or a
     cancellation mid-group leaves the whole group unacknowledged, so it is redelivered.
+
+    Groups run as a pipeline of two threads: one decodes, verifies and detects (in group order,
+    the detectors' state is sequential), the other writes (in group order; the store takes one
+    write at a time). So consumption, detection and the store write of successive groups overlap;
+    at most ``max_in_flight`` groups are past the consumer at once (back-pressure: a full pipeline
+    makes the next group wait, and larger, which the store writes more cheaply).
     """
 
     def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int,
-                 count_offered: bool = True, alerts_consumed_here: bool = False) -> None:
+                 count_offered: bool = True, alerts_consumed_here: bool = False, max_in_flight: int = 2) -> None:
         self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
-        self.group_max, self.count_offered = group_max, count_offered
+        self.group_max, self.count_offered, self.max_in_flight = group_max, count_offered, max_in_flight
         #: this app's sector agent consumes the alerts it sends: they are offered to it (a drain
         #: waits until the sector picture took them)
         self.alerts_consumed_here = alerts_consumed_here
         self.pending: list = []
         self.lock = asyncio.Lock()
+        self._in_flight: deque[asyncio.Future] = deque()
+        self._detect = ThreadPoolExecutor(1, thread_name_prefix="finsa-detect")
+        self._write = ThreadPoolExecutor(1, thread_name_prefix="finsa-store")
 
     async def add(self, event) -> None:
         progress = self.processor.progress
@@ -109,24 +127,40 @@ class _Grouper:
             await self.flush()
 
     async def flush(self) -> None:
+        """Hand the pending events to the pipeline (waiting while it is full)."""
         async with self.lock:
+            while len(self._in_flight) >= self.max_in_flight:
+                await self._in_flight[0]  # a failed group raises here, into the agent
+                self._in_flight.popleft()
             group, self.pending = self.pending, []
             if not group:
                 return
             payloads = [e.value if isinstance(e.value, (bytes, bytearray)) else b"" for e in group]
-            loop = asyncio.get_running_loop()
             headers = [e.message.headers for e in group]
-            outcome = await loop.run_in_executor(None, self.processor.process_group, payloads, headers)
-            for index, reason, detail in outcome.dead:
-                await self._dead_letter(group[index], reason, detail)
-            if outcome.alerts is not None:
-                key = str(outcome.alerts.columns["institution_id"][0]).encode()
-                payload = wire.encode_batch(outcome.alerts)
-                await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
-                if self.alerts_consumed_here and self.processor.progress is not None:
-                    self.processor.progress.offer("alert")
-            for event in group:
-                event.ack()
+            prepared = asyncio.get_running_loop().run_in_executor(
+                self._detect, self.processor.prepare_group, payloads, headers)
+            before = self._in_flight[-1] if self._in_flight else None
+            self._in_flight.append(asyncio.ensure_future(self._finish(group, prepared, before)))
+
+    async def _finish(self, group: list, prepared: asyncio.Future, before: asyncio.Future | None) -> None:
+        """Store a prepared group after the one before it, then publish its alerts and ack it."""
+        if before is not None:
+            await asyncio.wait([before])  # its failure is raised where it is awaited, not here
+            if not before.cancelled() and before.exception() is not None:
+                prepared.cancel()
+                return  # stays unacknowledged: redelivered with the failed one
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self._write, self.processor.store_group, await prepared)
+        for index, reason, detail in outcome.dead:
+            await self._dead_letter(group[index], reason, detail)
+        if outcome.alerts is not None:
+            key = str(outcome.alerts.columns["institution_id"][0]).encode()
+            payload = wire.encode_batch(outcome.alerts)
+            await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
+            if self.alerts_consumed_here and self.processor.progress is not None:
+                self.processor.progress.offer("alert")
+        for event in group:
+            event.ack()
 
     def _signed(self, payload: bytes) -> list | None:
         """This worker's alerts are signed with the sector's key when it verifies signatures."""
@@ -147,11 +181,14 @@ async def dead_letter(dlq_topic, event, reason: str, detail: str) -> None:
 
 
 def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic, raw: dict,
-                   progress_of: Callable[[], Progress | None] = lambda: None) -> None:
+                   progress_of: Callable[[], Progress | None] = lambda: None, checkpoint_s: float = 1.0) -> None:
     """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
 
-    Its state is checkpointed after every alert message into a table with a changelog topic, so
-    a worker restarted after a crash resumes from the last processed alert.
+    Its state is checkpointed into a table with a changelog topic at most every
+    ``checkpoint_s`` (a tick and a checkpoint after every alert message cost more than the
+    message), and an alert message is acknowledged only once a checkpoint covers it, so a worker
+    restarted after a crash resumes from its last checkpoint and is given again every alert
+    message after it.
     """
     state = app.Table("finsa-sector-state", default=str, partitions=1)
     heartbeats = app.topic(wire.TOPICS["heartbeats"], partitions=1, **raw)
@@ -168,9 +205,27 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic,
         loop = asyncio.get_running_loop()
         await publish(await loop.run_in_executor(None, sector.tick))
 
+    held: list = []  # alert events observed, acknowledged once a checkpoint covers them
+    settled = {"at": 0.0}
+    settling = asyncio.Lock()
+
+    async def settle() -> None:
+        """Tick, checkpoint, then acknowledge the alert messages the checkpoint covers."""
+        async with settling:
+            events = held[:]
+            del held[:len(events)]
+            settled["at"] = time.monotonic()
+            await tick()
+            state["picture"] = sector.checkpoint()
+            for event in events:
+                event.ack()
+            progress = progress_of()
+            if progress is not None and events:  # the picture took them, and stored what it concluded
+                progress.done("alert", len(events), stored=len(events))
+
     @app.agent(alerts_topic, name="sector")
     async def sector_alerts(stream):  # faust stream
-        async for event in stream.events():
+        async for event in stream.noack().events():
             if not restored["done"]:
                 restored["done"] = True
                 if state.get("picture"):
@@ -178,11 +233,14 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic,
             refused = sector.observe_alerts(_bytes(event), event.message.headers)
             if refused:
                 await dead_letter(dlq_topic, event, refused, "alert batch refused by the sector stage")
-            await tick()
-            state["picture"] = sector.checkpoint()
-            progress = progress_of()
-            if progress is not None:  # the picture took it, and stored what it concluded
-                progress.done("alert", 1, stored=1)
+            held.append(event)
+            if time.monotonic() - settled["at"] >= checkpoint_s:
+                await settle()
+
+    @app.timer(checkpoint_s)
+    async def sector_settle() -> None:  # what arrived since the last checkpoint
+        if held:
+            await settle()
 
     @app.agent(heartbeats, name="sector-heartbeats")
     async def sector_heartbeats(stream):  # faust stream
