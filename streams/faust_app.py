@@ -12,7 +12,6 @@ with the message, and storage writes are idempotent.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +26,9 @@ from finsa.metrics import REGISTRY
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.progress import Progress, message_kind
 from finsa.streams.sector_stage import SectorStage
+
+#: at most this many alert messages between two checkpoints of the sector picture
+ALERT_MESSAGES_PER_CHECKPOINT = 100
 
 DEAD_LETTERS = REGISTRY.counter("finsa_worker_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
 
@@ -129,9 +131,11 @@ class _Grouper:
     async def flush(self) -> None:
         """Hand the pending events to the pipeline (waiting while it is full)."""
         async with self.lock:
-            while len(self._in_flight) >= self.max_in_flight:
-                await self._in_flight[0]  # a failed group raises here, into the agent
+            while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= self.max_in_flight):
+                done = self._in_flight[0]
+                await asyncio.wait([done])
                 self._in_flight.popleft()
+                done.result()  # a failed group raises here, into the agent
             group, self.pending = self.pending, []
             if not group:
                 return
@@ -184,11 +188,12 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic,
                    progress_of: Callable[[], Progress | None] = lambda: None, checkpoint_s: float = 1.0) -> None:
     """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
 
-    Its state is checkpointed into a table with a changelog topic at most every
-    ``checkpoint_s`` (a tick and a checkpoint after every alert message cost more than the
-    message), and an alert message is acknowledged only once a checkpoint covers it, so a worker
-    restarted after a crash resumes from its last checkpoint and is given again every alert
-    message after it.
+    Alert messages are taken in lists (what arrived within ``checkpoint_s``, at most
+    :data:`ALERT_MESSAGES_PER_CHECKPOINT`): each is observed, then the picture ticks once and its
+    state is checkpointed into a table with a changelog topic (a tick and a checkpoint after
+    every message cost more than the message). Faust acknowledges the list after that, so a
+    worker restarted after a crash resumes from its last checkpoint and is given again every
+    alert message after it.
     """
     state = app.Table("finsa-sector-state", default=str, partitions=1)
     heartbeats = app.topic(wire.TOPICS["heartbeats"], partitions=1, **raw)
@@ -205,42 +210,23 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic,
         loop = asyncio.get_running_loop()
         await publish(await loop.run_in_executor(None, sector.tick))
 
-    held: list = []  # alert events observed, acknowledged once a checkpoint covers them
-    settled = {"at": 0.0}
-    settling = asyncio.Lock()
-
-    async def settle() -> None:
-        """Tick, checkpoint, then acknowledge the alert messages the checkpoint covers."""
-        async with settling:
-            events = held[:]
-            del held[:len(events)]
-            settled["at"] = time.monotonic()
-            await tick()
-            state["picture"] = sector.checkpoint()
-            for event in events:
-                event.ack()
-            progress = progress_of()
-            if progress is not None and events:  # the picture took them, and stored what it concluded
-                progress.done("alert", len(events), stored=len(events))
-
     @app.agent(alerts_topic, name="sector")
     async def sector_alerts(stream):  # faust stream
-        async for event in stream.noack().events():
+        # Faust acknowledges a list of events once the body below is done with it
+        async for events in stream.take_events(ALERT_MESSAGES_PER_CHECKPOINT, within=checkpoint_s):
             if not restored["done"]:
                 restored["done"] = True
                 if state.get("picture"):
                     sector.restore(state["picture"])
-            refused = sector.observe_alerts(_bytes(event), event.message.headers)
-            if refused:
-                await dead_letter(dlq_topic, event, refused, "alert batch refused by the sector stage")
-            held.append(event)
-            if time.monotonic() - settled["at"] >= checkpoint_s:
-                await settle()
-
-    @app.timer(checkpoint_s)
-    async def sector_settle() -> None:  # what arrived since the last checkpoint
-        if held:
-            await settle()
+            for event in events:
+                refused = sector.observe_alerts(_bytes(event), event.message.headers)
+                if refused:
+                    await dead_letter(dlq_topic, event, refused, "alert batch refused by the sector stage")
+            await tick()
+            state["picture"] = sector.checkpoint()
+            progress = progress_of()
+            if progress is not None:  # the picture took them, and stored what it concluded
+                progress.done("alert", len(events), stored=len(events))
 
     @app.agent(heartbeats, name="sector-heartbeats")
     async def sector_heartbeats(stream):  # faust stream
