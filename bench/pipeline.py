@@ -140,8 +140,11 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
                 await asyncio.sleep(0.1)
             result.update(wall_s=time.time() - result["start_unix_s"], worker_cpu_s=process_cpu_s() - cpu0,
                           broker_cpu_s=process_cpu_s(broker_pid) - broker0, engine_cpu_s=engine_threads_cpu_s() - engine0)
-            await asyncio.sleep(1.0)  # the sector stage's last alert messages
+            await asyncio.sleep(2.0)  # the sector stage's last alert messages (taken within 1 s)
             await service.stop()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if others:  # Faust's own tasks finishing their stop (cancelled mid-way, one may loop)
+                await asyncio.wait(others, timeout=15)
 
         asyncio.run(main())
         store.close()

@@ -90,6 +90,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress,
                        settings.sector_checkpoint_s)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
+    app.finsa_grouper = grouper  # type: ignore[attr-defined]  # drained by StreamService.stop
     return app
 
 
@@ -145,6 +146,15 @@ class _Grouper:
                 self._detect, self.processor.prepare_group, payloads, headers)
             before = self._in_flight[-1] if self._in_flight else None
             self._in_flight.append(asyncio.ensure_future(self._finish(group, prepared, before)))
+
+    async def drain(self) -> None:
+        """Hand on what is pending and wait until every group handed out is stored and acked
+        (a stopping worker calls it before Faust stops: its timers stop first, and Faust then
+        waits for every message it delivered to be acknowledged)."""
+        await self.flush()
+        while self._in_flight:
+            await asyncio.wait([self._in_flight[0]])
+            self._in_flight.popleft()
 
     async def _finish(self, group: list, prepared: asyncio.Future, before: asyncio.Future | None) -> None:
         """Store a prepared group after the one before it, then publish its alerts and ack it."""
