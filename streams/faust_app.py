@@ -27,9 +27,6 @@ from finsa.streams.processor import FlowProcessor
 from finsa.streams.progress import Progress, message_kind
 from finsa.streams.sector_stage import SectorStage
 
-#: at most this many alert messages between two checkpoints of the sector picture
-ALERT_MESSAGES_PER_CHECKPOINT = 100
-
 DEAD_LETTERS = REGISTRY.counter("finsa_worker_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
 
 
@@ -54,9 +51,6 @@ class WorkerSettings:
     #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
     #: counts what its collector had acknowledged instead)
     count_offered: bool = True
-    #: at most this often the sector picture ticks and is checkpointed (its alert messages are
-    #: acknowledged then)
-    sector_checkpoint_s: float = 1.0
 
 
 def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: SectorStage | None = None) -> faust.App:
@@ -87,8 +81,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         await grouper.flush()
 
     if sector is not None:
-        _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress,
-                       settings.sector_checkpoint_s)
+        _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
     app.finsa_grouper = grouper  # type: ignore[attr-defined]  # drained by StreamService.stop
     return app
@@ -195,15 +188,11 @@ async def dead_letter(dlq_topic, event, reason: str, detail: str) -> None:
 
 
 def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic, raw: dict,
-                   progress_of: Callable[[], Progress | None] = lambda: None, checkpoint_s: float = 1.0) -> None:
+                   progress_of: Callable[[], Progress | None] = lambda: None) -> None:
     """The sector picture: alerts and heartbeats in; warnings, campaigns, levels out.
 
-    Alert messages are taken in lists (what arrived within ``checkpoint_s``, at most
-    :data:`ALERT_MESSAGES_PER_CHECKPOINT`): each is observed, then the picture ticks once and its
-    state is checkpointed into a table with a changelog topic (a tick and a checkpoint after
-    every message cost more than the message). Faust acknowledges the list after that, so a
-    worker restarted after a crash resumes from its last checkpoint and is given again every
-    alert message after it.
+    Its state is checkpointed after every alert message into a table with a changelog topic, so
+    a worker restarted after a crash resumes from the last processed alert.
     """
     state = app.Table("finsa-sector-state", default=str, partitions=1)
     heartbeats = app.topic(wire.TOPICS["heartbeats"], partitions=1, **raw)
@@ -222,21 +211,19 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic,
 
     @app.agent(alerts_topic, name="sector")
     async def sector_alerts(stream):  # faust stream
-        # Faust acknowledges a list of events once the body below is done with it
-        async for events in stream.take_events(ALERT_MESSAGES_PER_CHECKPOINT, within=checkpoint_s):
+        async for event in stream.events():
             if not restored["done"]:
                 restored["done"] = True
                 if state.get("picture"):
                     sector.restore(state["picture"])
-            for event in events:
-                refused = sector.observe_alerts(_bytes(event), event.message.headers)
-                if refused:
-                    await dead_letter(dlq_topic, event, refused, "alert batch refused by the sector stage")
+            refused = sector.observe_alerts(_bytes(event), event.message.headers)
+            if refused:
+                await dead_letter(dlq_topic, event, refused, "alert batch refused by the sector stage")
             await tick()
             state["picture"] = sector.checkpoint()
             progress = progress_of()
-            if progress is not None:  # the picture took them, and stored what it concluded
-                progress.done("alert", len(events), stored=len(events))
+            if progress is not None:  # the picture took it, and stored what it concluded
+                progress.done("alert", 1, stored=1)
 
     @app.agent(heartbeats, name="sector-heartbeats")
     async def sector_heartbeats(stream):  # faust stream
