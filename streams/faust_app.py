@@ -47,7 +47,7 @@ class WorkerSettings:
     group_max: int = 64
     #: a group is at most this old when it is handed on (each store write has a fixed cost: a
     #: part per table and roll-up; fewer, larger writes are cheaper per flow)
-    group_within_s: float = 1.0
+    group_within_s: float = 2.0
     #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
     #: counts what its collector had acknowledged instead)
     count_offered: bool = True
