@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None, help="panels: page loads per user (default 5)")
     p.add_argument("--packets", type=int, default=None,
                    help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
+    p.add_argument("--rates", default=None,
+                   help="pipeline: offered flows/s, comma-separated (default 10000,25000,50000,100000)")
     return p
 
 
@@ -54,6 +56,8 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
         return module.run(args.quick, flows=args.flows, rounds=args.rounds, store_dir=args.store)
     if part in ("storage", "memory", "rollups", "scaleout"):
         return module.run(args.quick, flows=args.flows)
+    if part == "pipeline" and args.rates:
+        return module.run(args.quick, tuple(float(r) for r in args.rates.split(",")))
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)
     return module.run(args.quick)
