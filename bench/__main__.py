@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="storage: flows loaded before the panel queries (default 2M, 0.5M with --quick)")
     p.add_argument("--packets", type=int, default=None,
                    help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
+    p.add_argument("--seconds", type=float, default=None, help="soak: how long to offer load (default 600, 60 with --quick)")
+    p.add_argument("--rate", type=float, default=None, help="soak: flows/s offered (default 20,000)")
     return p
 
 
@@ -45,7 +47,7 @@ def _versions() -> str:
 
 def _run_part(part: str, args: argparse.Namespace) -> list[str]:
     if part == "soak":
-        return import_module("bench.stream").soak(args.quick)
+        return import_module("bench.soak").run(args.quick, seconds=args.seconds, rate=args.rate)
     module = import_module(f"bench.{part}")
     if part in ("storage", "memory", "panels", "rollups", "scaleout"):
         return module.run(args.quick, flows=args.flows)

@@ -34,6 +34,14 @@ class WorkerSettings:
 
     ``session_timeout_s`` bounds how long a consumer-group join takes (about half of it on Tansu);
     keep it low in tests.
+
+    Memory is bounded by messages in hand, not by lag: Faust buffers at most ``buffer_messages``
+    flow batches per stream (its default, 4096 batches of 5,000 flows, is ~2.3 GB once a worker
+    falls behind), and one poll of the consumer decodes at most ``poll_messages``.
+
+    >>> s = WorkerSettings("127.0.0.1:9092")
+    >>> (s.buffer_messages, s.poll_messages) == (2 * s.group_max, s.group_max)
+    True
     """
 
     bootstrap: str
@@ -44,6 +52,10 @@ class WorkerSettings:
     broker_credentials: object | None = None
     group_max: int = 64
     group_within_s: float = 0.5
+    #: flow batches Faust may hold for the agent before it pauses fetching (``stream_buffer_maxsize``)
+    buffer_messages: int = 128
+    #: messages one consumer poll decodes at most (``broker_max_poll_records``)
+    poll_messages: int = 64
     #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
     #: counts what its collector had acknowledged instead)
     count_offered: bool = True
@@ -57,7 +69,8 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         broker_session_timeout=settings.session_timeout_s, broker_heartbeat_interval=1.0,
         consumer_auto_offset_reset="earliest", datadir=str(settings.datadir),
         broker_credentials=settings.broker_credentials, producer_max_request_size=16 * 1024 * 1024,
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=16 * 1024 * 1024, stream_buffer_maxsize=settings.buffer_messages,
+        broker_max_poll_records=settings.poll_messages,
     )
     raw: dict[str, Any] = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
     flows_topic = app.topic(wire.TOPICS["flows"], partitions=settings.partitions, **raw)
