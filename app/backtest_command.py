@@ -1,8 +1,11 @@
 """``finsa backtest``: run detection offline on a scenario and score it against its ground truth.
 
-    finsa backtest SCENARIO_DIR [--config FILE] [--format table|json]
+    finsa backtest SCENARIO_DIR [--config FILE] [--set DETECTOR.PARAM=VALUE ...] [--format table|json]
+                   [--verdicts [--split 0.5] [--operator accept|reject]]
 
 Without ``--config`` the scenario's ``detectors.toml`` (its operator tuning) is used when present.
+``--set`` changes one parameter of that configuration (a TOML value: ``--set
+beaconing.outbound_only=false --set beaconing.window_ms=60000``), checked like the file.
 
 Prints, per attack type, the episodes (attack x victim institution), how many were detected,
 the median and maximum time to detect, the false alerts of that technique family, and totals
@@ -14,6 +17,15 @@ campaign of the ground truth (``finsa scenario --attacks sector``), whether it w
 which institutions joined in which order, and each victim's early-warning lead time, with the
 median and whether every institution hit after recognition was warned before. Exit code 0, or 2
 on bad input.
+
+``--verdicts`` runs the verdict replay instead (:mod:`finsa.app.verdict_replay`): the alerts of
+the first part (``--split``, a fraction of the scenario's span) are closed by a simulated analyst
+with the ground truth's verdicts through the product's triage and allowlist code, the feedback
+poller applies them, and the later part is detected with that feedback and, as the control,
+without it (``--operator reject``: the operator rejects every proposal, so only the detectors
+that learn online change). It prints the false alerts per detector of the first part and of both later runs,
+the episodes reaching the later part each detected, the new misses and the accepted entries.
+Exit code 0; 1 when the verdicts run missed an episode the control detected; 2 on bad input.
 """
 
 from __future__ import annotations
@@ -21,14 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from finsa.errors import FinsaError
+from finsa.detectors.engine import DetectionEngine
+from finsa.errors import ConfigError, FinsaError
 from finsa.app.backtest import score, score_campaigns
 from finsa.app.offline import OfflineResult, make_engine, run_offline, run_sector, scenario_sources
 
-__all__ = ["add_arguments", "main", "backtest", "format_table"]
+__all__ = ["add_arguments", "main", "backtest", "format_table", "parse_sets", "scenario_engine", "verdict_backtest"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,23 +51,98 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     parser.add_argument("--batch-flows", type=int, default=5000, help="at most this many flows per batch")
     parser.add_argument("--batch-ms", type=int, default=1000, help="at most this much flow time per batch (ms)")
+    parser.add_argument("--set", action="append", default=[], metavar="DETECTOR.PARAM=VALUE", dest="sets",
+                        help="change one detector parameter of the configuration (TOML value); repeatable")
+    parser.add_argument("--verdicts", action="store_true",
+                        help="verdict replay: an analyst's verdicts on the first part, then the later part "
+                             "with and without them")
+    parser.add_argument("--split", type=float, default=0.5,
+                        help="with --verdicts: where the first part ends, as a fraction of the scenario (default 0.5)")
+    parser.add_argument("--operator", choices=("accept", "reject"), default="accept",
+                        help="with --verdicts: what the operator does with the proposed allowlist entries "
+                             "(reject: only the online learners take the verdicts)")
+
+
+def parse_sets(sets: list[str]) -> dict[str, dict[str, Any]]:
+    """``["beaconing.window_ms=60000"]`` -> ``{"beaconing": {"window_ms": 60000}}``; a malformed
+    item raises ConfigError naming every one.
+
+    >>> parse_sets(["beaconing.outbound_only=false", "portscan.min_ports=8"])
+    {'beaconing': {'outbound_only': False}, 'portscan': {'min_ports': 8}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    problems = []
+    for item in sets:
+        key, eq, text = item.partition("=")
+        name, dot, param = key.strip().partition(".")
+        try:
+            if not (eq and dot and name and param):
+                raise ValueError("write DETECTOR.PARAM=VALUE")
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            problems.append(f"{item}: {exc}")
+            continue
+        out.setdefault(name, {})[param] = value
+    if problems:
+        raise ConfigError("--set", problems)
+    return out
+
+
+def scenario_engine(folder: Path, config: str | Path | None = None, sets: list[str] | None = None) -> DetectionEngine:
+    """The engine of a backtest: ``config`` (default: the scenario's ``detectors.toml``, else the
+    default set) with ``sets`` applied, and the scenario's institutions."""
+    if config is None and (folder / "detectors.toml").exists():
+        config = folder / "detectors.toml"  # the scenario's own tuning
+    if not sets:
+        return make_engine(config, folder / "institutions.toml")
+    from finsa.detectors.config import parse_detectors_config
+    from finsa.institutions import load_registry
+    from finsa.settings import read_document
+
+    document = read_document(config) if config is not None else {}
+    for name, params in parse_sets(sets).items():
+        table = document.setdefault("detectors", {}).setdefault(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(str(config), [f"detectors.{name}: not a table"])
+        table.update(params)
+    registry = load_registry(folder / "institutions.toml")
+    cfg = parse_detectors_config(document, f"{config or 'defaults'} with --set", registry)
+    return DetectionEngine.from_config(cfg, registry)
+
+
+def _truth(folder: Path) -> dict:
+    from finsa.scenario.generator import ScenarioError, load_ground_truth
+
+    try:
+        return load_ground_truth(folder)
+    except ScenarioError as exc:
+        raise FinsaError(str(exc)) from None
+
+
+def verdict_backtest(scenario: str | Path, config: str | Path | None = None, sets: list[str] | None = None,
+                     split: float = 0.5, max_flows: int = 5000, batch_ms: int = 1000,
+                     accept: bool = True) -> dict[str, Any]:
+    """The verdict replay (:func:`~finsa.app.verdict_replay.replay_verdicts`) over a scenario folder."""
+    from finsa.app.offline import arp_sources, meter_sources, scenario_sources
+    from finsa.app.verdict_replay import replay_verdicts, split_ms_of
+
+    folder = Path(scenario)
+    truth = _truth(folder)
+    split_ms = split_ms_of(truth, split)
+    engine = scenario_engine(folder, config, sets)
+    sources = scenario_sources(folder)
+    return replay_verdicts(truth, meter_sources(sources), arp_sources(sources), engine, split_ms,
+                           max_flows, batch_ms, accept)
 
 
 def backtest(scenario: str | Path, config: str | Path | None = None, max_flows: int = 5000,
-             batch_ms: int = 1000) -> dict[str, Any]:
+             batch_ms: int = 1000, sets: list[str] | None = None) -> dict[str, Any]:
     """Detect offline on ``scenario`` and score the alerts (the dict :func:`score` returns, plus
     ``sector``: the sector picture's campaigns and warnings, and ``campaigns``: the ground-truth
     campaigns scored by :func:`score_campaigns`)."""
-    from finsa.scenario.generator import ScenarioError, load_ground_truth
-
     folder = Path(scenario)
-    try:
-        truth = load_ground_truth(folder)
-    except ScenarioError as exc:
-        raise FinsaError(str(exc)) from None
-    if config is None and (folder / "detectors.toml").exists():
-        config = folder / "detectors.toml"  # the scenario's own tuning
-    engine = make_engine(config, folder / "institutions.toml")
+    truth = _truth(folder)
+    engine = scenario_engine(folder, config, sets)
     result = run_offline(scenario_sources(folder), engine, max_flows=max_flows, batch_ms=batch_ms)
     report = score(truth, result.alerts, result.flows)
     report.update(sector_report(folder / "institutions.toml", truth, result))
@@ -130,10 +219,19 @@ def _campaign_lines(c: dict[str, Any]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from finsa.app.verdict_replay import format_verdict_table
+
     try:
-        report = backtest(args.scenario, args.config, args.batch_flows, args.batch_ms)
+        if args.verdicts:
+            report = verdict_backtest(args.scenario, args.config, args.sets, args.split, args.batch_flows,
+                                      args.batch_ms, args.operator == "accept")
+        else:
+            report = backtest(args.scenario, args.config, args.batch_flows, args.batch_ms, args.sets)
     except (FinsaError, ValueError) as exc:
         print(f"finsa backtest: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report, indent=2) if args.format == "json" else format_table(report))
-    return 0
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_verdict_table(report) if args.verdicts else format_table(report))
+    return 1 if args.verdicts and report["new_misses"] else 0

@@ -201,7 +201,13 @@ class StreamWorker:
 
             users, logins = demo_users(self.plan.demo_institutions)
         host, port = web
-        self.runner = await start_webview(self.store, host=host, port=port, extra_routes=routes, users=users)
+        origins: dict[str, str] = {}
+        if self.plan.registry is not None:  # each institution's agent, for its own analysts' pages
+            from finsa.institutions import agent_origins, load_registry
+
+            origins = agent_origins(load_registry(self.plan.registry))
+        self.runner = await start_webview(self.store, host=host, port=port, extra_routes=routes, users=users,
+                                          agent_origins=origins)
         if logins:
             from finsa.dashboards.soc.demo_users import announce_logins
 

@@ -25,7 +25,7 @@ from finsa.dashboards.panels import WEB_PANELS, Panel
 from finsa.wire import SEVERITIES
 
 __all__ = ["cell", "render_table", "render_bars", "render_page", "template", "CONTENT_SECURITY_POLICY",
-           "DISPLAY_COLUMNS"]
+           "DISPLAY_COLUMNS", "content_security_policy"]
 
 _LEVEL_COLUMNS = {"level"}
 _SEVERITY_COLUMNS = {"severity", "max_severity"}
@@ -119,6 +119,18 @@ ROW_LINKS = {"latest_alerts": ("alert_id", "alerts/")}
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
                            "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def content_security_policy(agent_origin: str | None = None) -> str:
+    """:data:`CONTENT_SECURITY_POLICY`, letting scripts also reach ``agent_origin`` (an origin checked
+    by :func:`finsa.institutions.agent_origin`: the viewer's own institution's agent).
+
+    >>> "connect-src 'self' http://127.0.0.1:9465;" in content_security_policy("http://127.0.0.1:9465")
+    True
+    """
+    if not agent_origin:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("connect-src 'self';", f"connect-src 'self' {agent_origin};")
 
 
 def _level_key(row: Mapping[str, Any]) -> tuple:

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -49,6 +49,7 @@ from finsa.dashboards.login import AUTH, Auth, login_link, session_of
 from finsa.dashboards.page import CONTENT_SECURITY_POLICY
 from finsa.dashboards.panels import DEFAULT_RANGE_MS, WEB_PANELS, WEB_PANELS_BY_ID, Panel, PanelParameterError, bind
 from finsa.dashboards.reads import Forbidden, PanelReads
+from finsa.dashboards.soc.agent_link import AgentOrigins
 from finsa.dashboards.soc.routes import add_soc_routes
 from finsa.dashboards.users import Credentials, User, Users, one_time_users
 from finsa.metrics import REGISTRY
@@ -202,15 +203,19 @@ async def _count(request: web.Request,
 def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: Users | None = None, *,
                secure_cookies: bool | None = None, sessions: SessionStore | None = None,
                throttle: LoginThrottle | None = None,
-               enrich: Callable[[str], dict[str, Any]] | None = None) -> web.Application:
+               enrich: Callable[[str], dict[str, Any]] | None = None,
+               agent_origins: Mapping[str, str] | None = None) -> web.Application:
     """The web view of ``store`` (anything with ``query(sql, parameters)``), not yet started.
 
     ``users``: who may log in (None: a one-time regulator account, see :func:`credentials`).
     ``secure_cookies``: force the cookies' Secure flag (None: set it when the request is HTTPS).
     ``enrich``: address -> {country, as_name} for the alert page (None: the offline GeoIP tables).
+    ``agent_origins``: institution id -> the origin of its agent's endpoint as its analysts' browsers
+    reach it (see :mod:`finsa.dashboards.soc.agent_link`; ConfigError when one is not an origin).
     """
     if not refresh_s > 0:
         raise ValueError("refresh_s must be positive")
+    agents = AgentOrigins(agent_origins)
     made = None
     if users is None:
         users, made = one_time_users()
@@ -233,7 +238,7 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: 
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     login.add_routes(app)
-    add_soc_routes(app, store, app[_READS], app[_EXECUTOR], enrich)
+    add_soc_routes(app, store, app[_READS], app[_EXECUTOR], enrich, agents)
     app.router.add_static("/static", str(resources.files("finsa.dashboards") / "static"))
     return app
 

@@ -234,17 +234,19 @@ def _problem(prefix: str, name: str, message: str, param: str | None) -> str:
 
 
 def _build_problems(name: str, base: Mapping[str, Any], explicit: Mapping[str, Any], prefix: str) -> list[str]:
-    """Each set parameter built on its own over ``base``, then all together."""
+    """All set parameters built together over ``base``; when that fails, each on its own names the
+    field at fault (a combination only valid together, such as raising two bounds that limit each
+    other, is accepted)."""
+    err = _try_build(name, {**base, **explicit})
+    if not err:
+        return []
     problems = []
-    for pname, value in explicit.items():
-        err = _try_build(name, {**base, pname: value})
-        if err:
-            problems.append(_problem(prefix, name, err, pname))
-    if not problems and len(explicit) > 1:
-        err = _try_build(name, {**base, **explicit})
-        if err:
-            problems.append(_problem(prefix, name, err, None))
-    return problems
+    if len(explicit) > 1:
+        for pname, value in explicit.items():
+            alone = _try_build(name, {**base, pname: value})
+            if alone:
+                problems.append(_problem(prefix, name, alone, pname))
+    return problems or [_problem(prefix, name, err, next(iter(explicit)) if len(explicit) == 1 else None)]
 
 
 def _table(data: Any, *keys: str) -> dict[str, Any]:

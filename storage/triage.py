@@ -116,6 +116,17 @@ def add_dst_index(store: Any) -> None:
     store._run_command(f"ALTER TABLE flows MATERIALIZE INDEX {DST_INDEX} SETTINGS mutations_sync = 1")
 
 
+def _current_sql(table: str, key: str, columns: tuple[str, ...], having: str, limit: int) -> str:
+    """The latest value of each column per key (constant names only; values go in parameters).
+
+    >>> _current_sql("cases", "case_id", ("status",), "status = {s:String}", 5)
+    'SELECT case_id, argMax(status, time) AS status, max(time) AS updated FROM cases GROUP BY case_id HAVING status = {s:String} ORDER BY updated DESC LIMIT 5'
+    """
+    latest = "".join(f"argMax({c}, time) AS {c}, " for c in columns)
+    return (f"SELECT {key}, {latest}max(time) AS updated FROM {table} GROUP BY {key} "
+            f"HAVING {having} ORDER BY updated DESC LIMIT {int(limit)}")
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who makes a change: web username, role, and the principal (institution id or role)."""
@@ -236,12 +247,10 @@ class TriageLog:
 
     def cases(self, institution_id: str = "", status: str = "") -> list[dict[str, Any]]:
         """Current cases (of one institution, with one status; '' = any)."""
-        return self.store.query(
-            "SELECT case_id, argMax(institution_id, time) AS institution_id, argMax(title, time) AS title, "
-            "argMax(status, time) AS status, argMax(campaign_id, time) AS campaign_id, "
-            "argMax(alert_ids, time) AS alert_ids, max(time) AS updated FROM cases GROUP BY case_id "
-            "HAVING ({i:String} = '' OR institution_id = {i:String}) AND ({s:String} = '' OR status = {s:String}) "
-            "ORDER BY updated DESC LIMIT 500", {"i": institution_id, "s": status}).dicts()
+        sql = _current_sql("cases", "case_id", ("institution_id", "title", "status", "campaign_id", "alert_ids"),
+                           "({i:String} = '' OR institution_id = {i:String}) AND ({s:String} = '' OR status = {s:String})",
+                           limit=500)
+        return self.store.query(sql, {"i": institution_id, "s": status}).dicts()
 
     # --- allowlist ---------------------------------------------------------------------
     def propose_entry(self, actor: Actor, *, entity: str, detector: str, institution_id: str, reason: str,
@@ -270,14 +279,11 @@ class TriageLog:
 
     def entries(self, status: str = "", alert_id: str = "") -> list[dict[str, Any]]:
         """Current allowlist entries, with one status and from one alert ('' = any)."""
-        return self.store.query(
-            "SELECT entry_id, argMax(entity, time) AS entity, argMax(detector, time) AS detector, "
-            "argMax(institution_id, time) AS institution_id, argMax(reason, time) AS reason, "
-            "argMax(expires_ms, time) AS expires_ms, argMax(status, time) AS status, "
-            "argMax(alert_id, time) AS alert_id, max(time) AS updated FROM allowlist_entries GROUP BY entry_id "
-            "HAVING ({s:String} = '' OR status = {s:String}) AND ({a:String} = '' OR alert_id = {a:String}) "
-            "ORDER BY updated DESC LIMIT 10000",
-            {"s": status, "a": alert_id}).dicts()
+        sql = _current_sql("allowlist_entries", "entry_id",
+                           ("entity", "detector", "institution_id", "reason", "expires_ms", "status", "alert_id"),
+                           "({s:String} = '' OR status = {s:String}) AND ({a:String} = '' OR alert_id = {a:String})",
+                           limit=10_000)
+        return self.store.query(sql, {"s": status, "a": alert_id}).dicts()
 
     def accepted_entries(self) -> list[dict[str, Any]]:
         """What workers apply: every accepted entry (expiry is checked on flow time by the allowlist)."""

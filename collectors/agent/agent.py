@@ -35,7 +35,7 @@ from finsa.collectors.agent.spool_sender import SpoolSender, pack_spooled
 from finsa.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when a packet ring is configured, see Agent.start
-    from finsa.collectors.agent.packet_ring import PcapEndpoint
+    from finsa.collectors.agent.endpoint import LocalEndpoint
 from finsa.metrics import REGISTRY
 from finsa.watch import FileWatcher
 
@@ -123,7 +123,7 @@ class Agent:
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ring = _packet_ring(config)
-        self._pcap: PcapEndpoint | None = None
+        self._pcap: LocalEndpoint | None = None
         self._sources: list[Source] = self._make_sources(config)
         self._metrics: MetricsServer | None = None
         self._watcher: FileWatcher | None = None
@@ -149,11 +149,12 @@ class Agent:
             self._metrics = MetricsServer(host, int(port)).start()
         ring_settings = self.config.packet_ring
         if self.ring is not None and ring_settings is not None:
-            from finsa.collectors.agent.packet_ring import PcapEndpoint
+            from finsa.collectors.agent.endpoint import LocalEndpoint
 
             host, _, port = ring_settings.listen.rpartition(":")
             token = ring_settings.token_file.read_text().strip()
-            self._pcap = PcapEndpoint(self.ring, host.strip("[]"), int(port), token, self._pseudo).start()
+            self._pcap = LocalEndpoint(self.ring, host.strip("[]"), int(port), token, self._pseudo,
+                                       ring_settings.web_origin).start()
         sender = threading.Thread(target=self.sender.run, args=(self.stop_event,), daemon=True, name="agent-sender")
         sender.start()
         self._threads.append(sender)

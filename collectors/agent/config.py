@@ -40,6 +40,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from finsa.collectors.agent.pseudonym import load_key
 from finsa.errors import ConfigError
+from finsa.institutions import agent_origin
 from finsa.settings import Strict, load_config
 
 __all__ = ["AgentConfig", "BrokerSettings", "SourceSettings", "SpoolSettings", "load_agent_config",
@@ -216,6 +217,13 @@ class PacketRingSettings(Strict):
     max_age_s: float = Field(600.0, gt=0, le=86400.0, description="packets older than this are dropped")
     listen: str = Field("127.0.0.1:9465", description="loopback host:port of GET /pcap")
     token_file: Path = Field(description="the bearer token the analyst's requests carry (a secret file)")
+    web_origin: str | None = Field(None, description="the web view's origin (https://finsa.centre.example): its "
+                                                     "pages in the analyst's browser may call this endpoint (CORS)")
+
+    @field_validator("web_origin")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        return None if value is None else agent_origin(value)
 
     @field_validator("listen")
     @classmethod
@@ -234,7 +242,7 @@ class AgentConfig(Strict):
     profile: Literal["agent", "nfstream", "zeek"] = "agent"
     sources: SourceSettings
     broker: BrokerSettings
-    internal_networks: list[str] = Field(default_factory=list, description="addresses inside these are pseudonymised")
+    internal_networks: list[str] = Field(default_factory=list, description="addresses inside these are pseudonymised (host bits only: a pseudonym stays in its network, the longest matching one)")
     pseudonymisation_key_file: Path | None = None
     batch_signing_key_file: Path | None = Field(
         None, description="the institution's batch-signing key (64 hex characters); workers that verify "
@@ -251,9 +259,13 @@ class AgentConfig(Strict):
         bad = []
         for text in values:
             try:
-                ipaddress.ip_network(text, strict=True)
+                net = ipaddress.ip_network(text, strict=True)
             except ValueError as exc:
                 bad.append(str(exc))
+                continue
+            if net.prefixlen == net.max_prefixlen:
+                bad.append(f"{text} is one address: a pseudonym keeps the network and changes only host bits, "
+                           "so it would be sent in clear; list the network it belongs to")
         if bad:
             raise ValueError("; ".join(bad))
         return values

@@ -5,12 +5,10 @@ chunks as they come (no copy: a live block is already a copy of the kernel ring)
 oldest while the ring holds more than ``max_bytes`` or packets older than ``max_age_s`` before
 the newest. :meth:`PacketRing.cut` writes the packets of one flow (both directions of a
 5-tuple; ports and protocol optional) in a time range to a pcap, for the institution's analyst
-looking at an alert. :class:`PcapEndpoint` serves that on a loopback address of the agent host:
-``GET /pcap?a=IP&b=IP[&a_port=N&b_port=N&protocol=N]&from_ms=&to_ms=`` with the endpoint's token
-in ``Authorization: Bearer`` (``&pseudonyms=1``: a and b as the centre shows them, read in clear
-here first), and ``GET /translate?address=X`` (an internal address's pseudonym,
-or the clear address behind a pseudonym the centre shows: :mod:`finsa.collectors.agent.translate`). Nothing is sent to the centre: the agent never reads from it, and
-the packets leave the host only if someone there exports them.
+looking at an alert; :class:`~finsa.collectors.agent.endpoint.LocalEndpoint` serves that on a
+loopback address of the agent host (``GET /pcap``, beside the address translation). Nothing is
+sent to the centre: the agent never reads from it, and the packets leave the host only if
+someone there exports them.
 
 >>> from finsa.collectors.pcap.capture import PacketBatch
 >>> frame = bytes(12) + b"\\x08\\x00" + bytes.fromhex("450000280000400040060000c0a80001c0a80002") \\
@@ -25,16 +23,11 @@ the packets leave the host only if someone there exports them.
 from __future__ import annotations
 
 import collections
-import hmac
-import json
 import ipaddress
-import secrets
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO
-from urllib.parse import parse_qsl, urlsplit
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,7 +37,7 @@ from finsa.collectors.pcap.writer import PcapWriter
 from finsa.metrics import REGISTRY
 from finsa.wire import ip_to_bytes
 
-__all__ = ["PacketRing", "PcapEndpoint"]
+__all__ = ["PacketRing"]
 
 RING_BYTES = REGISTRY.gauge("finsa_agent_packet_ring_bytes", "Bytes of packets the agent's ring holds")
 CUTS = REGISTRY.counter("finsa_agent_pcap_cuts_total", "Pcap cuts asked of the agent's packet ring", ["outcome"])
@@ -127,94 +120,3 @@ def _matching(batch: PacketBatch, ends: set[bytes], a_port: int | None, b_port: 
     if protocol is not None:
         keep &= decoded.protocol == protocol
     return np.asarray(decoded.index)[keep]
-
-
-class PcapEndpoint:
-    """``GET /pcap`` on a loopback address of the agent host (see the module docstring)."""
-
-    def __init__(self, ring: PacketRing, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 pseudonymiser: Any = None) -> None:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError("the pcap endpoint listens on a loopback address only")
-        self.ring, self.host, self.port, self.pseudonymiser = ring, host, port, pseudonymiser
-        self.token = token or secrets.token_urlsafe(24)
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> "PcapEndpoint":
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoint._serve(self)
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="pcap-http").start()
-        return self
-
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(handler.path)
-        given = handler.headers.get("Authorization", "").removeprefix("Bearer ")
-        if parts.path not in ("/pcap", "/translate"):
-            handler.send_error(404)
-            return
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            CUTS.inc(outcome="refused")
-            handler.send_error(401)
-            return
-        query = dict(parse_qsl(parts.query))
-        if parts.path == "/translate":
-            self._translate(handler, query.get("address", ""))
-            return
-        try:
-            ints = {k: int(query[k]) for k in ("a_port", "b_port", "protocol") if query.get(k)}
-            import io
-
-            out = io.BytesIO()
-            a, b = query["a"], query["b"]
-            if query.get("pseudonyms") == "1" and self.pseudonymiser is not None:  # as the centre shows them
-                from finsa.collectors.agent.translate import clear_of
-
-                a, b = (clear_of(self.pseudonymiser, x) or x for x in (a, b))
-            count = self.ring.cut(out, a=a, b=b, from_ms=int(query["from_ms"]),
-                                  to_ms=int(query["to_ms"]), **ints)
-        except (KeyError, ValueError):
-            CUTS.inc(outcome="bad_request")
-            handler.send_error(400, "give a, b, from_ms, to_ms (and optionally a_port, b_port, protocol)")
-            return
-        body = out.getvalue()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/vnd.tcpdump.pcap")
-        handler.send_header("Content-Disposition", 'attachment; filename="finsa-cut.pcap"')
-        handler.send_header("X-Finsa-Packets", str(count))
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    def _translate(self, handler: BaseHTTPRequestHandler, address: str) -> None:
-        """``{address, pseudonym, clear}`` (see :mod:`finsa.collectors.agent.translate`)."""
-        from finsa.collectors.agent.translate import translate
-
-        if self.pseudonymiser is None:
-            handler.send_error(404, "this agent does not pseudonymise")
-            return
-        try:
-            body = json.dumps(translate(self.pseudonymiser, address)).encode()
-        except ValueError:
-            handler.send_error(400, "address must be an IP address")
-            return
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()

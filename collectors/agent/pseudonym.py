@@ -1,21 +1,34 @@
-"""Keyed, prefix-preserving pseudonymisation of internal addresses (Crypto-PAn style).
+"""Keyed, prefix-preserving pseudonymisation of the host bits of internal addresses.
 
 An institution's agent replaces every address inside its *internal networks* before a flow
 leaves the building; external addresses (attackers, partners, the internet) pass untouched so
 the sector centre can correlate them across institutions.
 
-The mapping works bit by bit: output bit ``i`` is input bit ``i`` XOR a pseudorandom bit of the
-key and the input's first ``i`` bits. Two addresses that share their first ``k`` bits therefore
-share exactly their first ``k`` output bits: hosts of one /24 stay in one (different) /24, and the
-mapping is a bijection, so distinct hosts never merge. The pseudorandom function is
-HMAC-SHA256 from the standard library (no extra dependency, and the same output on every
-agent whatever is installed). IPv4 addresses (held IPv4-mapped) are mapped in the 32-bit IPv4
-space and stay IPv4; IPv6 addresses in the 128-bit space.
+A pseudonym **stays inside its own internal network**: the network's prefix is kept and only
+the host bits after it are mapped, Crypto-PAn style, bit by bit: output bit ``i`` is input bit
+``i`` XOR a pseudorandom bit of the key and the input's first ``i`` bits. Seen as a binary tree
+of prefixes, each node either swaps its two subtrees or not; the nodes on the path to a
+configured network never swap, so every network is mapped onto itself. Consequences:
 
-What the sector centre sees: the same key gives the same pseudonym for the same address in every
-batch, on every restart and on every sensor of the institution, so counting, joining and
-detection work on pseudonyms; without the key it cannot invert them. The whole address is
-mapped (not only the host part), so a pseudonym may happen to equal some real external address.
+- 10.2.7.15 in 10.0.0.0/8 becomes some 10.x.y.z, never a public address: the centre's
+  enrichment says *internal* (or, for an institution's own public range, its own AS and
+  country), never a foreign country, and a pseudonym can never equal an external address.
+- Two hosts sharing their first ``k`` bits share exactly their first ``k`` output bits: the
+  hosts of one /24 inside the network stay in one (other) /24, and the mapping is a bijection,
+  so distinct hosts never merge.
+- Nested or overlapping networks: the **longest matching prefix** wins. With 10.0.0.0/8 and
+  10.2.0.0/16 both internal, an address of 10.2.0.0/16 keeps its 16 bits, and one elsewhere in
+  10.0.0.0/8 keeps 8 bits and never lands in 10.2.0.0/16. A /32 (or IPv6 /128) network has
+  no host bits: its address is its own pseudonym.
+- IPv4 addresses (held IPv4-mapped) are mapped in the 32-bit IPv4 space and stay IPv4; IPv6
+  addresses in the 128-bit space, never into the IPv4-mapped range.
+
+What the sector centre learns: which internal network an address belongs to, not which host;
+the same key gives the same pseudonym for the same address in every batch, on every restart and
+on every sensor of the institution, so counting, joining and detection work on pseudonyms;
+without the key it cannot invert them. The pseudorandom function is HMAC-SHA256 from the
+standard library (no extra dependency, the same output on every agent), one HMAC per prefix-tree
+node, cached.
 
 The key (32 bytes, hex in a file, see :func:`load_key`) never leaves the agent and is never
 logged or shown by ``repr``.
@@ -26,6 +39,10 @@ logged or shown by ``repr``.
 >>> out = wire.ips_to_strings(p.apply(ips))
 >>> out[2], out[0] != "10.1.2.3", out[0].rsplit(".", 1)[0] == out[1].rsplit(".", 1)[0]
 ('192.0.2.1', True, True)
+>>> out[0].startswith("10.")
+True
+>>> wire.ips_to_strings(p.invert(p.apply(ips)))
+['10.1.2.3', '10.1.2.4', '192.0.2.1']
 """
 
 from __future__ import annotations
@@ -42,7 +59,7 @@ import numpy as np
 from finsa.errors import ConfigError
 from finsa.metrics import REGISTRY
 
-__all__ = ["KEY_BYTES", "Pseudonymiser", "load_key", "internal_mask"]
+__all__ = ["KEY_BYTES", "Pseudonymiser", "load_key", "internal_mask", "start_levels"]
 
 KEY_BYTES = 32
 _MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
@@ -99,6 +116,33 @@ def _inside(ips: np.ndarray, masks: np.ndarray, nets: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fixed_tree(masks: np.ndarray, nets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bits (k, 128) and prefix lengths (k,) of the prefix-tree nodes whose ancestors never swap:
+    every internal network, and the IPv4-mapped space (IPv6 never maps into IPv4)."""
+    mapped = np.zeros((1, 16), np.uint8)
+    mapped[0, 10:12] = 0xFF
+    nets = np.concatenate([nets, mapped])
+    lengths = np.concatenate([np.unpackbits(masks, axis=1).sum(axis=1), [96]]).astype(np.int64)
+    return np.unpackbits(nets, axis=1), lengths
+
+
+def start_levels(ips: np.ndarray, fixed_bits: np.ndarray, fixed_lengths: np.ndarray) -> np.ndarray:
+    """The first bit (in the 128-bit space) each (m, 16) address's pseudonym may differ at: the
+    depth below its longest-matching network and below every network nested beneath its path.
+
+    The nodes on the path to a configured network never swap, so a network maps onto itself;
+    the first bits that do change are those of the deepest node on the address's path that is an
+    ancestor of a network (or the network itself). An address and its pseudonym get the same level.
+    """
+    bits = np.unpackbits(np.ascontiguousarray(ips, dtype=np.uint8), axis=1)
+    start = np.zeros(len(bits), dtype=np.int64)
+    for net_bits, length in zip(fixed_bits, fixed_lengths):
+        differ = bits != net_bits
+        common = np.where(differ.any(axis=1), differ.argmax(axis=1), 128)
+        start = np.maximum(start, np.minimum(length, common + 1))
+    return start
+
+
 class Pseudonymiser:
     """Map the internal addresses of (n, 16) uint8 columns to their keyed pseudonyms.
 
@@ -114,11 +158,16 @@ class Pseudonymiser:
         self._mac_key = hmac.digest(key, b"finsa-pan-mac", "sha256")
         self.networks = tuple(str(ipaddress.ip_network(n, strict=False)) for n in internal_networks)
         self._masks, self._nets = _network_rows(self.networks)
+        self._fixed_bits, self._fixed_lengths = _fixed_tree(self._masks, self._nets)
         self._prefix_bits: dict[tuple[int, int, bytes], int] = {}
         self._addresses: dict[bytes, bytes] = {}
 
     def __repr__(self) -> str:  # never show the key
         return f"Pseudonymiser(networks={list(self.networks)!r})"
+
+    def inside(self, ips: np.ndarray) -> np.ndarray:
+        """Which rows of an (n, 16) column lie inside an internal network (and are mapped)."""
+        return _inside(np.ascontiguousarray(ips, dtype=np.uint8), self._masks, self._nets)
 
     def apply(self, ips: np.ndarray) -> np.ndarray:
         """A copy of ``ips`` with every internal address replaced; external rows are unchanged."""
@@ -137,41 +186,59 @@ class Pseudonymiser:
         ADDRESSES.inc(int((~v4).sum()), family="ipv6")
         return out
 
+    def invert(self, ips: np.ndarray) -> np.ndarray:
+        """The clear addresses behind an (n, 16) column of pseudonyms; rows outside every internal
+        network are nobody's pseudonym and come back unchanged (never cached: the analyst's side)."""
+        ips = np.ascontiguousarray(ips, dtype=np.uint8)
+        out = ips.copy()
+        rows = np.flatnonzero(_inside(ips, self._masks, self._nets))
+        if len(rows):
+            out[rows] = self._map_rows(ips[rows], inverse=True)
+        return out
+
     def _map_unique(self, uniques: np.ndarray) -> np.ndarray:
         raw = uniques.tobytes()
         keys = [raw[i:i + 16] for i in range(0, len(raw), 16)]
         todo = [i for i, k in enumerate(keys) if k not in self._addresses]
         if todo:
-            fresh = uniques[todo]
-            v4 = (fresh[:, :12] == _MAPPED_PREFIX).all(axis=1)
-            result = fresh.copy()
-            if v4.any():
-                result[v4, 12:] = self._map_bits(fresh[v4, 12:], 32)
-            if (~v4).any():
-                result[~v4] = self._map_bits(fresh[~v4], 128)
+            done = self._map_rows(uniques[todo]).tobytes()
             if len(self._addresses) + len(todo) > _CACHE_LIMIT:
                 self._addresses.clear()
-            done = result.tobytes()
             for j, i in enumerate(todo):
                 self._addresses[keys[i]] = done[16 * j:16 * j + 16]
         joined = b"".join([self._addresses[k] for k in keys])
         return np.frombuffer(joined, dtype=np.uint8).reshape(-1, 16).copy()
 
-    def _map_bits(self, raw: np.ndarray, width: int) -> np.ndarray:
-        """Crypto-PAn over ``width``-bit addresses given as (m, width/8) bytes."""
-        bits = np.unpackbits(raw, axis=1)
-        flips = np.zeros_like(bits)
-        prefix = np.zeros_like(bits)
+    def _map_rows(self, rows: np.ndarray, inverse: bool = False) -> np.ndarray:
+        """Pseudonyms (or, ``inverse``, clear addresses) of internal (m, 16) rows."""
+        start = start_levels(rows, self._fixed_bits, self._fixed_lengths)
+        v4 = (rows[:, :12] == _MAPPED_PREFIX).all(axis=1)
+        result = rows.copy()
+        if v4.any():
+            result[v4, 12:] = self._map_bits(rows[v4, 12:], 32, start[v4] - 96, inverse)
+        if (~v4).any():
+            result[~v4] = self._map_bits(rows[~v4], 128, start[~v4], inverse)
+        return result
+
+    def _map_bits(self, raw: np.ndarray, width: int, start: np.ndarray, inverse: bool) -> np.ndarray:
+        """Crypto-PAn over ``width``-bit addresses given as (m, width/8) bytes, from bit ``start``
+        of each row on (the bits before it are its network's and stay). Inverted bit by bit: the
+        clear bit ``i`` is the pseudonym's XOR the flip of the clear first ``i`` bits, known by then."""
+        source = np.unpackbits(raw, axis=1)
+        target = source.copy()
+        clear = target if inverse else source
         if len(self._prefix_bits) > _CACHE_LIMIT:
             self._prefix_bits.clear()
-        for level in range(width):
+        for level in range(int(start.min()), width):
+            rows = np.flatnonzero(start <= level)
+            prefix = np.zeros((len(rows), width), dtype=np.uint8)
+            prefix[:, :level] = clear[rows, :level]
             keys = np.ascontiguousarray(np.packbits(prefix, axis=1)).view(f"V{width // 8}").ravel()
-            uniq, inverse = np.unique(keys, return_inverse=True)
-            level_bits = np.fromiter((self._prf(width, level, u.tobytes()) for u in uniq),
-                                     dtype=np.uint8, count=len(uniq))
-            flips[:, level] = level_bits[inverse.ravel()]
-            prefix[:, level] = bits[:, level]
-        return np.packbits(bits ^ flips, axis=1)
+            uniq, back = np.unique(keys, return_inverse=True)
+            flips = np.fromiter((self._prf(width, level, u.tobytes()) for u in uniq),
+                                dtype=np.uint8, count=len(uniq))
+            target[rows, level] ^= flips[back.ravel()]
+        return np.packbits(target, axis=1)
 
     def _prf(self, width: int, level: int, prefix: bytes) -> int:
         key = (width, level, prefix)

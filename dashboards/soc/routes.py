@@ -5,7 +5,9 @@ read goes through the user's tenant view (:meth:`finsa.dashboards.reads.PanelRea
 every change through :mod:`finsa.dashboards.soc.triage` into :mod:`finsa.storage.triage` and the
 audit log.
 
-- ``GET /alerts/{alert_id}``, ``GET /flows``, ``GET /work``: the pages (static HTML + JS);
+- ``GET /alerts/{alert_id}``, ``GET /flows``, ``GET /work``: the pages (static HTML + JS); an
+  institution's analyst's pages name that institution's agent (:mod:`~finsa.dashboards.soc.agent_link`)
+  in their config and CSP, and translate addresses through it in the browser;
 - ``GET /api/alerts/{alert_id}``: the alert, its evidence, flows, entity activity, enrichment,
   triage state and history (404 when the user cannot see it);
 - ``POST /api/alerts/{alert_id}/triage``: a triage change (JSON body, see :func:`triage.parse_change`);
@@ -28,8 +30,9 @@ from typing import Any, Callable
 from aiohttp import web
 
 from finsa.dashboards.soc import alertpage, flowsearch, triage
+from finsa.dashboards.soc.agent_link import AgentOrigins
 from finsa.dashboards.login import session_of
-from finsa.dashboards.page import CONTENT_SECURITY_POLICY, level_css, template
+from finsa.dashboards.page import CONTENT_SECURITY_POLICY, content_security_policy, level_css, template
 from finsa.dashboards.reads import Forbidden, PanelReads
 from finsa.dashboards.users import User
 from finsa.errors import FinsaError
@@ -66,15 +69,21 @@ def _json(value: Any) -> web.Response:
 
 
 # --- pages -------------------------------------------------------------------------------
-def _page(name: str, request: web.Request, **fields: str) -> web.Response:
+def _page(name: str, request: web.Request, translates: bool = True, **fields: str) -> web.Response:
+    """A page for the logged-in user; ``translates``: it reads addresses through the user's agent."""
     session = session_of(request)
     user = session.user
+    agents: AgentOrigins = request.app[_CTX]["agents"]
     config = {"csrf": session.csrf, "role": user.role, "institution": user.institution, "user": user.username,
               **fields}
+    origin = agents.for_user(user) if translates else None
+    if origin:  # the page translates through this institution's agent; nobody else's page names it
+        config["agent_url"] = origin
     text = Template(template(name)).substitute(
         config=html.escape(json.dumps(config), quote=True), level_css=level_css(),
         who=html.escape(f"{user.username} · {user.institution or user.role}"))
-    return web.Response(text=text, content_type="text/html", charset="utf-8", headers=_HEADERS)
+    return web.Response(text=text, content_type="text/html", charset="utf-8",
+                        headers={**_HEADERS, "Content-Security-Policy": content_security_policy(origin)})
 
 
 async def _alert_page(request: web.Request) -> web.Response:
@@ -89,7 +98,7 @@ async def _flows_page(request: web.Request) -> web.Response:
 
 
 async def _work_page(request: web.Request) -> web.Response:
-    return _page("work.html", request)
+    return _page("work.html", request, translates=False)
 
 
 # --- alerts ------------------------------------------------------------------------------
@@ -263,10 +272,11 @@ def _geo() -> Callable[[str], dict[str, Any]]:
 
 
 def add_soc_routes(app: web.Application, store: Any, reads: PanelReads, executor: ThreadPoolExecutor,
-                   enrich: Callable[[str], dict[str, Any]] | None = None) -> None:
-    """Add the analyst's routes to the web view ``app`` (reads and executor shared with it)."""
+                   enrich: Callable[[str], dict[str, Any]] | None = None, agents: AgentOrigins | None = None) -> None:
+    """Add the analyst's routes to the web view ``app`` (reads and executor shared with it).
+    ``agents``: where each institution's analysts translate addresses (none: pseudonyms only)."""
     app[_CTX] = {"reads": reads, "executor": executor, "log": TriageLog(store),
-                 "enrich": enrich if enrich is not None else _geo()}
+                 "enrich": enrich if enrich is not None else _geo(), "agents": agents or AgentOrigins()}
     app.router.add_get("/alerts/{alert_id}", _alert_page)
     app.router.add_get("/flows", _flows_page)
     app.router.add_get("/work", _work_page)

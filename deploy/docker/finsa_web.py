@@ -8,6 +8,8 @@ Settings come from the environment (secrets as files, never as values):
     FINSA_CLICKHOUSE_PASSWORD_FILE  file holding the password (e.g. /run/secrets/...)
     FINSA_WEB_USERS_FILE            the web view's users file (finsa.dashboards.users)
     FINSA_WEB_PORT                  default 8600
+    FINSA_INSTITUTIONS_FILE         the institutions registry: its ``agent_url`` entries let each
+                                    institution's analysts translate addresses through their agent
     FINSA_DRAIN_TIMEOUT_S           on SIGTERM/SIGINT, seconds to finish requests in progress (default 10)
 
 It stops through :mod:`finsa.lifecycle`: the first SIGTERM/SIGINT closes the listener and lets the
@@ -52,6 +54,7 @@ def tls_context(environ: dict[str, str]):
 async def serve(environ: dict[str, str], shutdown=None) -> None:
     from finsa.dashboards.users import check_institutions, load_users
     from finsa.dashboards.webview import start_webview
+    from finsa.institutions import agent_origins, load_registry
     from finsa.lifecycle import Shutdown
     from finsa.storage.backend import open_store
 
@@ -66,8 +69,11 @@ async def serve(environ: dict[str, str], shutdown=None) -> None:
     users = load_users(users_file) if users_file else None
     if users is not None:  # every analyst's institution must be in the registry (refused at start)
         check_institutions(users, [row[0] for row in store.query("SELECT id FROM institutions").rows])
+    registry_file = environ.get("FINSA_INSTITUTIONS_FILE")
+    origins = agent_origins(load_registry(registry_file)) if registry_file else {}
     runner = await start_webview(store, host="0.0.0.0", port=int(environ.get("FINSA_WEB_PORT", "8600")),
-                                 announce=None, users=users, ssl_context=tls_context(environ))
+                                 announce=None, users=users, ssl_context=tls_context(environ),
+                                 agent_origins=origins)
     while not shutdown.requested:
         await asyncio.sleep(0.2)
     try:

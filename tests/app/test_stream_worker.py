@@ -85,3 +85,30 @@ def test_the_builder_starts_and_stops_the_soc_pieces_for_both_commands(tmp_path)
         raise AssertionError("the ClickHouse HTTP interface still answers after stop()")
     except urllib.error.URLError:
         pass
+
+
+def test_the_web_view_learns_each_institutions_agent_from_the_registry(tmp_path) -> None:
+    import asyncio
+
+    from finsa.dashboards.soc.routes import _CTX
+    from finsa.dashboards.users import User
+    from finsa.streams.broker import free_port
+
+    registry = tmp_path / "institutions.toml"
+    registry.write_text('[[institution]]\nid = "bank-a"\nname = "A"\nsubsector = "bank"\n'
+                        'agent_url = "http://127.0.0.1:9465/"\n'
+                        '[[institution]]\nid = "bank-b"\nname = "B"\nsubsector = "bank"\n')
+    worker = StreamWorker(WorkerPlan(WorkerSettings("127.0.0.1:9"), registry=registry, web=("127.0.0.1", free_port()),
+                                     say=lambda line: None))
+    worker.store = MemoryStore()
+
+    async def run() -> list:
+        await worker._start_web(worker.plan.web)
+        try:
+            agents = worker.runner.app[_CTX]["agents"]
+            return [agents.for_user(User.model_construct(username="x", role="institution", institution=i))
+                    for i in ("bank-a", "bank-b")]
+        finally:
+            await worker.runner.cleanup()
+
+    assert asyncio.run(run()) == ["http://127.0.0.1:9465", None]

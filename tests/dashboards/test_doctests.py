@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["threat", "panels", "sectormap", "page", "webview"])
+@pytest.mark.parametrize("name", ["threat", "panels", "sectormap", "page", "webview", "soc.agent_link"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"finsa.dashboards.{name}")
     result = doctest.testmod(module)

@@ -129,6 +129,13 @@ class Synth:
         return [whole.take(np.arange(i, min(i + batch_rows, len(whole))))
                 for i in range(0, len(whole), batch_rows)]
 
+    @classmethod
+    def per_second(cls, *parts: dict) -> list[RecordBatch]:
+        """Batches of one second of flow end time each, as a worker receives them."""
+        whole = cls.batches(*parts, batch_rows=10**9)[0]
+        sec = whole.columns["last_seen_ms"] // 1000
+        return [whole.take(np.flatnonzero(sec == s)) for s in np.unique(sec)]
+
 
 @pytest.fixture
 def synth() -> Synth:

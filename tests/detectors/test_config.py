@@ -99,6 +99,15 @@ def test_parameters_that_only_fail_together_are_reported() -> None:
     assert [p.split(": ")[0] for p in found] == ["overrides.institution.bank-a.synflood.bin_ms"]
 
 
+def test_bounds_that_limit_each_other_can_be_moved_together() -> None:
+    # min_reconnects may not exceed min_beacons: lowering both at once is valid, lowering one is not.
+    cfg = parse_detectors_config(tomllib.loads("[detectors.beaconing]\nmin_beacons = 4\nmin_reconnects = 4\n"))
+    params = cfg.detectors["beaconing"].params
+    assert (params["min_beacons"], params["min_reconnects"]) == (4, 4)
+    found = problems_of("[detectors.beaconing]\nmin_beacons = 4\n")
+    assert found == ["detectors.beaconing.min_reconnects: 5 not in [3, 4]"]  # the default it now breaks
+
+
 def test_values_keep_the_types_the_detectors_expect() -> None:
     cfg = parse_detectors_config(tomllib.loads("[detectors.bruteforce]\nports = [22, 2222]\nmax_cv = 1\n"))
     settings = cfg.detectors["bruteforce"]

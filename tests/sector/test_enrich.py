@@ -108,3 +108,22 @@ def test_enrich_adds_registry_asset_provider_geo_and_intel_columns():
 def test_enrich_of_an_empty_batch():
     out = Enricher(registry()).enrich(wire.ALERT.make_batch({}, n_rows=0).columns)
     assert all(len(col) == 0 for col in out.values()) and isinstance(out["criticality"], np.ndarray)
+
+
+def test_pseudonyms_of_internal_hosts_are_enriched_as_internal_never_as_a_foreign_country():
+    """An agent's pseudonyms keep their network: a 10.x host is still private at the centre, and a
+    host of an institution's own public range (8.8.8.0/24 stands for one here) keeps its AS and country."""
+    from finsa.collectors.agent.pseudonym import Pseudonymiser
+
+    p = Pseudonymiser(bytes(range(32)), ["10.0.0.0/8", "192.168.0.0/16", "8.8.8.0/24"])
+    hosts = np.random.default_rng(5).integers(0, 256, size=(120, 3))
+    clear = [f"10.{a}.{b}.{c}" for a, b, c in hosts[:80]] + [f"192.168.{b}.{c}" for _, b, c in hosts[80:110]] \
+        + [f"8.8.8.{c}" for _, _, c in hosts[110:]]
+    pseudo = wire.ips_to_strings(p.apply(wire.ips_from_strings(clear)))
+    assert sum(a != b for a, b in zip(clear, pseudo)) >= 110  # they are pseudonyms
+    batch = wire.ALERT.make_batch({"institution_id": ["pay-a"] * len(pseudo), "entity": pseudo,
+                                   "target": ["192.0.2.10:443"] * len(pseudo)})
+    out = Enricher(registry()).enrich(batch.columns, now_ms=0)
+    assert set(out["entity_country"][:110].tolist()) == {""} and set(out["entity_asn"][:110].tolist()) == {""}
+    assert all(GeoLookup().lookup(a).private for a in pseudo[:110])
+    assert set(out["entity_country"][110:].tolist()) == {"US"} and set(out["entity_asn"][110:].tolist()) == {"GOOGLE"}

@@ -55,6 +55,8 @@ def test_cross_field_rules(tmp_path) -> None:
         "give pseudonymisation_key_file": "\n".join(line for line in base.splitlines() if not line.startswith("pseudonym")),
         "sasl_password_env": base.replace('partitions = 2', 'partitions = 2\nsasl_password_env = "FINSA_NOPE_XYZ"'),
         "give at least one": base.replace("pcap_files", "interfaces = []\n#"),
+        "is one address: a pseudonym keeps the network": base.replace(
+            "internal_networks = [", 'internal_networks = ["10.9.8.7/32", '),
     }
     for expected, text in cases.items():
         path = tmp_path / "case.toml"

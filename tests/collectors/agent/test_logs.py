@@ -66,3 +66,4 @@ def test_zeek_directory_and_eve_file_reach_the_broker(tmp_path) -> None:
     alert = alerts[0].rows()[0]
     assert alert["detector"] == "suricata" and alert["severity"] == 4
     assert alert["entity"] not in ("", "10.1.0.5") and alert["target"] == "198.51.100.80:80"
+    assert alert["entity"].startswith("10.")  # a pseudonym inside 10.0.0.0/8, the internal network

@@ -11,7 +11,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from finsa.collectors.agent.packet_ring import PacketRing, PcapEndpoint
+from finsa.collectors.agent.endpoint import LocalEndpoint
+from finsa.collectors.agent.packet_ring import PacketRing
 from finsa.collectors.meter.flowmeter import meter_capture
 from finsa.collectors.pcap.capture import read_capture
 from tests.conftest import shared_data
@@ -54,8 +55,8 @@ def test_the_endpoint_needs_its_token_and_sane_parameters(capture):
 
     flows = [r for b in meter_capture(capture, "nfstream") for r in b.rows()]
     flow = flows[0]
-    inside = Pseudonymiser(bytes(range(32)), [flow["src_ip"] + "/32"])
-    endpoint = PcapEndpoint(_ring(capture), pseudonymiser=inside).start()
+    inside = Pseudonymiser(bytes(range(32)), [flow["src_ip"] + ("/16" if "." in flow["src_ip"] else "/64")])
+    endpoint = LocalEndpoint(_ring(capture), pseudonymiser=inside).start()
     base = f"http://127.0.0.1:{endpoint.port}/pcap?a={flow['src_ip']}&b={flow['dst_ip']}" \
            f"&from_ms={flow['first_seen_ms']}&to_ms={flow['last_seen_ms']}"
 
@@ -73,12 +74,13 @@ def test_the_endpoint_needs_its_token_and_sane_parameters(capture):
         assert status == 200 and body[:4] == bytes.fromhex("4d3cb2a1")  # nanosecond pcap, little-endian
         assert get(base.replace("a=", "a=not-an-ip&x="), endpoint.token)[0] == 400
         alias = pseudonym_of(inside, flow["src_ip"])
-        as_shown = base.replace(f"a={flow['src_ip']}", f"a={alias}") + "&pseudonyms=1"
+        as_shown = base.replace(f"a={flow['src_ip']}", f"a={alias}").replace(
+            f"b={flow['dst_ip']}", f"b={pseudonym_of(inside, flow['dst_ip'])}") + "&pseudonyms=1"  # both as shown
         assert alias != flow["src_ip"] and get(as_shown, endpoint.token)[1] == body  # read in clear at the agent
     finally:
         endpoint.stop()
     with pytest.raises(ValueError):
-        PcapEndpoint(PacketRing(), host="0.0.0.0")
+        LocalEndpoint(PacketRing(), host="0.0.0.0")
 
 
 def test_the_agent_serves_its_ring_on_loopback_with_the_configured_token(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 
 from finsa import wire
 from finsa.collectors.replay import CaptureSource, replay_all
-from tests.collectors.agent.agent_helpers import read_topic, write_config
+from finsa.collectors.agent.pseudonym import Pseudonymiser
+from tests.collectors.agent.agent_helpers import KEY_HEX, read_topic, write_config
 from tests.conftest import shared_data
 
 pytestmark = [pytest.mark.integration,
@@ -36,13 +37,17 @@ def test_collect_with_a_config_file_publishes_pseudonymised_flows(tmp_path) -> N
         got = wire.RecordBatch.concat([b for b in topic if b.type is wire.FLOW])
         got_arp = wire.RecordBatch.concat([b for b in topic if b.type is wire.ARP])
     assert len(got) == len(flows)
-    # ARP bindings travel pseudonymised too: no internal address, no real MAC
+    # ARP bindings travel pseudonymised too: each internal address as its pseudonym (inside
+    # 192.168.0.0/16 still), no real MAC
+    pseudo = Pseudonymiser(bytes.fromhex(KEY_HEX), ["192.168.0.0/16"])
     assert len(got_arp) == len(bindings) > 0
-    assert not [ip for ip in wire.ips_to_strings(got_arp.columns["ip"]) if ip.startswith("192.168.")]
+    assert sorted(wire.ips_to_strings(got_arp.columns["ip"])) == sorted(wire.ips_to_strings(pseudo.apply(bindings.columns["ip"])))
     assert not set(got_arp.columns["mac"].tolist()) & set(bindings.columns["mac"].tolist())
     sent_ips = wire.ips_to_strings(got.columns["src_ip"]) + wire.ips_to_strings(got.columns["dst_ip"])
     seen_ips = wire.ips_to_strings(flows.columns["src_ip"]) + wire.ips_to_strings(flows.columns["dst_ip"])
-    assert not [ip for ip in sent_ips if ip.startswith("192.168.")]
+    internal = {ip for ip in seen_ips if ip.startswith("192.168.")}
+    assert {ip for ip in sent_ips if ip.startswith("192.168.")} == \
+        set(wire.ips_to_strings(pseudo.apply(wire.ips_from_strings(sorted(internal))))) != internal
     external = {ip for ip in seen_ips if not ip.startswith("192.168.")}
     assert external and external <= set(sent_ips)  # external addresses pass untouched
     # one host keeps one pseudonym, and the /24 of the gateway and the phone is still shared

@@ -49,7 +49,7 @@ def test_a_slash24_stays_one_slash24_and_hosts_stay_distinct() -> None:
     out = p.apply(ips)
     assert len({bytes(r[12:15]) for r in out}) == 1
     assert len({bytes(r) for r in out}) == 256
-    assert bytes(out[0, 12:15]) != bytes(ips[0, 12:15])
+    assert bytes(out[0, 12:15]) != bytes(ips[0, 12:15]) and out[0, 12] == 10  # another /24 of 10/8
 
 
 def test_same_key_same_pseudonym_across_instances_and_batches() -> None:
@@ -107,3 +107,74 @@ def test_key_file_is_checked_without_showing_it(tmp_path) -> None:
     assert "zz" not in str(err.value)
     with pytest.raises(ConfigError, match="cannot read"):
         load_key(tmp_path / "missing")
+
+
+NESTED = ["10.0.0.0/8", "10.2.0.0/16", "192.168.0.0/16", "192.168.5.0/24", "192.168.5.128/28",
+          "198.51.100.0/24", "203.0.113.9/32", "fd00::/8", "fd00:1:2::/48"]
+_NETS = [ipaddress.ip_network(n) for n in NESTED]
+_NESTED_P = Pseudonymiser(KEY, NESTED)  # shared: its caches make hypothesis quick
+
+
+def _longest(text: str) -> str | None:
+    """The longest internal network holding ``text`` (the one whose prefix its pseudonym keeps)."""
+    address = ipaddress.ip_address(text)
+    inside = [n for n in _NETS if n.version == address.version and address in n]
+    return str(max(inside, key=lambda n: n.prefixlen)) if inside else None
+
+
+def _sample(seed: int) -> list[str]:
+    """Addresses inside each network (and the nested ones), plus external ones."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for net in _NETS:
+        for _ in range(40):
+            host = int(rng.integers(0, 2 ** min(net.max_prefixlen - net.prefixlen, 62), dtype=np.int64))
+            out.append(str(net.network_address + host))
+    return out + ["8.8.8.8", "11.0.0.1", "192.169.0.1", "2001:db8::1", "fe80::1"]
+
+
+def test_every_pseudonym_stays_in_its_own_longest_matching_network() -> None:
+    p = Pseudonymiser(KEY, NESTED)
+    texts = _sample(1)
+    out = wire.ips_to_strings(p.apply(wire.ips_from_strings(texts)))
+    assert [_longest(t) for t in out] == [_longest(t) for t in texts]
+    changed = [t for t, o in zip(texts, out) if t != o]
+    assert len(changed) >= len(texts) - 60  # hosts do move (the /32 and chance fixed points aside)
+    assert [o for t, o in zip(texts, out) if _longest(t) is None] == [t for t in texts if _longest(t) is None]
+    assert out[texts.index("203.0.113.9")] == "203.0.113.9"  # a /32 has no host bits to hide
+    assert len(set(out)) == len(set(texts))  # no two hosts merge, internal or external
+
+
+def test_nested_networks_are_each_a_permutation_of_themselves() -> None:
+    nets = ["172.16.0.0/20", "172.16.5.0/24", "172.16.5.128/28"]
+    p = Pseudonymiser(KEY, nets)
+    clear = [str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("172.16.0.0")) + i)) for i in range(1 << 12)]
+    out = wire.ips_to_strings(p.apply(wire.ips_from_strings(clear)))
+    assert set(out) == set(clear)  # a bijection of the /20 onto itself
+    for net in nets[1:]:  # and of each nested network onto itself (the longest match keeps its prefix)
+        inner = ipaddress.ip_network(net)
+        assert {o for c, o in zip(clear, out) if ipaddress.ip_address(c) in inner} == \
+            {c for c in clear if ipaddress.ip_address(c) in inner}
+    assert sum(c != o for c, o in zip(clear, out)) > 4000
+    assert wire.ips_to_strings(p.invert(wire.ips_from_strings(out))) == clear
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, (1 << 24) - 1), st.integers(0, (1 << 24) - 1))
+def test_host_subnets_inside_a_network_keep_their_prefix_length(a: int, b: int) -> None:
+    p = _NESTED_P
+    ips = wire.ips_from_strings([_v4(a), _v4(b)])
+    out = p.apply(ips)
+    assert _common_prefix_bits(out[0, 12:].tobytes(), out[1, 12:].tobytes()) == \
+        _common_prefix_bits(ips[0, 12:].tobytes(), ips[1, 12:].tobytes())
+    assert out[0, 12] == out[1, 12] == 10 and (p.invert(out) == ips).all()
+
+
+def test_ipv6_never_maps_into_the_ipv4_mapped_space() -> None:
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, size=(300, 16), dtype=np.uint8)
+    raw[:100, :12] = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)  # IPv4-mapped rows
+    out = EVERYTHING.apply(raw)
+    mapped = (out[:, :12] == raw[0, :12]).all(axis=1)
+    assert mapped[:100].all() and not mapped[100:].any()
+    assert (EVERYTHING.invert(out) == raw).all()

@@ -16,17 +16,11 @@ def run(detector, batches):
     return [a for b in batches for a in detector.process(b)]
 
 
-def one_second_batches(synth, *parts):
-    """Batches of one second of flow end time, as a worker receives them."""
-    whole = synth.batches(*parts, batch_rows=10**9)[0]
-    sec = whole.columns["last_seen_ms"] // 1000
-    return [whole.take(np.flatnonzero(sec == s)) for s in np.unique(sec)]
-
 
 @pytest.mark.parametrize("port, size", [(123, 468), (161, 1400), (53, 3000), (4500, 232), (11211, 1400)])
 def test_amplification_is_alerted_within_two_seconds(synth, port, size) -> None:
     attack = synth.amplification("10.1.100.22", 3_000, T0 + 60_000, port=port, size=size, duration_ms=10_000)
-    batches = one_second_batches(synth, synth.benign(6_000, duration_ms=120_000), attack)
+    batches = synth.per_second(synth.benign(6_000, duration_ms=120_000), attack)
     alerts = run(ReflectionDetector(), batches)
     assert alerts and {(a["entity"], a["technique"]) for a in alerts} == {("10.1.100.22", "T1498.002")}
     assert alerts[0]["time_ms"] - (T0 + 60_000) <= 2_000
@@ -57,7 +51,7 @@ def test_answers_to_multicast_discovery_are_solicited(synth) -> None:
         cols = synth.amplification("10.1.1.50", 400, T0 + 50, port=port, size=400, duration_ms=1_000)
         cols["dst_port"] = np.full(400, client_port)
         answers.append(cols)
-    assert run(ReflectionDetector(), one_second_batches(synth, asks, *answers)) == []
+    assert run(ReflectionDetector(), synth.per_second(asks, *answers)) == []
 
 
 def test_answered_exchanges_and_busy_resolvers_are_not_reflection(synth) -> None:
@@ -67,7 +61,7 @@ def test_answered_exchanges_and_busy_resolvers_are_not_reflection(synth) -> None
                           attacker="10.1.100.3", duration_ms=2_000)
     cols.update(src_ip=cols["dst_ip"], dst_ip=["10.1.100.3"] * n, src_port=np.full(n, 40000),
                 dst2src_packets=np.ones(n, int), dst2src_bytes=np.full(n, 1400))
-    assert run(ReflectionDetector(), one_second_batches(synth, cols, synth.benign(5_000, duration_ms=60_000))) == []
+    assert run(ReflectionDetector(), synth.per_second(cols, synth.benign(5_000, duration_ms=60_000))) == []
 
 
 def test_benign_background_raises_nothing(synth) -> None:

@@ -15,15 +15,10 @@ def run(detector, batches):
     return [a for b in batches for a in detector.process(b)]
 
 
-def one_second_batches(synth, *parts):
-    whole = synth.batches(*parts, batch_rows=10**9)[0]
-    sec = whole.columns["last_seen_ms"] // 1000
-    return [whole.take(np.flatnonzero(sec == s)) for s in np.unique(sec)]
-
 
 def test_icmp_flood_is_alerted_within_two_seconds(synth) -> None:
     attack = synth.icmp_flood("10.1.100.23", 500, T0 + 60_000, packets_each=30, duration_ms=2_000)
-    alerts = run(VolumetricDetector(), one_second_batches(synth, synth.benign(6_000, duration_ms=120_000), attack))
+    alerts = run(VolumetricDetector(), synth.per_second(synth.benign(6_000, duration_ms=120_000), attack))
     assert [(a["entity"], a["technique"]) for a in alerts][:1] == [("10.1.100.23", "T1498.001")]
     assert alerts[0]["time_ms"] - (T0 + 60_000) <= 2_000
     features = json.loads(alerts[0]["evidence"])["features"]
@@ -50,7 +45,7 @@ def test_backup_cdn_and_answered_traffic_are_not_floods(synth) -> None:
     cdn = synth.stealth_scan(["10.1.1.9"] * n, [443] * n, T0, flags=27, attacker="151.101.1.1", duration_ms=1_000)
     cdn.update(src_ip=[f"151.101.{i % 4}.{i % 250 + 1}" for i in range(n)], src2dst_packets=np.full(n, 50),
                dst2src_packets=np.full(n, 25))
-    assert run(VolumetricDetector(), one_second_batches(synth, backup, ntp, cdn)) == []
+    assert run(VolumetricDetector(), synth.per_second(backup, ntp, cdn)) == []
 
 
 def test_a_busy_collector_learns_its_level_and_a_surge_still_alerts(synth) -> None:
@@ -62,12 +57,12 @@ def test_a_busy_collector_learns_its_level_and_a_surge_still_alerts(synth) -> No
                   first_seen_ms=T0 + np.repeat(np.arange(seconds) * 1_000, n) + np.tile(np.arange(n) * 9, seconds))
     steady["last_seen_ms"] = steady["first_seen_ms"]
     detector = VolumetricDetector()
-    quiet = run(detector, one_second_batches(synth, steady))
+    quiet = run(detector, synth.per_second(steady))
     assert len(quiet) <= 1 and all(a["time_ms"] < T0 + 60_000 for a in quiet)
     surge = synth.udp_scan(["10.1.100.51"] * 3_000, [514] * 3_000, T0 + seconds * 1_000, attacker="10.1.2.2",
                            duration_ms=900)
     surge.update(src_ip=[f"10.4.{i // 250}.{i % 250 + 1}" for i in range(3_000)], src2dst_packets=np.full(3_000, 10))
-    assert [a["entity"] for a in run(detector, one_second_batches(synth, surge))] == ["10.1.100.51"]
+    assert [a["entity"] for a in run(detector, synth.per_second(surge))] == ["10.1.100.51"]
 
 
 def test_benign_background_raises_nothing(synth) -> None:
@@ -80,5 +75,5 @@ def test_ping_flood_from_one_host_is_alerted_and_monitoring_pings_are_not(synth)
     flood = synth.icmp_flood("10.1.100.60", 1, T0, packets_each=8_000, duration_ms=2_000)
     monitor = synth.icmp_flood("10.1.100.61", 500, T0, packets_each=1, duration_ms=2_000)
     monitor.update(src_ip=["10.1.9.9"] * 500, dst_ip=[f"10.6.{i // 250}.{i % 250 + 1}" for i in range(500)])
-    alerts = run(VolumetricDetector(), one_second_batches(synth, flood, monitor))
+    alerts = run(VolumetricDetector(), synth.per_second(flood, monitor))
     assert [a["entity"] for a in alerts] == ["10.1.100.60"]
