@@ -27,10 +27,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small inputs (all parts in under 3 minutes)")
     p.add_argument("--flows", type=int, default=None,
                    help="storage: flows loaded before the panel queries (default 2M, 0.5M with --quick)")
+    p.add_argument("--store", default="",
+                   help="panels: a store directory kept on disk, filled with --flows once and reused (bench.bigstore)")
+    p.add_argument("--rounds", type=int, default=None, help="panels: page loads per user (default 5)")
     p.add_argument("--packets", type=int, default=None,
                    help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
     p.add_argument("--seconds", type=float, default=None, help="soak: how long to offer load (default 600, 60 with --quick)")
     p.add_argument("--rate", type=float, default=None, help="soak: flows/s offered (default 20,000)")
+    p.add_argument("--rates", default=None,
+                   help="pipeline: offered flows/s, comma-separated (default 10000,25000,50000,100000)")
     return p
 
 
@@ -49,8 +54,12 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
     if part == "soak":
         return import_module("bench.soak").run(args.quick, seconds=args.seconds, rate=args.rate)
     module = import_module(f"bench.{part}")
-    if part in ("storage", "memory", "panels", "rollups", "scaleout"):
+    if part == "panels":
+        return module.run(args.quick, flows=args.flows, rounds=args.rounds, store_dir=args.store)
+    if part in ("storage", "memory", "rollups", "scaleout"):
         return module.run(args.quick, flows=args.flows)
+    if part == "pipeline" and args.rates:
+        return module.run(args.quick, tuple(float(r) for r in args.rates.split(",")))
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)
     return module.run(args.quick)

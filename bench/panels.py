@@ -8,8 +8,13 @@ times, all at once, through :class:`~finsa.dashboards.reads.PanelReads` (tenancy
 included). The same load runs twice in the same process on the same store: *uncached*
 (``PanelReads``) and *cached* (:class:`~finsa.dashboards.panel_cache.PanelCache`, 10 s buckets).
 Reported: wall ms per panel request, p50/p95/max over every request and the slowest panel's
-p95, and for the cache its hit rate. The store is idle during the load (no ingest): under
-ingest, entries of the tables being written are invalidated at every write.
+p95, and for the cache its hit rate, hits (from memory), joined reads (waited for another
+user's query of the same key) and misses apart, for every request and apart for the whole-sector users
+and the institution users. The store is idle during the load (no ingest): under ingest, entries
+of the tables being written are invalidated at every write.
+
+``--store DIR`` reuses a store kept on disk (:mod:`bench.bigstore`; filled with ``--flows``
+flows the first time): ``python -m bench panels --store /work/bigstore --flows 100000000``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def _load(store, users: list, rounds: int, reader) -> tuple[dict[str, list[float
 
     end_ms = START_MS + DAY_MS
     times: dict[str, list[float]] = {p.id: [] for p in WEB_PANELS}
+    kinds = {"regulator": "@sector", "institution": "@institution"}
     lock = threading.Lock()
     t0 = time.monotonic()
 
@@ -65,8 +71,10 @@ def _load(store, users: list, rounds: int, reader) -> tuple[dict[str, list[float
                 outcome = getattr(getattr(reader, "last", None), "outcome", "")
                 with lock:
                     times[panel.id].append(elapsed_ms)
+                    times.setdefault(kinds[user.role], []).append(elapsed_ms)
                     if outcome:
                         times.setdefault(f"_{outcome}", []).append(elapsed_ms)
+                        times.setdefault(f"_{outcome}{kinds[user.role]}", []).append(elapsed_ms)
 
     threads = [threading.Thread(target=user_loop, args=(u,)) for u in users]
     for t in threads:
@@ -77,43 +85,67 @@ def _load(store, users: list, rounds: int, reader) -> tuple[dict[str, list[float
 
 
 def _row(name: str, times: dict[str, list[float]], wall_s: float, extra: str) -> list[str]:
-    every = np.concatenate([np.asarray(v) for k, v in times.items() if v and not k.startswith("_")])
-    worst = max(((np.percentile(v, 95), k) for k, v in times.items() if v and not k.startswith("_")))
+    every = np.concatenate([np.asarray(v) for k, v in times.items() if v and not k.startswith(("_", "@"))])
+    worst = max(((np.percentile(v, 95), k) for k, v in times.items() if v and not k.startswith(("_", "@"))))
     return [name, f"{len(every):,}", f"{np.percentile(every, 50):,.1f}", f"{np.percentile(every, 95):,.1f}",
             f"{every.max():,.1f}", f"{worst[1]} {worst[0]:,.1f}", f"{len(every) / wall_s:,.1f}", extra]
 
 
-def run(quick: bool, flows: int | None = None, rounds: int | None = None) -> list[str]:
+def _split(label: str, times: dict[str, list[float]], wall_s: float, prefix: str = "@") -> list[list[str]]:
+    """Rows of the whole-sector and the institution users' requests apart."""
+    return [_row(f"{label}, {kind}", {kind: times[f"{prefix}{kind}"]}, wall_s, "")
+            for kind in ("sector", "institution") if times.get(f"{prefix}{kind}")]
+
+
+def _measure(store, rounds: int) -> list[list[str]]:
     from finsa.dashboards.panel_cache import LOOKUPS, PanelCache
     from finsa.dashboards.reads import PanelReads
+
+    rows = []
+    users = _users()
+    times, wall_s = _load(store, users, rounds, PanelReads(store))
+    rows += [_row("uncached (PanelReads)", times, wall_s, "")] + _split("uncached", times, wall_s)
+    before = {o: LOOKUPS.value(outcome=o) for o in ("hit", "miss", "joined")}
+    cache = PanelCache(PanelReads(store))
+    try:
+        times, wall_s = _load(store, users, rounds, cache)
+    finally:
+        getattr(cache, "close", lambda: None)()
+    got = {o: LOOKUPS.value(outcome=o) - before[o] for o in before}
+    rows.append(_row("cached (PanelCache), all", times, wall_s,
+                     f"hits {got['hit']:,.0f}, misses {got['miss']:,.0f}, joined {got['joined']:,.0f}"))
+    labels = {"hit": "cached: hits only", "joined": "cached: joined another's query", "miss": "cached: misses only"}
+    for outcome, label in labels.items():
+        if times.get(f"_{outcome}"):
+            rows.append(_row(label, {outcome: times[f"_{outcome}"]}, wall_s, ""))
+            rows += _split(label, times, wall_s, prefix=f"_{outcome}@")
+    return rows
+
+
+def run(quick: bool, flows: int | None = None, rounds: int | None = None, store_dir: str = "") -> list[str]:
+    """The table; ``rounds`` page loads per user (default 5, 2 with ``quick``)."""
     from finsa.storage.backend import open_store
 
     n = flows or (200_000 if quick else 2_000_000)
     rounds = rounds or (2 if quick else 5)
-    folder = tempfile.mkdtemp(prefix="finsa-bench-panels-")
-    rows = []
-    try:
-        with open_store(data_dir=folder) as store:
-            store.migrate()
-            for group in _groups(flow_batches(n, 100_000), 5):
-                store.insert_many(group)
-            store.insert(synthetic_alerts(max(1, n // 1000)))
-            fill_small_tables(store)
-            _settle(store)
-            users = _users()
-            times, wall_s = _load(store, users, rounds, PanelReads(store))
-            rows.append(_row("uncached (PanelReads)", times, wall_s, ""))
-            before = {o: LOOKUPS.value(outcome=o) for o in ("hit", "miss", "joined")}
-            times, wall_s = _load(store, users, rounds, PanelCache(PanelReads(store)))
-            got = {o: LOOKUPS.value(outcome=o) - before[o] for o in before}
-            rows.append(_row("cached (PanelCache), all", times, wall_s,
-                             f"hits {got['hit']:,.0f}, misses {got['miss']:,.0f}, joined {got['joined']:,.0f}"))
-            for outcome in ("hit", "miss"):
-                if times.get(f"_{outcome}"):
-                    label = "cached: hits only" if outcome == "hit" else "cached: misses only"
-                    rows.append(_row(label, {outcome: times[f"_{outcome}"]}, wall_s, ""))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    if store_dir:
+        from bench.bigstore import filled_store
+
+        with filled_store(store_dir, n) as store:
+            rows = _measure(store, rounds)
+    else:
+        folder = tempfile.mkdtemp(prefix="finsa-bench-panels-")
+        try:
+            with open_store(data_dir=folder) as store:
+                store.migrate()
+                for group in _groups(flow_batches(n, 100_000), 5):
+                    store.insert_many(group)
+                store.insert(synthetic_alerts(max(1, n // 1000)))
+                fill_small_tables(store)
+                _settle(store)
+                rows = _measure(store, rounds)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     head = ["reads", "requests", "p50 ms", "p95 ms", "max ms", "slowest panel p95 ms", "requests/s", "cache"]
     return [f"panels: 10 concurrent users (5 whole sector, 5 institutions), every web panel, last hour, {rounds} "
             f"rounds; {n:,} flows over 24 h, wall ms per request\n" + grid(head, rows)]

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.pipeline_stages import (Stages, TimedEngine, TimedProcessor, TimedSectorStage, TimedStore, child_pids,
-                                   process_cpu_s, worker_shares)
+                                   engine_threads_cpu_s, process_cpu_s, worker_shares)
 from bench.report import grid
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -125,7 +125,8 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             await service.start()
             await asyncio.sleep(5)  # consumer-group join
             stages.seconds.clear()
-            cpu0, broker0 = process_cpu_s(), process_cpu_s(broker_pid)
+            stages.counts.clear()
+            cpu0, broker0, engine0 = process_cpu_s(), process_cpu_s(broker_pid), engine_threads_cpu_s()
             agent = _start_agent(broker.bootstrap, rate, seconds, quick)
             while agent.poll() is None:
                 await asyncio.sleep(0.2)
@@ -138,15 +139,19 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             while sum(map(len, flow_ms)) < result["sent"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             result.update(wall_s=time.time() - result["start_unix_s"], worker_cpu_s=process_cpu_s() - cpu0,
-                          broker_cpu_s=process_cpu_s(broker_pid) - broker0)
-            await asyncio.sleep(1.0)  # the sector stage's last alert messages
+                          broker_cpu_s=process_cpu_s(broker_pid) - broker0, engine_cpu_s=engine_threads_cpu_s() - engine0)
+            await asyncio.sleep(2.0)  # the sector stage's last alert messages (taken within 1 s)
             await service.stop()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if others:  # Faust's own tasks finishing their stop (cancelled mid-way, one may loop)
+                await asyncio.wait(others, timeout=15)
 
         asyncio.run(main())
         store.close()
     flows = np.concatenate(flow_ms) if flow_ms else np.zeros(0)
     alerts = np.concatenate(alert_ms) if alert_ms else np.zeros(0)
-    result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"]),
+    result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"], result["engine_cpu_s"]),
+                  writes={k: v / result["wall_s"] for k, v in sorted(stages.counts.items())},
                   flow_p=_percentiles(flows), alert_p=_percentiles(alerts))
     return result
 
@@ -164,7 +169,7 @@ def _cpu_split(r: dict) -> dict[str, float]:
 
 
 def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
-    rows, shares = [], []
+    rows, shares, writes = [], [], []
     for rate, r in results:
         split = _cpu_split(r)
         total = sum(split.values())
@@ -173,12 +178,14 @@ def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
                      f"{r['flow_p'][1]:,.0f}", f"{r['alerts']:,}", f"{r['alert_p'][0]:,.0f}",
                      f"{r['alert_p'][1]:,.0f}"])
         shares.append([f"{rate:,.0f}"] + [f"{100 * v / max(total, 1e-9):.0f}%" for v in split.values()])
+        writes.append(f"{rate:,.0f}: " + ", ".join(f"{k} {v:.1f}/s" for k, v in r["writes"].items()))
     head = ["offered flows/s", "sent", "stored", "flows/s wall", "flows per CPU s", "CPU s (all)",
             "flow->queryable p50 ms", "p99 ms", "alerts", "flow->alert p50 ms", "p99 ms"]
     names = list(_cpu_split(results[0][1]).keys()) if results else []
     return [f"pipeline: real captures -> agent (meter, pseudonymise, sign) -> Tansu -> worker (all detectors, ARP, "
             f"signatures, sector stage) -> chdb, {seconds:.0f} s per rate\n" + grid(head, rows),
-            "pipeline: CPU share per stage (of all three processes)\n" + grid(["offered flows/s"] + names, shares)]
+            "pipeline: CPU share per stage (of all three processes)\n" + grid(["offered flows/s"] + names, shares),
+            "pipeline: worker store writes per second, by record type\n" + "\n".join(writes)]
 
 
 def run(quick: bool, rates: tuple[float, ...] | None = None) -> list[str]:

@@ -5,10 +5,10 @@ The worker's public pieces are wrapped, not changed: :class:`TimedEngine` (detec
 :class:`TimedSectorStage` (the sector picture) and :class:`TimedProcessor` (the whole group:
 what is left after detection, storage and the sector picture is wire decoding and signature
 checks). Detection, decoding and the sector picture are timed with ``time.thread_time`` of the
-thread that runs them; a store write with ``time.process_time`` (chdb inserts on its own
-threads), which also counts whatever else this process did meanwhile (the Faust loop), so the
-store's share is an upper bound. :func:`process_cpu_s` reads any process's CPU from
-``/proc/<pid>/stat``.
+thread that runs them; the store as the calling thread's time in its writes plus the CPU of
+the chdb engine's own threads (:func:`engine_threads_cpu_s`: insert pipelines, background
+merges), which run beside the Python threads. :func:`process_cpu_s` reads any process's CPU
+from ``/proc/<pid>/stat``.
 
 >>> cpu = Stages()
 >>> with cpu.timed("detect"):
@@ -44,6 +44,25 @@ def process_cpu_s(pid: int | str = "self") -> float:
     return sum(int(v) for v in fields[11:15]) / _TICKS  # utime stime cutime cstime
 
 
+def engine_threads_cpu_s() -> float:
+    """CPU seconds of this process's threads that are not Python's: the chdb engine's own
+    (insert pipelines, merges, background pools name themselves; a Python thread keeps the
+    process's name)."""
+    with open("/proc/self/comm") as fh:
+        python = fh.read().strip()
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")] != python:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
 def child_pids(parent: int | None = None) -> list[int]:
     """Processes whose parent is ``parent`` (default: this one)."""
     parent = parent or os.getpid()
@@ -64,7 +83,13 @@ class Stages:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Count an event (store writes by record type), kept apart from the CPU seconds."""
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + n
 
     def add(self, name: str, seconds: float) -> None:
         with self._lock:
@@ -109,12 +134,13 @@ class TimedStore:
                 self._alert_latency_ms.append(now_ms - np.asarray(batch.columns["time_ms"]))
 
     def insert_many(self, batches: list[wire.RecordBatch]) -> int:
-        t_thread, t_proc = time.thread_time(), time.process_time()
+        t_thread = time.thread_time()
+        if batches:
+            self._stages.count(f"{batches[0].type.name.lower()} writes")
         try:
             return self._store.insert_many(batches)
         finally:
-            self._stages.add(self._stage, time.process_time() - t_proc)
-            self._stages.add(f"_{self._stage}_thread", time.thread_time() - t_thread)
+            self._stages.add(self._stage, time.thread_time() - t_thread)
             self._note(batches)
 
     def insert(self, batch: wire.RecordBatch) -> bool:
@@ -133,9 +159,9 @@ class TimedSectorStage(SectorStage):
         with self.stages.timed("_sector_flows"):
             super().observe_flows(flows)
 
-    def observe_alerts(self, payload: bytes) -> None:
+    def observe_alerts(self, payload: bytes, headers=None) -> str | None:
         with self.stages.timed("sector"):
-            super().observe_alerts(payload)
+            return super().observe_alerts(payload, headers)
 
     def tick(self, now_ms: int | None = None) -> dict[str, wire.RecordBatch]:
         with self.stages.timed("sector"):
@@ -146,24 +172,35 @@ class TimedSectorStage(SectorStage):
             return super().checkpoint()
 
 
-class TimedProcessor(FlowProcessor):
-    """The flow processor, a whole group timed as ``_group`` (the thread that runs it)."""
+class TimedProcessor(FlowProcessor):  # process_group: a worker of before the prepare/store split
+    """The flow processor, a group's preparation and its storage timed as ``_group`` (the threads that run them)."""
 
     stages: Stages
 
     def process_group(self, payloads, headers=None):
+        if hasattr(FlowProcessor, "prepare_group"):
+            return super().process_group(payloads, headers)
         with self.stages.timed("_group"):
             return super().process_group(payloads, headers)
 
+    def prepare_group(self, payloads, headers=None):
+        with self.stages.timed("_group"):
+            return super().prepare_group(payloads, headers)
 
-def worker_shares(stages: Stages, worker_cpu_s: float) -> dict[str, float]:
+    def store_group(self, prepared):
+        with self.stages.timed("_group"):
+            return super().store_group(prepared)
+
+
+def worker_shares(stages: Stages, worker_cpu_s: float, engine_cpu_s: float) -> dict[str, float]:
     """CPU seconds of the worker process by stage: decode+verify is the group's remainder, the
-    Faust/Kafka layer what is left of the process."""
+    store its calling threads' time in writes plus the chdb engine's threads (``engine_cpu_s``),
+    the Faust/Kafka layer what is left of the process."""
     s = stages.seconds
-    decode = max(s.get("_group", 0.0) - s.get("detect", 0.0) - s.get("_store_thread", 0.0)
-                 - s.get("_sector_flows", 0.0), 0.0)
+    stored = s.get("store", 0.0) + s.get("sector store", 0.0)
+    decode = max(s.get("_group", 0.0) - s.get("detect", 0.0) - s.get("store", 0.0) - s.get("_sector_flows", 0.0), 0.0)
     named = {"worker: decode+verify": decode, "worker: detect": s.get("detect", 0.0),
-             "worker: sector": s.get("sector", 0.0) + s.get("_sector_flows", 0.0) + s.get("sector store", 0.0),
-             "worker: store (chdb)": s.get("store", 0.0)}
+             "worker: sector": s.get("sector", 0.0) + s.get("_sector_flows", 0.0) - s.get("sector store", 0.0),
+             "worker: store (chdb)": stored + engine_cpu_s}
     named["worker: Faust/Kafka+rest"] = max(worker_cpu_s - sum(named.values()), 0.0)
     return named

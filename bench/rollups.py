@@ -4,6 +4,8 @@ The same ``--flows`` synthetic flows (``bench storage``'s, 100k-row batches, fiv
 one day) are inserted into fresh stores that differ only in their flow roll-up views: every view
 (the shipped store), the per-source top-talkers roll-ups finsa shipped before
 (:mod:`bench.rollups_before`) in place of the heavy-hitter ones, every view but one, and none.
+The variant without flow search's address projections
+(:mod:`finsa.storage.search_index`) prices them the same way.
 Rate: rows per CPU second of this process during the writes and the merges they leave (``bench
 storage``'s clock), best of ``rounds`` interleaved rounds after a warm-up store (the
 process's first store pays one-off costs). The variants run in turn in one process (compare
@@ -26,6 +28,7 @@ from bench.report import grid
 from bench.rollups_before import BEFORE_DDL, BEFORE_PANEL_SQL
 from bench.storage import DAY_MS, _groups, _settle, _timed, flow_batches
 from bench.flows import START_MS
+from finsa.storage.search_index import PROJECTIONS
 
 __all__ = ["run"]
 
@@ -68,7 +71,10 @@ def _insert(flows: int, drop: tuple[str, ...], before: bool, panel_sql: str | No
         with open_store(data_dir=folder) as store:
             store.migrate()
             for view in drop:
-                store.command(f"DROP VIEW IF EXISTS {view}_mv")
+                if view in PROJECTIONS:  # not a roll-up: a flow search projection (storage.search_index)
+                    store.command(f"ALTER TABLE flows DROP PROJECTION IF EXISTS {view}")
+                else:
+                    store.command(f"DROP VIEW IF EXISTS {view}_mv")
             for ddl in BEFORE_DDL if before else ():
                 store.command(ddl)
             batches = list(_groups(flow_batches(flows, 100_000), 5))  # made before the clock starts
@@ -94,7 +100,8 @@ def _variants() -> list[tuple[str, tuple[str, ...], bool, str | None]]:
              ("per-source talkers_1h + talkers_1d (before)", TALKERS, True, BEFORE_PANEL_SQL),
              ("without the talkers roll-ups (panel from raw flows)", TALKERS, False, panel.raw_sql)]
             + [(f"without {v}", (v,), False, None) for v in views if v not in TALKERS]
-            + [("no roll-up", tuple(views), False, None)])
+            + [("without the flow search projections", tuple(PROJECTIONS), False, None),
+               ("no roll-up", tuple(views), False, None)])
 
 
 def run(quick: bool, flows: int | None = None, rounds: int = 2) -> list[str]:

@@ -199,9 +199,7 @@ def address_texts(column: np.ndarray) -> tuple[list[str], np.ndarray]:
     """
     if not len(column):
         return [], np.zeros(0, dtype=np.intp)
-    keys = np.ascontiguousarray(column).view("V16").ravel()
-    uniques, inverse = np.unique(keys, return_inverse=True)
-    raw = uniques.view(np.uint8).reshape(-1, 16)
+    raw, inverse = _distinct_addresses(np.ascontiguousarray(column, dtype=np.uint8))
     v4 = (raw[:, :12] == _V4_MAPPED).all(axis=1)
     texts = np.empty(len(raw), dtype=object)
     if v4.any():
@@ -212,6 +210,23 @@ def address_texts(column: np.ndarray) -> tuple[list[str], np.ndarray]:
     if not v4.all():
         texts[~v4] = ips_to_strings(np.ascontiguousarray(raw[~v4]))
     return texts.tolist(), inverse.ravel()
+
+
+def _distinct_addresses(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of an (n, 16) address column, index of each row among them).
+
+    When every address's first eight bytes are zero (IPv4-mapped addresses: the usual capture),
+    the distinct rows come from a sort of the last eight bytes as one 64-bit number, several
+    times faster than sorting 16-byte rows.
+    """
+    words = column.view("<u8")
+    if not words[:, 0].any():
+        low, inverse = np.unique(words[:, 1], return_inverse=True)
+        raw = np.zeros((len(low), 2), dtype="<u8")
+        raw[:, 1] = low
+        return raw.view(np.uint8), inverse
+    uniques, inverse = np.unique(column.view("V16").ravel(), return_inverse=True)
+    return uniques.view(np.uint8).reshape(-1, 16), inverse
 
 
 def _ms(seconds: float | None) -> int | None:

@@ -47,6 +47,22 @@ REJECTED = REGISTRY.counter("finsa_detector_indicators_rejected_total",
 _NAME_COLUMNS = ("dns_query", "tls_sni", "http_host")
 
 
+def _looked_up(values: np.ndarray, lookup: Callable[[str], str]) -> np.ndarray:
+    """``lookup`` of every non-empty value ("" for empty ones), once per distinct value.
+
+    Most flows carry no name: only the others are looked at (no sort of the whole column).
+
+    >>> _looked_up(np.array(["", "a.example", "", "a.example"], dtype=object), str.upper).tolist()
+    ['', 'A.EXAMPLE', '', 'A.EXAMPLE']
+    """
+    out = np.full(len(values), "", dtype=object)
+    named = np.flatnonzero(values != "")
+    if len(named):
+        seen: dict[object, str] = {}
+        out[named] = [seen[v] if v in seen else seen.setdefault(v, lookup(str(v))) for v in values[named].tolist()]
+    return out
+
+
 def _clean_domain(text: str) -> str:
     name = str(text).strip().lower().rstrip(".")
     if name.startswith("*."):
@@ -145,9 +161,7 @@ class IntelDetector(Detector):
         for col, lookup, table in specs:
             if not table:
                 continue
-            uniq, inverse = np.unique(c[col].astype(str), return_inverse=True)
-            hits = np.array([lookup(u) if u else "" for u in uniq.tolist()], dtype=object)
-            per_row = hits[inverse.ravel()]
+            per_row = _looked_up(c[col], lookup)
             for i in np.flatnonzero((per_row != "") & ~hit).tolist():
                 found[i] = (col, per_row[i], table[per_row[i]])
             hit |= per_row != ""

@@ -147,12 +147,19 @@ class Store(ABC):
 
     def audit(self, entry: Any) -> None:
         """Append one :class:`~finsa.storage.audit.AuditEntry` to ``audit_log``."""
+        self.audit_many([entry])
+
+    def audit_many(self, entries: Sequence[Any]) -> None:
+        """Append audit entries to ``audit_log`` in one write (:class:`~finsa.storage.audit_queue.AuditQueue`)."""
         from finsa.storage.audit import AUDIT_ROWS
 
+        if not entries:
+            return
+        body = "".join(e.json_row() + "\n" for e in entries).encode()
         with self._lock:
-            self._guarded("audit", self._insert_bytes, "audit_log", [], (entry.json_row() + "\n").encode(),
-                          "JSONEachRow", {})
-        AUDIT_ROWS.inc(outcome=entry.outcome)
+            self._guarded("audit", self._insert_bytes, "audit_log", [], body, "JSONEachRow", {})
+        for e in entries:
+            AUDIT_ROWS.inc(outcome=e.outcome)
 
     def write_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Append rows (dicts of column -> value) to a sector table (campaigns, warnings, threat_levels,

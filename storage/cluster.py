@@ -65,7 +65,8 @@ GLOBAL_TABLES = frozenset({"schema_migrations", "institutions", "ip_enrichment",
                            "triage_events", "cases", "allowlist_entries"})  # analysts' work: small, everywhere
 #: single-node steps that cluster DDL does not need (their effect is in the CREATE already).
 SKIPPED_STEPS = frozenset({"0009_flows_1m_sources", "flows_time_alias",  # upgrades of an older single-node store
-                           "index:flows.dst_ip_bloom"})  # an ALTER: on a cluster, ALTER TABLE flows_local ... ON CLUSTER
+                           # ALTERs: on a cluster, ALTER TABLE flows_local ... ON CLUSTER
+                           "index:flows.dst_ip_bloom", "projection:flows.flows_by_dst", "projection:flows.flows_by_src"})
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+) \(")
 _CREATE_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS\n")

@@ -35,7 +35,7 @@ from finsa.storage.resketch import resketch_steps
 from finsa.storage.audit import audit_log_ddl
 from finsa.storage.schema import DEFAULT_TTL_DAYS, RECORD_OF_TABLE, Column
 from finsa.storage.sector_schema import sector_ddl
-from finsa.storage import triage
+from finsa.storage import search_index, triage
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,7 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         *[_create(f"triage:{table}", table, ddl) for table, ddl in triage.TABLES.items()],
         Step("index:flows.dst_ip_bloom", "flows: bloom filter on dst_ip (flow search)", triage.dst_index_needed,
              triage.add_dst_index),
+        *[search_index.projection_step(name) for name in search_index.PROJECTIONS],
     ]
 
 

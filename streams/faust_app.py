@@ -2,8 +2,8 @@
 
 One agent consumes ``finsa.flows.v2``; each message is one flow batch. Messages are grouped (up
 to ``group_max``, or whatever arrived within ``group_within_s``) and handed to a
-:class:`~finsa.streams.processor.FlowProcessor` in a thread (storage calls block): one detection
-pass and one store write per group. Alerts are
+:class:`~finsa.streams.processor.FlowProcessor`: one detection pass and one store write per
+group, detection and storage in two threads so that successive groups overlap. Alerts are
 published to ``finsa.alerts.v1``; malformed messages go to ``finsa.dlq.v1`` with their reason in
 the headers. Processing is at-least-once: Faust commits an offset only after the agent finished
 with the message, and storage writes are idempotent.
@@ -12,6 +12,8 @@ with the message, and storage writes are idempotent.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -51,7 +53,9 @@ class WorkerSettings:
     datadir: Path = Path("/tmp/finsa-faust")
     broker_credentials: object | None = None
     group_max: int = 64
-    group_within_s: float = 0.5
+    #: a group is at most this old when it is handed on (each store write has a fixed cost: a
+    #: part per table and roll-up; fewer, larger writes are cheaper per flow)
+    group_within_s: float = 2.0
     #: flow batches Faust may hold for the agent before it pauses fetching (``stream_buffer_maxsize``)
     buffer_messages: int = 128
     #: messages one consumer poll decodes at most (``broker_max_poll_records``)
@@ -101,6 +105,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     if sector is not None:
         _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress)
     app.finsa_topics = {"flows": flows_topic, "alerts": alerts_topic, "dlq": dlq_topic}  # type: ignore[attr-defined]  # read back by the worker and tests
+    app.finsa_grouper = grouper  # type: ignore[attr-defined]  # drained by StreamService.stop
     return app
 
 
@@ -110,17 +115,26 @@ class _Grouper:
     The stream runs without automatic acks: an event's offset becomes committable only after the
     flows and alerts of its group were written (or it went to the dead-letter topic). A crash or a
     cancellation mid-group leaves the whole group unacknowledged, so it is redelivered.
+
+    Groups run as a pipeline of two threads: one decodes, verifies and detects (in group order,
+    the detectors' state is sequential), the other writes (in group order; the store takes one
+    write at a time). So consumption, detection and the store write of successive groups overlap;
+    at most ``max_in_flight`` groups are past the consumer at once (back-pressure: a full pipeline
+    makes the next group wait, and larger, which the store writes more cheaply).
     """
 
     def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int,
-                 count_offered: bool = True, alerts_consumed_here: bool = False) -> None:
+                 count_offered: bool = True, alerts_consumed_here: bool = False, max_in_flight: int = 2) -> None:
         self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
-        self.group_max, self.count_offered = group_max, count_offered
+        self.group_max, self.count_offered, self.max_in_flight = group_max, count_offered, max_in_flight
         #: this app's sector agent consumes the alerts it sends: they are offered to it (a drain
         #: waits until the sector picture took them)
         self.alerts_consumed_here = alerts_consumed_here
         self.pending: list = []
         self.lock = asyncio.Lock()
+        self._in_flight: deque[asyncio.Future] = deque()
+        self._detect = ThreadPoolExecutor(1, thread_name_prefix="finsa-detect")
+        self._write = ThreadPoolExecutor(1, thread_name_prefix="finsa-store")
 
     async def add(self, event) -> None:
         progress = self.processor.progress
@@ -131,24 +145,51 @@ class _Grouper:
             await self.flush()
 
     async def flush(self) -> None:
+        """Hand the pending events to the pipeline (waiting while it is full)."""
         async with self.lock:
+            while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= self.max_in_flight):
+                done = self._in_flight[0]
+                await asyncio.wait([done])
+                self._in_flight.popleft()
+                done.result()  # a failed group raises here, into the agent
             group, self.pending = self.pending, []
             if not group:
                 return
             payloads = [e.value if isinstance(e.value, (bytes, bytearray)) else b"" for e in group]
-            loop = asyncio.get_running_loop()
             headers = [e.message.headers for e in group]
-            outcome = await loop.run_in_executor(None, self.processor.process_group, payloads, headers)
-            for index, reason, detail in outcome.dead:
-                await self._dead_letter(group[index], reason, detail)
-            if outcome.alerts is not None:
-                key = str(outcome.alerts.columns["institution_id"][0]).encode()
-                payload = wire.encode_batch(outcome.alerts)
-                await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
-                if self.alerts_consumed_here and self.processor.progress is not None:
-                    self.processor.progress.offer("alert")
-            for event in group:
-                event.ack()
+            prepared = asyncio.get_running_loop().run_in_executor(
+                self._detect, self.processor.prepare_group, payloads, headers)
+            before = self._in_flight[-1] if self._in_flight else None
+            self._in_flight.append(asyncio.ensure_future(self._finish(group, prepared, before)))
+
+    async def drain(self) -> None:
+        """Hand on what is pending and wait until every group handed out is stored and acked
+        (a stopping worker calls it before Faust stops: its timers stop first, and Faust then
+        waits for every message it delivered to be acknowledged)."""
+        await self.flush()
+        while self._in_flight:
+            await asyncio.wait([self._in_flight[0]])
+            self._in_flight.popleft()
+
+    async def _finish(self, group: list, prepared: asyncio.Future, before: asyncio.Future | None) -> None:
+        """Store a prepared group after the one before it, then publish its alerts and ack it."""
+        if before is not None:
+            await asyncio.wait([before])  # its failure is raised where it is awaited, not here
+            if not before.cancelled() and before.exception() is not None:
+                prepared.cancel()
+                return  # stays unacknowledged: redelivered with the failed one
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self._write, self.processor.store_group, await prepared)
+        for index, reason, detail in outcome.dead:
+            await self._dead_letter(group[index], reason, detail)
+        if outcome.alerts is not None:
+            key = str(outcome.alerts.columns["institution_id"][0]).encode()
+            payload = wire.encode_batch(outcome.alerts)
+            await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
+            if self.alerts_consumed_here and self.processor.progress is not None:
+                self.processor.progress.offer("alert")
+        for event in group:
+            event.ack()
 
     def _signed(self, payload: bytes) -> list | None:
         """This worker's alerts are signed with the sector's key when it verifies signatures."""

@@ -56,6 +56,19 @@ class GroupOutcome:
 
 
 @dataclass
+class Prepared:
+    """A group decoded, verified and detected, not yet stored (see FlowProcessor.prepare_group)."""
+
+    dead: list[tuple[int, str, str]] = field(default_factory=list)
+    good: list[wire.RecordBatch] = field(default_factory=list)  # flow batches, as received
+    flows: wire.RecordBatch | None = None  # the good ones as one batch
+    alerts: wire.RecordBatch | None = None
+    bindings: list[wire.RecordBatch] = field(default_factory=list)  # ARP binding batches
+    arp_alerts: wire.RecordBatch | None = None
+    arp_rows: int = 0
+
+
+@dataclass
 class Outcome:
     """What processing one message gave."""
 
@@ -77,7 +90,7 @@ def derived_batch_id(batch_id: bytes, purpose: bytes) -> bytes:
 
 
 class FlowProcessor:
-    """decode -> detect -> store, for one flow message at a time."""
+    """decode -> detect -> store, for one flow message or a group of them."""
 
     def __init__(self, store: BatchStore, engine: Engine, max_backoff_s: float = 5.0,
                  should_stop=lambda: False, verifier: BatchVerifier | None = None,
@@ -102,8 +115,14 @@ class FlowProcessor:
         Storage costs a fixed few tens of ms per write, so a worker groups the messages that
         arrived together. Idempotency stays per message: storage skips each batch id it has.
         With a verifier, a message must be signed by the institution its rows belong to
-        (``headers[i]`` are message i's Kafka headers).
+        (``headers[i]`` are message i's Kafka headers). It is :meth:`prepare_group` (decode,
+        verify, detect) then :meth:`store_group` (write, observe): a worker runs the two in
+        different threads, so a group is detected while the one before it is written.
         """
+        return self.store_group(self.prepare_group(payloads, headers))
+
+    def prepare_group(self, payloads: Sequence[bytes | bytearray], headers: Sequence | None = None) -> "Prepared":
+        """Decode, verify and detect a group (no storage). Groups must be prepared in order."""
         good: list[wire.RecordBatch] = []
         dead: list[tuple[int, str, str]] = []
         for index, payload in enumerate(payloads):
@@ -113,43 +132,62 @@ class FlowProcessor:
                 BATCHES_IN.inc(outcome="dead_letter")
                 dead.append((index, exc.reason, str(exc)))
                 self._done(_kind(payload), 1, 0)
-        bindings = [b for b in good if b.type is wire.ARP]
-        good = [b for b in good if b.type is wire.FLOW]
-        arp_alerts = self._bindings(bindings) if bindings else []
-        if not good:
-            return GroupOutcome(alerts=arp_alerts[0] if arp_alerts else None, dead=dead)
-        flows = good[0] if len(good) == 1 else wire.RecordBatch.concat(good)
-        alerts = self.engine.process(flows)
-        alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in good), b"alerts")
+        prepared = Prepared(dead=dead, bindings=[b for b in good if b.type is wire.ARP],
+                            good=[b for b in good if b.type is wire.FLOW])
+        if prepared.bindings:
+            bindings = prepared.bindings
+            joined = bindings[0] if len(bindings) == 1 else wire.RecordBatch.concat(bindings)
+            prepared.arp_alerts = self.engine.process(joined)
+            prepared.arp_alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in bindings), b"arp-alerts")
+            prepared.arp_rows = len(joined)
+        if prepared.good:
+            good = prepared.good
+            prepared.flows = good[0] if len(good) == 1 else wire.RecordBatch.concat(good)
+            prepared.alerts = self.engine.process(prepared.flows)
+            prepared.alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in good), b"alerts")
+        return prepared
+
+    def store_group(self, prepared: "Prepared") -> "GroupOutcome":
+        """Write what :meth:`prepare_group` gave (retried until stored), then tell the observers.
+
+        Every store write costs a fixed part (a new part per table and roll-up), so a group makes
+        at most three: its flows, its ARP bindings, and its alerts (ARP alerts included, each
+        batch still idempotent under its own id).
+        """
+        if prepared.bindings:
+            self._store_bindings(prepared)
+        arp_alerts = prepared.arp_alerts if prepared.arp_alerts is not None and len(prepared.arp_alerts) else None
+        flows, alerts, good = prepared.flows, prepared.alerts, prepared.good
+        if flows is None or alerts is None:
+            if arp_alerts is not None:
+                self._write_alerts([arp_alerts])
+            return GroupOutcome(alerts=arp_alerts, dead=prepared.dead)
         written = self.write_many(good)
         DUPLICATES.inc(len(good) - written)
-        if len(alerts):
-            self.write_many([alerts])
-            ALERTS_OUT.inc(len(alerts))
-        if arp_alerts:  # stored already; handed on with the flows' alerts (to the alerts topic)
-            alerts = wire.RecordBatch.concat([alerts, *arp_alerts], alerts.batch_id)
+        self._write_alerts([a for a in (alerts, arp_alerts) if a is not None and len(a)])
+        if arp_alerts is not None:  # handed on with the flows' alerts (to the alerts topic)
+            alerts = wire.RecordBatch.concat([alerts, arp_alerts], alerts.batch_id)
         for observe in self.flow_observers:
             observe(flows)
         FLOWS_IN.inc(len(flows))
         BATCHES_IN.inc(len(good), outcome="ok")
         self.batches += len(good)
         self._done("flow", len(good), written)
-        return GroupOutcome(flows=len(flows), alerts=alerts if len(alerts) else None, dead=dead)
+        return GroupOutcome(flows=len(flows), alerts=alerts if len(alerts) else None, dead=prepared.dead)
 
-    def _bindings(self, batches: list[wire.RecordBatch]) -> list[wire.RecordBatch]:
-        """ARP binding batches: detect on them and store them; the ARP alerts (stored here) or []."""
-        bindings = batches[0] if len(batches) == 1 else wire.RecordBatch.concat(batches)
-        alerts = self.engine.process(bindings)
-        alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in batches), b"arp-alerts")
+    def _write_alerts(self, batches: list[wire.RecordBatch]) -> None:
+        if batches:
+            self.write_many(batches)
+            ALERTS_OUT.inc(sum(len(b) for b in batches))
+
+    def _store_bindings(self, prepared: "Prepared") -> None:
+        """Store a group's ARP binding batches (their alerts go with the group's alerts)."""
+        batches = prepared.bindings
         written = self.write_many(batches)
         DUPLICATES.inc(len(batches) - written)
-        ARP_IN.inc(len(bindings))
+        ARP_IN.inc(prepared.arp_rows)
         BATCHES_IN.inc(len(batches), outcome="ok")
-        if len(alerts):
-            self.write_many([alerts])
-            ALERTS_OUT.inc(len(alerts))
         self._done("arp", len(batches), written)
-        return [alerts] if len(alerts) else []
 
     def _done(self, kind: str, n: int, stored: int) -> None:
         if self.progress is not None:

@@ -18,7 +18,7 @@ import time
 from typing import Callable, Sequence
 
 from finsa import wire
-from finsa.batchauth import BatchAuthError, BatchVerifier, ReplayGuard
+from finsa.batchauth import SERVICE_SIGNER, BatchAuthError, BatchVerifier, ReplayGuard
 from finsa.metrics import REGISTRY
 from finsa.institutions import Registry
 from finsa.sector.picture import SectorPicture
@@ -57,27 +57,30 @@ class SectorStage:
         self.alerts_seen = 0
         self._lock = threading.RLock()  # the agent, the timer and the flow processor share the picture
 
-    def _accept(self, payload: bytes, rtype: wire.RecordType, headers) -> wire.RecordBatch | str:
-        """The batch, or the reason it is refused (counted)."""
+    def _accept(self, payload: bytes, rtype: wire.RecordType, headers) -> tuple[wire.RecordBatch, str | None] | str:
+        """The batch and who signed it (None without a verifier), or the reason it is refused (counted)."""
         try:
             batch = wire.decode_batch(payload, expect=rtype)
+            signer = None
             if self.verifier is not None:
-                self.verifier.check_batch(payload, headers, batch.columns["institution_id"])
+                signer = self.verifier.check_batch(payload, headers, batch.columns["institution_id"])
                 with self._lock:
                     self._replays.check(batch.batch_id)
-            return batch
+            return batch, signer
         except (wire.WireFormatError, BatchAuthError) as exc:
             SECTOR_DEAD.inc(reason=exc.reason)
             return exc.reason
 
     def observe_alerts(self, payload: bytes, headers=None) -> str | None:
         """Feed an alert batch to the picture, and store it: alerts agents forward from Zeek or
-        Suricata reach storage here (a worker's own alert batches are skipped as repeats).
-        Returns why the batch was refused, or None."""
-        batch = self._accept(payload, wire.ALERT, headers)
-        if isinstance(batch, str):
-            return batch
-        if self.store is not None:
+        Suricata reach storage here. A worker's own alert batches were stored before they were
+        sent: signed by the sector's own signer they are not written again (unsigned, the store
+        skips them as repeats). Returns why the batch was refused, or None."""
+        accepted = self._accept(payload, wire.ALERT, headers)
+        if isinstance(accepted, str):
+            return accepted
+        batch, signer = accepted
+        if self.store is not None and signer != SERVICE_SIGNER:
             try:
                 self.store.insert(batch)
             except Exception as exc:  # noqa: BLE001 - counted; the picture still learns from it
@@ -90,9 +93,10 @@ class SectorStage:
 
     def observe_heartbeats(self, payload: bytes, headers=None, arrival_ms: int | None = None) -> str | None:
         """Feed a heartbeat batch; returns why it was refused, or None."""
-        batch = self._accept(payload, wire.HEARTBEAT, headers)
-        if isinstance(batch, str):
-            return batch
+        accepted = self._accept(payload, wire.HEARTBEAT, headers)
+        if isinstance(accepted, str):
+            return accepted
+        batch = accepted[0]
         with self._lock:
             self.picture.observe_heartbeats(batch, arrival_ms=arrival_ms or int(time.time() * 1000))
         if self.store is not None:

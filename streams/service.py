@@ -91,6 +91,14 @@ class StreamService:
         messages it handed out to be acknowledged: they stay uncommitted and are delivered again."""
         if not wait_for_streams:
             self.app.conf.stream_wait_empty = False
+        grouper = getattr(self.app, "finsa_grouper", None)
+        if wait_for_streams and grouper is not None and self._worker is not None:
+            try:  # the flow groups pending or in flight are stored and acknowledged first
+                await asyncio.wait_for(grouper.drain(), timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("the flow groups in hand were not stored within %.0f s", timeout_s)
+            except Exception as exc:  # noqa: BLE001 - a failed group stays unacknowledged: redelivered
+                log.warning("a flow group failed while stopping: %s", exc)
         if self._worker is not None:
             try:
                 await asyncio.wait_for(self._worker.stop(), timeout_s)

@@ -31,11 +31,11 @@ import io
 import ipaddress
 import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from finsa.collectors.agent.http_thread import BackgroundServer
 from finsa.collectors.agent.translate import clear_of, translate, translate_many
 from finsa.institutions import agent_origin
 from finsa.metrics import REGISTRY
@@ -59,17 +59,17 @@ class _Refused(Exception):
         self.status, self.outcome = status, outcome
 
 
-class LocalEndpoint:
+class LocalEndpoint(BackgroundServer):
     """The endpoint of the module docstring; inert until :meth:`start`."""
 
     def __init__(self, ring: "PacketRing | None", host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  pseudonymiser: Any = None, web_origin: str | None = None) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError("the agent's endpoint listens on a loopback address only")
-        self.ring, self.host, self.port, self.pseudonymiser = ring, host, port, pseudonymiser
+        super().__init__(host, port)
+        self.ring, self.pseudonymiser = ring, pseudonymiser
         self.web_origin = agent_origin(web_origin) if web_origin else None
         self.token = token or secrets.token_urlsafe(24)
-        self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> "LocalEndpoint":
         endpoint = self
@@ -87,17 +87,8 @@ class LocalEndpoint:
             def log_message(self, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="agent-endpoint").start()
+        self._serve_in_thread(Handler, "agent-endpoint")
         return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
 
     # --- one request ---------------------------------------------------------------------
 

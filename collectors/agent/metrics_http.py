@@ -13,20 +13,21 @@ True
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from finsa.collectors.agent.http_thread import BackgroundServer
 
 from finsa.metrics import REGISTRY, Registry
 
 __all__ = ["MetricsServer"]
 
 
-class MetricsServer:
+class MetricsServer(BackgroundServer):
     """Serve a registry on ``host:port`` (port 0 picks a free one, see :attr:`port`)."""
 
     def __init__(self, host: str, port: int, registry: Registry = REGISTRY) -> None:
-        self.host, self.port, self.registry = host, port, registry
-        self._server: ThreadingHTTPServer | None = None
+        super().__init__(host, port)
+        self.registry = registry
 
     def start(self) -> "MetricsServer":
         registry = self.registry
@@ -46,14 +47,5 @@ class MetricsServer:
             def log_message(self, *args: object) -> None:  # no per-request logging
                 return
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="metrics-http").start()
+        self._serve_in_thread(Handler, "metrics-http")
         return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()

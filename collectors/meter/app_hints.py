@@ -19,6 +19,7 @@ import numpy as np
 
 from finsa.collectors.meter.flowtable import HINT_COLUMNS
 from finsa.collectors.meter.linklayer import isin
+from finsa.collectors.meter.same_payloads import distinct_payloads
 from finsa.collectors.meter.tls_hello import parse_client_hello
 
 __all__ = ["packet_hints", "parse_dns", "parse_http", "parse_ssh", "dns_cached", "head_bytes", "HTTP_PREFIX_CODES"]
@@ -110,12 +111,13 @@ def _prefixes(data, start: np.ndarray, avail: np.ndarray,
     ``known`` holds them packed by the decoder (``head << 9 | sixth + 1``, -1 where not known);
     only the unknown ones are gathered from the buffer.
     """
-    head = np.zeros(len(start), dtype=np.int64)
-    sixth = np.full(len(start), -1, dtype=np.int64)
-    todo = np.arange(len(start)) if known is None else np.flatnonzero(known < 0)
-    if known is not None:
-        have = known >= 0
-        head[have], sixth[have] = known[have] >> 9, (known[have] & 0x1FF) - 1
+    if known is None:
+        head = np.zeros(len(start), dtype=np.int64)
+        sixth = np.full(len(start), -1, dtype=np.int64)
+        todo = np.arange(len(start))
+    else:  # unpacked everywhere; the rows not known (-1) are overwritten below
+        head, sixth = known >> 9, (known & 0x1FF) - 1
+        todo = np.flatnonzero(known < 0)
     if len(todo):
         buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
         idx = np.clip(start[todo, None] + np.arange(6), 0, len(buf) - 1)
@@ -135,6 +137,32 @@ _BIT = {name: i for i, name in enumerate(HINT_COLUMNS)}
 #: per hint kind (1 DNS, 2 TLS, 3 HTTP, 4 SSH): the columns its parser can fill
 KIND_COLUMNS = {1: ("dns_query", "dns_qtype", "dns_rcode"), 2: ("tls_sni", "tls_version", "tls_ja4"),
                 3: ("http_method", "http_uri", "http_host", "http_status"), 4: ("ssh_banner",)}
+_PARSERS = {1: _dns_cached, 2: parse_client_hello, 3: parse_http, 4: parse_ssh}
+
+
+def _parse_kind(data, k: int, start: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One kind's parser over its candidates: (candidates that gave a hint, their value columns).
+
+    DNS messages that repeat byte for byte (the ID aside) are parsed once (:func:`distinct_payloads`);
+    the values of each distinct result are spread to its rows with numpy.
+    """
+    parse = _PARSERS[k]
+    if k == 1:
+        firsts, groups = distinct_payloads(data, start, ends, skip=2)
+    else:
+        firsts, groups = np.arange(len(start)), None
+    found = list(map(parse, [data[s:e] for s, e in zip(start[firsts].tolist(), ends[firsts].tolist())]))
+    ok = np.array([bool(f) for f in found], dtype=bool)
+    names = KIND_COLUMNS[k]
+    cols = {name: np.empty(len(found), dtype=object) for name in names}
+    for name in names:
+        cols[name][:] = [f.get(name) if f else None for f in found]
+    hit = np.flatnonzero(ok if groups is None else ok[groups])
+    if groups is not None:
+        cols = {name: col[groups[hit]] for name, col in cols.items()}
+    else:
+        cols = {name: col[hit] for name, col in cols.items()}
+    return hit, cols
 
 
 def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: np.ndarray,
@@ -146,27 +174,22 @@ def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: n
     """
     dns_tcp = (kind == 1) & (proto == 6)  # DNS over TCP: a two-byte length comes first
     start, avail = start + 2 * dns_tcp, avail - 2 * dns_tcp
-    parsers = {1: _dns_cached, 2: parse_client_hello, 3: parse_http, 4: parse_ssh}
     got_rows, parts = [], []
     for k in np.unique(kind).tolist():
         at = np.flatnonzero(kind == k)
-        ends = (start[at] + avail[at]).tolist()
-        found = list(map(parsers[k], [data[s:e] for s, e in zip(start[at].tolist(), ends)]))
-        hit = [i for i, f in enumerate(found) if f]
-        if not hit:
-            continue
-        found = [found[i] for i in hit]
-        got_rows.append(rows[at[hit]])
-        parts.append((k, found))
-    n = sum(len(f) for _, f in parts)
+        hit, cols = _parse_kind(data, k, start[at], start[at] + avail[at])
+        if len(hit):
+            got_rows.append(rows[at[hit]])
+            parts.append((k, len(hit), cols))
+    n = sum(m for _, m, _ in parts)
     values: dict[str, np.ndarray] = {}
     present = np.zeros(n, dtype=np.int64)
     pos = 0
-    for k, found in parts:
-        end = pos + len(found)
+    for k, m, cols in parts:
+        end = pos + m
         for name in KIND_COLUMNS[k]:
             col = values.setdefault(name, np.full(n, None, dtype=object))
-            col[pos:end] = [f.get(name) for f in found]  # type: ignore[union-attr]  # found holds dicts only
+            col[pos:end] = cols[name]
             present[pos:end] |= np.not_equal(col[pos:end], None).astype(np.int64) << _BIT[name]  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         pos = end
     return (np.concatenate(got_rows) if got_rows else np.zeros(0, dtype=np.int64)), values, present

@@ -66,13 +66,14 @@ def decode_common(data, offset: np.ndarray, caplen: np.ndarray, linktype: np.nda
     v6 = (et == 0x86DD) & ((m[:, 14] >> 4) == 6) & (end >= 54)
     plen = _be16(m, 18)
     v6 &= plen != 0
-    proto = np.where(v6, m[:, 20], m[:, 23]).astype(np.int64)
-    l4 = np.where(v6, 54, 34)
+    any6 = bool(v6.any())
+    proto = _pick(v6, any6, m[:, 20], m[:, 23]).astype(np.int64)
+    l4 = _pick(v6, any6, 54, 34)
     tcp, udp = proto == 6, (proto == 17) | (proto == 136)
     icmp = (proto == 1) | (proto == 58)
     ok = inside & (linktype == 1) & (v4 | v6)
     ok &= (tcp & (end >= l4 + 20)) | (udp & (end >= l4 + 8)) | (icmp & (end >= l4 + 2))
-    if v6.any():
+    if any6:
         sport, dport = np.where(v6, _be16(m, 54), _be16(m, 34)), np.where(v6, _be16(m, 56), _be16(m, 36))
     else:
         sport, dport = _be16(m, 34), _be16(m, 36)
@@ -85,6 +86,13 @@ def decode_common(data, offset: np.ndarray, caplen: np.ndarray, linktype: np.nda
     if len(rows) < len(ok):
         cols = tuple(np.take(c, rows, axis=0) for c in cols)  # type: ignore[assignment]  # the same eleven columns, gathered
     return rows, _columns(*cols)
+
+
+def _pick(v6: np.ndarray, any6: bool, if6, if4) -> np.ndarray:
+    """``np.where(v6, if6, if4)`` as an array, skipped when no row is IPv6 (``any6`` False)."""
+    if any6:
+        return np.where(v6, if6, if4)
+    return if4 if isinstance(if4, np.ndarray) else np.full(len(v6), if4)
 
 
 def _tunnel_ports(sport: np.ndarray, dport: np.ndarray, tunnels: frozenset[int]) -> np.ndarray:
@@ -104,19 +112,20 @@ def _columns(m: np.ndarray, base: np.ndarray, end: np.ndarray, v6: np.ndarray, p
              plen: np.ndarray) -> dict[str, np.ndarray]:
     """Decoded columns of the rows kept; ``base`` is where the untagged matrix starts in the buffer."""
     n = len(m)
+    any6 = bool(v6.any())
     tcp, icmp = proto == 6, (proto == 1) | (proto == 58)
-    flags = np.where(v6, m[:, 67], m[:, 47]) & 0x3F
-    doff = (np.where(v6, m[:, 66], m[:, 46]) >> 4).astype(np.int64) * 4
+    flags = _pick(v6, any6, m[:, 67], m[:, 47]) & 0x3F
+    doff = (_pick(v6, any6, m[:, 66], m[:, 46]) >> 4).astype(np.int64) * 4
     hdr = np.where(tcp, np.maximum(doff, 20), np.where(icmp, 4, 8))
     if icmp.any():
-        sport = np.where(icmp, np.where(v6, m[:, 54], m[:, 34]), sport)
-        dport = np.where(icmp, np.where(v6, m[:, 55], m[:, 35]), dport)
+        sport = np.where(icmp, _pick(v6, any6, m[:, 54], m[:, 34]), sport)
+        dport = np.where(icmp, _pick(v6, any6, m[:, 55], m[:, 35]), dport)
     src, dst = _address(m, v6, 26, 22), _address(m, v6, 30, 38)
-    ip_len = np.where(v6, plen.astype(np.int64) + 40, total.astype(np.int64))
+    ip_len = _pick(v6, any6, plen.astype(np.int64) + 40, total.astype(np.int64))
     ip_end = np.minimum(14 + ip_len, end)
     payload = l4 + hdr
     return {
-        "ip_version": np.where(v6, 6, 4).astype(np.uint8), "protocol": proto.astype(np.uint8),
+        "ip_version": _pick(v6, any6, 6, 4).astype(np.uint8), "protocol": proto.astype(np.uint8),
         "src_ip": src, "dst_ip": dst, "src_port": sport.astype(np.uint16), "dst_port": dport.astype(np.uint16),
         "vlan_id": vlan.astype(np.uint16), "tcp_flags": np.where(tcp, flags, 0).astype(np.uint8),
         "ip_bytes": ip_len, "payload_offset": base + payload, "payload_bytes": np.maximum(ip_end - payload, 0),

@@ -125,8 +125,27 @@ def complete_dns(columns: dict[str, np.ndarray]) -> None:
         lists[i] = LIST_SEP.join(names[:MAX_DNS_QUERIES])
 
 
+def _render_one(item: tuple[int, bool, str, str], src_is_lo: bool) -> tuple[str, str, str]:
+    """:func:`_render` of a single item, without its general bookkeeping (the same strings).
+
+    >>> _render_one((0, True, "req", "GET\\tbank.example\\t/"), True)
+    ('', 'GET\\tbank.example\\t/\\t\\t', '')
+    """
+    _, lo, kind, text = item
+    if kind == "dns":
+        return text, "", ""
+    if kind == "req":
+        method, host, uri = (text.split("\t") + ["", "", ""])[:3]
+        return "", "\t".join((method, host, uri, "", "")), ""
+    if kind == "resp":
+        return "", "", ""
+    return "", "", text if text in _SIDELESS else f"{text}_from_{'src' if lo == src_is_lo else 'dst'}"
+
+
 def _render(items: list[tuple[int, bool, str, str]], src_is_lo: bool) -> tuple[str, str, str]:
     """The three list strings of one flow from its items (in packet order)."""
+    if len(items) == 1:  # the usual case: one question, one request or one marker
+        return _render_one(items[0], src_is_lo)
     if all(it[2] == "dns" for it in items):  # the usual case: a DNS flow
         return LIST_SEP.join(list(dict.fromkeys(it[3] for it in items))[:MAX_DNS_QUERIES]), "", ""
     dns: dict[str, None] = {}

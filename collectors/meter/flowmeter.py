@@ -25,8 +25,9 @@ from typing import IO, Iterator
 import numpy as np
 
 from finsa.collectors.meter.decode import SKIPPED, decode_packets
-from finsa.collectors.meter.flowtable import FlowTable, take_rows, to_records
-from finsa.collectors.meter.app_hints import packet_hints
+from finsa.collectors.meter.flowtable import FlowTable, take_flows, to_records
+from finsa.collectors.meter.app_hints import Hints, packet_hints
+from finsa.collectors.meter.payload_candidates import candidate_rows
 from finsa.collectors.meter.flow_lists import FlowLists, complete_dns
 from finsa.collectors.pcap.capture import PacketBatch, read_capture
 from finsa.collectors.meter.profiles import BYTES_WIRE, MeterProfile, get_profile
@@ -101,10 +102,9 @@ class FlowMeter:
         slots = self.table.lookup(keys.uniq)
         in_table = slots >= 0
         tried = keys.per_packet(np.where(in_table, self.table.cols["hint_tried"][slots], 0))
-        hints = packet_hints(packets, decoded, hashes * np.uint64(2) + dir_lo, dir_lo, tried)
-        self.lists.observe(packets.data, decoded, hashes, dir_lo, t_ms, tried)
+        hints = self._payload_facts(packets, decoded, hashes, dir_lo, t_ms, tried)
         pseudo_slots = slots[in_table]
-        rows = build_rows(self.table.take(pseudo_slots, hints_where="hinted"), pseudo_slots, in_table, keys,
+        rows = build_rows(self.table.take(pseudo_slots, hints_where="compact"), pseudo_slots, in_table, keys,
                           decoded, t_ms, size, hashes, dir_lo, hints)
         boundary = segment(rows.seg, self.profile)
         starts = np.flatnonzero(boundary)
@@ -120,12 +120,28 @@ class FlowMeter:
         had_slot = rows.slot[starts[group_first]]
         new = had_slot < 0
         had_slot[new] = self.table.allocate(flows["hash"][fin_idx[new]])
-        self.table.store(had_slot, {k: take_rows(v, fin_idx) for k, v in flows.items()})
+        self.table.store(had_slot, take_flows(flows, fin_idx))
         done = np.flatnonzero(~final)
         if not len(done):
             return None
-        ended = {k: take_rows(v, done) for k, v in flows.items()}
+        ended = take_flows(flows, done)
         return self._export(ended, self._end_reasons(ended))
+
+    def _payload_facts(self, packets: PacketBatch, decoded, hashes: np.ndarray, dir_lo: np.ndarray,
+                       t_ms: np.ndarray, tried: np.ndarray) -> Hints | None:
+        """First-seen hints and list items of the packets a payload test may accept (one cheap
+        prefilter, :func:`candidate_rows`; the parsers then see only those rows)."""
+        rows, packed = candidate_rows(packets.data, decoded)
+        if not len(rows):
+            return None
+        sub = decoded.take(rows)
+        sub.payload_head = packed
+        h, lo, tr = hashes[rows], dir_lo[rows], tried[rows]
+        self.lists.observe(packets.data, sub, h, lo, t_ms[rows], tr)
+        hints = packet_hints(packets, sub, h * np.uint64(2) + lo, lo, tr)
+        if hints is not None:
+            hints.rows, hints.tried_rows = rows[hints.rows], rows[hints.tried_rows]
+        return hints
 
     def _aggregate(self, rows, starts: np.ndarray) -> dict[str, np.ndarray]:
         cols = rows.cols
@@ -139,7 +155,7 @@ class FlowMeter:
         flows["first_ms"] = rows.seg.first_t[starts]
         flows["last_ms"] = rows.seg.t[np.append(starts[1:], len(rows.seg.t)) - 1]
         flows["hinted"] = np.logical_or.reduceat(cols["hinted"], starts)
-        flows.update(first_hints(rows, starts))
+        flows.update(first_hints(rows, starts, flows["hinted"]))
         flows["hint_tried"] = np.bitwise_or.reduceat(cols["hint_tried"], starts)
         return flows
 
@@ -193,7 +209,7 @@ class FlowMeter:
         if not gone.any():
             return None
         slots = np.flatnonzero(gone)
-        flows = self.table.take(slots)
+        flows = self.table.take(slots, hints_where="compact")
         self.table.release(slots)
         return self._export(flows, self._end_reasons(flows))
 
@@ -202,7 +218,7 @@ class FlowMeter:
         live = np.flatnonzero(self.table.live)
         if not len(live):
             return None
-        flows = self.table.take(live)
+        flows = self.table.take(live, hints_where="compact")
         self.table.release(live)
         return self._export(flows, 4)
 

@@ -38,6 +38,23 @@ def take_rows(col: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.take(col, rows, axis=0)
 
 
+def take_flows(flows: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The flows at ``rows`` of a flows dict whose hint columns are compact (values of the
+    ``hinted`` rows only, in row order): the same layout for the rows taken.
+
+    >>> f = {"hinted": np.array([False, True, True]), "dns_query": np.array(["a", "b"], dtype=object)}
+    >>> take_flows(f, np.array([2, 0]))["dns_query"].tolist()
+    ['b']
+    """
+    hinted = flows["hinted"]
+    out = {name: take_rows(col, rows) for name, col in flows.items() if name not in _HINT_SET}
+    present = [name for name in HINT_COLUMNS if name in flows]
+    if present:
+        at = (np.cumsum(hinted) - 1)[rows[hinted[rows]]]
+        out.update({name: flows[name][at] for name in present})
+    return out
+
+
 def put_rows(col: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     """``col[rows] = values`` for integer ``rows``; a 2-D column as one 16-byte item per row."""
     if col.ndim == 2:
@@ -134,23 +151,22 @@ class FlowTable:
         stale = plain[self.cols["hinted"][plain]]
         for name, col in values.items():
             if name in _HINT_SET:
-                if len(some):
-                    put_rows(self.cols[name], slots[some], col[some])
+                if len(some):  # a hint column is compact (hinted rows only) or one value per slot
+                    put_rows(self.cols[name], slots[some], col if len(col) == len(some) else col[some])
                 if len(stale):
                     self.cols[name][stale] = None
                 continue
             put_rows(self.cols[name], slots, col)
 
     def take(self, slots: np.ndarray, hints_where: str = "") -> dict[str, np.ndarray]:
-        """Columns of ``slots``; with ``hints_where="hinted"`` hint columns only for hinted flows."""
+        """Columns of ``slots``; with ``hints_where="compact"`` hint columns hold the values of the
+        hinted flows only (in slot order), as :func:`take_flows` and :func:`to_records` expect."""
         if not hints_where:
             return {name: take_rows(col, slots) for name, col in self.cols.items()}
         out = {name: take_rows(col, slots) for name, col in self.cols.items() if name not in HINT_COLUMNS}
         hinted = slots[out["hinted"]]
         for name in HINT_COLUMNS:
-            col = np.full(len(slots), None, dtype=object)
-            col[out["hinted"]] = self.cols[name][hinted]
-            out[name] = col
+            out[name] = self.cols[name][hinted]
         return out
 
 
@@ -186,7 +202,7 @@ def to_records(flows: dict[str, np.ndarray], end_reason: np.ndarray | int, insti
         cols[name] = flows[name]
     hinted = np.flatnonzero(flows["hinted"])
     for name in HINT_COLUMNS:
-        vals = flows[name][hinted]
+        vals = flows[name][hinted] if len(flows[name]) == n else flows[name]  # one per flow, or compact
         have = np.not_equal(vals, None)  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         if name in _HINT_INTS:
             col = np.zeros(n, dtype=np.int64)

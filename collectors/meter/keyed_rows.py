@@ -195,7 +195,8 @@ def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, d
         present[len(pseudo):] = hints.present
     for bit, name in enumerate(HINT_COLUMNS):
         col = np.full(len(pseudo) + n_packets, None, dtype=object)
-        col[:len(pseudo)] = table_flows[name][pseudo]
+        vals = table_flows[name]  # compact (hinted rows only) or one per row
+        col[:len(pseudo)] = vals if len(vals) == len(pseudo) else vals[pseudo]
         present[:len(pseudo)] |= np.not_equal(col[:len(pseudo)], None).astype(np.int64) << bit  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         if hints is not None and name in hints.values:
             col[len(pseudo):] = hints.values[name]
@@ -237,14 +238,15 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: 
     return SortedRows(seg, cols, slot, side, present, first)
 
 
-def first_hints(rows: SortedRows, starts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per segment, the first non-empty value of each hint column.
+def first_hints(rows: SortedRows, starts: np.ndarray, hinted: np.ndarray) -> dict[str, np.ndarray]:
+    """Per hinted segment (``hinted``: one per segment), the first non-empty value of each hint
+    column: compact columns, one value per hinted segment in segment order.
 
     Hinted rows are in segment order, so the first row of a segment holding a column's value is
     where the segment number changes among the rows whose present bit for that column is set.
     """
-    n_seg = len(starts)
-    out = {name: np.full(n_seg, None, dtype=object) for name in HINT_COLUMNS}
+    at = np.cumsum(hinted) - 1  # a hinted segment's place in the compact columns
+    out = {name: np.full(int(at[-1]) + 1 if len(at) else 0, None, dtype=object) for name in HINT_COLUMNS}
     where = np.flatnonzero(rows.cols["hint_ref"] >= 0)
     if not len(where):
         return out
@@ -258,5 +260,5 @@ def first_hints(rows: SortedRows, starts: np.ndarray) -> dict[str, np.ndarray]:
         segs = seg_of[sel]
         first = np.ones(len(sel), dtype=bool)
         first[1:] = segs[1:] != segs[:-1]
-        out[name][segs[first]] = rows.hints[name][refs[sel[first]]]
+        out[name][at[segs[first]]] = rows.hints[name][refs[sel[first]]]
     return out

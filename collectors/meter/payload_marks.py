@@ -58,8 +58,15 @@ _CLEAN = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _clean(text: str, limit: int = 255) -> str:
-    """Text safe inside a list field: control characters (separators among them) become '?'."""
-    return _CLEAN.sub("?", text[:limit])
+    """Text safe inside a list field: control characters (separators among them) become '?'.
+
+    Printable text (the usual case) is returned as it is without running the substitution.
+
+    >>> _clean("a\\tb"), _clean("host.example")
+    ('a?b', 'host.example')
+    """
+    text = text[:limit]
+    return text if text.isprintable() else _CLEAN.sub("?", text)
 
 
 def _dns(msg: bytes) -> list[tuple[str, str]]:

@@ -12,6 +12,17 @@ its own flows, nothing else; every search is in the audit log) with limits: at m
 >>> rows_sql, chart_sql, params = search_sql(q)
 >>> "dst_port = {f0:UInt16}" in rows_sql, params["f0"], params["from_ms"]
 (True, 22, 1000)
+
+A filter naming only fields of one of the address projections
+(:func:`finsa.storage.search_index.projection_fields`) finds the newest matching flows' keys
+there first (sorted by that address, so an address filter reads a few granules, not every one
+of the range) and then reads only those flows' full rows, by the table's key:
+
+>>> "IN (SELECT institution_id, toStartOfMinute(first_seen), flow_id" in search_sql(
+...     FlowQuery("dst_ip in 198.18.0.0/24", 0, 1, 10))[0]
+True
+>>> "IN (SELECT" in search_sql(FlowQuery("src_ip = 10.0.0.1 or dst_ip = 10.0.0.1", 0, 1, 10))[0]
+False
 >>> to_csv(["a", "b"], [[1, "x,y"]])
 'a,b\\r\\n1,"x,y"\\r\\n'
 """
@@ -20,10 +31,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from finsa.dashboards.soc.filterlang import FilterError, compile_filter
+from finsa.dashboards.soc.filterlang import FIELDS, FilterError, compile_filter
+from finsa.storage.search_index import PROJECTIONS, projection_fields
 from finsa.wire import FLOW
 
 __all__ = ["FlowQuery", "parse_request", "search_sql", "to_csv", "MAX_ROWS", "MAX_RANGE_MS", "MAX_SECONDS",
@@ -36,6 +49,8 @@ DEFAULT_RANGE_MS = 3600 * 1000
 MAX_SECONDS = 10
 #: Columns of the result table: the flow record's fields, in wire order.
 RESULT_COLUMNS = FLOW.names
+#: The fields of each address projection: a filter inside one of them searches in two steps.
+PROJECTED = [projection_fields(name) for name in PROJECTIONS]
 #: A time range on first_seen that prunes partitions and the (institution, minute) key.
 _RANGE = ("first_seen >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC') "
           "AND first_seen <= fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')")
@@ -97,12 +112,23 @@ def search_sql(query: FlowQuery) -> tuple[str, str, dict[str, Any]]:
     condition, params = compile_filter(query.filter)
     params = {**params, "from_ms": query.from_ms, "to_ms": query.to_ms, "limit": query.limit}
     where = f"WHERE {_RANGE}\n  AND {condition}"
-    rows = (f"SELECT {', '.join(RESULT_COLUMNS)}\nFROM flows\n{where}\n"
-            "ORDER BY first_seen_ms DESC, flow_id\nLIMIT {limit:UInt32}\n" + _LIMITS)
+    newest = "ORDER BY first_seen_ms DESC, flow_id\nLIMIT {limit:UInt32}\n"
+    if any(_fields_named(condition) <= set(f) for f in PROJECTED):  # keys from a projection, then full rows
+        where += (f"\n  AND (institution_id, toStartOfMinute(first_seen), flow_id) IN (SELECT institution_id, "
+                  f"toStartOfMinute(first_seen), flow_id FROM flows\n{where}\n{newest})")
+    rows = f"SELECT {', '.join(RESULT_COLUMNS)}\nFROM flows\n{where}\n{newest}" + _LIMITS
     chart = ("SELECT intDiv(first_seen_ms, 60000) * 60000 AS minute_ms, count() AS flows, "
              f"sum(src2dst_bytes + dst2src_bytes) AS bytes\nFROM flows\n{where}\n"
              "GROUP BY minute_ms ORDER BY minute_ms\n" + _LIMITS)
     return rows, chart, params
+
+
+def _fields_named(condition: str) -> set[str]:
+    """Flow fields a compiled condition names (its other words are operators and placeholders)."""
+    return set(_WORDS.findall(condition)) & set(FIELDS)
+
+
+_WORDS = re.compile(r"(?<![{:])\b([a-z][a-z0-9_]*)\b")
 
 
 def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -41,6 +41,7 @@ def test_hits_until_new_data_and_every_read_audited(store, sector) -> None:
     first = cache.read(REGULATOR, panel, params)
     again = cache.read(REGULATOR, panel, {**params, "to_ms": params["to_ms"] - 1})  # same 10 s bucket
     assert reads.runs == 1 and again.rows == first.rows
+    cache.audit.flush()  # the hit's row is queued off the request path
     assert _audit_rows(store) == audits + 2
     cache.read(ANALYST, panel, params)  # another principal: its own entry
     assert reads.runs == 2
@@ -81,3 +82,34 @@ def test_refused_reads_are_not_cached(store, sector) -> None:
         else:
             raise AssertionError("another institution's read must be refused")
     assert cache.reads.runs == 2 and not np.any([k[2] == panel.id for k in cache._entries])
+
+
+def test_a_hit_does_not_wait_for_the_store_lock(store, sector) -> None:
+    reads = CountingReads(store)
+    cache = PanelCache(reads, check_s=3600.0)
+    panel = WEB_PANELS_BY_ID["traffic_per_minute"]
+    params = bind(panel, {"from_ms": str(sector.now_ms - 3_600_000), "to_ms": str(sector.now_ms)}, sector.now_ms)
+    reader_user = User(username="reg-lock", role="regulator", password_hash=_HASH)
+    first = cache.read(reader_user, panel, params)  # the miss: its row written before it was answered
+    held, answered, release = threading.Event(), threading.Event(), threading.Event()
+
+    def busy() -> None:
+        with store._lock:  # a slow panel query of another user holds the embedded store
+            held.set()
+            release.wait(30.0)
+
+    holder = threading.Thread(target=busy)
+    holder.start()
+    held.wait(10.0)
+    got = []
+    reader = threading.Thread(target=lambda: (got.append(cache.read(reader_user, panel, params)), answered.set()))
+    reader.start()
+    answered.wait(10.0)
+    was_answered = answered.is_set()
+    release.set()
+    holder.join()
+    reader.join()
+    assert was_answered and got[0].rows == first.rows and reads.runs == 1
+    cache.close()  # writes the hit's audit row
+    rows = store.query("SELECT count() FROM audit_log WHERE position(parameters, '\"reg-lock\"') > 0").rows
+    assert rows == [(2,)]

@@ -199,3 +199,19 @@ def test_fuzzed_parameters_never_fail_the_server_or_cross_tenants(clients, who, 
     assert status in (200, 400, 403, 404), (status, text[:300])
     if who == "ana" and status == 200:
         assert not any(m in text for m in FORBIDDEN["ana"])
+
+
+def test_a_panel_asked_twice_is_one_query_and_two_audit_rows(store, sector):
+    from finsa.dashboards.panel_cache import LOOKUPS
+
+    hits = LOOKUPS.value(outcome="hit")
+    before = store.query("SELECT count() FROM audit_log WHERE statement = 'latest_alerts'").rows[0][0]
+
+    async def run(client):
+        await login(client, "rita")
+        got = [await (await client.get("/api/panels/latest_alerts", params=_range(sector))).json() for _ in range(2)]
+        return got
+
+    first, again = serve(store, run)  # the app's cleanup writes the queued audit row of the hit
+    assert again["rows"] == first["rows"] and LOOKUPS.value(outcome="hit") == hits + 1
+    assert store.query("SELECT count() FROM audit_log WHERE statement = 'latest_alerts'").rows[0][0] == before + 2

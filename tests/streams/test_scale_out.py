@@ -44,8 +44,8 @@ class CountingProcessor(FlowProcessor):
         self.institutions: set[str] = set()
         self.flow_observers.append(lambda flows: self.institutions.update(flows.columns["institution_id"].tolist()))
 
-    def process_group(self, payloads, headers=None):
-        outcome = super().process_group(payloads, headers)
+    def store_group(self, prepared):  # the worker prepares (detects) and stores a group in two steps
+        outcome = super().store_group(prepared)
         self.alerts_out += len(outcome.alerts) if outcome.alerts is not None else 0
         return outcome
 

@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["pcap.capture", "pcap.frames", "meter.decode", "meter.profiles", "meter.flowmeter", "meter.app_hints",
-           "meter.tls_hello"]
+           "meter.tls_hello", "meter.payload_candidates", "meter.same_payloads", "meter.flow_lists", "meter.flowtable",
+           "meter.payload_marks"]
 
 
 @pytest.mark.parametrize("name", MODULES)
