@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None, help="panels: page loads per user (default 5)")
     p.add_argument("--packets", type=int, default=None,
                    help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
+    p.add_argument("--seconds", type=float, default=None, help="soak: how long to offer load (default 600, 60 with --quick)")
+    p.add_argument("--rate", type=float, default=None, help="soak: flows/s offered (default 20,000)")
     p.add_argument("--rates", default=None,
                    help="pipeline: offered flows/s, comma-separated (default 10000,25000,50000,100000)")
     return p
@@ -50,7 +52,7 @@ def _versions() -> str:
 
 def _run_part(part: str, args: argparse.Namespace) -> list[str]:
     if part == "soak":
-        return import_module("bench.stream").soak(args.quick)
+        return import_module("bench.soak").run(args.quick, seconds=args.seconds, rate=args.rate)
     module = import_module(f"bench.{part}")
     if part == "panels":
         return module.run(args.quick, flows=args.flows, rounds=args.rounds, store_dir=args.store)

@@ -37,7 +37,7 @@ def _producer(bootstrap: str, flows, rate: float, seconds: float, batch_rows: in
     while not stop.is_set() and time.monotonic() - t0 < seconds:
         due = t0 + sent / rate
         if time.monotonic() < due:
-            time.sleep(min(due - time.monotonic(), 0.05))
+            time.sleep(max(min(due - time.monotonic(), 0.05), 0.0))
             continue
         lo = (i * batch_rows) % max(len(flows) - batch_rows, 1)
         part = flows.take(np.arange(lo, lo + batch_rows))
@@ -111,22 +111,6 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000) -> dict:
                   p99_ms=float(np.percentile(done, 99)), samples=samples,
                   final_lag=int(result["sent"] - sum(map(len, latencies))))
     return result
-
-
-def soak(quick: bool, rate: float | None = None, seconds: float | None = None) -> list[str]:
-    """Load at 2x the embedded design rate (10,000 flows/s) for 10 minutes: memory, lag, loss."""
-    rate = rate or 20_000
-    seconds = seconds or (60 if quick else 600)
-    r = measure(rate, seconds)
-    rss = [s[1] for s in r["samples"]] or [0]
-    half = max(len(rss) // 2, 1)
-    rows = [[f"{rate:,.0f}", f"{seconds:.0f}", f"{r['sent']:,}", f"{r['stored']:,}", f"{r['sent'] - r['stored']:,}",
-             f"{max(s[2] for s in r['samples']) if r['samples'] else 0:,}",
-             f"{rss[0] / 2**20:,.0f}", f"{max(rss[:half]) / 2**20:,.0f}", f"{max(rss[half:]) / 2**20:,.0f}",
-             f"{r['p99_ms']:,.0f}"]]
-    return ["## soak: stream worker under steady load (Tansu -> Faust -> detectors -> chdb)\n" + grid(
-        ["offered flows/s", "seconds", "sent", "stored", "lost", "max lag (flows)", "RSS start MiB",
-         "RSS max 1st half MiB", "RSS max 2nd half MiB", "latency p99 ms"], rows)]
 
 
 def run(quick: bool, rates: tuple[float, ...] | None = None) -> list[str]:

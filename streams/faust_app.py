@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import faust
 
-from finsa import wire
+from finsa import allocator, wire
 from finsa.batchauth import SERVICE_SIGNER, sign_headers
 from finsa.metrics import REGISTRY
 from finsa.streams.processor import FlowProcessor
@@ -36,6 +36,14 @@ class WorkerSettings:
 
     ``session_timeout_s`` bounds how long a consumer-group join takes (about half of it on Tansu);
     keep it low in tests.
+
+    Memory is bounded by messages in hand, not by lag: Faust buffers at most ``buffer_messages``
+    flow batches per stream (its default, 4096 batches of 5,000 flows, is ~2.3 GB once a worker
+    falls behind), and one poll of the consumer decodes at most ``poll_messages``.
+
+    >>> s = WorkerSettings("127.0.0.1:9092")
+    >>> (s.buffer_messages, s.poll_messages) == (2 * s.group_max, s.group_max)
+    True
     """
 
     bootstrap: str
@@ -48,6 +56,14 @@ class WorkerSettings:
     #: a group is at most this old when it is handed on (each store write has a fixed cost: a
     #: part per table and roll-up; fewer, larger writes are cheaper per flow)
     group_within_s: float = 2.0
+    #: flow batches Faust may hold for the agent before it pauses fetching (``stream_buffer_maxsize``)
+    buffer_messages: int = 128
+    #: messages one consumer poll decodes at most (``broker_max_poll_records``)
+    poll_messages: int = 64
+    #: glibc malloc arenas for the worker's threads, and how often freed memory is handed back
+    #: (:mod:`finsa.allocator`; 0 leaves glibc's defaults)
+    malloc_arenas: int = 2
+    trim_every_s: float = 10.0
     #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
     #: counts what its collector had acknowledged instead)
     count_offered: bool = True
@@ -61,7 +77,8 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
         broker_session_timeout=settings.session_timeout_s, broker_heartbeat_interval=1.0,
         consumer_auto_offset_reset="earliest", datadir=str(settings.datadir),
         broker_credentials=settings.broker_credentials, producer_max_request_size=16 * 1024 * 1024,
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=16 * 1024 * 1024, stream_buffer_maxsize=settings.buffer_messages,
+        broker_max_poll_records=settings.poll_messages,
     )
     raw: dict[str, Any] = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
     flows_topic = app.topic(wire.TOPICS["flows"], partitions=settings.partitions, **raw)
@@ -79,6 +96,11 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     @app.timer(settings.group_within_s)
     async def flush_group() -> None:
         await grouper.flush()
+
+    if settings.trim_every_s > 0:
+        @app.timer(settings.trim_every_s)
+        async def trim_memory() -> None:  # freed batches back to the system: RSS follows the heap
+            allocator.trim()
 
     if sector is not None:
         _sector_agents(app, sector, alerts_topic, dlq_topic, raw, lambda: processor.progress)

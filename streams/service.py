@@ -18,6 +18,7 @@ import logging
 
 import faust
 
+from finsa import allocator
 from finsa.streams.faust_app import WorkerSettings, build_app
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.progress import Progress
@@ -51,6 +52,7 @@ class StreamService:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        allocator.limit_arenas(self.settings.malloc_arenas)
         self._worker = _Worker(self.app, loglevel="WARNING", quiet=True, override_logging=False,
                                redirect_stdouts=False)
         logging.getLogger("faust").setLevel(logging.WARNING)
