@@ -32,10 +32,10 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def current_rss_bytes() -> int:
-    """Resident set size of this process now (Linux ``VmRSS``), 0 where unknown."""
+def current_rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of this process (or of ``pid``) now (Linux ``VmRSS``), 0 where unknown."""
     try:
-        with open("/proc/self/status") as fh:
+        with open(f"/proc/{pid}/status") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024

@@ -38,17 +38,6 @@ BUCKET_MS = 10
 BUCKETS = 30_000  # 0 .. 300 s; later latencies land in the last bucket
 
 
-def _rss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def _produce(bootstrap: str, rate: float, seconds: float, batch_rows: int, sent) -> None:
     """In the producer process: offer ``rate`` flows/s, counting into the shared ``sent``."""
     import threading
@@ -183,7 +172,7 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000, sample_s: float
                 if now >= next_sample:
                     next_sample += sample_s
                     samples.append((now - wall0, current_rss_bytes(), sent.value - latency.stored,
-                                    _rss_of(broker_pid), malloc_mib()[0]))
+                                    current_rss_bytes(broker_pid), malloc_mib()[0]))
                     if len(samples) % int(60 / sample_s) == 1:  # live, one line a minute
                         at, rss, lag, broker_rss, heap = samples[-1]
                         tracked, resident = await asyncio.get_running_loop().run_in_executor(None, _chdb_mib, store)
