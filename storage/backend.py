@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
-from finsa.wire import RecordBatch
+from finsa.wire import FLOW, RecordBatch
 
 from finsa.storage.native import native_block_of
 from finsa.storage.schema import INSTITUTION_COLUMNS, TABLE_OF_RECORD
@@ -239,6 +239,11 @@ class Store(ABC):
         table = TABLE_OF_RECORD[record]
         with self._lock:
             seen = self._seen_batches(record, [b.batch_id for b in batches])
+            if record == FLOW.name:
+                stored = self._stored_flow_batches([b for b in batches if b.batch_id not in seen])
+                if stored:  # stored but not recorded (a worker killed between the two writes)
+                    self._record(record, [b for b in batches if b.batch_id in stored])
+                seen |= stored
             fresh, ids = [], set()
             for b in batches:
                 if b.batch_id in seen or b.batch_id in ids:
@@ -255,12 +260,35 @@ class Store(ABC):
                 settings = {"insert_deduplication_token": f"{table}-{token}",
                             "deduplicate_blocks_in_dependent_materialized_views": "1", **_INSERT_SETTINGS.get(table, {})}
                 self._guarded("insert", self._insert_bytes, table, names, payload, "Native", settings)
-            values = ", ".join(f"(unhex('{b.batch_id.hex()}'), '{record}', {len(b)})" for b in fresh)
-            self._guarded("insert", self._run_command,
-                          f"INSERT INTO ingested_batches (batch_id, record, rows) VALUES {values}")
+            self._record(record, fresh)
         ROWS_WRITTEN.inc(rows, table=table)
         BATCHES.inc(len(fresh), table=table, outcome="written")
         return len(fresh)
+
+    def _record(self, record: str, batches: Sequence[RecordBatch]) -> None:
+        """Add batches to the ledger (lock held)."""
+        unique = {b.batch_id: len(b) for b in batches}
+        values = ", ".join(f"(unhex('{i.hex()}'), '{record}', {n})" for i, n in unique.items())
+        self._guarded("insert", self._run_command, f"INSERT INTO ingested_batches (batch_id, record, rows) VALUES {values}")
+
+    def _stored_flow_batches(self, batches: Sequence[RecordBatch]) -> set[bytes]:
+        """Batch ids among ``batches`` whose flows are in the table though the ledger lacks them.
+
+        The ledger row is written after the flows; a worker killed between the two gets the
+        group again after its restart, possibly grouped with other batches (then the block's
+        deduplication token differs). Asking the table itself, bounded to the batches' time
+        range (the key's minute prunes it to a few granules per institution), closes that gap.
+        """
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return set()
+        lo = min(int(b.columns["first_seen_ms"].min()) for b in batches)
+        hi = max(int(b.columns["first_seen_ms"].max()) for b in batches)
+        id_list = ", ".join(f"unhex('{b.batch_id.hex()}')" for b in batches)
+        found = self._guarded("insert", self._run_query,
+                              f"SELECT DISTINCT hex(batch_id) FROM flows WHERE first_seen_ms BETWEEN {lo} AND {hi} "
+                              f"AND batch_id IN ({id_list})", None)
+        return {bytes.fromhex(row[0]) for row in found.rows}
 
     def _seen_batches(self, record: str, batch_ids: list[bytes]) -> set[bytes]:
         id_list = ", ".join(f"unhex('{i.hex()}')" for i in batch_ids)

@@ -38,3 +38,16 @@ def test_group_write_refuses_mixed_record_types(store) -> None:
 
     with pytest.raises(StorageError):
         store.insert_many([_flows(1, 1), wire.ALERT.make_batch({"severity": [1]})])
+
+
+def test_flows_stored_before_a_crash_lost_their_ledger_rows_are_not_stored_again(store) -> None:
+    # A worker killed after the flows write and before the ledger write gets the group again,
+    # regrouped with other batches (another deduplication token): the table itself is asked.
+    a, b, c = _flows(3, 1), _flows(4, 2), _flows(5, 3)
+    assert store.insert_many([a, b]) == 2
+    store.command("TRUNCATE TABLE ingested_batches")  # the ledger write that never happened
+    assert store.insert_many([b, c, a]) == 1  # only c is new
+    assert store.query("SELECT count() FROM flows").rows[0][0] == 12
+    ledger = store.query("SELECT count(), uniqExact(batch_id) FROM ingested_batches").rows[0]
+    assert tuple(ledger) == (3, 3)  # a and b recorded now, c as it was written
+    assert store.insert_many([a, b, c]) == 0
