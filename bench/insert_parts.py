@@ -3,7 +3,8 @@
 ``bench rollups`` measures whole stores, one after the other; on a shared 2-core machine its
 rounds move by +-20%, more than most single parts of an insert cost. This measures the parts
 apart, on the engine alone: one block of ``--rows`` synthetic flows (``bench storage``'s) is
-loaded once into a Memory table, and each variant is a database migrated like a shipped store
+loaded once into a Memory table (spread over as much time as one write of ``bench rollups``
+holds: 500,000 flows are 6 hours), and each variant is a database migrated like a shipped store
 and then stripped to one feature (a roll-up view, a projection, the skip index) or changed in one
 way (codecs, the block already in the table's key order). ``INSERT INTO <variant>.flows SELECT
 ... FROM`` the block runs ``--repeats`` times per variant, interleaved, and the CPU of this
@@ -24,8 +25,9 @@ import tempfile
 import time
 from typing import Any
 
+from bench.flows import START_MS, synthetic_flows
 from bench.report import grid
-from bench.storage import _groups, flow_batches
+from bench.storage import DAY_MS
 from finsa.storage import rollups
 from finsa.storage.native import native_block_of
 from finsa.storage.schema import derived_columns, time_expression
@@ -36,6 +38,9 @@ from finsa.wire import FLOW
 __all__ = ["run", "VARIANTS"]
 
 VIEWS = ("flows_1m", "flows_1h", *rollups.FLOW_ROLLUPS)
+#: Flows a day in ``bench rollups`` (2M over 24 h): the block covers the same share of a day, so a
+#: block fills as many roll-up buckets (hours, minutes) as one of its writes.
+DAY_FLOWS = 2_000_000
 _KEY = f"institution_id, toStartOfMinute({time_expression('first_seen_ms')}), src_ip"
 #: variant -> (what it keeps of a shipped store: "views", "projections", "index" or a view's name;
 #: changes applied after stripping, "{db}" standing for its database).
@@ -73,6 +78,14 @@ def _strip(store: Any, db: str, keep: tuple[str, ...], changes: tuple[str, ...])
             store.command(f"ALTER TABLE {db}.flows ADD PROJECTION {name} (SELECT _part_offset ORDER BY {PROJECTIONS[name]})")
 
 
+def _block(rows: int) -> list[Any]:
+    """``rows`` synthetic flows in 100k-row batches, time-ordered, at ``DAY_FLOWS`` a day."""
+    size = min(rows, 100_000)
+    span_ms = max(DAY_MS * size // DAY_FLOWS, 1)
+    return [synthetic_flows(min(size, rows - lo), seed=i, start_ms=START_MS + i * span_ms, span_ms=span_ms,
+                            flow_id_base=lo + 1) for i, lo in enumerate(range(0, rows, size))]
+
+
 def _migrated(store: Any, db: str) -> None:
     from finsa.storage.migrations import run_migrations
 
@@ -94,7 +107,7 @@ def run(rows: int = 500_000, repeats: int = 7) -> list[str]:
             store.migrate()
             store.command("CREATE TABLE block AS flows ENGINE = Memory")
             store.command("CREATE TABLE block_sorted AS flows ENGINE = Memory")
-            names, payload = native_block_of(next(_groups(flow_batches(rows, 100_000), 5)))
+            names, payload = native_block_of(_block(rows))
             with store._lock:
                 store._insert_bytes("block", names, payload, "Native", {})
             cols = ", ".join(c.name for c in derived_columns(FLOW) if not c.alias)
