@@ -217,9 +217,10 @@ def _viewer(viewer: Mapping[str, str] | None) -> str:
 
 
 def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms: int,
-                range_ms: int, viewer: Mapping[str, str] | None = None) -> str:
+                range_ms: int, viewer: Mapping[str, str] | None = None, agent_url: str | None = None) -> str:
     """The whole page. ``results`` maps panel id -> (columns, rows) or None when it failed;
-    ``viewer`` is the logged-in user (user, role, institution, csrf)."""
+    ``viewer`` is the logged-in user (user, role, institution, csrf); ``agent_url``: the viewer's
+    own institution's agent, which the page asks to read pseudonyms in clear (analysts only)."""
     inst = results.get("sector_map")
     inst_rows = [dict(zip(inst[0], r)) for r in inst[1]] if inst else []
     sector = results.get("sector_level")
@@ -228,6 +229,8 @@ def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms
     config = {"refresh_s": refresh_s, "range_ms": range_ms, "panels": [p.id for p in WEB_PANELS],
               "levels": {k: v[1] for k, v in threat.LEVELS.items()}, "severities": SEVERITIES,
               "columns": DISPLAY_COLUMNS, "links": ROW_LINKS, "institution": (viewer or {}).get("institution", "")}
+    if agent_url:
+        config["agent_url"] = agent_url
     fields = {
         "title": html.escape(title), "refresh_s": f"{refresh_s:g}", "updated": _clock(now_ms),
         "map": _map(inst, inst_rows), "viewer": _viewer(viewer),
