@@ -152,15 +152,13 @@ async def _attempt(request: web.Request, username: str, password: str) -> tuple[
 
 
 def _form(request: web.Request, status: int, message: str = "") -> web.Response:
-    from finsa.dashboards.page import CONTENT_SECURITY_POLICY, template
+    from finsa.dashboards.page import PAGE_HEADERS, template
 
     token = secrets.token_urlsafe(24)
     text = Template(template("login.html")).substitute(
         title=html.escape(request.app[AUTH].title), csrf=token, message=html.escape(message),
         message_class="message" if message else "message hidden")
-    response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store", "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+    response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
     _cookie(request, response, LOGIN_CSRF_COOKIE, token, 3600, path="/login")
     return response
 

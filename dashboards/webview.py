@@ -173,10 +173,7 @@ async def _index(request: web.Request) -> web.Response:
     viewer = {"user": session.user.username, "role": session.user.role,
               "institution": session.user.institution, "csrf": session.csrf}
     text = page.render_page(settings["title"], settings["refresh_s"], results, now_ms, DEFAULT_RANGE_MS, viewer)
-    return web.Response(text=text, content_type="text/html", charset="utf-8",
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                                 "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                                 "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+    return web.Response(text=text, content_type="text/html", charset="utf-8", headers=page.PAGE_HEADERS)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -32,7 +32,7 @@ from aiohttp import web
 from finsa.dashboards.soc import alertpage, flowsearch, triage
 from finsa.dashboards.soc.agent_link import AgentOrigins
 from finsa.dashboards.login import session_of
-from finsa.dashboards.page import CONTENT_SECURITY_POLICY, content_security_policy, level_css, template
+from finsa.dashboards.page import PAGE_HEADERS, content_security_policy, level_css, template
 from finsa.dashboards.reads import Forbidden, PanelReads
 from finsa.dashboards.users import User
 from finsa.errors import FinsaError
@@ -41,9 +41,6 @@ from finsa.storage.triage import TriageLog
 __all__ = ["add_soc_routes"]
 
 _CTX = web.AppKey("soc", dict)
-_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY, "Referrer-Policy": "no-referrer",
-            "X-Frame-Options": "DENY"}
 
 
 def _now_ms() -> int:
@@ -89,7 +86,7 @@ def _page(name: str, request: web.Request, title: str, base: str = "", translate
         title=html.escape(title), base=base, level_css=level_css(), config=html.escape(json.dumps(config), quote=True),
         body=body)
     return web.Response(text=text, content_type="text/html", charset="utf-8",
-                        headers={**_HEADERS, "Content-Security-Policy": content_security_policy(origin)})
+                        headers={**PAGE_HEADERS, "Content-Security-Policy": content_security_policy(origin)})
 
 
 async def _alert_page(request: web.Request) -> web.Response:
