@@ -25,7 +25,7 @@ from finsa.dashboards.panels import WEB_PANELS, Panel
 from finsa.wire import SEVERITIES
 
 __all__ = ["cell", "render_table", "render_bars", "render_page", "template", "CONTENT_SECURITY_POLICY",
-           "DISPLAY_COLUMNS", "content_security_policy"]
+           "DISPLAY_COLUMNS", "content_security_policy", "PAGE_HEADERS"]
 
 _LEVEL_COLUMNS = {"level"}
 _SEVERITY_COLUMNS = {"severity", "max_severity"}
@@ -119,6 +119,11 @@ ROW_LINKS = {"latest_alerts": ("alert_id", "alerts/")}
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
                            "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+#: The headers of every HTML page of the web view (the sector view, the login form, the analyst's
+#: pages); a page for an institution's analyst widens the CSP for its agent (:func:`content_security_policy`).
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY, "Referrer-Policy": "no-referrer",
+                "X-Frame-Options": "DENY"}
 
 
 def content_security_policy(agent_origin: str | None = None) -> str:

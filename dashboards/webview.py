@@ -178,9 +178,7 @@ async def _index(request: web.Request) -> web.Response:
     text = page.render_page(settings["title"], settings["refresh_s"], results, now_ms, DEFAULT_RANGE_MS, viewer,
                             agent_url=origin)
     return web.Response(text=text, content_type="text/html", charset="utf-8",
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                                 "Content-Security-Policy": content_security_policy(origin),
-                                 "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+                        headers={**page.PAGE_HEADERS, "Content-Security-Policy": content_security_policy(origin)})
 
 
 async def _metrics(request: web.Request) -> web.Response:
