@@ -9,6 +9,12 @@ flow's latency). Reported: RSS at start (after the consumer joined), the peak of
 growth of the second half's peak over the first's, lost flows, the largest lag (sent, not yet
 stored), p99 flow end -> stored, the broker's RSS, and the RSS series (one sample a minute).
 
+``FINSA_SOAK_WORKER="trim_after_group=0,purge_store_after_group=0"`` overrides worker settings
+(to compare a run without a mechanism). Also reported: flows stored per second, the wall seconds
+the worker spent handing memory back after store writes (glibc trim, jemalloc purge), the load
+average, and the growth between the halves by peaks, by the median and by the mean of the
+per-minute peaks.
+
 ``FINSA_SOAK_TRACE=1`` adds a diagnosis every ``FINSA_SOAK_TRACE_S`` seconds (default 60): the
 Python heap (tracemalloc) diffed against the first snapshot by traceback, live objects by type
 against the first count, and glibc's malloc statistics (heap in use vs held), to tell Python
@@ -95,17 +101,19 @@ def malloc_mib() -> tuple[float, float]:
     return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
-def _chdb_mib(store) -> tuple[float, float]:
-    """chdb's ClickHouse memory in MiB: what it tracks (``MemoryTracking``) and what its jemalloc
-    holds resident (``resident:`` of ``system.jemalloc_stats``; 0 where absent)."""
-    rows = store.query("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'").rows
-    tracked = float(rows[0][0]) / 2**20 if rows else 0.0
+def _chdb_mib(store) -> tuple[float, float, float]:
+    """chdb's ClickHouse memory in MiB: what it tracks (``MemoryTracking``), what its merges track
+    (``MergesMutationsMemoryTracking``) and what its jemalloc holds resident (``resident:`` of
+    ``system.jemalloc_stats``; 0 where absent)."""
+    rows = dict(store.query("SELECT metric, value FROM system.metrics WHERE metric IN "
+                            "('MemoryTracking', 'MergesMutationsMemoryTracking')").rows)
+    tracked, merges = (float(rows.get(k, 0)) / 2**20 for k in ("MemoryTracking", "MergesMutationsMemoryTracking"))
     try:
         text = str(store.query("SELECT * FROM system.jemalloc_stats").rows[0][0])
     except Exception:  # noqa: BLE001 - a chdb without the table: resident unknown
-        return tracked, 0.0
+        return tracked, merges, 0.0
     found = re.search(r"resident: (\d+)", text)
-    return tracked, (int(found.group(1)) / 2**20 if found else 0.0)
+    return tracked, merges, (int(found.group(1)) / 2**20 if found else 0.0)
 
 
 class _Diagnosis:
@@ -133,6 +141,34 @@ class _Diagnosis:
         print("#   objects: " + ", ".join(f"{k} {d:+d}" for d, k in grown), flush=True)
 
 
+def worker_overrides(text: str) -> dict:
+    """``name=value,...`` -> WorkerSettings keyword arguments (ints, floats, 0/1 for booleans).
+
+    >>> worker_overrides("trim_after_group=0, group_max_bytes=1048576, return_min_interval_s=2.5")
+    {'trim_after_group': False, 'group_max_bytes': 1048576, 'return_min_interval_s': 2.5}
+    """
+    from dataclasses import fields
+
+    from finsa.streams.faust_app import WorkerSettings
+
+    kinds = {f.name: f.type for f in fields(WorkerSettings)}
+    out: dict = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, _, value = item.partition("=")
+        kind = kinds.get(name.strip())
+        if kind not in ("bool", "int", "float"):
+            raise SystemExit(f"FINSA_SOAK_WORKER: {name!r} is not a numeric or boolean worker setting")
+        out[name.strip()] = {"bool": lambda v: v.strip() not in ("0", "false", ""), "int": int, "float": float}[
+            str(kind)](value)
+    return out
+
+
+def _returned_s() -> dict[str, float]:
+    from finsa.streams.memory_return import RETURN_SECONDS
+
+    return {labels.get("allocator", ""): round(value, 2) for labels, value in RETURN_SECONDS.samples()}
+
+
 def measure(rate: float, seconds: float, batch_rows: int = 5000, sample_s: float = 5.0) -> dict:
     """Offer ``rate`` flows/s for ``seconds`` from another process; sample this worker's memory."""
     from finsa.app.run import topic_partitions
@@ -154,8 +190,11 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000, sample_s: float
         store = open_store(data_dir=Path(tmp) / "store")
         store.migrate()
         processor = FlowProcessor(store, DetectionEngine(), flow_observers=[latency.observe])
-        service = StreamService(WorkerSettings(broker.bootstrap, app_id="bench", datadir=Path(tmp) / "faust",
-                                               session_timeout_s=4), processor)
+        overrides = worker_overrides(os.environ.get("FINSA_SOAK_WORKER", ""))
+        settings = WorkerSettings(broker.bootstrap, app_id="bench", datadir=Path(tmp) / "faust", session_timeout_s=4,
+                                  **overrides)
+        print(f"# worker settings: {overrides or 'defaults'}; load average {os.getloadavg()}", flush=True)
+        service = StreamService(settings, processor)
         broker_pid = broker._proc.pid if broker._proc is not None else 0  # the bench reads its RSS
         context = multiprocessing.get_context("spawn")
         sent = context.Value("q", 0)
@@ -175,16 +214,20 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000, sample_s: float
                                     current_rss_bytes(broker_pid), malloc_mib()[0]))
                     if len(samples) % int(60 / sample_s) == 1:  # live, one line a minute
                         at, rss, lag, broker_rss, heap = samples[-1]
-                        tracked, resident = await asyncio.get_running_loop().run_in_executor(None, _chdb_mib, store)
+                        tracked, merges, resident = await asyncio.get_running_loop().run_in_executor(
+                            None, _chdb_mib, store)
                         print(f"# {at:4.0f} s: worker RSS {rss / 2**20:.0f} MiB (glibc malloc {heap:.0f}, ClickHouse "
-                              f"{tracked:.0f} tracked, {resident:.0f} jemalloc resident), lag {lag:,} flows, "
+                              f"{tracked:.0f} tracked, {merges:.0f} in merges, {resident:.0f} jemalloc resident), "
+                              f"lag {lag:,} flows, "
                               f"stored {latency.stored:,}, broker RSS "
-                              f"{broker_rss / 2**20:.0f} MiB", flush=True)
+                              f"{broker_rss / 2**20:.0f} MiB, load {os.getloadavg()[0]:.1f}, returned "
+                              f"{_returned_s()}", flush=True)
                 if diagnosis is not None and now >= next_trace:
                     next_trace += trace_s
                     diagnosis.look(now - wall0)
                 await asyncio.sleep(0.2)
             sender.join()
+            result.update(load_end=os.getloadavg(), stored_at_end=latency.stored, send_s=time.monotonic() - wall0)
             deadline = time.monotonic() + 60
             while latency.stored < sent.value and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
@@ -193,7 +236,7 @@ def measure(rate: float, seconds: float, batch_rows: int = 5000, sample_s: float
 
         asyncio.run(main())
         store.close()
-    result.update(sent=int(sent.value), stored=latency.stored, p50_ms=latency.percentile_ms(50),
+    result.update(sent=int(sent.value), stored=latency.stored, returned_s=_returned_s(), p50_ms=latency.percentile_ms(50),
                   p99_ms=latency.percentile_ms(99), samples=samples)
     return result
 
@@ -214,8 +257,27 @@ def run(quick: bool, seconds: float | None = None, rate: float | None = None) ->
     series = " ".join(f"{max(rss[i:i + minute]):.0f}" for i in range(0, len(rss), minute))
     heap = " ".join(f"{max(x[4] for x in s[i:i + minute]):.0f}" for i in range(0, len(s), minute))
     lag = " ".join(f"{max(x[2] for x in s[i:i + minute]) // 1000}k" for i in range(0, len(s), minute))
+    peaks = [max(rss[i:i + minute]) for i in range(0, len(rss), minute)]
+    growth = halves_growth(peaks)
+    extra = (f"\ngrowth between the halves of the per-minute peaks: peaks {growth['peak']:+.1f}%, median "
+             f"{growth['median']:+.1f}%, mean {growth['mean']:+.1f}%\nstored {r['stored_at_end'] / r['send_s']:,.0f} "
+             f"flows/s while offered; memory returned after store writes, wall s: {r['returned_s']}; load average "
+             f"at the end {r['load_end']}")
     return ["## soak: stream worker under steady load (Tansu -> Faust -> detectors -> chdb; producer in "
             "its own process)\n" + grid(
                 ["offered flows/s", "seconds", "sent", "stored", "lost", "max lag (flows)", "RSS start MiB",
                  "RSS max 1st half MiB", "RSS max 2nd half MiB", "growth", "latency p99 ms", "broker RSS max MiB"],
-                rows) + f"\n\nper minute (max): worker RSS MiB {series}\nmalloc in use MiB {heap}\nlag flows {lag}"]
+                rows) + f"\n\nper minute (max): worker RSS MiB {series}\nmalloc in use MiB {heap}\nlag flows {lag}" + extra]
+
+
+def halves_growth(peaks: list[float]) -> dict[str, float]:
+    """Growth of the second half over the first, in %, by the peak, median and mean of ``peaks``.
+
+    >>> {k: round(v, 1) for k, v in halves_growth([100, 120, 110, 130]).items()}
+    {'peak': 8.3, 'median': 9.1, 'mean': 9.1}
+    """
+    half = max(len(peaks) // 2, 1)
+    first, second = peaks[:half], peaks[half:] or peaks
+    return {"peak": (max(second) / max(first) - 1) * 100,
+            "median": (float(np.median(second)) / float(np.median(first)) - 1) * 100,
+            "mean": (float(np.mean(second)) / float(np.mean(first)) - 1) * 100}

@@ -308,6 +308,11 @@ class Store(ABC):
                               ("\n".join(lines) + "\n").encode(), "JSONEachRow", {})
         return len(lines)
 
+    def release_memory(self) -> bool:
+        """Hand memory the engine freed back to the system; False where the engine is not in this
+        process (a ClickHouse server manages its own). See :meth:`ChdbStore.release_memory`."""
+        return False
+
     def close(self) -> None:
         with self._lock:
             self._close()

@@ -22,7 +22,9 @@ import faust
 
 from finsa import allocator, wire
 from finsa.batchauth import SERVICE_SIGNER, sign_headers
+from finsa.errors import ConfigError
 from finsa.metrics import REGISTRY
+from finsa.streams.memory_return import MemoryReturn
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.progress import Progress, message_kind
 from finsa.streams.sector_stage import SectorStage
@@ -41,9 +43,20 @@ class WorkerSettings:
     flow batches per stream (its default, 4096 batches of 5,000 flows, is ~2.3 GB once a worker
     falls behind), and one poll of the consumer decodes at most ``poll_messages``.
 
+    A group is also bounded in bytes (``group_max_bytes``): collectors may send batches of up to
+    a million flows, and 64 of them decoded at once would be gigabytes. After each stored group
+    the worker hands freed memory back (:mod:`finsa.streams.memory_return`): glibc's free pages
+    (``trim_after_group``) and the dirty pages of the store's engine (``purge_store_after_group``).
+
     >>> s = WorkerSettings("127.0.0.1:9092")
     >>> (s.buffer_messages, s.poll_messages) == (2 * s.group_max, s.group_max)
     True
+    >>> WorkerSettings("127.0.0.1:9092", group_max_bytes=0, trim_every_s=-1)
+    Traceback (most recent call last):
+    ...
+    finsa.errors.ConfigError: worker settings: 2 problems
+      group_max_bytes: must be > 0, got 0
+      trim_every_s: must be >= 0 (0 turns it off), got -1
     """
 
     bootstrap: str
@@ -64,9 +77,26 @@ class WorkerSettings:
     #: (:mod:`finsa.allocator`; 0 leaves glibc's defaults)
     malloc_arenas: int = 2
     trim_every_s: float = 10.0
+    #: bytes of flow messages one group holds at most (a message larger than this is a group alone)
+    group_max_bytes: int = 32 * 2**20
+    #: after each stored group: glibc's free pages back (``malloc_trim``), and the store engine's
+    #: dirty pages (chdb's jemalloc, ``SYSTEM JEMALLOC PURGE``), at most once per ``return_min_interval_s``
+    trim_after_group: bool = True
+    purge_store_after_group: bool = True
+    return_min_interval_s: float = 0.0
     #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
     #: counts what its collector had acknowledged instead)
     count_offered: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("partitions", "session_timeout_s", "group_max", "group_within_s", "buffer_messages",
+                    "poll_messages", "group_max_bytes")
+        problems = [f"{name}: must be > 0, got {getattr(self, name)}" for name in positive
+                    if not getattr(self, name) > 0]
+        problems += [f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}"
+                     for name in ("malloc_arenas", "trim_every_s", "return_min_interval_s") if getattr(self, name) < 0]
+        if problems:
+            raise ConfigError("worker settings", problems)
 
 
 def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: SectorStage | None = None) -> faust.App:
@@ -85,8 +115,10 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     alerts_topic = app.topic(wire.TOPICS["alerts"], partitions=1, **raw)  # one sector consumer sees all
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
+    release = getattr(processor.store, "release_memory", None) if settings.purge_store_after_group else None
     grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max, settings.count_offered,
-                       alerts_consumed_here=sector is not None)
+                       alerts_consumed_here=sector is not None, group_max_bytes=settings.group_max_bytes,
+                       memory_return=MemoryReturn(settings.trim_after_group, release, settings.return_min_interval_s))
 
     @app.agent(flows_topic, name="detect")
     async def detect(stream):  # faust stream
@@ -120,13 +152,20 @@ class _Grouper:
     the detectors' state is sequential), the other writes (in group order; the store takes one
     write at a time). So consumption, detection and the store write of successive groups overlap;
     at most ``max_in_flight`` groups are past the consumer at once (back-pressure: a full pipeline
-    makes the next group wait, and larger, which the store writes more cheaply).
+    makes the next group wait, and larger, which the store writes more cheaply). A group is at
+    most ``group_max`` messages and ``group_max_bytes`` of payload; once a group is stored and
+    acknowledged and its objects are freed, the store thread hands the memory back
+    (``memory_return``) before the next write.
     """
 
     def __init__(self, processor: FlowProcessor, alerts_topic, dlq_topic, group_max: int,
-                 count_offered: bool = True, alerts_consumed_here: bool = False, max_in_flight: int = 2) -> None:
+                 count_offered: bool = True, alerts_consumed_here: bool = False, max_in_flight: int = 2,
+                 group_max_bytes: int = 32 * 2**20, memory_return: MemoryReturn | None = None) -> None:
         self.processor, self.alerts_topic, self.dlq_topic = processor, alerts_topic, dlq_topic
         self.group_max, self.count_offered, self.max_in_flight = group_max, count_offered, max_in_flight
+        self.group_max_bytes = group_max_bytes
+        self.memory_return = memory_return or MemoryReturn(False, None)
+        self.pending_bytes = 0
         #: this app's sector agent consumes the alerts it sends: they are offered to it (a drain
         #: waits until the sector picture took them)
         self.alerts_consumed_here = alerts_consumed_here
@@ -141,7 +180,8 @@ class _Grouper:
         if self.count_offered and progress is not None:
             progress.offer(message_kind(event.value if isinstance(event.value, (bytes, bytearray)) else None))
         self.pending.append(event)
-        if len(self.pending) >= self.group_max:
+        self.pending_bytes += len(event.value) if isinstance(event.value, (bytes, bytearray)) else 0
+        if len(self.pending) >= self.group_max or self.pending_bytes >= self.group_max_bytes:
             await self.flush()
 
     async def flush(self) -> None:
@@ -152,7 +192,7 @@ class _Grouper:
                 await asyncio.wait([done])
                 self._in_flight.popleft()
                 done.result()  # a failed group raises here, into the agent
-            group, self.pending = self.pending, []
+            group, self.pending, self.pending_bytes = self.pending, [], 0
             if not group:
                 return
             payloads = [e.value if isinstance(e.value, (bytes, bytearray)) else b"" for e in group]
@@ -190,6 +230,9 @@ class _Grouper:
                 self.processor.progress.offer("alert")
         for event in group:
             event.ack()
+        group.clear()
+        del prepared, outcome  # the group's messages, flows and alerts freed: then handed back, in the store thread
+        await loop.run_in_executor(self._write, self.memory_return.after_group)
 
     def _signed(self, payload: bytes) -> list | None:
         """This worker's alerts are signed with the sector's key when it verifies signatures."""
