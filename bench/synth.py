@@ -140,15 +140,9 @@ def _frames(p: dict[str, np.ndarray], f: dict[str, np.ndarray]) -> tuple[np.ndar
     return buf, offsets, length
 
 
-def mixed_capture(packets: int, seed: int = 7, cache_dir: str | Path | None = None) -> Path:
-    """Path of a cached capture of about ``packets`` packets of mixed flows (see module docstring)."""
-    path = globals()["cache_dir"](cache_dir) / f"mixed-{packets}-{seed}.pcap"
-    if path.exists():
-        return path
-    rng = np.random.default_rng(seed)
-    f = _flows(max(1, int(packets / 9.4)), rng)
-    p = _packets(f, duration_s=max(10.0, packets / 20_000), rng=rng)
-    p = {k: v[:packets] for k, v in p.items()}
+def _write_capture(path: Path, p: dict[str, np.ndarray], f: dict[str, np.ndarray]) -> Path:
+    """Write packets ``p`` of flows ``f`` to the capture ``path`` a chunk at a time, through a
+    ``.part`` file renamed at the end (an interrupted run leaves no capture in the cache)."""
     tmp = path.with_suffix(".part")
     with PcapWriter(tmp, nanosecond=False) as w:
         for lo in range(0, len(p["ts"]), _CHUNK_PACKETS):
@@ -157,6 +151,17 @@ def mixed_capture(packets: int, seed: int = 7, cache_dir: str | Path | None = No
             w.write_batch(chunk["ts"], buf, offsets, lengths)
     tmp.rename(path)
     return path
+
+
+def mixed_capture(packets: int, seed: int = 7, cache_dir: str | Path | None = None) -> Path:
+    """Path of a cached capture of about ``packets`` packets of mixed flows (see module docstring)."""
+    path = globals()["cache_dir"](cache_dir) / f"mixed-{packets}-{seed}.pcap"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    f = _flows(max(1, int(packets / 9.4)), rng)
+    p = _packets(f, duration_s=max(10.0, packets / 20_000), rng=rng)
+    return _write_capture(path, {k: v[:packets] for k, v in p.items()}, f)
 
 
 def interleaved_capture(flows: int = 50_000, packets: int = 1_000_000, seconds: float = 60.0,
@@ -175,15 +180,7 @@ def interleaved_capture(flows: int = 50_000, packets: int = 1_000_000, seconds: 
     f = _flows(flows, rng, data_mean=max((per_flow - 0.7) / 0.65 - 6, 1), data_max=int(8 * per_flow))
     f["gap_ns"] = rng.integers(50_000_000, int(seconds / 40 * 1e9), flows)
     p = _packets(f, duration_s=seconds / 2, rng=rng)
-    p = {k: v[:packets] for k, v in p.items()}
-    tmp = path.with_suffix(".part")
-    with PcapWriter(tmp, nanosecond=False) as w:
-        for lo in range(0, len(p["ts"]), _CHUNK_PACKETS):
-            chunk = {k: v[lo:lo + _CHUNK_PACKETS] for k, v in p.items()}
-            buf, offsets, lengths = _frames(chunk, f)
-            w.write_batch(chunk["ts"], buf, offsets, lengths)
-    tmp.rename(path)
-    return path
+    return _write_capture(path, {k: v[:packets] for k, v in p.items()}, f)
 
 
 def distinct_capture(flows: int, cache_dir: str | Path | None = None) -> Path:

@@ -152,15 +152,13 @@ async def _attempt(request: web.Request, username: str, password: str) -> tuple[
 
 
 def _form(request: web.Request, status: int, message: str = "") -> web.Response:
-    from finsa.dashboards.page import CONTENT_SECURITY_POLICY, template
+    from finsa.dashboards.page import PAGE_HEADERS, template
 
     token = secrets.token_urlsafe(24)
     text = Template(template("login.html")).substitute(
         title=html.escape(request.app[AUTH].title), csrf=token, message=html.escape(message),
         message_class="message" if message else "message hidden")
-    response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store", "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+    response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
     _cookie(request, response, LOGIN_CSRF_COOKIE, token, 3600, path="/login")
     return response
 
@@ -250,18 +248,15 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/logout", _logout)
 
 
-#: Sent with every response (issue 15, finding 12); a handler's own values win.
-_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-                     "Referrer-Policy": "no-referrer"}
-
-
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: nosniff, a CSP and ``Cache-Control: no-store`` (the page's own
-    static files excepted) on every response, error pages and redirects included."""
-    from finsa.dashboards.page import CONTENT_SECURITY_POLICY
+    """``on_response_prepare`` (issue 15, finding 12): the pages' headers
+    (:data:`~finsa.dashboards.page.PAGE_HEADERS`: nosniff, a CSP, no framing, no referrer) on every
+    response, error pages and redirects included, a handler's own values winning; and
+    ``Cache-Control: no-store`` on every response but the page's own static files."""
+    from finsa.dashboards.page import PAGE_HEADERS
 
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    for name, value in PAGE_HEADERS.items():
+        if name != "Cache-Control":
+            response.headers.setdefault(name, value)
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"

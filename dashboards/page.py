@@ -25,7 +25,7 @@ from finsa.dashboards.panels import WEB_PANELS, Panel
 from finsa.wire import SEVERITIES
 
 __all__ = ["cell", "render_table", "render_bars", "render_page", "template", "CONTENT_SECURITY_POLICY",
-           "DISPLAY_COLUMNS", "content_security_policy"]
+           "DISPLAY_COLUMNS", "content_security_policy", "PAGE_HEADERS"]
 
 _LEVEL_COLUMNS = {"level"}
 _SEVERITY_COLUMNS = {"severity", "max_severity"}
@@ -119,6 +119,11 @@ ROW_LINKS = {"latest_alerts": ("alert_id", "alerts/")}
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
                            "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+#: The headers of every HTML page of the web view (the sector view, the login form, the analyst's
+#: pages); a page for an institution's analyst widens the CSP for its agent (:func:`content_security_policy`).
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY, "Referrer-Policy": "no-referrer",
+                "X-Frame-Options": "DENY"}
 
 
 def content_security_policy(agent_origin: str | None = None) -> str:
@@ -217,9 +222,10 @@ def _viewer(viewer: Mapping[str, str] | None) -> str:
 
 
 def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms: int,
-                range_ms: int, viewer: Mapping[str, str] | None = None) -> str:
+                range_ms: int, viewer: Mapping[str, str] | None = None, agent_url: str | None = None) -> str:
     """The whole page. ``results`` maps panel id -> (columns, rows) or None when it failed;
-    ``viewer`` is the logged-in user (user, role, institution, csrf)."""
+    ``viewer`` is the logged-in user (user, role, institution, csrf); ``agent_url``: the viewer's
+    own institution's agent, which the page asks to read pseudonyms in clear (analysts only)."""
     inst = results.get("sector_map")
     inst_rows = [dict(zip(inst[0], r)) for r in inst[1]] if inst else []
     sector = results.get("sector_level")
@@ -228,6 +234,8 @@ def render_page(title: str, refresh_s: float, results: Mapping[str, Any], now_ms
     config = {"refresh_s": refresh_s, "range_ms": range_ms, "panels": [p.id for p in WEB_PANELS],
               "levels": {k: v[1] for k, v in threat.LEVELS.items()}, "severities": SEVERITIES,
               "columns": DISPLAY_COLUMNS, "links": ROW_LINKS, "institution": (viewer or {}).get("institution", "")}
+    if agent_url:
+        config["agent_url"] = agent_url
     fields = {
         "title": html.escape(title), "refresh_s": f"{refresh_s:g}", "updated": _clock(now_ms),
         "map": _map(inst, inst_rows), "viewer": _viewer(viewer),

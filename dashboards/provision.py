@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from finsa.dashboards import grafana, grafana_alerting, grafana_yaml
 
@@ -99,34 +100,27 @@ def push(api: Any, clickhouse_url: str = DEFAULT_CLICKHOUSE_URL, database: str =
     """Create or update everything in the Grafana behind ``api`` (a ``grafana_client.GrafanaApi``)."""
     report = PushReport()
 
-    def note(kind: str, uid: str, existed: bool) -> None:
+    def put(kind: str, uid: str, get: Callable[[str], Any], update: Callable[[], Any],
+            create: Callable[[], Any]) -> None:
+        """Update the object ``uid`` where Grafana has it, else create it; report which."""
+        existed = _exists(get, uid)
+        (update if existed else create)()
         (report.updated if existed else report.created).append(f"{kind}:{uid}")
 
     for ds in datasources(clickhouse_url, database, prometheus_url):
-        existed = _exists(api.datasource.get_datasource_by_uid, ds["uid"])
-        if existed:
-            api.datasource.update_datasource_by_uid(ds["uid"], ds)
-        else:
-            api.datasource.create_datasource(ds)
-        note("datasource", ds["uid"], existed)
+        put("datasource", ds["uid"], api.datasource.get_datasource_by_uid,
+            partial(api.datasource.update_datasource_by_uid, ds["uid"], ds), partial(api.datasource.create_datasource, ds))
     folder_uid = grafana_alerting.FOLDER_UID
-    existed = _exists(api.folder.get_folder, folder_uid)
-    if existed:
-        api.folder.update_folder(folder_uid, title=FOLDER_TITLE, overwrite=True)
-    else:
-        api.folder.create_folder(FOLDER_TITLE, uid=folder_uid)
-    note("folder", folder_uid, existed)
+    put("folder", folder_uid, api.folder.get_folder,
+        partial(api.folder.update_folder, folder_uid, title=FOLDER_TITLE, overwrite=True),
+        partial(api.folder.create_folder, FOLDER_TITLE, uid=folder_uid))
     for uid, board in grafana.build_dashboards().items():
-        existed = _exists(api.dashboard.get_dashboard, uid)
-        api.dashboard.update_dashboard({"dashboard": {**board, "id": None}, "folderUid": folder_uid,
-                                        "overwrite": True, "message": "finsa dashboards push"})
-        note("dashboard", uid, existed)
+        overwrite = partial(api.dashboard.update_dashboard, {"dashboard": {**board, "id": None}, "folderUid": folder_uid,
+                                                             "overwrite": True, "message": "finsa dashboards push"})
+        put("dashboard", uid, api.dashboard.get_dashboard, overwrite, overwrite)
     for rule in grafana_alerting.alert_rules(folder_uid, grafana.CLICKHOUSE_UID):
         body = grafana_alerting.rule_payload(rule)
-        existed = _exists(api.alertingprovisioning.get_alertrule, rule["uid"])
-        if existed:
-            api.alertingprovisioning.update_alertrule(rule["uid"], body)
-        else:
-            api.alertingprovisioning.create_alertrule(body)
-        note("alert-rule", rule["uid"], existed)
+        put("alert-rule", rule["uid"], api.alertingprovisioning.get_alertrule,
+            partial(api.alertingprovisioning.update_alertrule, rule["uid"], body),
+            partial(api.alertingprovisioning.create_alertrule, body))
     return report

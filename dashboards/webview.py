@@ -50,7 +50,7 @@ from aiohttp import web
 from finsa.dashboards import login, page
 from finsa.dashboards.auth import LoginThrottle, SessionStore
 from finsa.dashboards.login import AUTH, Auth, login_link, session_of
-from finsa.dashboards.page import CONTENT_SECURITY_POLICY
+from finsa.dashboards.page import CONTENT_SECURITY_POLICY, content_security_policy
 from finsa.dashboards.panels import DEFAULT_RANGE_MS, WEB_PANELS, WEB_PANELS_BY_ID, Panel, PanelParameterError, bind
 from finsa.dashboards.panel_cache import PanelCache
 from finsa.dashboards.reads import Forbidden, PanelReads
@@ -71,6 +71,7 @@ _PANELS = web.AppKey("panels", PanelCache)
 _CREDENTIALS: web.AppKey[Any] = web.AppKey("credentials")  # Credentials | None
 _EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 _SETTINGS = web.AppKey("settings", dict)
+_AGENTS = web.AppKey("agents", AgentOrigins)  # which institution's agent each analyst's page may call
 
 
 def _now_ms() -> int:
@@ -172,11 +173,12 @@ async def _index(request: web.Request) -> web.Response:
     results = {p.id: (None if isinstance(o, BaseException) else o) for p, o in zip(wanted, outcomes)}
     viewer = {"user": session.user.username, "role": session.user.role,
               "institution": session.user.institution, "csrf": session.csrf}
-    text = page.render_page(settings["title"], settings["refresh_s"], results, now_ms, DEFAULT_RANGE_MS, viewer)
+    # an institution's analyst reads its own internal addresses in clear through its agent
+    origin = request.app[_AGENTS].for_user(session.user)
+    text = page.render_page(settings["title"], settings["refresh_s"], results, now_ms, DEFAULT_RANGE_MS, viewer,
+                            agent_url=origin)
     return web.Response(text=text, content_type="text/html", charset="utf-8",
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                                 "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                                 "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+                        headers={**page.PAGE_HEADERS, "Content-Security-Policy": content_security_policy(origin)})
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -233,6 +235,7 @@ def create_app(store: Any, refresh_s: float = 5.0, title: str = "finsa", users: 
     app[_CREDENTIALS] = made
     app[AUTH] = Auth(users, sessions or SessionStore(), throttle or LoginThrottle(), secure_cookies, title)
     app[_SETTINGS] = {"refresh_s": float(refresh_s), "title": title}
+    app[_AGENTS] = agents
     app[_EXECUTOR] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="finsa-webview")
 
     async def _shutdown(app: web.Application) -> None:

@@ -151,11 +151,32 @@ class WindowDeduper:
         :class:`~finsa.detectors.features.FlowFrame`: the first row's institution and source, the
         latest flow end over ``span`` (default ``rows``); None when that source already alerted
         in the window of that time."""
+        return self._claim(frame, rows, "src_ip", rows if span is None else span, "")
+
+    def claim_victim(self, frame: Any, rows: np.ndarray, scope: str = "") -> tuple[str, str, int] | None:
+        """(institution, destination address, time_ms) of an alert about flows ``rows`` (the
+        first row's institution and destination, the latest flow end); None when that victim
+        already alerted in the window. A ``scope`` keeps kinds of alerts about one victim apart.
+
+        >>> from finsa.wire import FLOW
+        >>> from finsa.detectors.features import frame_of
+        >>> frame = frame_of(FLOW.make_batch({"dst_ip": ["10.0.0.9"], "last_seen_ms": [9_000],
+        ...                                   "institution_id": ["bank-a"]}))
+        >>> d = WindowDeduper(60_000)
+        >>> d.claim_victim(frame, np.array([0])), d.claim_victim(frame, np.array([0]))
+        (('bank-a', '10.0.0.9', 9000), None)
+        >>> d.claim_victim(frame, np.array([0]), scope="udp")
+        ('bank-a', '10.0.0.9', 9000)
+        """
+        return self._claim(frame, rows, "dst_ip", rows, scope)
+
+    def _claim(self, frame: Any, rows: np.ndarray, column: str, span: np.ndarray,
+               scope: str) -> tuple[str, str, int] | None:
         cols, first = frame.cols, rows[0]
         inst = str(cols["institution_id"][first])
-        entity = ips_to_strings(cols["src_ip"][first:first + 1])[0]
-        time_ms = int(frame.end_ms[rows if span is None else span].max())
-        return (inst, entity, time_ms) if self.first(inst, entity, time_ms) else None
+        entity = ips_to_strings(cols[column][first:first + 1])[0]
+        time_ms = int(frame.end_ms[span].max())
+        return (inst, entity, time_ms) if self.first(inst, f"{scope}:{entity}" if scope else entity, time_ms) else None
 
     def _prune(self, window: int) -> None:
         self._last = {k: w for k, w in self._last.items() if w >= window - 1}

@@ -35,11 +35,13 @@ __all__ = ["advance_bins", "bound_keys"]
 
 
 def advance_bins(table: KeyedTable, keys: np.ndarray, bins: np.ndarray, total: str, alpha: float,
-                 threshold: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+                 threshold: Callable[[np.ndarray, np.ndarray], np.ndarray], reset: tuple[str, ...] = ()) -> np.ndarray:
     """Close the bins of ``keys`` that ended before ``bins`` (learning column ``total`` into
-    ``mean``/``var``, capped at ``threshold(mean, var)`` where ``flagged``); return the keys' positions."""
+    ``mean``/``var``, capped at ``threshold(mean, var)`` where ``flagged``); return the keys' positions.
+    A new bin starts ``total`` and the other running totals named in ``reset`` at zero."""
     pos = table.upsert(keys, bin=-1.0)
     cols = table.cols
+    before = cols["bin"][pos] if reset else None
     fresh = cols["bin"][pos] < 0
     cols["bin"][pos[fresh]] = bins[fresh]
     moved = bins > cols["bin"][pos]
@@ -51,6 +53,10 @@ def advance_bins(table: KeyedTable, keys: np.ndarray, bins: np.ndarray, total: s
     cols["mean"][p] = (mean + alpha * diff) * idle
     cols["var"][p] = (1 - alpha) * (var + diff * alpha * diff) * idle
     cols["bin"][p], cols[total][p], cols["flagged"][p] = bins[moved], 0.0, 0.0
+    if before is not None:
+        changed = pos[cols["bin"][pos] != before]
+        for name in reset:
+            cols[name][changed] = 0.0
     return pos
 
 

@@ -50,6 +50,10 @@ from finsa.settings import Strict, load_config, parse_config
 __all__ = ["NotifyConfig", "Webhook", "Email", "Syslog", "Route", "Outbox", "parse_notify_config",
            "load_notify_config"]
 
+#: The server a receiver delivers to: a host name or address, and a port (what email and syslog check).
+Host = Annotated[str, Field(min_length=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
 
 class Outbox(Strict):
     path: Path = Field(Path("data/notify/outbox.sqlite"), description="the persistent queue (SQLite file)")
@@ -82,8 +86,8 @@ class Webhook(_Secret):
 
 class Email(Strict):
     kind: Literal["email"]
-    host: str = Field(min_length=1)
-    port: int = Field(587, ge=1, le=65535)
+    host: Host
+    port: Port = 587
     starttls: bool = True
     allow_plaintext: bool = Field(False, description="allow a server without STARTTLS (lab only)")
     ca_file: Path | None = Field(None, description="CA for the server's certificate (default: the system's)")
@@ -101,8 +105,8 @@ class Email(Strict):
 
 class Syslog(Strict):
     kind: Literal["syslog"]
-    host: str = Field(min_length=1)
-    port: int = Field(514, ge=1, le=65535)
+    host: Host
+    port: Port = 514
     transport: Literal["udp", "tcp"] = "udp"
     app_name: str = Field("finsa", pattern=r"^[!-~]{1,48}$")
 

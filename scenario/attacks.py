@@ -104,7 +104,7 @@ def syn_flood(g: Gen, world: World, syn_per_s: float = 350.0, bots: int = 8) -> 
     offset = np.where(g.rng.random(n) < 0.1, ramp * 0.1, g.rng.uniform(0.1, 1.0, size=n))
     t0 = t_lo + np.sort((offset * (t_hi - t_lo) / 1000).astype(np.int64)) * 1000
     share = 1.0 / np.arange(1, bots + 1) ** 0.7
-    sources = ip("203.0.113.131") + np.arange(bots, dtype=np.uint32)
+    sources = ip(world.flood_net.split("/")[0]) + 131 + np.arange(bots, dtype=np.uint32)
     src = sources[g.rng.choice(bots, size=n, p=share / share.sum())]
     answered = g.rng.random(n) < 0.7
     for template, sel in ((tpl.syn_synack(), answered), (tpl.syn_only(), ~answered)):

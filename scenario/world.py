@@ -3,7 +3,9 @@
 Every address is fictional. Institutions own an internal ``10.k.0.0/16`` and a /27 public
 service range in the documentation blocks 192.0.2.0/24 and 198.51.100.0/24 (RFC 5737); the
 attackers sit in 203.0.113.0/24; benign outside clients come from 198.18.0.0/16 and outside
-servers (web sites, resolvers, mail relays) from 198.19.0.0/16 (RFC 2544 benchmarking space).
+servers (web sites, resolvers, mail relays) from 198.19.0.0/16 (RFC 2544 benchmarking space); the
+SYN flood's bots sit apart from the other attackers, in 198.19.240.0/24 (a botnet shares no
+prefix with a scanner: the campaign tracker links alerts by /24).
 Host names are real-looking; their addresses are not the real ones.
 
 >>> world = default_world()
@@ -81,7 +83,7 @@ class World:
     institutions: tuple[InstitutionSpec, ...]
     scanner: int = ip("203.0.113.66")
     bruteforcer: int = ip("203.0.113.99")
-    flood_net: str = "203.0.113.128/25"
+    flood_net: str = "198.19.240.0/24"  # the SYN flood's bots
     upstream_resolver: int = ip("198.19.255.53")
     admin_client: int = ip("198.18.200.7")   # a legitimate administrator working from home
     c2_beacon: int = ip("203.0.113.45")      # a command-and-control server polled by an implant

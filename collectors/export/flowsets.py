@@ -49,6 +49,17 @@ class TemplatedState:
             found = self.domains[key] = Domain(key)
         return found
 
+    def file_message(self, protocol: str, exporter: str, domain_id: int, data: bytes, pos: int, end: int,
+                     context: tuple[int, int]) -> int:
+        """Decode the sets of one message, ``data[pos:end]``, in the template domain of
+        (``protocol``, ``exporter``, ``domain_id``); the number of records filed."""
+        domain = self.domain((protocol, exporter, domain_id))
+        if domain is None:
+            return 0
+        before = self.rows
+        self.walk(protocol, data, pos, end, domain, context)
+        return self.rows - before
+
     def walk(self, protocol: str, data: bytes, pos: int, end: int, domain: Domain,
              context: tuple[int, int]) -> None:
         """Decode the sets in ``data[pos:end]``; ``context`` is (export_ms, uptime_ms or -1)."""

@@ -35,9 +35,4 @@ def decode_ipfix(data: bytes, exporter: str, state: TemplatedState) -> int:
     if length < IPFIX_HEADER_BYTES or length > len(data):
         m.skip("bad_message_length")
         return 0
-    domain = state.domain(("ipfix", exporter, domain_id))
-    if domain is None:
-        return 0
-    before = state.rows
-    state.walk("ipfix", data, IPFIX_HEADER_BYTES, length, domain, (export_s * 1000, -1))
-    return state.rows - before
+    return state.file_message("ipfix", exporter, domain_id, data, IPFIX_HEADER_BYTES, length, (export_s * 1000, -1))

@@ -32,9 +32,5 @@ def decode_netflow9(data: bytes, exporter: str, state: TemplatedState) -> int:
     if version != 9:
         m.skip("bad_version")
         return 0
-    domain = state.domain(("netflow9", exporter, source_id))
-    if domain is None:
-        return 0
-    before = state.rows
-    state.walk("netflow9", data, V9_HEADER_BYTES, len(data), domain, (unix_secs * 1000, uptime_ms))
-    return state.rows - before
+    return state.file_message("netflow9", exporter, source_id, data, V9_HEADER_BYTES, len(data),
+                              (unix_secs * 1000, uptime_ms))

@@ -32,7 +32,7 @@ from aiohttp import web
 from finsa.dashboards.soc import alertpage, flowsearch, triage
 from finsa.dashboards.soc.agent_link import AgentOrigins
 from finsa.dashboards.login import session_of
-from finsa.dashboards.page import CONTENT_SECURITY_POLICY, content_security_policy, level_css, template
+from finsa.dashboards.page import PAGE_HEADERS, content_security_policy, level_css, template
 from finsa.dashboards.reads import Forbidden, PanelReads
 from finsa.dashboards.users import User
 from finsa.errors import FinsaError
@@ -41,9 +41,6 @@ from finsa.storage.triage import TriageLog
 __all__ = ["add_soc_routes"]
 
 _CTX = web.AppKey("soc", dict)
-_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY, "Referrer-Policy": "no-referrer",
-            "X-Frame-Options": "DENY"}
 
 
 def _now_ms() -> int:
@@ -69,8 +66,12 @@ def _json(value: Any) -> web.Response:
 
 
 # --- pages -------------------------------------------------------------------------------
-def _page(name: str, request: web.Request, translates: bool = True, **fields: str) -> web.Response:
-    """A page for the logged-in user; ``translates``: it reads addresses through the user's agent."""
+def _page(name: str, request: web.Request, title: str, base: str = "", translates: bool = True,
+          **fields: str) -> web.Response:
+    """A page for the logged-in user: the body ``static/<name>`` in the frame every analyst page
+    shares (``static/soc_page.html``: its head, stylesheets and config), named ``title``; ``base``:
+    the way from its path back to the web view's root; ``translates``: it reads addresses through
+    the user's agent."""
     session = session_of(request)
     user = session.user
     agents: AgentOrigins = request.app[_CTX]["agents"]
@@ -79,26 +80,28 @@ def _page(name: str, request: web.Request, translates: bool = True, **fields: st
     origin = agents.for_user(user) if translates else None
     if origin:  # the page translates through this institution's agent; nobody else's page names it
         config["agent_url"] = origin
-    text = Template(template(name)).substitute(
-        config=html.escape(json.dumps(config), quote=True), level_css=level_css(),
+    body = Template(template(name).rstrip("\n")).substitute(
         who=html.escape(f"{user.username} · {user.institution or user.role}"))
+    text = Template(template("soc_page.html")).substitute(
+        title=html.escape(title), base=base, level_css=level_css(), config=html.escape(json.dumps(config), quote=True),
+        body=body)
     return web.Response(text=text, content_type="text/html", charset="utf-8",
-                        headers={**_HEADERS, "Content-Security-Policy": content_security_policy(origin)})
+                        headers={**PAGE_HEADERS, "Content-Security-Policy": content_security_policy(origin)})
 
 
 async def _alert_page(request: web.Request) -> web.Response:
     alert_id = request.match_info["alert_id"]
     if not alertpage.valid_alert_id(alert_id):
         raise web.HTTPNotFound()
-    return _page("alert.html", request, alert_id=alert_id)
+    return _page("alert.html", request, "alert", base="../", alert_id=alert_id)
 
 
 async def _flows_page(request: web.Request) -> web.Response:
-    return _page("flows.html", request)
+    return _page("flows.html", request, "flow search")
 
 
 async def _work_page(request: web.Request) -> web.Response:
-    return _page("work.html", request, translates=False)
+    return _page("work.html", request, "cases & allowlist", translates=False)
 
 
 # --- alerts ------------------------------------------------------------------------------

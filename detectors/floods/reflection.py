@@ -35,17 +35,16 @@ reflectors and service ports.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
 
-from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, severity_from_margin
+from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import ACK, RST, SYN, FlowFrame, KeyedTable, group, mix64
+from finsa.detectors.floods.victims import new_in_bin, top_sources, victim_alert
 from finsa.detectors.netsets import NetworkSet
-from finsa.detectors.floods.volumetric import new_in_bin
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import RecordBatch
 
 __all__ = ["ReflectionDetector", "AMPLIFIER_PORTS"]
 
@@ -145,12 +144,9 @@ class ReflectionDetector(Detector):
         victim = mix64(frame.inst_hash[rows], frame.dst_h[rows], np.full(len(rows), 6 if kind == "tcp" else 17))
         g = group(victim)
         bins = g.max(frame.t_ms[rows] // bin_ms).astype(np.float64)
-        old_pos, known = table.lookup(g.keys)
-        old_bin = np.where(known, table.cols["bin"][old_pos] if len(table) else 0.0, -1.0)
-        pos = advance_bins(table, g.keys, bins, "packets", self.alpha, self._threshold_for(kind))
+        pos = advance_bins(table, g.keys, bins, "packets", self.alpha, self._threshold_for(kind),
+                           reset=("bytes", "reflectors"))
         cols = table.cols
-        moved = pos[cols["bin"][pos] != old_bin]  # a new bin: its other totals start at zero
-        cols["bytes"][moved], cols["reflectors"][moved] = 0.0, 0.0
         cols["packets"][pos] += g.sum(c["src2dst_packets"][rows].astype(np.float64))
         cols["bytes"][pos] += g.sum(c["src2dst_bytes"][rows].astype(np.float64))
         cols["reflectors"][pos] += new_in_bin(self._seen, g.keys, g.inverse, bins, frame.src_h[rows],
@@ -177,30 +173,20 @@ class ReflectionDetector(Detector):
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, kind: str, state: dict[str, float]) -> dict[str, Any] | None:
         assert self._dedupe is not None  # built by process() before
-        c = frame.cols
-        first = mine[0]
-        inst = str(c["institution_id"][first])
-        victim = ips_to_strings(c["dst_ip"][first:first + 1])[0]
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, f"{kind}:{victim}", time_ms):
+        claimed = self._dedupe.claim_victim(frame, mine, scope=kind)
+        if claimed is None:
             return None
-        sg = group(frame.src_h[mine])
-        top = mine[sg.first[np.argsort(-sg.count, kind="stable")[:5]]]
-        ports, counts = np.unique(c["src_port"][mine], return_counts=True)
-        asked = self._request_bytes(frame, first, ports)
+        ports, counts = np.unique(frame.cols["src_port"][mine], return_counts=True)
+        asked = self._request_bytes(frame, mine[0], ports)
         threshold = float(self._threshold_for(kind)(np.array([state["mean"]]), np.array([state["var"]]))[0])
         margin = state["packets"] / max(threshold, 1.0)
-        feats = {"kind": kind, "victim": victim, "packets_in_bin": state["packets"], "bytes_in_bin": state["bytes"],
+        feats = {"kind": kind, "victim": claimed[1], "packets_in_bin": state["packets"], "bytes_in_bin": state["bytes"],
                  "reflectors_in_bin": state["reflectors"], "threshold_packets": threshold,
                  "baseline_mean_packets": state["mean"], "bin_ms": self.bin_ms if kind == "udp" else self.tcp_bin_ms,
                  "service_ports": [int(p) for p in ports[np.argsort(-counts)[:5]]],
                  "response_request_byte_ratio": state["bytes"] / asked if asked else state["bytes"],
-                 "request_bytes": asked, "top_reflectors": ips_to_strings(c["src_ip"][top])}
-        return make_alert(
-            detector=self.name, technique=self.technique, institution_id=inst, entity=victim,
-            entity_kind="dst_ip", target=victim, time_ms=time_ms, first_seen_ms=int(frame.t_ms[mine].min()),
-            window_ms=self.window_ms, severity=severity_from_margin(margin), score=margin,
-            confidence=1.0 - math.exp(-2.0 * margin), features=feats, flow_ids=c["flow_id"][mine[:10]])
+                 "request_bytes": asked, "top_reflectors": top_sources(frame, mine)}
+        return victim_alert(self, frame, mine, claimed, margin, feats)
 
     @staticmethod
     def _request_bytes(frame: FlowFrame, row: int, ports: np.ndarray) -> float:

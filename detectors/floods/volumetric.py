@@ -33,41 +33,21 @@ packet and byte rates, the sources, the ICMP share, the top sources and the base
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
+from finsa.detectors.base import Detector, WindowDeduper
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
+from finsa.detectors.floods.victims import new_in_bin, top_sources, victim_alert
 from finsa.detectors.netsets import NetworkSet
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import RecordBatch
 
-__all__ = ["VolumetricDetector", "new_in_bin"]
+__all__ = ["VolumetricDetector"]
 
 _GROUPS = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "ff00::/8"])
 _BINS = ("bin", "packets", "bytes", "sources", "icmp", "flagged", "mean", "var")
-
-
-def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.ndarray, member: np.ndarray,
-               max_entries: int) -> np.ndarray:
-    """Per group: how many ``member`` values (e.g. sources) are new to the group's bin.
-
-    ``keys`` (the groups' keys), ``owner`` (group index per row), ``bins`` (each group's bin) and
-    ``member`` (a uint64 per row). ``seen`` remembers (group key, bin, member) hashes; past
-    ``max_entries`` only the two newest bins are kept.
-    """
-    n_groups = len(keys)
-    key = mix64(keys[owner], bins[owner].astype(np.int64), member)
-    uniq, first = np.unique(key, return_index=True)
-    _, found = seen.lookup(uniq)
-    if (~found).any():
-        pos = seen.upsert(uniq[~found])
-        seen.cols["bin"][pos] = bins[owner[first[~found]]]
-    if len(seen) > max_entries:
-        seen.keep(seen.cols["bin"] >= np.max(seen.cols["bin"]) - 1)
-    return np.bincount(owner[first[~found]], minlength=n_groups).astype(np.float64)
 
 
 class VolumetricDetector(Detector):
@@ -117,13 +97,9 @@ class VolumetricDetector(Detector):
         packets, nbytes = out_pk[rows] * share, c["src2dst_bytes"][rows] * share
         g = group(mix64(frame.inst_hash[rows], frame.dst_h[rows]))
         bins = g.max(frame.end_ms[rows] // self.bin_ms).astype(np.float64)
-        old_pos, known = self._table.lookup(g.keys)
-        old_bin = np.where(known, self._table.cols["bin"][old_pos] if len(self._table) else 0.0, -1.0)
-        pos = advance_bins(self._table, g.keys, bins, "packets", self.alpha, self._threshold)
+        pos = advance_bins(self._table, g.keys, bins, "packets", self.alpha, self._threshold,
+                           reset=("bytes", "sources", "icmp"))
         cols = self._table.cols
-        moved = pos[cols["bin"][pos] != old_bin]
-        for name in ("bytes", "sources", "icmp"):
-            cols[name][moved] = 0.0
         cols["packets"][pos] += g.sum(packets)
         cols["bytes"][pos] += g.sum(nbytes)
         cols["icmp"][pos] += g.sum(packets * icmp[rows])
@@ -148,25 +124,16 @@ class VolumetricDetector(Detector):
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, state: dict[str, float], threshold: float) -> dict[str, Any] | None:
         assert self._dedupe is not None  # built by process() before
-        c = frame.cols
-        first = mine[0]
-        inst = str(c["institution_id"][first])
-        victim = ips_to_strings(c["dst_ip"][first:first + 1])[0]
-        time_ms = int(frame.end_ms[mine].max())
-        if not self._dedupe.first(inst, victim, time_ms):
+        claimed = self._dedupe.claim_victim(frame, mine)
+        if claimed is None:
             return None
-        sg = group(frame.src_h[mine])
-        top = mine[sg.first[np.argsort(-sg.count, kind="stable")[:5]]]
+        c = frame.cols
         per_s = 1000.0 / self.bin_ms
         margin = state["packets"] / max(threshold, 1.0)
         protocols, counts = np.unique(c["protocol"][mine], return_counts=True)
-        feats = {"victim": victim, "packets_per_s": state["packets"] * per_s, "bytes_per_s": state["bytes"] * per_s,
+        feats = {"victim": claimed[1], "packets_per_s": state["packets"] * per_s, "bytes_per_s": state["bytes"] * per_s,
                  "sources_in_bin": state["sources"], "icmp_share": state["icmp"] / max(state["packets"], 1.0),
                  "threshold_packets_per_s": threshold * per_s, "baseline_packets_per_s": state["mean"] * per_s,
                  "bin_ms": self.bin_ms, "protocols": [int(p) for p in protocols[np.argsort(-counts)[:3]]],
-                 "top_sources": ips_to_strings(c["src_ip"][top])}
-        return make_alert(
-            detector=self.name, technique=self.technique, institution_id=inst, entity=victim,
-            entity_kind="dst_ip", target=victim, time_ms=time_ms, first_seen_ms=int(frame.t_ms[mine].min()),
-            window_ms=self.window_ms, severity=severity_from_margin(margin), score=margin,
-            confidence=1.0 - math.exp(-2.0 * margin), features=feats, flow_ids=c["flow_id"][mine[:10]])
+                 "top_sources": top_sources(frame, mine)}
+        return victim_alert(self, frame, mine, claimed, margin, feats)

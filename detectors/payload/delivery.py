@@ -29,14 +29,14 @@ first echo, target = its peer.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, Iterator
 
-
-from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
+from finsa.detectors.base import DetectorParamError
 from finsa.detectors.features import FlowFrame
+from finsa.detectors.payload.detector import PayloadDetector
 from finsa.detectors.payload.markers import marked_rows, sender
 from finsa.detectors.netsets import NetworkSet
-from finsa.wire import RecordBatch, ips_to_strings, split_list
+from finsa.wire import ips_to_strings, split_list
 
 __all__ = ["DownloadDetector", "IcmpChannelDetector"]
 
@@ -61,26 +61,7 @@ def _named_exe(uri: str) -> bool:
     return uri.split("?", 1)[0].lower().endswith(_INSTALLERS)
 
 
-class _MarkerDetector(Detector):
-    def __init__(self, *, window_ms: int, seed: int) -> None:
-        super().__init__(window_ms=window_ms, seed=seed)
-        self._dedupe: WindowDeduper | None = None
-
-    def _emit(self, frame: FlowFrame, row: int, entity: str, target: str, feats: dict[str, Any],
-              severity: int, score: float) -> dict[str, Any] | None:
-        if self._dedupe is None:
-            self._dedupe = WindowDeduper(self.window_ms)
-        inst, t = str(frame.cols["institution_id"][row]), int(frame.end_ms[row])
-        if not self._dedupe.first(inst, f"{entity}>{target}", t):
-            return None
-        return make_alert(detector=self.name, technique=self.technique, institution_id=inst, entity=entity,
-                          entity_kind="src_ip", target=target, time_ms=t, first_seen_ms=int(frame.t_ms[row]),
-                          window_ms=self.window_ms, severity=severity, score=score,
-                          confidence=min(1.0, 0.5 + 0.1 * score), features=feats,
-                          flow_ids=frame.cols["flow_id"][row:row + 1])
-
-
-class DownloadDetector(_MarkerDetector):
+class DownloadDetector(PayloadDetector):
     """An executable received by a host (HTTP response, raw TCP stage, FTP data), not an upload."""
 
     name = "download"
@@ -95,16 +76,12 @@ class DownloadDetector(_MarkerDetector):
         except ValueError as exc:
             raise DetectorParamError(f"{self.name}.allow_senders: {exc}") from None
 
-    def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        frame = self._frame(flows)
-        if frame is None:
-            return []
+    def _alerts(self, frame: FlowFrame) -> Iterator[dict[str, Any] | None]:
         c = frame.cols
         rows, sets = marked_rows(c, ("exe_from",))
         if not len(rows):
-            return []
+            return
         allowed = NetworkSet(self.allow_senders) if self.allow_senders else None
-        out = []
         for row, marks in zip(rows.tolist(), sets):
             requests = split_list(str(c["http_requests"][row]))
             http = bool(requests) or bool(c["http_method"][row])
@@ -127,13 +104,10 @@ class DownloadDetector(_MarkerDetector):
                      "bytes_received": int(c["dst2src_bytes"][row] if from_dst else c["src2dst_bytes"][row]),
                      "uri": (requests[-1].split("\t")[2] if requests else str(c["http_uri"][row]))[:200]}
             severity = 4 if (not http or literal) else 3
-            alert = self._emit(frame, row, origin, receiver, feats, severity, float(severity))
-            if alert is not None:
-                out.append(alert)
-        return out
+            yield self._emit(frame, row, origin, receiver, feats, severity, float(severity))
 
 
-class IcmpChannelDetector(_MarkerDetector):
+class IcmpChannelDetector(PayloadDetector):
     """ICMP echo flows carrying text or non-standard high-entropy payloads."""
 
     name = "icmpchannel"
@@ -144,13 +118,9 @@ class IcmpChannelDetector(_MarkerDetector):
         self.min_packets = min_packets
         self._check(min_packets=(min_packets, 1, 1e9))
 
-    def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        frame = self._frame(flows)
-        if frame is None:
-            return []
+    def _alerts(self, frame: FlowFrame) -> Iterator[dict[str, Any] | None]:
         c = frame.cols
         rows, sets = marked_rows(c, ("icmp_",))
-        out = []
         for row, marks in zip(rows.tolist(), sets):
             if int(c["protocol"][row]) not in (1, 58):
                 continue
@@ -162,7 +132,4 @@ class IcmpChannelDetector(_MarkerDetector):
             feats = {"payload": "text" if text else "high_entropy", "packets": packets,
                      "bytes": int(c["src2dst_bytes"][row] + c["dst2src_bytes"][row]), "markers": sorted(marks),
                      "subtechnique": "T1048.003"}
-            alert = self._emit(frame, row, src, dst, feats, 4 if text else 3, 2.0 + packets / 100.0)
-            if alert is not None:
-                out.append(alert)
-        return out
+            yield self._emit(frame, row, src, dst, feats, 4 if text else 3, 2.0 + packets / 100.0)

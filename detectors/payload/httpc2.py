@@ -32,16 +32,17 @@ entity = the web server (address), target = the client; the host name is in the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from finsa.detectors.base import Detector, WindowDeduper, make_alert
+from finsa.detectors.base import WindowDeduper
 from finsa.detectors.dnsnames import dga_score, registered_domain
 from finsa.detectors.features import FlowFrame
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
-from finsa.wire import RecordBatch, ips_to_strings, split_list
+from finsa.detectors.payload.detector import PayloadDetector
+from finsa.wire import ips_to_strings, split_list
 
 __all__ = ["HttpC2Detector", "DriveByDetector", "IDENTITY_KEYS"]
 
@@ -70,25 +71,19 @@ def _identity(uri: str) -> bool:
     return len(keys & IDENTITY_KEYS) >= 2
 
 
-class _HttpBase(Detector):
+class _HttpBase(PayloadDetector):
+    """Per (institution, client, server or host) state; alerts about the server (entity), the client its target."""
+
+    entity_kind = "dst_ip"
+    base_confidence = 0.4
+
     def __init__(self, *, window_ms: int, seed: int) -> None:
         super().__init__(window_ms=window_ms, seed=seed)
         self._state: dict[tuple[str, str, str], dict[str, Any]] | None = None
-        self._dedupe: WindowDeduper | None = None
 
     def _start(self) -> None:
         if self._state is None:
             self._state, self._dedupe = {}, WindowDeduper(self.window_ms)
-
-    def _emit(self, frame: FlowFrame, row: int, server: str, client: str, feats: dict[str, Any], flow_ids: list[int],
-              score: float, severity: int) -> dict[str, Any] | None:
-        inst, t = str(frame.cols["institution_id"][row]), int(frame.end_ms[row])
-        if not self._dedupe.first(inst, f"{server}>{client}", t):
-            return None
-        return make_alert(detector=self.name, technique=self.technique, institution_id=inst, entity=server,
-                          entity_kind="dst_ip", target=client, time_ms=t, first_seen_ms=int(frame.t_ms[row]),
-                          window_ms=self.window_ms, severity=severity, score=score,
-                          confidence=min(1.0, 0.4 + 0.1 * score), features=feats, flow_ids=flow_ids[-10:])
 
     def _trim(self, max_pairs: int) -> None:
         if len(self._state) > max_pairs:
@@ -125,15 +120,13 @@ class HttpC2Detector(_HttpBase):
         hosts[host] = None
         return new
 
-    def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        frame = self._frame(flows)
-        if frame is None:
-            return []
-        self._start()
+    def _start(self) -> None:
+        super()._start()
         if self._private is None:
             self._private, self._hosts = NetworkSet(PRIVATE_NETWORKS), {}
+
+    def _alerts(self, frame: FlowFrame) -> Iterator[dict[str, Any] | None]:
         c = frame.cols
-        out = []
         for row, reqs in requests_of(frame):
             client, server = ips_to_strings(c["src_ip"][row:row + 1])[0], ips_to_strings(c["dst_ip"][row:row + 1])[0]
             external = not self._private.contains(c["dst_ip"][row:row + 1])[0]
@@ -155,11 +148,9 @@ class HttpC2Detector(_HttpBase):
                 if total >= self.min_points:
                     feats = {"host": key[2][:100], "points": dict(st["points"]), "client": client, "server": server,
                              "uri": st.get("sample_uri", uri[:200])}
-                    alert = self._emit(frame, row, server, client, feats, st["flows"], float(total), 3 + (total >= 5))
-                    if alert is not None:
-                        out.append(alert)
+                    yield self._emit(frame, row, server, client, feats, 3 + (total >= 5), float(total),
+                                     flow_ids=st["flows"][-10:])
         self._trim(self.max_pairs)
-        return out
 
     def _host_points(self, host: str, external: bool) -> dict[str, int]:
         name = host.lower().rsplit(":", 1)[0].strip("[]")
@@ -183,13 +174,8 @@ class DriveByDetector(_HttpBase):
         self.follow_ms, self.max_pairs = follow_ms, max_pairs
         self._check(follow_ms=(follow_ms, 1_000, 3_600_000), max_pairs=(max_pairs, 10, 1e8))
 
-    def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        frame = self._frame(flows)
-        if frame is None:
-            return []
-        self._start()
+    def _alerts(self, frame: FlowFrame) -> Iterator[dict[str, Any] | None]:
         c = frame.cols
-        out = []
         for row, reqs in sorted(requests_of(frame), key=lambda r: int(frame.t_ms[r[0]])):
             marks = str(c["app_markers"][row])
             client, server = ips_to_strings(c["src_ip"][row:row + 1])[0], ips_to_strings(c["dst_ip"][row:row + 1])[0]
@@ -210,8 +196,5 @@ class DriveByDetector(_HttpBase):
             if after:
                 feats = {"host": after[0][1], "client": client, "server": server, "payload_uri": after[0][2],
                          "seconds_after_container": (after[0][0] - st["container_ms"]) / 1000.0}
-                alert = self._emit(frame, row, server, client, feats, st["flows"], 3.0, 4)
-                if alert is not None:
-                    out.append(alert)
+                yield self._emit(frame, row, server, client, feats, 4, 3.0, flow_ids=st["flows"][-10:])
         self._trim(self.max_pairs)
-        return out

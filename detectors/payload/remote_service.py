@@ -18,17 +18,19 @@ entity = the client, target = the host; one alert per (client, host) and window.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
-from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
+from finsa.detectors.base import DetectorParamError, WindowDeduper
+from finsa.detectors.features import FlowFrame
+from finsa.detectors.payload.detector import PayloadDetector
 from finsa.detectors.payload.markers import marked_rows
 from finsa.detectors.netsets import NetworkSet
-from finsa.wire import RecordBatch, ips_to_strings
+from finsa.wire import ips_to_strings
 
 __all__ = ["RemoteServiceDetector"]
 
 
-class RemoteServiceDetector(Detector):
+class RemoteServiceDetector(PayloadDetector):
     """An executable copied to an admin share, with or without a service-control bind."""
 
     name = "remoteservice"
@@ -44,23 +46,20 @@ class RemoteServiceDetector(Detector):
         except ValueError as exc:
             raise DetectorParamError(f"{self.name}.allow_sources: {exc}") from None
         self._pairs: dict[tuple[str, str, str], dict[str, Any]] | None = None
-        self._dedupe: WindowDeduper | None = None
 
-    def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
-        frame = self._frame(flows)
-        if frame is None:
-            return []
+    def _start(self) -> None:
         if self._pairs is None:
             self._pairs, self._dedupe = {}, WindowDeduper(self.window_ms)
+
+    def _alerts(self, frame: FlowFrame) -> Iterator[dict[str, Any] | None]:
         c = frame.cols
         rows, sets = marked_rows(c, ("smb_exe_write_from_src", "smb_admin_share_from_src", "smb_svcctl_from_src",
                                      "dcerpc_svcctl_from_src"))
         if not len(rows):
-            return []
+            return
         if self.allow_sources:
             keep = ~NetworkSet(self.allow_sources).contains(c["src_ip"][rows])
             rows, sets = rows[keep], [s for s, k in zip(sets, keep) if k]
-        out = []
         for row, src, dst, marks in zip(rows.tolist(), ips_to_strings(c["src_ip"][rows]),
                                         ips_to_strings(c["dst_ip"][rows]), sets):
             key = (str(c["institution_id"][row]), src, dst)
@@ -70,24 +69,11 @@ class RemoteServiceDetector(Detector):
             m = seen["marks"]
             exe = "smb_exe_write_from_src" in m
             if exe and ({"smb_admin_share_from_src", "smb_svcctl_from_src", "dcerpc_svcctl_from_src"} & m):
-                alert = self._alert(frame, row, key, m, seen["flows"])
-                if alert is not None:
-                    out.append(alert)
+                service = bool({"smb_svcctl_from_src", "dcerpc_svcctl_from_src"} & m)
+                feats = {"markers": sorted(m), "service_control": service, "host": dst,
+                         "subtechnique": "T1021.002" + ("/T1569.002" if service else "")}
+                yield self._emit(frame, row, src, dst, feats, 4 + service, 2.0 + service,
+                                 confidence=0.8 + 0.15 * service, flow_ids=seen["flows"])
         if len(self._pairs) > self.max_pairs:
             for k in list(self._pairs)[:len(self._pairs) // 2]:
                 del self._pairs[k]
-        return out
-
-    def _alert(self, frame: Any, row: int, key: tuple[str, str, str], marks: set[str],
-               flow_ids: list[int]) -> dict[str, Any] | None:
-        inst, src, dst = key
-        t = int(frame.end_ms[row])
-        if not self._dedupe.first(inst, f"{src}>{dst}", t):
-            return None
-        service = bool({"smb_svcctl_from_src", "dcerpc_svcctl_from_src"} & marks)
-        feats = {"markers": sorted(marks), "service_control": service, "host": dst,
-                 "subtechnique": "T1021.002" + ("/T1569.002" if service else "")}
-        return make_alert(detector=self.name, technique=self.technique, institution_id=inst, entity=src,
-                          entity_kind="src_ip", target=dst, time_ms=t, first_seen_ms=int(frame.t_ms[row]),
-                          window_ms=self.window_ms, severity=4 + service, score=2.0 + service,
-                          confidence=0.8 + 0.15 * service, features=feats, flow_ids=flow_ids)

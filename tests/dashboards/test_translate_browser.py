@@ -149,6 +149,12 @@ async def _analyst(browser: Browser, world: dict, downloads: Path) -> dict:
     await browser.evaluate("document.getElementById('csv').click()")  # made in this browser: a blob, saved as flows.csv
     out["csv"] = await _downloaded(downloads / "flows.csv")
     out["flows_png"] = await browser.screenshot(SHOTS / "soc-flows-in-clear.png")
+    await browser.goto(world["base"] + "/")  # the threat view's latest alerts, in clear too
+    await browser.wait(f"document.querySelector('#panel-latest_alerts .body').innerText.includes({json.dumps(HOST)})", 30)
+    out["view"] = await browser.evaluate("document.querySelector('#panel-latest_alerts').innerText")
+    out["view_agent"] = await browser.evaluate("document.getElementById('agent').innerText")
+    await browser.goto(world["base"] + "/flows")
+    await browser.wait("document.getElementById('agent-state')")
     await browser.evaluate("document.getElementById('agent-forget').click()")  # no token: a clear address is not sent
     await browser.wait("document.getElementById('agent-token')")
     await browser.evaluate(f"document.getElementById('q').value = 'src_ip = {OTHER_HOST}'; document.getElementById('go').click()")
@@ -169,6 +175,10 @@ async def _regulator(browser: Browser, world: dict) -> dict:
     await browser.wait("document.getElementById('count').textContent !== ''")
     out["sources"] = await browser.evaluate("[...document.querySelectorAll('#results td.c-src_ip')].map((td) => td.textContent)")
     out["calls"] = await browser.evaluate(_AGENT_CALLS % json.dumps(world["agent"]))
+    await browser.goto(world["base"] + "/")
+    await browser.wait("document.getElementById('status').textContent === 'live'")
+    out["view"] = await browser.evaluate("document.querySelector('#panel-latest_alerts').innerText")
+    out["view_calls"] = await browser.evaluate(_AGENT_CALLS % json.dumps(world["agent"]))
     return out
 
 
@@ -202,6 +212,9 @@ def test_the_analyst_reads_and_searches_in_clear_and_the_regulator_sees_pseudony
     assert world["agent"] not in regulator["html"] and "agent_url" not in regulator["html"]
     assert regulator["calls"] == 0 and translated_for_regulator == 0
     assert regulator["sources"] == [host] * 4 and "shown as pseudonyms" in regulator["agent_box"]
+    assert HOST in analyst["view"] and host not in analyst["view"]  # the threat view's latest alerts, in clear
+    assert "in clear via your agent" in analyst["view_agent"]
+    assert host in regulator["view"] and HOST not in regulator["view"] and regulator["view_calls"] == 0
     for key in ("alert_png", "flows_png"):
         assert _png(analyst[key]) == (1280, 800), key
     assert _png(regulator["alert_png"]) == (1280, 800)

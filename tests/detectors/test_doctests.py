@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["base", "netsets", "baseline", "dnsnames", "dnstunnel", "beaconing", "exfiltration", "lateral", "webattack", "intel", "registry",
-           "portscan", "synflood", "bruteforce", "probescan", "floods.volumetric", "floods.reflection"]
+           "portscan", "synflood", "bruteforce", "probescan", "floods.volumetric", "floods.reflection", "floods.victims", "payload.detector"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -269,9 +269,18 @@ def test_every_checksum_of_a_capture_verifies(scenario) -> None:
 
 
 def test_scale_multiplies_benign_traffic_only(tmp_path) -> None:
+    import ipaddress
+
+    from finsa.scenario.world import default_world
+
+    attackers = [ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network(default_world().flood_net)]
+
+    def is_attacker(address: str) -> bool:
+        return any(ipaddress.ip_address(address) in net for net in attackers)
+
     def benign_and_attack(info) -> tuple[int, int]:
         rows = [r for path in info.capture_paths.values() for r in read_packets(path)]
-        attack = sum(1 for r in rows if r[1].startswith("203.0.113.") or r[2].startswith("203.0.113."))
+        attack = sum(1 for r in rows if is_attacker(r[1]) or is_attacker(r[2]))
         return len(rows) - attack, attack
 
     small = benign_and_attack(generate_scenario(tmp_path / "small", duration_s=30, scale=0.5, attack_set="basic"))

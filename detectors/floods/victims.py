@@ -1,0 +1,76 @@
+"""What the flood detectors share about a victim: the members new to its bin, its top sources, its alert.
+
+A flood detector totals what arrives at one victim (institution, destination address) per bin;
+:func:`new_in_bin` counts the distinct sources (or reflectors) new to each victim's open bin,
+:func:`top_sources` names the sources that sent the victim the most flows, and
+:func:`victim_alert` builds the alert about the victim (entity and target: the victim) from a
+:meth:`~finsa.detectors.base.WindowDeduper.claim_victim` claim and the margin over the threshold.
+
+>>> from finsa.wire import FLOW
+>>> from finsa.detectors.base import Detector, WindowDeduper
+>>> from finsa.detectors.features import frame_of
+>>> frame = frame_of(FLOW.make_batch({"src_ip": ["198.51.100.7", "198.51.100.8", "198.51.100.8"],
+...     "dst_ip": ["10.1.0.9"] * 3, "first_seen_ms": [1_000, 1_500, 2_000], "last_seen_ms": [1_000, 1_500, 2_000],
+...     "flow_id": [1, 2, 3], "institution_id": ["bank-a"] * 3}))
+>>> mine = np.arange(3)
+>>> top_sources(frame, mine)
+['198.51.100.8', '198.51.100.7']
+>>> claimed = WindowDeduper(60_000).claim_victim(frame, mine)
+>>> alert = victim_alert(Detector(), frame, mine, claimed, 2.0, {"top_sources": top_sources(frame, mine)})
+>>> alert["entity"], alert["entity_kind"], alert["target"], alert["time_ms"], alert["first_seen_ms"], alert["severity"]
+('10.1.0.9', 'dst_ip', '10.1.0.9', 2000, 1000, 3)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from finsa.detectors.base import Detector, make_alert, severity_from_margin
+from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
+from finsa.wire import ips_to_strings
+
+__all__ = ["new_in_bin", "top_sources", "victim_alert"]
+
+
+def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.ndarray, member: np.ndarray,
+               max_entries: int) -> np.ndarray:
+    """Per group: how many ``member`` values (e.g. sources) are new to the group's bin.
+
+    ``keys`` (the groups' keys), ``owner`` (group index per row), ``bins`` (each group's bin) and
+    ``member`` (a uint64 per row). ``seen`` remembers (group key, bin, member) hashes; past
+    ``max_entries`` only the two newest bins are kept.
+    """
+    n_groups = len(keys)
+    key = mix64(keys[owner], bins[owner].astype(np.int64), member)
+    uniq, first = np.unique(key, return_index=True)
+    _, found = seen.lookup(uniq)
+    if (~found).any():
+        pos = seen.upsert(uniq[~found])
+        seen.cols["bin"][pos] = bins[owner[first[~found]]]
+    if len(seen) > max_entries:
+        seen.keep(seen.cols["bin"] >= np.max(seen.cols["bin"]) - 1)
+    return np.bincount(owner[first[~found]], minlength=n_groups).astype(np.float64)
+
+
+
+def top_sources(frame: FlowFrame, mine: np.ndarray, n: int = 5) -> list[str]:
+    """The ``n`` sources of the most flows among rows ``mine`` (ties: in order of first flow)."""
+    sg = group(frame.src_h[mine])
+    top = mine[sg.first[np.argsort(-sg.count, kind="stable")[:n]]]
+    return ips_to_strings(frame.cols["src_ip"][top])
+
+
+def victim_alert(detector: Detector, frame: FlowFrame, mine: np.ndarray, claimed: tuple[str, str, int],
+                 margin: float, feats: dict[str, Any]) -> dict[str, Any]:
+    """The alert of ``detector`` about the victim of flows ``mine``, ``claimed`` (institution,
+    victim, time_ms) from :meth:`~finsa.detectors.base.WindowDeduper.claim_victim`; severity and
+    confidence grow with ``margin`` (the bin's total over its threshold)."""
+    inst, victim, time_ms = claimed
+    return make_alert(
+        detector=detector.name, technique=detector.technique, institution_id=inst, entity=victim,
+        entity_kind="dst_ip", target=victim, time_ms=time_ms, first_seen_ms=int(frame.t_ms[mine].min()),
+        window_ms=detector.window_ms, severity=severity_from_margin(margin), score=margin,
+        confidence=1.0 - math.exp(-2.0 * margin), features=feats, flow_ids=frame.cols["flow_id"][mine[:10]])
