@@ -29,8 +29,11 @@ check: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python tools/typecheck.py
 
+# Two xdist workers (CI has two cores; most test time waits on brokers, workers and chdb), a
+# module per worker at a time so module fixtures are built once; tests/conftest.py puts the
+# modules that start services first.
 test: setup check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 test-fast: $(VENV)/.installed check
 	$(BIN)/python -m pytest -q -m "not integration"

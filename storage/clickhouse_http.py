@@ -70,6 +70,9 @@ def _failure(exc: Exception) -> _QueryFailed:
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: with Nagle on, the body waited for the client's
+    # delayed ACK of the headers (~40 ms on every request of a kept-alive connection).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: Any) -> None:  # no per-request logging
         return None

@@ -83,10 +83,8 @@ def test_score_counts_detections_related_and_false_alerts() -> None:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("scenario")
-    generate_scenario(folder)  # the default: every attack type, 100 s
-    return backtest(folder)
+def report(default_scenario) -> dict:
+    return backtest(default_scenario.out_dir)  # the default: every attack type, 100 s
 
 
 def test_every_attack_type_is_in_the_default_scenario(report) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from finsa import wire
-from finsa.scenario.generator import generate_scenario
 from finsa.institutions import parse_registry
 from finsa.app.backtest import score_campaigns
 from finsa.app.backtest_command import backtest, format_table
@@ -70,10 +69,9 @@ def test_a_late_warning_or_another_actor_fails_the_goal() -> None:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("sector")
-    generate_scenario(folder, attack_set="sector")  # an hour, five payment institutions
-    return backtest(folder, batch_ms=5000)  # 5 s of flow time per batch: what a grouping worker sees
+def report(sector_scenario) -> dict:
+    # the default sector scenario: an hour, five payment institutions
+    return backtest(sector_scenario.out_dir, batch_ms=5000)  # 5 s of flow time per batch: what a grouping worker sees  # 5 s of flow time per batch: what a grouping worker sees
 
 
 def test_campaign_is_recognised_and_every_later_institution_warned_before(report) -> None:

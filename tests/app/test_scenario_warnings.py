@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 
 from finsa.collectors.collect_command import scenario_sources
-from finsa.scenario.generator import generate_scenario
 from finsa.sector.enrich import AssetMap, Asset, load_inventory
 from finsa.institutions import load_registry
 from finsa.app.offline import make_engine, run_offline, run_sector
@@ -23,9 +22,8 @@ STEP_MS = 5_000  # the embedded worker's sector tick
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("scenario")
-    generate_scenario(folder, seed=7)
+def scenario(default_scenario):
+    folder = default_scenario.out_dir  # seed 7
     engine = make_engine(folder / "detectors.toml", folder / "institutions.toml")
     result = run_offline(scenario_sources(folder)[0], engine, max_flows=5000, batch_ms=1000)
     return folder, result

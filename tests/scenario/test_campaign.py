@@ -17,9 +17,9 @@ PAYMENT = {"pay-a", "pay-b", "pay-c", "pay-d", "pay-e"}
 
 
 @pytest.fixture(scope="module")
-def hour(tmp_path_factory):
+def hour(sector_scenario):
     """The default sector scenario: an hour, benign scale 0.05."""
-    return generate_scenario(tmp_path_factory.mktemp("sector"), attack_set="sector")
+    return sector_scenario
 
 
 def test_sector_set_defaults_to_an_hour_with_fourteen_institutions(hour) -> None:

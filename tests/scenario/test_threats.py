@@ -17,8 +17,8 @@ from tests.scenario.test_generator import read_packets  # same folder helper
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
-    return generate_scenario(tmp_path_factory.mktemp("threats"), seed=7)
+def scenario(default_scenario):
+    return default_scenario  # seed 7
 
 
 @pytest.fixture(scope="module")
