@@ -37,3 +37,20 @@ def test_signed_batches_pass_and_every_forgery_is_dead_lettered_with_its_reason(
 def test_without_a_verifier_unsigned_batches_are_accepted() -> None:
     proc = FlowProcessor(MemoryStore(), NoDetect())
     assert proc.process_group([_payload("bank-a")]).flows == 3
+
+
+def test_a_key_dropped_into_the_key_folder_is_used_at_the_next_batch(tmp_path) -> None:
+    """Onboarding: the folder changed since the verifier last read it, so an unknown institution's
+    batch makes it read the folder at once (not only every reload_interval_s)."""
+    import time
+
+    (tmp_path / "bank-a.key").write_text(KEYS["bank-a"].hex())
+    verifier = BatchVerifier(KEYS, key_dir=tmp_path, reload_interval_s=3600)
+    proc = FlowProcessor(MemoryStore(), NoDetect(), verifier=verifier)
+    newcomer, key = _payload("bank-new"), b"n" * 32
+    signed = sign_headers(newcomer, "bank-new", key)
+    assert [r for _, r, _ in proc.process_group([newcomer], [signed]).dead] == ["unknown_institution"]
+    assert [r for _, r, _ in proc.process_group([newcomer], [signed]).dead] == ["unknown_institution"]
+    time.sleep(0.05)  # the folder's mtime moves on the filesystem's clock tick
+    (tmp_path / "bank-new.key").write_text(key.hex() + "\n")
+    assert proc.process_group([newcomer], [signed]).flows == 3
