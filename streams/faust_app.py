@@ -176,11 +176,11 @@ class _Grouper:
         self._write = ThreadPoolExecutor(1, thread_name_prefix="finsa-store")
 
     async def add(self, event) -> None:
-        progress = self.processor.progress
+        progress, payload = self.processor.progress, _payload(event)
         if self.count_offered and progress is not None:
-            progress.offer(message_kind(event.value if isinstance(event.value, (bytes, bytearray)) else None))
+            progress.offer(message_kind(payload))
         self.pending.append(event)
-        self.pending_bytes += len(event.value) if isinstance(event.value, (bytes, bytearray)) else 0
+        self.pending_bytes += len(payload)
         if len(self.pending) >= self.group_max or self.pending_bytes >= self.group_max_bytes:
             await self.flush()
 
@@ -195,7 +195,7 @@ class _Grouper:
             group, self.pending, self.pending_bytes = self.pending, [], 0
             if not group:
                 return
-            payloads = [e.value if isinstance(e.value, (bytes, bytearray)) else b"" for e in group]
+            payloads = [_payload(e) for e in group]
             headers = [e.message.headers for e in group]
             prepared = asyncio.get_running_loop().run_in_executor(
                 self._detect, self.processor.prepare_group, payloads, headers)
@@ -303,5 +303,10 @@ def _sector_agents(app: faust.App, sector: SectorStage, alerts_topic, dlq_topic,
             await tick()
 
 
+def _payload(event) -> bytes | bytearray:
+    """A message's raw value as received (b"" when it has none), without copying it."""
+    return event.value if isinstance(event.value, (bytes, bytearray)) else b""
+
+
 def _bytes(event) -> bytes:
-    return bytes(event.value) if isinstance(event.value, (bytes, bytearray)) else b""
+    return bytes(_payload(event))

@@ -135,17 +135,19 @@ class FlowProcessor:
         prepared = Prepared(dead=dead, bindings=[b for b in good if b.type is wire.ARP],
                             good=[b for b in good if b.type is wire.FLOW])
         if prepared.bindings:
-            bindings = prepared.bindings
-            joined = bindings[0] if len(bindings) == 1 else wire.RecordBatch.concat(bindings)
-            prepared.arp_alerts = self.engine.process(joined)
-            prepared.arp_alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in bindings), b"arp-alerts")
+            joined, prepared.arp_alerts = self._detect(prepared.bindings, b"arp-alerts")
             prepared.arp_rows = len(joined)
         if prepared.good:
-            good = prepared.good
-            prepared.flows = good[0] if len(good) == 1 else wire.RecordBatch.concat(good)
-            prepared.alerts = self.engine.process(prepared.flows)
-            prepared.alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in good), b"alerts")
+            prepared.flows, prepared.alerts = self._detect(prepared.good, b"alerts")
         return prepared
+
+    def _detect(self, batches: list[wire.RecordBatch], purpose: bytes) -> tuple[wire.RecordBatch, wire.RecordBatch]:
+        """``batches`` as one batch, and its alerts under an id derived from theirs (a redelivered
+        group of the same batches gives the same alert batch id: stored once)."""
+        joined = batches[0] if len(batches) == 1 else wire.RecordBatch.concat(batches)
+        alerts = self.engine.process(joined)
+        alerts.batch_id = derived_batch_id(b"".join(b.batch_id for b in batches), purpose)
+        return joined, alerts
 
     def store_group(self, prepared: "Prepared") -> "GroupOutcome":
         """Write what :meth:`prepare_group` gave (retried until stored), then tell the observers.
