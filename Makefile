@@ -33,7 +33,7 @@ check: $(VENV)/.installed
 # module per worker at a time so module fixtures are built once; tests/conftest.py puts the
 # modules that start services first.
 test: setup check
-	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -q
 
 test-fast: $(VENV)/.installed check
 	$(BIN)/python -m pytest -q -m "not integration"
