@@ -33,8 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.pipeline_stages import (Stages, TimedEngine, TimedProcessor, TimedSectorStage, TimedStore, child_pids,
-                                   engine_threads_cpu_s, process_cpu_s, worker_shares)
+                                   process_cpu_s, worker_shares)
+from bench.kafka_counts import KafkaCounts
 from bench.report import grid
+from bench.thread_cpu import GcSeconds, ThreadCpu
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 INSTITUTIONS = [("bank-a", "bank"), ("bank-b", "bank"), ("sec-c", "securities"), ("ins-d", "insurance"),
@@ -126,7 +128,8 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             await asyncio.sleep(5)  # consumer-group join
             stages.seconds.clear()
             stages.counts.clear()
-            cpu0, broker0, engine0 = process_cpu_s(), process_cpu_s(broker_pid), engine_threads_cpu_s()
+            cpu0, broker0 = process_cpu_s(), process_cpu_s(broker_pid)
+            threads, gc_cpu, kafka = ThreadCpu().start(), GcSeconds().__enter__(), KafkaCounts().__enter__()
             agent = _start_agent(broker.bootstrap, rate, seconds, quick)
             while agent.poll() is None:
                 await asyncio.sleep(0.2)
@@ -139,7 +142,14 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             while sum(map(len, flow_ms)) < result["sent"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             result.update(wall_s=time.time() - result["start_unix_s"], worker_cpu_s=process_cpu_s() - cpu0,
-                          broker_cpu_s=process_cpu_s(broker_pid) - broker0, engine_cpu_s=engine_threads_cpu_s() - engine0)
+                          broker_cpu_s=process_cpu_s(broker_pid) - broker0,
+                          threads=threads.stop(), engine_cpu_s=threads.engine_s, gc_s=list(gc_cpu.seconds),
+                          gc_n=list(gc_cpu.collections))
+            gc_cpu.__exit__()
+            result["worker_cpu_s"] -= result["threads"].pop("bench-thread-cpu", 0.0)  # the sampler itself
+            kafka.__exit__()
+            result.update(fetches=kafka.fetches, record_sets=kafka.record_sets, fetched_bytes=kafka.fetched_bytes,
+                          commits=kafka.commits)
             await asyncio.sleep(2.0)  # the sector stage's last alert messages (taken within 1 s)
             await service.stop()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -168,8 +178,21 @@ def _cpu_split(r: dict) -> dict[str, float]:
     return split
 
 
+def _layer_line(rate: float, r: dict) -> str:
+    """Messages, fetches and commits per second, and the worker's CPU by thread, for one rate."""
+    wall, messages = r["wall_s"], max(r.get("flow_messages", 0), 1)
+    threads = sorted(r.get("threads", {}).items(), key=lambda kv: -kv[1])
+    return (f"{rate:,.0f}: {r.get('flow_messages', 0) / wall:,.0f} flow messages/s ({r['sent'] / messages:,.0f} flows "
+            f"each), {r.get('fetches', 0) / wall:.1f} fetches/s, {r.get('record_sets', 0) / wall:.1f} record sets/s "
+            f"({r.get('fetched_bytes', 0) / max(r.get('record_sets', 0), 1) / 1024:,.0f} KiB each), "
+            f"{r.get('commits', 0) / wall:.2f} commits/s; GC {sum(r.get('gc_s', [])):.2f} s "
+            f"(gen0/1/2 {'/'.join(str(n) for n in r.get('gc_n', []))} collections, "
+            f"{'/'.join(f'{s:.2f}' for s in r.get('gc_s', []))} s)\n    worker "
+            f"{r['worker_cpu_s']:.1f} CPU s: " + ", ".join(f"{name} {cpu:.2f}" for name, cpu in threads if cpu >= 0.05))
+
+
 def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
-    rows, shares, writes = [], [], []
+    rows, shares, writes, layer = [], [], [], []
     for rate, r in results:
         split = _cpu_split(r)
         total = sum(split.values())
@@ -179,13 +202,17 @@ def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
                      f"{r['alert_p'][1]:,.0f}"])
         shares.append([f"{rate:,.0f}"] + [f"{100 * v / max(total, 1e-9):.0f}%" for v in split.values()])
         writes.append(f"{rate:,.0f}: " + ", ".join(f"{k} {v:.1f}/s" for k, v in r["writes"].items()))
+        layer.append(_layer_line(rate, r))
     head = ["offered flows/s", "sent", "stored", "flows/s wall", "flows per CPU s", "CPU s (all)",
             "flow->queryable p50 ms", "p99 ms", "alerts", "flow->alert p50 ms", "p99 ms"]
     names = list(_cpu_split(results[0][1]).keys()) if results else []
     return [f"pipeline: real captures -> agent (meter, pseudonymise, sign) -> Tansu -> worker (all detectors, ARP, "
             f"signatures, sector stage) -> chdb, {seconds:.0f} s per rate\n" + grid(head, rows),
             "pipeline: CPU share per stage (of all three processes)\n" + grid(["offered flows/s"] + names, shares),
-            "pipeline: worker store writes per second, by record type\n" + "\n".join(writes)]
+            "pipeline: worker store writes per second, by record type\n" + "\n".join(writes),
+            "pipeline: the worker's Kafka layer and threads (CPU s of the worker process by thread, ended "
+            "threads included; GC = thread CPU in cyclic collections, inside the threads' figures)\n"
+            + "\n".join(layer)]
 
 
 def run(quick: bool, rates: tuple[float, ...] | None = None) -> list[str]:

@@ -118,7 +118,7 @@ def run(bootstrap: str, rate: float, seconds: float, captures: list[str], instit
     feeder = Feeder(captures, institutions, {k: bytes.fromhex(v) for k, v in pseudo_keys.items()}, batch_rows)
     publisher = BatchPublisher(bootstrap, client_id="bench-agent", max_rows=batch_rows,
                                signing_keys={k: bytes.fromhex(v) for k, v in sign_keys.items()}).start()
-    sent = arp_sent = 0
+    sent = arp_sent = messages = 0
     cpu0, t0, start_unix_s = time.process_time(), time.monotonic(), time.time()
     while time.monotonic() - t0 < seconds:
         due = t0 + sent / rate
@@ -127,13 +127,13 @@ def run(bootstrap: str, rate: float, seconds: float, captures: list[str], instit
             continue
         flows, arp = feeder.take()
         now_ms = int(time.time() * 1000)
-        publisher.publish(stamp(flows, now_ms))
+        messages += publisher.publish(stamp(flows, now_ms))
         for batch in arp:
             publisher.publish(stamp(batch, now_ms))
             arp_sent += len(batch)
         sent += len(flows)
     left = publisher.stop(60)
-    return {"sent": sent, "arp_sent": arp_sent, "packets": feeder.packets, "unacknowledged": left,
+    return {"sent": sent, "arp_sent": arp_sent, "flow_messages": messages, "packets": feeder.packets, "unacknowledged": left,
             "cpu_s": time.process_time() - cpu0, "meter_cpu_s": feeder.meter_cpu_s, "send_s": time.monotonic() - t0,
             "start_unix_s": start_unix_s}
 

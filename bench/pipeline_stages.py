@@ -6,9 +6,9 @@ The worker's public pieces are wrapped, not changed: :class:`TimedEngine` (detec
 what is left after detection, storage and the sector picture is wire decoding and signature
 checks). Detection, decoding and the sector picture are timed with ``time.thread_time`` of the
 thread that runs them; the store as the calling thread's time in its writes plus the CPU of
-the chdb engine's own threads (:func:`engine_threads_cpu_s`: insert pipelines, background
-merges), which run beside the Python threads. :func:`process_cpu_s` reads any process's CPU
-from ``/proc/<pid>/stat``.
+the chdb engine's own threads (insert pipelines, background merges, those that ended during the
+run included: :class:`bench.thread_cpu.ThreadCpu`), which run beside the Python threads.
+:func:`process_cpu_s` reads any process's own CPU from ``/proc/<pid>/stat``.
 
 >>> cpu = Stages()
 >>> with cpu.timed("detect"):
@@ -35,32 +35,18 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_s(pid: int | str = "self") -> float:
-    """User + system CPU seconds of process ``pid`` (its waited-for children included), 0 if gone."""
+    """User + system CPU seconds of process ``pid`` itself, 0 if gone.
+
+    Not its waited-for children (``cutime``/``cstime``): the bench process reaps the agent it
+    started, and counting the agent's CPU there as well counted it twice (in the agent's stages
+    and again in the worker's remainder, "Faust/Kafka+rest", up to session 5).
+    """
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(v) for v in fields[11:15]) / _TICKS  # utime stime cutime cstime
-
-
-def engine_threads_cpu_s() -> float:
-    """CPU seconds of this process's threads that are not Python's: the chdb engine's own
-    (insert pipelines, merges, background pools name themselves; a Python thread keeps the
-    process's name)."""
-    with open("/proc/self/comm") as fh:
-        python = fh.read().strip()
-    total = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1:stat.rindex(")")] != python:
-            fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
+    return sum(int(v) for v in fields[11:13]) / _TICKS  # utime stime
 
 
 def child_pids(parent: int | None = None) -> list[int]:
