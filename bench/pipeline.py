@@ -37,6 +37,7 @@ from bench.pipeline_stages import (Stages, TimedEngine, TimedProcessor, TimedSec
 from bench.kafka_counts import KafkaCounts
 from bench.report import grid
 from bench.thread_cpu import GcSeconds, ThreadCpu
+from finsa.metrics import REGISTRY
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 INSTITUTIONS = [("bank-a", "bank"), ("bank-b", "bank"), ("sec-c", "securities"), ("ins-d", "insurance"),
@@ -129,6 +130,7 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             stages.seconds.clear()
             stages.counts.clear()
             cpu0, broker0 = process_cpu_s(), process_cpu_s(broker_pid)
+            result["returned0"] = REGISTRY.get("finsa_worker_memory_return_seconds_total").total()
             threads, gc_cpu, kafka = ThreadCpu().start(), GcSeconds().__enter__(), KafkaCounts().__enter__()
             agent = _start_agent(broker.bootstrap, rate, seconds, quick)
             while agent.poll() is None:
@@ -160,6 +162,8 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
         store.close()
     flows = np.concatenate(flow_ms) if flow_ms else np.zeros(0)
     alerts = np.concatenate(alert_ms) if alert_ms else np.zeros(0)
+    result.update(sector_parts={k: v for k, v in stages.seconds.items() if k.startswith("_sector_")},
+                  memory_return_s=REGISTRY.get("finsa_worker_memory_return_seconds_total").total() - result.pop("returned0"))
     result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"], result["engine_cpu_s"]),
                   writes={k: v / result["wall_s"] for k, v in sorted(stages.counts.items())},
                   flow_p=_percentiles(flows), alert_p=_percentiles(alerts))
@@ -187,7 +191,9 @@ def _layer_line(rate: float, r: dict) -> str:
             f"({r.get('fetched_bytes', 0) / max(r.get('record_sets', 0), 1) / 1024:,.0f} KiB each), "
             f"{r.get('commits', 0) / wall:.2f} commits/s; GC {sum(r.get('gc_s', [])):.2f} s "
             f"(gen0/1/2 {'/'.join(str(n) for n in r.get('gc_n', []))} collections, "
-            f"{'/'.join(f'{s:.2f}' for s in r.get('gc_s', []))} s)\n    worker "
+            f"{'/'.join(f'{s:.2f}' for s in r.get('gc_s', []))} s); sector: "
+            + ", ".join(f"{k[8:]} {v:.2f} s" for k, v in sorted(r.get("sector_parts", {}).items()))
+            + f"; memory return {r.get('memory_return_s', 0.0):.2f} s wall\n    worker "
             f"{r['worker_cpu_s']:.1f} CPU s: " + ", ".join(f"{name} {cpu:.2f}" for name, cpu in threads if cpu >= 0.05))
 
 
