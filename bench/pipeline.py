@@ -80,12 +80,13 @@ def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool) -> su
 
 
 _KEYS = {inst: secrets.token_bytes(32) for inst, _ in INSTITUTIONS}
+_SERVICE_KEY = secrets.token_bytes(32)
 
 
 def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list):
     """The store, the sector stage and the stream service of one worker (inert until started)."""
     from finsa.app.offline import make_engine
-    from finsa.batchauth import BatchVerifier
+    from finsa.batchauth import SERVICE_SIGNER, BatchVerifier
     from finsa.institutions import load_registry
     from finsa.sector.picture import SectorPicture
     from finsa.storage.backend import open_store
@@ -99,14 +100,18 @@ def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: 
     store.load_institutions(load_registry(registry))
     engine = make_engine(None, registry)
     TimedSectorStage.stages = TimedProcessor.stages = stages
+    # as `finsa run` and `finsa worker --batch-keys` build them: the institutions' keys and the
+    # workers' own (``_sector``), with which the worker signs its alert batches and the sector stage
+    # knows them as stored already (the bench's sector stage re-stored every one up to session 5)
+    verifier = BatchVerifier({**_KEYS, SERVICE_SIGNER: _SERVICE_KEY})
     sector = TimedSectorStage(SectorPicture.from_files(registry), TimedStore(store, stages, "sector store"),
-                              [feed_intel(engine)])
+                              [feed_intel(engine)], verifier=verifier)
 
     def queryable(flows) -> None:
         flow_ms.append(int(time.time() * 1000) - np.asarray(flows.columns["last_seen_ms"]))
 
     processor = TimedProcessor(TimedStore(store, stages, "store", alert_ms), TimedEngine(engine, stages),
-                               verifier=BatchVerifier(_KEYS), flow_observers=[sector.observe_flows, queryable])
+                               verifier=verifier, flow_observers=[sector.observe_flows, queryable])
     settings = WorkerSettings(bootstrap, app_id="bench-pipeline", datadir=tmp / "faust", session_timeout_s=4)
     return store, StreamService(settings, processor, sector)
 
