@@ -26,7 +26,7 @@ from typing import Iterable
 
 from finsa.metrics import REGISTRY
 
-__all__ = ["GeoInfo", "GeoLookup", "UNKNOWN", "normalise_address", "packed_address"]
+__all__ = ["GeoInfo", "GeoLookup", "UNKNOWN", "load_tables", "normalise_address", "packed_address"]
 
 LOOKUPS = REGISTRY.counter("finsa_geo_lookups_total", "GeoIP look-ups that missed the cache, by outcome", ["outcome"])
 DATA_FILE = "geoip2fast-asn-ipv6.dat.gz"  # country + ASN, IPv4 and IPv6, shipped in the wheel
@@ -57,6 +57,12 @@ def _db():
 
             _database = GeoIP2Fast(verbose=False, geoip2fast_data_file=DATA_FILE)
         return _database
+
+
+def load_tables() -> None:
+    """Load the tables now (a service calls it in a thread at start-up, so that the first alert
+    does not wait for them on the event loop). Idempotent; later calls return at once."""
+    _db()
 
 
 def packed_address(text: str) -> bytes | None:

@@ -50,6 +50,7 @@ class StreamService:
         self.app = build_app(settings, processor, sector)
         self._worker: faust.Worker | None = None
         self._task: asyncio.Task | None = None
+        self._warm: asyncio.Future | None = None
 
     async def start(self) -> None:
         allocator.limit_arenas(self.settings.malloc_arenas)
@@ -58,6 +59,8 @@ class StreamService:
         logging.getLogger("faust").setLevel(logging.WARNING)
         logging.getLogger("aiokafka").setLevel(logging.ERROR)
         self._task = asyncio.ensure_future(self._worker.start())
+        if self.sector is not None:  # beside the consumer-group join, off the event loop
+            self._warm = asyncio.get_running_loop().run_in_executor(None, self.sector.warm)
 
     @property
     def failed(self) -> BaseException | None:

@@ -116,3 +116,14 @@ def test_the_blocklist_never_names_a_members_own_addresses() -> None:
     values = {e.value for e in stage.blocklist()}
     assert SCANNER in values
     assert not {v for v in values if v.startswith("10.") or v.startswith("198.51.100.")}
+
+
+def test_warm_loads_the_geoip_tables_and_a_failure_only_logs(monkeypatch, caplog) -> None:
+    from finsa.sector import geo
+    from finsa.streams import sector_stage
+
+    SectorStage.warm()  # what a worker runs in a thread at start-up, so no alert waits for it
+    assert geo._database is not None
+    monkeypatch.setattr(sector_stage, "load_tables", lambda: (_ for _ in ()).throw(OSError("no data file")))
+    SectorStage.warm()
+    assert "GeoIP tables not loaded at start-up: no data file" in caplog.text
