@@ -36,6 +36,7 @@ from bench.pipeline_stages import (Stages, TimedEngine, TimedProcessor, TimedSec
                                    process_cpu_s, worker_shares)
 from bench.kafka_counts import KafkaCounts
 from bench.report import grid
+from bench.soak import worker_overrides
 from bench.thread_cpu import GcSeconds, ThreadCpu
 from finsa.metrics import REGISTRY
 
@@ -63,11 +64,27 @@ def _registry(path: Path) -> Path:
     return path
 
 
+def agent_overrides(text: str | None = None) -> dict:
+    """``FINSA_PIPELINE_AGENT``: ``batch_rows=N,coalesce=0|1,compress=0|1`` for the bench agent.
+
+    >>> agent_overrides("batch_rows=10000, coalesce=1")
+    {'batch_rows': 10000, 'coalesce': True}
+    """
+    text = os.environ.get("FINSA_PIPELINE_AGENT", "") if text is None else text
+    out: dict = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, _, value = (part.strip() for part in item.partition("="))
+        if name not in ("batch_rows", "coalesce", "compress"):
+            raise SystemExit(f"FINSA_PIPELINE_AGENT: {name!r} is not batch_rows, coalesce or compress")
+        out[name] = int(value) if name == "batch_rows" else value not in ("0", "false", "")
+    return out
+
+
 def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool) -> subprocess.Popen:
     args = {"bootstrap": bootstrap, "rate": rate, "seconds": seconds, "captures": captures(quick),
             "institutions": [i for i, _ in INSTITUTIONS],
             "sign_keys": {i: _KEYS[i].hex() for i, _ in INSTITUTIONS},
-            "pseudo_keys": {i: secrets.token_hex(32) for i, _ in INSTITUTIONS}}
+            "pseudo_keys": {i: secrets.token_hex(32) for i, _ in INSTITUTIONS}, **agent_overrides()}
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty agent never blocks on it
@@ -112,7 +129,8 @@ def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: 
 
     processor = TimedProcessor(TimedStore(store, stages, "store", alert_ms), TimedEngine(engine, stages),
                                verifier=verifier, flow_observers=[sector.observe_flows, queryable])
-    settings = WorkerSettings(bootstrap, app_id="bench-pipeline", datadir=tmp / "faust", session_timeout_s=4)
+    settings = WorkerSettings(bootstrap, app_id="bench-pipeline", datadir=tmp / "faust", session_timeout_s=4,
+                              **worker_overrides(os.environ.get("FINSA_PIPELINE_WORKER", "")))
     return store, StreamService(settings, processor, sector)
 
 
@@ -167,7 +185,8 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
         store.close()
     flows = np.concatenate(flow_ms) if flow_ms else np.zeros(0)
     alerts = np.concatenate(alert_ms) if alert_ms else np.zeros(0)
-    result.update(sector_parts={k: v for k, v in stages.seconds.items() if k.startswith("_sector_")},
+    result.update(sector_parts={**{k: v for k, v in stages.seconds.items() if k.startswith("_sector_")},
+                                "_sector_writes": stages.seconds.get("sector store", 0.0)},
                   memory_return_s=REGISTRY.get("finsa_worker_memory_return_seconds_total").total() - result.pop("returned0"))
     result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"], result["engine_cpu_s"]),
                   writes={k: v / result["wall_s"] for k, v in sorted(stages.counts.items())},

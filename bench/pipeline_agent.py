@@ -99,22 +99,36 @@ class Feeder:
                 else:
                     self.arp.append(batch)
 
-    def take(self) -> tuple[wire.RecordBatch, list[wire.RecordBatch]]:
-        """At most ``rows`` flows of one institution, and the ARP bindings metered so far."""
+    def take(self, coalesce: bool = False) -> tuple[wire.RecordBatch, list[wire.RecordBatch]]:
+        """At most ``rows`` flows of one institution, and the ARP bindings metered so far: the
+        flows of one capture's batch, or (``coalesce``) of as many batches in a row of the same
+        institution as fit, as an agent that holds its meter's small batches back would send."""
         self.refill()
-        head = self.flows[0]
-        part = head if len(head) <= self.rows else head.take(slice(0, self.rows))
-        if len(head) <= self.rows:
-            self.flows.pop(0)
-        else:
-            self.flows[0] = head.take(slice(self.rows, len(head)))
-        self.waiting -= len(part)
+        parts = [self._head(self.rows)]
+        while coalesce and self.flows and sum(map(len, parts)) < self.rows and _inst(self.flows[0]) == _inst(parts[0]):
+            parts.append(self._head(self.rows - sum(map(len, parts))))
+        part = parts[0] if len(parts) == 1 else wire.RecordBatch.concat(parts)
         arp, self.arp = self.arp, []
         return part, arp
 
+    def _head(self, rows: int) -> wire.RecordBatch:
+        head = self.flows[0]
+        part = head if len(head) <= rows else head.take(slice(0, rows))
+        if len(head) <= rows:
+            self.flows.pop(0)
+        else:
+            self.flows[0] = head.take(slice(rows, len(head)))
+        self.waiting -= len(part)
+        return part
+
+
+def _inst(batch: wire.RecordBatch) -> str:
+    return str(batch.columns["institution_id"][0])
+
 
 def run(bootstrap: str, rate: float, seconds: float, captures: list[str], institutions: list[str],
-        sign_keys: dict[str, str], pseudo_keys: dict[str, str], batch_rows: int = 5000) -> dict:
+        sign_keys: dict[str, str], pseudo_keys: dict[str, str], batch_rows: int = 5000, coalesce: bool = False,
+        compress: bool = False) -> dict:
     feeder = Feeder(captures, institutions, {k: bytes.fromhex(v) for k, v in pseudo_keys.items()}, batch_rows)
     publisher = BatchPublisher(bootstrap, client_id="bench-agent", max_rows=batch_rows,
                                signing_keys={k: bytes.fromhex(v) for k, v in sign_keys.items()}).start()
@@ -125,9 +139,15 @@ def run(bootstrap: str, rate: float, seconds: float, captures: list[str], instit
         if time.monotonic() < due:
             publisher.poll(max(min(due - time.monotonic(), 0.05), 0.0))  # a negative timeout blocks forever
             continue
-        flows, arp = feeder.take()
+        flows, arp = feeder.take(coalesce)
         now_ms = int(time.time() * 1000)
-        messages += publisher.publish(stamp(flows, now_ms))
+        if compress:  # the wire format's zlib flag: every reader inflates it
+            flows = stamp(flows, now_ms)
+            publisher.publish_encoded(wire.encode_batch(flows, compress=True), wire.FLOW.topic,
+                                      _inst(flows).encode(), flows.batch_id, len(flows))
+            messages += 1
+        else:
+            messages += publisher.publish(stamp(flows, now_ms))
         for batch in arp:
             publisher.publish(stamp(batch, now_ms))
             arp_sent += len(batch)

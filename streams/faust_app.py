@@ -1,7 +1,7 @@
 """The Faust application of a stream worker.
 
 One agent consumes ``finsa.flows.v2``; each message is one flow batch. Messages are grouped (up
-to ``group_max``, or whatever arrived within ``group_within_s``) and handed to a
+to ``group_max_bytes`` of payload, or whatever arrived within ``group_within_s``) and handed to a
 :class:`~finsa.streams.processor.FlowProcessor`: one detection pass and one store write per
 group, detection and storage in two threads so that successive groups overlap. Alerts are
 published to ``finsa.alerts.v1``; malformed messages go to ``finsa.dlq.v1`` with their reason in
@@ -43,14 +43,19 @@ class WorkerSettings:
     flow batches per stream (its default, 4096 batches of 5,000 flows, is ~2.3 GB once a worker
     falls behind), and one poll of the consumer decodes at most ``poll_messages``.
 
-    A group is also bounded in bytes (``group_max_bytes``): collectors may send batches of up to
-    a million flows, and 64 of them decoded at once would be gigabytes. After each stored group
-    the worker hands freed memory back (:mod:`finsa.streams.memory_return`): glibc's free pages
-    (``trim_after_group``) and the dirty pages of the store's engine (``purge_store_after_group``).
+    A group is bounded in bytes (``group_max_bytes``): collectors may send batches of up to a
+    million flows, and 64 of them decoded at once would be gigabytes. Its bound in messages
+    (``group_max``) is far above what the bytes allow for batches of a few hundred flows: every
+    store write has a fixed cost, so a group of small messages must not be cut short by their
+    count (64 messages of ~570 flows each, as the pipeline bench's agent sends, made 36,000-flow
+    groups: 26k flows per CPU s over the whole pipeline at 50,000 offered, 37k with 512). After
+    each stored group the worker hands freed memory back (:mod:`finsa.streams.memory_return`):
+    glibc's free pages (``trim_after_group``) and the store engine's dirty pages
+    (``purge_store_after_group``).
 
     >>> s = WorkerSettings("127.0.0.1:9092")
-    >>> (s.buffer_messages, s.poll_messages) == (2 * s.group_max, s.group_max)
-    True
+    >>> (s.buffer_messages, s.poll_messages, s.group_max)
+    (128, 64, 1024)
     >>> WorkerSettings("127.0.0.1:9092", group_max_bytes=0, trim_every_s=-1)
     Traceback (most recent call last):
     ...
@@ -65,7 +70,8 @@ class WorkerSettings:
     session_timeout_s: float = 6.0
     datadir: Path = Path("/tmp/finsa-faust")
     broker_credentials: object | None = None
-    group_max: int = 64
+    #: messages one group holds at most (the bytes bound, ``group_max_bytes``, is usually reached first)
+    group_max: int = 1024
     #: a group is at most this old when it is handed on (each store write has a fixed cost: a
     #: part per table and roll-up; fewer, larger writes are cheaper per flow)
     group_within_s: float = 2.0
@@ -84,6 +90,9 @@ class WorkerSettings:
     trim_after_group: bool = True
     purge_store_after_group: bool = True
     return_min_interval_s: float = 0.0
+    #: after start-up (the GeoIP tables loaded), move every object there is out of the cyclic
+    #: garbage collector's reach (``gc.freeze``): its full collections then walk only what came later
+    gc_freeze: bool = False
     #: count each arriving flow-topic message as offered in ``processor.progress`` (``finsa run``
     #: counts what its collector had acknowledged instead)
     count_offered: bool = True
