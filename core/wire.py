@@ -48,6 +48,7 @@ import struct
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -485,24 +486,34 @@ def _decode_strings(payload: memoryview, n_rows: int) -> np.ndarray:
     code_dtype = np.dtype(_code_dtype(n_unique))
     if n_unique > max(n_rows, 1) or 4 + 4 * n_unique + code_dtype.itemsize * n_rows > len(payload):
         raise WireFormatError("bad_column", "string dictionary larger than the column")
-    lengths = np.frombuffer(payload, dtype="<u4", count=n_unique, offset=4)
+    lengths = np.frombuffer(payload, dtype="<u4", count=n_unique, offset=4).tolist()
     blob_start = 4 + 4 * n_unique
-    blob_end = blob_start + int(lengths.sum(dtype=np.uint64))
+    blob_end = blob_start + sum(lengths)
     if blob_end + code_dtype.itemsize * n_rows != len(payload):
         raise WireFormatError("bad_column", "string column length mismatch")
-    ends = np.cumsum(lengths, dtype=np.int64) + blob_start
-    starts = ends - lengths
-    blob = bytes(payload[blob_start:blob_end])
-    base = blob_start
-    try:
-        uniques = np.array([blob[s - base:e - base].decode("utf-8") for s, e in zip(starts, ends)] or [""],
-                           dtype=object)
-    except UnicodeDecodeError as exc:
-        raise WireFormatError("bad_utf8", str(exc)) from None
+    uniques = np.empty(max(n_unique, 1), dtype=object)
+    uniques[:] = _split_utf8(bytes(payload[blob_start:blob_end]), lengths) or [""]
     codes = np.frombuffer(payload, dtype=code_dtype, count=n_rows, offset=blob_end)
     if n_rows and int(codes.max()) >= max(n_unique, 1):
         raise WireFormatError("bad_column", "string code out of range")
     return uniques[codes] if n_rows else np.empty(0, dtype=object)
+
+
+def _split_utf8(blob: bytes, lengths: list[int]) -> list[str]:
+    """The strings of ``blob`` cut at ``lengths`` (bytes): one decode and str slices when the
+    blob is ASCII (byte and character offsets agree), else one decode per string.
+
+    >>> _split_utf8("abcé".encode(), [1, 2, 2]), _split_utf8(b"abc", [1, 2])
+    (['a', 'bc', 'é'], ['a', 'bc'])
+    """
+    ends = list(accumulate(lengths))
+    try:
+        if blob.isascii():
+            text = blob.decode("ascii")
+            return [text[end - n:end] for end, n in zip(ends, lengths)]
+        return [blob[end - n:end].decode("utf-8") for end, n in zip(ends, lengths)]
+    except UnicodeDecodeError as exc:
+        raise WireFormatError("bad_utf8", str(exc)) from None
 
 
 def _encode_column(f: Field, col: np.ndarray) -> bytes:
@@ -564,7 +575,7 @@ def decode_batch(data: bytes | bytearray | memoryview, expect: RecordType | None
     columns = _decode_body(rtype, body, n_columns, n_rows)
     if n_rows and not columns:  # every decoded column has n_rows rows; none at all proves nothing
         raise WireFormatError("bad_header", f"{n_rows} rows but no {rtype.name} column")
-    full = {f.name: columns.get(f.name, f.empty(n_rows)) for f in rtype.fields}
+    full = {f.name: columns[f.name] if f.name in columns else f.empty(n_rows) for f in rtype.fields}
     return RecordBatch(rtype, full, bytes(batch_id))
 
 

@@ -39,6 +39,21 @@ def test_strings_are_dictionary_encoded() -> None:
     assert len(wire.encode_batch(long_)) - len(wire.encode_batch(short)) == 33
 
 
+def test_non_ascii_strings_round_trip_and_invalid_utf8_is_refused() -> None:
+    names = ["", "bank-a", "bücher.example", "例え.jp", "a\U0001F600b", "bank-a", "plain"]
+    batch = wire.FLOW.make_batch({"dns_query": names})
+    assert wire.decode_batch(wire.encode_batch(batch)).columns["dns_query"].tolist() == names
+    ascii_only = wire.FLOW.make_batch({"dns_query": ["x", "", "yz", "x"]})
+    assert wire.decode_batch(wire.encode_batch(ascii_only)).columns["dns_query"].tolist() == ["x", "", "yz", "x"]
+    raw = bytearray(wire.encode_batch(batch))
+    at = raw.index("ü".encode())
+    raw[at:at + 2] = b"\xc3\x28"  # not UTF-8; the checksum made right, so the decoder sees it
+    raw[40:44] = struct.pack("<I", zlib.crc32(bytes(raw[wire.HEADER_BYTES:])))
+    with pytest.raises(wire.WireFormatError) as refused:
+        wire.decode_batch(bytes(raw))
+    assert refused.value.reason == "bad_utf8"
+
+
 def test_empty_batch_round_trips() -> None:
     empty = wire.ALERT.make_batch({}, n_rows=0)
     assert len(wire.decode_batch(wire.encode_batch(empty))) == 0
