@@ -106,3 +106,25 @@ def test_worker_settings_refuse_bounds_that_cannot_work() -> None:
     with pytest.raises(ConfigError) as refused:
         WorkerSettings("127.0.0.1:9", group_max_bytes=0, return_min_interval_s=-1, group_max=0)
     assert [p.split(":")[0] for p in refused.value.problems] == ["group_max", "group_max_bytes", "return_min_interval_s"]
+
+
+def test_freeze_heap_keeps_start_up_objects_out_of_collections_not_later_garbage() -> None:
+    import gc
+    import weakref
+
+    from finsa.streams.service import freeze_heap
+
+    class Node:
+        pass
+
+    try:
+        freeze_heap()  # what a worker does once start-up is done (WorkerSettings.gc_freeze)
+        assert gc.get_freeze_count() > 0
+        later = Node()
+        later.self = later  # a cycle made after the freeze: the collector still finds it
+        gone = weakref.ref(later)
+        del later
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
