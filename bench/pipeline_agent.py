@@ -128,10 +128,11 @@ def _inst(batch: wire.RecordBatch) -> str:
 
 def run(bootstrap: str, rate: float, seconds: float, captures: list[str], institutions: list[str],
         sign_keys: dict[str, str], pseudo_keys: dict[str, str], batch_rows: int = 5000, coalesce: bool = False,
-        compress: bool = False) -> dict:
+        compress: bool = True) -> dict:
     feeder = Feeder(captures, institutions, {k: bytes.fromhex(v) for k, v in pseudo_keys.items()}, batch_rows)
     publisher = BatchPublisher(bootstrap, client_id="bench-agent", max_rows=batch_rows,
-                               signing_keys={k: bytes.fromhex(v) for k, v in sign_keys.items()}).start()
+                               signing_keys={k: bytes.fromhex(v) for k, v in sign_keys.items()},
+                               compress=compress).start()
     sent = arp_sent = messages = 0
     cpu0, t0, start_unix_s = time.process_time(), time.monotonic(), time.time()
     while time.monotonic() - t0 < seconds:
@@ -141,13 +142,7 @@ def run(bootstrap: str, rate: float, seconds: float, captures: list[str], instit
             continue
         flows, arp = feeder.take(coalesce)
         now_ms = int(time.time() * 1000)
-        if compress:  # the wire format's zlib flag: every reader inflates it
-            flows = stamp(flows, now_ms)
-            publisher.publish_encoded(wire.encode_batch(flows, compress=True), wire.FLOW.topic,
-                                      _inst(flows).encode(), flows.batch_id, len(flows))
-            messages += 1
-        else:
-            messages += publisher.publish(stamp(flows, now_ms))
+        messages += publisher.publish(stamp(flows, now_ms))
         for batch in arp:
             publisher.publish(stamp(batch, now_ms))
             arp_sent += len(batch)

@@ -242,7 +242,7 @@ class Agent:
         for part in parts:
             inst = part.columns.get("institution_id")
             key = str(inst[0] if inst is not None and len(inst) else self.config.institution_id).encode()
-            if self.spool.append(part.batch_id, pack_spooled(key, wire.encode_batch(part))):
+            if self.spool.append(part.batch_id, pack_spooled(key, wire.encode_batch(part, compress=self.config.compress_batches))):
                 spooled += 1
                 self._count(part)
             else:

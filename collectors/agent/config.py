@@ -251,6 +251,9 @@ class AgentConfig(Strict):
     metrics_listen: str | None = Field("127.0.0.1:9464", description="host:port of the Prometheus endpoint (port 0: any free one); empty = off")
     heartbeat_interval_s: float = Field(30.0, ge=0.1, le=3600.0)
     max_batch_rows: int = Field(10_000, ge=1, le=1_000_000)
+    compress_batches: bool = Field(True, description="zlib-compress each batch (the wire format's flag, read by every "
+                                   "worker): ~4-7x smaller on the bus and in the spool, for ~0.2-0.6 ms of CPU per "
+                                   "1,000 flows here")
     packet_ring: PacketRingSettings | None = Field(None, description="keep recent packets for pcap cuts (live interfaces)")
 
     @field_validator("internal_networks")

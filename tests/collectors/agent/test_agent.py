@@ -45,6 +45,23 @@ def test_batches_are_pseudonymised_before_they_reach_the_spool(tmp_path) -> None
     assert (spooled.columns["flow_id"] == batch.columns["flow_id"]).all()
 
 
+def test_batches_are_compressed_unless_turned_off_and_decode_the_same(tmp_path) -> None:
+    flags = {}
+    for name, extra in (("default", ""), ("off", "compress_batches = false")):
+        (tmp_path / name).mkdir()
+        agent = _agent(tmp_path / name, extra=extra).start(sources=False)
+        try:
+            agent.submit(flow_batch(5, rows=300))
+            entry = next(iter(agent.spool.entries()))
+            encoded = unpack_spooled(agent.spool.read(entry))[1]
+            ((_, spooled, _),) = _spooled(agent)
+        finally:
+            agent.stop()
+        flags[name] = encoded[7] & wire.FLAG_ZLIB  # the header's flags byte
+        assert len(spooled) == 300
+    assert flags == {"default": wire.FLAG_ZLIB, "off": 0}
+
+
 def test_large_batches_are_split_and_a_full_spool_refuses_with_a_count(tmp_path) -> None:
     agent = _agent(tmp_path, extra="max_batch_rows = 8", spool="max_batches = 4\n").start(sources=False)
     dropped_before = FLOWS.value(outcome="dropped")
