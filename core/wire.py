@@ -471,11 +471,14 @@ def _encode_strings(values: np.ndarray) -> bytes:
     if not all(type(k) is str for k in firsts):  # None or non-str values: normalise first
         items = ["" if v is None else str(v) for v in items]
         firsts = dict.fromkeys(items)
-    lookup = {k: i for i, k in enumerate(firsts)}
-    codes = np.fromiter(map(lookup.__getitem__, items), dtype="<u4", count=len(items))
-    blobs = [s.encode("utf-8") for s in lookup]
+    blobs = [s.encode("utf-8") for s in firsts]
     lengths = np.fromiter((len(b) for b in blobs), dtype="<u4", count=len(blobs))
-    narrow = codes.astype(_code_dtype(len(blobs)))
+    if len(blobs) == 1:  # one value in every row (an institution id, a name no flow had): codes all 0
+        narrow = np.zeros(len(items), dtype="<u1")
+    else:
+        lookup = {k: i for i, k in enumerate(firsts)}
+        narrow = np.fromiter(map(lookup.__getitem__, items), dtype="<u4", count=len(items)).astype(
+            _code_dtype(len(blobs)))
     return struct.pack("<I", len(blobs)) + lengths.tobytes() + b"".join(blobs) + narrow.tobytes()
 
 
