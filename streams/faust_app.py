@@ -24,6 +24,7 @@ from finsa import allocator, wire
 from finsa.batchauth import SERVICE_SIGNER, sign_headers
 from finsa.errors import ConfigError
 from finsa.metrics import REGISTRY
+from finsa.streams.held_flows import HeldFlows
 from finsa.streams.memory_return import MemoryReturn
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.progress import Progress, message_kind
@@ -43,19 +44,21 @@ class WorkerSettings:
     flow batches per stream (its default, 4096 batches of 5,000 flows, is ~2.3 GB once a worker
     falls behind), and one poll of the consumer decodes at most ``poll_messages``.
 
-    A group is bounded in bytes (``group_max_bytes``): collectors may send batches of up to a
-    million flows, and 64 of them decoded at once would be gigabytes. Its bound in messages
-    (``group_max``) is far above what the bytes allow for batches of a few hundred flows: every
-    store write has a fixed cost, so a group of small messages must not be cut short by their
-    count (64 messages of ~570 flows each, as the pipeline bench's agent sends, made 36,000-flow
-    groups: 26k flows per CPU s over the whole pipeline at 50,000 offered, 37k with 512). After
-    each stored group the worker hands freed memory back (:mod:`finsa.streams.memory_return`):
-    glibc's free pages (``trim_after_group``) and the store engine's dirty pages
-    (``purge_store_after_group``).
+    A group is also bounded in bytes (``group_max_bytes``): collectors may send batches of up to
+    a million flows, and 64 of them decoded at once would be gigabytes. After each stored group
+    the worker hands freed memory back (:mod:`finsa.streams.memory_return`): glibc's free pages
+    (``trim_after_group``) and the dirty pages of the store's engine (``purge_store_after_group``).
+
+    A group is bounded by its age and bytes first: ``group_max`` messages is a loose cap,
+    because collectors send small messages (an agent flushes each capture or interval) and a
+    message count would cut groups short (64 messages held ~30k flows in ``bench pipeline``: a
+    write per second, each with its fixed cost of parts; 512: 22k -> 29.6k flows per CPU
+    second over all processes at 25k flows/s offered; 26.0k -> 37.0k at 50k offered, medians
+    of two alternate runs each).
 
     >>> s = WorkerSettings("127.0.0.1:9092")
-    >>> (s.buffer_messages, s.poll_messages, s.group_max)
-    (128, 64, 1024)
+    >>> (s.group_max, s.buffer_messages, s.poll_messages, s.group_within_s)
+    (512, 128, 64, 2.0)
     >>> WorkerSettings("127.0.0.1:9092", group_max_bytes=0, trim_every_s=-1)
     Traceback (most recent call last):
     ...
@@ -70,8 +73,7 @@ class WorkerSettings:
     session_timeout_s: float = 6.0
     datadir: Path = Path("/tmp/finsa-faust")
     broker_credentials: object | None = None
-    #: messages one group holds at most (the bytes bound, ``group_max_bytes``, is usually reached first)
-    group_max: int = 1024
+    group_max: int = 512
     #: a group is at most this old when it is handed on (each store write has a fixed cost: a
     #: part per table and roll-up; fewer, larger writes are cheaper per flow)
     group_within_s: float = 2.0
@@ -85,6 +87,11 @@ class WorkerSettings:
     trim_every_s: float = 10.0
     #: bytes of flow messages one group holds at most (a message larger than this is a group alone)
     group_max_bytes: int = 32 * 2**20
+    #: a group's alerts are written when it is detected; its flows may be held for one larger
+    #: write (:mod:`finsa.streams.held_flows`) until this many rows are held, or the oldest held
+    #: is ``flow_write_within_s`` old (0: 2.5 group ages); its messages are acknowledged after it
+    flow_write_rows: int = 200_000
+    flow_write_within_s: float = 0.0
     #: after each stored group: glibc's free pages back (``malloc_trim``), and the store engine's
     #: dirty pages (chdb's jemalloc, ``SYSTEM JEMALLOC PURGE``), at most once per ``return_min_interval_s``
     trim_after_group: bool = True
@@ -101,11 +108,13 @@ class WorkerSettings:
 
     def __post_init__(self) -> None:
         positive = ("partitions", "session_timeout_s", "group_max", "group_within_s", "buffer_messages",
-                    "poll_messages", "group_max_bytes")
+                    "poll_messages", "group_max_bytes", "flow_write_rows")
         problems = [f"{name}: must be > 0, got {getattr(self, name)}" for name in positive
                     if not getattr(self, name) > 0]
         problems += [f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}"
                      for name in ("malloc_arenas", "trim_every_s", "return_min_interval_s") if getattr(self, name) < 0]
+        if self.flow_write_within_s < 0:
+            problems.append(f"flow_write_within_s: must be >= 0 (0: 2.5 x group_within_s), got {self.flow_write_within_s}")
         if problems:
             raise ConfigError("worker settings", problems)
 
@@ -127,6 +136,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
     release = getattr(processor.store, "release_memory", None) if settings.purge_store_after_group else None
+    processor.held = HeldFlows(settings.flow_write_rows, settings.flow_write_within_s or 2.5 * settings.group_within_s)
     grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max, settings.count_offered,
                        alerts_consumed_here=sector is not None, group_max_bytes=settings.group_max_bytes,
                        memory_return=MemoryReturn(settings.trim_after_group, release, settings.return_min_interval_s))
@@ -181,6 +191,9 @@ class _Grouper:
         #: waits until the sector picture took them)
         self.alerts_consumed_here = alerts_consumed_here
         self.pending: list = []
+        #: events of groups handed through the pipeline whose flows are held for a larger write:
+        #: acknowledged once it is made
+        self.unacked: list = []
         self.lock = asyncio.Lock()
         self._in_flight: deque[asyncio.Future] = deque()
         self._detect = ThreadPoolExecutor(1, thread_name_prefix="finsa-detect")
@@ -195,8 +208,9 @@ class _Grouper:
         if len(self.pending) >= self.group_max or self.pending_bytes >= self.group_max_bytes:
             await self.flush()
 
-    async def flush(self) -> None:
-        """Hand the pending events to the pipeline (waiting while it is full)."""
+    async def flush(self, write_held: bool = False) -> None:
+        """Hand the pending events to the pipeline (waiting while it is full). With nothing
+        pending, write the held flows when they are due (or ``write_held``) and ack their groups."""
         async with self.lock:
             while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= self.max_in_flight):
                 done = self._in_flight[0]
@@ -205,6 +219,10 @@ class _Grouper:
                 done.result()  # a failed group raises here, into the agent
             group, self.pending, self.pending_bytes = self.pending, [], 0
             if not group:
+                held = getattr(self.processor, "held", None)
+                if self.unacked and (write_held or (held is not None and held.due())):
+                    before = self._in_flight[-1] if self._in_flight else None
+                    self._in_flight.append(asyncio.ensure_future(self._write_held(before)))
                 return
             payloads = [_payload(e) for e in group]
             headers = [e.message.headers for e in group]
@@ -218,6 +236,7 @@ class _Grouper:
         (a stopping worker calls it before Faust stops: its timers stop first, and Faust then
         waits for every message it delivered to be acknowledged)."""
         await self.flush()
+        await self.flush(write_held=True)
         while self._in_flight:
             await asyncio.wait([self._in_flight[0]])
             self._in_flight.popleft()
@@ -239,11 +258,26 @@ class _Grouper:
             await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
             if self.alerts_consumed_here and self.processor.progress is not None:
                 self.processor.progress.offer("alert")
-        for event in group:
-            event.ack()
+        self.unacked += group
         group.clear()
+        if outcome.stored:
+            self._ack()
         del prepared, outcome  # the group's messages, flows and alerts freed: then handed back, in the store thread
         await loop.run_in_executor(self._write, self.memory_return.after_group)
+
+    async def _write_held(self, before: asyncio.Future | None) -> None:
+        """Write the held flows after the group before (if it was stored), then ack their groups."""
+        if before is not None:
+            await asyncio.wait([before])
+            if not before.cancelled() and before.exception() is not None:
+                return
+        await asyncio.get_running_loop().run_in_executor(self._write, self.processor.write_held)
+        self._ack()
+
+    def _ack(self) -> None:
+        for event in self.unacked:
+            event.ack()
+        self.unacked.clear()
 
     def _signed(self, payload: bytes) -> list | None:
         """This worker's alerts are signed with the sector's key when it verifies signatures."""
