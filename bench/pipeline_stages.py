@@ -178,6 +178,10 @@ class TimedProcessor(FlowProcessor):  # process_group: a worker of before the pr
         with self.stages.timed("_group"):
             return super().store_group(prepared)
 
+    def write_held(self):  # the held flows' write, when a worker makes it apart from a group's
+        with self.stages.timed("_group"):
+            return super().write_held()
+
 
 def worker_shares(stages: Stages, worker_cpu_s: float, engine_cpu_s: float) -> dict[str, float]:
     """CPU seconds of the worker process by stage: decode+verify is the group's remainder, the
