@@ -159,6 +159,9 @@ class TimedSectorStage(SectorStage):
             return super().checkpoint()
 
 
+_inside = threading.local()  # TimedProcessor: the thread is in store_group
+
+
 class TimedProcessor(FlowProcessor):  # process_group: a worker of before the prepare/store split
     """The flow processor, a group's preparation and its storage timed as ``_group`` (the threads that run them)."""
 
@@ -175,10 +178,16 @@ class TimedProcessor(FlowProcessor):  # process_group: a worker of before the pr
             return super().prepare_group(payloads, headers)
 
     def store_group(self, prepared):
-        with self.stages.timed("_group"):
-            return super().store_group(prepared)
+        _inside.group = True
+        try:
+            with self.stages.timed("_group"):
+                return super().store_group(prepared)
+        finally:
+            _inside.group = False
 
     def write_held(self):  # the held flows' write, when a worker makes it apart from a group's
+        if getattr(_inside, "group", False):  # called by store_group: already timed there
+            return super().write_held()
         with self.stages.timed("_group"):
             return super().write_held()
 
