@@ -34,7 +34,7 @@ import numpy as np
 from finsa.wire import RecordBatch
 
 __all__ = ["FlowFrame", "frame_of", "mix64", "ip_hash", "Groups", "group", "distinct_per_group",
-           "source_features", "service_features", "pair_features", "KeyedTable", "DampedStats",
+           "isin_keys", "source_features", "service_features", "pair_features", "KeyedTable", "DampedStats",
            "SYN", "RST", "ACK"]
 
 FIN, SYN, RST, ACK = 1, 2, 4, 16
@@ -214,6 +214,45 @@ def group(keys: np.ndarray) -> Groups:
     return Groups(uniq, inverse.ravel(), first, count)
 
 
+def _slots(values: np.ndarray, shift: np.uint64) -> np.ndarray:
+    """Fibonacci hash of 8-byte numbers into ``64 - shift`` bits (``-0.0`` hashed as ``0.0``)."""
+    if values.dtype.kind == "f":
+        values = values + 0.0
+    with np.errstate(over="ignore"):
+        return ((values.view(np.uint64) * _M1) >> shift).astype(np.intp)
+
+
+def isin_keys(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.isin(values, keys)``, by a hash table of ``keys`` for 8-byte number columns.
+
+    For a large state column (``values``) and the keys a batch touched: one pass over the values
+    (a hash, a lookup and ``==``), where ``np.isin`` sorts both (3-4x the CPU at 200k-500k values).
+
+    >>> isin_keys(np.array([5, 1, 9, 5], np.uint64), np.array([1, 5], np.uint64)).tolist()
+    [True, True, False, True]
+    >>> isin_keys(np.array([0.0, -0.0, np.nan, 2.0]), np.array([-0.0, np.nan])).tolist()
+    [True, True, False, False]
+    """
+    if (values.dtype != keys.dtype or values.dtype.itemsize != 8 or values.dtype.kind not in "uif"
+            or len(keys) < 10 * len(values) ** 0.145):  # few keys: np.isin compares them one by one
+        return np.isin(values, keys)
+    out = np.zeros(len(values), dtype=bool)
+    bits = max(4, (2 * len(keys) - 1).bit_length())  # at least two slots per key
+    shift = np.uint64(64 - bits)
+    key_slots = _slots(keys, shift)
+    table = keys[np.argsort(key_slots, kind="stable")]  # the keys of slot s: table[start[s]:start[s] + count[s]]
+    count = np.bincount(key_slots, minlength=1 << bits)
+    start = np.cumsum(count) - count
+    slot = _slots(values, shift)
+    n_keys, first = count[slot], start[slot]
+    rows, j = np.flatnonzero(n_keys), 0
+    while len(rows):
+        out[rows] = table[first[rows] + j] == values[rows]
+        j += 1
+        rows = rows[(n_keys[rows] > j) & ~out[rows]]
+    return out
+
+
 def distinct_per_group(groups: Groups, values: np.ndarray) -> np.ndarray:
     """Number of distinct ``values`` (integers) in each group."""
     if len(groups) == 0:
@@ -286,7 +325,14 @@ class KeyedTable:
         """Insert the missing unique ``keys`` (columns set to ``defaults`` or 0); return their positions."""
         _, found = self.lookup(keys)
         new = np.unique(keys[~found])
-        if len(new):
+        if len(new) and new.dtype == self.keys.dtype:
+            # ``keys`` is sorted and unique, ``new`` too and disjoint from it: a merge (each new
+            # key inserted before the first larger old one) is what a sort of both would give.
+            at = np.searchsorted(self.keys, new)
+            self.keys = np.insert(self.keys, at, new)
+            for name, col in self.cols.items():
+                self.cols[name] = np.insert(col, at, defaults.get(name, 0.0))
+        elif len(new):  # another key type: the concatenation's type, as a sort of both gives it
             merged = np.concatenate([self.keys, new])
             order = np.argsort(merged, kind="stable")
             self.keys = merged[order]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, isin_keys, mix64
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -140,7 +140,7 @@ class PortScanDetector(Detector):
         self._append(frame, rows)
         self._expire(frame)
         keys = np.unique(frame.src_key[rows])
-        touched = np.isin(self._buf["key"], keys)
+        touched = isin_keys(self._buf["key"], keys)
         sub = {k: v[touched] for k, v in self._buf.items()}
         return self._score(sub)
 

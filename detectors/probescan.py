@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.features import RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, mix64
+from finsa.detectors.features import (RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, isin_keys,
+                                     mix64)
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -187,7 +188,8 @@ class ProbeScanDetector(Detector):
 
     def _score(self, keys: np.ndarray) -> list[dict[str, Any]]:
         assert self._buf is not None and self._flows is not None  # built by process() before
-        sub = {k: v[np.isin(self._buf["key"], keys)] for k, v in self._buf.items()}
+        touched = isin_keys(self._buf["key"], keys)
+        sub = {k: v[touched] for k, v in self._buf.items()}
         g = group(sub["key"])
         is_proto = sub["kind"] == 3
         best = {"ports": _most(g, sub, ~is_proto, sub["dst_h"], sub["port"]),
@@ -253,7 +255,7 @@ class ProbeScanDetector(Detector):
         if not live.all():
             self._slow.keep(live)
             cols = self._slow.cols
-        mask = np.isin(cols["src"], np.unique(as_float(frame.src_key[kind > 0])))
+        mask = isin_keys(cols["src"], np.unique(as_float(frame.src_key[kind > 0])))
         if not mask.any():
             return []
         sub = {k: v[mask] for k, v in cols.items()}
