@@ -490,15 +490,18 @@ def _decode_strings(payload: memoryview, n_rows: int) -> np.ndarray:
     blob_end = blob_start + int(lengths.sum(dtype=np.uint64))
     if blob_end + code_dtype.itemsize * n_rows != len(payload):
         raise WireFormatError("bad_column", "string column length mismatch")
-    ends = np.cumsum(lengths, dtype=np.int64) + blob_start
-    starts = ends - lengths
+    ends = np.cumsum(lengths, dtype=np.int64).tolist()
+    starts = [0, *ends[:-1]]
     blob = bytes(payload[blob_start:blob_end])
-    base = blob_start
     try:
-        uniques = np.array([blob[s - base:e - base].decode("utf-8") for s, e in zip(starts, ends)] or [""],
-                           dtype=object)
+        if blob.isascii():  # one decode of the whole dictionary: byte offsets are character offsets
+            text = blob.decode("ascii")
+            values = [text[s:e] for s, e in zip(starts, ends)]
+        else:
+            values = [blob[s:e].decode("utf-8") for s, e in zip(starts, ends)]
     except UnicodeDecodeError as exc:
         raise WireFormatError("bad_utf8", str(exc)) from None
+    uniques = np.array(values or [""], dtype=object)
     codes = np.frombuffer(payload, dtype=code_dtype, count=n_rows, offset=blob_end)
     if n_rows and int(codes.max()) >= max(n_unique, 1):
         raise WireFormatError("bad_column", "string code out of range")
