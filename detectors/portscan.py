@@ -32,6 +32,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, isin_keys, mix64
+from finsa.detectors.rowbuffer import RowBuffer, newest_rows
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -62,7 +63,7 @@ class PortScanDetector(Detector):
                     max_buffer_rows=(max_buffer_rows, 100, 10_000_000))
         if theta1 >= theta0:
             raise ValueError("portscan.theta1 (success rate of a scanner) must be below theta0")
-        self._buf: dict[str, np.ndarray] | None = None
+        self._buf: RowBuffer | None = None
         self._watermark: dict[int, int] | None = None
         self._dedupe: WindowDeduper | None = None
         self._counts: KeyedTable | None = None
@@ -97,32 +98,29 @@ class PortScanDetector(Detector):
 
     def _append(self, frame: FlowFrame, rows: np.ndarray) -> None:
         c = frame.cols
-        new = {"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
-               "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
-               "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
-               "flow_id": c["flow_id"][rows], "inst": c["institution_id"][rows],
-               "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]}
-        if self._buf is None:
-            self._buf = new
-        else:
-            self._buf = {k: np.concatenate([self._buf[k], new[k]]) for k in new}
+        if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
+            self._buf = RowBuffer.of(self._buf)
+        self._buf.append({"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
+                          "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
+                          "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
+                          "flow_id": c["flow_id"][rows], "inst": c["institution_id"][rows],
+                          "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]})
 
     def _expire(self, frame: FlowFrame) -> None:
         for inst_h in np.unique(frame.inst_hash):
             wm = int(frame.end_ms[frame.inst_hash == inst_h].max())
             self._watermark[int(inst_h)] = max(wm, self._watermark.get(int(inst_h), wm))
         buf = self._buf
-        limit = np.zeros(len(buf["t"]), dtype=np.int64)
+        t, buf_inst = buf.column("t"), buf.column("inst_h")
+        limit = np.zeros(len(t), dtype=np.int64)
         for inst_h, wm in self._watermark.items():
-            limit[buf["inst_h"] == np.uint64(inst_h)] = wm - self.window_ms
-        keep = buf["t"] >= limit
+            limit[buf_inst == np.uint64(inst_h)] = wm - self.window_ms
+        keep = t >= limit
         if keep.sum() > self.max_buffer_rows:
-            newest = np.argsort(buf["t"], kind="stable")[-self.max_buffer_rows:]
-            keep = np.zeros_like(keep)
-            keep[newest] = True
+            keep = newest_rows(t, self.max_buffer_rows)
             DROPPED.inc(int(len(keep) - self.max_buffer_rows), detector=self.name)
         if not keep.all():
-            self._buf = {k: v[keep] for k, v in buf.items()}
+            buf.keep(keep)
 
     # --- scoring -----------------------------------------------------------------------
 
@@ -140,8 +138,7 @@ class PortScanDetector(Detector):
         self._append(frame, rows)
         self._expire(frame)
         keys = np.unique(frame.src_key[rows])
-        touched = isin_keys(self._buf["key"], keys)
-        sub = {k: v[touched] for k, v in self._buf.items()}
+        sub = self._buf.select(isin_keys(self._buf.column("key"), keys))
         return self._score(sub)
 
     def _score(self, sub: dict[str, np.ndarray]) -> list[dict[str, Any]]:
