@@ -304,6 +304,14 @@ def pair_features(frame: FlowFrame, rows: np.ndarray | None = None) -> tuple[Gro
     }
 
 
+def _merged(old: np.ndarray, old_rows: np.ndarray, new_at: np.ndarray, new: np.ndarray | float) -> np.ndarray:
+    """``old`` with ``new`` inserted at rows ``new_at`` of the result (``old_rows`` marks the others)."""
+    out = np.empty(len(old_rows), dtype=old.dtype)
+    out[old_rows] = old
+    out[new_at] = new
+    return out
+
+
 class KeyedTable:
     """Float64 columns of state per uint64 key, in sorted arrays (vectorised lookup and insert)."""
 
@@ -324,22 +332,30 @@ class KeyedTable:
     def upsert(self, keys: np.ndarray, **defaults: float) -> np.ndarray:
         """Insert the missing unique ``keys`` (columns set to ``defaults`` or 0); return their positions."""
         _, found = self.lookup(keys)
-        new = np.unique(keys[~found])
-        if len(new) and new.dtype == self.keys.dtype:
+        self.insert_new(np.unique(keys[~found]), **defaults)
+        return np.searchsorted(self.keys, keys)  # every key is in the table now
+
+    def insert_new(self, new: np.ndarray, **defaults: float) -> None:
+        """Insert ``new``: sorted unique keys none of which is in the table (what ``upsert`` does
+        once it knows them)."""
+        if not len(new):
+            return
+        if new.dtype == self.keys.dtype:
             # ``keys`` is sorted and unique, ``new`` too and disjoint from it: a merge (each new
             # key inserted before the first larger old one) is what a sort of both would give.
-            at = np.searchsorted(self.keys, new)
-            self.keys = np.insert(self.keys, at, new)
+            new_at = np.searchsorted(self.keys, new) + np.arange(len(new))  # their rows in the merged table
+            old_rows = np.ones(len(self.keys) + len(new), dtype=bool)
+            old_rows[new_at] = False
+            self.keys = _merged(self.keys, old_rows, new_at, new)
             for name, col in self.cols.items():
-                self.cols[name] = np.insert(col, at, defaults.get(name, 0.0))
-        elif len(new):  # another key type: the concatenation's type, as a sort of both gives it
+                self.cols[name] = _merged(col, old_rows, new_at, defaults.get(name, 0.0))
+        else:  # another key type: the concatenation's type, as a sort of both gives it
             merged = np.concatenate([self.keys, new])
             order = np.argsort(merged, kind="stable")
             self.keys = merged[order]
             for name, col in self.cols.items():
                 fill = np.full(len(new), defaults.get(name, 0.0))
                 self.cols[name] = np.concatenate([col, fill])[order]
-        return self.lookup(keys)[0]
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the entries where ``mask`` is true."""

@@ -261,7 +261,8 @@ class ProbeScanDetector(Detector):
         mask = isin_keys(cols["src"], np.unique(as_float(frame.src_key[kind > 0])))
         if not mask.any():
             return []
-        sub = {k: v[mask] for k, v in cols.items()}
+        rows = np.flatnonzero(mask)
+        sub = {k: cols[k][rows] for k in ("src", "host", "port", "t0", "failed")}  # the columns read below
         failed = sub["failed"] > 0
         src_bits = sub["src"].view(np.uint64)
         sg = group(src_bits)

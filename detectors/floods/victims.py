@@ -53,8 +53,9 @@ def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.n
     uniq, first = np.unique(key, return_index=True)
     _, found = seen.lookup(uniq)
     if (~found).any():
-        pos = seen.upsert(uniq[~found])
-        seen.cols["bin"][pos] = bins[owner[first[~found]]]
+        fresh = uniq[~found]  # sorted, unique, not in ``seen``
+        seen.insert_new(fresh)
+        seen.cols["bin"][np.searchsorted(seen.keys, fresh)] = bins[owner[first[~found]]]
     if len(seen) > max_entries:
         seen.keep(seen.cols["bin"] >= np.max(seen.cols["bin"]) - 1)
     return np.bincount(owner[first[~found]], minlength=n_groups).astype(np.float64)
