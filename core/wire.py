@@ -567,7 +567,7 @@ def decode_batch(data: bytes | bytearray | memoryview, expect: RecordType | None
     columns = _decode_body(rtype, body, n_columns, n_rows)
     if n_rows and not columns:  # every decoded column has n_rows rows; none at all proves nothing
         raise WireFormatError("bad_header", f"{n_rows} rows but no {rtype.name} column")
-    full = {f.name: columns.get(f.name, f.empty(n_rows)) for f in rtype.fields}
+    full = {f.name: columns[f.name] if f.name in columns else f.empty(n_rows) for f in rtype.fields}
     return RecordBatch(rtype, full, bytes(batch_id))
 
 

@@ -155,6 +155,15 @@ class FlowFrame:
         f = self.cols["src2dst_tcp_flags"]
         return self.tcp & ((f & SYN) != 0) & ((f & ACK) == 0)
 
+    def source_windows(self, window_ms: int) -> "Groups":
+        """Rows grouped by (institution, source host, tumbling window of ``window_ms`` by first
+        packet), computed once per batch for every detector that counts flows per source and
+        window (read-only: shared)."""
+        memo = self.__dict__.setdefault("_source_windows", {})
+        if window_ms not in memo:
+            memo[window_ms] = group(mix64(self.src_key, self.t_ms // window_ms))
+        return memo[window_ms]
+
     @cached_property
     def bytes(self) -> np.ndarray:
         return (self.cols["src2dst_bytes"] + self.cols["dst2src_bytes"]).astype(np.float64)
@@ -304,6 +313,17 @@ def pair_features(frame: FlowFrame, rows: np.ndarray | None = None) -> tuple[Gro
     }
 
 
+def _positions(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(table, keys)``; many keys are searched in sorted order (the binary
+    searches then walk the table's memory in order: half the time for 20k keys in 361k)."""
+    if len(keys) < 2048 or len(table) < 2048:
+        return np.searchsorted(table, keys)
+    order = np.argsort(keys)
+    pos = np.empty(len(keys), dtype=np.intp)
+    pos[order] = np.searchsorted(table, keys[order])
+    return pos
+
+
 def _merged(old: np.ndarray, old_rows: np.ndarray, new_at: np.ndarray, new: np.ndarray | float) -> np.ndarray:
     """``old`` with ``new`` inserted at rows ``new_at`` of the result (``old_rows`` marks the others)."""
     out = np.empty(len(old_rows), dtype=old.dtype)
@@ -324,7 +344,7 @@ class KeyedTable:
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position, found) of each key; position is meaningful where found."""
-        pos = np.searchsorted(self.keys, keys)
+        pos = _positions(self.keys, keys)
         pos_c = np.minimum(pos, max(len(self.keys) - 1, 0))
         found = (pos < len(self.keys)) & (self.keys[pos_c] == keys) if len(self.keys) else np.zeros(len(keys), bool)
         return pos_c, found
@@ -333,7 +353,7 @@ class KeyedTable:
         """Insert the missing unique ``keys`` (columns set to ``defaults`` or 0); return their positions."""
         _, found = self.lookup(keys)
         self.insert_new(np.unique(keys[~found]), **defaults)
-        return np.searchsorted(self.keys, keys)  # every key is in the table now
+        return _positions(self.keys, keys)  # every key is in the table now
 
     def insert_new(self, new: np.ndarray, **defaults: float) -> None:
         """Insert ``new``: sorted unique keys none of which is in the table (what ``upsert`` does

@@ -73,7 +73,7 @@ class PortScanDetector(Detector):
     def _count_window(self, frame: FlowFrame) -> None:
         """Add every source's flows and successful services to its (source, window) counts."""
         window = frame.t_ms // self.window_ms
-        g = group(mix64(frame.src_key, window))
+        g = frame.source_windows(self.window_ms)
         ok = ~frame.failed
         ok_pairs = group(mix64(frame.src_key[ok], frame.dst_service[ok], window[ok]))
         pos = self._counts.upsert(g.keys)
@@ -111,16 +111,23 @@ class PortScanDetector(Detector):
             wm = int(frame.end_ms[frame.inst_hash == inst_h].max())
             self._watermark[int(inst_h)] = max(wm, self._watermark.get(int(inst_h), wm))
         buf = self._buf
-        t, buf_inst = buf.column("t"), buf.column("inst_h")
-        limit = np.zeros(len(t), dtype=np.int64)
-        for inst_h, wm in self._watermark.items():
-            limit[buf_inst == np.uint64(inst_h)] = wm - self.window_ms
-        keep = t >= limit
+        t = buf.column("t")
+        keep = t >= self._limits(buf.column("inst_h"))
         if keep.sum() > self.max_buffer_rows:
             keep = newest_rows(t, self.max_buffer_rows)
             DROPPED.inc(int(len(keep) - self.max_buffer_rows), detector=self.name)
         if not keep.all():
             buf.keep(keep)
+
+    def _limits(self, inst_h: np.ndarray) -> np.ndarray:
+        """Per row of institution ``inst_h``: the oldest flow start its window keeps (0 for an
+        institution without a watermark)."""
+        marks = np.array(sorted(self._watermark), dtype=np.uint64)
+        if not len(marks):
+            return np.zeros(len(inst_h), dtype=np.int64)
+        limits = np.array([self._watermark[int(k)] - self.window_ms for k in marks.tolist()], dtype=np.int64)
+        pos = np.minimum(np.searchsorted(marks, inst_h), len(marks) - 1)
+        return np.where(marks[pos] == inst_h, limits[pos], 0)
 
     # --- scoring -----------------------------------------------------------------------
 

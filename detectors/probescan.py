@@ -165,7 +165,7 @@ class ProbeScanDetector(Detector):
     def _count_flows(self, frame: FlowFrame) -> None:
         assert self._flows is not None  # built by process() before
         window = frame.t_ms // self.window_ms
-        g = group(mix64(frame.src_key, window))
+        g = frame.source_windows(self.window_ms)
         pos = self._flows.upsert(g.keys)
         self._flows.cols["window"][pos] = window[g.first]
         self._flows.cols["flows"][pos] += g.count
