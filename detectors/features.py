@@ -7,7 +7,7 @@
 * :func:`group` / :func:`distinct_per_group` are the grouping primitives (``np.unique`` with
   ``return_inverse`` on 64-bit keys, ``np.bincount``); :func:`source_features`,
   :func:`service_features` and :func:`pair_features` are the per-entity window features.
-* :class:`KeyedTable` keeps numeric state per 64-bit key across batches in sorted arrays;
+* :class:`KeyedTable` (from :mod:`finsa.detectors.state`) keeps numeric state per 64-bit key in sorted arrays;
   :class:`DampedStats` holds Kitsune-style damped counts and byte means per source at a few
   time scales (weights decay as ``2 ** (-dt / half_life)`` in flow time).
 
@@ -31,6 +31,7 @@ from functools import cached_property
 
 import numpy as np
 
+from finsa.detectors.state import KeyedTable, isin_keys
 from finsa.wire import RecordBatch
 
 __all__ = ["FlowFrame", "frame_of", "mix64", "ip_hash", "Groups", "group", "distinct_per_group",
@@ -223,45 +224,6 @@ def group(keys: np.ndarray) -> Groups:
     return Groups(uniq, inverse.ravel(), first, count)
 
 
-def _slots(values: np.ndarray, shift: np.uint64) -> np.ndarray:
-    """Fibonacci hash of 8-byte numbers into ``64 - shift`` bits (``-0.0`` hashed as ``0.0``)."""
-    if values.dtype.kind == "f":
-        values = values + 0.0
-    with np.errstate(over="ignore"):
-        return ((values.view(np.uint64) * _M1) >> shift).astype(np.intp)
-
-
-def isin_keys(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """``np.isin(values, keys)``, by a hash table of ``keys`` for 8-byte number columns.
-
-    For a large state column (``values``) and the keys a batch touched: one pass over the values
-    (a hash, a lookup and ``==``), where ``np.isin`` sorts both (3-4x the CPU at 200k-500k values).
-
-    >>> isin_keys(np.array([5, 1, 9, 5], np.uint64), np.array([1, 5], np.uint64)).tolist()
-    [True, True, False, True]
-    >>> isin_keys(np.array([0.0, -0.0, np.nan, 2.0]), np.array([-0.0, np.nan])).tolist()
-    [True, True, False, False]
-    """
-    if (values.dtype != keys.dtype or values.dtype.itemsize != 8 or values.dtype.kind not in "uif"
-            or len(keys) < 10 * len(values) ** 0.145):  # few keys: np.isin compares them one by one
-        return np.isin(values, keys)
-    out = np.zeros(len(values), dtype=bool)
-    bits = max(4, (2 * len(keys) - 1).bit_length())  # at least two slots per key
-    shift = np.uint64(64 - bits)
-    key_slots = _slots(keys, shift)
-    table = keys[np.argsort(key_slots, kind="stable")]  # the keys of slot s: table[start[s]:start[s] + count[s]]
-    count = np.bincount(key_slots, minlength=1 << bits)
-    start = np.cumsum(count) - count
-    slot = _slots(values, shift)
-    n_keys, first = count[slot], start[slot]
-    rows, j = np.flatnonzero(n_keys), 0
-    while len(rows):
-        out[rows] = table[first[rows] + j] == values[rows]
-        j += 1
-        rows = rows[(n_keys[rows] > j) & ~out[rows]]
-    return out
-
-
 def distinct_per_group(groups: Groups, values: np.ndarray) -> np.ndarray:
     """Number of distinct ``values`` (integers) in each group."""
     if len(groups) == 0:
@@ -311,76 +273,6 @@ def pair_features(frame: FlowFrame, rows: np.ndarray | None = None) -> tuple[Gro
         "bytes_sumsq": g.sum(b * b),
         "duration_ms_sum": g.sum((frame.end_ms[sel] - frame.t_ms[sel]).astype(np.float64)),
     }
-
-
-def _positions(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(table, keys)``; many keys are searched in sorted order (the binary
-    searches then walk the table's memory in order: half the time for 20k keys in 361k)."""
-    if len(keys) < 2048 or len(table) < 2048:
-        return np.searchsorted(table, keys)
-    order = np.argsort(keys)
-    pos = np.empty(len(keys), dtype=np.intp)
-    pos[order] = np.searchsorted(table, keys[order])
-    return pos
-
-
-def _merged(old: np.ndarray, old_rows: np.ndarray, new_at: np.ndarray, new: np.ndarray | float) -> np.ndarray:
-    """``old`` with ``new`` inserted at rows ``new_at`` of the result (``old_rows`` marks the others)."""
-    out = np.empty(len(old_rows), dtype=old.dtype)
-    out[old_rows] = old
-    out[new_at] = new
-    return out
-
-
-class KeyedTable:
-    """Float64 columns of state per uint64 key, in sorted arrays (vectorised lookup and insert)."""
-
-    def __init__(self, columns: tuple[str, ...]) -> None:
-        self.keys = np.zeros(0, dtype=np.uint64)
-        self.cols = {name: np.zeros(0, dtype=np.float64) for name in columns}
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(position, found) of each key; position is meaningful where found."""
-        pos = _positions(self.keys, keys)
-        pos_c = np.minimum(pos, max(len(self.keys) - 1, 0))
-        found = (pos < len(self.keys)) & (self.keys[pos_c] == keys) if len(self.keys) else np.zeros(len(keys), bool)
-        return pos_c, found
-
-    def upsert(self, keys: np.ndarray, **defaults: float) -> np.ndarray:
-        """Insert the missing unique ``keys`` (columns set to ``defaults`` or 0); return their positions."""
-        _, found = self.lookup(keys)
-        self.insert_new(np.unique(keys[~found]), **defaults)
-        return _positions(self.keys, keys)  # every key is in the table now
-
-    def insert_new(self, new: np.ndarray, **defaults: float) -> None:
-        """Insert ``new``: sorted unique keys none of which is in the table (what ``upsert`` does
-        once it knows them)."""
-        if not len(new):
-            return
-        if new.dtype == self.keys.dtype:
-            # ``keys`` is sorted and unique, ``new`` too and disjoint from it: a merge (each new
-            # key inserted before the first larger old one) is what a sort of both would give.
-            new_at = np.searchsorted(self.keys, new) + np.arange(len(new))  # their rows in the merged table
-            old_rows = np.ones(len(self.keys) + len(new), dtype=bool)
-            old_rows[new_at] = False
-            self.keys = _merged(self.keys, old_rows, new_at, new)
-            for name, col in self.cols.items():
-                self.cols[name] = _merged(col, old_rows, new_at, defaults.get(name, 0.0))
-        else:  # another key type: the concatenation's type, as a sort of both gives it
-            merged = np.concatenate([self.keys, new])
-            order = np.argsort(merged, kind="stable")
-            self.keys = merged[order]
-            for name, col in self.cols.items():
-                fill = np.full(len(new), defaults.get(name, 0.0))
-                self.cols[name] = np.concatenate([col, fill])[order]
-
-    def keep(self, mask: np.ndarray) -> None:
-        """Keep only the entries where ``mask`` is true."""
-        self.keys = self.keys[mask]
-        self.cols = {name: col[mask] for name, col in self.cols.items()}
 
 
 class DampedStats:

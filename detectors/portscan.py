@@ -32,7 +32,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, isin_keys, mix64
-from finsa.detectors.rowbuffer import RowBuffer, newest_rows
+from finsa.detectors.state import RowBuffer, newest_rows
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 

@@ -51,7 +51,7 @@ from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_f
 from finsa.detectors.features import (RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, isin_keys,
                                      mix64)
 from finsa.detectors.netsets import NetworkSet
-from finsa.detectors.rowbuffer import RowBuffer
+from finsa.detectors.state import RowBuffer
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["ProbeScanDetector", "probe_kinds"]
