@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KeyedTable", "RowBuffer", "isin_keys", "newest_rows"]
+__all__ = ["KeyedTable", "RowBuffer", "isin_keys", "merge_sorted", "newest_rows"]
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 
@@ -169,6 +169,32 @@ def _positions(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
     pos = np.empty(len(keys), dtype=np.intp)
     pos[order] = np.searchsorted(table, keys[order])
     return pos
+
+
+def merge_sorted(columns: dict[str, np.ndarray], fill: dict[str, np.ndarray], key: str = "keys") -> dict[str, np.ndarray]:
+    """``columns`` (rows sorted by the unique ``columns[key]``) with the rows ``fill`` inserted,
+    whose keys are sorted, unique and none of them in ``columns``: what concatenating both and a
+    stable sort by key gives, by taking each old row once (2-D columns as whole rows).
+
+    >>> merge_sorted({"keys": np.array([2, 9]), "v": np.array([[1, 1], [9, 9]])},
+    ...              {"keys": np.array([5]), "v": np.array([[5, 5]])})["v"].tolist()
+    [[1, 1], [5, 5], [9, 9]]
+    """
+    old = columns[key]
+    if not len(old) or any(columns[k].dtype != fill[k].dtype for k in columns):
+        merged = {k: np.concatenate([v, fill[k]]) for k, v in columns.items()}
+        order = np.argsort(merged[key], kind="stable")
+        return {k: v[order] for k, v in merged.items()}
+    new_at = np.searchsorted(old, fill[key]) + np.arange(len(fill[key]))
+    source = np.zeros(len(old) + len(new_at), dtype=np.intp)  # the old row each merged row copies
+    old_rows = np.ones(len(source), dtype=bool)
+    old_rows[new_at] = False
+    source[old_rows] = np.arange(len(old))
+    out = {}
+    for k, v in columns.items():
+        out[k] = v.take(source, axis=0)
+        out[k][new_at] = fill[k]
+    return out
 
 
 def _merged(old: np.ndarray, old_rows: np.ndarray, new_at: np.ndarray, new: np.ndarray | float) -> np.ndarray:
