@@ -449,7 +449,20 @@ def ips_to_strings(column: np.ndarray) -> list[str]:
     return texts[inverse.ravel()].tolist()
 
 
+_TEXTS: dict[bytes, str] = {}  # address -> text, for the addresses formatted lately (detectors ask again and again)
+_MAX_TEXTS = 65_536
+
+
 def _ip_text(raw: bytes) -> str:
+    text = _TEXTS.get(raw)
+    if text is None:
+        if len(_TEXTS) >= _MAX_TEXTS:
+            _TEXTS.clear()
+        text = _TEXTS[raw] = _format_ip(raw)
+    return text
+
+
+def _format_ip(raw: bytes) -> str:
     if raw == bytes(16):
         return ""
     if raw[:12] == bytes(10) + b"\xff\xff":
