@@ -48,7 +48,6 @@ import struct
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -450,7 +449,20 @@ def ips_to_strings(column: np.ndarray) -> list[str]:
     return texts[inverse.ravel()].tolist()
 
 
+_TEXTS: dict[bytes, str] = {}  # address -> text, for the addresses formatted lately (detectors ask again and again)
+_MAX_TEXTS = 65_536
+
+
 def _ip_text(raw: bytes) -> str:
+    text = _TEXTS.get(raw)
+    if text is None:
+        if len(_TEXTS) >= _MAX_TEXTS:
+            _TEXTS.clear()
+        text = _TEXTS[raw] = _format_ip(raw)
+    return text
+
+
+def _format_ip(raw: bytes) -> str:
     if raw == bytes(16):
         return ""
     if raw[:12] == bytes(10) + b"\xff\xff":
@@ -494,29 +506,22 @@ def _decode_strings(payload: memoryview, n_rows: int) -> np.ndarray:
     blob_end = blob_start + sum(lengths)
     if blob_end + code_dtype.itemsize * n_rows != len(payload):
         raise WireFormatError("bad_column", "string column length mismatch")
-    uniques = np.empty(max(n_unique, 1), dtype=object)
-    uniques[:] = _split_utf8(bytes(payload[blob_start:blob_end]), lengths) or [""]
+    ends = np.cumsum(lengths, dtype=np.int64).tolist()
+    starts = [0, *ends[:-1]]
+    blob = bytes(payload[blob_start:blob_end])
+    try:
+        if blob.isascii():  # one decode of the whole dictionary: byte offsets are character offsets
+            text = blob.decode("ascii")
+            values = [text[s:e] for s, e in zip(starts, ends)]
+        else:
+            values = [blob[s:e].decode("utf-8") for s, e in zip(starts, ends)]
+    except UnicodeDecodeError as exc:
+        raise WireFormatError("bad_utf8", str(exc)) from None
+    uniques = np.array(values or [""], dtype=object)
     codes = np.frombuffer(payload, dtype=code_dtype, count=n_rows, offset=blob_end)
     if n_rows and int(codes.max()) >= max(n_unique, 1):
         raise WireFormatError("bad_column", "string code out of range")
     return uniques[codes] if n_rows else np.empty(0, dtype=object)
-
-
-def _split_utf8(blob: bytes, lengths: list[int]) -> list[str]:
-    """The strings of ``blob`` cut at ``lengths`` (bytes): one decode and str slices when the
-    blob is ASCII (byte and character offsets agree), else one decode per string.
-
-    >>> _split_utf8("abcé".encode(), [1, 2, 2]), _split_utf8(b"abc", [1, 2])
-    (['a', 'bc', 'é'], ['a', 'bc'])
-    """
-    ends = list(accumulate(lengths))
-    try:
-        if blob.isascii():
-            text = blob.decode("ascii")
-            return [text[end - n:end] for end, n in zip(ends, lengths)]
-        return [blob[end - n:end].decode("utf-8") for end, n in zip(ends, lengths)]
-    except UnicodeDecodeError as exc:
-        raise WireFormatError("bad_utf8", str(exc)) from None
 
 
 def _encode_column(f: Field, col: np.ndarray) -> bytes:
