@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finsa.collectors.meter.linklayer import isin
+from finsa.collectors.meter.isin import isin
 
 from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
 from finsa.collectors.meter.flow_ends import Rows

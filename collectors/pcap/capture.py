@@ -32,7 +32,7 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from finsa.collectors.pcap.frames import frame_records, resync
+from finsa.collectors.pcap.frames import Records, frame_records, resync
 from finsa.errors import CaptureError
 
 __all__ = ["PacketBatch", "read_capture"]
@@ -162,22 +162,19 @@ def read_capture(source: str | Path | IO[bytes], chunk_packets: int = 65536) -> 
             stream.close()
 
 
-def _pcap_batches(buf, heads: np.ndarray, base: int, order: str, sub_ns: int, linktype: int,
-                  chunk_packets: int, skipped: dict[str, int]) -> Iterator[PacketBatch]:
-    """PacketBatch chunks of the records at ``heads`` (positions in ``buf``), headers parsed with numpy.
+def _pcap_batches(buf, records: Records, linktype: int, chunk_packets: int,
+                  skipped: dict[str, int]) -> Iterator[PacketBatch]:
+    """PacketBatch chunks of the framed ``records`` of ``buf`` (their columns sliced, not copied).
 
-    ``base`` is where ``buf`` starts in the chunk's data (0, or a window's offset in the file).
     Reader-level problems in ``skipped`` travel with the first chunk.
     """
-    raw = np.frombuffer(buf, dtype=np.uint8) if len(buf) >= 16 else np.zeros(16, np.uint8)
-    headers = np.ndarray((len(raw) - 15,), dtype="V16", buffer=raw, strides=(1,))  # one at every byte
-    for lo in range(0, max(len(heads), 1), chunk_packets):
-        pos = heads[lo:lo + chunk_packets]
-        if not len(pos) and not skipped:
+    for lo in range(0, max(len(records.heads), 1), chunk_packets):
+        hi = lo + chunk_packets
+        if not len(records.heads[lo:hi]) and not skipped:
             return
-        sec, frac, cap, wire = headers[pos].view(order + "u4").reshape(-1, 4).T.astype(np.int64)
-        yield PacketBatch(buf, sec * 1_000_000_000 + frac * sub_ns, cap, wire, np.full(len(pos), linktype, dtype=np.uint16),
-                          pos + (16 + base), dict(skipped))
+        yield PacketBatch(buf, records.ts_ns[lo:hi], records.caplen[lo:hi], records.wirelen[lo:hi],
+                          np.full(len(records.heads[lo:hi]), linktype, dtype=np.uint16),
+                          records.heads[lo:hi] + 16, dict(skipped))
         skipped = {}
 
 
@@ -203,13 +200,13 @@ def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
             buf, hunting = buf[at:], False
         if sec_ref is None and len(buf) >= 4:
             sec_ref = struct.unpack_from(order + "I", buf)[0]
-        heads, pos, framed = frame_records(buf, 0, len(buf), order, frac_limit)
+        records = frame_records(buf, 0, len(buf), order, sub_ns)
         skipped: dict[str, int] = {}
-        if not framed:
+        if not records.framed:
             _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
-        yield from _pcap_batches(buf, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
-        buf = buf[pos:]
-        if not framed:
+        yield from _pcap_batches(buf, records, linktype, chunk_packets, skipped)
+        buf = buf[records.end:]
+        if not records.framed:
             buf, hunting = buf[1:], True
             continue
         if not more:
@@ -261,20 +258,20 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
             pos, hunting = base + at, False
         if sec_ref is None and pos - base + 16 <= length:
             sec_ref = struct.unpack_from(order + "I", window, pos - base)[0]
-        heads, nxt, framed = frame_records(window, pos - base, length, order, frac_limit)
+        records = frame_records(window, pos - base, length, order, sub_ns)
         skipped: dict[str, int] = {}
-        if not framed:
+        if not records.framed:
             _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
-        yield from _pcap_batches(window, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
-        pos = base + nxt
-        if not framed:
+        yield from _pcap_batches(window, records, linktype, chunk_packets, skipped)
+        pos = base + records.end
+        if not records.framed:
             pos, hunting = pos + 1, True
             continue
         if base + length >= size:  # at the end of the file as it is now
             if pos < size and os.fstat(fd).st_size == size:
                 yield _Chunker().batch(b"", {"truncated_record": 1})
                 return
-        want = _WINDOW_BYTES if len(heads) else want * 2  # a record larger than the window
+        want = _WINDOW_BYTES if len(records.heads) else want * 2  # a record larger than the window
 
 
 def _count(skipped: dict[str, int], reason: str) -> None:
