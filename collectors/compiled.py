@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["kernel", "helper", "carray", "cache_dir", "readonly_bytes", "Kernel"]
+__all__ = ["kernel", "helper", "carray", "prefetch", "cache_dir", "readonly_bytes", "Kernel"]
 
 _POINTERS = {"u8*": np.uint8, "u16*": np.uint16, "i8*": np.int8, "i64*": np.int64}
 _STUBS = """
@@ -60,6 +60,11 @@ _LOCK = threading.Lock()
 def carray(pointer: Any, length: int) -> np.ndarray:
     """Inside a kernel: the array of ``length`` items at ``pointer`` (numba's ``carray``)."""
     raise RuntimeError("carray is only meaningful inside a compiled kernel")
+
+
+def prefetch(array: np.ndarray, index: int) -> None:
+    """Inside a kernel: ask the CPU to start loading ``array[index]`` into its caches (no effect on
+    results; a packet header needed a few iterations later then arrives while others are decoded)."""
 
 
 def helper(fn: Callable) -> Callable:
@@ -186,10 +191,33 @@ def _numba_version(fn: Callable, numba: Any, done: dict) -> Callable:
         value = names.get(name)
         if value is carray:
             names[name] = numba.carray
+        elif value is prefetch:
+            names[name] = _prefetch_intrinsic()
         elif getattr(value, "_finsa_helper", False):
             names[name] = numba.njit(_numba_version(value, numba, done))
     done[fn] = types.FunctionType(fn.__code__, names, fn.__name__, fn.__defaults__, fn.__closure__)
     return done[fn]
+
+
+def _prefetch_intrinsic() -> Callable:
+    """numba intrinsic for :func:`prefetch`: LLVM's ``llvm.prefetch`` (read, high locality)."""
+    from llvmlite import ir
+    from numba.core import cgutils, types as nt
+    from numba.core.extending import intrinsic
+
+    @intrinsic
+    def _prefetch(typingctx, array, index):
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            at = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+            fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [ir.IntType(32)] * 3)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            i32 = ir.IntType(32)
+            builder.call(fn, [at, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return nt.void(array, index), codegen
+
+    return _prefetch
 
 
 def _compile(fn: Callable, result: str, args: list[str], path: Path) -> tuple[bytes, bytes]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finsa.collectors.compiled import carray, helper, kernel
+from finsa.collectors.compiled import carray, helper, kernel, prefetch
 from finsa.collectors.meter.linklayer import ETH_IPV4, ETH_IPV6, ethernet_tags, ethertype_from_nibble, link_layer, u8, u16
 
 __all__ = ["decode_loop", "OUTPUTS", "TUNNEL_BITS"]
@@ -30,6 +30,7 @@ OUTPUTS = (("index", np.int64), ("ip_version", np.uint8), ("protocol", np.uint8)
 TUNNEL_BITS = {1: 1, 2: 2, 3: 4, 4: 8, 5: 16}
 _GRE, _VXLAN, _IPIP, _GTP, _TEREDO = 1, 2, 3, 4, 5
 _TRUNCATED, _NON_IP, _BAD_IP = 1, 2, 3
+_AHEAD = 8  # packets: a packet's first bytes are prefetched this many packets before it is decoded
 
 
 @helper
@@ -181,6 +182,9 @@ def decode_loop(buf_p, buf_n, off_p, cap_p, link_p, n, tunnels, index_p, version
         carray(skipped_p, 5)
     k = 0
     for i in range(n):
+        if i + _AHEAD < n:
+            prefetch(buf, offset[i + _AHEAD])
+            prefetch(buf, offset[i + _AHEAD] + 63)
         end = offset[i] + caplen[i]
         pos, et, vlan, reason = link_layer(buf, offset[i], end, linktype[i])
         ip_at, proto, ip_len, ip_end, frag, tunnel, v6 = pos, 0, 0, 0, 0, 0, False
