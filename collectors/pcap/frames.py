@@ -21,13 +21,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from finsa.collectors.compiled import carray, helper, kernel, readonly_bytes
+from finsa.collectors.compiled import carray, helper, kernel, prefetch, readonly_bytes
 
 __all__ = ["frame_records", "Records", "resync", "u32_at", "MAX_RECORD_BYTES"]
 
 MAX_RECORD_BYTES = 256 << 20
 _PLAUSIBLE_CAPLEN = 262_144
 _DAY_S = 86_400
+_AHEAD_BYTES = 4096  # the walk asks for the bytes this far ahead of each record (they are read in order)
 
 
 class Records(NamedTuple):
@@ -67,6 +68,7 @@ def _walk(buf_p, pos, end, big, sub_ns, max_record, heads_p, ts_p, cap_p, wire_p
     n = 0
     stop[1] = 1
     while pos + 16 <= end:
+        prefetch(buf, pos + _AHEAD_BYTES)
         cap = _u32(buf, pos + 8, big)
         if cap > max_record:
             stop[1] = 0
