@@ -10,7 +10,7 @@ about 0.6 CPU s per process, more than a capture's whole decoding, so numba is i
 compile.
 
 Signatures are ``"result(arg, ...)"`` with ``i64`` (an int) and pointers ``u8*``, ``u16*``,
-``i8*``, ``i64*`` (a C-contiguous numpy array of that type is passed, checked at each call).
+``i8*``, ``i64*``, ``u64*`` (a C-contiguous numpy array of that type is passed, checked at each call).
 Helpers a kernel calls are marked ``@helper``; they are compiled into each kernel that uses them.
 The cache key is the source of the kernel's module and of this one, llvmlite's version and the
 host CPU; the folder is ``$FINSA_KERNEL_CACHE`` or ``$XDG_CACHE_HOME/finsa/kernels`` (default
@@ -48,7 +48,7 @@ import numpy as np
 
 __all__ = ["kernel", "helper", "carray", "prefetch", "cache_dir", "readonly_bytes", "Kernel"]
 
-_POINTERS = {"u8*": np.uint8, "u16*": np.uint16, "i8*": np.int8, "i64*": np.int64}
+_POINTERS = {"u8*": np.uint8, "u16*": np.uint16, "i8*": np.int8, "i64*": np.int64, "u64*": np.uint64}
 _STUBS = """
 define void @numba_gil_ensure(i8* %s) { ret void }
 define void @numba_gil_release(i8* %s) { ret void }
@@ -226,7 +226,7 @@ def _compile(fn: Callable, result: str, args: list[str], path: Path) -> tuple[by
     from numba import types as nt
 
     kinds = {"i64": nt.int64, "void": nt.void, "u8*": nt.CPointer(nt.uint8), "u16*": nt.CPointer(nt.uint16),
-             "i8*": nt.CPointer(nt.int8), "i64*": nt.CPointer(nt.int64)}
+             "i8*": nt.CPointer(nt.int8), "i64*": nt.CPointer(nt.int64), "u64*": nt.CPointer(nt.uint64)}
     compiled = numba.cfunc(kinds[result](*(kinds[a] for a in args)), nogil=True)(_numba_version(fn, numba, {}))
     symbol, code = compiled.native_name.encode(), compiled._library._get_compiled_object()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,7 @@
 """Per-chunk row building for the meter: canonical bidirectional keys and key-sorted rows.
 
-:func:`key_hashes` orders each packet's two endpoints (address, port) so both directions of a
-conversation share one key, and hashes (protocol, VLAN, tunnel kind, lo endpoint, hi endpoint)
-to 64 bits. :func:`build_rows` lays out the table's pseudo rows and the packets as one set of
+:func:`key_hashes` (:mod:`finsa.collectors.meter.key_hash`) gives each packet its bidirectional
+key's 64-bit hash; :func:`sort_keys` orders them. :func:`build_rows` lays out the table's pseudo rows and the packets as one set of
 columns sorted by key hash (stable, so arrival order is kept inside a key).
 """
 
@@ -12,57 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finsa.collectors.meter.isin import isin
-
-from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
 from finsa.collectors.meter.flow_ends import Rows
+from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
+from finsa.collectors.meter.key_hash import key_hashes
 
-_ICMP = (1, 58)
-_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                 0xFF51AFD7ED558CCD], dtype=np.uint64)
-_U8, _U16, _U29, _U32, _U48 = (np.uint64(s) for s in (8, 16, 29, 32, 48))
-
-
-def _words(ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two native 64-bit words of each 16-byte address (views, no copy when contiguous)."""
-    w = np.ascontiguousarray(ips).view(np.uint64)
-    return w[:, 0], w[:, 1]
-
-
-def _swap16(port: np.ndarray) -> np.ndarray:
-    """A port as the native 16-bit value of its big-endian bytes (its bytes as they sit in the key)."""
-    return ((port & np.uint64(0xFF)) << _U8) | (port >> _U8)
-
-
-def key_hashes(decoded, vlan_in_key: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(64-bit key hash, True where the packet's source is the key's lo endpoint).
-
-    The key is the 40 bytes lo address, lo port, hi address, hi port (big-endian) and protocol,
-    VLAN (big-endian), tunnel kind, hashed as five native 64-bit words; the words are put
-    together from the addresses' 64-bit halves with shifts, and the endpoints are ordered by
-    comparing byte-swapped (big-endian) halves, so no (n, 40) byte matrix is built.
-    """
-    proto = decoded.protocol
-    icmp = isin(proto, _ICMP)
-    sport = np.where(icmp, 0, decoded.src_port).astype(np.uint64)
-    dport = np.where(icmp, 0, decoded.dst_port).astype(np.uint64)
-    s0, s1 = _words(decoded.src_ip)
-    d0, d1 = _words(decoded.dst_ip)
-    sb0, db0, sb1, db1 = s0.byteswap(), d0.byteswap(), s1.byteswap(), d1.byteswap()
-    dir_lo = (sb0 < db0) | ((sb0 == db0) & ((sb1 < db1) | ((sb1 == db1) & (sport <= dport))))
-    l0, h0 = np.where(dir_lo, s0, d0), np.where(dir_lo, d0, s0)
-    l1, h1 = np.where(dir_lo, s1, d1), np.where(dir_lo, d1, s1)
-    lp, hp = _swap16(np.where(dir_lo, sport, dport)), _swap16(np.where(dir_lo, dport, sport))
-    vlan = decoded.vlan_id.astype(np.uint64) if vlan_in_key else np.zeros(len(proto), dtype=np.uint64)
-    extra = proto.astype(np.uint64) | (_swap16(vlan) << _U8) | (decoded.tunnel_kind.astype(np.uint64) << np.uint64(24))
-    words = (l0, l1, lp | (h0 << _U16), (h0 >> _U48) | (h1 << _U16), (h1 >> _U48) | (hp << _U16) | (extra << _U32))
-    with np.errstate(over="ignore"):
-        h = np.zeros(len(proto), dtype=np.uint64)
-        for mix, word in zip(_MIX, words):
-            h ^= word
-            h *= mix
-            h ^= h >> _U29
-    return h, dir_lo
+__all__ = ["key_hashes", "KeyOrder", "sort_keys", "SortedRows", "SORTED_COLUMNS", "FIRST_COLUMNS", "build_rows",
+           "first_hints"]  # key_hashes: re-exported, its own module since it became a compiled loop
 
 
 @dataclass
