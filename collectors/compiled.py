@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import sys
 import tempfile
@@ -55,6 +56,7 @@ define void @numba_gil_release(i8* %s) { ret void }
 define void @NRT_MemInfo_call_dtor(i8* %s) { ret void }
 """  # only reached on error paths that kernels do not have (they raise nothing, allocate nothing)
 _LOCK = threading.Lock()
+_LOG = logging.getLogger(__name__)
 
 
 def carray(pointer: Any, length: int) -> np.ndarray:
@@ -133,11 +135,14 @@ class Kernel:
     def _load(self) -> Callable:
         with _LOCK:
             if self._call is None:
-                path = cache_dir() / f"{self.fn.__module__}.{self.fn.__qualname__}-{self._key()}.o"
                 try:
-                    symbol, _, code = path.read_bytes().partition(b"\n")
-                except OSError:
-                    symbol, code = _compile(self.fn, self.result, self.args, path)
+                    path = cache_dir() / f"{self.fn.__module__}.{self.fn.__qualname__}-{self._key()}.o"
+                    try:
+                        symbol, _, code = path.read_bytes().partition(b"\n")
+                    except OSError:
+                        symbol, code = _compile(self.fn, self.result, self.args, path)
+                except ImportError as exc:
+                    raise ImportError(f"{exc}: metering needs numba (pip install 'finsa[collector]')") from exc
                 self._call = self._link(symbol.decode(), code)
         return self._call
 
@@ -166,7 +171,7 @@ def _modules(fn: Callable, seen: set) -> set[str]:
     """Modules whose source a kernel's code comes from: its own and its helpers' (the cache key)."""
     seen.add(fn)
     for name in fn.__code__.co_names:
-        value = fn.__globals__.get(name)
+        value: Any = fn.__globals__.get(name)
         if getattr(value, "_finsa_helper", False) and value not in seen:
             _modules(value, seen)
     return {f.__module__ for f in seen}
@@ -188,7 +193,7 @@ def _numba_version(fn: Callable, numba: Any, done: dict) -> Callable:
         return done[fn]
     names = dict(fn.__globals__)
     for name in fn.__code__.co_names:
-        value = names.get(name)
+        value: Any = names.get(name)
         if value is carray:
             names[name] = numba.carray
         elif value is prefetch:
@@ -227,10 +232,14 @@ def _compile(fn: Callable, result: str, args: list[str], path: Path) -> tuple[by
 
     kinds = {"i64": nt.int64, "void": nt.void, "u8*": nt.CPointer(nt.uint8), "u16*": nt.CPointer(nt.uint16),
              "i8*": nt.CPointer(nt.int8), "i64*": nt.CPointer(nt.int64), "u64*": nt.CPointer(nt.uint64)}
-    compiled = numba.cfunc(kinds[result](*(kinds[a] for a in args)), nogil=True)(_numba_version(fn, numba, {}))
+    compiled: Any = numba.cfunc(kinds[result](*(kinds[a] for a in args)), nogil=True)(_numba_version(fn, numba, {}))
+    # numba's own cache stores this same object code (CodeLibrary.serialize_using_object_code)
     symbol, code = compiled.native_name.encode(), compiled._library._get_compiled_object()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        tmp.write(symbol + b"\n" + code)
-    os.replace(tmp.name, path)  # atomic: a concurrent process reads the old file or the new one
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+            tmp.write(symbol + b"\n" + code)
+        os.replace(tmp.name, path)  # atomic: a concurrent process reads the old file or the new one
+    except OSError as exc:  # no writable cache: this process still runs the code, the next compiles again
+        _LOG.warning("compiled kernel not cached in %s: %s", path.parent, exc)
     return symbol, code

@@ -9,8 +9,8 @@ Reads past the buffer's end give its last byte (callers check lengths against th
 
 >>> import numpy as np
 >>> frame = np.frombuffer(bytes(12) + b"\\x81\\x00\\x00\\x2a\\x08\\x00" + bytes(20), dtype=np.uint8)
->>> link_layer(frame, 0, len(frame), 1)  # (ip position, ethertype, vlan, reason: 0 ok)
-(18, 2048, 42, 0)
+>>> [int(v) for v in link_layer(frame, 0, len(frame), 1)]  # ip position, ethertype, vlan, reason (0: ok)
+[18, 2048, 42, 0]
 """
 
 from __future__ import annotations
