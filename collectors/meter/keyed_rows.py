@@ -14,8 +14,9 @@ import numpy as np
 from finsa.collectors.meter.flow_ends import Rows
 from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
 from finsa.collectors.meter.key_hash import key_hashes
+from finsa.collectors.meter.row_merge import merge_rows
 
-__all__ = ["key_hashes", "KeyOrder", "sort_keys", "SortedRows", "SORTED_COLUMNS", "FIRST_COLUMNS", "build_rows",
+__all__ = ["key_hashes", "KeyOrder", "sort_keys", "SortedRows", "FIRST_COLUMNS", "build_rows",
            "first_hints"]  # key_hashes: re-exported, its own module since it became a compiled loop
 
 
@@ -85,8 +86,6 @@ class SortedRows:
     first: "_FirstRows"  # columns needed only at segment starts, gathered on demand
 
 
-SORTED_COLUMNS = ("hash", "first_ms", "last_ms", "lo_pkts", "lo_bytes", "hi_pkts", "hi_bytes", "lo_flags",
-                  "hi_flags", "src_is_lo", "protocol", "hinted", "hint_ref", "hint_tried")
 #: columns read only from a flow's first row, and their source in Decoded
 FIRST_COLUMNS = {"src_ip": "src_ip", "dst_ip": "dst_ip", "src_port": "src_port", "dst_port": "dst_port",
                  "vlan_id": "vlan_id", "ip_version": "ip_version", "tunnel_kind": "tunnel_kind"}
@@ -113,28 +112,17 @@ class _FirstRows:
         return out
 
 
-def _packet_columns(decoded, order: np.ndarray, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
-    """The packets' row columns in key order (``order``): four columns gathered, the rest derived."""
-    d, sz = dir_lo[order], size[order]
-    t = t_ms[order]
-    flags = decoded.tcp_flags[order].astype(np.int64)
-    cols = {
-        "hash": hashes[order], "first_ms": t, "last_ms": t,
-        "lo_pkts": d.astype(np.int64), "hi_pkts": (~d).astype(np.int64),
-        "lo_bytes": np.where(d, sz, 0), "hi_bytes": np.where(d, 0, sz),
-        "lo_flags": np.where(d, flags, 0), "hi_flags": np.where(d, 0, flags),
-        "src_is_lo": d, "protocol": decoded.protocol[order].astype(np.int64),
-    }
-    n = len(order)
-    cols["hinted"] = np.zeros(n, dtype=bool)
-    cols["hint_ref"] = np.full(n, -1, dtype=np.int64)
-    cols["hint_tried"] = np.zeros(n, dtype=np.int64)
+def _packet_inputs(decoded, t_ms, size, hashes, dir_lo, hints, n_pseudo_hinted: int) -> dict[str, np.ndarray]:
+    """Per packet (packet order) what :func:`merge_rows` reads: the hint columns are set here for
+    the hinted and tried packets; a packet's hint reference counts after the pseudo rows' values."""
+    n = len(hashes)
+    cols = {"hash": hashes, "t_ms": t_ms, "size": size, "dir_lo": dir_lo, "tcp_flags": decoded.tcp_flags,
+            "protocol": decoded.protocol, "hinted": np.zeros(n, dtype=bool), "hint_ref": np.full(n, -1, dtype=np.int64),
+            "hint_tried": np.zeros(n, dtype=np.int64)}
     if hints is not None:
-        at = np.empty(n, dtype=np.int64)
-        at[order] = np.arange(n)  # each packet's place in key order
-        cols["hinted"][at[hints.rows]] = True
-        cols["hint_tried"][at[hints.tried_rows]] = hints.tried_bits
-        cols["hint_ref"][at[hints.rows]] = np.arange(len(hints.rows))  # offset by the pseudo rows' refs later
+        cols["hinted"][hints.rows] = True
+        cols["hint_tried"][hints.tried_rows] = hints.tried_bits
+        cols["hint_ref"][hints.rows] = np.arange(len(hints.rows)) + n_pseudo_hinted
     return cols
 
 
@@ -165,28 +153,14 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: 
                hints) -> SortedRows:
     """Pseudo rows (flows in the table, at ``slots``: the groups ``in_table``) and packets, sorted by
     key hash (pseudo row first in its group, then packets in arrival order)."""
-    packets = _packet_columns(decoded, keys.order, t_ms, size, hashes, dir_lo, hints)
     pseudo_refs, side, present = _hint_side(table_flows, hints)
     n_pseudo = len(slots)
-    if hints is not None:
-        hinted = packets["hint_ref"] >= 0
-        packets["hint_ref"][hinted] += len(side["dns_query"]) - len(hints.rows)
+    n_pseudo_hinted = len(side["dns_query"]) - (0 if hints is None else len(hints.rows))
+    packets = _packet_inputs(decoded, t_ms, size, hashes, dir_lo, hints, n_pseudo_hinted)
     table_flows = dict(table_flows, hint_ref=pseudo_refs)
     order = _merged_order(keys, in_table)
-    pseudo = order < n_pseudo
-    if n_pseudo:
-        packet_at, pseudo_at = np.flatnonzero(~pseudo), np.flatnonzero(pseudo)
-        cols = {}
-        for name in SORTED_COLUMNS:
-            col = np.empty(len(order), dtype=np.result_type(table_flows[name], packets[name]))
-            col[packet_at], col[pseudo_at] = packets[name], table_flows[name]
-            cols[name] = col
-    else:
-        cols = packets
+    cols, pseudo, slot, t = merge_rows(order, packets, table_flows if n_pseudo else None, slots)
     first = _FirstRows(order, n_pseudo, table_flows, decoded)
-    slot = np.full(len(order), -1, dtype=np.int64)
-    slot[pseudo] = slots
-    t = np.where(pseudo, cols["last_ms"], cols["first_ms"])
     seg = Rows(cols["hash"], t, cols["first_ms"], cols["protocol"], cols["lo_pkts"], cols["hi_pkts"],
                cols["lo_flags"], cols["hi_flags"], pseudo, cols["src_is_lo"])
     return SortedRows(seg, cols, slot, side, present, first)
