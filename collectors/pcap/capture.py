@@ -28,11 +28,11 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Generator, Iterator
 
 import numpy as np
 
-from finsa.collectors.pcap.frames import Records, frame_records, resync
+from finsa.collectors.pcap.frames import frame_records, resync
 from finsa.errors import CaptureError
 
 __all__ = ["PacketBatch", "read_capture"]
@@ -162,20 +162,26 @@ def read_capture(source: str | Path | IO[bytes], chunk_packets: int = 65536) -> 
             stream.close()
 
 
-def _pcap_batches(buf, records: Records, linktype: int, chunk_packets: int,
-                  skipped: dict[str, int]) -> Iterator[PacketBatch]:
-    """PacketBatch chunks of the framed ``records`` of ``buf`` (their columns sliced, not copied).
+def _framed(buf, pos: int, end: int, order: str, sub_ns: int, linktype: int,
+            chunk_packets: int) -> Generator[PacketBatch, None, tuple[int, bool, int]]:
+    """PacketBatch chunks of the whole records in ``buf[pos:end]``, each framed by its own walk of
+    ``chunk_packets`` records (its columns sized to a chunk: memory the allocator reuses, not
+    fresh pages per window). Returns (where the walk stopped, framing held, records).
 
-    Reader-level problems in ``skipped`` travel with the first chunk.
+    A framing break (an absurd captured length) is counted on the last chunk, empty if need be.
     """
-    for lo in range(0, max(len(records.heads), 1), chunk_packets):
-        hi = lo + chunk_packets
-        if not len(records.heads[lo:hi]) and not skipped:
-            return
-        yield PacketBatch(buf, records.ts_ns[lo:hi], records.caplen[lo:hi], records.wirelen[lo:hi],
-                          np.full(len(records.heads[lo:hi]), linktype, dtype=np.uint16),
-                          records.heads[lo:hi] + 16, dict(skipped))
-        skipped = {}
+    count = 0
+    while True:
+        records = frame_records(buf, pos, end, order, sub_ns, chunk_packets)
+        n = len(records.heads)
+        count += n
+        pos = records.end
+        skipped = {} if records.framed else {"bad_record_length": 1}  # reading resumes at the next good record
+        if n or skipped:
+            yield PacketBatch(buf, records.ts_ns, records.caplen, records.wirelen,
+                              np.full(n, linktype, dtype=np.uint16), records.heads + 16, skipped)
+        if n < chunk_packets or not records.framed:
+            return pos, records.framed, count
 
 
 def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
@@ -200,19 +206,14 @@ def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
             buf, hunting = buf[at:], False
         if sec_ref is None and len(buf) >= 4:
             sec_ref = struct.unpack_from(order + "I", buf)[0]
-        records = frame_records(buf, 0, len(buf), order, sub_ns)
-        skipped: dict[str, int] = {}
-        if not records.framed:
-            _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
-        yield from _pcap_batches(buf, records, linktype, chunk_packets, skipped)
-        buf = buf[records.end:]
-        if not records.framed:
+        stop, framed, _ = yield from _framed(buf, 0, len(buf), order, sub_ns, linktype, chunk_packets)
+        buf = buf[stop:]
+        if not framed:
             buf, hunting = buf[1:], True
             continue
         if not more:
             if buf:
-                _count(skipped, "truncated_record")
-                yield _Chunker().batch(b"", skipped)
+                yield _Chunker().batch(b"", {"truncated_record": 1})
             return
 
 
@@ -258,20 +259,16 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
             pos, hunting = base + at, False
         if sec_ref is None and pos - base + 16 <= length:
             sec_ref = struct.unpack_from(order + "I", window, pos - base)[0]
-        records = frame_records(window, pos - base, length, order, sub_ns)
-        skipped: dict[str, int] = {}
-        if not records.framed:
-            _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
-        yield from _pcap_batches(window, records, linktype, chunk_packets, skipped)
-        pos = base + records.end
-        if not records.framed:
+        stop, framed, count = yield from _framed(window, pos - base, length, order, sub_ns, linktype, chunk_packets)
+        pos = base + stop
+        if not framed:
             pos, hunting = pos + 1, True
             continue
         if base + length >= size:  # at the end of the file as it is now
             if pos < size and os.fstat(fd).st_size == size:
                 yield _Chunker().batch(b"", {"truncated_record": 1})
                 return
-        want = _WINDOW_BYTES if len(records.heads) else want * 2  # a record larger than the window
+        want = _WINDOW_BYTES if count else want * 2  # a record larger than the window
 
 
 def _count(skipped: dict[str, int], reason: str) -> None:

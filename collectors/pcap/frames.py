@@ -67,7 +67,7 @@ def _walk(buf_p, pos, end, big, sub_ns, max_record, heads_p, ts_p, cap_p, wire_p
     heads, ts_ns, caplen, wirelen = carray(heads_p, most), carray(ts_p, most), carray(cap_p, most), carray(wire_p, most)
     n = 0
     stop[1] = 1
-    while pos + 16 <= end:
+    while pos + 16 <= end and n < most:
         prefetch(buf, pos + _AHEAD_BYTES)
         cap = _u32(buf, pos + 8, big)
         if cap > max_record:
@@ -86,11 +86,11 @@ def _walk(buf_p, pos, end, big, sub_ns, max_record, heads_p, ts_p, cap_p, wire_p
     return n
 
 
-def frame_records(buf, pos: int, end: int, order: str, sub_ns: int) -> Records:
-    """The whole records in ``buf[pos:end]`` (``order`` ``"<"`` or ``">"``; ``sub_ns`` ns per
-    fraction unit of the timestamps: 1000 for microsecond pcap, 1 for nanosecond)."""
+def frame_records(buf, pos: int, end: int, order: str, sub_ns: int, most: int | None = None) -> Records:
+    """The whole records in ``buf[pos:end]``, at most ``most`` of them (``order`` ``"<"`` or ``">"``;
+    ``sub_ns`` ns per fraction unit of the timestamps: 1000 for microsecond pcap, 1 for nanosecond)."""
     end = min(end, len(buf))
-    most = max(end - pos, 0) // 16 + 1
+    most = min(most, max(end - pos, 0) // 16 + 1) if most is not None else max(end - pos, 0) // 16 + 1
     cols = [np.empty(most, dtype=np.int64) for _ in range(4)]
     stop = np.zeros(2, dtype=np.int64)
     n = _walk(readonly_bytes(buf), pos, end, order == ">", sub_ns, MAX_RECORD_BYTES, *cols, most, stop)
