@@ -101,7 +101,7 @@ def merge_rows(order: np.ndarray, packets: dict[str, np.ndarray], table_flows: d
     the pseudo rows' flow columns (``None`` when there are none); ``slots``: their table slots.
     """
     m, n_pseudo = len(order), len(slots)
-    cols = {name: np.empty(m, dtype=dtype) for name, dtype in ROW_DTYPES.items()}
+    cols: dict[str, np.ndarray] = {name: np.empty(m, dtype=dtype) for name, dtype in ROW_DTYPES.items()}
     pseudo, slot, t = np.empty(m, dtype=np.bool_), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
     flows = table_flows if table_flows is not None else {name: np.zeros(0, dtype=dt) for name, dt in _TABLE_INPUTS.items()}
     _merge(_c(order, np.int64), n_pseudo, m, _c(slots, np.int64),

@@ -75,7 +75,7 @@ def segment_sums(cols: dict[str, np.ndarray], t: np.ndarray, starts: np.ndarray)
     """Per segment (``starts``: first row of each, ascending) the totals named above, plus
     ``last_ms`` (``t`` of the segment's last row)."""
     n_seg, m = len(starts), len(t)
-    out = {name: np.empty(n_seg, dtype=dtype) for name, dtype in _DTYPES.items()}
+    out: dict[str, np.ndarray] = {name: np.empty(n_seg, dtype=dtype) for name, dtype in _DTYPES.items()}
     out["last_ms"] = np.empty(n_seg, dtype=np.int64)
     names = (*_SUMS, *_ORS, *_FIRSTS)
     _sums(_c(starts, np.int64), n_seg, m, _c(t, np.int64), *(_c(cols[name], _DTYPES[name]) for name in names),
