@@ -128,8 +128,9 @@ class Kernel:
 
         _init_llvm()
         sources = [Path(sys.modules[m].__file__ or "").read_bytes() for m in sorted(_modules(self.fn, set()))]
-        parts = [*sources, Path(__file__).read_bytes(), self.fn.__qualname__.encode(), self.signature.encode(), llvmlite.__version__.encode(),
-                 llvm.get_host_cpu_name().encode(), llvm.get_host_cpu_features().flatten().encode()]
+        parts = [*sources, Path(__file__).read_bytes(), self.fn.__qualname__.encode(), self.signature.encode(),
+                 llvmlite.__version__.encode(), llvm.get_host_cpu_name().encode(),
+                 llvm.get_host_cpu_features().flatten().encode()]
         return hashlib.sha256(b"\0".join(parts)).hexdigest()[:24]
 
     def _load(self) -> Callable:
@@ -137,10 +138,8 @@ class Kernel:
             if self._call is None:
                 try:
                     path = cache_dir() / f"{self.fn.__module__}.{self.fn.__qualname__}-{self._key()}.o"
-                    try:
-                        symbol, _, code = path.read_bytes().partition(b"\n")
-                    except OSError:
-                        symbol, code = _compile(self.fn, self.result, self.args, path)
+                    cached = _read_cached(path)
+                    symbol, code = cached if cached else _compile(self.fn, self.result, self.args, path)
                 except ImportError as exc:
                     raise ImportError(f"{exc}: metering needs numba (pip install 'finsa[collector]')") from exc
                 self._call = self._link(symbol.decode(), code)
@@ -225,6 +224,15 @@ def _prefetch_intrinsic() -> Callable:
     return _prefetch
 
 
+def _read_cached(path: Path) -> tuple[bytes, bytes] | None:
+    """(symbol, object code) from a cache file whose digest matches its code, else None (compile)."""
+    try:
+        symbol, digest, code = path.read_bytes().split(b"\n", 2)
+    except (OSError, ValueError):
+        return None
+    return (symbol, code) if hashlib.sha256(code).hexdigest().encode() == digest else None
+
+
 def _compile(fn: Callable, result: str, args: list[str], path: Path) -> tuple[bytes, bytes]:
     """Compile ``fn`` with numba to object code and cache it: (symbol, object code)."""
     import numba
@@ -238,7 +246,7 @@ def _compile(fn: Callable, result: str, args: list[str], path: Path) -> tuple[by
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-            tmp.write(symbol + b"\n" + code)
+            tmp.write(b"\n".join([symbol, hashlib.sha256(code).hexdigest().encode(), code]))
         os.replace(tmp.name, path)  # atomic: a concurrent process reads the old file or the new one
     except OSError as exc:  # no writable cache: this process still runs the code, the next compiles again
         _LOG.warning("compiled kernel not cached in %s: %s", path.parent, exc)
