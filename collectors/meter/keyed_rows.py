@@ -1,7 +1,7 @@
 """Per-chunk row building for the meter: canonical bidirectional keys and key-sorted rows.
 
 :func:`key_hashes` (:mod:`finsa.collectors.meter.key_hash`) gives each packet its bidirectional
-key's 64-bit hash; :func:`sort_keys` orders them. :func:`build_rows` lays out the table's pseudo rows and the packets as one set of
+key's 64-bit hash; :func:`sort_keys` (:mod:`finsa.collectors.meter.key_sort`) orders them. :func:`build_rows` lays out the table's pseudo rows and the packets as one set of
 columns sorted by key hash (stable, so arrival order is kept inside a key).
 """
 
@@ -14,51 +14,11 @@ import numpy as np
 from finsa.collectors.meter.flow_ends import Rows
 from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
 from finsa.collectors.meter.key_hash import key_hashes
+from finsa.collectors.meter.key_sort import KeyOrder, sort_keys
 from finsa.collectors.meter.row_merge import merge_rows
 
 __all__ = ["key_hashes", "KeyOrder", "sort_keys", "SortedRows", "FIRST_COLUMNS", "build_rows",
-           "first_hints"]  # key_hashes: re-exported, its own module since it became a compiled loop
-
-
-@dataclass
-class KeyOrder:
-    """Packets ordered by key hash, stably: the one sort of a chunk, shared by the table lookup,
-    the hint prefilter and the sorted rows."""
-
-    order: np.ndarray  # packet numbers in (hash, arrival) order
-    group: np.ndarray  # per sorted position: which distinct hash
-    starts: np.ndarray  # sorted position where each distinct hash starts
-    uniq: np.ndarray  # the distinct hashes, ascending
-
-    def per_packet(self, per_group: np.ndarray) -> np.ndarray:
-        """A value per distinct hash spread to every packet (in packet order)."""
-        out = np.empty(len(self.order), dtype=per_group.dtype)
-        out[self.order] = per_group[self.group]
-        return out
-
-
-def sort_keys(hashes: np.ndarray) -> KeyOrder:
-    """The stable order of ``hashes`` and its groups of equal hashes.
-
-    The packet number replaces the hash's low bits and the values are sorted (a SIMD sort, several
-    times faster than a stable argsort); when two different hashes share the remaining high bits
-    (rare) the exact stable argsort is used instead, so the order is always the stable one.
-    """
-    n = len(hashes)
-    bits = np.uint64(max(1, (n - 1).bit_length()))
-    low = (np.uint64(1) << bits) - np.uint64(1)
-    packed = np.sort((hashes & ~low) | np.arange(n, dtype=np.uint64))
-    order = (packed & low).astype(np.int64)
-    ordered = hashes[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = ordered[1:] != ordered[:-1]
-    high = packed >> bits
-    if np.count_nonzero(high[1:] != high[:-1]) + 1 != np.count_nonzero(new) and n:
-        order = np.argsort(hashes, kind="stable")
-        ordered = hashes[order]
-        new[1:] = ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(new)
-    return KeyOrder(order, np.cumsum(new) - 1, starts, ordered[starts])
+           "first_hints"]  # key_hashes, KeyOrder, sort_keys: re-exported, their own modules since they became compiled loops
 
 
 def _merged_order(keys: KeyOrder, in_table: np.ndarray) -> np.ndarray:
