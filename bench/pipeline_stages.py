@@ -35,13 +35,17 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_s(pid: int | str = "self") -> float:
-    """User + system CPU seconds of process ``pid`` (its waited-for children included), 0 if gone."""
+    """User + system CPU seconds of process ``pid``'s own threads, 0 if gone.
+
+    Its waited-for children are left out: ``bench pipeline``'s worker process starts and reaps
+    the agent, whose CPU the agent reports itself (counting it here too counted it twice).
+    """
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(v) for v in fields[11:15]) / _TICKS  # utime stime cutime cstime
+    return sum(int(v) for v in fields[11:13]) / _TICKS  # utime stime
 
 
 def engine_threads_cpu_s() -> float:

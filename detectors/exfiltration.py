@@ -11,8 +11,12 @@ sent on three channels:
 
 When a bin closes its total feeds an exponentially weighted mean and variance per (host, channel)
 (a bin that alerted is learned clipped to its threshold, so exfiltration does not teach itself).
-The open bin alerts once when its total reaches ``max(floor, mean + k_sigma * std,
-min_ratio * mean)``; floors: ``bulk_min_bytes``, ``icmp_min_bytes``, ``dns_min_bytes``.
+The open bin alerts once when its *sliding* total -- its own bytes plus the bin before it
+weighted by the share of that bin still inside one ``bin_ms`` window ending at the batch's
+newest flow -- reaches ``max(floor, mean + k_sigma * std, min_ratio * mean)``; floors:
+``bulk_min_bytes``, ``icmp_min_bytes``, ``dns_min_bytes``. So a burst that straddles a bin
+boundary is counted whole (tumbling bins alone split it in two, each under the floor); the bin
+before counts only when it is adjacent and did not alert itself (a burst alerts once).
 entity = the internal host (``src_ip``), target = its top destination in the batch or ``many``;
 the evidence names the channel (``T1048.003`` for the covert ones, in ``channel_technique``).
 
@@ -44,7 +48,7 @@ __all__ = ["ExfiltrationDetector", "CHANNELS"]
 
 #: Channel name -> (code mixed into the state key, technique named in the evidence).
 CHANNELS = {"bulk": (1, "T1048"), "icmp": (2, "T1048.003"), "dns": (3, "T1048.003")}
-_COLUMNS = ("bin", "bytes", "mean", "var", "flagged")
+_COLUMNS = ("bin", "bytes", "mean", "var", "flagged", "prev_bytes")
 
 
 class ExfiltrationDetector(Detector):
@@ -109,25 +113,39 @@ class ExfiltrationDetector(Detector):
     def _channel(self, frame: FlowFrame, channel: str, rows: np.ndarray) -> list[dict[str, Any]]:
         code = CHANNELS[channel][0]
         g = group(mix64(frame.src_key[rows], np.full(len(rows), code, dtype=np.uint64)))
-        bins = g.max(frame.t_ms[rows] // self.bin_ms).astype(np.float64)
+        newest_ms = g.max(frame.t_ms[rows]).astype(np.float64)
+        bins = np.floor_divide(newest_ms, self.bin_ms)
+        self._carry_previous_bin(g.keys, bins)
         pos = advance_bins(self._table, g.keys, bins, "bytes", self.alpha,
                            lambda mean, var: self._threshold(channel, mean, var))
         cols = self._table.cols
         cols["bytes"][pos] += g.sum(frame.cols["src2dst_bytes"][rows].astype(np.float64))
+        before_share = 1.0 - (newest_ms - bins * self.bin_ms) / self.bin_ms  # of the bin before, still in the window
+        window = cols["bytes"][pos] + cols["prev_bytes"][pos] * before_share
         threshold = self._threshold(channel, cols["mean"][pos], cols["var"][pos])
-        hits = np.flatnonzero((cols["bytes"][pos] >= threshold) & (cols["flagged"][pos] == 0))
+        hits = np.flatnonzero((window >= threshold) & (cols["flagged"][pos] == 0))
         cols["flagged"][pos[hits]] = 1.0
         out = []
         for gi in hits:
             p = pos[gi]
             feats = {"channel": channel, "channel_technique": CHANNELS[channel][1],
-                     "bytes_in_bin": cols["bytes"][p], "threshold_bytes": threshold[gi],
+                     "bytes_in_bin": cols["bytes"][p], "bytes_in_window": window[gi], "threshold_bytes": threshold[gi],
                      "baseline_mean_bytes": cols["mean"][p], "baseline_std_bytes": math.sqrt(cols["var"][p]),
                      "bin_ms": self.bin_ms}
-            alert = self._alert(frame, rows[g.inverse == gi], feats, float(cols["bytes"][p] / threshold[gi]))
+            alert = self._alert(frame, rows[g.inverse == gi], feats, float(window[gi] / threshold[gi]))
             if alert is not None:
                 out.append(alert)
         return out
+
+    def _carry_previous_bin(self, keys: np.ndarray, bins: np.ndarray) -> None:
+        """Before ``keys`` move to ``bins``: keep the bytes of the bin they leave as ``prev_bytes``
+        when it is the one just before (and did not alert), else 0; keys staying keep theirs."""
+        pos = self._table.upsert(keys, bin=-1.0)
+        cols = self._table.cols
+        old = cols["bin"][pos]
+        moved = bins > old
+        adjacent = moved & (old >= 0) & (bins - old == 1) & (cols["flagged"][pos] == 0)
+        cols["prev_bytes"][pos[moved]] = np.where(adjacent[moved], cols["bytes"][pos[moved]], 0.0)
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, feats: dict[str, Any], margin: float) -> dict[str, Any] | None:
         c = frame.cols

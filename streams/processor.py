@@ -153,8 +153,10 @@ class FlowProcessor:
         """Write what :meth:`prepare_group` gave (retried until stored), then tell the observers.
 
         Every store write costs a fixed part (a new part per table and roll-up), so a group makes
-        at most three: its flows, its ARP bindings, and its alerts (ARP alerts included, each
-        batch still idempotent under its own id).
+        at most three: its ARP bindings, its alerts (ARP alerts included, each batch still
+        idempotent under its own id), and its flows. The alerts go before the flows: an analyst
+        sees an alert a flow write sooner (a group's flow write is its largest), and a worker
+        stopped between the two writes stores the flows on redelivery, the alerts once.
         """
         if prepared.bindings:
             self._store_bindings(prepared)
@@ -164,9 +166,9 @@ class FlowProcessor:
             if arp_alerts is not None:
                 self._write_alerts([arp_alerts])
             return GroupOutcome(alerts=arp_alerts, dead=prepared.dead)
+        self._write_alerts([a for a in (alerts, arp_alerts) if a is not None and len(a)])
         written = self.write_many(good)
         DUPLICATES.inc(len(good) - written)
-        self._write_alerts([a for a in (alerts, arp_alerts) if a is not None and len(a)])
         if arp_alerts is not None:  # handed on with the flows' alerts (to the alerts topic)
             alerts = wire.RecordBatch.concat([alerts, arp_alerts], alerts.batch_id)
         for observe in self.flow_observers:

@@ -66,3 +66,22 @@ def test_benign_traffic_gives_no_alert(synth) -> None:
     batches = synth.batches(synth.benign_hinted(40_000, duration_ms=900_000, n_clients=300),
                             synth.benign(20_000, duration_ms=900_000), batch_rows=1_000)
     assert run(ExfiltrationDetector(), batches) == []
+
+
+def test_a_burst_across_a_bin_boundary_is_counted_whole(synth) -> None:
+    # 150 MB in one minute that straddles a 5-minute boundary: ~75 MB in each bin, each half
+    # under the 100 MB floor, the whole over it: the sliding total alerts, once
+    boundary = (synth.T0_MS // 300_000 + 2) * 300_000
+    burst = synth.exfil("10.1.1.84", "203.0.113.9", 150_000_000, boundary - 30_000, n=60)
+    alerts = run(ExfiltrationDetector(), synth.batches(burst, batch_rows=5))
+    assert [(a["entity"], channel(a)) for a in alerts] == [("10.1.1.84", "bulk")]
+    features = json.loads(alerts[0]["evidence"])["features"]
+    assert features["bytes_in_bin"] < 100_000_000 <= features["bytes_in_window"]
+
+
+def test_the_bin_before_counts_only_while_inside_the_window(synth) -> None:
+    # 80 MB early in one bin, 80 MB late in the next: the first burst has left the window
+    start = (synth.T0_MS // 300_000 + 2) * 300_000
+    early = synth.exfil("10.1.1.85", "203.0.113.9", 80_000_000, start + 10_000, duration_ms=20_000)
+    late = synth.exfil("10.1.1.85", "203.0.113.9", 80_000_000, start + 300_000 + 250_000, duration_ms=20_000)
+    assert run(ExfiltrationDetector(), synth.batches(early, late, batch_rows=5)) == []

@@ -87,8 +87,20 @@ def _stage_and_processor(folder: Path, store):
     from finsa.sector.picture import SectorPicture
     from finsa.streams.sector_stage import SectorStage
 
+    class TickedStage(SectorStage):
+        """Notes how many alerts its picture had seen when a tick (which stores the campaigns and
+        warnings they led to) finished: ``alerts_seen`` alone runs ahead of the stored picture."""
+
+        alerts_ticked = 0
+
+        def tick(self, now_ms: int | None = None):
+            seen = self.alerts_seen
+            batches = super().tick(now_ms)
+            self.alerts_ticked = max(self.alerts_ticked, seen)
+            return batches
+
     registry = folder / "institutions.toml"
-    stage = SectorStage(SectorPicture(load_registry(registry)), store)
+    stage = TickedStage(SectorPicture(load_registry(registry)), store)
     engine = make_engine(folder / "detectors.toml", registry)
     return stage, CountingProcessor(store, engine, flow_observers=[stage.observe_flows])
 
@@ -125,9 +137,8 @@ async def _feed(services: list[StreamService], stages: list, processors: list[Co
         assert producer.flush(10) == 0
         sent += len(messages)
         await _wait_for(lambda sent=sent: sum(p.batches for p in processors) >= sent, 30, "the slice to be processed")
-        await _wait_for(lambda: sum(s.alerts_seen for s in stages) >= sum(p.alerts_out for p in processors), 30,
-                        "the alerts to reach the sector picture")
-    await asyncio.sleep(1.0)  # the last tick's outputs
+        await _wait_for(lambda: sum(s.alerts_ticked for s in stages) >= sum(p.alerts_out for p in processors), 30,
+                        "the alerts to reach the sector picture and its stored outputs")
 
 
 def run_workers(workers: int, scenario: dict, tmp_path: Path) -> Outcome:

@@ -46,7 +46,7 @@ def test_prepare_stores_nothing_and_a_group_makes_one_alert_write() -> None:
     calls = []
     store.insert_many = lambda batches: calls.append([b.type.name for b in batches]) or len(batches)
     outcome = proc.store_group(prepared)
-    assert calls == [["arp"], ["flow", "flow"], ["alert", "alert"]]  # ARP alerts written with the flows'
+    assert calls == [["arp"], ["alert", "alert"], ["flow", "flow"]]  # ARP alerts with the flows', before the flows
     assert sorted(outcome.alerts.columns["detector"].tolist()) == ["arpspoof", "portscan"]
 
 
