@@ -74,6 +74,8 @@ _REASONS = ("", "truncated", "non_ip", "bad_ip_header", "unsupported_link")
 def decode_packets(batch: PacketBatch, tunnels: frozenset[int] = ALL_TUNNELS) -> Decoded:
     """Decode every packet of ``batch``; skipped packets are counted by reason, never raised."""
     n = len(batch)
+    if not len(batch.offset) == len(batch.caplen) == len(batch.linktype) == n:
+        raise ValueError("decode_packets: the batch's columns differ in length")
     buf = readonly_bytes(batch.data)
     cols = {name: np.empty(n * 16 if name in _ADDRESSES else n, dtype=dtype) for name, dtype in OUTPUTS}
     counts = np.zeros(len(_REASONS), dtype=np.int64)

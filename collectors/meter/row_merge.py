@@ -101,6 +101,8 @@ def merge_rows(order: np.ndarray, packets: dict[str, np.ndarray], table_flows: d
     the pseudo rows' flow columns (``None`` when there are none); ``slots``: their table slots.
     """
     m, n_pseudo = len(order), len(slots)
+    if m != n_pseudo + len(packets["hash"]) or (table_flows is None and n_pseudo):
+        raise ValueError("merge_rows: the order must cover every pseudo row and packet once")
     cols: dict[str, np.ndarray] = {name: np.empty(m, dtype=dtype) for name, dtype in ROW_DTYPES.items()}
     pseudo, slot, t = np.empty(m, dtype=np.bool_), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
     flows = table_flows if table_flows is not None else {name: np.zeros(0, dtype=dt) for name, dt in _TABLE_INPUTS.items()}

@@ -75,6 +75,8 @@ def segment_sums(cols: dict[str, np.ndarray], t: np.ndarray, starts: np.ndarray)
     """Per segment (``starts``: first row of each, ascending) the totals named above, plus
     ``last_ms`` (``t`` of the segment's last row)."""
     n_seg, m = len(starts), len(t)
+    if n_seg and (starts[0] < 0 or starts[-1] >= m or any(len(cols[name]) != m for name in _DTYPES)):
+        raise ValueError("segment_sums: segment starts or columns do not fit the rows")
     out: dict[str, np.ndarray] = {name: np.empty(n_seg, dtype=dtype) for name, dtype in _DTYPES.items()}
     out["last_ms"] = np.empty(n_seg, dtype=np.int64)
     names = (*_SUMS, *_ORS, *_FIRSTS)
