@@ -34,6 +34,7 @@ division by a variable, no allocation): they run without numba's runtime.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -43,7 +44,7 @@ import tempfile
 import threading
 import types
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -233,6 +234,26 @@ def _read_cached(path: Path) -> tuple[bytes, bytes] | None:
     return (symbol, code) if hashlib.sha256(code).hexdigest().encode() == digest else None
 
 
+#: packages numba's typing context imports when it is first built, to type calls kernels never
+#: make: cffi (a cffi whose compiled backend is another version raises a plain Exception there,
+#: seen with a system interpreter over a venv's packages) and scipy (BLAS for np.dot, 0.2 s)
+_UNUSED_BY_KERNELS = ("cffi", "scipy.linalg.cython_blas", "scipy.linalg.cython_lapack")
+
+
+@contextlib.contextmanager
+def _without_modules(names: tuple[str, ...]) -> Iterator[None]:
+    """Make ``names`` unimportable (ImportError, which numba handles) unless already imported."""
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # None in sys.modules: the import raises ImportError
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
 def _compile(fn: Callable, result: str, args: list[str], path: Path) -> tuple[bytes, bytes]:
     """Compile ``fn`` with numba to object code and cache it: (symbol, object code)."""
     import numba
@@ -240,7 +261,9 @@ def _compile(fn: Callable, result: str, args: list[str], path: Path) -> tuple[by
 
     kinds = {"i64": nt.int64, "void": nt.void, "u8*": nt.CPointer(nt.uint8), "u16*": nt.CPointer(nt.uint16),
              "i8*": nt.CPointer(nt.int8), "i64*": nt.CPointer(nt.int64), "u64*": nt.CPointer(nt.uint64)}
-    compiled: Any = numba.cfunc(kinds[result](*(kinds[a] for a in args)), nogil=True)(_numba_version(fn, numba, {}))
+    with _without_modules(_UNUSED_BY_KERNELS):
+        compiled: Any = numba.cfunc(kinds[result](*(kinds[a] for a in args)), nogil=True)(
+            _numba_version(fn, numba, {}))
     # numba's own cache stores this same object code (CodeLibrary.serialize_using_object_code)
     symbol, code = compiled.native_name.encode(), compiled._library._get_compiled_object()
     try:
