@@ -449,7 +449,20 @@ def ips_to_strings(column: np.ndarray) -> list[str]:
     return texts[inverse.ravel()].tolist()
 
 
+_TEXTS: dict[bytes, str] = {}  # address -> text, for the addresses formatted lately (detectors ask again and again)
+_MAX_TEXTS = 65_536
+
+
 def _ip_text(raw: bytes) -> str:
+    text = _TEXTS.get(raw)
+    if text is None:
+        if len(_TEXTS) >= _MAX_TEXTS:
+            _TEXTS.clear()
+        text = _TEXTS[raw] = _format_ip(raw)
+    return text
+
+
+def _format_ip(raw: bytes) -> str:
     if raw == bytes(16):
         return ""
     if raw[:12] == bytes(10) + b"\xff\xff":
@@ -490,15 +503,18 @@ def _decode_strings(payload: memoryview, n_rows: int) -> np.ndarray:
     blob_end = blob_start + int(lengths.sum(dtype=np.uint64))
     if blob_end + code_dtype.itemsize * n_rows != len(payload):
         raise WireFormatError("bad_column", "string column length mismatch")
-    ends = np.cumsum(lengths, dtype=np.int64) + blob_start
-    starts = ends - lengths
+    ends = np.cumsum(lengths, dtype=np.int64).tolist()
+    starts = [0, *ends[:-1]]
     blob = bytes(payload[blob_start:blob_end])
-    base = blob_start
     try:
-        uniques = np.array([blob[s - base:e - base].decode("utf-8") for s, e in zip(starts, ends)] or [""],
-                           dtype=object)
+        if blob.isascii():  # one decode of the whole dictionary: byte offsets are character offsets
+            text = blob.decode("ascii")
+            values = [text[s:e] for s, e in zip(starts, ends)]
+        else:
+            values = [blob[s:e].decode("utf-8") for s, e in zip(starts, ends)]
     except UnicodeDecodeError as exc:
         raise WireFormatError("bad_utf8", str(exc)) from None
+    uniques = np.array(values or [""], dtype=object)
     codes = np.frombuffer(payload, dtype=code_dtype, count=n_rows, offset=blob_end)
     if n_rows and int(codes.max()) >= max(n_unique, 1):
         raise WireFormatError("bad_column", "string code out of range")
@@ -564,7 +580,7 @@ def decode_batch(data: bytes | bytearray | memoryview, expect: RecordType | None
     columns = _decode_body(rtype, body, n_columns, n_rows)
     if n_rows and not columns:  # every decoded column has n_rows rows; none at all proves nothing
         raise WireFormatError("bad_header", f"{n_rows} rows but no {rtype.name} column")
-    full = {f.name: columns.get(f.name, f.empty(n_rows)) for f in rtype.fields}
+    full = {f.name: columns[f.name] if f.name in columns else f.empty(n_rows) for f in rtype.fields}
     return RecordBatch(rtype, full, bytes(batch_id))
 
 

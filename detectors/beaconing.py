@@ -46,6 +46,7 @@ import numpy as np
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert, service_of
 from finsa.detectors.features import FlowFrame, group, mix64
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
+from finsa.detectors.state import merge_sorted
 from finsa.wire import RecordBatch
 
 __all__ = ["BeaconingDetector", "ReconnectDetector"]
@@ -122,9 +123,7 @@ class BeaconingDetector(Detector):
             fill = {"keys": new, "times": np.full((len(new), self.ring), -1, np.int64),
                     "sizes": np.zeros((len(new), self.ring)), "count": np.zeros(len(new), np.int64),
                     "last_port": np.full(len(new), -1, np.int64), "last_ms": np.zeros(len(new), np.int64)}
-            merged = {k: np.concatenate([v, fill[k]]) for k, v in st.items()}
-            order = np.argsort(merged["keys"], kind="stable")
-            self._state = st = {k: v[order] for k, v in merged.items()}
+            self._state = st = merge_sorted(st, fill)
             pos = np.searchsorted(st["keys"], keys)
         return pos
 

@@ -7,7 +7,7 @@
 * :func:`group` / :func:`distinct_per_group` are the grouping primitives (``np.unique`` with
   ``return_inverse`` on 64-bit keys, ``np.bincount``); :func:`source_features`,
   :func:`service_features` and :func:`pair_features` are the per-entity window features.
-* :class:`KeyedTable` keeps numeric state per 64-bit key across batches in sorted arrays;
+* :class:`KeyedTable` (from :mod:`finsa.detectors.state`) keeps numeric state per 64-bit key in sorted arrays;
   :class:`DampedStats` holds Kitsune-style damped counts and byte means per source at a few
   time scales (weights decay as ``2 ** (-dt / half_life)`` in flow time).
 
@@ -31,10 +31,11 @@ from functools import cached_property
 
 import numpy as np
 
+from finsa.detectors.state import KeyedTable, isin_keys
 from finsa.wire import RecordBatch
 
 __all__ = ["FlowFrame", "frame_of", "mix64", "ip_hash", "Groups", "group", "distinct_per_group",
-           "source_features", "service_features", "pair_features", "KeyedTable", "DampedStats",
+           "isin_keys", "source_features", "service_features", "pair_features", "KeyedTable", "DampedStats",
            "SYN", "RST", "ACK"]
 
 FIN, SYN, RST, ACK = 1, 2, 4, 16
@@ -155,6 +156,15 @@ class FlowFrame:
         f = self.cols["src2dst_tcp_flags"]
         return self.tcp & ((f & SYN) != 0) & ((f & ACK) == 0)
 
+    def source_windows(self, window_ms: int) -> "Groups":
+        """Rows grouped by (institution, source host, tumbling window of ``window_ms`` by first
+        packet), computed once per batch for every detector that counts flows per source and
+        window (read-only: shared)."""
+        memo = self.__dict__.setdefault("_source_windows", {})
+        if window_ms not in memo:
+            memo[window_ms] = group(mix64(self.src_key, self.t_ms // window_ms))
+        return memo[window_ms]
+
     @cached_property
     def bytes(self) -> np.ndarray:
         return (self.cols["src2dst_bytes"] + self.cols["dst2src_bytes"]).astype(np.float64)
@@ -263,42 +273,6 @@ def pair_features(frame: FlowFrame, rows: np.ndarray | None = None) -> tuple[Gro
         "bytes_sumsq": g.sum(b * b),
         "duration_ms_sum": g.sum((frame.end_ms[sel] - frame.t_ms[sel]).astype(np.float64)),
     }
-
-
-class KeyedTable:
-    """Float64 columns of state per uint64 key, in sorted arrays (vectorised lookup and insert)."""
-
-    def __init__(self, columns: tuple[str, ...]) -> None:
-        self.keys = np.zeros(0, dtype=np.uint64)
-        self.cols = {name: np.zeros(0, dtype=np.float64) for name in columns}
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(position, found) of each key; position is meaningful where found."""
-        pos = np.searchsorted(self.keys, keys)
-        pos_c = np.minimum(pos, max(len(self.keys) - 1, 0))
-        found = (pos < len(self.keys)) & (self.keys[pos_c] == keys) if len(self.keys) else np.zeros(len(keys), bool)
-        return pos_c, found
-
-    def upsert(self, keys: np.ndarray, **defaults: float) -> np.ndarray:
-        """Insert the missing unique ``keys`` (columns set to ``defaults`` or 0); return their positions."""
-        _, found = self.lookup(keys)
-        new = np.unique(keys[~found])
-        if len(new):
-            merged = np.concatenate([self.keys, new])
-            order = np.argsort(merged, kind="stable")
-            self.keys = merged[order]
-            for name, col in self.cols.items():
-                fill = np.full(len(new), defaults.get(name, 0.0))
-                self.cols[name] = np.concatenate([col, fill])[order]
-        return self.lookup(keys)[0]
-
-    def keep(self, mask: np.ndarray) -> None:
-        """Keep only the entries where ``mask`` is true."""
-        self.keys = self.keys[mask]
-        self.cols = {name: col[mask] for name, col in self.cols.items()}
 
 
 class DampedStats:

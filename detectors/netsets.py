@@ -76,8 +76,24 @@ class NetworkSet:
     def __len__(self) -> int:
         return len(self.networks)
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_last"}  # the cache is not state
+
     def match(self, column: np.ndarray) -> np.ndarray:
-        """Index (into :attr:`networks`) of the longest network holding each address, else -1."""
+        """Index (into :attr:`networks`) of the longest network holding each address, else -1.
+
+        The answer for the last column is kept: the detectors of one engine ask the same sets
+        (multicast, private ranges) about the same batch column (the same array object, which
+        nothing changes in place: the detector contract), and get a copy of it.
+        """
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] is column:
+            return last[1].copy()
+        out = self._match(column)
+        self._last = (column, out)  # one assignment: another thread sees the old pair or the new one
+        return out.copy()
+
+    def _match(self, column: np.ndarray) -> np.ndarray:
         out = np.full(len(column), -1, dtype=np.int64)
         if not len(column) or not self._levels:
             return out

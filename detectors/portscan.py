@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, mix64
+from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, isin_keys, mix64
+from finsa.detectors.state import RowBuffer, newest_rows
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -62,7 +63,7 @@ class PortScanDetector(Detector):
                     max_buffer_rows=(max_buffer_rows, 100, 10_000_000))
         if theta1 >= theta0:
             raise ValueError("portscan.theta1 (success rate of a scanner) must be below theta0")
-        self._buf: dict[str, np.ndarray] | None = None
+        self._buf: RowBuffer | None = None
         self._watermark: dict[int, int] | None = None
         self._dedupe: WindowDeduper | None = None
         self._counts: KeyedTable | None = None
@@ -72,7 +73,7 @@ class PortScanDetector(Detector):
     def _count_window(self, frame: FlowFrame) -> None:
         """Add every source's flows and successful services to its (source, window) counts."""
         window = frame.t_ms // self.window_ms
-        g = group(mix64(frame.src_key, window))
+        g = frame.source_windows(self.window_ms)
         ok = ~frame.failed
         ok_pairs = group(mix64(frame.src_key[ok], frame.dst_service[ok], window[ok]))
         pos = self._counts.upsert(g.keys)
@@ -97,32 +98,36 @@ class PortScanDetector(Detector):
 
     def _append(self, frame: FlowFrame, rows: np.ndarray) -> None:
         c = frame.cols
-        new = {"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
-               "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
-               "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
-               "flow_id": c["flow_id"][rows], "inst": c["institution_id"][rows],
-               "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]}
-        if self._buf is None:
-            self._buf = new
-        else:
-            self._buf = {k: np.concatenate([self._buf[k], new[k]]) for k in new}
+        if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
+            self._buf = RowBuffer.of(self._buf)
+        self._buf.append({"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
+                          "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
+                          "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
+                          "flow_id": c["flow_id"][rows], "inst": c["institution_id"][rows],
+                          "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]})
 
     def _expire(self, frame: FlowFrame) -> None:
         for inst_h in np.unique(frame.inst_hash):
             wm = int(frame.end_ms[frame.inst_hash == inst_h].max())
             self._watermark[int(inst_h)] = max(wm, self._watermark.get(int(inst_h), wm))
         buf = self._buf
-        limit = np.zeros(len(buf["t"]), dtype=np.int64)
-        for inst_h, wm in self._watermark.items():
-            limit[buf["inst_h"] == np.uint64(inst_h)] = wm - self.window_ms
-        keep = buf["t"] >= limit
+        t = buf.column("t")
+        keep = t >= self._limits(buf.column("inst_h"))
         if keep.sum() > self.max_buffer_rows:
-            newest = np.argsort(buf["t"], kind="stable")[-self.max_buffer_rows:]
-            keep = np.zeros_like(keep)
-            keep[newest] = True
+            keep = newest_rows(t, self.max_buffer_rows)
             DROPPED.inc(int(len(keep) - self.max_buffer_rows), detector=self.name)
         if not keep.all():
-            self._buf = {k: v[keep] for k, v in buf.items()}
+            buf.keep(keep)
+
+    def _limits(self, inst_h: np.ndarray) -> np.ndarray:
+        """Per row of institution ``inst_h``: the oldest flow start its window keeps (0 for an
+        institution without a watermark)."""
+        marks = np.array(sorted(self._watermark), dtype=np.uint64)
+        if not len(marks):
+            return np.zeros(len(inst_h), dtype=np.int64)
+        limits = np.array([self._watermark[int(k)] - self.window_ms for k in marks.tolist()], dtype=np.int64)
+        pos = np.minimum(np.searchsorted(marks, inst_h), len(marks) - 1)
+        return np.where(marks[pos] == inst_h, limits[pos], 0)
 
     # --- scoring -----------------------------------------------------------------------
 
@@ -140,8 +145,7 @@ class PortScanDetector(Detector):
         self._append(frame, rows)
         self._expire(frame)
         keys = np.unique(frame.src_key[rows])
-        touched = np.isin(self._buf["key"], keys)
-        sub = {k: v[touched] for k, v in self._buf.items()}
+        sub = self._buf.select(isin_keys(self._buf.column("key"), keys))
         return self._score(sub)
 
     def _score(self, sub: dict[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -48,15 +48,16 @@ from typing import Any
 import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
-from finsa.detectors.features import RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, mix64
+from finsa.detectors.features import (RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, isin_keys,
+                                     mix64)
 from finsa.detectors.netsets import NetworkSet
+from finsa.detectors.state import RowBuffer
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["ProbeScanDetector", "probe_kinds"]
 
 KINDS = {1: "tcp_stealth", 2: "udp", 3: "ip_protocol", 4: "tcp_syn"}
 _NOT_UNICAST = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "0.0.0.0/32", "ff00::/8"])
-_BUF = ("key", "inst", "t", "end", "dst_h", "port", "kind", "flow_id", "src", "dst")
 
 
 def _as_float(keys: np.ndarray) -> np.ndarray:
@@ -131,7 +132,7 @@ class ProbeScanDetector(Detector):
                     slow_window_ms=(slow_window_ms, window_ms, 7 * 86_400_000),
                     slow_min_services=(slow_min_services, 2, 1e7), slow_max_ok_ratio=(slow_max_ok_ratio, 0.0, 1e6),
                     max_buffer_rows=(max_buffer_rows, 100, 1e8), max_slow_entries=(max_slow_entries, 100, 1e8))
-        self._buf: dict[str, np.ndarray] | None = None
+        self._buf: RowBuffer | None = None
         self._flows: KeyedTable | None = None
         self._slow: KeyedTable | None = None
         self._dedupe: WindowDeduper | None = None
@@ -164,7 +165,7 @@ class ProbeScanDetector(Detector):
     def _count_flows(self, frame: FlowFrame) -> None:
         assert self._flows is not None  # built by process() before
         window = frame.t_ms // self.window_ms
-        g = group(mix64(frame.src_key, window))
+        g = frame.source_windows(self.window_ms)
         pos = self._flows.upsert(g.keys)
         self._flows.cols["window"][pos] = window[g.first]
         self._flows.cols["flows"][pos] += g.count
@@ -175,19 +176,23 @@ class ProbeScanDetector(Detector):
     def _append(self, frame: FlowFrame, rows: np.ndarray, kind: np.ndarray) -> None:
         c = frame.cols
         port = np.where(kind == 3, c["protocol"][rows].astype(np.int64) + 65536, c["dst_port"][rows].astype(np.int64))
-        new = {"key": frame.src_key[rows], "inst": c["institution_id"][rows], "t": frame.t_ms[rows],
-               "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows], "port": port, "kind": kind,
-               "flow_id": c["flow_id"][rows], "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]}
-        buf = new if self._buf is None else {k: np.concatenate([self._buf[k], new[k]]) for k in _BUF}
+        if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
+            self._buf = RowBuffer.of(self._buf)
+        buf = self._buf
+        buf.append({"key": frame.src_key[rows], "inst": c["institution_id"][rows], "t": frame.t_ms[rows],
+                    "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows], "port": port, "kind": kind,
+                    "flow_id": c["flow_id"][rows], "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]})
         newest = int(frame.end_ms.max())
-        keep = buf["t"] >= newest - self.window_ms
+        t = buf.column("t")
+        keep = t >= newest - self.window_ms
         if keep.sum() > self.max_buffer_rows:
-            keep &= buf["t"] >= np.sort(buf["t"])[-self.max_buffer_rows]
-        self._buf = {k: v[keep] for k, v in buf.items()}
+            keep &= t >= np.partition(t, len(t) - self.max_buffer_rows)[len(t) - self.max_buffer_rows]
+        if not keep.all():
+            buf.keep(keep)
 
     def _score(self, keys: np.ndarray) -> list[dict[str, Any]]:
         assert self._buf is not None and self._flows is not None  # built by process() before
-        sub = {k: v[np.isin(self._buf["key"], keys)] for k, v in self._buf.items()}
+        sub = self._buf.select(isin_keys(self._buf.column("key"), keys))
         g = group(sub["key"])
         is_proto = sub["kind"] == 3
         best = {"ports": _most(g, sub, ~is_proto, sub["dst_h"], sub["port"]),
@@ -253,10 +258,11 @@ class ProbeScanDetector(Detector):
         if not live.all():
             self._slow.keep(live)
             cols = self._slow.cols
-        mask = np.isin(cols["src"], np.unique(as_float(frame.src_key[kind > 0])))
+        mask = isin_keys(cols["src"], np.unique(as_float(frame.src_key[kind > 0])))
         if not mask.any():
             return []
-        sub = {k: v[mask] for k, v in cols.items()}
+        rows = np.flatnonzero(mask)
+        sub = {k: cols[k][rows] for k in ("src", "host", "port", "t0", "failed")}  # the columns read below
         failed = sub["failed"] > 0
         src_bits = sub["src"].view(np.uint64)
         sg = group(src_bits)

@@ -24,6 +24,7 @@ from finsa import allocator, wire
 from finsa.batchauth import SERVICE_SIGNER, sign_headers
 from finsa.errors import ConfigError
 from finsa.metrics import REGISTRY
+from finsa.streams.held_flows import HeldFlows
 from finsa.streams.memory_return import MemoryReturn
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.progress import Progress, message_kind
@@ -85,6 +86,11 @@ class WorkerSettings:
     trim_every_s: float = 10.0
     #: bytes of flow messages one group holds at most (a message larger than this is a group alone)
     group_max_bytes: int = 32 * 2**20
+    #: a group's alerts are written when it is detected; its flows may be held for one larger
+    #: write (:mod:`finsa.streams.held_flows`) until this many rows are held, or the oldest held
+    #: is ``flow_write_within_s`` old (0: 2.5 group ages); its messages are acknowledged after it
+    flow_write_rows: int = 200_000
+    flow_write_within_s: float = 0.0
     #: after each stored group: glibc's free pages back (``malloc_trim``), and the store engine's
     #: dirty pages (chdb's jemalloc, ``SYSTEM JEMALLOC PURGE``), at most once per ``return_min_interval_s``
     trim_after_group: bool = True
@@ -96,11 +102,13 @@ class WorkerSettings:
 
     def __post_init__(self) -> None:
         positive = ("partitions", "session_timeout_s", "group_max", "group_within_s", "buffer_messages",
-                    "poll_messages", "group_max_bytes")
+                    "poll_messages", "group_max_bytes", "flow_write_rows")
         problems = [f"{name}: must be > 0, got {getattr(self, name)}" for name in positive
                     if not getattr(self, name) > 0]
         problems += [f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}"
                      for name in ("malloc_arenas", "trim_every_s", "return_min_interval_s") if getattr(self, name) < 0]
+        if self.flow_write_within_s < 0:
+            problems.append(f"flow_write_within_s: must be >= 0 (0: 2.5 x group_within_s), got {self.flow_write_within_s}")
         if problems:
             raise ConfigError("worker settings", problems)
 
@@ -122,6 +130,7 @@ def build_app(settings: WorkerSettings, processor: FlowProcessor, sector: Sector
     dlq_topic = app.topic(wire.TOPICS["dlq"], partitions=1, **raw)
 
     release = getattr(processor.store, "release_memory", None) if settings.purge_store_after_group else None
+    processor.held = HeldFlows(settings.flow_write_rows, settings.flow_write_within_s or 2.5 * settings.group_within_s)
     grouper = _Grouper(processor, alerts_topic, dlq_topic, settings.group_max, settings.count_offered,
                        alerts_consumed_here=sector is not None, group_max_bytes=settings.group_max_bytes,
                        memory_return=MemoryReturn(settings.trim_after_group, release, settings.return_min_interval_s))
@@ -176,6 +185,9 @@ class _Grouper:
         #: waits until the sector picture took them)
         self.alerts_consumed_here = alerts_consumed_here
         self.pending: list = []
+        #: events of groups handed through the pipeline whose flows are held for a larger write:
+        #: acknowledged once it is made
+        self.unacked: list = []
         self.lock = asyncio.Lock()
         self._in_flight: deque[asyncio.Future] = deque()
         self._detect = ThreadPoolExecutor(1, thread_name_prefix="finsa-detect")
@@ -190,8 +202,9 @@ class _Grouper:
         if len(self.pending) >= self.group_max or self.pending_bytes >= self.group_max_bytes:
             await self.flush()
 
-    async def flush(self) -> None:
-        """Hand the pending events to the pipeline (waiting while it is full)."""
+    async def flush(self, write_held: bool = False) -> None:
+        """Hand the pending events to the pipeline (waiting while it is full). With nothing
+        pending, write the held flows when they are due (or ``write_held``) and ack their groups."""
         async with self.lock:
             while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= self.max_in_flight):
                 done = self._in_flight[0]
@@ -200,6 +213,10 @@ class _Grouper:
                 done.result()  # a failed group raises here, into the agent
             group, self.pending, self.pending_bytes = self.pending, [], 0
             if not group:
+                held = getattr(self.processor, "held", None)
+                if self.unacked and (write_held or (held is not None and held.due())):
+                    before = self._in_flight[-1] if self._in_flight else None
+                    self._in_flight.append(asyncio.ensure_future(self._write_held(before)))
                 return
             payloads = [_payload(e) for e in group]
             headers = [e.message.headers for e in group]
@@ -213,6 +230,7 @@ class _Grouper:
         (a stopping worker calls it before Faust stops: its timers stop first, and Faust then
         waits for every message it delivered to be acknowledged)."""
         await self.flush()
+        await self.flush(write_held=True)
         while self._in_flight:
             await asyncio.wait([self._in_flight[0]])
             self._in_flight.popleft()
@@ -234,11 +252,26 @@ class _Grouper:
             await self.alerts_topic.send(key=key, value=payload, headers=self._signed(payload))
             if self.alerts_consumed_here and self.processor.progress is not None:
                 self.processor.progress.offer("alert")
-        for event in group:
-            event.ack()
+        self.unacked += group
         group.clear()
+        if outcome.stored:
+            self._ack()
         del prepared, outcome  # the group's messages, flows and alerts freed: then handed back, in the store thread
         await loop.run_in_executor(self._write, self.memory_return.after_group)
+
+    async def _write_held(self, before: asyncio.Future | None) -> None:
+        """Write the held flows after the group before (if it was stored), then ack their groups."""
+        if before is not None:
+            await asyncio.wait([before])
+            if not before.cancelled() and before.exception() is not None:
+                return
+        await asyncio.get_running_loop().run_in_executor(self._write, self.processor.write_held)
+        self._ack()
+
+    def _ack(self) -> None:
+        for event in self.unacked:
+            event.ack()
+        self.unacked.clear()
 
     def _signed(self, payload: bytes) -> list | None:
         """This worker's alerts are signed with the sector's key when it verifies signatures."""

@@ -9,8 +9,8 @@ message leaves storage unchanged.
 >>> from finsa import wire
 >>> class Memory:
 ...     def __init__(self): self.ids = set()
-...     def insert(self, batch):
-...         new = batch.batch_id not in self.ids; self.ids.add(batch.batch_id); return new
+...     def insert_many(self, batches):
+...         new = {b.batch_id for b in batches} - self.ids; self.ids |= new; return len(new)
 >>> class NoDetect:
 ...     def process(self, flows): return wire.ALERT.make_batch({}, n_rows=0)
 >>> proc = FlowProcessor(Memory(), NoDetect())
@@ -30,6 +30,7 @@ from finsa import wire
 from finsa.batchauth import BatchAuthError, BatchVerifier
 from finsa.metrics import REGISTRY
 from finsa.storage.backend import BatchStore
+from finsa.streams.held_flows import HeldFlows
 
 if TYPE_CHECKING:  # imported where used, see _kind
     from finsa.streams.progress import Progress
@@ -53,6 +54,9 @@ class GroupOutcome:
     flows: int = 0
     alerts: wire.RecordBatch | None = None
     dead: list[tuple[int, str, str]] = field(default_factory=list)
+    #: this group and every group before it are in storage (False: its flows are held for a
+    #: larger write, see :class:`~finsa.streams.held_flows.HeldFlows`; acknowledge it later)
+    stored: bool = True
 
 
 @dataclass
@@ -94,8 +98,11 @@ class FlowProcessor:
 
     def __init__(self, store: BatchStore, engine: Engine, max_backoff_s: float = 5.0,
                  should_stop=lambda: False, verifier: BatchVerifier | None = None,
-                 flow_observers: Sequence[Callable[[wire.RecordBatch], None]] = ()) -> None:
+                 flow_observers: Sequence[Callable[[wire.RecordBatch], None]] = (),
+                 held: HeldFlows | None = None) -> None:
         self.store, self.engine, self.verifier = store, engine, verifier
+        #: with it, :meth:`store_group` holds flows for a larger write (:meth:`write_held`)
+        self.held = held
         self.flow_observers = list(flow_observers)
         self.max_backoff_s, self.should_stop = max_backoff_s, should_stop
         self.batches = 0
@@ -165,19 +172,37 @@ class FlowProcessor:
         if flows is None or alerts is None:
             if arp_alerts is not None:
                 self._write_alerts([arp_alerts])
-            return GroupOutcome(alerts=arp_alerts, dead=prepared.dead)
+            return GroupOutcome(alerts=arp_alerts, dead=prepared.dead, stored=not self.held)
         self._write_alerts([a for a in (alerts, arp_alerts) if a is not None and len(a)])
-        written = self.write_many(good)
-        DUPLICATES.inc(len(good) - written)
         if arp_alerts is not None:  # handed on with the flows' alerts (to the alerts topic)
             alerts = wire.RecordBatch.concat([alerts, arp_alerts], alerts.batch_id)
-        for observe in self.flow_observers:
-            observe(flows)
-        FLOWS_IN.inc(len(flows))
+        stored = True
+        if self.held is None:
+            self._write_flows(good, [flows])
+        else:
+            self.held.add(good, flows)
+            stored = self.held.due() and self.write_held()
+        return GroupOutcome(flows=len(flows), alerts=alerts if len(alerts) else None, dead=prepared.dead, stored=stored)
+
+    def write_held(self) -> bool:
+        """Write the flows held for a larger write (see :class:`HeldFlows`); False if none."""
+        if not self.held:
+            return False
+        batches, joined = self.held.take()
+        self._write_flows(batches, joined)
+        return True
+
+    def _write_flows(self, good: list[wire.RecordBatch], joined: list[wire.RecordBatch]) -> None:
+        """Write flow batches in one write, then show each group's flows to the observers."""
+        written = self.write_many(good)
+        DUPLICATES.inc(len(good) - written)
+        for flows in joined:
+            for observe in self.flow_observers:
+                observe(flows)
+            FLOWS_IN.inc(len(flows))
         BATCHES_IN.inc(len(good), outcome="ok")
         self.batches += len(good)
         self._done("flow", len(good), written)
-        return GroupOutcome(flows=len(flows), alerts=alerts if len(alerts) else None, dead=prepared.dead)
 
     def _write_alerts(self, batches: list[wire.RecordBatch]) -> None:
         if batches:

@@ -42,8 +42,7 @@ import numpy as np
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import ACK, RST, SYN, FlowFrame, KeyedTable, group, mix64
-from finsa.detectors.floods.victims import new_in_bin, top_sources, victim_alert
-from finsa.detectors.netsets import NetworkSet
+from finsa.detectors.floods.victims import GROUP_ADDRESSES, new_in_bin, top_sources, victim_alert
 from finsa.wire import RecordBatch
 
 __all__ = ["ReflectionDetector", "AMPLIFIER_PORTS"]
@@ -52,7 +51,7 @@ __all__ = ["ReflectionDetector", "AMPLIFIER_PORTS"]
 AMPLIFIER_PORTS: tuple[int, ...] = (17, 19, 53, 69, 111, 123, 137, 161, 389, 500, 520, 1194, 1434, 1900,
                                     3283, 3702, 4500, 5351, 5353, 5683, 10001, 11211, 27015, 37810,
                                     47808)
-_GROUPS = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "ff00::/8"])
+_GROUPS = GROUP_ADDRESSES
 _BINS = ("bin", "packets", "bytes", "reflectors", "flagged", "mean", "var")
 
 

@@ -30,9 +30,14 @@ import numpy as np
 
 from finsa.detectors.base import Detector, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
+from finsa.detectors.netsets import NetworkSet
 from finsa.wire import ips_to_strings
 
-__all__ = ["new_in_bin", "top_sources", "victim_alert"]
+__all__ = ["GROUP_ADDRESSES", "new_in_bin", "top_sources", "victim_alert"]
+
+#: Multicast and broadcast destinations: never a flood's victim. One set for every flood
+#: detector, so they share its answer for a batch (see :meth:`NetworkSet.match`).
+GROUP_ADDRESSES = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "ff00::/8"])
 
 
 def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.ndarray, member: np.ndarray,
@@ -48,8 +53,9 @@ def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.n
     uniq, first = np.unique(key, return_index=True)
     _, found = seen.lookup(uniq)
     if (~found).any():
-        pos = seen.upsert(uniq[~found])
-        seen.cols["bin"][pos] = bins[owner[first[~found]]]
+        fresh = uniq[~found]  # sorted, unique, not in ``seen``
+        seen.insert_new(fresh)
+        seen.cols["bin"][np.searchsorted(seen.keys, fresh)] = bins[owner[first[~found]]]
     if len(seen) > max_entries:
         seen.keep(seen.cols["bin"] >= np.max(seen.cols["bin"]) - 1)
     return np.bincount(owner[first[~found]], minlength=n_groups).astype(np.float64)

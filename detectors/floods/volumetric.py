@@ -40,13 +40,12 @@ import numpy as np
 from finsa.detectors.base import Detector, WindowDeduper
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
-from finsa.detectors.floods.victims import new_in_bin, top_sources, victim_alert
-from finsa.detectors.netsets import NetworkSet
+from finsa.detectors.floods.victims import GROUP_ADDRESSES, new_in_bin, top_sources, victim_alert
 from finsa.wire import RecordBatch
 
 __all__ = ["VolumetricDetector"]
 
-_GROUPS = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "ff00::/8"])
+_GROUPS = GROUP_ADDRESSES
 _BINS = ("bin", "packets", "bytes", "sources", "icmp", "flagged", "mean", "var")
 
 

@@ -55,7 +55,21 @@ _PAGES = (".html", ".htm", ".php", ".asp", ".aspx", ".jsp", "/")
 
 
 def requests_of(frame: FlowFrame) -> list[tuple[int, list[list[str]]]]:
-    """(row, [[method, host, uri, status, content type], ...]) of the flows with HTTP requests."""
+    """(row, [[method, host, uri, status, content type], ...]) of the flows with HTTP requests
+    (parsed once per batch: both HTTP detectors read them; read-only)."""
+    memo = frame.__dict__.get("_http_requests")
+    if memo is None:
+        memo = frame.__dict__["_http_requests"] = _parse_requests(frame)
+    return memo
+
+
+def _endpoints(frame: FlowFrame, rows: list[int]) -> tuple[list[str], list[str]]:
+    """Client and server address texts of flows ``rows`` (each distinct address formatted once)."""
+    index = np.array(rows, dtype=np.intp)
+    return ips_to_strings(frame.cols["src_ip"][index]), ips_to_strings(frame.cols["dst_ip"][index])
+
+
+def _parse_requests(frame: FlowFrame) -> list[tuple[int, list[list[str]]]]:
     c = frame.cols
     out = []
     for row in np.flatnonzero((c["http_requests"] != "") | (c["http_method"] != "")).tolist():
@@ -127,23 +141,33 @@ class HttpC2Detector(_HttpBase):
 
     def _alerts(self, frame: FlowFrame) -> Iterator[dict[str, Any] | None]:
         c = frame.cols
-        for row, reqs in requests_of(frame):
-            client, server = ips_to_strings(c["src_ip"][row:row + 1])[0], ips_to_strings(c["dst_ip"][row:row + 1])[0]
-            external = not self._private.contains(c["dst_ip"][row:row + 1])[0]
+        found = requests_of(frame)
+        rows = np.array([row for row, _ in found], dtype=np.intp)
+        clients, servers = _endpoints(frame, rows.tolist())
+        external = (~self._private.contains(c["dst_ip"][rows])).tolist() if len(rows) else []
+        insts, t_ms, flow_ids = c["institution_id"][rows].tolist(), frame.t_ms[rows].tolist(), c["flow_id"][rows].tolist()
+        host_points: dict[tuple[str, bool], dict[str, int]] = {}  # pure functions of their text: once per batch
+        identity: dict[str, bool] = {}
+        for i, (row, reqs) in enumerate(found):
+            client, server = clients[i], servers[i]
             for method, host, uri, _, _ in reqs:
-                key = (str(c["institution_id"][row]), client, host.lower() or server)
+                key = (str(insts[i]), client, host.lower() or server)
                 st = self._state.setdefault(key, {"points": {}, "flows": [], "gets": 0})
-                st["points"].update(self._host_points(host, external))
-                if host and self._newly_seen(key[0], key[2], int(frame.t_ms[row])):
+                if (host, external[i]) not in host_points:
+                    host_points[host, external[i]] = self._host_points(host, external[i])
+                st["points"].update(host_points[host, external[i]])
+                if host and self._newly_seen(key[0], key[2], int(t_ms[i])):
                     st["points"]["newly_seen_host"] = 1
-                if _identity(uri):
+                if uri not in identity:
+                    identity[uri] = _identity(uri)
+                if identity[uri]:
                     st["points"]["identity_params"] = 2
                     st["sample_uri"] = uri[:200]
                 if method == "GET" and "?" in uri:
                     st["gets"] += 1
                 elif method == "POST" and st["gets"]:
                     st["points"]["post_after_gets"] = 1
-                st["flows"] = (st["flows"] + [int(c["flow_id"][row])])[-10:]
+                st["flows"] = (st["flows"] + [int(flow_ids[i])])[-10:]
                 total = sum(st["points"].values())
                 if total >= self.min_points:
                     feats = {"host": key[2][:100], "points": dict(st["points"]), "client": client, "server": server,
@@ -176,9 +200,12 @@ class DriveByDetector(_HttpBase):
 
     def _alerts(self, frame: FlowFrame) -> Iterator[dict[str, Any] | None]:
         c = frame.cols
-        for row, reqs in sorted(requests_of(frame), key=lambda r: int(frame.t_ms[r[0]])):
+        found = requests_of(frame)
+        rows = [row for row, _ in found]
+        endpoints = dict(zip(rows, zip(*_endpoints(frame, rows))))
+        for row, reqs in sorted(found, key=lambda r: int(frame.t_ms[r[0]])):
             marks = str(c["app_markers"][row])
-            client, server = ips_to_strings(c["src_ip"][row:row + 1])[0], ips_to_strings(c["dst_ip"][row:row + 1])[0]
+            client, server = endpoints[row]
             key = (str(c["institution_id"][row]), client, server)
             st = self._state.setdefault(key, {"container_ms": None, "payloads": [], "flows": []})
             t = int(frame.t_ms[row])

@@ -15,6 +15,7 @@ from finsa.batchauth import SERVICE_SIGNER, BatchVerifier, sign_headers
 from finsa.errors import StorageError
 from finsa.sector.picture import SectorPicture
 from finsa.streams.faust_app import _Grouper
+from finsa.streams.held_flows import HeldFlows
 from finsa.streams.processor import FlowProcessor
 from finsa.streams.sector_stage import SectorStage
 from tests.fakes import MemoryStore
@@ -97,6 +98,37 @@ def test_groups_are_stored_and_acknowledged_in_order_and_a_failed_one_holds_back
         assert acked == payloads[:2]  # in order; the failed group and the one after it stay unacked, unwritten
         assert [b.columns["dst_port"].tolist() for b in store.batches if b.type is wire.FLOW] == [[1], [2]]
         assert len(alerts.sent) == 2
+
+    asyncio.run(main())
+
+
+def test_held_flows_are_written_as_one_block_and_their_groups_acked_only_after_it() -> None:
+    async def main() -> None:
+        store, acked, alerts, writes = MemoryStore(), [], _Topic(), []
+        write = store.insert_many
+        store.insert_many = lambda batches: writes.append((batches[0].type.name, [
+            int(b.columns["dst_port"][0]) for b in batches if b.type is wire.FLOW])) or write(batches)
+        proc = FlowProcessor(store, OneAlertPerBatch(), held=HeldFlows(max_rows=3, max_age_s=3600),
+                             should_stop=lambda: True)  # a failing write surfaces instead of retrying
+        grouper = _Grouper(proc, alerts, _Topic(), group_max=100)
+        payloads = [_flows(port) for port in (1, 2, 3, 4)]
+
+        async def group(payload: bytes) -> None:
+            await grouper.add(_Event(payload, acked))
+            await grouper.flush()
+            await asyncio.wait(list(grouper._in_flight))
+
+        await group(payloads[0])
+        await group(payloads[1])
+        assert acked == [] and [w[0] for w in writes] == ["alert", "alert"] and len(alerts.sent) == 2
+        await grouper.flush()  # the timer, nothing pending: the held flows are not due yet
+        assert acked == [] and proc.held.rows == 2
+        await group(payloads[2])  # the third row makes them due: one write, three groups acked in order
+        assert writes[-1] == ("flow", [1, 2, 3]) and acked == payloads[:3]
+        await group(payloads[3])
+        assert acked == payloads[:3]
+        await grouper.drain()  # a stopping worker writes what is held
+        assert writes[-1] == ("flow", [4]) and acked == payloads and not proc.held
 
     asyncio.run(main())
 
