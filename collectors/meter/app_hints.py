@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finsa.collectors.meter.flowtable import HINT_COLUMNS
-from finsa.collectors.meter.linklayer import isin
+from finsa.collectors.meter.isin import isin
 from finsa.collectors.meter.same_payloads import distinct_payloads
 from finsa.collectors.meter.tls_hello import parse_client_hello
 

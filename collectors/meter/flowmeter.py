@@ -31,6 +31,7 @@ from finsa.collectors.meter.payload_candidates import candidate_rows
 from finsa.collectors.meter.flow_lists import FlowLists, complete_dns
 from finsa.collectors.pcap.capture import PacketBatch, read_capture
 from finsa.collectors.meter.profiles import BYTES_WIRE, MeterProfile, get_profile
+from finsa.collectors.meter.segment_sums import segment_sums
 from finsa.collectors.meter.keyed_rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes, sort_keys
 from finsa.collectors.meter.flow_ends import FIN, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, RST, segment
 from finsa.metrics import REGISTRY
@@ -42,8 +43,6 @@ PACKETS = REGISTRY.counter("finsa_collector_packets_total", "Packets read by flo
 FLOWS = REGISTRY.counter("finsa_collector_flows_total", "Flows exported by flow meters", ["reason"])
 ACTIVE_FLOWS = REGISTRY.gauge("finsa_collector_active_flows", "Flows in flow tables", ["sensor"])
 _SWEEP_EVERY_MS = 1000
-_SUM_COLUMNS = ("lo_pkts", "lo_bytes", "hi_pkts", "hi_bytes")
-_FIRST_COLUMNS = ("hash", "src_is_lo", "protocol")
 
 
 class FlowMeter:
@@ -144,19 +143,10 @@ class FlowMeter:
         return hints
 
     def _aggregate(self, rows, starts: np.ndarray) -> dict[str, np.ndarray]:
-        cols = rows.cols
-        flows = {name: np.add.reduceat(cols[name], starts) for name in _SUM_COLUMNS}
-        for name in ("lo_flags", "hi_flags"):
-            flows[name] = np.bitwise_or.reduceat(cols[name], starts)
-        for name in _FIRST_COLUMNS:
-            flows[name] = cols[name][starts]
+        flows = segment_sums(rows.cols, rows.seg.t, starts)
         for name in FIRST_COLUMNS:
             flows[name] = rows.first.gather(name, starts)
-        flows["first_ms"] = rows.seg.first_t[starts]
-        flows["last_ms"] = rows.seg.t[np.append(starts[1:], len(rows.seg.t)) - 1]
-        flows["hinted"] = np.logical_or.reduceat(cols["hinted"], starts)
         flows.update(first_hints(rows, starts, flows["hinted"]))
-        flows["hint_tried"] = np.bitwise_or.reduceat(cols["hint_tried"], starts)
         return flows
 
     def _export(self, flows: dict[str, np.ndarray], reasons: np.ndarray | int) -> RecordBatch:

@@ -1,8 +1,7 @@
 """Per-chunk row building for the meter: canonical bidirectional keys and key-sorted rows.
 
-:func:`key_hashes` orders each packet's two endpoints (address, port) so both directions of a
-conversation share one key, and hashes (protocol, VLAN, tunnel kind, lo endpoint, hi endpoint)
-to 64 bits. :func:`build_rows` lays out the table's pseudo rows and the packets as one set of
+:func:`key_hashes` (:mod:`finsa.collectors.meter.key_hash`) gives each packet its bidirectional
+key's 64-bit hash; :func:`sort_keys` (:mod:`finsa.collectors.meter.key_sort`) orders them. :func:`build_rows` lays out the table's pseudo rows and the packets as one set of
 columns sorted by key hash (stable, so arrival order is kept inside a key).
 """
 
@@ -12,98 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finsa.collectors.meter.linklayer import isin
-
-from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
 from finsa.collectors.meter.flow_ends import Rows
+from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
+from finsa.collectors.meter.key_hash import key_hashes
+from finsa.collectors.meter.key_sort import KeyOrder, sort_keys
+from finsa.collectors.meter.row_merge import merge_rows
 
-_ICMP = (1, 58)
-_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                 0xFF51AFD7ED558CCD], dtype=np.uint64)
-_U8, _U16, _U29, _U32, _U48 = (np.uint64(s) for s in (8, 16, 29, 32, 48))
-
-
-def _words(ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two native 64-bit words of each 16-byte address (views, no copy when contiguous)."""
-    w = np.ascontiguousarray(ips).view(np.uint64)
-    return w[:, 0], w[:, 1]
-
-
-def _swap16(port: np.ndarray) -> np.ndarray:
-    """A port as the native 16-bit value of its big-endian bytes (its bytes as they sit in the key)."""
-    return ((port & np.uint64(0xFF)) << _U8) | (port >> _U8)
-
-
-def key_hashes(decoded, vlan_in_key: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(64-bit key hash, True where the packet's source is the key's lo endpoint).
-
-    The key is the 40 bytes lo address, lo port, hi address, hi port (big-endian) and protocol,
-    VLAN (big-endian), tunnel kind, hashed as five native 64-bit words; the words are put
-    together from the addresses' 64-bit halves with shifts, and the endpoints are ordered by
-    comparing byte-swapped (big-endian) halves, so no (n, 40) byte matrix is built.
-    """
-    proto = decoded.protocol
-    icmp = isin(proto, _ICMP)
-    sport = np.where(icmp, 0, decoded.src_port).astype(np.uint64)
-    dport = np.where(icmp, 0, decoded.dst_port).astype(np.uint64)
-    s0, s1 = _words(decoded.src_ip)
-    d0, d1 = _words(decoded.dst_ip)
-    sb0, db0, sb1, db1 = s0.byteswap(), d0.byteswap(), s1.byteswap(), d1.byteswap()
-    dir_lo = (sb0 < db0) | ((sb0 == db0) & ((sb1 < db1) | ((sb1 == db1) & (sport <= dport))))
-    l0, h0 = np.where(dir_lo, s0, d0), np.where(dir_lo, d0, s0)
-    l1, h1 = np.where(dir_lo, s1, d1), np.where(dir_lo, d1, s1)
-    lp, hp = _swap16(np.where(dir_lo, sport, dport)), _swap16(np.where(dir_lo, dport, sport))
-    vlan = decoded.vlan_id.astype(np.uint64) if vlan_in_key else np.zeros(len(proto), dtype=np.uint64)
-    extra = proto.astype(np.uint64) | (_swap16(vlan) << _U8) | (decoded.tunnel_kind.astype(np.uint64) << np.uint64(24))
-    words = (l0, l1, lp | (h0 << _U16), (h0 >> _U48) | (h1 << _U16), (h1 >> _U48) | (hp << _U16) | (extra << _U32))
-    with np.errstate(over="ignore"):
-        h = np.zeros(len(proto), dtype=np.uint64)
-        for mix, word in zip(_MIX, words):
-            h ^= word
-            h *= mix
-            h ^= h >> _U29
-    return h, dir_lo
-
-
-@dataclass
-class KeyOrder:
-    """Packets ordered by key hash, stably: the one sort of a chunk, shared by the table lookup,
-    the hint prefilter and the sorted rows."""
-
-    order: np.ndarray  # packet numbers in (hash, arrival) order
-    group: np.ndarray  # per sorted position: which distinct hash
-    starts: np.ndarray  # sorted position where each distinct hash starts
-    uniq: np.ndarray  # the distinct hashes, ascending
-
-    def per_packet(self, per_group: np.ndarray) -> np.ndarray:
-        """A value per distinct hash spread to every packet (in packet order)."""
-        out = np.empty(len(self.order), dtype=per_group.dtype)
-        out[self.order] = per_group[self.group]
-        return out
-
-
-def sort_keys(hashes: np.ndarray) -> KeyOrder:
-    """The stable order of ``hashes`` and its groups of equal hashes.
-
-    The packet number replaces the hash's low bits and the values are sorted (a SIMD sort, several
-    times faster than a stable argsort); when two different hashes share the remaining high bits
-    (rare) the exact stable argsort is used instead, so the order is always the stable one.
-    """
-    n = len(hashes)
-    bits = np.uint64(max(1, (n - 1).bit_length()))
-    low = (np.uint64(1) << bits) - np.uint64(1)
-    packed = np.sort((hashes & ~low) | np.arange(n, dtype=np.uint64))
-    order = (packed & low).astype(np.int64)
-    ordered = hashes[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = ordered[1:] != ordered[:-1]
-    high = packed >> bits
-    if np.count_nonzero(high[1:] != high[:-1]) + 1 != np.count_nonzero(new) and n:
-        order = np.argsort(hashes, kind="stable")
-        ordered = hashes[order]
-        new[1:] = ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(new)
-    return KeyOrder(order, np.cumsum(new) - 1, starts, ordered[starts])
+__all__ = ["key_hashes", "KeyOrder", "sort_keys", "SortedRows", "FIRST_COLUMNS", "build_rows",
+           "first_hints"]  # key_hashes, KeyOrder, sort_keys: re-exported, their own modules since they became compiled loops
 
 
 def _merged_order(keys: KeyOrder, in_table: np.ndarray) -> np.ndarray:
@@ -131,8 +46,6 @@ class SortedRows:
     first: "_FirstRows"  # columns needed only at segment starts, gathered on demand
 
 
-SORTED_COLUMNS = ("hash", "first_ms", "last_ms", "lo_pkts", "lo_bytes", "hi_pkts", "hi_bytes", "lo_flags",
-                  "hi_flags", "src_is_lo", "protocol", "hinted", "hint_ref", "hint_tried")
 #: columns read only from a flow's first row, and their source in Decoded
 FIRST_COLUMNS = {"src_ip": "src_ip", "dst_ip": "dst_ip", "src_port": "src_port", "dst_port": "dst_port",
                  "vlan_id": "vlan_id", "ip_version": "ip_version", "tunnel_kind": "tunnel_kind"}
@@ -159,28 +72,17 @@ class _FirstRows:
         return out
 
 
-def _packet_columns(decoded, order: np.ndarray, t_ms, size, hashes, dir_lo, hints) -> dict[str, np.ndarray]:
-    """The packets' row columns in key order (``order``): four columns gathered, the rest derived."""
-    d, sz = dir_lo[order], size[order]
-    t = t_ms[order]
-    flags = decoded.tcp_flags[order].astype(np.int64)
-    cols = {
-        "hash": hashes[order], "first_ms": t, "last_ms": t,
-        "lo_pkts": d.astype(np.int64), "hi_pkts": (~d).astype(np.int64),
-        "lo_bytes": np.where(d, sz, 0), "hi_bytes": np.where(d, 0, sz),
-        "lo_flags": np.where(d, flags, 0), "hi_flags": np.where(d, 0, flags),
-        "src_is_lo": d, "protocol": decoded.protocol[order].astype(np.int64),
-    }
-    n = len(order)
-    cols["hinted"] = np.zeros(n, dtype=bool)
-    cols["hint_ref"] = np.full(n, -1, dtype=np.int64)
-    cols["hint_tried"] = np.zeros(n, dtype=np.int64)
+def _packet_inputs(decoded, t_ms, size, hashes, dir_lo, hints, n_pseudo_hinted: int) -> dict[str, np.ndarray]:
+    """Per packet (packet order) what :func:`merge_rows` reads: the hint columns are set here for
+    the hinted and tried packets; a packet's hint reference counts after the pseudo rows' values."""
+    n = len(hashes)
+    cols = {"hash": hashes, "t_ms": t_ms, "size": size, "dir_lo": dir_lo, "tcp_flags": decoded.tcp_flags,
+            "protocol": decoded.protocol, "hinted": np.zeros(n, dtype=bool), "hint_ref": np.full(n, -1, dtype=np.int64),
+            "hint_tried": np.zeros(n, dtype=np.int64)}
     if hints is not None:
-        at = np.empty(n, dtype=np.int64)
-        at[order] = np.arange(n)  # each packet's place in key order
-        cols["hinted"][at[hints.rows]] = True
-        cols["hint_tried"][at[hints.tried_rows]] = hints.tried_bits
-        cols["hint_ref"][at[hints.rows]] = np.arange(len(hints.rows))  # offset by the pseudo rows' refs later
+        cols["hinted"][hints.rows] = True
+        cols["hint_tried"][hints.tried_rows] = hints.tried_bits
+        cols["hint_ref"][hints.rows] = np.arange(len(hints.rows)) + n_pseudo_hinted
     return cols
 
 
@@ -211,28 +113,14 @@ def build_rows(table_flows: dict[str, np.ndarray], slots: np.ndarray, in_table: 
                hints) -> SortedRows:
     """Pseudo rows (flows in the table, at ``slots``: the groups ``in_table``) and packets, sorted by
     key hash (pseudo row first in its group, then packets in arrival order)."""
-    packets = _packet_columns(decoded, keys.order, t_ms, size, hashes, dir_lo, hints)
     pseudo_refs, side, present = _hint_side(table_flows, hints)
     n_pseudo = len(slots)
-    if hints is not None:
-        hinted = packets["hint_ref"] >= 0
-        packets["hint_ref"][hinted] += len(side["dns_query"]) - len(hints.rows)
+    n_pseudo_hinted = len(side["dns_query"]) - (0 if hints is None else len(hints.rows))
+    packets = _packet_inputs(decoded, t_ms, size, hashes, dir_lo, hints, n_pseudo_hinted)
     table_flows = dict(table_flows, hint_ref=pseudo_refs)
     order = _merged_order(keys, in_table)
-    pseudo = order < n_pseudo
-    if n_pseudo:
-        packet_at, pseudo_at = np.flatnonzero(~pseudo), np.flatnonzero(pseudo)
-        cols = {}
-        for name in SORTED_COLUMNS:
-            col = np.empty(len(order), dtype=np.result_type(table_flows[name], packets[name]))
-            col[packet_at], col[pseudo_at] = packets[name], table_flows[name]
-            cols[name] = col
-    else:
-        cols = packets
+    cols, pseudo, slot, t = merge_rows(order, packets, table_flows if n_pseudo else None, slots)
     first = _FirstRows(order, n_pseudo, table_flows, decoded)
-    slot = np.full(len(order), -1, dtype=np.int64)
-    slot[pseudo] = slots
-    t = np.where(pseudo, cols["last_ms"], cols["first_ms"])
     seg = Rows(cols["hash"], t, cols["first_ms"], cols["protocol"], cols["lo_pkts"], cols["hi_pkts"],
                cols["lo_flags"], cols["hi_flags"], pseudo, cols["src_is_lo"])
     return SortedRows(seg, cols, slot, side, present, first)

@@ -1,116 +1,108 @@
-"""Link layers of a PacketBatch, vectorised: where each packet's IP header starts.
+"""Link layers of one packet, for the compiled decoder: where its IP header starts.
 
-:class:`ByteView` gathers big-endian integers at per-packet positions of the batch buffer (out of
-range reads give 0; callers check lengths with ``has``). :func:`link_layer` handles Ethernet with
-802.1Q/802.1ad/Q-in-Q tags, PPPoE sessions and MPLS, Linux SLL and SLL2, raw IP and BSD loopback,
-and returns the IP header position, an ethertype-like code (0x0800 IPv4, 0x86DD IPv6) and the
-innermost VLAN id of every packet.
+:func:`link_layer` handles Ethernet with 802.1Q/802.1ad/Q-in-Q tags, PPPoE sessions and MPLS,
+Linux SLL and SLL2, raw IP and BSD loopback, and gives the IP header position, an
+ethertype-like code (0x0800 IPv4, 0x86DD IPv6) and the innermost VLAN id. These are
+:func:`finsa.collectors.compiled.helper` functions: compiled into
+:func:`finsa.collectors.meter.decode_loop.decode_loop`, and plain Python when called directly.
+Reads past the buffer's end give its last byte (callers check lengths against the packet's end).
+
+>>> import numpy as np
+>>> frame = np.frombuffer(bytes(12) + b"\\x81\\x00\\x00\\x2a\\x08\\x00" + bytes(20), dtype=np.uint8)
+>>> [int(v) for v in link_layer(frame, 0, len(frame), 1)]  # ip position, ethertype, vlan, reason (0: ok)
+[18, 2048, 42, 0]
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from finsa.collectors.compiled import helper
+
+__all__ = ["ETH_IPV4", "ETH_IPV6", "link_layer", "ethernet_tags", "u8", "u16", "ethertype_from_nibble",
+           "REASON_TRUNCATED", "REASON_UNSUPPORTED_LINK"]
+
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
-_VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
-_RAW_IP = (12, 14, 101, 228, 229)
-_V6_FAMILIES = (10, 24, 28, 30)
+REASON_TRUNCATED, REASON_UNSUPPORTED_LINK = 1, 4  # codes of finsa.collectors.meter.decode's skip reasons
 
 
-class ByteView:
-    """Vectorised reads from one packet buffer; positions are absolute int64 arrays."""
-
-    def __init__(self, data: bytes, end: np.ndarray) -> None:
-        self.buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
-        self.last = len(self.buf) - 1
-        self.end = end
-
-    def u8(self, pos: np.ndarray) -> np.ndarray:
-        return self.buf[np.minimum(pos, self.last)].astype(np.int64)  # positions are never negative
-
-    def u16(self, pos: np.ndarray) -> np.ndarray:
-        return (self.u8(pos) << 8) | self.u8(pos + 1)
-
-    def u32(self, pos: np.ndarray) -> np.ndarray:
-        return (self.u16(pos) << 16) | self.u16(pos + 2)
-
-    def block(self, pos: np.ndarray, width: int) -> np.ndarray:
-        """An (n, width) uint8 array of the bytes at ``pos``."""
-        return self.buf[np.minimum(pos[:, None] + np.arange(width), self.last)]
-
-    def has(self, pos: np.ndarray, width: int | np.ndarray) -> np.ndarray:
-        """True where ``width`` bytes from ``pos`` were captured."""
-        return pos + width <= self.end
+@helper
+def u8(buf, pos):
+    """The byte at ``pos`` (the buffer's last byte beyond its end)."""
+    last = len(buf) - 1
+    return np.int64(buf[pos if pos < last else last])
 
 
-def isin(values: np.ndarray, choices: tuple[int, ...] | np.ndarray) -> np.ndarray:
-    """np.isin for a few small constants, without its per-call set-up cost."""
-    out = values == choices[0]
-    for c in choices[1:]:
-        out |= values == c
-    return out
+@helper
+def u16(buf, pos):
+    """The big-endian 16-bit integer at ``pos``."""
+    return (u8(buf, pos) << 8) | u8(buf, pos + 1)
 
 
-def ethertype_from_nibble(view: ByteView, pos: np.ndarray) -> np.ndarray:
-    nibble = view.u8(pos) >> 4
-    return np.where(nibble == 4, ETH_IPV4, np.where(nibble == 6, ETH_IPV6, 0))
+@helper
+def ethertype_from_nibble(buf, pos):
+    """IPv4 or IPv6 by the version nibble at ``pos``, else 0."""
+    nibble = u8(buf, pos) >> 4
+    return 0x0800 if nibble == 4 else (0x86DD if nibble == 6 else 0)
 
 
-def ethernet_tags(view: ByteView, pos: np.ndarray, et: np.ndarray, vlan: np.ndarray,
-                  rows: np.ndarray, truncated: np.ndarray) -> None:
-    """Skip VLAN tags, a PPPoE session header and MPLS labels in place for ``rows``."""
+@helper
+def ethernet_tags(buf, pos, end, et, vlan):
+    """Skip VLAN tags, a PPPoE session header and MPLS labels: (pos, ethertype, vlan, truncated)."""
     for _ in range(4):
-        m = rows & isin(et, _VLAN_TAGS) & ~truncated
-        if not m.any():
+        if et != 0x8100 and et != 0x88A8 and et != 0x9100:
             break
-        truncated |= m & ~view.has(pos, 4)
-        m &= ~truncated
-        vlan[m] = view.u16(pos[m]) & 0x0FFF
-        et[m] = view.u16(pos[m] + 2)
-        pos[m] += 4
-    m = rows & (et == 0x8864) & ~truncated
-    truncated |= m & ~view.has(pos, 8)
-    m &= ~truncated
-    ppp = view.u16(pos[m] + 6)
-    et[m] = np.where(ppp == 0x21, ETH_IPV4, np.where(ppp == 0x57, ETH_IPV6, 0))
-    pos[m] += 8
-    m = rows & isin(et, (0x8847, 0x8848)) & ~truncated
-    for _ in range(6):
-        if not m.any():
-            break
-        truncated |= m & ~view.has(pos, 4)
-        m &= ~truncated
-        bottom = m & ((view.u8(pos + 2) & 1) == 1)
-        pos[m] += 4
-        et[bottom] = ethertype_from_nibble(view, pos[bottom])
-        m &= ~bottom
-    et[m] = 0
+        if pos + 4 > end:
+            return pos, et, vlan, True
+        vlan = u16(buf, pos) & 0x0FFF
+        et = u16(buf, pos + 2)
+        pos += 4
+    if et == 0x8864:
+        if pos + 8 > end:
+            return pos, et, vlan, True
+        ppp = u16(buf, pos + 6)
+        et = 0x0800 if ppp == 0x21 else (0x86DD if ppp == 0x57 else 0)
+        pos += 8
+    if et == 0x8847 or et == 0x8848:
+        bottom = False
+        for _ in range(6):
+            if pos + 4 > end:
+                return pos, et, vlan, True
+            bottom = (u8(buf, pos + 2) & 1) == 1
+            pos += 4
+            if bottom:
+                et = ethertype_from_nibble(buf, pos)
+                break
+        if not bottom:
+            et = 0
+    return pos, et, vlan, False
 
 
-def link_layer(view: ByteView, offset: np.ndarray, linktype: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(ip position, ethertype code, vlan id, truncated mask, unsupported-link mask)."""
-    n = len(offset)
-    pos = offset.astype(np.int64).copy()
-    et = np.zeros(n, dtype=np.int64)
-    vlan = np.zeros(n, dtype=np.int64)
-    truncated = np.zeros(n, dtype=bool)
-    eth, sll, sll2 = linktype == 1, linktype == 113, linktype == 276
-    raw = isin(linktype, _RAW_IP)
-    loop = (linktype == 0) | (linktype == 108)
-    unsupported = ~(eth | sll | sll2 | raw | loop)
-    for rows, header, et_at in ((eth, 14, 12), (sll, 16, 14), (sll2, 20, 0)):
-        truncated |= rows & ~view.has(pos, header)
-        ok = rows & ~truncated
-        et[ok] = view.u16(pos[ok] + et_at)
-        pos[ok] += header
-    truncated |= loop & ~view.has(pos, 4)
-    ok = loop & ~truncated
-    family = np.maximum(view.u8(pos[ok]), view.u8(pos[ok] + 3))
-    et[ok] = np.where(family == 2, ETH_IPV4, np.where(isin(family, _V6_FAMILIES), ETH_IPV6, 0))
-    pos[ok] += 4
-    truncated |= raw & ~view.has(pos, 1)
-    ok = raw & ~truncated
-    et[ok] = ethertype_from_nibble(view, pos[ok])
-    ethernet_tags(view, pos, et, vlan, (eth | sll) & ~truncated, truncated)
-    return pos, et, vlan, truncated, unsupported
+@helper
+def link_layer(buf, pos, end, linktype):
+    """(IP header position, ethertype code, vlan id, skip reason: 0, truncated or unsupported link)."""
+    et = 0
+    vlan = 0
+    if linktype == 1 or linktype == 113 or linktype == 276:
+        header, et_at = (14, 12) if linktype == 1 else ((16, 14) if linktype == 113 else (20, 0))
+        if pos + header > end:
+            return pos, et, vlan, REASON_TRUNCATED
+        et = u16(buf, pos + et_at)
+        pos += header
+        if linktype != 276:
+            pos, et, vlan, truncated = ethernet_tags(buf, pos, end, et, vlan)
+            if truncated:
+                return pos, et, vlan, REASON_TRUNCATED
+    elif linktype == 0 or linktype == 108:
+        if pos + 4 > end:
+            return pos, et, vlan, REASON_TRUNCATED
+        family = max(u8(buf, pos), u8(buf, pos + 3))
+        et = 0x0800 if family == 2 else (0x86DD if family in (10, 24, 28, 30) else 0)
+        pos += 4
+    elif linktype in (12, 14, 101, 228, 229):
+        if pos + 1 > end:
+            return pos, et, vlan, REASON_TRUNCATED
+        et = ethertype_from_nibble(buf, pos)
+    else:
+        return pos, et, vlan, REASON_UNSUPPORTED_LINK
+    return pos, et, vlan, 0

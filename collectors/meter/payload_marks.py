@@ -39,7 +39,7 @@ import re
 import numpy as np
 
 from finsa.collectors.meter.app_hints import HTTP_PREFIX_CODES, dns_cached, head_bytes
-from finsa.collectors.meter.linklayer import isin
+from finsa.collectors.meter.isin import isin
 
 __all__ = ["packet_items"]
 

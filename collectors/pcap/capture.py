@@ -28,7 +28,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Generator, Iterator
 
 import numpy as np
 
@@ -162,23 +162,26 @@ def read_capture(source: str | Path | IO[bytes], chunk_packets: int = 65536) -> 
             stream.close()
 
 
-def _pcap_batches(buf, heads: np.ndarray, base: int, order: str, sub_ns: int, linktype: int,
-                  chunk_packets: int, skipped: dict[str, int]) -> Iterator[PacketBatch]:
-    """PacketBatch chunks of the records at ``heads`` (positions in ``buf``), headers parsed with numpy.
+def _framed(buf, pos: int, end: int, order: str, sub_ns: int, linktype: int,
+            chunk_packets: int) -> Generator[PacketBatch, None, tuple[int, bool, int]]:
+    """PacketBatch chunks of the whole records in ``buf[pos:end]``, each framed by its own walk of
+    ``chunk_packets`` records (its columns sized to a chunk: memory the allocator reuses, not
+    fresh pages per window). Returns (where the walk stopped, framing held, records).
 
-    ``base`` is where ``buf`` starts in the chunk's data (0, or a window's offset in the file).
-    Reader-level problems in ``skipped`` travel with the first chunk.
+    A framing break (an absurd captured length) is counted on the last chunk, empty if need be.
     """
-    raw = np.frombuffer(buf, dtype=np.uint8) if len(buf) >= 16 else np.zeros(16, np.uint8)
-    headers = np.ndarray((len(raw) - 15,), dtype="V16", buffer=raw, strides=(1,))  # one at every byte
-    for lo in range(0, max(len(heads), 1), chunk_packets):
-        pos = heads[lo:lo + chunk_packets]
-        if not len(pos) and not skipped:
-            return
-        sec, frac, cap, wire = headers[pos].view(order + "u4").reshape(-1, 4).T.astype(np.int64)
-        yield PacketBatch(buf, sec * 1_000_000_000 + frac * sub_ns, cap, wire, np.full(len(pos), linktype, dtype=np.uint16),
-                          pos + (16 + base), dict(skipped))
-        skipped = {}
+    count = 0
+    while True:
+        records = frame_records(buf, pos, end, order, sub_ns, chunk_packets)
+        n = len(records.heads)
+        count += n
+        pos = records.end
+        skipped = {} if records.framed else {"bad_record_length": 1}  # reading resumes at the next good record
+        if n or skipped:
+            yield PacketBatch(buf, records.ts_ns, records.caplen, records.wirelen,
+                              np.full(n, linktype, dtype=np.uint16), records.heads + 16, skipped)
+        if n < chunk_packets or not records.framed:
+            return pos, records.framed, count
 
 
 def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
@@ -203,19 +206,14 @@ def _read_pcap(stream: IO[bytes], order: str, sub_ns: int, linktype: int,
             buf, hunting = buf[at:], False
         if sec_ref is None and len(buf) >= 4:
             sec_ref = struct.unpack_from(order + "I", buf)[0]
-        heads, pos, framed = frame_records(buf, 0, len(buf), order, frac_limit)
-        skipped: dict[str, int] = {}
-        if not framed:
-            _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
-        yield from _pcap_batches(buf, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
-        buf = buf[pos:]
+        stop, framed, _ = yield from _framed(buf, 0, len(buf), order, sub_ns, linktype, chunk_packets)
+        buf = buf[stop:]
         if not framed:
             buf, hunting = buf[1:], True
             continue
         if not more:
             if buf:
-                _count(skipped, "truncated_record")
-                yield _Chunker().batch(b"", skipped)
+                yield _Chunker().batch(b"", {"truncated_record": 1})
             return
 
 
@@ -261,12 +259,8 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
             pos, hunting = base + at, False
         if sec_ref is None and pos - base + 16 <= length:
             sec_ref = struct.unpack_from(order + "I", window, pos - base)[0]
-        heads, nxt, framed = frame_records(window, pos - base, length, order, frac_limit)
-        skipped: dict[str, int] = {}
-        if not framed:
-            _count(skipped, "bad_record_length")  # counted; reading resumes at the next good record
-        yield from _pcap_batches(window, heads, 0, order, sub_ns, linktype, chunk_packets, skipped)
-        pos = base + nxt
+        stop, framed, count = yield from _framed(window, pos - base, length, order, sub_ns, linktype, chunk_packets)
+        pos = base + stop
         if not framed:
             pos, hunting = pos + 1, True
             continue
@@ -274,7 +268,7 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
             if pos < size and os.fstat(fd).st_size == size:
                 yield _Chunker().batch(b"", {"truncated_record": 1})
                 return
-        want = _WINDOW_BYTES if len(heads) else want * 2  # a record larger than the window
+        want = _WINDOW_BYTES if count else want * 2  # a record larger than the window
 
 
 def _count(skipped: dict[str, int], reason: str) -> None:

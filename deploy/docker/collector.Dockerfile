@@ -30,6 +30,8 @@ COPY --from=build /opt/finsa /opt/finsa
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin finsa \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/finsa
 ENV PATH=/opt/finsa/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# the metering loops, compiled on first use, are cached here (the user has no home folder)
+ENV FINSA_KERNEL_CACHE=/var/lib/finsa/kernels
 # Live capture as a non-root user: a copy of the interpreter carries cap_net_raw as a file
 # capability (honoured only when the container is granted NET_RAW and may gain it:
 # allowPrivilegeEscalation / no-new-privileges off); AF_PACKET rings and promiscuous membership

@@ -1,5 +1,6 @@
-"""frame_records: the lane walk finds exactly the record chain, whatever the payloads look like;
-read_capture through memory-mapped windows gives the same packets as through a stream."""
+"""frame_records: the compiled walk finds exactly the record chain and its header fields, whatever
+the payloads look like; read_capture through memory-mapped windows gives the same packets as
+through a stream."""
 
 from __future__ import annotations
 
@@ -35,19 +36,22 @@ def _records(n: int, seed: int, fake_headers: bool, order: str = "<") -> tuple[b
 
 @pytest.mark.parametrize("fake_headers", [False, True])
 @pytest.mark.parametrize("order", ["<", ">"])
-def test_lanes_find_exactly_the_record_chain(fake_headers: bool, order: str) -> None:
+def test_the_walk_finds_exactly_the_record_chain(fake_headers: bool, order: str) -> None:
     data, heads = _records(3000, seed=3, fake_headers=fake_headers, order=order)
     cut = len(data) - 7  # the last record is incomplete
-    got, end, framed = frame_records(data, 0, cut, order, 1_000_000)
-    assert got.tolist() == heads[:-1] and end == heads[-1] and framed
+    got = frame_records(data, 0, cut, order, 1000)
+    assert got.heads.tolist() == heads[:-1] and got.end == heads[-1] and got.framed
+    fields = [struct.unpack_from(order + "IIII", data, h) for h in heads[:-1]]
+    assert got.ts_ns.tolist() == [sec * 1_000_000_000 + frac * 1000 for sec, frac, _, _ in fields]
+    assert got.caplen.tolist() == [f[2] for f in fields] and got.wirelen.tolist() == [f[3] for f in fields]
 
 
 def test_an_absurd_length_stops_framing_where_the_plain_walk_would() -> None:
     data, heads = _records(3000, seed=5, fake_headers=True)
     bad = heads[2000]
     broken = data[:bad + 8] + struct.pack("<I", 0xFFFFFFF0) + data[bad + 12:]
-    got, end, framed = frame_records(broken, 0, len(broken), "<", 1_000_000)
-    assert got.tolist() == heads[:2000] and end == bad and not framed
+    got = frame_records(broken, 0, len(broken), "<", 1000)
+    assert got.heads.tolist() == heads[:2000] and got.end == bad and not got.framed
 
 
 def test_mapped_windows_read_the_same_packets_as_a_stream(tmp_path, monkeypatch) -> None:
@@ -68,15 +72,11 @@ def test_mapped_windows_read_the_same_packets_as_a_stream(tmp_path, monkeypatch)
     assert sum(b.skipped.get("truncated_record", 0) for b in mapped) == 1
 
 
-def test_doctest_example_is_the_plain_walk() -> None:
+def test_small_buffers_and_offsets() -> None:
     rec = struct.pack("<IIII", T0, 5, 4, 60) + b"abcd"
-    assert frame_records(rec * 2, 0, 40, "<", 1_000_000)[0].tolist() == [0, 20]
+    assert frame_records(rec * 2, 0, 40, "<", 1000).heads.tolist() == [0, 20]
+    assert frame_records(b"xx" + rec * 2, 2, 42, "<", 1).heads.tolist() == [2, 22]
+    assert frame_records(rec * 2, 0, 1000, "<", 1).heads.tolist() == [0, 20]  # end beyond the buffer: clipped
+    empty = frame_records(b"", 0, 0, "<", 1000)
+    assert len(empty.heads) == 0 and empty.end == 0 and empty.framed
     assert pcapframe.MAX_RECORD_BYTES == 256 << 20
-
-
-def test_false_seeds_are_caught(monkeypatch) -> None:
-    """A credulous seeder (every ts_sec pattern is a header) must not change the result."""
-    data, heads = _records(3000, seed=4, fake_headers=True)
-    monkeypatch.setattr(pcapframe._Seeder, "_sane", lambda self, pos: (True, pos + 16))
-    got, end, framed = frame_records(data, 0, len(data), "<", 1_000_000)
-    assert got.tolist() == heads and end == len(data) and framed

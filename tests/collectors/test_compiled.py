@@ -1,0 +1,84 @@
+"""Compiled kernels: compiled once, loaded from the cache by later processes without numba; a
+cache folder that cannot be written only costs a compile per process; arguments are checked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from finsa.collectors.compiled import carray, kernel
+
+_KERNEL = textwrap.dedent('''
+    import sys
+    import numpy as np
+    from finsa.collectors.compiled import carray, kernel
+
+    @kernel("i64(i64*, i64, i64*)")
+    def odd_total(values_p, n, out_p):
+        values, out = carray(values_p, n), carray(out_p, 1)
+        s = 0
+        for i in range(n):
+            if values[i] % 2 == 1:
+                s += values[i]
+        out[0] = s
+        return n
+
+    if __name__ == "__main__":
+        out = np.zeros(1, dtype=np.int64)
+        assert odd_total(np.arange(10), 10, out) == 10 and out[0] == 25
+        print("numba" in sys.modules)
+''')
+
+
+def test_a_second_process_loads_the_cached_code_without_numba(tmp_path) -> None:
+    """The first process compiles with numba, the second only loads; a damaged cache file (its
+    digest no longer matches) is compiled again, not loaded."""
+    (tmp_path / "oddsum.py").write_text(_KERNEL)
+    env = dict(os.environ, FINSA_KERNEL_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+
+    def numba_imported() -> str:
+        return subprocess.run([sys.executable, str(tmp_path / "oddsum.py")], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert [numba_imported(), numba_imported()] == ["True", "False"]
+    [cached] = (tmp_path / "cache").glob("__main__.odd_total-*.o")
+    cached.write_bytes(cached.read_bytes()[:-40])
+    assert numba_imported() == "True"
+
+
+@kernel("i64(u8*, i64)")
+def count_ff(buf_p, n):
+    buf = carray(buf_p, n)
+    c = 0
+    for i in range(n):
+        c += buf[i] == 255
+    return c
+
+
+@kernel("i64(u8*, i64)")
+def first(buf_p, n):
+    return carray(buf_p, n)[0]
+
+
+def test_an_unwritable_cache_still_runs_the_kernel(tmp_path, monkeypatch, caplog) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("FINSA_KERNEL_CACHE", str(blocker / "cache"))
+    assert count_ff(np.array([255, 1, 255], dtype=np.uint8), 3) == 2
+    assert "not cached" in caplog.text
+
+
+def test_arguments_are_checked() -> None:
+    assert first(np.array([7, 8], dtype=np.uint8), 2) == 7
+    with pytest.raises(TypeError, match="u8"):
+        first(np.zeros(3, dtype=np.int64), 3)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        first(np.zeros(6, dtype=np.uint8)[::2], 3)
+    with pytest.raises(ValueError, match="unknown type"):
+        kernel("i64(f32*)")(lambda p: 0)
+
