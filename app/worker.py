@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on SIGTERM/SIGINT, seconds to finish the messages in hand before exiting (default 20)")
     parser.add_argument("--stall-after", type=float, default=10.0,
                         help="report a stall when messages wait and nothing is processed for this long (s, default 10)")
+    parser.add_argument("--group-max", type=int, default=512,
+                        help="flow messages detected together at most (groups are also bounded by 2 s and 32 MiB)")
+    parser.add_argument("--flow-write-rows", type=int, default=200_000,
+                        help="hold detected flows for one store write of up to this many rows (default 200000; "
+                             "alerts are written at once)")
+    parser.add_argument("--flow-write-within", type=float, default=0.0, metavar="SECONDS",
+                        help="write held flows once the oldest waited this long (default 0: 2.5 group ages, 5 s)")
     parser.add_argument("--check", action="store_true",
                         help="validate the flags and the files they name, print the effective config, exit (0 valid, 2 not)")
 
@@ -57,7 +64,8 @@ def _plan(args: argparse.Namespace) -> WorkerPlan:
     verifier = batch_verifier(args.batch_keys)
     settings = WorkerSettings(args.broker, app_id=args.app_id, partitions=args.partitions,
                               session_timeout_s=args.session_timeout, datadir=args.state_dir,
-                              broker_credentials=broker_credentials(args))
+                              broker_credentials=broker_credentials(args), flow_write_rows=args.flow_write_rows, group_max=args.group_max,
+                              flow_write_within_s=args.flow_write_within)
     return WorkerPlan(settings, data_dir=args.data_dir, clickhouse_url=clickhouse_url(args), registry=args.registry,
                       inventory=args.inventory, detectors=args.detectors, verifier=verifier,
                       web=(args.web_host, args.web_port) if args.web_port else None,

@@ -54,6 +54,9 @@ class WorkerConfig(Strict):
     clickhouse_http: int = Field(0, ge=0, le=65535)
     drain_timeout: float = Field(20.0, ge=0, le=3600)
     stall_after: float = Field(10.0, gt=0, le=3600)
+    group_max: int = Field(512, ge=1, le=100_000)
+    flow_write_rows: int = Field(200_000, ge=1, le=10_000_000)
+    flow_write_within: float = Field(0.0, ge=0, le=3600)
     check: bool = False
 
     @field_validator("broker")

@@ -80,12 +80,14 @@ class Proc:
             return ""
 
 
-def start_worker(bootstrap: str, data_dir: Path, log_path: Path, fault_file: Path | None = None) -> Proc:
-    """``finsa worker`` on the embedded store; with ``fault_file`` the storage-fault harness runs it."""
+def start_worker(bootstrap: str, data_dir: Path, log_path: Path, fault_file: Path | None = None,
+                 flags: tuple[str, ...] = ()) -> Proc:
+    """``finsa worker`` on the embedded store (more ``flags`` appended); with ``fault_file`` the
+    storage-fault harness runs it."""
     module = ["-m", "finsa.app.cli"] if fault_file is None else ["-m", "tests.reliability.faulty_worker"]
     argv = [PYTHON, *module, "worker", "--broker", bootstrap, "--data-dir", str(data_dir),
             "--state-dir", str(data_dir.parent / "faust-state"), "--session-timeout", SESSION_TIMEOUT_S,
-            "--partitions", "2", "--app-id", WORKER_GROUP]
+            "--partitions", "2", "--app-id", WORKER_GROUP, *flags]
     env = {"FINSA_TEST_STORAGE_FAULT": str(fault_file)} if fault_file is not None else None
     return Proc(argv, log_path, env)
 

@@ -60,7 +60,10 @@ def test_worker_killed_mid_batch_stores_every_batch_exactly_once(broker, tmp_pat
     assert sum(ends.values()) == BATCHES
     store = tmp_path / "store"
 
-    worker = start_worker(broker.bootstrap, store, tmp_path / "worker1.log")
+    # groups of 64 messages, their flows written a group at a time (not one group and one write for
+    # the whole 48k-row input), so the kill lands between writes
+    worker = start_worker(broker.bootstrap, store, tmp_path / "worker1.log",
+                          flags=("--group-max", "64", "--flow-write-rows", "1"))
     _wait_first_write(store, worker, timeout_s=60)
     worker.kill()
     committed_at_kill = sum(committed(broker.bootstrap).values())
