@@ -115,10 +115,11 @@ class ExfiltrationDetector(Detector):
         g = group(mix64(frame.src_key[rows], np.full(len(rows), code, dtype=np.uint64)))
         newest_ms = g.max(frame.t_ms[rows]).astype(np.float64)
         bins = np.floor_divide(newest_ms, self.bin_ms)
-        self._carry_previous_bin(g.keys, bins)
+        moved, carried = self._previous_bin(g.keys, bins)
         pos = advance_bins(self._table, g.keys, bins, "bytes", self.alpha,
                            lambda mean, var: self._threshold(channel, mean, var))
         cols = self._table.cols
+        cols["prev_bytes"][pos[moved]] = carried[moved]
         cols["bytes"][pos] += g.sum(frame.cols["src2dst_bytes"][rows].astype(np.float64))
         before_share = 1.0 - (newest_ms - bins * self.bin_ms) / self.bin_ms  # of the bin before, still in the window
         window = cols["bytes"][pos] + cols["prev_bytes"][pos] * before_share
@@ -137,15 +138,18 @@ class ExfiltrationDetector(Detector):
                 out.append(alert)
         return out
 
-    def _carry_previous_bin(self, keys: np.ndarray, bins: np.ndarray) -> None:
-        """Before ``keys`` move to ``bins``: keep the bytes of the bin they leave as ``prev_bytes``
-        when it is the one just before (and did not alert), else 0; keys staying keep theirs."""
-        pos = self._table.upsert(keys, bin=-1.0)
+    def _previous_bin(self, keys: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Before ``keys`` move to ``bins``: which known keys leave their bin, and the
+        ``prev_bytes`` each then carries (the bytes of the bin it leaves when that bin is the one
+        just before and did not alert, else 0). New keys start with ``prev_bytes`` 0."""
+        pos, found = self._table.lookup(keys)
         cols = self._table.cols
-        old = cols["bin"][pos]
+        old = np.where(found, cols["bin"][pos], np.inf) if len(cols["bin"]) else np.full(len(keys), np.inf)
         moved = bins > old
-        adjacent = moved & (old >= 0) & (bins - old == 1) & (cols["flagged"][pos] == 0)
-        cols["prev_bytes"][pos[moved]] = np.where(adjacent[moved], cols["bytes"][pos[moved]], 0.0)
+        if not moved.any():
+            return moved, np.zeros(len(keys))
+        adjacent = moved & (bins - old == 1) & (cols["flagged"][pos] == 0)
+        return moved, np.where(adjacent, cols["bytes"][pos], 0.0)
 
     def _alert(self, frame: FlowFrame, mine: np.ndarray, feats: dict[str, Any], margin: float) -> dict[str, Any] | None:
         c = frame.cols
