@@ -25,7 +25,8 @@ from bench.report import grid
 
 
 def _producer(bootstrap: str, flows, rate: float, seconds: float, batch_rows: int, stop: threading.Event,
-              progress: dict | None = None) -> int:
+              progress: dict | None = None, compress: bool = True) -> int:
+    """Offer ``rate`` flows/s of ``flows`` in ``batch_rows`` batches, compressed as agents send them by default."""
     from confluent_kafka import Producer
 
     from finsa import wire
@@ -44,7 +45,7 @@ def _producer(bootstrap: str, flows, rate: float, seconds: float, batch_rows: in
         now = int(time.time() * 1000)
         part.columns["first_seen_ms"] = np.full(batch_rows, now - 1000, dtype=np.int64)
         part.columns["last_seen_ms"] = np.full(batch_rows, now, dtype=np.int64)
-        producer.produce(wire.TOPICS["flows"], wire.encode_batch(part), key=str(institutions[lo]).encode())
+        producer.produce(wire.TOPICS["flows"], wire.encode_batch(part, compress=compress), key=str(institutions[lo]).encode())
         producer.poll(0)
         sent += batch_rows
         i += 1
