@@ -91,8 +91,9 @@ class FlowLists:
         if not self._items or not n:
             return out
         store = self._items
-        known = np.fromiter(store.keys(), dtype=np.uint64, count=len(store))
-        hits = np.flatnonzero(np.isin(hashes, known))
+        known = np.sort(np.fromiter(store.keys(), dtype=np.uint64, count=len(store)))  # distinct: dict keys
+        at = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
+        hits = np.flatnonzero(known[at] == hashes)
         dns_col, http_col, mark_col = out["dns_queries"], out["http_requests"], out["app_markers"]
         for i, h, first, last, lo in zip(hits.tolist(), hashes[hits].tolist(), first_ms[hits].tolist(),
                                          last_ms[hits].tolist(), src_is_lo[hits].tolist()):
