@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from finsa.collectors.compiled import carray, kernel
 from finsa.wire import FLOW, RecordBatch
 
 #: per-flow columns and their dtypes (2-D columns are addresses)
@@ -80,6 +81,42 @@ def empty_columns_like(col: np.ndarray, n: int) -> np.ndarray:
     return np.zeros((n,) + col.shape[1:], dtype=col.dtype)
 
 
+@kernel("void(u64*, i64*, i64, u64*, i64*, i64, u64*, i64*)")
+def _merge(keys_p, slots_p, n, new_p, new_slots_p, m, out_p, out_slots_p):
+    """Merge the sorted ``keys`` (with their slots) and the sorted ``new`` keys (a new key before an
+    equal old one, as ``np.searchsorted``'s left side puts it)."""
+    keys, slots, new, new_slots = carray(keys_p, n), carray(slots_p, n), carray(new_p, m), carray(new_slots_p, m)
+    out, out_slots = carray(out_p, n + m), carray(out_slots_p, n + m)
+    i = j = 0
+    for k in range(n + m):
+        if j < m and (i >= n or new[j] <= keys[i]):
+            out[k], out_slots[k] = new[j], new_slots[j]
+            j += 1
+        else:
+            out[k], out_slots[k] = keys[i], slots[i]
+            i += 1
+
+
+def merge_sorted(keys: np.ndarray, slots: np.ndarray, new: np.ndarray,
+                 new_slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted index with ``new`` keys (any order) and their slots inserted: what
+    ``np.insert`` at ``np.searchsorted(keys, sorted new)`` gives, in one pass.
+
+    >>> k, s = merge_sorted(np.array([2, 8], np.uint64), np.array([0, 1]), np.array([9, 1, 5], np.uint64), np.array([2, 3, 4]))
+    >>> k.tolist(), s.tolist()
+    ([1, 2, 5, 8, 9], [3, 0, 4, 1, 2])
+    """
+    if len(new) > 1 and not (new[1:] >= new[:-1]).all():
+        order = np.argsort(new, kind="stable")
+        new, new_slots = new[order], new_slots[order]
+    n, m = len(keys), len(new)
+    out, out_slots = np.empty(n + m, dtype=np.uint64), np.empty(n + m, dtype=np.int64)
+    _merge(np.ascontiguousarray(keys, dtype=np.uint64), np.ascontiguousarray(slots, dtype=np.int64), n,
+           np.ascontiguousarray(new, dtype=np.uint64), np.ascontiguousarray(new_slots, dtype=np.int64), m,
+           out, out_slots)
+    return out, out_slots
+
+
 class FlowTable:
     """Live flows in slots of growable column arrays, indexed by a sorted hash array."""
 
@@ -107,17 +144,15 @@ class FlowTable:
             self._grow(need - len(self._free))
         slots = self._free[len(self._free) - need:][::-1].copy()
         self._free = self._free[:len(self._free) - need]
-        order = np.argsort(hashes)
-        at = np.searchsorted(self._keys, hashes[order])
-        self._keys = np.insert(self._keys, at, hashes[order])
-        self._slots = np.insert(self._slots, at, slots[order])
+        self._keys, self._slots = merge_sorted(self._keys, self._slots, np.ascontiguousarray(hashes, dtype=np.uint64),
+                                               slots)
         self.live[slots] = True
         return slots
 
     def release(self, slots: np.ndarray) -> None:
-        at = np.searchsorted(self._keys, self.cols["hash"][slots])
-        self._keys = np.delete(self._keys, at)
-        self._slots = np.delete(self._slots, at)
+        keep = np.ones(len(self._keys), dtype=bool)
+        keep[np.searchsorted(self._keys, self.cols["hash"][slots])] = False
+        self._keys, self._slots = self._keys[keep], self._slots[keep]
         self.live[slots] = False
         hinted = slots[self.cols["hinted"][slots]]  # the others hold no hint values
         for name in HINT_COLUMNS:
