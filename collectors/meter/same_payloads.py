@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finsa.collectors.compiled import carray, kernel, readonly_bytes
+from finsa.collectors.compiled import carray, kernel, prefetch, readonly_bytes
 
 __all__ = ["distinct_payloads"]
 
@@ -37,6 +37,8 @@ def _group(buf_p, buf_n, starts_p, ends_p, n, skip, width, table_p, rep_p, hash_
     table = carray(table_p, size)
     mask = size - 1
     for i in range(n):
+        if i + 8 < n:
+            prefetch(buf, min(max(starts[i + 8], 0), buf_n - 1))  # rows lie far apart in the buffer
         rep[i] = i
         length = ends[i] - starts[i]
         if length > width or length < skip or starts[i] < 0 or ends[i] > buf_n:
