@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finsa.collectors.meter.flowtable import HINT_COLUMNS
+from finsa.collectors.meter.flowtable import HINT_COLUMNS, object_column
 from finsa.collectors.meter.isin import isin
 from finsa.collectors.meter.same_payloads import distinct_payloads
 from finsa.collectors.meter.tls_hello import parse_client_hello
@@ -194,7 +194,7 @@ def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: n
         for name in KIND_COLUMNS[k]:
             col = values.get(name)
             if col is None:
-                col = values[name] = np.full(n, None, dtype=object)
+                col = values[name] = object_column(n)
             col[pos:end] = cols[name]
             present[pos:end] |= np.not_equal(col[pos:end], None).astype(np.int64) << _BIT[name]  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         pos = end

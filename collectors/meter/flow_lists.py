@@ -27,6 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
+from finsa.collectors.meter.flowtable import object_column
 from finsa.collectors.meter.payload_marks import packet_items
 from finsa.wire import LIST_SEP, MARKER_SEP, MAX_DNS_QUERIES, MAX_HTTP_REQUESTS
 
@@ -87,7 +88,7 @@ class FlowLists:
         the key's next flow.
         """
         n = len(hashes)
-        out = {name: np.full(n, "", dtype=object) for name in ("dns_queries", "http_requests", "app_markers")}
+        out = {name: object_column(n, "") for name in ("dns_queries", "http_requests", "app_markers")}
         if not self._items or not n:
             return out
         store = self._items
@@ -97,19 +98,16 @@ class FlowLists:
         dns_col, http_col, mark_col = out["dns_queries"], out["http_requests"], out["app_markers"]
         for i, h, first, last, lo in zip(hits.tolist(), hashes[hits].tolist(), first_ms[hits].tolist(),
                                          last_ms[hits].tolist(), src_is_lo[hits].tolist()):
-            got = store.get(h)
+            got = store.pop(h, None)
             if got is None:  # two flows of one key in this export: the other took the items
                 continue
             if got[-1][0] <= last and got[0][0] >= first:  # the usual case: every item is this flow's
-                del store[h]
                 mine = got
             else:
                 mine = [it for it in got if first <= it[0] <= last]
                 rest = [it for it in got if not first <= it[0] <= last]
                 if rest:
                     store[h] = rest
-                else:
-                    del store[h]
             if mine:
                 dns_col[i], http_col[i], mark_col[i] = _render(mine, bool(lo))
         return out

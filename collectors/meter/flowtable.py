@@ -65,19 +65,31 @@ def put_rows(col: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
         col[rows] = values
 
 
+def object_column(n: int, value: Any = None) -> np.ndarray:
+    """``np.full(n, value, dtype=object)`` in one pass (np.full casts the value in a slow path,
+    about 10x the time for 200,000 rows).
+
+    >>> object_column(3, "").tolist()
+    ['', '', '']
+    """
+    col = np.empty(n, dtype=object)
+    col.fill(value)
+    return col
+
+
 def empty_columns(n: int) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {name: np.zeros(n, dtype=dt) for name, dt in COLUMNS.items()}
     for name in ADDRESS_COLUMNS:
         cols[name] = np.zeros((n, 16), dtype=np.uint8)
     for name in HINT_COLUMNS:
-        cols[name] = np.full(n, None, dtype=object)
+        cols[name] = object_column(n)
     return cols
 
 
 def empty_columns_like(col: np.ndarray, n: int) -> np.ndarray:
     """An empty column of ``n`` rows with ``col``'s dtype and row shape (hints: None)."""
     if col.dtype == object:
-        return np.full(n, None, dtype=object)
+        return object_column(n)
     return np.zeros((n,) + col.shape[1:], dtype=col.dtype)
 
 
@@ -150,9 +162,13 @@ class FlowTable:
         return slots
 
     def release(self, slots: np.ndarray) -> None:
-        keep = np.ones(len(self._keys), dtype=bool)
-        keep[np.searchsorted(self._keys, self.cols["hash"][slots])] = False
-        self._keys, self._slots = self._keys[keep], self._slots[keep]
+        """Free ``slots`` (live, distinct)."""
+        if len(slots) == len(self._keys):  # every live flow (a flush): no lookup
+            self._keys, self._slots = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        else:
+            keep = np.ones(len(self._keys), dtype=bool)
+            keep[np.searchsorted(self._keys, self.cols["hash"][slots])] = False
+            self._keys, self._slots = self._keys[keep], self._slots[keep]
         self.live[slots] = False
         hinted = slots[self.cols["hinted"][slots]]  # the others hold no hint values
         for name in HINT_COLUMNS:
@@ -243,7 +259,7 @@ def to_records(flows: dict[str, np.ndarray], end_reason: np.ndarray | int, insti
             col = np.zeros(n, dtype=np.int64)
             col[hinted[have]] = vals[have].astype(np.int64)
         else:
-            col = np.full(n, "", dtype=object)
+            col = object_column(n, "")
             col[hinted[have]] = vals[have]
         cols[name] = col
     return FLOW.make_batch(cols, n_rows=n)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finsa.collectors.meter.flow_ends import Rows
-from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
+from finsa.collectors.meter.flowtable import HINT_COLUMNS, object_column, put_rows, take_rows
 from finsa.collectors.meter.key_hash import key_hashes
 from finsa.collectors.meter.key_sort import KeyOrder, sort_keys
 from finsa.collectors.meter.row_merge import merge_rows
@@ -108,7 +108,7 @@ def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, d
     if hints is not None:
         present[len(pseudo):] = hints.present
     for bit, name in enumerate(HINT_COLUMNS):
-        col = np.full(len(pseudo) + n_packets, None, dtype=object)
+        col = object_column(len(pseudo) + n_packets)
         vals = table_flows[name]  # compact (hinted rows only) or one per row
         col[:len(pseudo)] = vals if len(vals) == len(pseudo) else vals[pseudo]
         present[:len(pseudo)] |= np.not_equal(col[:len(pseudo)], None).astype(np.int64) << bit  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
@@ -146,7 +146,7 @@ def first_hints(rows: SortedRows, starts: np.ndarray, hinted: np.ndarray) -> dic
     where the segment number changes among the rows whose present bit for that column is set.
     """
     at = np.cumsum(hinted) - 1  # a hinted segment's place in the compact columns
-    out = {name: np.full(int(at[-1]) + 1 if len(at) else 0, None, dtype=object) for name in HINT_COLUMNS}
+    out = {name: object_column(int(at[-1]) + 1 if len(at) else 0) for name in HINT_COLUMNS}
     where = np.flatnonzero(rows.cols["hint_ref"] >= 0)
     if not len(where):
         return out
