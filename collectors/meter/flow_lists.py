@@ -66,19 +66,23 @@ class FlowLists:
     def add_items(self, hashes: np.ndarray, t_ms: np.ndarray, dir_lo: np.ndarray,
                   items: Iterable[tuple[str, str]]) -> None:
         """File ``items`` ((kind, text) per row: kind dns, req, resp or mark) under their key hashes."""
-        store = self._items
+        store, max_keys = self._items, self.max_keys
+        added = dropped = untracked = 0
         for h, t, lo, (kind, text) in zip(hashes.tolist(), t_ms.tolist(), dir_lo.tolist(), items):
             got = store.get(h)
             if got is None:
-                if len(store) >= self.max_keys:
-                    self.stats["untracked_keys"] += 1
+                if len(store) >= max_keys:
+                    untracked += 1
                     continue
                 got = store[h] = []
             if len(got) >= MAX_ITEMS_PER_KEY:
-                self.stats["dropped_items"] += 1
+                dropped += 1
                 continue
             got.append((t, lo, kind, text))
-            self.stats["items"] += 1
+            added += 1
+        self.stats["items"] += added
+        self.stats["dropped_items"] += dropped
+        self.stats["untracked_keys"] += untracked
 
     def columns(self, hashes: np.ndarray, first_ms: np.ndarray, last_ms: np.ndarray,
                 src_is_lo: np.ndarray) -> dict[str, np.ndarray]:
