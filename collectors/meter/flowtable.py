@@ -239,7 +239,8 @@ def to_records(flows: dict[str, np.ndarray], end_reason: np.ndarray | int, insti
     cols = {
         "flow_id": flow_ids(flows["hash"], flows["first_ms"], sensor_hash),
         "first_seen_ms": flows["first_ms"], "last_seen_ms": flows["last_ms"],
-        "institution_id": institution_id, "sensor_id": sensor_id,
+        # whole columns, not scalars: the record type would spread a scalar with np.full (slow for objects)
+        "institution_id": object_column(n, institution_id), "sensor_id": object_column(n, sensor_id),
         "src2dst_packets": np.where(lo, flows["lo_pkts"], flows["hi_pkts"]),
         "src2dst_bytes": np.where(lo, flows["lo_bytes"], flows["hi_bytes"]),
         "dst2src_packets": np.where(lo, flows["hi_pkts"], flows["lo_pkts"]),
