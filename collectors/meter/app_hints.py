@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finsa.collectors.meter.flowtable import HINT_COLUMNS
+from finsa.collectors.meter.flowtable import HINT_COLUMNS, object_column
 from finsa.collectors.meter.isin import isin
 from finsa.collectors.meter.same_payloads import distinct_payloads
 from finsa.collectors.meter.tls_hello import parse_client_hello
@@ -138,17 +138,21 @@ _BIT = {name: i for i, name in enumerate(HINT_COLUMNS)}
 KIND_COLUMNS = {1: ("dns_query", "dns_qtype", "dns_rcode"), 2: ("tls_sni", "tls_version", "tls_ja4"),
                 3: ("http_method", "http_uri", "http_host", "http_status"), 4: ("ssh_banner",)}
 _PARSERS = {1: _dns_cached, 2: parse_client_hello, 3: parse_http, 4: parse_ssh}
+#: kinds whose payloads repeat byte for byte (from this offset on: a DNS message's ID differs),
+#: parsed once per distinct payload; a ClientHello carries random bytes and never repeats
+_REPEATING = {1: 2, 3: 0, 4: 0}
 
 
 def _parse_kind(data, k: int, start: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One kind's parser over its candidates: (candidates that gave a hint, their value columns).
 
-    DNS messages that repeat byte for byte (the ID aside) are parsed once (:func:`distinct_payloads`);
+    DNS messages (the ID aside), HTTP requests and SSH banners that repeat byte for byte are parsed
+    once (:func:`distinct_payloads`);
     the values of each distinct result are spread to its rows with numpy.
     """
     parse = _PARSERS[k]
-    if k == 1:
-        firsts, groups = distinct_payloads(data, start, ends, skip=2)
+    if k in _REPEATING:
+        firsts, groups = distinct_payloads(data, start, ends, skip=_REPEATING[k])
     else:
         firsts, groups = np.arange(len(start)), None
     found = list(map(parse, [data[s:e] for s, e in zip(start[firsts].tolist(), ends[firsts].tolist())]))
@@ -175,7 +179,7 @@ def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: n
     dns_tcp = (kind == 1) & (proto == 6)  # DNS over TCP: a two-byte length comes first
     start, avail = start + 2 * dns_tcp, avail - 2 * dns_tcp
     got_rows, parts = [], []
-    for k in np.unique(kind).tolist():
+    for k in np.flatnonzero(np.bincount(kind, minlength=len(KIND_COLUMNS) + 1)).tolist():  # kinds 1..4 present
         at = np.flatnonzero(kind == k)
         hit, cols = _parse_kind(data, k, start[at], start[at] + avail[at])
         if len(hit):
@@ -188,7 +192,9 @@ def _parse(data, rows: np.ndarray, kind: np.ndarray, start: np.ndarray, avail: n
     for k, m, cols in parts:
         end = pos + m
         for name in KIND_COLUMNS[k]:
-            col = values.setdefault(name, np.full(n, None, dtype=object))
+            col = values.get(name)
+            if col is None:
+                col = values[name] = object_column(n)
             col[pos:end] = cols[name]
             present[pos:end] |= np.not_equal(col[pos:end], None).astype(np.int64) << _BIT[name]  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
         pos = end

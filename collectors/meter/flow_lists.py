@@ -27,6 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
+from finsa.collectors.meter.flowtable import object_column
 from finsa.collectors.meter.payload_marks import packet_items
 from finsa.wire import LIST_SEP, MARKER_SEP, MAX_DNS_QUERIES, MAX_HTTP_REQUESTS
 
@@ -65,19 +66,23 @@ class FlowLists:
     def add_items(self, hashes: np.ndarray, t_ms: np.ndarray, dir_lo: np.ndarray,
                   items: Iterable[tuple[str, str]]) -> None:
         """File ``items`` ((kind, text) per row: kind dns, req, resp or mark) under their key hashes."""
-        store = self._items
+        store, max_keys = self._items, self.max_keys
+        added = dropped = untracked = 0
         for h, t, lo, (kind, text) in zip(hashes.tolist(), t_ms.tolist(), dir_lo.tolist(), items):
             got = store.get(h)
             if got is None:
-                if len(store) >= self.max_keys:
-                    self.stats["untracked_keys"] += 1
+                if len(store) >= max_keys:
+                    untracked += 1
                     continue
                 got = store[h] = []
             if len(got) >= MAX_ITEMS_PER_KEY:
-                self.stats["dropped_items"] += 1
+                dropped += 1
                 continue
             got.append((t, lo, kind, text))
-            self.stats["items"] += 1
+            added += 1
+        self.stats["items"] += added
+        self.stats["dropped_items"] += dropped
+        self.stats["untracked_keys"] += untracked
 
     def columns(self, hashes: np.ndarray, first_ms: np.ndarray, last_ms: np.ndarray,
                 src_is_lo: np.ndarray) -> dict[str, np.ndarray]:
@@ -87,28 +92,26 @@ class FlowLists:
         the key's next flow.
         """
         n = len(hashes)
-        out = {name: np.full(n, "", dtype=object) for name in ("dns_queries", "http_requests", "app_markers")}
+        out = {name: object_column(n, "") for name in ("dns_queries", "http_requests", "app_markers")}
         if not self._items or not n:
             return out
         store = self._items
-        known = np.fromiter(store.keys(), dtype=np.uint64, count=len(store))
-        hits = np.flatnonzero(np.isin(hashes, known))
+        known = np.sort(np.fromiter(store.keys(), dtype=np.uint64, count=len(store)))  # distinct: dict keys
+        at = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
+        hits = np.flatnonzero(known[at] == hashes)
         dns_col, http_col, mark_col = out["dns_queries"], out["http_requests"], out["app_markers"]
         for i, h, first, last, lo in zip(hits.tolist(), hashes[hits].tolist(), first_ms[hits].tolist(),
                                          last_ms[hits].tolist(), src_is_lo[hits].tolist()):
-            got = store.get(h)
+            got = store.pop(h, None)
             if got is None:  # two flows of one key in this export: the other took the items
                 continue
             if got[-1][0] <= last and got[0][0] >= first:  # the usual case: every item is this flow's
-                del store[h]
                 mine = got
             else:
                 mine = [it for it in got if first <= it[0] <= last]
                 rest = [it for it in got if not first <= it[0] <= last]
                 if rest:
                     store[h] = rest
-                else:
-                    del store[h]
             if mine:
                 dns_col[i], http_col[i], mark_col[i] = _render(mine, bool(lo))
         return out

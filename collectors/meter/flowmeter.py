@@ -159,6 +159,15 @@ class FlowMeter:
         ACTIVE_FLOWS.set(len(self.table), sensor=self.sensor_id)
         return batch
 
+    @property
+    def _shortest_idle_ms(self) -> int:
+        """No flow's idle timeout is shorter (see :meth:`_idle_timeouts`)."""
+        p = self.profile
+        out = min(p.idle_timeout_ms, p.other_idle_timeout_ms or p.idle_timeout_ms)
+        if p.end_on_fin_rst:
+            out = min(out, p.close_linger_ms)
+        return min(out, p.syn_timeout_ms) if p.syn_timeout_ms else out
+
     def _idle_timeouts(self, flows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(effective idle timeout per flow, closed mask, reset mask) by the profile's rules."""
         p = self.profile
@@ -191,11 +200,15 @@ class FlowMeter:
         if not len(self.table):
             return None
         c = self.table.cols  # whole columns (free slots masked out below): no gather of the live ones
+        live = self.table.live
+        if now_ms - c["last_ms"].min(where=live, initial=now_ms) < self._shortest_idle_ms \
+                and now_ms - c["first_ms"].min(where=live, initial=now_ms) < self.profile.active_timeout_ms:
+            return None  # no flow has been idle for the shortest timeout or active for the active one
         keys = ("protocol", "lo_flags", "hi_flags", "src_is_lo", "lo_pkts", "hi_pkts", "first_ms", "last_ms")
         view = {k: c[k] for k in keys}
         timeout, _, _ = self._idle_timeouts(view)
         gone = (now_ms - view["last_ms"] >= timeout) | (now_ms - view["first_ms"] >= self.profile.active_timeout_ms)
-        gone &= self.table.live
+        gone &= live
         if not gone.any():
             return None
         slots = np.flatnonzero(gone)

@@ -3,7 +3,9 @@
 :func:`sort_keys` puts the packet number in the hash's low bits and sorts those 64-bit values
 with a compiled LSD radix sort (8-bit digits; a digit every value shares is skipped), then
 derives the order, each position's group, the groups' starts and their hashes in the same pass.
-The values are distinct, so any correct sort gives the one stable order. When two different
+The values are distinct, so any correct sort gives the one stable order; the digits that only
+hold the packet number are not passed over (the values come in packet order, and each LSD pass
+keeps the order of equal digits). When two different
 hashes share the remaining high bits (rare), the exact stable argsort is used instead.
 
 >>> keys = sort_keys(np.array([9, 3, 9, 5], dtype=np.uint64))
@@ -58,6 +60,8 @@ def _sort(hash_p, n, bits, a_p, b_p, counts_p, order_p, group_p, starts_p, uniq_
     src, dst = a, b
     for d in range(8):
         base, shift = d * 256, np.uint64(8 * d)
+        if 8 * (d + 1) <= bits:
+            continue  # a digit of the packet number: values are in packet order already, which LSD passes keep
         if counts[base + np.int64((src[0] >> shift) & np.uint64(255))] == n:
             continue  # every value has this digit: the pass would move nothing
         total = 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finsa.collectors.meter.flow_ends import Rows
-from finsa.collectors.meter.flowtable import HINT_COLUMNS, put_rows, take_rows
+from finsa.collectors.meter.flowtable import HINT_COLUMNS, object_column, put_rows, take_rows
 from finsa.collectors.meter.key_hash import key_hashes
 from finsa.collectors.meter.key_sort import KeyOrder, sort_keys
 from finsa.collectors.meter.row_merge import merge_rows
@@ -57,18 +57,30 @@ class _FirstRows:
     def __init__(self, order: np.ndarray, n_pseudo: int, table_flows: dict, decoded) -> None:
         self.order, self.n_pseudo, self.table_flows = order, n_pseudo, table_flows
         self.decoded = decoded
+        self._split: tuple | None = None  # (rows, where each comes from) of the last gather
+
+    def _sources(self, rows: np.ndarray) -> tuple:
+        """(table rows or None, their places, packet numbers, their places) of ``rows``, worked
+        out once for the columns gathered at the same rows (every first column of a chunk)."""
+        if self._split is None or self._split[0] is not rows:
+            orig = self.order[rows]
+            from_table = orig < self.n_pseudo
+            if not from_table.any():
+                self._split = (rows, None, None, orig - self.n_pseudo, None)
+            else:
+                table_at, packet_at = np.flatnonzero(from_table), np.flatnonzero(~from_table)
+                self._split = (rows, orig[table_at], table_at, orig[packet_at] - self.n_pseudo, packet_at)
+        return self._split[1:]
 
     def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
-        orig = self.order[rows]
-        from_table = orig < self.n_pseudo
-        source = self.table_flows[name]
+        table_rows, table_at, packet_rows, packet_at = self._sources(rows)
         packets = getattr(self.decoded, FIRST_COLUMNS[name])
-        if not from_table.any():
-            return take_rows(packets, orig - self.n_pseudo)
+        if table_rows is None:
+            return take_rows(packets, packet_rows)
+        source = self.table_flows[name]
         out = np.zeros((len(rows),) + source.shape[1:], dtype=source.dtype)
-        table_at, packet_at = np.flatnonzero(from_table), np.flatnonzero(~from_table)
-        put_rows(out, table_at, take_rows(source, orig[table_at]))
-        put_rows(out, packet_at, take_rows(packets, orig[packet_at] - self.n_pseudo))
+        put_rows(out, table_at, take_rows(source, table_rows))
+        put_rows(out, packet_at, take_rows(packets, packet_rows))
         return out
 
 
@@ -96,7 +108,7 @@ def _hint_side(table_flows: dict[str, np.ndarray], hints) -> tuple[np.ndarray, d
     if hints is not None:
         present[len(pseudo):] = hints.present
     for bit, name in enumerate(HINT_COLUMNS):
-        col = np.full(len(pseudo) + n_packets, None, dtype=object)
+        col = object_column(len(pseudo) + n_packets)
         vals = table_flows[name]  # compact (hinted rows only) or one per row
         col[:len(pseudo)] = vals if len(vals) == len(pseudo) else vals[pseudo]
         present[:len(pseudo)] |= np.not_equal(col[:len(pseudo)], None).astype(np.int64) << bit  # type: ignore[call-overload]  # numpy's stubs refuse None in object arrays
@@ -134,7 +146,7 @@ def first_hints(rows: SortedRows, starts: np.ndarray, hinted: np.ndarray) -> dic
     where the segment number changes among the rows whose present bit for that column is set.
     """
     at = np.cumsum(hinted) - 1  # a hinted segment's place in the compact columns
-    out = {name: np.full(int(at[-1]) + 1 if len(at) else 0, None, dtype=object) for name in HINT_COLUMNS}
+    out = {name: object_column(int(at[-1]) + 1 if len(at) else 0) for name in HINT_COLUMNS}
     where = np.flatnonzero(rows.cols["hint_ref"] >= 0)
     if not len(where):
         return out

@@ -40,6 +40,7 @@ import numpy as np
 
 from finsa.collectors.meter.app_hints import HTTP_PREFIX_CODES, dns_cached, head_bytes
 from finsa.collectors.meter.isin import isin
+from finsa.collectors.meter.same_payloads import distinct_payloads
 
 __all__ = ["packet_items"]
 
@@ -239,9 +240,9 @@ def packet_items(data, decoded, keys: np.ndarray | None = None,
         dns = _later_dns(dns, keys, tried)
     rows_out: list[int] = []
     items: list[tuple[str, str]] = []
-    _parse_each(data, np.flatnonzero(dns), start, avail, _dns, rows_out, items, shift=2 * tcp)
+    _parse_each(data, np.flatnonzero(dns), start, avail, _dns, rows_out, items, shift=2 * tcp, same_from=2)
     req = http & ((head >> 8) != 0x485454)
-    _parse_each(data, np.flatnonzero(req), start, avail, _http_request, rows_out, items)
+    _parse_each(data, np.flatnonzero(req), start, avail, _http_request, rows_out, items, same_from=0)
     _parse_each(data, np.flatnonzero(http & ~req), start, avail, _http_response, rows_out, items)
     _parse_each(data, np.flatnonzero(rdp), start, avail, _rdp, rows_out, items)
     _parse_each(data, np.flatnonzero(exe & ~http), start, avail, _exe, rows_out, items)
@@ -280,11 +281,22 @@ def _mz_at_four(data, start: np.ndarray, avail: np.ndarray, tcp: np.ndarray, hea
 
 
 def _parse_each(data, rows: np.ndarray, start: np.ndarray, avail: np.ndarray, parse, rows_out: list,
-                items: list, shift: np.ndarray | None = None) -> None:
+                items: list, shift: np.ndarray | None = None, same_from: int | None = None) -> None:
+    """Items of ``parse`` on each row's payload, in row order. With ``same_from``, payloads equal
+    from that byte on (a DNS message's ID aside) are parsed once (``parse`` is pure there)."""
     if not len(rows):
         return
     s = start[rows] + (0 if shift is None else shift[rows])
     e = start[rows] + avail[rows]
+    if same_from is not None:
+        firsts, groups = distinct_payloads(data, s, e, skip=same_from)
+        found = [parse(bytes(data[a:b])) for a, b in zip(s[firsts].tolist(), e[firsts].tolist())]
+        for row, group in zip(rows.tolist(), groups.tolist()):
+            got = found[group]
+            if got:
+                items.extend(got)
+                rows_out.extend([row] * len(got))
+        return
     for row, a, b in zip(rows.tolist(), s.tolist(), e.tolist()):
         got = parse(bytes(data[a:b]))
         if got:

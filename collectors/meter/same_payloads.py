@@ -1,9 +1,10 @@
-"""Payloads that repeat byte for byte, found with numpy so a parser runs once per distinct one.
+"""Payloads that repeat byte for byte, found in one compiled pass so a parser runs once per distinct one.
 
-DNS questions repeat a lot (the same names asked again and again, only the message ID differs).
-:func:`distinct_payloads` gathers each short payload into a fixed-width row, hashes the rows,
-and confirms every match byte for byte (a hash collision only costs a parse), so a pure
-parser called on the representative gives what it would give on every row of its group.
+DNS questions repeat a lot (the same names asked again and again, only the message ID differs),
+and so do HTTP requests of one client. :func:`distinct_payloads` hashes each short payload where
+it lies in the capture buffer, keeps the first row of each hash in an open-addressing table and
+confirms every match byte for byte (a hash collision only costs a parse), so a pure parser called
+on the representative gives what it would give on every row of its group.
 
 >>> data = b"\\x00\\x01abc" + b"\\x00\\x02abc" + b"\\x00\\x03abd"
 >>> first, inverse = distinct_payloads(data, np.array([0, 5, 10]), np.array([5, 10, 15]), skip=2)
@@ -15,26 +16,69 @@ from __future__ import annotations
 
 import numpy as np
 
+from finsa.collectors.compiled import carray, kernel, prefetch, readonly_bytes
+
 __all__ = ["distinct_payloads"]
 
 #: payloads longer than this are not compared: each is its own group
 WIDTH_BYTES = 128
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_SHIFT = np.uint64(29)
 
 
-def _rows(buf: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """The WIDTH_BYTES bytes from each start as an (n, WIDTH_BYTES) matrix: one row copy each, the
-    few windows that run past the buffer's end byte by byte (their tail is zeroed by the caller)."""
-    out = np.empty((len(starts), WIDTH_BYTES), dtype=np.uint8)
-    fits = starts + WIDTH_BYTES <= len(buf)
-    if len(buf) >= WIDTH_BYTES:
-        windows = np.ndarray((len(buf) - WIDTH_BYTES + 1,), dtype=f"V{WIDTH_BYTES}", buffer=buf, strides=(1,))
-        out.view(f"V{WIDTH_BYTES}")[fits, 0] = windows[starts[fits]]
-    tail = np.flatnonzero(~fits)
-    if len(tail):
-        out[tail] = buf[np.minimum(starts[tail, None] + np.arange(WIDTH_BYTES), len(buf) - 1)]
-    return out
+@kernel("i64(u8*, i64, i64*, i64*, i64, i64, i64, i64*, i64*, u64*, i64*)")
+def _group(buf_p, buf_n, starts_p, ends_p, n, skip, width, table_p, rep_p, hash_p, firsts_p):
+    """Per row its group (written over ``rep`` once every row's representative is known) and the
+    representatives in row order (``firsts``); returns how many groups. ``table`` (a power of two
+    of at least 2n entries, all -1) maps a hash to the first row that had it."""
+    buf, starts, ends = carray(buf_p, buf_n), carray(starts_p, n), carray(ends_p, n)
+    rep, hashes, firsts = carray(rep_p, n), carray(hash_p, n), carray(firsts_p, n)
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    table = carray(table_p, size)
+    mask = size - 1
+    for i in range(n):
+        if i + 8 < n:
+            prefetch(buf, min(max(starts[i + 8], 0), buf_n - 1))  # rows lie far apart in the buffer
+        rep[i] = i
+        length = ends[i] - starts[i]
+        if length > width or length < skip or starts[i] < 0 or ends[i] > buf_n:
+            continue
+        h = np.uint64(length) * np.uint64(0x9E3779B97F4A7C15)
+        for k in range(starts[i] + skip, ends[i], 8):  # eight bytes per multiply
+            word = np.uint64(0)
+            for b in range(min(8, ends[i] - k)):
+                word |= np.uint64(buf[k + b]) << np.uint64(8 * b)
+            h = (h ^ word) * np.uint64(0x100000001B3)
+            h ^= h >> np.uint64(29)
+        hashes[i] = h
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = i
+                break
+            if hashes[j] == h:
+                same = ends[j] - starts[j] == length
+                if same:
+                    a, b = starts[i], starts[j]
+                    for k in range(skip, length):
+                        if buf[a + k] != buf[b + k]:
+                            same = False
+                            break
+                if same:
+                    rep[i] = j
+                break  # a collision with other bytes: a group of its own
+            slot = (slot + 1) & mask
+    count = 0
+    for i in range(n):
+        if rep[i] == i:
+            hashes[i] = np.uint64(count)  # the group number of a representative (its hash is no longer needed)
+            firsts[count] = i
+            rep[i] = count
+            count += 1
+        else:
+            rep[i] = np.int64(hashes[rep[i]])
+    return count
 
 
 def distinct_payloads(data, starts: np.ndarray, ends: np.ndarray, skip: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -42,25 +86,15 @@ def distinct_payloads(data, starts: np.ndarray, ends: np.ndarray, skip: int = 0)
     ``data[starts[i]:ends[i]]``, equal when their bytes from ``skip`` on are equal.
 
     Groups are numbered in the order of their first members; a payload longer than
-    :data:`WIDTH_BYTES` or shorter than ``skip`` is a group of its own.
+    :data:`WIDTH_BYTES`, shorter than ``skip`` or not inside ``data`` is a group of its own.
     """
     n = len(starts)
-    lens = (ends - starts).astype(np.int64)
-    rep = np.arange(n)
-    small = np.flatnonzero((lens <= WIDTH_BYTES) & (lens >= skip))
-    if len(small) > 1 and len(data):
-        mat = _rows(np.frombuffer(data, dtype=np.uint8), starts[small])
-        cols = np.arange(WIDTH_BYTES)
-        mat[(cols < skip) | (cols >= lens[small, None])] = 0
-        words = mat.view("<u8")
-        h = lens[small].astype(np.uint64)
-        with np.errstate(over="ignore"):
-            for j in range(words.shape[1]):
-                h = (h ^ words[:, j]) * _MIX
-                h ^= h >> _SHIFT
-        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-        same_as = first[inverse.reshape(-1)]
-        equal = (mat == mat[same_as]).all(axis=1) & (lens[small] == lens[small][same_as])
-        rep[small] = small[np.where(equal, same_as, np.arange(len(small)))]
-    firsts, groups = np.unique(rep, return_inverse=True)
-    return firsts, groups.reshape(-1)
+    if n == 0 or not len(data):
+        return np.arange(n), np.arange(n)
+    buf = readonly_bytes(data)
+    size = 1 << max(int(2 * n - 1).bit_length(), 0)
+    table = np.full(size, -1, dtype=np.int64)
+    groups, firsts = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    count = _group(buf, len(buf), np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64),
+                   n, skip, WIDTH_BYTES, table, groups, np.zeros(n, dtype=np.uint64), firsts)
+    return firsts[:count], groups

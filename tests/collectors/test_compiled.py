@@ -82,3 +82,21 @@ def test_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="unknown type"):
         kernel("i64(f32*)")(lambda p: 0)
 
+
+
+def _last(buf_p, n):
+    return carray(buf_p, n)[n - 1]
+
+
+def test_kernels_share_one_engine_and_a_second_kernel_of_one_name_gets_its_own() -> None:
+    """Kernels are relocated into the process's one engine; loading the same function again as
+    another Kernel (same symbol) must not clash with the first: it is linked in an engine of its own."""
+    from finsa.collectors.compiled import Kernel, cache_dir, undefined_symbols
+
+    a, b = Kernel(_last, "i64(u8*, i64)"), Kernel(_last, "i64(u8*, i64)")
+    values = np.array([3, 4, 9], dtype=np.uint8)
+    assert a(values, 3) == 9 and b(values, 3) == 9
+    assert a._keep == [] and len(b._keep) == 2  # the first in the shared engine, the second in its own
+    [cached] = [p for p in cache_dir().glob("*._last-*.o")][:1]
+    symbol, _, code = cached.read_bytes().split(b"\n", 2)
+    assert "numba_gil_ensure" in undefined_symbols(code) and symbol.decode() not in undefined_symbols(code)

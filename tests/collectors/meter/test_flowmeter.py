@@ -122,6 +122,20 @@ def test_agent_unanswered_syn_expires_after_five_seconds() -> None:
     assert meter.expire(14_000) is None and len(meter.expire(15_500)) == 1
 
 
+def test_expire_at_the_shortest_timeout_of_each_kind() -> None:
+    """A sweep exports a flow exactly when its own timeout is reached: the UDP timeout below
+    the TCP one, and the active timeout of a flow that is not idle."""
+    meter = FlowMeter("zeek")  # TCP idle 300 s, other protocols 60 s
+    meter.add(batch((0, udp(A, B, 1, 2)), (0, tcp(A, C, 1, 80))))
+    assert meter.expire(59_999) is None
+    assert [r["protocol"] for r in meter.expire(60_000).rows()] == [17]
+    assert meter.expire(299_999) is None and len(meter.expire(300_000)) == 1
+    busy = FlowMeter("nfstream", idle_timeout_ms=100_000, active_timeout_ms=10_000)
+    busy.add(batch((0, udp(A, B, 1, 2)), (9.9, udp(A, B, 1, 2))))
+    assert busy.expire(9_999) is None
+    assert busy.expire(10_000).rows()[0]["end_reason"] == 1
+
+
 def test_expire_and_flush_empty_the_table() -> None:
     meter = FlowMeter("agent", idle_timeout_ms=2000)
     assert meter.expire(0) is None and meter.flush() is None
