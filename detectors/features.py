@@ -31,7 +31,7 @@ from functools import cached_property
 
 import numpy as np
 
-from finsa.detectors.state import KeyedTable, isin_keys
+from finsa.detectors.state import KeyedTable, isin_keys, unique_first
 from finsa.wire import RecordBatch
 
 __all__ = ["FlowFrame", "frame_of", "mix64", "ip_hash", "Groups", "group", "distinct_per_group",
@@ -219,8 +219,7 @@ class Groups:
 
 def group(keys: np.ndarray) -> Groups:
     """Group rows by a uint64 key."""
-    uniq, first, inverse, count = np.unique(keys, return_index=True, return_inverse=True,
-                                            return_counts=True)
+    uniq, first, inverse, count = unique_first(keys)
     return Groups(uniq, inverse.ravel(), first, count)
 
 
@@ -228,8 +227,13 @@ def distinct_per_group(groups: Groups, values: np.ndarray) -> np.ndarray:
     """Number of distinct ``values`` (integers) in each group."""
     if len(groups) == 0:
         return np.zeros(0, dtype=np.int64)
-    _, idx = np.unique(mix64(groups.inverse, values), return_index=True)
-    return np.bincount(groups.inverse[idx], minlength=len(groups))
+    pairs = mix64(groups.inverse, values)
+    order = np.argsort(pairs)  # one row per distinct (group, value): any row of it names the group
+    s = pairs[order]
+    first = np.empty(len(s), dtype=bool)
+    first[:1] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    return np.bincount(groups.inverse[order[first]], minlength=len(groups))
 
 
 def source_features(frame: FlowFrame, rows: np.ndarray | None = None) -> tuple[Groups, dict[str, np.ndarray]]:

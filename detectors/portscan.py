@@ -32,7 +32,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, isin_keys, mix64
-from finsa.detectors.state import RowBuffer, newest_rows
+from finsa.detectors.state import RowBuffer, newest_rows, unique
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -144,7 +144,7 @@ class PortScanDetector(Detector):
             return []
         self._append(frame, rows)
         self._expire(frame)
-        keys = np.unique(frame.src_key[rows])
+        keys = unique(frame.src_key[rows])
         sub = self._buf.select(isin_keys(self._buf.column("key"), keys))
         return self._score(sub)
 

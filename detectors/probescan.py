@@ -51,7 +51,7 @@ from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_f
 from finsa.detectors.features import (RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, isin_keys,
                                      mix64)
 from finsa.detectors.netsets import NetworkSet
-from finsa.detectors.state import RowBuffer
+from finsa.detectors.state import RowBuffer, unique
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["ProbeScanDetector", "probe_kinds"]
@@ -153,7 +153,7 @@ class ProbeScanDetector(Detector):
         out: list[dict[str, Any]] = []
         if len(rows):
             self._append(frame, rows, kind[rows])
-            out += self._score(np.unique(frame.src_key[rows]))
+            out += self._score(unique(frame.src_key[rows]))
         for key in slow_hits:
             alert = self._slow_alert(frame, kind, key)
             if alert is not None:
@@ -258,7 +258,7 @@ class ProbeScanDetector(Detector):
         if not live.all():
             self._slow.keep(live)
             cols = self._slow.cols
-        mask = isin_keys(cols["src"], np.unique(as_float(frame.src_key[kind > 0])))
+        mask = isin_keys(cols["src"], unique(as_float(frame.src_key[kind > 0])))
         if not mask.any():
             return []
         rows = np.flatnonzero(mask)

@@ -31,9 +31,51 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KeyedTable", "RowBuffer", "isin_keys", "merge_sorted", "newest_rows"]
+__all__ = ["KeyedTable", "RowBuffer", "isin_keys", "merge_sorted", "newest_rows", "unique", "unique_first"]
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
+
+
+def unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by a sort: numpy 2.3+ finds the unique values of an integer array
+    with a hash set, 5-40x the CPU of a sort for 2k-200k distinct 64-bit keys.
+
+    >>> unique(np.array([9, 4, 9, 1], np.uint64)).tolist(), unique(np.array([2.0, np.nan, np.nan])).tolist()
+    ([1, 4, 9], [2.0, nan])
+    """
+    values = np.asarray(values).ravel()
+    if values.dtype.kind not in "uif" or (values.dtype.kind == "f" and np.isnan(values).any()):
+        return np.unique(values)  # NaNs are one value for np.unique, never equal for ``!=``
+    s = np.sort(values)
+    if len(s) < 2:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def unique_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(values, return_index=True, return_inverse=True, return_counts=True)`` of a 1-D
+    integer array by an unstable sort (the first row of each value is the least row of its run):
+    a third of the CPU of the stable sort ``np.unique`` does for ``return_index``.
+
+    >>> [a.tolist() for a in unique_first(np.array([7, 3, 7, 7, 3], np.uint64))]
+    [[3, 7], [1, 0], [1, 0, 1, 1, 0], [2, 3]]
+    """
+    n = len(values)
+    if values.dtype.kind not in "ui" or n < 2:
+        return np.unique(values, return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(values)
+    s = values[order]
+    start = np.empty(n, dtype=bool)
+    start[0] = True
+    np.not_equal(s[1:], s[:-1], out=start[1:])
+    starts = np.flatnonzero(start)
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(start) - 1
+    count = np.diff(starts, append=n)
+    return s[starts], np.minimum.reduceat(order, starts), inverse, count
 
 
 def newest_rows(t: np.ndarray, limit: int) -> np.ndarray:
@@ -225,7 +267,7 @@ class KeyedTable:
     def upsert(self, keys: np.ndarray, **defaults: float) -> np.ndarray:
         """Insert the missing unique ``keys`` (columns set to ``defaults`` or 0); return their positions."""
         _, found = self.lookup(keys)
-        self.insert_new(np.unique(keys[~found]), **defaults)
+        self.insert_new(unique(keys[~found]), **defaults)
         return _positions(self.keys, keys)  # every key is in the table now
 
     def insert_new(self, new: np.ndarray, **defaults: float) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
+from finsa.detectors.state import unique_first
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import ips_to_strings
 
@@ -50,7 +51,7 @@ def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.n
     """
     n_groups = len(keys)
     key = mix64(keys[owner], bins[owner].astype(np.int64), member)
-    uniq, first = np.unique(key, return_index=True)
+    uniq, first, _, _ = unique_first(key)
     _, found = seen.lookup(uniq)
     if (~found).any():
         fresh = uniq[~found]  # sorted, unique, not in ``seen``
