@@ -67,6 +67,7 @@ class PortScanDetector(Detector):
         self._watermark: dict[int, int] | None = None
         self._dedupe: WindowDeduper | None = None
         self._counts: KeyedTable | None = None
+        self._failed: KeyedTable | None = None  # per source: its rows in ``_buf``
 
     # --- state -------------------------------------------------------------------------
 
@@ -96,10 +97,34 @@ class PortScanDetector(Detector):
             ok += np.where(found, self._counts.cols["ok_services"][pos], 0.0)
         return flows, ok
 
+    def _min_failed(self) -> int:
+        """Fewest failed attempts of a source that can alert: its distinct failed ports, hosts and
+        services are at most its failed attempts, and the TRW's likelihood ratio grows by
+        ``log((1 - theta1) / (1 - theta0))`` per failed service at most (one less, for rounding)."""
+        step = math.log((1 - self.theta1) / (1 - self.theta0))
+        trw = max(1, math.floor(math.log(self.p_detect / self.p_false) / step) - 1)
+        return min(self.min_ports, self.min_hosts, trw)
+
+    def _count_failed(self, keys: np.ndarray, change: float) -> None:
+        """Add ``change`` per row of each source ``keys`` to its count of buffered rows."""
+        if not len(keys):
+            return
+        g = group(keys)
+        pos = self._failed.upsert(g.keys) if change > 0 else self._failed.lookup(g.keys)[0]  # dropped: known
+        n = self._failed.cols["n"]
+        n[pos] += change * g.count
+        if change < 0 and 2 * np.count_nonzero(n <= 0) > len(n):  # sources left with no row: once most
+            self._failed.keep(n > 0)
+
     def _append(self, frame: FlowFrame, rows: np.ndarray) -> None:
         c = frame.cols
         if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
             self._buf = RowBuffer.of(self._buf)
+        if getattr(self, "_failed", None) is None:  # first batch, or a detector pickled before the counts
+            self._failed = KeyedTable(("n",))
+            if len(self._buf):
+                self._count_failed(self._buf.column("key"), 1.0)
+        self._count_failed(frame.src_key[rows], 1.0)
         self._buf.append({"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
                           "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
                           "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
@@ -117,6 +142,7 @@ class PortScanDetector(Detector):
             keep = newest_rows(t, self.max_buffer_rows)
             DROPPED.inc(int(len(keep) - self.max_buffer_rows), detector=self.name)
         if not keep.all():
+            self._count_failed(buf.column("key")[~keep], -1.0)
             buf.keep(keep)
 
     def _limits(self, inst_h: np.ndarray) -> np.ndarray:
@@ -145,6 +171,11 @@ class PortScanDetector(Detector):
         self._append(frame, rows)
         self._expire(frame)
         keys = unique(frame.src_key[rows])
+        pos, found = self._failed.lookup(keys)
+        if len(self._failed):  # a source with fewer buffered attempts than any alert needs is not scored
+            keys = keys[found & (self._failed.cols["n"][pos] >= self._min_failed())]
+        if not len(keys):
+            return []
         sub = self._buf.select(isin_keys(self._buf.column("key"), keys))
         return self._score(sub)
 

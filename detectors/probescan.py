@@ -137,6 +137,7 @@ class ProbeScanDetector(Detector):
         self._slow: KeyedTable | None = None
         self._dedupe: WindowDeduper | None = None
         self._slow_counts: dict[float, tuple[float, float]] = {}
+        self._slow_failed: KeyedTable | None = None  # per source: its failed entries in ``_slow``
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         frame = self._frame(flows)
@@ -146,6 +147,7 @@ class ProbeScanDetector(Detector):
             self._dedupe, self._buf = WindowDeduper(self.window_ms), None
             self._flows = KeyedTable(("window", "flows"))
             self._slow = KeyedTable(("src", "host", "port", "t0", "t", "failed"))
+            self._slow_failed = KeyedTable(("n",))
         kind = probe_kinds(frame, self.max_probe_packets)
         self._count_flows(frame)
         slow_hits = self._remember(frame, kind)
@@ -250,15 +252,21 @@ class ProbeScanDetector(Detector):
         cols["host"][pos] = as_float(frame.dst_h[g.first])
         cols["port"][pos] = frame.cols["dst_port"][g.first]
         cols["t"][pos] = np.maximum(cols["t"][pos], g.max(frame.t_ms))
-        cols["failed"][pos] = np.where(g.sum((kind > 0).astype(np.float64)) > 0, 1.0, cols["failed"][pos])
+        was_failed = cols["failed"][pos]
+        cols["failed"][pos] = np.where(g.sum((kind > 0).astype(np.float64)) > 0, 1.0, was_failed)
+        self._count_failed(cols["src"][pos], cols["failed"][pos] - was_failed)
         now = float(frame.end_ms.max())
         live = cols["t"] >= now - self.slow_window_ms
         if len(self._slow) > self.max_slow_entries:
             live &= cols["t"] >= np.sort(cols["t"])[-self.max_slow_entries]
         if not live.all():
+            self._count_failed(cols["src"][~live], -cols["failed"][~live])
             self._slow.keep(live)
             cols = self._slow.cols
-        mask = isin_keys(cols["src"], unique(as_float(frame.src_key[kind > 0])))
+        probing = unique(as_float(frame.src_key[kind > 0]))
+        n_failed, _ = self._failed_of(probing)
+        # a source with fewer failed entries than the threshold has no host or port with that many
+        mask = isin_keys(cols["src"], probing[n_failed >= self.slow_min_services])
         if not mask.any():
             return []
         rows = np.flatnonzero(mask)
@@ -276,6 +284,29 @@ class ProbeScanDetector(Detector):
         keys = sub["src"][sg.first[hits]]
         self._slow_counts = {float(k): (float(vertical[h]), float(horizontal[h])) for k, h in zip(keys, hits)}
         return sorted(self._slow_counts)
+
+    def _failed_of(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Failed entries in the slow table of each source (``_as_float`` keys), and the positions."""
+        if getattr(self, "_slow_failed", None) is None:  # first use, or a detector pickled before the counts
+            self._slow_failed = KeyedTable(("n",))
+            cols = self._slow.cols
+            self._count_failed(cols["src"], cols["failed"])
+        pos, found = self._slow_failed.lookup(src.view(np.uint64))
+        return np.where(found, self._slow_failed.cols["n"][pos] if len(self._slow_failed) else 0.0, 0.0), pos
+
+    def _count_failed(self, src: np.ndarray, change: np.ndarray) -> None:
+        """Add ``change`` (+1: an entry failed, -1: a failed entry dropped) to each source's count."""
+        if getattr(self, "_slow_failed", None) is None:
+            return  # built from the table when first read
+        rows = np.flatnonzero(change)
+        if not len(rows):
+            return
+        g = group(src[rows].view(np.uint64))
+        counts = self._slow_failed
+        pos = counts.upsert(g.keys)
+        counts.cols["n"][pos] += g.sum(change[rows])
+        if (counts.cols["n"][pos] <= 0).any():
+            counts.keep(counts.cols["n"] > 0)
 
     def _slow_alert(self, frame: FlowFrame, kind: np.ndarray, key: float) -> dict[str, Any] | None:
         assert self._dedupe is not None  # built by process() before

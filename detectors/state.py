@@ -248,52 +248,180 @@ def _merged(old: np.ndarray, old_rows: np.ndarray, new_at: np.ndarray, new: np.n
 
 
 class KeyedTable:
-    """Float64 columns of state per uint64 key, in sorted arrays (vectorised lookup and insert)."""
+    """Float64 columns of state per uint64 key (see the module docstring).
+
+    Rows are in insertion order; ``keys`` and every ``cols`` column are views of the first
+    ``len(table)`` rows of arrays with room to grow (re-read ``cols[name]`` after an insert: the
+    dict is the same, a column may be a new array). An open-addressing hash index (linear probing,
+    at most half full) maps a key to its row: a lookup, an insert or a removal costs in the keys
+    it is given, not in the size of the table.
+    """
 
     def __init__(self, columns: tuple[str, ...]) -> None:
-        self.keys = np.zeros(0, dtype=np.uint64)
-        self.cols = {name: np.zeros(0, dtype=np.float64) for name in columns}
+        self._set({"keys": np.zeros(0, dtype=np.uint64), "cols": {name: np.zeros(0) for name in columns}})
+
+    # --- storage -----------------------------------------------------------------------
+
+    def _set(self, state: dict) -> None:
+        keys = np.asarray(state["keys"]).astype(np.uint64, copy=False)
+        self._n = len(keys)
+        room = max(16, 2 * self._n)
+        self._keys = np.zeros(room, dtype=np.uint64)
+        self._keys[:self._n] = keys
+        self._store = {}
+        for name, col in state["cols"].items():
+            self._store[name] = np.zeros(room)
+            self._store[name][:self._n] = col
+        self.cols: dict[str, np.ndarray] = self.__dict__.get("cols", {})  # the same dict, for callers holding it
+        self.cols.clear()
+        self._views()
+        self._reindex()
+
+    def __getstate__(self) -> dict:
+        return {"keys": self.keys.copy(), "cols": {k: v.copy() for k, v in self.cols.items()}}
+
+    def __setstate__(self, state: dict) -> None:
+        self._set(state)  # also a table pickled as sorted arrays (the same two entries)
+
+    def _views(self) -> None:
+        self.keys = self._keys[:self._n]
+        for name, col in self._store.items():
+            self.cols[name] = col[:self._n]  # the same dict: a caller holding it sees the new column
+
+    def _grow(self, n: int) -> None:
+        if n <= len(self._keys):
+            return
+        room = max(n, 2 * len(self._keys))
+        self._keys = np.concatenate([self._keys[:self._n], np.zeros(room - self._n, dtype=np.uint64)])
+        self._store = {k: np.concatenate([v[:self._n], np.zeros(room - self._n)]) for k, v in self._store.items()}
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._n
+
+    # --- the hash index ----------------------------------------------------------------
+
+    def _reindex(self) -> None:
+        """A new index of every row, with room for as many rows again."""
+        bits = max(4, (4 * self._n - 1).bit_length())  # at least 2 slots per row, 4 just after a rebuild
+        self._shift = np.uint64(64 - bits)
+        self._mask = (1 << bits) - 1
+        self._slot_rows = np.full(1 << bits, -1, dtype=np.int64)  # -1 free, -2 a removed row's, else a row
+        self._used = 0  # slots not free (rows and removed rows' marks)
+        if not self._n:
+            return
+        # Into an empty index, keys taken in order of their home slot land where linear probing
+        # puts them: each at its home slot or just after the previous key, whichever is later.
+        home = self._home(self.keys)
+        order = np.argsort(home)
+        steps = np.arange(self._n)
+        at = np.maximum.accumulate(home[order] - steps) + steps
+        inside = at <= self._mask  # the few past the end wrap around: placed by probing
+        self._slot_rows[at[inside]] = order[inside]
+        self._used = int(inside.sum())
+        if not inside.all():
+            self._place(self.keys[order[~inside]], order[~inside])
+
+    def _home(self, keys: np.ndarray) -> np.ndarray:
+        return _slots(keys, self._shift)
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row or -1, slot or -1) of each key."""
+        table, stored = self._slot_rows, self._keys
+        slot = self._home(keys)
+        r = table[slot]
+        hit = stored[np.maximum(r, 0)] == keys
+        hit &= r >= 0
+        rows = np.where(hit, r, -1)
+        slots = np.where(hit, slot, -1)
+        todo = np.flatnonzero((r != -1) & ~hit)  # a free slot ends the search; a removed row's mark does not
+        mine, slot = keys[todo], (slot[todo] + 1) & self._mask
+        while len(todo):
+            r = table[slot]
+            hit = r >= 0
+            hit[hit] = stored[r[hit]] == mine[hit]
+            rows[todo[hit]] = r[hit]
+            slots[todo[hit]] = slot[hit]
+            more = (r != -1) & ~hit
+            todo, mine, slot = todo[more], mine[more], (slot[more] + 1) & self._mask
+        return rows, slots
+
+    def _place(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Index ``rows`` (holding ``keys``, unique and not indexed yet)."""
+        table = self._slot_rows
+        slot = self._home(keys)
+        while len(rows):
+            cand = np.flatnonzero(table[slot] < 0)
+            if len(cand):
+                at = slot[cand]
+                before = table[at]
+                table[at] = rows[cand]  # keys wanting one slot: one of them is written last and wins
+                won = table[at] == rows[cand]
+                self._used += int((before[won] == -1).sum())
+                placed = np.zeros(len(rows), dtype=bool)
+                placed[cand[won]] = True
+                more = ~placed  # the others probe on
+                rows, slot = rows[more], (slot[more] + 1) & self._mask
+            else:
+                slot = (slot + 1) & self._mask
+
+    # --- the interface -----------------------------------------------------------------
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(position, found) of each key; position is meaningful where found."""
-        pos = _positions(self.keys, keys)
-        pos_c = np.minimum(pos, max(len(self.keys) - 1, 0))
-        found = (pos < len(self.keys)) & (self.keys[pos_c] == keys) if len(self.keys) else np.zeros(len(keys), bool)
-        return pos_c, found
+        """(position, found) of each key; position is meaningful where found (0 elsewhere)."""
+        keys = np.asarray(keys).astype(np.uint64, copy=False)
+        rows, _ = self._find(keys)
+        found = rows >= 0
+        return np.where(found, rows, 0), found
 
     def upsert(self, keys: np.ndarray, **defaults: float) -> np.ndarray:
         """Insert the missing unique ``keys`` (columns set to ``defaults`` or 0); return their positions."""
-        _, found = self.lookup(keys)
-        self.insert_new(unique(keys[~found]), **defaults)
-        return _positions(self.keys, keys)  # every key is in the table now
+        keys = np.asarray(keys).astype(np.uint64, copy=False)
+        rows, _ = self._find(keys)
+        missing = rows < 0
+        if missing.any():
+            new, _, inverse, _ = unique_first(keys[missing])
+            rows[missing] = self.insert_new(new, **defaults)[inverse]
+        return rows
 
-    def insert_new(self, new: np.ndarray, **defaults: float) -> None:
-        """Insert ``new``: sorted unique keys none of which is in the table (what ``upsert`` does
-        once it knows them)."""
+    def insert_new(self, new: np.ndarray, **defaults: float) -> np.ndarray:
+        """Insert ``new``: unique keys none of which is in the table (what ``upsert`` does once it
+        knows them); return their positions."""
+        new = np.asarray(new).astype(np.uint64, copy=False)
+        first, n = self._n, self._n + len(new)
         if not len(new):
-            return
-        if new.dtype == self.keys.dtype:
-            # ``keys`` is sorted and unique, ``new`` too and disjoint from it: a merge (each new
-            # key inserted before the first larger old one) is what a sort of both would give.
-            new_at = np.searchsorted(self.keys, new) + np.arange(len(new))  # their rows in the merged table
-            old_rows = np.ones(len(self.keys) + len(new), dtype=bool)
-            old_rows[new_at] = False
-            self.keys = _merged(self.keys, old_rows, new_at, new)
-            for name, col in self.cols.items():
-                self.cols[name] = _merged(col, old_rows, new_at, defaults.get(name, 0.0))
-        else:  # another key type: the concatenation's type, as a sort of both gives it
-            merged = np.concatenate([self.keys, new])
-            order = np.argsort(merged, kind="stable")
-            self.keys = merged[order]
-            for name, col in self.cols.items():
-                fill = np.full(len(new), defaults.get(name, 0.0))
-                self.cols[name] = np.concatenate([col, fill])[order]
+            return np.zeros(0, dtype=np.int64)
+        self._grow(n)
+        self._keys[first:n] = new
+        for name, col in self._store.items():
+            col[first:n] = defaults.get(name, 0.0)
+        self._n = n
+        self._views()
+        rows = np.arange(first, n)
+        if 2 * (self._used + len(new)) > len(self._slot_rows):
+            self._reindex()
+        else:
+            self._place(new, rows)
+        return rows
 
     def keep(self, mask: np.ndarray) -> None:
-        """Keep only the entries where ``mask`` is true."""
-        self.keys = self.keys[mask]
-        self.cols = {name: col[mask] for name, col in self.cols.items()}
-
+        """Keep only the entries where ``mask`` is true (the last rows move into the holes)."""
+        mask = np.asarray(mask, dtype=bool)
+        gone = np.flatnonzero(~mask)
+        if not len(gone):
+            return
+        n = self._n - len(gone)
+        if n < len(gone) or 4 * self._used > 3 * len(self._slot_rows):  # most rows go: copy the rest
+            self._set({"keys": self.keys[mask], "cols": {k: v[mask] for k, v in self.cols.items()}})
+            return
+        _, gone_slots = self._find(self.keys[gone])
+        self._slot_rows[gone_slots] = -2  # searches pass over the mark; inserts may take the slot
+        holes = gone[gone < n]
+        movers = np.flatnonzero(mask[n:]) + n  # as many rows kept past the end as holes before it
+        if len(holes):
+            _, mover_slots = self._find(self.keys[movers])
+            self._keys[holes] = self._keys[movers]
+            for col in self._store.values():
+                col[holes] = col[movers]
+            self._slot_rows[mover_slots] = holes
+        self._n = n
+        self._views()

@@ -54,9 +54,9 @@ def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.n
     uniq, first, _, _ = unique_first(key)
     _, found = seen.lookup(uniq)
     if (~found).any():
-        fresh = uniq[~found]  # sorted, unique, not in ``seen``
-        seen.insert_new(fresh)
-        seen.cols["bin"][np.searchsorted(seen.keys, fresh)] = bins[owner[first[~found]]]
+        fresh = uniq[~found]  # unique, not in ``seen``
+        rows = seen.insert_new(fresh)
+        seen.cols["bin"][rows] = bins[owner[first[~found]]]  # the column as it is after the insert
     if len(seen) > max_entries:
         seen.keep(seen.cols["bin"] >= np.max(seen.cols["bin"]) - 1)
     return np.bincount(owner[first[~found]], minlength=n_groups).astype(np.float64)

@@ -62,3 +62,34 @@ def test_benign_traffic_raises_no_scan_alert(synth) -> None:
                             synth.benign(10_000, institution="bank-b", duration_ms=300_000, net="10.2"),
                             batch_rows=1_000)
     assert run(PortScanDetector(), batches) == []
+
+
+def _buffered_per_source(detector: PortScanDetector) -> dict[int, float]:
+    keys = detector._buf.column("key") if len(detector._buf) else []
+    out: dict[int, float] = {}
+    for k in list(keys):
+        out[int(k)] = out.get(int(k), 0.0) + 1.0
+    return out
+
+
+def test_sources_too_few_attempts_to_alert_are_not_scored_and_nothing_changes(synth, monkeypatch) -> None:
+    """Scoring only the sources with enough buffered failed attempts to reach any threshold gives
+    the alerts scoring every source gives; the per-source counts follow the buffer as it expires
+    and overflows."""
+    t0 = synth.T0_MS
+    parts = [synth.benign(6_000, duration_ms=200_000, n_clients=300),
+             synth.scan("10.1.100.1", range(1, 40), t0 + 20_000, duration_ms=5_000),
+             synth.scan("10.1.100.2", range(1, 9), t0 + 90_000, duration_ms=2_000, attacker="203.0.113.70")]
+    parts += [synth.scan(f"10.1.8.{i}", [445], t0 + 130_000 + i * 50, duration_ms=20, attacker="203.0.113.71")
+              for i in range(1, 30)]
+    batches = synth.batches(*parts, batch_rows=300)
+    params = [{}, {"max_buffer_rows": 300}, {"min_ports": 5, "trw_min_services": 3, "theta0": 0.6, "theta1": 0.5}]
+    for kwargs in params:
+        fast = PortScanDetector(**kwargs)
+        got = run(fast, batches)
+        counts = {int(k): n for k, n in zip(fast._failed.keys.tolist(), fast._failed.cols["n"].tolist()) if n > 0}
+        assert counts == _buffered_per_source(fast)
+        with monkeypatch.context() as m:
+            m.setattr(PortScanDetector, "_min_failed", lambda self: 0)
+            assert run(PortScanDetector(**kwargs), batches) == got
+    assert len(got) == 3  # the small scan too, under the low thresholds

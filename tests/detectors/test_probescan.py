@@ -90,3 +90,25 @@ def test_rst_backscatter_is_not_a_scan(synth) -> None:
     cols = synth.stealth_scan("10.10.10.10", range(49990, 50190), T0, flags=20, attacker="178.32.105.182")
     cols.update(src_port=[5050] * 200, dst2src_packets=[0] * 200, dst2src_tcp_flags=[0] * 200)
     assert run(ProbeScanDetector(), synth.batches(cols)) == []
+
+
+def test_slow_scan_prefilter_changes_no_alert_and_counts_follow_the_table(synth, monkeypatch) -> None:
+    """Slow-scan counting runs only for sources with at least ``slow_min_services`` failed entries;
+    every source counted gives the same alerts, and the per-source counts match the table as
+    entries expire and overflow."""
+    scan = synth.scan("10.1.100.30", range(1, 121), T0 + 60_000, duration_ms=3_600_000, open_ports=(5, 6))
+    batches = synth.batches(synth.benign(12_000, duration_ms=3_700_000, n_clients=200), scan, batch_rows=500)
+    for kwargs in ({}, {"max_slow_entries": 2_000, "slow_window_ms": 1_200_000}):
+        fast = ProbeScanDetector(**kwargs)
+        got = run(fast, batches)
+        table = fast._slow
+        failed = table.cols["failed"] > 0
+        expect: dict[int, float] = {}
+        for k in table.cols["src"][failed].view(np.uint64).tolist():
+            expect[k] = expect.get(k, 0.0) + 1.0
+        counts = fast._slow_failed
+        assert {k: n for k, n in zip(counts.keys.tolist(), counts.cols["n"].tolist()) if n > 0} == expect
+        with monkeypatch.context() as m:
+            m.setattr(ProbeScanDetector, "_failed_of", lambda self, src: (np.full(len(src), np.inf), None))
+            assert run(ProbeScanDetector(**kwargs), batches) == got
+    assert got
