@@ -94,12 +94,23 @@ def newest_rows(t: np.ndarray, limit: int) -> np.ndarray:
 
 
 class RowBuffer:
-    """Rows with the same columns, in append order, in chunks (see the module docstring)."""
+    """Rows with the same columns, in append order, in chunks (see the module docstring).
+
+    Dropping some rows of a chunk only notes which of its rows are left; the chunk is copied
+    once fewer than half are (a window sliding by a batch drops parts of its oldest chunks
+    batch after batch, and most columns are read only for the few rows a decision selects).
+    """
 
     def __init__(self) -> None:
         self.chunks: list[dict[str, np.ndarray]] = []
+        self._rows: list[np.ndarray | None] = []  # per chunk: its rows left (None: all)
         self._sizes: list[int] = []
         self._empty: dict[str, np.ndarray] = {}  # the columns with no row (what an empty selection gives)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_rows" not in state:  # pickled before rows were noted
+            self._rows = [None] * len(self.chunks)
 
     @classmethod
     def of(cls, columns: dict[str, np.ndarray] | None) -> "RowBuffer":
@@ -117,36 +128,44 @@ class RowBuffer:
         self._empty = {k: v[:0] for k, v in columns.items()}
         if n:
             self.chunks.append(columns)
+            self._rows.append(None)
             self._sizes.append(n)
 
     def column(self, name: str) -> np.ndarray:
         """One column over every row (a new array, or the only chunk's)."""
-        if len(self.chunks) == 1:
-            return self.chunks[0][name]
-        if not self.chunks:
+        parts = [c[name] if r is None else c[name][r] for c, r in zip(self.chunks, self._rows)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
             return self._empty[name]
-        return np.concatenate([c[name] for c in self.chunks])
+        return np.concatenate(parts)
 
     def _split(self, mask: np.ndarray) -> list[np.ndarray]:
         return np.split(mask, np.cumsum(self._sizes[:-1])) if len(self.chunks) > 1 else [mask]
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep the rows where ``mask`` (over every row, in order) is true."""
-        chunks, sizes = [], []
-        for chunk, part in zip(self.chunks, self._split(mask)):
+        chunks, rows_left, sizes = [], [], []
+        for chunk, rows, part in zip(self.chunks, self._rows, self._split(mask)):
             n = int(part.sum())
-            if n == len(part):
-                chunks.append(chunk)
-            elif n:
-                chunks.append({k: v[part] for k, v in chunk.items()})
-            if n:
-                sizes.append(n)
-        self.chunks, self._sizes = chunks, sizes
+            if not n:
+                continue
+            if n < len(part):
+                rows = np.flatnonzero(part) if rows is None else rows[part]
+                if 2 * n < len(next(iter(chunk.values()))):  # most of the chunk is gone: copy the rest
+                    chunk, rows = {k: v[rows] for k, v in chunk.items()}, None
+            chunks.append(chunk)
+            rows_left.append(rows)
+            sizes.append(n)
+        self.chunks, self._rows, self._sizes = chunks, rows_left, sizes
 
     def select(self, mask: np.ndarray) -> dict[str, np.ndarray]:
         """The rows where ``mask`` is true, as one dict of columns (in order)."""
-        parts = [{k: v[part] for k, v in chunk.items()} for chunk, part in zip(self.chunks, self._split(mask))
-                 if part.any()]
+        parts = []
+        for chunk, rows, part in zip(self.chunks, self._rows, self._split(mask)):
+            if part.any():
+                take = np.flatnonzero(part) if rows is None else rows[part]
+                parts.append({k: v[take] for k, v in chunk.items()})
         if len(parts) == 1:
             return parts[0]
         if not parts:
@@ -300,9 +319,9 @@ class KeyedTable:
 
     # --- the hash index ----------------------------------------------------------------
 
-    def _reindex(self) -> None:
-        """A new index of every row, with room for as many rows again."""
-        bits = max(4, (4 * self._n - 1).bit_length())  # at least 2 slots per row, 4 just after a rebuild
+    def _reindex(self, at_least: int = 0) -> None:
+        """A new index of every row, with room for as many rows again (and ``at_least`` slots)."""
+        bits = max(4, (4 * self._n - 1).bit_length(), (at_least - 1).bit_length())  # 4 slots a row after a rebuild
         self._shift = np.uint64(64 - bits)
         self._mask = (1 << bits) - 1
         self._slot_rows = np.full(1 << bits, -1, dtype=np.int64)  # -1 free, -2 a removed row's, else a row
@@ -411,7 +430,12 @@ class KeyedTable:
             return
         n = self._n - len(gone)
         if n < len(gone) or 4 * self._used > 3 * len(self._slot_rows):  # most rows go: copy the rest
-            self._set({"keys": self.keys[mask], "cols": {k: v[mask] for k, v in self.cols.items()}})
+            self._keys[:n] = self.keys[mask]
+            for col in self._store.values():
+                col[:n] = col[:self._n][mask]
+            self._n = n
+            self._views()
+            self._reindex(len(self._slot_rows))  # as large as it was: a table that emptied fills again
             return
         _, gone_slots = self._find(self.keys[gone])
         self._slot_rows[gone_slots] = -2  # searches pass over the mark; inserts may take the slot

@@ -105,9 +105,20 @@ def test_row_buffer_is_one_concatenated_buffer() -> None:
         keep = buf.column("t") >= rng.integers(0, 40)
         buf.keep(keep)
         flat = {k: v[keep] for k, v in flat.items()}
+        if rng.random() < 0.5:  # a few rows gone: noted, not copied
+            few = rng.random(len(buf)) > 0.1
+            buf.keep(few)
+            flat = {k: v[few] for k, v in flat.items()}
         pick = rng.random(len(buf)) > 0.5
         got = buf.select(pick)
         assert all(np.array_equal(got[k], flat[k][pick]) for k in flat) and len(buf) == len(flat["t"])
+        assert all(np.array_equal(buf.column(k), flat[k]) for k in flat)
+        if rng.random() < 0.2:
+            buf = pickle.loads(pickle.dumps(buf))
+    old = RowBuffer.__new__(RowBuffer)  # pickled before rows were noted
+    old.__setstate__({"chunks": [{"t": np.array([1, 2])}], "_sizes": [2], "_empty": {"t": np.zeros(0, np.int64)}})
+    old.keep(np.array([False, True]))
+    assert old.column("t").tolist() == [2]
 
 
 def test_portscan_state_pickled_as_one_dict_still_runs() -> None:
