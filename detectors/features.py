@@ -223,17 +223,18 @@ def group(keys: np.ndarray) -> Groups:
     return Groups(uniq, inverse.ravel(), first, count)
 
 
-def distinct_per_group(groups: Groups, values: np.ndarray) -> np.ndarray:
-    """Number of distinct ``values`` (integers) in each group."""
+def distinct_per_group(groups: Groups, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Number of distinct ``values`` (integers) in each group (over ``rows`` only, when given)."""
     if len(groups) == 0:
         return np.zeros(0, dtype=np.int64)
-    pairs = mix64(groups.inverse, values)
+    inverse = groups.inverse if rows is None else groups.inverse[rows]
+    pairs = mix64(inverse, values if rows is None else values[rows])
     order = np.argsort(pairs)  # one row per distinct (group, value): any row of it names the group
     s = pairs[order]
     first = np.empty(len(s), dtype=bool)
     first[:1] = True
     np.not_equal(s[1:], s[:-1], out=first[1:])
-    return np.bincount(groups.inverse[order[first]], minlength=len(groups))
+    return np.bincount(inverse[order[first]], minlength=len(groups))
 
 
 def source_features(frame: FlowFrame, rows: np.ndarray | None = None) -> tuple[Groups, dict[str, np.ndarray]]:

@@ -75,14 +75,13 @@ class PortScanDetector(Detector):
         """Add every source's flows and successful services to its (source, window) counts."""
         window = frame.t_ms // self.window_ms
         g = frame.source_windows(self.window_ms)
-        ok = ~frame.failed
-        ok_pairs = group(mix64(frame.src_key[ok], frame.dst_service[ok], window[ok]))
+        ok = np.flatnonzero(~frame.failed)
         pos = self._counts.upsert(g.keys)
         cols = self._counts.cols
         cols["window"][pos] = window[g.first]
         cols["flows"][pos] += g.count
-        owner = g.inverse[np.flatnonzero(ok)[ok_pairs.first]] if len(ok_pairs) else np.zeros(0, np.int64)
-        cols["ok_services"][pos] += np.bincount(owner, minlength=len(g))
+        # distinct (source, service, window) of the successful flows: any row of one names its group
+        cols["ok_services"][pos] += distinct_per_group(g, frame.dst_service, ok)
         newest = int(window.max())
         stale = cols["window"] < newest - 2  # coarse: keeps two windows of any institution's clock
         if stale.mean() > 0.5:
