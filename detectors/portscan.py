@@ -108,10 +108,9 @@ class PortScanDetector(Detector):
         """Add ``change`` per row of each source ``keys`` to its count of buffered rows."""
         if not len(keys):
             return
-        g = group(keys)
-        pos = self._failed.upsert(g.keys) if change > 0 else self._failed.lookup(g.keys)[0]  # dropped: known
+        pos = self._failed.upsert(keys) if change > 0 else self._failed.lookup(keys)[0]  # dropped: known
         n = self._failed.cols["n"]
-        n[pos] += change * g.count
+        np.add.at(n, pos, change)  # a source's rows: one count each
         if change < 0 and 2 * np.count_nonzero(n <= 0) > len(n):  # sources left with no row: once most
             self._failed.keep(n > 0)
 
