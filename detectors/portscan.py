@@ -32,7 +32,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, isin_keys, mix64
-from finsa.detectors.state import RowBuffer, newest_rows, unique
+from finsa.detectors.state import KeyCounts, RowBuffer, newest_rows, unique
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -67,7 +67,7 @@ class PortScanDetector(Detector):
         self._watermark: dict[int, int] | None = None
         self._dedupe: WindowDeduper | None = None
         self._counts: KeyedTable | None = None
-        self._failed: KeyedTable | None = None  # per source: its rows in ``_buf``
+        self._failed: KeyCounts | None = None  # per source: its rows in ``_buf``
 
     # --- state -------------------------------------------------------------------------
 
@@ -104,25 +104,15 @@ class PortScanDetector(Detector):
         trw = max(1, math.floor(math.log(self.p_detect / self.p_false) / step) - 1)
         return min(self.min_ports, self.min_hosts, trw)
 
-    def _count_failed(self, keys: np.ndarray, change: float) -> None:
-        """Add ``change`` per row of each source ``keys`` to its count of buffered rows."""
-        if not len(keys):
-            return
-        pos = self._failed.upsert(keys) if change > 0 else self._failed.lookup(keys)[0]  # dropped: known
-        n = self._failed.cols["n"]
-        np.add.at(n, pos, change)  # a source's rows: one count each
-        if change < 0 and 2 * np.count_nonzero(n <= 0) > len(n):  # sources left with no row: once most
-            self._failed.keep(n > 0)
-
     def _append(self, frame: FlowFrame, rows: np.ndarray) -> None:
         c = frame.cols
         if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
             self._buf = RowBuffer.of(self._buf)
         if getattr(self, "_failed", None) is None:  # first batch, or a detector pickled before the counts
-            self._failed = KeyedTable(("n",))
+            self._failed = KeyCounts()
             if len(self._buf):
-                self._count_failed(self._buf.column("key"), 1.0)
-        self._count_failed(frame.src_key[rows], 1.0)
+                self._failed.add(self._buf.column("key"), 1.0)
+        self._failed.add(frame.src_key[rows], 1.0)
         self._buf.append({"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
                           "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
                           "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
@@ -140,7 +130,7 @@ class PortScanDetector(Detector):
             keep = newest_rows(t, self.max_buffer_rows)
             DROPPED.inc(int(len(keep) - self.max_buffer_rows), detector=self.name)
         if not keep.all():
-            self._count_failed(buf.column("key")[~keep], -1.0)
+            self._failed.add(buf.column("key")[~keep], -1.0)
             buf.keep(keep)
 
     def _limits(self, inst_h: np.ndarray) -> np.ndarray:
@@ -169,9 +159,8 @@ class PortScanDetector(Detector):
         self._append(frame, rows)
         self._expire(frame)
         keys = unique(frame.src_key[rows])
-        pos, found = self._failed.lookup(keys)
-        if len(self._failed):  # a source with fewer buffered attempts than any alert needs is not scored
-            keys = keys[found & (self._failed.cols["n"][pos] >= self._min_failed())]
+        # a source with fewer buffered attempts than any alert needs is not scored
+        keys = keys[self._failed.of(keys) >= self._min_failed()]
         if not len(keys):
             return []
         sub = self._buf.select(isin_keys(self._buf.column("key"), keys))

@@ -51,7 +51,7 @@ from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_f
 from finsa.detectors.features import (RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, isin_keys,
                                      mix64)
 from finsa.detectors.netsets import NetworkSet
-from finsa.detectors.state import RowBuffer, unique
+from finsa.detectors.state import KeyCounts, RowBuffer, unique
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["ProbeScanDetector", "probe_kinds"]
@@ -137,7 +137,8 @@ class ProbeScanDetector(Detector):
         self._slow: KeyedTable | None = None
         self._dedupe: WindowDeduper | None = None
         self._slow_counts: dict[float, tuple[float, float]] = {}
-        self._slow_failed: KeyedTable | None = None  # per source: its failed entries in ``_slow``
+        self._slow_failed: KeyCounts | None = None  # per source: its failed entries in ``_slow``
+        self._probes: KeyCounts | None = None  # per source: its rows in ``_buf``
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         frame = self._frame(flows)
@@ -147,7 +148,7 @@ class ProbeScanDetector(Detector):
             self._dedupe, self._buf = WindowDeduper(self.window_ms), None
             self._flows = KeyedTable(("window", "flows"))
             self._slow = KeyedTable(("src", "host", "port", "t0", "t", "failed"))
-            self._slow_failed = KeyedTable(("n",))
+            self._slow_failed = KeyCounts()
         kind = probe_kinds(frame, self.max_probe_packets)
         self._count_flows(frame)
         slow_hits = self._remember(frame, kind)
@@ -155,7 +156,11 @@ class ProbeScanDetector(Detector):
         out: list[dict[str, Any]] = []
         if len(rows):
             self._append(frame, rows, kind[rows])
-            out += self._score(unique(frame.src_key[rows]))
+            keys = unique(frame.src_key[rows])
+            # every count a source can alert on is at most its buffered probes: fewer are not scored
+            keys = keys[self._probes.of(keys) >= self._min_probes()]
+            if len(keys):
+                out += self._score(keys)
         for key in slow_hits:
             alert = self._slow_alert(frame, kind, key)
             if alert is not None:
@@ -181,6 +186,11 @@ class ProbeScanDetector(Detector):
         if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
             self._buf = RowBuffer.of(self._buf)
         buf = self._buf
+        if getattr(self, "_probes", None) is None:  # first batch, or a detector pickled before the counts
+            self._probes = KeyCounts()
+            if len(buf):
+                self._probes.add(buf.column("key"), 1.0)
+        self._probes.add(frame.src_key[rows], 1.0)
         buf.append({"key": frame.src_key[rows], "inst": c["institution_id"][rows], "t": frame.t_ms[rows],
                     "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows], "port": port, "kind": kind,
                     "flow_id": c["flow_id"][rows], "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]})
@@ -190,7 +200,13 @@ class ProbeScanDetector(Detector):
         if keep.sum() > self.max_buffer_rows:
             keep &= t >= np.partition(t, len(t) - self.max_buffer_rows)[len(t) - self.max_buffer_rows]
         if not keep.all():
+            self._probes.add(buf.column("key")[~keep], -1.0)
             buf.keep(keep)
+
+    def _min_probes(self) -> int:
+        """Fewest buffered probes of a source that can alert: its ports on one host, hosts on one
+        port and protocols on one host are each at most its probes."""
+        return min(self.min_ports, self.min_hosts, self.min_protocols)
 
     def _score(self, keys: np.ndarray) -> list[dict[str, Any]]:
         assert self._buf is not None and self._flows is not None  # built by process() before
@@ -264,7 +280,7 @@ class ProbeScanDetector(Detector):
             self._slow.keep(live)
             cols = self._slow.cols
         probing = unique(as_float(frame.src_key[kind > 0]))
-        n_failed, _ = self._failed_of(probing)
+        n_failed = self._failed_of(probing)
         # a source with fewer failed entries than the threshold has no host or port with that many
         mask = isin_keys(cols["src"], probing[n_failed >= self.slow_min_services])
         if not mask.any():
@@ -285,28 +301,20 @@ class ProbeScanDetector(Detector):
         self._slow_counts = {float(k): (float(vertical[h]), float(horizontal[h])) for k, h in zip(keys, hits)}
         return sorted(self._slow_counts)
 
-    def _failed_of(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Failed entries in the slow table of each source (``_as_float`` keys), and the positions."""
+    def _failed_of(self, src: np.ndarray) -> np.ndarray:
+        """Failed entries in the slow table of each source (``_as_float`` keys)."""
         if getattr(self, "_slow_failed", None) is None:  # first use, or a detector pickled before the counts
-            self._slow_failed = KeyedTable(("n",))
+            self._slow_failed = KeyCounts()
             cols = self._slow.cols
             self._count_failed(cols["src"], cols["failed"])
-        pos, found = self._slow_failed.lookup(src.view(np.uint64))
-        return np.where(found, self._slow_failed.cols["n"][pos] if len(self._slow_failed) else 0.0, 0.0), pos
+        return self._slow_failed.of(src.view(np.uint64))
 
     def _count_failed(self, src: np.ndarray, change: np.ndarray) -> None:
         """Add ``change`` (+1: an entry failed, -1: a failed entry dropped) to each source's count."""
         if getattr(self, "_slow_failed", None) is None:
             return  # built from the table when first read
         rows = np.flatnonzero(change)
-        if not len(rows):
-            return
-        g = group(src[rows].view(np.uint64))
-        counts = self._slow_failed
-        pos = counts.upsert(g.keys)
-        counts.cols["n"][pos] += g.sum(change[rows])
-        if (counts.cols["n"][pos] <= 0).any():
-            counts.keep(counts.cols["n"] > 0)
+        self._slow_failed.add(src[rows].view(np.uint64), change[rows])
 
     def _slow_alert(self, frame: FlowFrame, kind: np.ndarray, key: float) -> dict[str, Any] | None:
         assert self._dedupe is not None  # built by process() before

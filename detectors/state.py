@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KeyedTable", "RowBuffer", "isin_keys", "merge_sorted", "newest_rows", "unique", "unique_first"]
+__all__ = ["KeyCounts", "KeyedTable", "RowBuffer", "isin_keys", "merge_sorted", "newest_rows", "unique", "unique_first"]
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 
@@ -449,3 +449,39 @@ class KeyedTable:
             self._slot_rows[mover_slots] = holes
         self._n = n
         self._views()
+
+
+class KeyCounts:
+    """How many rows of some state each key holds (a source's buffered attempts): added to as rows
+    come and go, read to skip keys with too few rows for any decision.
+
+    >>> c = KeyCounts()
+    >>> c.add(np.array([4, 9, 4], np.uint64), 1.0)
+    >>> c.add(np.array([9], np.uint64), -1.0)
+    >>> c.of(np.array([4, 9, 7], np.uint64)).tolist(), c.as_dict()
+    ([2.0, 0.0, 0.0], {4: 2.0})
+    """
+
+    def __init__(self) -> None:
+        self.table = KeyedTable(("n",))
+
+    def add(self, keys: np.ndarray, change: float | np.ndarray) -> None:
+        """Add ``change`` (one number, or one per key) once per row of ``keys`` (repeats count)."""
+        if not len(keys):
+            return
+        pos = self.table.upsert(keys)
+        n = self.table.cols["n"]
+        np.add.at(n, pos, change)
+        if 2 * np.count_nonzero(n <= 0) > len(n):  # keys left with no row: forgotten once most are
+            self.table.keep(n > 0)
+
+    def of(self, keys: np.ndarray) -> np.ndarray:
+        """The count of each key (0 for a key never added)."""
+        if not len(self.table):
+            return np.zeros(len(keys))
+        pos, found = self.table.lookup(keys)
+        return np.where(found, self.table.cols["n"][pos], 0.0)
+
+    def as_dict(self) -> dict[int, float]:
+        """Every key with a positive count (for tests and debugging)."""
+        return {k: n for k, n in zip(self.table.keys.tolist(), self.table.cols["n"].tolist()) if n > 0}

@@ -87,7 +87,7 @@ def test_sources_too_few_attempts_to_alert_are_not_scored_and_nothing_changes(sy
     for kwargs in params:
         fast = PortScanDetector(**kwargs)
         got = run(fast, batches)
-        counts = {int(k): n for k, n in zip(fast._failed.keys.tolist(), fast._failed.cols["n"].tolist()) if n > 0}
+        counts = fast._failed.as_dict()
         assert counts == _buffered_per_source(fast)
         with monkeypatch.context() as m:
             m.setattr(PortScanDetector, "_min_failed", lambda self: 0)
