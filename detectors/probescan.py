@@ -155,10 +155,10 @@ class ProbeScanDetector(Detector):
         rows = np.flatnonzero((kind > 0) & (kind < 4))
         out: list[dict[str, Any]] = []
         if len(rows):
-            self._append(frame, rows, kind[rows])
+            probes = self._append(frame, rows, kind[rows])
             keys = unique(frame.src_key[rows])
             # every count a source can alert on is at most its buffered probes: fewer are not scored
-            keys = keys[self._probes.of(keys) >= self._min_probes()]
+            keys = keys[probes.of(keys) >= self._min_probes()]
             if len(keys):
                 out += self._score(keys)
         for key in slow_hits:
@@ -180,17 +180,20 @@ class ProbeScanDetector(Detector):
         if stale.mean() > 0.5:
             self._flows.keep(~stale)
 
-    def _append(self, frame: FlowFrame, rows: np.ndarray, kind: np.ndarray) -> None:
+    def _append(self, frame: FlowFrame, rows: np.ndarray, kind: np.ndarray) -> KeyCounts:
+        """Buffer the probes ``rows`` (of kinds ``kind``), drop what left the window; return the
+        per-source counts of buffered probes."""
         c = frame.cols
         port = np.where(kind == 3, c["protocol"][rows].astype(np.int64) + 65536, c["dst_port"][rows].astype(np.int64))
         if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
             self._buf = RowBuffer.of(self._buf)
         buf = self._buf
-        if getattr(self, "_probes", None) is None:  # first batch, or a detector pickled before the counts
-            self._probes = KeyCounts()
+        probes = getattr(self, "_probes", None)
+        if probes is None:  # first batch, or a detector pickled before the counts
+            self._probes = probes = KeyCounts()
             if len(buf):
-                self._probes.add(buf.column("key"), 1.0)
-        self._probes.add(frame.src_key[rows], 1.0)
+                probes.add(buf.column("key"), 1.0)
+        probes.add(frame.src_key[rows], 1.0)
         buf.append({"key": frame.src_key[rows], "inst": c["institution_id"][rows], "t": frame.t_ms[rows],
                     "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows], "port": port, "kind": kind,
                     "flow_id": c["flow_id"][rows], "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]})
@@ -200,8 +203,9 @@ class ProbeScanDetector(Detector):
         if keep.sum() > self.max_buffer_rows:
             keep &= t >= np.partition(t, len(t) - self.max_buffer_rows)[len(t) - self.max_buffer_rows]
         if not keep.all():
-            self._probes.add(buf.column("key")[~keep], -1.0)
+            probes.add(buf.column("key")[~keep], -1.0)
             buf.keep(keep)
+        return probes
 
     def _min_probes(self) -> int:
         """Fewest buffered probes of a source that can alert: its ports on one host, hosts on one
@@ -303,18 +307,21 @@ class ProbeScanDetector(Detector):
 
     def _failed_of(self, src: np.ndarray) -> np.ndarray:
         """Failed entries in the slow table of each source (``_as_float`` keys)."""
-        if getattr(self, "_slow_failed", None) is None:  # first use, or a detector pickled before the counts
-            self._slow_failed = KeyCounts()
+        counts = getattr(self, "_slow_failed", None)
+        if counts is None:  # first use, or a detector pickled before the counts
+            assert self._slow is not None  # built by process() before
+            self._slow_failed = counts = KeyCounts()
             cols = self._slow.cols
             self._count_failed(cols["src"], cols["failed"])
-        return self._slow_failed.of(src.view(np.uint64))
+        return counts.of(src.view(np.uint64))
 
     def _count_failed(self, src: np.ndarray, change: np.ndarray) -> None:
         """Add ``change`` (+1: an entry failed, -1: a failed entry dropped) to each source's count."""
-        if getattr(self, "_slow_failed", None) is None:
+        counts = getattr(self, "_slow_failed", None)
+        if counts is None:
             return  # built from the table when first read
         rows = np.flatnonzero(change)
-        self._slow_failed.add(src[rows].view(np.uint64), change[rows])
+        counts.add(src[rows].view(np.uint64), change[rows])
 
     def _slow_alert(self, frame: FlowFrame, kind: np.ndarray, key: float) -> dict[str, Any] | None:
         assert self._dedupe is not None  # built by process() before

@@ -59,7 +59,7 @@ class SeenInBins:
     def of(cls, seen: "SeenInBins | KeyedTable | None") -> "SeenInBins":
         """``seen`` itself, or a new set (from a table of keys with a ``bin`` column: a detector
         pickled before the sets)."""
-        if isinstance(seen, cls):
+        if isinstance(seen, SeenInBins):
             return seen
         out = cls()
         if seen is not None and len(seen):
