@@ -44,20 +44,27 @@ _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 
 
-def _finalise(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M2
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M3
-    return x ^ (x >> np.uint64(31))
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 
 def mix64(*columns: np.ndarray) -> np.ndarray:
-    """One well-mixed uint64 key per row from integer columns (splitmix64 chaining)."""
+    """One well-mixed uint64 key per row from integer columns (splitmix64 chaining), computed in
+    place in one array and one scratch array (no temporary per step).
+
+    >>> mix64(np.array([1, 2], np.uint64)).tolist() == mix64(np.array([1, 2])).tolist()
+    True
+    """
     acc = np.zeros(len(columns[0]), dtype=np.uint64)
+    scratch = np.empty_like(acc)
     with np.errstate(over="ignore"):
         for col in columns:
-            acc = _finalise(acc * _M1 + np.asarray(col).astype(np.uint64, copy=False))
+            np.multiply(acc, _M1, out=acc)
+            np.add(acc, np.asarray(col).astype(np.uint64, copy=False), out=acc)
+            for mul, shift in ((_M2, _S30), (_M3, _S27), (None, _S31)):  # x ^= x >> s, then x *= m
+                np.right_shift(acc, shift, out=scratch)
+                np.bitwise_xor(acc, scratch, out=acc)
+                if mul is not None:
+                    np.multiply(acc, mul, out=acc)
     return acc
 
 
