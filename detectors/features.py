@@ -4,10 +4,10 @@
   addresses (keys that group by institution and host), flow time, and the connection outcome
   (``failed``: a SYN that got no answer or a RST; ``syn_only``: the client never sent ACK).
   :func:`frame_of` caches the frame of the last batch, so detectors run by one engine share it.
-* :func:`group` / :func:`distinct_per_group` are the grouping primitives (``np.unique`` with
-  ``return_inverse`` on 64-bit keys, ``np.bincount``); :func:`source_features`,
+* :func:`group` / :func:`distinct_per_group` are the grouping primitives (an unstable sort of
+  64-bit keys, what ``np.unique`` with ``return_index``/``return_inverse`` gives; ``np.bincount``); :func:`source_features`,
   :func:`service_features` and :func:`pair_features` are the per-entity window features.
-* :class:`KeyedTable` (from :mod:`finsa.detectors.state`) keeps numeric state per 64-bit key in sorted arrays;
+* :class:`KeyedTable` (from :mod:`finsa.detectors.state`) keeps numeric state per 64-bit key (hash-indexed rows);
   :class:`DampedStats` holds Kitsune-style damped counts and byte means per source at a few
   time scales (weights decay as ``2 ** (-dt / half_life)`` in flow time).
 

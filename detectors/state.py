@@ -1,14 +1,20 @@
 """Containers of detector state, kept cheap per batch: keyed tables, windows of rows, membership.
 
-* :class:`KeyedTable` keeps float64 columns of state per uint64 key in sorted arrays (vectorised
-  lookup; new keys merged in, not re-sorted).
+* :class:`KeyedTable` keeps float64 columns of state per uint64 key, rows in insertion order,
+  found by a vectorised open-addressing hash index: a batch's lookups and inserts cost in the keys
+  it brings, not in the table (held as sorted arrays, every insert rewrote every column of the
+  table). Row order carries no meaning: a decision over rows breaks ties by key.
 * :class:`RowBuffer` keeps a detector's window of rows (failed attempts, probes) as the batches
-  that brought them: appending is a list append, dropping rows filters only the chunks that lose
-  some, and a whole-window column is concatenated only for the columns a decision reads. Held as
-  one dict of columns, every batch copied the whole window twice (concatenate, filter), text and
-  address columns included. Row order is append order, as one concatenated buffer would have it.
+  that brought them: appending is a list append, dropping rows notes which rows of a chunk are
+  left (a chunk is copied once most of it is gone), and a whole-window column is concatenated
+  only for the columns a decision reads. Held as one dict of columns, every batch copied the
+  whole window twice (concatenate, filter), text and address columns included. Row order is
+  append order, as one concatenated buffer would have it.
+* :class:`KeyCounts` counts a key's rows in such state as they come and go, so that a detector
+  skips keys with too few rows for any decision.
 * :func:`isin_keys` is ``np.isin`` by a hash table of the keys: for a large state column and the
-  few keys a batch touched, one pass instead of a sort of both.
+  few keys a batch touched, one pass instead of a sort of both. :func:`unique` and
+  :func:`unique_first` are ``np.unique`` by a sort (numpy 2.3+ hashes integers, far slower).
 
 >>> buf = RowBuffer()
 >>> buf.append({"t": np.array([1, 2]), "name": np.array(["a", "b"], dtype=object)})
