@@ -125,8 +125,12 @@ class PortScanDetector(Detector):
             self._watermark[int(inst_h)] = max(wm, self._watermark.get(int(inst_h), wm))
         buf = self._buf
         t = buf.column("t")
-        keep = t >= self._limits(buf.column("inst_h"))
-        if keep.sum() > self.max_buffer_rows:
+        # rows past every institution's limit are kept by time: more of them than the bound, and
+        # the bound decides alone (no per-row limit needed)
+        newest_limit = max(self._watermark.values(), default=self.window_ms) - self.window_ms
+        over = np.count_nonzero(t >= newest_limit) > self.max_buffer_rows
+        keep = None if over else t >= self._limits(buf.column("inst_h"))
+        if keep is None or keep.sum() > self.max_buffer_rows:
             keep = newest_rows(t, self.max_buffer_rows)
             DROPPED.inc(int(len(keep) - self.max_buffer_rows), detector=self.name)
         if not keep.all():

@@ -93,3 +93,39 @@ def test_sources_too_few_attempts_to_alert_are_not_scored_and_nothing_changes(sy
             m.setattr(PortScanDetector, "_min_failed", lambda self: 0)
             assert run(PortScanDetector(**kwargs), batches) == got
     assert len(got) == 3  # the small scan too, under the low thresholds
+
+
+def _expire_every_row(self: PortScanDetector, frame) -> None:
+    """The former _expire: each row's institution limit first, then the bound."""
+    import numpy as np
+
+    from finsa.detectors.state import newest_rows
+
+    for inst_h in np.unique(frame.inst_hash):
+        wm = int(frame.end_ms[frame.inst_hash == inst_h].max())
+        self._watermark[int(inst_h)] = max(wm, self._watermark.get(int(inst_h), wm))
+    buf = self._buf
+    t = buf.column("t")
+    keep = t >= self._limits(buf.column("inst_h"))
+    if keep.sum() > self.max_buffer_rows:
+        keep = newest_rows(t, self.max_buffer_rows)
+    if not keep.all():
+        self._failed.add(buf.column("key")[~keep], -1.0)
+        buf.keep(keep)
+
+
+def test_a_full_buffer_is_cut_to_its_bound_as_after_the_per_row_limits(synth) -> None:
+    """Skipping the per-row time limits when rows within every limit already pass the bound keeps
+    the same rows, batch after batch, with institutions on different clocks."""
+    t0 = synth.T0_MS
+    parts = [synth.benign(4_000, duration_ms=200_000, n_clients=200),
+             synth.benign(3_000, institution="bank-b", duration_ms=200_000, net="10.2", start_ms=t0 + 50_000),
+             synth.scan("10.1.100.1", range(1, 400), t0 + 20_000, duration_ms=100_000),
+             synth.scan("10.2.100.1", range(1, 300), t0 + 120_000, duration_ms=60_000, institution="bank-b")]
+    batches = synth.batches(*parts, batch_rows=250)
+    for bound in (150, 1_000, 200_000):
+        fast, every = PortScanDetector(max_buffer_rows=bound), PortScanDetector(max_buffer_rows=bound)
+        every._expire = _expire_every_row.__get__(every)  # type: ignore[method-assign]
+        for b in batches:
+            assert fast.process(b) == every.process(b)
+            assert fast._buf.column("flow_id").tolist() == every._buf.column("flow_id").tolist()
