@@ -113,6 +113,10 @@ class RowBuffer:
         self._sizes: list[int] = []
         self._empty: dict[str, np.ndarray] = {}  # the columns with no row (what an empty selection gives)
 
+    def __getstate__(self) -> dict:
+        chunks = [c if r is None else {k: v[r] for k, v in c.items()} for c, r in zip(self.chunks, self._rows)]
+        return {**self.__dict__, "chunks": chunks, "_rows": [None] * len(chunks)}  # the rows left only
+
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if "_rows" not in state:  # pickled before rows were noted
@@ -290,7 +294,7 @@ class KeyedTable:
     def _set(self, state: dict) -> None:
         keys = np.asarray(state["keys"]).astype(np.uint64, copy=False)
         self._n = len(keys)
-        room = max(16, 2 * self._n)
+        room = max(16, self._n + self._n // 2)
         self._keys = np.zeros(room, dtype=np.uint64)
         self._keys[:self._n] = keys
         self._store = {}
@@ -316,7 +320,7 @@ class KeyedTable:
     def _grow(self, n: int) -> None:
         if n <= len(self._keys):
             return
-        room = max(n, 2 * len(self._keys))
+        room = max(n, len(self._keys) + len(self._keys) // 2)  # half again: copies stay amortised
         self._keys = np.concatenate([self._keys[:self._n], np.zeros(room - self._n, dtype=np.uint64)])
         self._store = {k: np.concatenate([v[:self._n], np.zeros(room - self._n)]) for k, v in self._store.items()}
 
@@ -330,7 +334,7 @@ class KeyedTable:
         bits = max(4, (4 * self._n - 1).bit_length(), (at_least - 1).bit_length())  # 4 slots a row after a rebuild
         self._shift = np.uint64(64 - bits)
         self._mask = (1 << bits) - 1
-        self._slot_rows = np.full(1 << bits, -1, dtype=np.int64)  # -1 free, -2 a removed row's, else a row
+        self._slot_rows = np.full(1 << bits, -1, dtype=np.int32)  # -1 free, -2 a removed row's, else a row
         self._used = 0  # slots not free (rows and removed rows' marks)
         if not self._n:
             return
@@ -356,7 +360,7 @@ class KeyedTable:
         r = table[slot]
         hit = stored[np.maximum(r, 0)] == keys
         hit &= r >= 0
-        rows = np.where(hit, r, -1)
+        rows = np.where(hit, r, -1).astype(np.intp)
         slots = np.where(hit, slot, -1)
         todo = np.flatnonzero((r != -1) & ~hit)  # a free slot ends the search; a removed row's mark does not
         mine, slot = keys[todo], (slot[todo] + 1) & self._mask

@@ -115,6 +115,7 @@ def test_row_buffer_is_one_concatenated_buffer() -> None:
         assert all(np.array_equal(buf.column(k), flat[k]) for k in flat)
         if rng.random() < 0.2:
             buf = pickle.loads(pickle.dumps(buf))
+            assert sum(len(c["t"]) for c in buf.chunks) == len(buf)  # a pickle holds the rows left only
     old = RowBuffer.__new__(RowBuffer)  # pickled before rows were noted
     old.__setstate__({"chunks": [{"t": np.array([1, 2])}], "_sizes": [2], "_empty": {"t": np.zeros(0, np.int64)}})
     old.keep(np.array([False, True]))
