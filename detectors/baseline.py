@@ -61,11 +61,12 @@ def advance_bins(table: KeyedTable, keys: np.ndarray, bins: np.ndarray, total: s
 
 
 def bound_keys(table: KeyedTable, max_keys: int) -> None:
-    """Past ``max_keys`` entries, keep the half with the newest ``bin`` (then the largest ``mean``)."""
+    """Past ``max_keys`` entries, keep the half with the newest ``bin`` (then the largest ``mean``,
+    then the largest key)."""
     if len(table) <= max_keys:
         return
     cols = table.cols
-    rank = np.lexsort((cols["mean"], cols["bin"]))
+    rank = np.lexsort((table.keys, cols["mean"], cols["bin"]))  # ties: by key, whatever the rows' order
     keep = np.zeros(len(rank), dtype=bool)
     keep[rank[len(rank) // 2:]] = True
     table.keep(keep)

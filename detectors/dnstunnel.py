@@ -46,6 +46,7 @@ import numpy as np
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.dnsnames import BAD_TLD, NameFeatures, string_hash
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
+from finsa.detectors.state import unique_first
 from finsa.wire import RecordBatch, ips_to_strings, split_list
 
 __all__ = ["DnsTunnelDetector", "DgaDetector", "TUNNEL_QTYPES", "questions"]
@@ -93,7 +94,7 @@ def questions(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.n
 def _new_keys(seen: KeyedTable, keys: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Mask of rows whose key was never seen (first occurrence only); remembers them."""
     _, found = seen.lookup(keys)
-    _, first = np.unique(keys, return_index=True)
+    first = unique_first(keys)[1]
     new = np.zeros(len(keys), dtype=bool)
     new[first] = True
     new &= ~found

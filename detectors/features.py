@@ -4,10 +4,10 @@
   addresses (keys that group by institution and host), flow time, and the connection outcome
   (``failed``: a SYN that got no answer or a RST; ``syn_only``: the client never sent ACK).
   :func:`frame_of` caches the frame of the last batch, so detectors run by one engine share it.
-* :func:`group` / :func:`distinct_per_group` are the grouping primitives (``np.unique`` with
-  ``return_inverse`` on 64-bit keys, ``np.bincount``); :func:`source_features`,
+* :func:`group` / :func:`distinct_per_group` are the grouping primitives (an unstable sort of
+  64-bit keys, what ``np.unique`` with ``return_index``/``return_inverse`` gives; ``np.bincount``); :func:`source_features`,
   :func:`service_features` and :func:`pair_features` are the per-entity window features.
-* :class:`KeyedTable` (from :mod:`finsa.detectors.state`) keeps numeric state per 64-bit key in sorted arrays;
+* :class:`KeyedTable` (from :mod:`finsa.detectors.state`) keeps numeric state per 64-bit key (hash-indexed rows);
   :class:`DampedStats` holds Kitsune-style damped counts and byte means per source at a few
   time scales (weights decay as ``2 ** (-dt / half_life)`` in flow time).
 
@@ -31,7 +31,7 @@ from functools import cached_property
 
 import numpy as np
 
-from finsa.detectors.state import KeyedTable, isin_keys
+from finsa.detectors.state import KeyedTable, isin_keys, unique_first
 from finsa.wire import RecordBatch
 
 __all__ = ["FlowFrame", "frame_of", "mix64", "ip_hash", "Groups", "group", "distinct_per_group",
@@ -44,20 +44,27 @@ _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 
 
-def _finalise(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M2
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M3
-    return x ^ (x >> np.uint64(31))
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 
 def mix64(*columns: np.ndarray) -> np.ndarray:
-    """One well-mixed uint64 key per row from integer columns (splitmix64 chaining)."""
+    """One well-mixed uint64 key per row from integer columns (splitmix64 chaining), computed in
+    place in one array and one scratch array (no temporary per step).
+
+    >>> mix64(np.array([1, 2], np.uint64)).tolist() == mix64(np.array([1, 2])).tolist()
+    True
+    """
     acc = np.zeros(len(columns[0]), dtype=np.uint64)
+    scratch = np.empty_like(acc)
     with np.errstate(over="ignore"):
         for col in columns:
-            acc = _finalise(acc * _M1 + np.asarray(col).astype(np.uint64, copy=False))
+            np.multiply(acc, _M1, out=acc)
+            np.add(acc, np.asarray(col).astype(np.uint64, copy=False), out=acc)
+            for mul, shift in ((_M2, _S30), (_M3, _S27), (None, _S31)):  # x ^= x >> s, then x *= m
+                np.right_shift(acc, shift, out=scratch)
+                np.bitwise_xor(acc, scratch, out=acc)
+                if mul is not None:
+                    np.multiply(acc, mul, out=acc)
     return acc
 
 
@@ -219,17 +226,22 @@ class Groups:
 
 def group(keys: np.ndarray) -> Groups:
     """Group rows by a uint64 key."""
-    uniq, first, inverse, count = np.unique(keys, return_index=True, return_inverse=True,
-                                            return_counts=True)
+    uniq, first, inverse, count = unique_first(keys)
     return Groups(uniq, inverse.ravel(), first, count)
 
 
-def distinct_per_group(groups: Groups, values: np.ndarray) -> np.ndarray:
-    """Number of distinct ``values`` (integers) in each group."""
+def distinct_per_group(groups: Groups, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Number of distinct ``values`` (integers) in each group (over ``rows`` only, when given)."""
     if len(groups) == 0:
         return np.zeros(0, dtype=np.int64)
-    _, idx = np.unique(mix64(groups.inverse, values), return_index=True)
-    return np.bincount(groups.inverse[idx], minlength=len(groups))
+    inverse = groups.inverse if rows is None else groups.inverse[rows]
+    pairs = mix64(inverse, values if rows is None else values[rows])
+    order = np.argsort(pairs)  # one row per distinct (group, value): any row of it names the group
+    s = pairs[order]
+    first = np.empty(len(s), dtype=bool)
+    first[:1] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    return np.bincount(inverse[order[first]], minlength=len(groups))
 
 
 def source_features(frame: FlowFrame, rows: np.ndarray | None = None) -> tuple[Groups, dict[str, np.ndarray]]:

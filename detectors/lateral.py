@@ -41,6 +41,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper, make_alert
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
+from finsa.detectors.state import unique_first
 from finsa.detectors.netsets import NetworkSet, PRIVATE_NETWORKS
 from finsa.wire import RecordBatch, ips_from_strings, ips_to_strings
 
@@ -106,7 +107,7 @@ class LateralMovementDetector(Detector):
         """Mask of rows (within ``mask``) bringing a (source, window, host) not yet counted for ``kind``."""
         k = mix64(key, dst_h, np.full(len(key), kind, dtype=np.uint64))
         _, found = self._seen.lookup(k)
-        _, first = np.unique(np.where(mask, k, np.uint64(0)), return_index=True)
+        first = unique_first(np.where(mask, k, np.uint64(0)))[1]
         new = np.zeros(len(k), dtype=bool)
         new[first] = True
         new &= mask & ~found

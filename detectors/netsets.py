@@ -38,6 +38,21 @@ def ip_words(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
 
 
+#: A prefix length with at most this many networks is matched by comparisons, not by hash lookups.
+_FEW = 4
+_WORDS: list = [None]  # (column, words) of the last column: the sets of one batch share it
+
+
+def _words_of(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ip_words` of ``column``, kept for the next set asked about the same column object."""
+    last = _WORDS[0]
+    if last is not None and last[0] is column:
+        return last[1]
+    words = ip_words(column)
+    _WORDS[0] = (column, words)  # one assignment: another thread sees the old pair or the new one
+    return words
+
+
 def parse_network(text: str) -> tuple[int, int]:
     """(128-bit network value, prefix length over 128 bits) of a CIDR or a bare address."""
     net = ipaddress.ip_network(text.strip(), strict=False)
@@ -97,8 +112,16 @@ class NetworkSet:
         out = np.full(len(column), -1, dtype=np.int64)
         if not len(column) or not self._levels:
             return out
-        hi, lo = ip_words(column)
+        hi, lo = _words_of(column)
         for hi_mask, lo_mask, keys, net_hi, net_lo, idx in self._levels:
+            if len(keys) <= _FEW:  # a few networks: compared one by one over every row, no hash
+                h = hi if hi_mask == _ALL else hi & hi_mask
+                low = lo if lo_mask == _ALL else lo & lo_mask
+                for j in range(len(keys)):
+                    hit = (h == net_hi[j]) & (low == net_lo[j])
+                    hit &= out < 0
+                    out[hit] = idx[j]
+                continue
             todo = np.flatnonzero(out < 0)
             if not len(todo):
                 break

@@ -32,7 +32,7 @@ import numpy as np
 
 from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, distinct_per_group, group, isin_keys, mix64
-from finsa.detectors.state import RowBuffer, newest_rows
+from finsa.detectors.state import KeyCounts, RowBuffer, newest_rows, unique
 from finsa.metrics import REGISTRY
 from finsa.wire import RecordBatch, ips_to_strings
 
@@ -67,6 +67,7 @@ class PortScanDetector(Detector):
         self._watermark: dict[int, int] | None = None
         self._dedupe: WindowDeduper | None = None
         self._counts: KeyedTable | None = None
+        self._failed: KeyCounts | None = None  # per source: its rows in ``_buf``
 
     # --- state -------------------------------------------------------------------------
 
@@ -74,14 +75,13 @@ class PortScanDetector(Detector):
         """Add every source's flows and successful services to its (source, window) counts."""
         window = frame.t_ms // self.window_ms
         g = frame.source_windows(self.window_ms)
-        ok = ~frame.failed
-        ok_pairs = group(mix64(frame.src_key[ok], frame.dst_service[ok], window[ok]))
+        ok = np.flatnonzero(~frame.failed)
         pos = self._counts.upsert(g.keys)
         cols = self._counts.cols
         cols["window"][pos] = window[g.first]
         cols["flows"][pos] += g.count
-        owner = g.inverse[np.flatnonzero(ok)[ok_pairs.first]] if len(ok_pairs) else np.zeros(0, np.int64)
-        cols["ok_services"][pos] += np.bincount(owner, minlength=len(g))
+        # distinct (source, service, window) of the successful flows: any row of one names its group
+        cols["ok_services"][pos] += distinct_per_group(g, frame.dst_service, ok)
         newest = int(window.max())
         stale = cols["window"] < newest - 2  # coarse: keeps two windows of any institution's clock
         if stale.mean() > 0.5:
@@ -96,10 +96,23 @@ class PortScanDetector(Detector):
             ok += np.where(found, self._counts.cols["ok_services"][pos], 0.0)
         return flows, ok
 
+    def _min_failed(self) -> int:
+        """Fewest failed attempts of a source that can alert: its distinct failed ports, hosts and
+        services are at most its failed attempts, and the TRW's likelihood ratio grows by
+        ``log((1 - theta1) / (1 - theta0))`` per failed service at most (one less, for rounding)."""
+        step = math.log((1 - self.theta1) / (1 - self.theta0))
+        trw = max(1, math.floor(math.log(self.p_detect / self.p_false) / step) - 1)
+        return min(self.min_ports, self.min_hosts, trw)
+
     def _append(self, frame: FlowFrame, rows: np.ndarray) -> None:
         c = frame.cols
         if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
             self._buf = RowBuffer.of(self._buf)
+        if getattr(self, "_failed", None) is None:  # first batch, or a detector pickled before the counts
+            self._failed = KeyCounts()
+            if len(self._buf):
+                self._failed.add(self._buf.column("key"), 1.0)
+        self._failed.add(frame.src_key[rows], 1.0)
         self._buf.append({"key": frame.src_key[rows], "inst_h": frame.inst_hash[rows], "t": frame.t_ms[rows],
                           "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows],
                           "port": c["dst_port"][rows].astype(np.int64), "service": frame.dst_service[rows],
@@ -112,11 +125,16 @@ class PortScanDetector(Detector):
             self._watermark[int(inst_h)] = max(wm, self._watermark.get(int(inst_h), wm))
         buf = self._buf
         t = buf.column("t")
-        keep = t >= self._limits(buf.column("inst_h"))
-        if keep.sum() > self.max_buffer_rows:
+        # rows past every institution's limit are kept by time: more of them than the bound, and
+        # the bound decides alone (no per-row limit needed)
+        newest_limit = max(self._watermark.values(), default=self.window_ms) - self.window_ms
+        over = np.count_nonzero(t >= newest_limit) > self.max_buffer_rows
+        keep = None if over else t >= self._limits(buf.column("inst_h"))
+        if keep is None or keep.sum() > self.max_buffer_rows:
             keep = newest_rows(t, self.max_buffer_rows)
             DROPPED.inc(int(len(keep) - self.max_buffer_rows), detector=self.name)
         if not keep.all():
+            self._failed.add(buf.column("key")[~keep], -1.0)
             buf.keep(keep)
 
     def _limits(self, inst_h: np.ndarray) -> np.ndarray:
@@ -144,7 +162,11 @@ class PortScanDetector(Detector):
             return []
         self._append(frame, rows)
         self._expire(frame)
-        keys = np.unique(frame.src_key[rows])
+        keys = unique(frame.src_key[rows])
+        # a source with fewer buffered attempts than any alert needs is not scored
+        keys = keys[self._failed.of(keys) >= self._min_failed()]
+        if not len(keys):
+            return []
         sub = self._buf.select(isin_keys(self._buf.column("key"), keys))
         return self._score(sub)
 

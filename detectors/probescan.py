@@ -51,7 +51,7 @@ from finsa.detectors.base import Detector, WindowDeduper, make_alert, severity_f
 from finsa.detectors.features import (RST, SYN, FlowFrame, KeyedTable, distinct_per_group, group, isin_keys,
                                      mix64)
 from finsa.detectors.netsets import NetworkSet
-from finsa.detectors.state import RowBuffer
+from finsa.detectors.state import KeyCounts, RowBuffer, unique
 from finsa.wire import RecordBatch, ips_to_strings
 
 __all__ = ["ProbeScanDetector", "probe_kinds"]
@@ -137,6 +137,8 @@ class ProbeScanDetector(Detector):
         self._slow: KeyedTable | None = None
         self._dedupe: WindowDeduper | None = None
         self._slow_counts: dict[float, tuple[float, float]] = {}
+        self._slow_failed: KeyCounts | None = None  # per source: its failed entries in ``_slow``
+        self._probes: KeyCounts | None = None  # per source: its rows in ``_buf``
 
     def process(self, flows: RecordBatch) -> list[dict[str, Any]]:
         frame = self._frame(flows)
@@ -146,14 +148,19 @@ class ProbeScanDetector(Detector):
             self._dedupe, self._buf = WindowDeduper(self.window_ms), None
             self._flows = KeyedTable(("window", "flows"))
             self._slow = KeyedTable(("src", "host", "port", "t0", "t", "failed"))
+            self._slow_failed = KeyCounts()
         kind = probe_kinds(frame, self.max_probe_packets)
         self._count_flows(frame)
         slow_hits = self._remember(frame, kind)
         rows = np.flatnonzero((kind > 0) & (kind < 4))
         out: list[dict[str, Any]] = []
         if len(rows):
-            self._append(frame, rows, kind[rows])
-            out += self._score(np.unique(frame.src_key[rows]))
+            probes = self._append(frame, rows, kind[rows])
+            keys = unique(frame.src_key[rows])
+            # every count a source can alert on is at most its buffered probes: fewer are not scored
+            keys = keys[probes.of(keys) >= self._min_probes()]
+            if len(keys):
+                out += self._score(keys)
         for key in slow_hits:
             alert = self._slow_alert(frame, kind, key)
             if alert is not None:
@@ -173,12 +180,20 @@ class ProbeScanDetector(Detector):
         if stale.mean() > 0.5:
             self._flows.keep(~stale)
 
-    def _append(self, frame: FlowFrame, rows: np.ndarray, kind: np.ndarray) -> None:
+    def _append(self, frame: FlowFrame, rows: np.ndarray, kind: np.ndarray) -> KeyCounts:
+        """Buffer the probes ``rows`` (of kinds ``kind``), drop what left the window; return the
+        per-source counts of buffered probes."""
         c = frame.cols
         port = np.where(kind == 3, c["protocol"][rows].astype(np.int64) + 65536, c["dst_port"][rows].astype(np.int64))
         if not isinstance(self._buf, RowBuffer):  # None, or a state pickled as one dict of columns
             self._buf = RowBuffer.of(self._buf)
         buf = self._buf
+        probes = getattr(self, "_probes", None)
+        if probes is None:  # first batch, or a detector pickled before the counts
+            self._probes = probes = KeyCounts()
+            if len(buf):
+                probes.add(buf.column("key"), 1.0)
+        probes.add(frame.src_key[rows], 1.0)
         buf.append({"key": frame.src_key[rows], "inst": c["institution_id"][rows], "t": frame.t_ms[rows],
                     "end": frame.end_ms[rows], "dst_h": frame.dst_h[rows], "port": port, "kind": kind,
                     "flow_id": c["flow_id"][rows], "src": c["src_ip"][rows], "dst": c["dst_ip"][rows]})
@@ -188,7 +203,14 @@ class ProbeScanDetector(Detector):
         if keep.sum() > self.max_buffer_rows:
             keep &= t >= np.partition(t, len(t) - self.max_buffer_rows)[len(t) - self.max_buffer_rows]
         if not keep.all():
+            probes.add(buf.column("key")[~keep], -1.0)
             buf.keep(keep)
+        return probes
+
+    def _min_probes(self) -> int:
+        """Fewest buffered probes of a source that can alert: its ports on one host, hosts on one
+        port and protocols on one host are each at most its probes."""
+        return min(self.min_ports, self.min_hosts, self.min_protocols)
 
     def _score(self, keys: np.ndarray) -> list[dict[str, Any]]:
         assert self._buf is not None and self._flows is not None  # built by process() before
@@ -250,15 +272,21 @@ class ProbeScanDetector(Detector):
         cols["host"][pos] = as_float(frame.dst_h[g.first])
         cols["port"][pos] = frame.cols["dst_port"][g.first]
         cols["t"][pos] = np.maximum(cols["t"][pos], g.max(frame.t_ms))
-        cols["failed"][pos] = np.where(g.sum((kind > 0).astype(np.float64)) > 0, 1.0, cols["failed"][pos])
+        was_failed = cols["failed"][pos]
+        cols["failed"][pos] = np.where(g.sum((kind > 0).astype(np.float64)) > 0, 1.0, was_failed)
+        self._count_failed(cols["src"][pos], cols["failed"][pos] - was_failed)
         now = float(frame.end_ms.max())
         live = cols["t"] >= now - self.slow_window_ms
         if len(self._slow) > self.max_slow_entries:
             live &= cols["t"] >= np.sort(cols["t"])[-self.max_slow_entries]
         if not live.all():
+            self._count_failed(cols["src"][~live], -cols["failed"][~live])
             self._slow.keep(live)
             cols = self._slow.cols
-        mask = isin_keys(cols["src"], np.unique(as_float(frame.src_key[kind > 0])))
+        probing = unique(as_float(frame.src_key[kind > 0]))
+        n_failed = self._failed_of(probing)
+        # a source with fewer failed entries than the threshold has no host or port with that many
+        mask = isin_keys(cols["src"], probing[n_failed >= self.slow_min_services])
         if not mask.any():
             return []
         rows = np.flatnonzero(mask)
@@ -276,6 +304,24 @@ class ProbeScanDetector(Detector):
         keys = sub["src"][sg.first[hits]]
         self._slow_counts = {float(k): (float(vertical[h]), float(horizontal[h])) for k, h in zip(keys, hits)}
         return sorted(self._slow_counts)
+
+    def _failed_of(self, src: np.ndarray) -> np.ndarray:
+        """Failed entries in the slow table of each source (``_as_float`` keys)."""
+        counts = getattr(self, "_slow_failed", None)
+        if counts is None:  # first use, or a detector pickled before the counts
+            assert self._slow is not None  # built by process() before
+            self._slow_failed = counts = KeyCounts()
+            cols = self._slow.cols
+            self._count_failed(cols["src"], cols["failed"])
+        return counts.of(src.view(np.uint64))
+
+    def _count_failed(self, src: np.ndarray, change: np.ndarray) -> None:
+        """Add ``change`` (+1: an entry failed, -1: a failed entry dropped) to each source's count."""
+        counts = getattr(self, "_slow_failed", None)
+        if counts is None:
+            return  # built from the table when first read
+        rows = np.flatnonzero(change)
+        counts.add(src[rows].view(np.uint64), change[rows])
 
     def _slow_alert(self, frame: FlowFrame, kind: np.ndarray, key: float) -> dict[str, Any] | None:
         assert self._dedupe is not None  # built by process() before

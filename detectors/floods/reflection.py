@@ -42,7 +42,7 @@ import numpy as np
 from finsa.detectors.base import Detector, DetectorParamError, WindowDeduper
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import ACK, RST, SYN, FlowFrame, KeyedTable, group, mix64
-from finsa.detectors.floods.victims import GROUP_ADDRESSES, new_in_bin, top_sources, victim_alert
+from finsa.detectors.floods.victims import GROUP_ADDRESSES, SeenInBins, new_in_bin, top_sources, victim_alert
 from finsa.wire import RecordBatch
 
 __all__ = ["ReflectionDetector", "AMPLIFIER_PORTS"]
@@ -81,7 +81,7 @@ class ReflectionDetector(Detector):
                     request_memory_ms=(request_memory_ms, 0, 86_400_000), max_victims=(max_victims, 10, 1e8))
         self._udp: KeyedTable | None = None
         self._tcp: KeyedTable | None = None
-        self._seen: KeyedTable | None = None
+        self._seen: SeenInBins | None = None
         self._asked: KeyedTable | None = None
         self._dedupe: WindowDeduper | None = None
 
@@ -126,7 +126,7 @@ class ReflectionDetector(Detector):
             return []
         if self._dedupe is None:
             self._udp, self._tcp = KeyedTable(_BINS), KeyedTable(_BINS)
-            self._seen, self._asked = KeyedTable(("bin",)), KeyedTable(("t",))
+            self._seen, self._asked = SeenInBins(), KeyedTable(("t",))
             self._dedupe = WindowDeduper(self.window_ms)
         assert self._udp is not None and self._tcp is not None
         self._remember_requests(frame)
@@ -137,6 +137,7 @@ class ReflectionDetector(Detector):
     def _kind(self, frame: FlowFrame, rows: np.ndarray, table: KeyedTable, bin_ms: int,
               kind: str) -> list[dict[str, Any]]:
         assert self._seen is not None  # built by process() before
+        self._seen = SeenInBins.of(self._seen)  # a detector pickled with one table of every bin's
         if not len(rows):
             return []
         c = frame.cols

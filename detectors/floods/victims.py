@@ -30,17 +30,71 @@ import numpy as np
 
 from finsa.detectors.base import Detector, make_alert, severity_from_margin
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
+from finsa.detectors.state import unique, unique_first
 from finsa.detectors.netsets import NetworkSet
 from finsa.wire import ips_to_strings
 
-__all__ = ["GROUP_ADDRESSES", "new_in_bin", "top_sources", "victim_alert"]
+__all__ = ["GROUP_ADDRESSES", "SeenInBins", "new_in_bin", "top_sources", "victim_alert"]
 
 #: Multicast and broadcast destinations: never a flood's victim. One set for every flood
 #: detector, so they share its answer for a batch (see :meth:`NetworkSet.match`).
 GROUP_ADDRESSES = NetworkSet(["224.0.0.0/4", "255.255.255.255/32", "ff00::/8"])
 
 
-def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.ndarray, member: np.ndarray,
+class SeenInBins:
+    """The (group key, bin, member) hashes :func:`new_in_bin` already counted, one key set per bin:
+    dropping the old bins drops whole sets (no table of every bin to compact and re-index).
+
+    >>> seen = SeenInBins()
+    >>> seen.add(np.array([5, 7], np.uint64), np.array([1.0, 2.0])); len(seen)
+    2
+    >>> seen.found(np.array([5, 7, 9], np.uint64), np.array([1.0, 1.0, 2.0])).tolist()
+    [True, False, False]
+    """
+
+    def __init__(self) -> None:
+        self.bins: dict[float, KeyedTable] = {}
+
+    @classmethod
+    def of(cls, seen: "SeenInBins | KeyedTable | None") -> "SeenInBins":
+        """``seen`` itself, or a new set (from a table of keys with a ``bin`` column: a detector
+        pickled before the sets)."""
+        if isinstance(seen, SeenInBins):
+            return seen
+        out = cls()
+        if seen is not None and len(seen):
+            out.add(seen.keys, seen.cols["bin"])
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.bins.values())
+
+    def _each_bin(self, bins: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        if len(bins) and (bins == bins[0]).all():
+            return [(float(bins[0]), np.arange(len(bins)))]
+        return [(float(b), np.flatnonzero(bins == b)) for b in unique(bins)]
+
+    def found(self, keys: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """Which ``keys`` (unique) were added in their bin."""
+        out = np.zeros(len(keys), dtype=bool)
+        for b, rows in self._each_bin(bins):
+            table = self.bins.get(b)
+            if table is not None:
+                out[rows] = table.lookup(keys[rows])[1]
+        return out
+
+    def add(self, keys: np.ndarray, bins: np.ndarray) -> None:
+        """Add ``keys`` (unique, none of them added in its bin yet)."""
+        for b, rows in self._each_bin(bins):
+            self.bins.setdefault(b, KeyedTable(())).insert_new(keys[rows])
+
+    def keep_newest(self, n_bins: int) -> None:
+        """Forget every bin but the ``n_bins`` newest (by number)."""
+        newest = max(self.bins)
+        self.bins = {b: t for b, t in self.bins.items() if b >= newest - (n_bins - 1)}
+
+
+def new_in_bin(seen: SeenInBins, keys: np.ndarray, owner: np.ndarray, bins: np.ndarray, member: np.ndarray,
                max_entries: int) -> np.ndarray:
     """Per group: how many ``member`` values (e.g. sources) are new to the group's bin.
 
@@ -50,16 +104,14 @@ def new_in_bin(seen: KeyedTable, keys: np.ndarray, owner: np.ndarray, bins: np.n
     """
     n_groups = len(keys)
     key = mix64(keys[owner], bins[owner].astype(np.int64), member)
-    uniq, first = np.unique(key, return_index=True)
-    _, found = seen.lookup(uniq)
+    uniq, first, _, _ = unique_first(key)
+    uniq_bins = bins[owner[first]]
+    found = seen.found(uniq, uniq_bins)
     if (~found).any():
-        fresh = uniq[~found]  # sorted, unique, not in ``seen``
-        seen.insert_new(fresh)
-        seen.cols["bin"][np.searchsorted(seen.keys, fresh)] = bins[owner[first[~found]]]
+        seen.add(uniq[~found], uniq_bins[~found])
     if len(seen) > max_entries:
-        seen.keep(seen.cols["bin"] >= np.max(seen.cols["bin"]) - 1)
+        seen.keep_newest(2)
     return np.bincount(owner[first[~found]], minlength=n_groups).astype(np.float64)
-
 
 
 def top_sources(frame: FlowFrame, mine: np.ndarray, n: int = 5) -> list[str]:

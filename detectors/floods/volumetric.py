@@ -40,7 +40,7 @@ import numpy as np
 from finsa.detectors.base import Detector, WindowDeduper
 from finsa.detectors.baseline import advance_bins, bound_keys
 from finsa.detectors.features import FlowFrame, KeyedTable, group, mix64
-from finsa.detectors.floods.victims import GROUP_ADDRESSES, new_in_bin, top_sources, victim_alert
+from finsa.detectors.floods.victims import GROUP_ADDRESSES, SeenInBins, new_in_bin, top_sources, victim_alert
 from finsa.wire import RecordBatch
 
 __all__ = ["VolumetricDetector"]
@@ -71,7 +71,7 @@ class VolumetricDetector(Detector):
                     oneway_ratio=(oneway_ratio, 0.0, 1.0), k_sigma=(k_sigma, 0.0, 100.0), alpha=(alpha, 1e-4, 1.0),
                     max_victims=(max_victims, 10, 1e8))
         self._table: KeyedTable | None = None
-        self._seen: KeyedTable | None = None
+        self._seen: SeenInBins | None = None
         self._dedupe: WindowDeduper | None = None
 
     def _threshold(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -89,9 +89,10 @@ class VolumetricDetector(Detector):
         if not len(rows):
             return []
         if self._table is None:
-            self._table, self._seen = KeyedTable(_BINS), KeyedTable(("bin",))
+            self._table, self._seen = KeyedTable(_BINS), SeenInBins()
             self._dedupe = WindowDeduper(self.window_ms)
         assert self._table is not None and self._seen is not None
+        self._seen = SeenInBins.of(self._seen)  # a detector pickled with one table of every bin's
         share = np.minimum(1.0, self.bin_ms / np.maximum(frame.end_ms[rows] - frame.t_ms[rows], self.bin_ms))
         packets, nbytes = out_pk[rows] * share, c["src2dst_bytes"][rows] * share
         g = group(mix64(frame.inst_hash[rows], frame.dst_h[rows]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finsa.detectors.features import (DampedStats, KeyedTable, frame_of, group, pair_features,
+from finsa.detectors.features import (DampedStats, KeyedTable, frame_of, group, mix64, pair_features,
                                       service_features, source_features)
 from finsa.wire import FLOW
 
@@ -68,3 +68,22 @@ def test_damped_stats_decay_with_flow_time() -> None:
 def test_group_counts() -> None:
     g = group(np.array([7, 7, 2], np.uint64))
     assert g.count.tolist() == [1, 2] and g.keys[g.inverse].tolist() == [7, 7, 2]
+
+
+def test_mix64_is_the_splitmix64_chain() -> None:
+    """The in-place mix64 gives the keys the step-by-step formula gives (state keys depend on it)."""
+    def finalise(x: np.ndarray) -> np.ndarray:
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+    rng = np.random.default_rng(4)
+    cols = [rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64, endpoint=True), rng.integers(-9, 70_000, 3000),
+            rng.random(3000) > 0.5]
+    acc = np.zeros(3000, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in cols:
+            acc = finalise(acc * np.uint64(0x9E3779B97F4A7C15) + np.asarray(col).astype(np.uint64))
+    assert np.array_equal(mix64(*cols), acc)

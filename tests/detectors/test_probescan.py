@@ -90,3 +90,45 @@ def test_rst_backscatter_is_not_a_scan(synth) -> None:
     cols = synth.stealth_scan("10.10.10.10", range(49990, 50190), T0, flags=20, attacker="178.32.105.182")
     cols.update(src_port=[5050] * 200, dst2src_packets=[0] * 200, dst2src_tcp_flags=[0] * 200)
     assert run(ProbeScanDetector(), synth.batches(cols)) == []
+
+
+def test_slow_scan_prefilter_changes_no_alert_and_counts_follow_the_table(synth, monkeypatch) -> None:
+    """Slow-scan counting runs only for sources with at least ``slow_min_services`` failed entries;
+    every source counted gives the same alerts, and the per-source counts match the table as
+    entries expire and overflow."""
+    scan = synth.scan("10.1.100.30", range(1, 121), T0 + 60_000, duration_ms=3_600_000, open_ports=(5, 6))
+    batches = synth.batches(synth.benign(12_000, duration_ms=3_700_000, n_clients=200), scan, batch_rows=500)
+    for kwargs in ({}, {"max_slow_entries": 2_000, "slow_window_ms": 1_200_000}):
+        fast = ProbeScanDetector(**kwargs)
+        got = run(fast, batches)
+        table = fast._slow
+        failed = table.cols["failed"] > 0
+        expect: dict[int, float] = {}
+        for k in table.cols["src"][failed].view(np.uint64).tolist():
+            expect[k] = expect.get(k, 0.0) + 1.0
+        assert fast._slow_failed.as_dict() == expect
+        with monkeypatch.context() as m:
+            m.setattr(ProbeScanDetector, "_failed_of", lambda self, src: np.full(len(src), np.inf))
+            assert run(ProbeScanDetector(**kwargs), batches) == got
+    assert got
+
+
+def test_sources_with_too_few_probes_are_not_scored_and_nothing_changes(synth, monkeypatch) -> None:
+    """Scoring only sources with at least as many buffered probes as the lowest threshold gives
+    what scoring every probing source gives; the per-source counts follow the buffer."""
+    parts = [synth.benign(8_000, duration_ms=240_000, n_clients=300),
+             synth.stealth_scan("10.1.100.20", range(1, 30), T0 + 30_000, flags=1),
+             synth.udp_scan("10.1.100.21", range(1, 7), T0 + 100_000, attacker="203.0.113.80"),
+             synth.udp_scan([f"10.1.9.{i}" for i in range(1, 6)], [161] * 5, T0 + 150_000, attacker="203.0.113.81")]
+    batches = synth.batches(*parts, batch_rows=300)
+    for kwargs in ({}, {"min_ports": 5, "min_hosts": 4, "max_buffer_rows": 200}):
+        fast = ProbeScanDetector(**kwargs)
+        got = run(fast, batches)
+        buffered: dict[int, float] = {}
+        for k in fast._buf.column("key").tolist():
+            buffered[k] = buffered.get(k, 0.0) + 1.0
+        assert fast._probes.as_dict() == buffered
+        with monkeypatch.context() as m:
+            m.setattr(ProbeScanDetector, "_min_probes", lambda self: 0)
+            assert run(ProbeScanDetector(**kwargs), batches) == got
+    assert len({a["entity"] for a in got}) == 3  # the small scans too, under the low thresholds

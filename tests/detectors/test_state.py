@@ -36,24 +36,51 @@ def _sorted_upsert(keys: np.ndarray, cols: dict, new_keys: np.ndarray, **default
     return merged[order], cols, np.searchsorted(merged[order], new_keys)
 
 
-def test_keyed_table_merge_is_the_sort() -> None:
+def _as_sorted(table: KeyedTable) -> tuple[np.ndarray, dict]:
+    order = np.argsort(table.keys)
+    return table.keys[order], {k: v[order] for k, v in table.cols.items()}
+
+
+def test_keyed_table_is_the_sorted_arrays() -> None:
+    """Row for row (sorted by key), the hash-indexed table holds what the former sorted arrays
+    held, through inserts, repeated keys, removals (small and large), growth and pickling."""
     rng = np.random.default_rng(1)
     table = KeyedTable(("x", "y"))
     keys, cols = table.keys.copy(), {k: v.copy() for k, v in table.cols.items()}
-    for i in range(120):
+    for i in range(160):
         batch = rng.integers(0, 2**64 - 1, size=int(rng.integers(0, 3000)), dtype=np.uint64, endpoint=True)
         if i % 3 == 0 and len(keys):
             batch = np.concatenate([batch, keys[rng.integers(0, len(keys), 50)]])
+        if i % 5 == 0:  # few distinct keys, many repeats
+            batch = batch[rng.integers(0, max(len(batch), 1), len(batch))] if len(batch) else batch
         pos = table.upsert(batch, x=np.inf)
         keys, cols, ref = _sorted_upsert(keys, cols, batch, x=np.inf)
-        assert (pos == ref).all() and (table.keys == keys).all()
+        assert (table.keys[pos] == batch).all()
+        pos_found, found = table.lookup(np.concatenate([batch, rng.integers(0, 2**63, 20).astype(np.uint64)]))
+        assert found[:len(batch)].all() and not found[len(batch):].any() and (pos_found[:len(batch)] == pos).all()
         table.cols["y"][pos] += 1
         cols["y"][ref] += 1
-        assert all(np.array_equal(table.cols[k], cols[k]) for k in cols)
-        if i % 17 == 0:
-            mask = rng.random(len(keys)) > 0.3
+        got_keys, got = _as_sorted(table)
+        assert (got_keys == keys).all() and all(np.array_equal(got[k], cols[k]) for k in cols)
+        if i % 7 == 0:
+            cut = 0.3 if i % 2 else 0.95  # a few rows go (moved into holes), or most (copied)
+            mask = rng.random(len(table)) > cut
+            gone = table.keys[~mask]
             table.keep(mask)
-            keys, cols = keys[mask], {k: v[mask] for k, v in cols.items()}
+            keep_ref = ~np.isin(keys, gone)
+            keys, cols = keys[keep_ref], {k: v[keep_ref] for k, v in cols.items()}
+            assert not table.lookup(gone)[1].any()
+        if i % 11 == 0:
+            table = pickle.loads(pickle.dumps(table))
+
+
+def test_keyed_table_pickled_as_sorted_arrays_still_runs() -> None:
+    """A table pickled before the hash index (its ``__dict__``: sorted keys and columns)."""
+    old = KeyedTable.__new__(KeyedTable)
+    old.__dict__.update({"keys": np.array([3, 8], np.uint64), "cols": {"x": np.array([1.0, 2.0])}})
+    table = pickle.loads(pickle.dumps(old))
+    pos = table.upsert(np.array([8, 5], np.uint64))
+    assert table.cols["x"][pos].tolist() == [2.0, 0.0] and len(table) == 3
 
 
 def test_newest_rows_is_the_stable_sort() -> None:
@@ -78,9 +105,21 @@ def test_row_buffer_is_one_concatenated_buffer() -> None:
         keep = buf.column("t") >= rng.integers(0, 40)
         buf.keep(keep)
         flat = {k: v[keep] for k, v in flat.items()}
+        if rng.random() < 0.5:  # a few rows gone: noted, not copied
+            few = rng.random(len(buf)) > 0.1
+            buf.keep(few)
+            flat = {k: v[few] for k, v in flat.items()}
         pick = rng.random(len(buf)) > 0.5
         got = buf.select(pick)
         assert all(np.array_equal(got[k], flat[k][pick]) for k in flat) and len(buf) == len(flat["t"])
+        assert all(np.array_equal(buf.column(k), flat[k]) for k in flat)
+        if rng.random() < 0.2:
+            buf = pickle.loads(pickle.dumps(buf))
+            assert sum(len(c["t"]) for c in buf.chunks) == len(buf)  # a pickle holds the rows left only
+    old = RowBuffer.__new__(RowBuffer)  # pickled before rows were noted
+    old.__setstate__({"chunks": [{"t": np.array([1, 2])}], "_sizes": [2], "_empty": {"t": np.zeros(0, np.int64)}})
+    old.keep(np.array([False, True]))
+    assert old.column("t").tolist() == [2]
 
 
 def test_portscan_state_pickled_as_one_dict_still_runs() -> None:
