@@ -38,6 +38,7 @@ from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
 from finsa.wire import FLOW, RecordBatch
 
+from finsa.storage.key_order import flows_key_order, sorted_chunks_of
 from finsa.storage.native import native_chunks_of
 from finsa.storage.schema import INSTITUTION_COLUMNS, TABLE_OF_RECORD
 
@@ -256,7 +257,8 @@ class Store(ABC):
                 return 0
             rows = sum(len(b) for b in fresh)
             if rows:
-                names, payload = native_chunks_of(fresh)
+                names, payload = (sorted_chunks_of(fresh, flows_key_order(fresh)) if table == "flows"
+                                  else native_chunks_of(fresh))  # flows: in the table's key order (no engine sort)
                 token = hashlib.blake2b(b"".join(sorted(ids)), digest_size=16).hexdigest()
                 settings = {"insert_deduplication_token": f"{table}-{token}",
                             "deduplicate_blocks_in_dependent_materialized_views": "1", **_INSERT_SETTINGS.get(table, {})}

@@ -6,8 +6,9 @@ network order, so those columns are one ``tobytes()``; strings are varuint lengt
 encoded once per distinct value. A string column holding a few distinct objects (an institution
 id, a method, the names a batch repeats) is sent as ``LowCardinality(String)`` instead: its
 distinct values once, then one small code per row, found with numpy from the objects' addresses
-(:func:`string_codes`); the server converts to the table's type on insert. Both backends send these bytes (chdb ``send_insert``,
-clickhouse-connect ``raw_insert``), so the encoding lives here once.
+(:func:`string_codes`); the server converts to the table's type on insert. Both backends send
+these bytes (chdb ``send_insert``, chunk by chunk: :func:`native_chunks_of`; clickhouse-connect
+``raw_insert``), so the encoding lives here once.
 
 >>> from finsa.wire import HEARTBEAT
 >>> batch = HEARTBEAT.make_batch({"sensor_id": ["s1"], "packets": [7]}, batch_id=bytes(16))
@@ -202,17 +203,18 @@ def native_chunks_of(batches: Sequence[RecordBatch]) -> tuple[list[str], list[by
 
 
 def _coalesced(parts: list[bytes]) -> list[bytes]:
-    """The parts in order, runs of small ones joined (at least :data:`CHUNK_MIN_BYTES` a chunk,
-    but for the last)."""
+    """The parts in order: a part of :data:`CHUNK_MIN_BYTES` or more is a chunk of its own (never
+    copied), runs of smaller ones between them are joined into one chunk."""
     chunks: list[bytes] = []
     pending: list[bytes] = []
-    size = 0
     for part in parts:
-        pending.append(part)
-        size += len(part)
-        if size >= CHUNK_MIN_BYTES:
-            chunks.append(pending[0] if len(pending) == 1 else b"".join(pending))
-            pending, size = [], 0
+        if len(part) < CHUNK_MIN_BYTES:
+            pending.append(part)
+            continue
+        if pending:
+            chunks.append(b"".join(pending))
+            pending = []
+        chunks.append(part)
     if pending:
         chunks.append(b"".join(pending))
     return chunks
