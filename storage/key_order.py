@@ -55,7 +55,8 @@ def _ranks(batches: Sequence[RecordBatch], name: str) -> np.ndarray:
 
 
 def flows_key_order(batches: Sequence[RecordBatch]) -> np.ndarray:
-    """Row numbers of the batches (concatenated) in ``flows``' key order; ties keep no order."""
+    """Row numbers of the batches (concatenated) in ``flows``' key order, ties in the order they
+    came (a stable sort, as the engine's own: a part holds its rows exactly as before)."""
     rank = _ranks(batches, "institution_id")
     first = np.concatenate([b.columns["first_seen_ms"] for b in batches]).astype(np.int64)
     if not len(first):
@@ -69,7 +70,7 @@ def flows_key_order(batches: Sequence[RecordBatch]) -> np.ndarray:
             and rank_bits + minute_bits <= 32:  # one /96 (IPv4 as IPv4-mapped): one 64-bit key
         key = ((rank.astype(np.uint64) << np.uint64(minute_bits + 32)) | (minute.astype(np.uint64) << np.uint64(32))
                | (low & np.uint64(0xFFFFFFFF)))
-        return np.argsort(key)
+        return np.argsort(key, kind="stable")
     return np.lexsort((low, high, minute, rank))
 
 
