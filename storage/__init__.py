@@ -33,8 +33,8 @@ Tables (in the store's database; unqualified names work in SQL):
 * ``arp_bindings``: which MAC claimed which IPv4 address at a tap, when (the ARP record).
 * ``institutions``: the registry (id, name, subsector, region, criticality, networks,
   latitude, longitude), replaced by ``load_institutions``.
-* ``flows_1m`` / ``flows_1h``: SummingMergeTree fed by views: flows, bytes, packets per minute
-  (hour) and institution, ``sources`` (``uniqMerge``). Rows of one key add up only at merge
+* ``flows_1m`` / ``flows_1h``: SummingMergeTree fed by views (``flows_1h``'s reads ``flows_1m``):
+  flows, bytes, packets per minute (hour) and institution, ``sources`` (``uniqCombinedMerge(12)``). Rows of one key add up only at merge
   time: always ``sum(flows) ... GROUP BY``. ``alerts_1m`` / ``alerts_1h``, ``alerts_geo_1h``,
   ``alerts_subsector_1h``: AggregatingMergeTree, ``uniqExactMerge(alerts)`` (see ``rollups``).
 * ``campaigns``, ``warnings`` (read FINAL), ``threat_levels``, ``emergencies``: sector records;

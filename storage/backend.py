@@ -38,7 +38,8 @@ from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
 from finsa.wire import FLOW, RecordBatch
 
-from finsa.storage.native import native_block_of
+from finsa.storage.key_order import flows_key_order, sorted_chunks_of
+from finsa.storage.native import native_chunks_of
 from finsa.storage.schema import INSTITUTION_COLUMNS, TABLE_OF_RECORD
 
 ROWS_WRITTEN = REGISTRY.counter("finsa_storage_rows_total", "Rows written to the store", ["table"])
@@ -116,8 +117,9 @@ class Store(ABC):
     def _run_command(self, sql: str) -> str: ...
 
     @abstractmethod
-    def _insert_bytes(self, table: str, names: list[str], payload: bytes, fmt: str,
-                      settings: dict[str, str]) -> None: ...
+    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[bytes], fmt: str,
+                      settings: dict[str, str]) -> None:
+        """Insert ``payload`` (the bytes, or consecutive chunks of them) in format ``fmt``."""
 
     @abstractmethod
     def _close(self) -> None: ...
@@ -255,7 +257,8 @@ class Store(ABC):
                 return 0
             rows = sum(len(b) for b in fresh)
             if rows:
-                names, payload = native_block_of(fresh)
+                names, payload = (sorted_chunks_of(fresh, flows_key_order(fresh)) if table == "flows"
+                                  else native_chunks_of(fresh))  # flows: in the table's key order (no engine sort)
                 token = hashlib.blake2b(b"".join(sorted(ids)), digest_size=16).hexdigest()
                 settings = {"insert_deduplication_token": f"{table}-{token}",
                             "deduplicate_blocks_in_dependent_materialized_views": "1", **_INSERT_SETTINGS.get(table, {})}

@@ -18,7 +18,7 @@ clickhouse-connect's own decoder, so both backends return the same Python types.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import chdb.session
 
@@ -102,13 +102,14 @@ class ChdbStore(Store):
     def _run_command(self, sql: str) -> str:
         return str(self.session.query(sql, "TSV"))
 
-    def _insert_bytes(self, table: str, names: list[str], payload: bytes, fmt: str,
+    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[bytes], fmt: str,
                       settings: dict[str, str]) -> None:
         columns = f" ({', '.join(names)})" if names else ""
         statement = f"INSERT INTO {table}{columns}{settings_clause(settings)}"
         inserter = self.session.send_insert(statement, fmt)
         try:
-            inserter.append(payload)
+            for chunk in [payload] if isinstance(payload, bytes) else payload:  # the engine parses a stream
+                inserter.append(chunk)
         except Exception:
             inserter.cancel()
             raise

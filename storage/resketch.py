@@ -48,7 +48,7 @@ def _current(store: Any, name: str) -> bool:
     view = store._run_query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
                             "AND name = {v:String}", {"v": f"{name}_mv"}).rows
     return (all(types.get(c) == schema.DISTINCT_IP_TYPE for c in rollups.SKETCHED_ROLLUPS[name])
-            and bool(view) and schema.DISTINCT_STATE in view[0][0])
+            and bool(view) and (schema.DISTINCT_STATE in view[0][0] or schema.DISTINCT_MERGE_STATE in view[0][0]))
 
 
 def _parts(name: str, ttl_days: int) -> tuple[str, Callable[[str], str], list[str], str]:

@@ -10,7 +10,8 @@ Per institution (each tenant reads its own rows):
 * ``flows_1m`` and ``flows_1h`` (both made by :func:`finsa.storage.schema.traffic_ddl`): flows,
   bytes, packets (sums, SummingMergeTree) and ``sources`` (distinct source addresses, a
   ``uniqCombined(12)`` sketch, :data:`~finsa.storage.schema.DISTINCT_IP_TYPE`: read
-  ``uniqCombinedMerge(12)(sources)``).
+  ``uniqCombinedMerge(12)(sources)``). ``flows_1h``'s view reads what ``flows_1m``'s writes
+  (:data:`FLOWS_1H_CASCADE_SELECT`, exact), not every flow.
 * ``alerts_1m`` / ``alerts_1h``: per institution x detector x technique x severity. ``alerts``
   is ``uniqExactState(alert_id)`` (read ``uniqExactMerge(alerts)``): the alerts table is a
   ReplacingMergeTree, and an alert re-emitted in another batch (same deterministic id, same
@@ -54,8 +55,8 @@ True
 
 from __future__ import annotations
 
-from finsa.storage.schema import (DISTINCT_IP_TYPE, DISTINCT_MERGE, DISTINCT_STATE, ROLLUP_STORED_AT, _quote,
-                                  _table_settings, _ttl, traffic_ddl, traffic_select)
+from finsa.storage.schema import (DISTINCT_IP_TYPE, DISTINCT_MERGE, DISTINCT_MERGE_STATE, DISTINCT_STATE,
+                                  ROLLUP_STORED_AT, _quote, _table_settings, _ttl, traffic_ddl)
 
 #: Retention of the flow-panel roll-ups (days, from ``stored_at``) until
 #: :data:`~finsa.storage.schema.DEFAULT_TTL_DAYS` has entries for them (which then win).
@@ -80,8 +81,21 @@ def flows_1h_ddl(ttl_days: int) -> str:
     return traffic_ddl("1h", ttl_days)
 
 
+#: ``flows_1h`` rolled up from what ``flows_1m_mv`` writes (a cascade: a few rows per minute and
+#: institution instead of every flow). Exact: sums add up, and merging the minutes' distinct
+#: sketches gives the hour's sketch (``uniqCombined`` merges are lossless).
+FLOWS_1H_CASCADE_SELECT = f"""SELECT toStartOfHour(minute) AS hour, institution_id, sum(flows) AS flows, sum(bytes) AS bytes,
+       sum(packets) AS packets, {DISTINCT_MERGE_STATE}(sources) AS sources
+FROM flows_1m GROUP BY hour, institution_id"""
+
+
 def flows_1h_view_ddl() -> str:
-    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS\n{traffic_select('1h')}"
+    """The view feeding ``flows_1h``: a cascade of ``flows_1m`` (:data:`FLOWS_1H_CASCADE_SELECT`).
+
+    >>> "FROM flows_1m GROUP BY hour" in flows_1h_view_ddl()
+    True
+    """
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS\n{FLOWS_1H_CASCADE_SELECT}"
 
 
 _ALERT_MEASURES = """    alerts AggregateFunction(uniqExact, String) COMMENT 'Distinct alert ids: uniqExactMerge(alerts)',

@@ -222,6 +222,8 @@ ROLLUP_STORED_AT = ("stored_at SimpleAggregateFunction(max, DateTime('UTC')) DEF
 DISTINCT_IP_TYPE = "AggregateFunction(uniqCombined(12), IPv6)"
 DISTINCT_STATE = "uniqCombinedState(12)"
 DISTINCT_MERGE = "uniqCombinedMerge(12)"
+#: Merges such sketches into one (a roll-up of a roll-up: ``flows_1h`` from ``flows_1m``).
+DISTINCT_MERGE_STATE = "uniqCombinedMergeState(12)"
 _BUCKETS = {"1m": ("minute", "toStartOfMinute"), "1h": ("hour", "toStartOfHour")}
 
 

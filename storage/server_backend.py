@@ -12,7 +12,7 @@ ClickHouse HTTP session refuses concurrent queries.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
 from finsa.errors import StorageError
@@ -60,9 +60,10 @@ class ServerStore(Store):
             return "\t".join(str(v) for v in out)
         return "" if out is None or not isinstance(out, (str, int, float)) else str(out)
 
-    def _insert_bytes(self, table: str, names: list[str], payload: bytes, fmt: str,
+    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[bytes], fmt: str,
                       settings: dict[str, str]) -> None:
-        self._client.raw_insert(table, names or None, payload, settings=settings or None, fmt=fmt)
+        body = payload if isinstance(payload, bytes) else b"".join(payload)  # one request body: a retry resends it
+        self._client.raw_insert(table, names or None, body, settings=settings or None, fmt=fmt)
 
     def _use_database(self, database: str) -> None:
         self._client.database = database

@@ -64,8 +64,9 @@ def test_plain_equivalent_writes_once_through_distributed_tables(tmp_path) -> No
 def test_views_read_and_write_local_tables() -> None:
     views = [s for s in cluster.cluster_statements("finsa", database="fin") if "MATERIALIZED VIEW" in s]
     assert views and all(" TO fin." in v and "_local AS" in v for v in views)
-    # every view reads a local raw table, or (the daily talkers cascade) the local hourly roll-up
-    assert all(any(f"FROM fin.{t}_local" in v for t in ("flows", "alerts")) for v in views)
+    # every view reads a local raw table, or (flows_1h, a cascade) the local minute roll-up
+    assert all(any(f"FROM fin.{t}_local" in v for t in ("flows", "alerts", "flows_1m")) for v in views)
+    assert any("FROM fin.flows_1m_local" in v and "TO fin.flows_1h_local" in v for v in views)
     assert any("FROM fin.flows_local" in v and "TO fin.talkers_top_1d_local" in v for v in views)
     joined = [v for v in views if " JOIN " in v]
     assert joined and all("JOIN fin.institutions " in v for v in joined)

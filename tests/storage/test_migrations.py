@@ -19,7 +19,8 @@ def test_fresh_store_applies_every_table_step_then_nothing(store):
     report = run_migrations(store)
     # upgrade steps: a fresh flows_1m has sources and sketches, and a fresh store no flows to roll up
     assert report.skipped == (["0009_flows_1m_sources", "flows_time_alias"]
-                              + [f"sketch:{name}" for name in SKETCHED_ROLLUPS] + [f"fill:{name}" for name in CASCADES]
+                              + [f"sketch:{name}" for name in SKETCHED_ROLLUPS] + ["cascade:flows_1h"]
+                              + [f"fill:{name}" for name in CASCADES]
                               + [f"backfill:{name}" for name in FLOW_FED_ROLLUPS]
                               + [f"retire:{name}" for name in RETIRED_ROLLUPS])
     assert report.applied[0] == "0001_create_schema_migrations"
@@ -134,6 +135,10 @@ def _old_sketch(sql: str) -> str:
             .replace(schema.DISTINCT_STATE, "uniqState").replace(schema.DISTINCT_MERGE, "uniqMerge"))
 
 
+#: flows_1h's view before it was a cascade of flows_1m: every flow rolled up by hour.
+_OLD_FLOWS_1H_VIEW = f"CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS\n{schema.traffic_select('1h')}"
+
+
 def _make_pre_sketch_store(store) -> None:
     """A store as the code before talkers_1d and uniqCombined made it."""
     store.migrate()
@@ -142,7 +147,7 @@ def _make_pre_sketch_store(store) -> None:
         store.command(f"DROP TABLE {name}")
     store.command("DELETE FROM schema_migrations WHERE version LIKE 'sketch:%'")
     for table, view in {"flows_1m": (schema.flows_1m_ddl(7), schema.flows_1m_view_ddl()),
-                                "flows_1h": (rollups.flows_1h_ddl(365), rollups.flows_1h_view_ddl()),
+                                "flows_1h": (rollups.flows_1h_ddl(365), _OLD_FLOWS_1H_VIEW),
                                 "services_1h": (rollups.flow_rollup_ddl("services_1h", 365),
                                                 rollups.flow_rollup_view_ddl("services_1h"))}.values():
         store.command(_old_sketch(table))
@@ -231,3 +236,15 @@ def test_an_older_store_gains_the_destination_projection_built_for_its_rows(stor
     assert built[0][0] >= 1  # materialised for the part stored before the step
     assert reads_projection() and store.query(chart).rows == [(256,)]
     assert "projection:flows.flows_by_dst" not in store.migrate()
+
+
+def test_an_older_flows_1h_view_reading_flows_becomes_the_cascade_of_flows_1m(store, make_flows):
+    store.migrate()
+    store.command("DROP VIEW flows_1h_mv")
+    store.command(_OLD_FLOWS_1H_VIEW)
+    store.insert(make_flows(30))
+    assert store.migrate() == ["cascade:flows_1h"]
+    store.insert(make_flows(20, institution="ins-b"))
+    assert store.query("SELECT institution_id, sum(flows), uniqCombinedMerge(12)(sources) FROM flows_1h "
+                       "GROUP BY institution_id ORDER BY institution_id").rows == [("bank-a", 30, 30), ("ins-b", 20, 20)]
+    assert store.migrate() == []

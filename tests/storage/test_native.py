@@ -69,3 +69,22 @@ def test_string_column_encodes_equal_text_in_different_objects_and_one_shared_ob
     fresh = np.array(["".join(["g", "et"]) for _ in range(3)] + ["", None], dtype=object)
     assert string_column(fresh) == b"\x03get" * 3 + b"\x00\x00"
     assert string_column(np.array([], dtype=object)) == b""
+
+
+def test_string_columns_go_low_cardinality_when_few_objects_and_string_when_many(flows_store):
+    from finsa.storage.native import native_block_of, string_codes, _object_pointers
+
+    n = 70_000
+    few = np.array(["bank-a", "".join(["bank", "-a"]), "bänk-ü", None] * (n // 4), dtype=object)
+    many = np.array([f"/p/{i}" for i in range(n)], dtype=object)
+    assert string_codes(_object_pointers(many)) is None
+    codes, texts = string_codes(_object_pointers(few))
+    assert sorted(texts) == ["", "bank-a", "bänk-ü"] and [texts[c] for c in codes[:4]] == ["bank-a", "bank-a", "bänk-ü", ""]
+    batch = FLOW.make_batch({"flow_id": np.arange(n, dtype=np.uint64), "institution_id": few, "http_uri": many,
+                             "tls_sni": few[::-1].copy()})
+    payload = native_block_of([batch])[1]
+    assert b"\x0einstitution_id\x16LowCardinality(String)" in payload and b"\x08http_uri\x06String" in payload
+    assert flows_store.insert(batch)
+    got = flows_store.query("SELECT flow_id, institution_id, http_uri, tls_sni FROM flows WHERE batch_id = unhex({b:String}) "
+                            "ORDER BY flow_id", {"b": batch.batch_id_hex}).rows
+    assert got == [(i, few[i] or "", many[i], few[n - 1 - i] or "") for i in range(n)]

@@ -1,0 +1,50 @@
+"""Flow blocks sent in the flows key order: the same rows, in exactly the order the engine keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finsa.storage.key_order import flows_key_order, sorted_chunks_of
+from finsa.storage.native import native_block_of
+from finsa.wire import FLOW
+
+
+def _batches(ipv6: bool) -> list:
+    rng = np.random.default_rng(3)
+    out = []
+    for k in range(3):
+        n = 2_000
+        inst = np.array(["bank-a", "Bank-b", "bänk-c", "bank-a2", ""], dtype=object)[rng.integers(0, 5, n)]
+        src = [f"10.{a % 7}.{a // 256 % 256}.{a % 256}" for a in rng.integers(0, 300, n)]  # many ties within a minute
+        if ipv6:
+            src = [s if i % 3 else f"2001:db8::{i:x}" for i, s in enumerate(src)]
+        out.append(FLOW.make_batch({
+            "flow_id": np.arange(n, dtype=np.uint64) + k * n, "institution_id": inst,
+            "first_seen_ms": 1_700_000_000_000 + rng.integers(0, 600_000, n), "src_ip": src,
+            "http_method": np.array(["GET", "POST", ""])[rng.integers(0, 3, n)],  # fresh objects per row
+            "http_uri": [f"/p/{i}" for i in rng.integers(0, 100_000, n)],  # too many objects for codes
+            "tls_sni": np.array(["a.example", ""], dtype=object)[rng.integers(0, 2, n)]}))
+    return out
+
+
+@pytest.mark.parametrize("ipv6", [False, True])
+def test_flows_are_stored_in_the_order_sent_and_equal_to_the_unsorted_block(migrated, ipv6):
+    batches = _batches(ipv6)
+    order = flows_key_order(batches)
+    sent = np.concatenate([b.columns["flow_id"] for b in batches])[order].tolist()
+    names, chunks = sorted_chunks_of(batches, order)
+    migrated.command("CREATE TABLE IF NOT EXISTS plain AS flows")
+    migrated.command("TRUNCATE TABLE plain")
+    with migrated._lock:
+        migrated._insert_bytes("flows", names, chunks, "Native", {"insert_deduplicate": "0"})
+        migrated._insert_bytes("plain", *native_block_of(batches), "Native", {"insert_deduplicate": "0"})
+    # one part per day: the engine kept the rows as sent, so they were in its own key order
+    stored = migrated.query("SELECT flow_id FROM flows ORDER BY _partition_id, _part_offset").rows
+    assert [r[0] for r in stored] == sent
+    # and the engine, sorting the unsorted block itself, stores the rows in that same order (ties too)
+    assert migrated.query("SELECT flow_id FROM plain ORDER BY _partition_id, _part_offset").rows == stored
+    columns = "flow_id, institution_id, first_seen_ms, src_ip, http_method, http_uri, tls_sni, batch_id"
+    same = f"SELECT {columns} FROM {{}} ORDER BY flow_id"
+    assert migrated.query(same.format("flows")).rows == migrated.query(same.format("plain")).rows
+    assert len(stored) == 6_000
