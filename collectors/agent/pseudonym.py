@@ -199,19 +199,27 @@ class Pseudonymiser:
 
     def _map_words(self, words: np.ndarray) -> np.ndarray:
         """Pseudonyms of internal IPv4 addresses given as host-order uint32 words: :meth:`_map_bits`
-        over 32 bits with each level's prefixes as integers (the same PRF inputs, the same output)."""
-        start = start_levels(words_to_rows(words), self._fixed_bits, self._fixed_lengths) - 96
-        out = words.copy()
+        over 32 bits with each level's prefixes as integers (the same PRF inputs, the same output).
+        Sorted once, the words' prefixes at every level come sorted: their distinct values are
+        where they change, no sort per level."""
+        order = np.argsort(words, kind="stable")
+        sorted_words = words[order]
+        start = start_levels(words_to_rows(sorted_words), self._fixed_bits, self._fixed_lengths) - 96
+        out = sorted_words.copy()
         if len(self._prefix_bits) > _CACHE_LIMIT:
             self._prefix_bits.clear()
         for level in range(int(start.min(initial=32)), 32):
             rows = np.flatnonzero(start <= level)
-            prefixes, back = np.unique(words[rows] & np.uint32((0xFFFFFFFF << (32 - level)) & 0xFFFFFFFF),
-                                       return_inverse=True)
-            flips = np.fromiter((self._prf(32, level, p.to_bytes(4, "big")) for p in prefixes.tolist()),
-                                dtype=np.uint32, count=len(prefixes))
-            out[rows] ^= flips[back.ravel()] << np.uint32(31 - level)
-        return out
+            prefixes = sorted_words[rows] & np.uint32((0xFFFFFFFF << (32 - level)) & 0xFFFFFFFF)
+            changes = np.empty(len(prefixes), dtype=bool)
+            changes[:1] = True
+            np.not_equal(prefixes[1:], prefixes[:-1], out=changes[1:])
+            flips = np.fromiter((self._prf(32, level, p.to_bytes(4, "big")) for p in prefixes[changes].tolist()),
+                                dtype=np.uint32, count=int(changes.sum()))
+            out[rows] ^= flips[np.cumsum(changes) - 1] << np.uint32(31 - level)
+        result = np.empty_like(out)
+        result[order] = out
+        return result
 
     def invert(self, ips: np.ndarray) -> np.ndarray:
         """The clear addresses behind an (n, 16) column of pseudonyms; rows outside every internal
