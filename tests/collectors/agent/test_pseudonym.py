@@ -205,3 +205,12 @@ def test_the_ipv4_cache_starts_afresh_at_its_limit() -> None:
     assert cache.get(np.array([1, 2, 3], dtype=np.uint32), twice).tolist() == [2, 4, 6]
     assert cache.get(np.array([3, 4, 5], dtype=np.uint32), twice).tolist() == [6, 8, 10]
     assert calls == [[1, 2, 3], [4, 5]] and cache.keys.tolist() == [4, 5]  # 5 entries > 4: only the new kept
+
+
+@pytest.mark.parametrize("name", ["finsa.collectors.agent.pseudonym", "finsa.collectors.agent.ipv4_words"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
