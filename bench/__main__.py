@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None, help="soak: flows/s offered (default 20,000)")
     p.add_argument("--rates", default=None,
                    help="pipeline: offered flows/s, comma-separated (default 10000,25000,50000,100000)")
+    p.add_argument("--agents", type=int, default=None,
+                   help="pipeline: agent processes, each metering a share of the institutions (default bench.pipeline.AGENTS)")
     return p
 
 
@@ -58,8 +60,9 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
         return module.run(args.quick, flows=args.flows, rounds=args.rounds, store_dir=args.store)
     if part in ("storage", "memory", "rollups", "scaleout"):
         return module.run(args.quick, flows=args.flows)
-    if part == "pipeline" and args.rates:
-        return module.run(args.quick, tuple(float(r) for r in args.rates.split(",")))
+    if part == "pipeline":
+        rates = tuple(float(r) for r in args.rates.split(",")) if args.rates else None
+        return module.run(args.quick, rates, **({"agents": args.agents} if args.agents else {}))
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)
     return module.run(args.quick)

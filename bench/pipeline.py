@@ -1,7 +1,8 @@
 """``python -m bench pipeline``: the whole embedded pipeline in one run, at increasing offered rates.
 
 Real captures (``../shared/data/flows`` and ``attacks``) are metered, pseudonymised and signed by
-an agent process (:mod:`bench.pipeline_agent`), published to the Tansu broker (its own process),
+an agent process (:mod:`bench.pipeline_agent`; ``--agents N``: N of them, each metering a share of
+the institutions, as each institution runs its own), published to the Tansu broker (its own process),
 and consumed by a stream worker in this process built from finsa's public pieces as ``finsa
 worker --registry`` builds one: every default detector (told the institutions' subsectors), ARP
 bindings, signature checks, the sector stage (alerts -> campaigns, warnings, levels), a chdb store
@@ -44,6 +45,10 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 INSTITUTIONS = [("bank-a", "bank"), ("bank-b", "bank"), ("sec-c", "securities"), ("ins-d", "insurance"),
                 ("pay-e", "payment"), ("exch-f", "exchange"), ("bank-g", "bank"), ("ins-h", "insurance")]
 QUICK_BYTES = 400_000
+#: Agent processes by default (``--agents``): each meters a share of the institutions, as each
+#: institution of a sector runs its own agent. One: on 2 cores one agent sent all of 100k flows/s
+#: offered, and a second gave no wall gain for 0.05 CPU s more per 100k flows (its own interpreter).
+AGENTS = 1
 
 
 def captures(quick: bool, data: Path = DATA) -> list[str]:
@@ -80,20 +85,60 @@ def agent_overrides(text: str | None = None) -> dict:
     return out
 
 
-def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool) -> subprocess.Popen:
+def agent_groups(institutions: list[str], agents: int) -> list[list[str]]:
+    """The institutions each of ``agents`` agent processes meters (round robin; none left empty).
+
+    >>> agent_groups(["a", "b", "c", "d", "e"], 2)
+    [['a', 'c', 'e'], ['b', 'd']]
+    """
+    agents = max(1, min(agents, len(institutions)))
+    return [institutions[k::agents] for k in range(agents)]
+
+
+def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool, institutions: list[str]) -> subprocess.Popen:
+    """An agent process metering ``institutions`` at ``rate`` flows/s; it starts sending when told
+    (:func:`_go`), so that several agents start together."""
     args = {"bootstrap": bootstrap, "rate": rate, "seconds": seconds, "captures": captures(quick),
-            "institutions": [i for i, _ in INSTITUTIONS],
-            "sign_keys": {i: _KEYS[i].hex() for i, _ in INSTITUTIONS},
-            "pseudo_keys": {i: secrets.token_hex(32) for i, _ in INSTITUTIONS}, **agent_overrides()}
+            "institutions": institutions, "sign_keys": {i: _KEYS[i].hex() for i in institutions},
+            "pseudo_keys": {i: secrets.token_hex(32) for i in institutions}, "wait_for_go": True,
+            **agent_overrides()}
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty agent never blocks on it
     agent = subprocess.Popen([sys.executable, "-m", "bench.pipeline_agent"], cwd=root, env=env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=errors, text=True)
     agent.errors = errors  # type: ignore[attr-defined]  # read back when it fails
-    agent.stdin.write(json.dumps(args))
-    agent.stdin.close()
+    agent.stdin.write(json.dumps(args) + "\n")
+    agent.stdin.flush()
     return agent
+
+
+def _failed(agent: subprocess.Popen) -> RuntimeError:
+    agent.errors.seek(0)  # type: ignore[attr-defined]
+    return RuntimeError(f"bench agent failed: {agent.errors.read()[-2000:].decode(errors='replace')}")  # type: ignore[attr-defined]
+
+
+async def _go(agents: list[subprocess.Popen]) -> None:
+    """Wait until every agent is ready (imports, meters, producer built), then start them all."""
+    for agent in agents:
+        if (await asyncio.to_thread(agent.stdout.readline)).strip() != "ready":
+            raise _failed(agent)
+    for agent in agents:
+        agent.stdin.write("go\n")
+        agent.stdin.close()
+
+
+def combine(results: list[dict]) -> dict:
+    """One result of several agents: counts and CPU summed, the earliest start, the longest send.
+
+    >>> combine([{"sent": 2, "cpu_s": 1.0, "start_unix_s": 5.0, "send_s": 3.0},
+    ...          {"sent": 3, "cpu_s": 0.5, "start_unix_s": 4.0, "send_s": 2.0}])["sent"]
+    5
+    """
+    out = {k: sum(r[k] for r in results) for k in results[0] if k not in ("start_unix_s", "send_s")}
+    out.update(start_unix_s=min(r["start_unix_s"] for r in results), send_s=max(r["send_s"] for r in results),
+               agents=[{"sent": r["sent"], "cpu_s": r["cpu_s"], "send_s": r["send_s"]} for r in results])
+    return out
 
 
 _KEYS = {inst: secrets.token_bytes(32) for inst, _ in INSTITUTIONS}
@@ -134,8 +179,9 @@ def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: 
     return store, StreamService(settings, processor, sector)
 
 
-def measure(rate: float, seconds: float, quick: bool = False) -> dict:
-    """Offer ``rate`` flows/s for ``seconds`` through the whole pipeline; what it did."""
+def measure(rate: float, seconds: float, quick: bool = False, agents: int = 1) -> dict:
+    """Offer ``rate`` flows/s for ``seconds`` through the whole pipeline, from ``agents`` agent
+    processes (each metering a share of the institutions, at its share of the rate); what it did."""
     from finsa.app.run import topic_partitions
     from finsa.kafka import ensure_topics
     from finsa.streams.broker import EmbeddedBroker
@@ -155,14 +201,16 @@ def measure(rate: float, seconds: float, quick: bool = False) -> dict:
             cpu0, broker0 = process_cpu_s(), process_cpu_s(broker_pid)
             result["returned0"] = REGISTRY.get("finsa_worker_memory_return_seconds_total").total()
             threads, gc_cpu, kafka = ThreadCpu().start(), GcSeconds().__enter__(), KafkaCounts().__enter__()
-            agent = _start_agent(broker.bootstrap, rate, seconds, quick)
-            while agent.poll() is None:
+            groups = agent_groups([i for i, _ in INSTITUTIONS], agents)
+            procs = [_start_agent(broker.bootstrap, rate * len(g) / len(INSTITUTIONS), seconds, quick, g) for g in groups]
+            await _go(procs)
+            while any(agent.poll() is None for agent in procs):
                 await asyncio.sleep(0.2)
-            out = agent.stdout.read()
-            if agent.returncode != 0:
-                agent.errors.seek(0)
-                raise RuntimeError(f"bench agent failed: {agent.errors.read()[-2000:].decode(errors='replace')}")
-            result.update(json.loads(out.strip().splitlines()[-1]))
+            outs = [agent.stdout.read() for agent in procs]
+            for agent in procs:
+                if agent.returncode != 0:
+                    raise _failed(agent)
+            result.update(combine([json.loads(out.strip().splitlines()[-1]) for out in outs]))
             deadline = time.monotonic() + 60
             while sum(map(len, flow_ms)) < result["sent"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -217,11 +265,20 @@ def _layer_line(rate: float, r: dict) -> str:
             f"(gen0/1/2 {'/'.join(str(n) for n in r.get('gc_n', []))} collections, "
             f"{'/'.join(f'{s:.2f}' for s in r.get('gc_s', []))} s); sector: "
             + ", ".join(f"{k[8:]} {v:.2f} s" for k, v in sorted(r.get("sector_parts", {}).items()))
-            + f"; memory return {r.get('memory_return_s', 0.0):.2f} s wall\n    worker "
+            + f"; memory return {r.get('memory_return_s', 0.0):.2f} s wall\n    " + _agents_text(r) + "\n    worker "
             f"{r['worker_cpu_s']:.1f} CPU s: " + ", ".join(f"{name} {cpu:.2f}" for name, cpu in threads if cpu >= 0.05))
 
 
-def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
+def _agents_text(r: dict) -> str:
+    """Each agent process's flows, send time and CPU; the agents' CPU per 100k flows by part."""
+    per = 1e5 / max(r["sent"], 1)
+    return (f"{len(r.get('agents', [r]))} agent(s): " + ", ".join(
+        f"{a['sent']:,} flows in {a['send_s']:.1f} s, {a['cpu_s']:.1f} CPU s" for a in r.get("agents", [r]))
+        + f"; per 100k flows {r['meter_cpu_s'] * per:.3f} CPU s metering, "
+        f"{(r['cpu_s'] - r['meter_cpu_s']) * per:.3f} pseudonymise+sign+produce")
+
+
+def tables(results: list[tuple[float, dict]], seconds: float, agents: int = 1) -> list[str]:
     rows, shares, writes, layer = [], [], [], []
     for rate, r in results:
         split = _cpu_split(r)
@@ -236,16 +293,16 @@ def tables(results: list[tuple[float, dict]], seconds: float) -> list[str]:
     head = ["offered flows/s", "sent", "stored", "flows/s wall", "flows per CPU s", "CPU s (all)",
             "flow->queryable p50 ms", "p99 ms", "alerts", "flow->alert p50 ms", "p99 ms"]
     names = list(_cpu_split(results[0][1]).keys()) if results else []
-    return [f"pipeline: real captures -> agent (meter, pseudonymise, sign) -> Tansu -> worker (all detectors, ARP, "
-            f"signatures, sector stage) -> chdb, {seconds:.0f} s per rate\n" + grid(head, rows),
-            "pipeline: CPU share per stage (of all three processes)\n" + grid(["offered flows/s"] + names, shares),
+    return [f"pipeline: real captures -> {agents} agent process(es) (meter, pseudonymise, sign) -> Tansu -> worker "
+            f"(all detectors, ARP, signatures, sector stage) -> chdb, {seconds:.0f} s per rate\n" + grid(head, rows),
+            "pipeline: CPU share per stage (of all the processes)\n" + grid(["offered flows/s"] + names, shares),
             "pipeline: worker store writes per second, by record type\n" + "\n".join(writes),
             "pipeline: the worker's Kafka layer and threads (CPU s of the worker process by thread, ended "
             "threads included; GC = thread CPU in cyclic collections, inside the threads' figures)\n"
             + "\n".join(layer)]
 
 
-def run(quick: bool, rates: tuple[float, ...] | None = None) -> list[str]:
+def run(quick: bool, rates: tuple[float, ...] | None = None, agents: int = AGENTS) -> list[str]:
     seconds = 5.0 if quick else 30.0
     rates = rates or ((2_000,) if quick else (10_000, 25_000, 50_000, 100_000))
-    return tables([(rate, measure(rate, seconds, quick)) for rate in rates], seconds)
+    return tables([(rate, measure(rate, seconds, quick, agents)) for rate in rates], seconds, agents)

@@ -1,6 +1,6 @@
 """The collector side of ``python -m bench pipeline``, in its own process, as an agent would run.
 
-``python -m bench.pipeline_agent < ARGS.json`` (``{"bootstrap": ..., "rate": ..., ...}``) meters real captures
+``python -m bench.pipeline_agent < ARGS.json`` (``{"bootstrap": ..., "rate": ..., ...}`` on one line) meters real captures
 with :class:`~finsa.collectors.meter.flowmeter.FlowMeter` (the agent profile) and
 :func:`~finsa.collectors.meter.arp_bindings.arp_bindings`, capture after capture and round after
 round (round ``r`` meters as institution ``r mod N``, so every institution sends), pseudonymises
@@ -11,7 +11,9 @@ the broker at ``rate`` flows per second for ``seconds``. A capture is metered on
 Each flow's times are moved so that it ends at the moment its batch is handed to the producer
 (its duration kept): "a flow's end" in the pipeline's latencies is that moment (the meter's own
 idle timeout is not counted: a capture is metered whole). Prints one JSON line: flows and ARP
-bindings sent, packets metered, and this process's CPU seconds.
+bindings sent, packets metered, and this process's CPU seconds. With ``"wait_for_go": true`` it
+prints ``ready`` once built and waits for a second line on stdin before sending: ``bench pipeline
+--agents N`` starts N of them, each with a share of the institutions, all at once.
 """
 
 from __future__ import annotations
@@ -133,11 +135,14 @@ def _inst(batch: wire.RecordBatch) -> str:
 
 def run(bootstrap: str, rate: float, seconds: float, captures: list[str], institutions: list[str],
         sign_keys: dict[str, str], pseudo_keys: dict[str, str], batch_rows: int = 5000, coalesce: bool = False,
-        compress: bool = True) -> dict:
+        compress: bool = True, wait_for_go: bool = False) -> dict:
     feeder = Feeder(captures, institutions, {k: bytes.fromhex(v) for k, v in pseudo_keys.items()}, batch_rows)
     publisher = BatchPublisher(bootstrap, client_id="bench-agent", max_rows=batch_rows,
                                signing_keys={k: bytes.fromhex(v) for k, v in sign_keys.items()},
                                compress=compress).start()
+    if wait_for_go:  # several agents: each says it is ready, then all start when told (a line on stdin)
+        print("ready", flush=True)
+        sys.stdin.readline()
     sent = arp_sent = messages = 0
     cpu0, t0, start_unix_s = time.process_time(), time.monotonic(), time.time()
     while time.monotonic() - t0 < seconds:
@@ -158,5 +163,5 @@ def run(bootstrap: str, rate: float, seconds: float, captures: list[str], instit
             "start_unix_s": start_unix_s}
 
 
-if __name__ == "__main__":  # arguments as JSON on stdin (keys stay off the command line)
-    print(json.dumps(run(**json.loads(sys.stdin.read()))), flush=True)
+if __name__ == "__main__":  # arguments as one JSON line on stdin (keys stay off the command line)
+    print(json.dumps(run(**json.loads(sys.stdin.readline()))), flush=True)

@@ -39,6 +39,22 @@ def test_strings_are_dictionary_encoded() -> None:
     assert len(wire.encode_batch(long_)) - len(wire.encode_batch(short)) == 33
 
 
+@pytest.mark.parametrize("values", [["bank-a"] * 300, ["é.example"] * 5, ["", "", "x"], ["x", "", ""],
+                                    ["", None, ""], [None, None]])
+def test_a_one_valued_string_column_is_encoded_as_its_dictionary(values) -> None:
+    """The one-value shortcut writes the bytes the dictionary path writes (a signature over them
+    does not change), and a column with a second value, or a value that is not text, takes that path."""
+    column = np.array(values, dtype=object)
+    items = ["" if v is None else v for v in values]
+    firsts = list(dict.fromkeys(items))
+    codes = np.array([firsts.index(v) for v in items], dtype="<u1")
+    blobs = [v.encode() for v in firsts]
+    expected = (struct.pack("<I", len(firsts)) + np.array([len(b) for b in blobs], "<u4").tobytes()
+                + b"".join(blobs) + codes.tobytes())
+    assert wire._encode_strings(column) == expected
+    assert wire._decode_strings(memoryview(expected), len(values)).tolist() == items
+
+
 def test_non_ascii_strings_round_trip_and_invalid_utf8_is_refused() -> None:
     names = ["", "bank-a", "bücher.example", "例え.jp", "a\U0001F600b", "bank-a", "plain"]
     batch = wire.FLOW.make_batch({"dns_query": names})

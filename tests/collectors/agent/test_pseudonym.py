@@ -178,3 +178,39 @@ def test_ipv6_never_maps_into_the_ipv4_mapped_space() -> None:
     mapped = (out[:, :12] == raw[0, :12]).all(axis=1)
     assert mapped[:100].all() and not mapped[100:].any()
     assert (EVERYTHING.invert(out) == raw).all()
+
+
+@pytest.mark.parametrize("networks", [NESTED, ["0.0.0.0/0"], ["::/0"], ["::ffff:0:0/96"], ["::ffff:10.0.0.0/104", "fd00::/8"],
+                                      ["10.0.0.0/8", "10.1.2.3/32"]])
+def test_the_ipv4_word_path_gives_the_per_row_pseudonyms(networks) -> None:
+    """apply() maps IPv4 rows as uint32 words with a sorted cache; each pseudonym equals the per-row
+    Crypto-PAn (_map_rows) of that address, batch after batch, warm cache or cold."""
+    texts = _sample(3) + [f"10.{i % 3}.{i % 250}.{i % 17}" for i in range(600)] + ["10.1.2.3", "", "::ffff:10.9.9.9"]
+    ips = wire.ips_from_strings(texts)
+    p = Pseudonymiser(KEY, networks)
+    inside = p.inside(ips)
+    expected = ips.copy()
+    expected[inside] = Pseudonymiser(KEY, networks)._map_rows(ips[inside])
+    for part in (ips[:100], ips[50:], ips[::-1]):  # the second and third partly from the cache
+        p.apply(part)
+    assert (p.apply(ips) == expected).all() and (Pseudonymiser(KEY, networks).apply(ips) == expected).all()
+    assert (p.invert(p.apply(ips)) == ips).all()
+
+
+def test_the_ipv4_cache_starts_afresh_at_its_limit() -> None:
+    from finsa.collectors.agent.ipv4_words import WordCache
+
+    cache, calls = WordCache(limit=4), []
+    twice = lambda new: (calls.append(new.tolist()), new * 2)[1]  # noqa: E731
+    assert cache.get(np.array([1, 2, 3], dtype=np.uint32), twice).tolist() == [2, 4, 6]
+    assert cache.get(np.array([3, 4, 5], dtype=np.uint32), twice).tolist() == [6, 8, 10]
+    assert calls == [[1, 2, 3], [4, 5]] and cache.keys.tolist() == [4, 5]  # 5 entries > 4: only the new kept
+
+
+@pytest.mark.parametrize("name", ["finsa.collectors.agent.pseudonym", "finsa.collectors.agent.ipv4_words"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
