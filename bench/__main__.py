@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None, help="panels: page loads per user (default 5)")
     p.add_argument("--packets", type=int, default=None,
                    help="collector/detection: packets in the mixed capture (default 2M, 200k with --quick)")
-    p.add_argument("--seconds", type=float, default=None, help="soak: how long to offer load (default 600, 60 with --quick)")
+    p.add_argument("--seconds", type=float, default=None, help="soak: how long to offer load (default 600, 60 with --quick); pipeline: per rate (default 30)")
     p.add_argument("--rate", type=float, default=None, help="soak: flows/s offered (default 20,000)")
     p.add_argument("--rates", default=None,
                    help="pipeline: offered flows/s, comma-separated (default 10000,25000,50000,100000)")
@@ -62,7 +62,8 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
         return module.run(args.quick, flows=args.flows)
     if part == "pipeline":
         rates = tuple(float(r) for r in args.rates.split(",")) if args.rates else None
-        return module.run(args.quick, rates, **({"agents": args.agents} if args.agents else {}))
+        return module.run(args.quick, rates, **({"agents": args.agents} if args.agents else {}),
+                          **({"seconds": args.seconds} if args.seconds else {}))
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)
     return module.run(args.quick)

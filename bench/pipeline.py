@@ -10,7 +10,13 @@ on disk. Per offered rate it prints:
 
 - flows/s sustained: flows stored / wall seconds from the first send until the last flow is
   stored (or 60 s after the agent stopped), and flows stored per CPU second of the three
-  processes together (agent, broker, worker; ``/proc/<pid>/stat``);
+  processes together (agent, broker, worker; ``/proc/<pid>/stat``). The wall figure includes the
+  drain: the last flows wait for the worker's held flow write (up to ~5 s), so a 30 s run cannot
+  show more than ~85% of the offered rate however fast the worker is. Also printed, the steady
+  rate: the slope of flows stored against time between ``STEADY_SKIP_S`` after the first send and
+  the last send (:func:`steady_rate`), and the backlog when the agents stopped -- a worker that
+  keeps up stores at the offered rate there and its backlog is the same at every offered rate in
+  seconds of traffic;
 - p50/p99 from a flow's end (the moment the agent hands its batch to the producer, see
   :mod:`bench.pipeline_agent`) to queryable (right after the store write), and from the end of
   the traffic an alert is about (``time_ms``) to the alert stored;
@@ -145,7 +151,7 @@ _KEYS = {inst: secrets.token_bytes(32) for inst, _ in INSTITUTIONS}
 _SERVICE_KEY = secrets.token_bytes(32)
 
 
-def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list):
+def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: list, stored_at: list):
     """The store, the sector stage and the stream service of one worker (inert until started)."""
     from finsa.app.offline import make_engine
     from finsa.batchauth import SERVICE_SIGNER, BatchVerifier
@@ -170,13 +176,35 @@ def _worker(tmp: Path, bootstrap: str, stages: Stages, flow_ms: list, alert_ms: 
                               [feed_intel(engine)], verifier=verifier)
 
     def queryable(flows) -> None:
-        flow_ms.append(int(time.time() * 1000) - np.asarray(flows.columns["last_seen_ms"]))
+        now = time.time()
+        flow_ms.append(int(now * 1000) - np.asarray(flows.columns["last_seen_ms"]))
+        stored_at.append((now, len(flows)))
 
     processor = TimedProcessor(TimedStore(store, stages, "store", alert_ms), TimedEngine(engine, stages),
                                verifier=verifier, flow_observers=[sector.observe_flows, queryable])
     settings = WorkerSettings(bootstrap, app_id="bench-pipeline", datadir=tmp / "faust", session_timeout_s=4,
                               **worker_overrides(os.environ.get("FINSA_PIPELINE_WORKER", "")))
     return store, StreamService(settings, processor, sector)
+
+
+STEADY_SKIP_S = 10.0
+
+
+def steady_rate(events: list[tuple[float, int]], start: float, stop: float) -> float:
+    """Flows stored per second between ``start`` and ``stop``: the least-squares slope of the
+    cumulative count at each store write (``events``: (unix s, flows) per write), nan under 3 writes.
+
+    >>> round(steady_rate([(t, 1000) for t in range(0, 40, 2)], 10, 30))
+    500
+    >>> steady_rate([(11.0, 5), (12.0, 5)], 10, 30)
+    nan
+    """
+    times = np.array([t for t, _ in events], dtype=float)
+    counts = np.cumsum([n for _, n in events], dtype=float)
+    inside = (times >= start) & (times <= stop)
+    if inside.sum() < 3:
+        return float("nan")
+    return float(np.polyfit(times[inside], counts[inside], 1)[0])
 
 
 def measure(rate: float, seconds: float, quick: bool = False, agents: int = 1) -> dict:
@@ -186,11 +214,11 @@ def measure(rate: float, seconds: float, quick: bool = False, agents: int = 1) -
     from finsa.kafka import ensure_topics
     from finsa.streams.broker import EmbeddedBroker
 
-    stages, flow_ms, alert_ms = Stages(), [], []
+    stages, flow_ms, alert_ms, stored_at = Stages(), [], [], []
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         broker_pid = child_pids()[0]
         ensure_topics(broker.bootstrap, topic_partitions(4))
-        store, service = _worker(Path(tmp), broker.bootstrap, stages, flow_ms, alert_ms)
+        store, service = _worker(Path(tmp), broker.bootstrap, stages, flow_ms, alert_ms, stored_at)
         result: dict = {}
 
         async def main() -> None:
@@ -236,6 +264,9 @@ def measure(rate: float, seconds: float, quick: bool = False, agents: int = 1) -
     result.update(sector_parts={**{k: v for k, v in stages.seconds.items() if k.startswith("_sector_")},
                                 "_sector_writes": stages.seconds.get("sector store", 0.0)},
                   memory_return_s=REGISTRY.get("finsa_worker_memory_return_seconds_total").total() - result.pop("returned0"))
+    start, stop = result["start_unix_s"], result["start_unix_s"] + result["send_s"]
+    result.update(steady=steady_rate(stored_at, start + min(STEADY_SKIP_S, result["send_s"] / 3), stop),
+                  backlog=result["sent"] - sum(n for t, n in stored_at if t <= stop))
     result.update(stored=len(flows), alerts=len(alerts), stages=worker_shares(stages, result["worker_cpu_s"], result["engine_cpu_s"]),
                   writes={k: v / result["wall_s"] for k, v in sorted(stages.counts.items())},
                   flow_p=_percentiles(flows), alert_p=_percentiles(alerts))
@@ -284,13 +315,14 @@ def tables(results: list[tuple[float, dict]], seconds: float, agents: int = 1) -
         split = _cpu_split(r)
         total = sum(split.values())
         rows.append([f"{rate:,.0f}", f"{r['sent']:,}", f"{r['stored']:,}", f"{r['stored'] / r['wall_s']:,.0f}",
+                     f"{r['steady']:,.0f}", f"{r['backlog']:,} ({r['backlog'] / rate:.1f} s)",
                      f"{r['stored'] / max(total, 1e-9):,.0f}", f"{total:,.1f}", f"{r['flow_p'][0]:,.0f}",
                      f"{r['flow_p'][1]:,.0f}", f"{r['alerts']:,}", f"{r['alert_p'][0]:,.0f}",
                      f"{r['alert_p'][1]:,.0f}"])
         shares.append([f"{rate:,.0f}"] + [f"{100 * v / max(total, 1e-9):.0f}%" for v in split.values()])
         writes.append(f"{rate:,.0f}: " + ", ".join(f"{k} {v:.1f}/s" for k, v in r["writes"].items()))
         layer.append(_layer_line(rate, r))
-    head = ["offered flows/s", "sent", "stored", "flows/s wall", "flows per CPU s", "CPU s (all)",
+    head = ["offered flows/s", "sent", "stored", "flows/s wall", "flows/s steady", "backlog at last send", "flows per CPU s", "CPU s (all)",
             "flow->queryable p50 ms", "p99 ms", "alerts", "flow->alert p50 ms", "p99 ms"]
     names = list(_cpu_split(results[0][1]).keys()) if results else []
     return [f"pipeline: real captures -> {agents} agent process(es) (meter, pseudonymise, sign) -> Tansu -> worker "
@@ -302,7 +334,7 @@ def tables(results: list[tuple[float, dict]], seconds: float, agents: int = 1) -
             + "\n".join(layer)]
 
 
-def run(quick: bool, rates: tuple[float, ...] | None = None, agents: int = AGENTS) -> list[str]:
-    seconds = 5.0 if quick else 30.0
+def run(quick: bool, rates: tuple[float, ...] | None = None, agents: int = AGENTS, seconds: float | None = None) -> list[str]:
+    seconds = seconds or (5.0 if quick else 30.0)
     rates = rates or ((2_000,) if quick else (10_000, 25_000, 50_000, 100_000))
     return tables([(rate, measure(rate, seconds, quick, agents)) for rate in rates], seconds, agents)
