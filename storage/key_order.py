@@ -35,13 +35,19 @@ _MINUTE_MS = 60_000
 _JOIN_ROWS = 100_000
 
 
-def _pointers(batches: Sequence[RecordBatch], name: str) -> np.ndarray:
-    return np.concatenate([_object_pointers(np.ascontiguousarray(b.columns[name], dtype=object)) for b in batches])
+def _pointers(batches: Sequence[RecordBatch], name: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The column's object addresses, and the object arrays they are in: the caller keeps those
+    referenced while it reads objects by address (a column that is not of objects already is
+    converted here, and its strings live only as long as the converted array). Empty batches
+    are left out."""
+    arrays = [np.ascontiguousarray(b.columns[name], dtype=object) for b in batches if len(b)]
+    pointers = np.concatenate([_object_pointers(a) for a in arrays]) if arrays else np.zeros(0, dtype=np.uintp)
+    return pointers, arrays
 
 
 def _ranks(batches: Sequence[RecordBatch], name: str) -> np.ndarray:
     """Per row, the rank of a string column's text in byte order (the engine's string order)."""
-    pointers = _pointers(batches, name)
+    pointers, alive = _pointers(batches, name)
     found = string_codes(pointers) if len(pointers) and not (pointers == pointers[0]).all() else None
     if found is None and len(pointers) and not (pointers == pointers[0]).all():
         found = text_codes(np.concatenate([b.columns[name] for b in batches]))
@@ -97,9 +103,11 @@ def text_codes(values: np.ndarray, limit: int = 0xFFFF) -> tuple[np.ndarray, lis
 
 
 def _string_column(batches: Sequence[RecordBatch], name: str, order: np.ndarray) -> tuple[str, list[bytes]]:
-    pointers = _pointers(batches, name)
+    pointers, alive = _pointers(batches, name)
+    if not len(pointers):
+        return "String", []
     if (pointers == pointers[0]).all():  # one object throughout: one repeat, order does not matter
-        return "String", [_EncodedStrings()[batches[0].columns[name][0]] * len(pointers)]
+        return "String", [_EncodedStrings()[alive[0][0]] * len(pointers)]
     found = string_codes(pointers)
     whole = None
     if found is None:

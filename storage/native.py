@@ -129,10 +129,12 @@ def low_cardinality_column(codes: np.ndarray, texts: Sequence[str]) -> bytes:
 def _string_pieces(pieces: list[np.ndarray]) -> tuple[str, list[bytes]]:
     """A string column given in pieces (one per batch): ``LowCardinality(String)`` when it holds
     a few distinct objects (codes of the whole column), else ``String`` encoded piece by piece."""
-    pieces = [np.ascontiguousarray(p, dtype=object) for p in pieces]
-    pointers = np.concatenate([_object_pointers(p) for p in pieces])
-    if not len(pointers):
+    # the object arrays stay referenced while their addresses are read (string_codes); empty
+    # pieces are left out (a group may start with an empty batch)
+    pieces = [np.ascontiguousarray(p, dtype=object) for p in pieces if len(p)]
+    if not pieces:
         return "String", []
+    pointers = np.concatenate([_object_pointers(p) for p in pieces])
     if (pointers == pointers[0]).all():  # one object throughout (every "", one institution)
         return "String", [_EncodedStrings()[pieces[0][0]] * len(pointers)]
     found = string_codes(pointers)

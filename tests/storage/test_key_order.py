@@ -48,3 +48,19 @@ def test_flows_are_stored_in_the_order_sent_and_equal_to_the_unsorted_block(migr
     same = f"SELECT {columns} FROM {{}} ORDER BY flow_id"
     assert migrated.query(same.format("flows")).rows == migrated.query(same.format("plain")).rows
     assert len(stored) == 6_000
+
+
+def test_an_empty_batch_first_and_text_columns_not_of_objects_are_stored_as_given(migrated):
+    """A group may start with an empty batch, and a column may hold numpy strings rather than
+    objects: both are encoded from the rows that exist, each text read while its array lives."""
+    batches = _batches(False)
+    batches[1].columns["institution_id"] = batches[1].columns["institution_id"].astype(str)  # '<U' array
+    batches[2].columns["tls_sni"] = batches[2].columns["tls_sni"].astype(str)
+    empty = FLOW.make_batch({}, n_rows=0)
+    migrated.command("TRUNCATE TABLE flows")
+    migrated.command("TRUNCATE TABLE ingested_batches")
+    assert migrated.insert_many([empty, *batches]) == 4
+    expected = sorted((int(f), str(i), str(s)) for b in batches for f, i, s in
+                      zip(b.columns["flow_id"], b.columns["institution_id"], b.columns["tls_sni"]))
+    stored = migrated.query("SELECT flow_id, institution_id, tls_sni FROM flows ORDER BY flow_id").rows
+    assert [tuple(r) for r in stored] == expected

@@ -88,3 +88,13 @@ def test_string_columns_go_low_cardinality_when_few_objects_and_string_when_many
     got = flows_store.query("SELECT flow_id, institution_id, http_uri, tls_sni FROM flows WHERE batch_id = unhex({b:String}) "
                             "ORDER BY flow_id", {"b": batch.batch_id_hex}).rows
     assert got == [(i, few[i] or "", many[i], few[n - 1 - i] or "") for i in range(n)]
+
+
+def test_chunks_of_batches_that_start_with_an_empty_one_hold_the_other_rows():
+    from finsa.storage.native import native_block_of, native_chunks_of
+
+    empty = FLOW.make_batch({}, n_rows=0)
+    batch = FLOW.make_batch({"institution_id": ["a", "b", "a"], "tls_sni": ["", "", ""]}, batch_id=bytes(16))
+    names, chunks = native_chunks_of([empty, batch])
+    assert names == native_block_of([batch])[0]
+    assert b"".join(chunks).count(b"\x01a") >= 1
