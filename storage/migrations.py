@@ -171,26 +171,62 @@ def retire_view_step(name: str) -> Step:
     return Step(f"retire:{name}", f"drop {view} (superseded)", lambda store: table_exists(store, view), apply)
 
 
-_READS_FLOWS_1M = re.compile(r"\bFROM \w+\.flows_1m(_local)?\b")
+_CASCADE_VIEW = (re.compile(r"\bTO \w+\.flows_1h\b"), re.compile(r"\bFROM \w+\.flows_1m\b"))
+
+
+def _flows_1h_view(store: Any) -> str | None:
+    rows = store._run_query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
+                            "AND name = 'flows_1h_mv'", {}).rows
+    return rows[0][0] if rows else None
+
+
+def _is_cascade(query: str | None) -> bool:
+    """A single node's ``flows_1h_mv`` that reads ``flows_1m`` and writes ``flows_1h``.
+
+    >>> _is_cascade("CREATE MATERIALIZED VIEW d.flows_1h_mv TO d.flows_1h (x) AS SELECT 1 FROM d.flows_1m GROUP BY 1")
+    True
+    >>> _is_cascade("CREATE MATERIALIZED VIEW d.flows_1h_mv TO d.flows_1h (x) AS SELECT 1 FROM d.flows_1m_local")
+    False
+    """
+    return query is not None and all(p.search(query) for p in _CASCADE_VIEW)
+
+
+def _flows_1m_sketch_current(store: Any) -> bool:
+    rows = store._run_query("SELECT type FROM system.columns WHERE database = currentDatabase() "
+                            "AND table = 'flows_1m' AND name = 'sources'", {}).rows
+    return bool(rows) and rows[0][0] == schema.DISTINCT_IP_TYPE
+
+
+def _create_flows_1h_view(version: str) -> Step:
+    """``flows_1h_mv`` (the cascade of ``flows_1m``), when ``flows_1m`` already holds today's
+    sketch: an older store's ``flows_1m`` is rebuilt by ``sketch:flows_1m`` later in the same
+    migration, and :func:`flows_1h_cascade_step` then creates the view."""
+    return Step(version, "create flows_1h_mv",
+                lambda store: not table_exists(store, "flows_1h_mv") and _flows_1m_sketch_current(store),
+                lambda store: store._run_command(rollups.flows_1h_view_ddl()))
 
 
 def flows_1h_cascade_step() -> Step:
-    """Re-create an older store's ``flows_1h_mv`` (every flow rolled up by hour) as the cascade
-    of ``flows_1m`` (:func:`~finsa.storage.rollups.flows_1h_view_ddl`): the same rows, for a
-    fraction of the insert CPU. Rows already in ``flows_1h`` stay; the lock held by ``migrate()``
-    keeps writes out between the drop and the create. Checks itself."""
-    def reads_flows(store: Any) -> bool:
-        rows = store._run_query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
-                                "AND name = 'flows_1h_mv'", {}).rows
-        return bool(rows) and not _READS_FLOWS_1M.search(rows[0][0])  # flows_1m_local on a cluster node
+    """Make a single-node store's ``flows_1h_mv`` the cascade of ``flows_1m``
+    (:func:`~finsa.storage.rollups.flows_1h_view_ddl`): re-create an older view that rolls up
+    every flow (the same rows, for a fraction of the insert CPU), or create it where the numbered
+    step could not yet. Rows already in ``flows_1h`` stay; the lock held by ``migrate()`` keeps
+    this process's writes out between the drop and the create (another worker writing to the
+    same server store during the swap would miss ``flows_1h`` for those rows). A cluster node
+    (``flows_1m_local`` exists) is left alone: its views come from the cluster DDL
+    (:mod:`finsa.storage.cluster`). Checks itself."""
+    def needed(store: Any) -> bool:
+        if table_exists(store, "flows_1m_local") or not table_exists(store, "flows_1h"):
+            return False
+        return not _is_cascade(_flows_1h_view(store))
 
     def apply(store: Any) -> None:
         store._run_command("DROP VIEW IF EXISTS flows_1h_mv")
         store._run_command(rollups.flows_1h_view_ddl())
-        if reads_flows(store) or not table_exists(store, "flows_1h_mv"):
-            raise RuntimeError("cascade:flows_1h: flows_1h_mv does not read flows_1m after the swap")
+        if not _is_cascade(_flows_1h_view(store)):
+            raise RuntimeError("cascade:flows_1h: flows_1h_mv does not read flows_1m into flows_1h after the swap")
 
-    return Step("cascade:flows_1h", "flows_1h_mv reads flows_1m (a cascade), not flows", reads_flows, apply)
+    return Step("cascade:flows_1h", "flows_1h_mv reads flows_1m (a cascade), not flows", needed, apply)
 
 
 def _flow_rollup_steps(first: int, ttl: Mapping[str, int]) -> list[Step]:
@@ -217,7 +253,7 @@ def table_steps(ttl_days: Mapping[str, int] | None = None, database: str = "fins
         _create("0008_create_ingested_batches", "ingested_batches", schema.ingested_batches_ddl),
         _flows_1m_sources("0009_flows_1m_sources"),
         _create("0010_create_flows_1h", "flows_1h", lambda: rollups.flows_1h_ddl(ttl["flows_1h"])),
-        _create("0011_create_flows_1h_mv", "flows_1h_mv", rollups.flows_1h_view_ddl),
+        _create_flows_1h_view("0011_create_flows_1h_mv"),
         _create("0012_create_alerts_1m", "alerts_1m", lambda: rollups.alerts_rollup_ddl("1m", ttl["alerts_1m"])),
         _create("0013_create_alerts_1m_mv", "alerts_1m_mv", lambda: rollups.alerts_rollup_view_ddl("1m")),
         _create("0014_create_alerts_1h", "alerts_1h", lambda: rollups.alerts_rollup_ddl("1h", ttl["alerts_1h"])),

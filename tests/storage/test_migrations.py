@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from finsa.storage import rollups, schema
-from finsa.storage.migrations import column_steps, existing_columns, run_migrations
+from finsa.storage.migrations import _is_cascade, column_steps, existing_columns, run_migrations
 from finsa.storage.rollups import CASCADES, FLOW_FED_ROLLUPS, FLOW_ROLLUPS, RETIRED_ROLLUPS, SKETCHED_ROLLUPS
 from finsa.wire import FLOW
 
@@ -248,3 +248,28 @@ def test_an_older_flows_1h_view_reading_flows_becomes_the_cascade_of_flows_1m(st
     assert store.query("SELECT institution_id, sum(flows), uniqCombinedMerge(12)(sources) FROM flows_1h "
                        "GROUP BY institution_id ORDER BY institution_id").rows == [("bank-a", 30, 30), ("ins-b", 20, 20)]
     assert store.migrate() == []
+
+
+def test_a_store_older_than_flows_1h_with_uniq_states_migrates_to_the_cascade(store, make_flows):
+    _make_pre_sketch_store(store)
+    store.command("DROP VIEW flows_1h_mv")
+    store.command("DROP TABLE flows_1h")  # a store from before flows_1h, its flows_1m still of uniq states
+    applied = store.migrate()  # 0011 waits for sketch:flows_1m (it failed here: uniq, not uniqCombined)
+    assert "0010_create_flows_1h" in applied and "0011_create_flows_1h_mv" not in applied
+    view = store.query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
+                       "AND name = 'flows_1h_mv'").rows[0][0]
+    assert _is_cascade(view)  # made after flows_1m's rebuild (by sketch:flows_1h or cascade:flows_1h)
+    store.insert(make_flows(12))
+    assert store.query(f"SELECT sum(flows), {schema.DISTINCT_MERGE}(sources) FROM flows_1h").rows == [(12, 12)]
+    assert store.migrate() == []
+
+
+def test_a_cluster_nodes_flows_1h_view_is_left_to_the_cluster_ddl(store):
+    store.migrate()
+    store.command("DROP VIEW flows_1h_mv")
+    store.command(_OLD_FLOWS_1H_VIEW)
+    store.command("CREATE TABLE flows_1m_local AS flows_1m")  # what marks a node of a cluster
+    assert "cascade:flows_1h" not in store.migrate()
+    view = store.query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
+                       "AND name = 'flows_1h_mv'").rows[0][0]
+    assert "flows_1m" not in view  # still the view the node had
