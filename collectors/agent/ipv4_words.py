@@ -18,6 +18,7 @@ already computed are looked up for a whole batch at once in a sorted array
 from __future__ import annotations
 
 import ipaddress
+import threading
 from typing import Callable, Iterable
 
 import numpy as np
@@ -97,6 +98,9 @@ class WordCache:
         self.limit = limit
         self.keys = np.zeros(0, dtype=np.uint32)
         self.values = np.zeros(0, dtype=np.uint32)
+        # the agent's batches and its local endpoint's requests look up from different threads:
+        # a lookup must never read one version of ``keys`` and another of ``values``
+        self._lock = threading.Lock()
 
     def _positions(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = np.minimum(np.searchsorted(self.keys, words), max(len(self.keys) - 1, 0))
@@ -104,7 +108,12 @@ class WordCache:
         return pos, found
 
     def get(self, words: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """The results of ``words``; ``compute`` is called once with the sorted distinct ones missing."""
+        """The results of ``words``; ``compute`` is called once with the sorted distinct ones missing.
+        Safe to call from several threads."""
+        with self._lock:
+            return self._get(words, compute)
+
+    def _get(self, words: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         pos, found = self._positions(words)
         if found.all():
             return self.values[pos]

@@ -214,3 +214,33 @@ def test_docstring_examples(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_two_threads_applying_at_once_get_the_pseudonyms_one_thread_gets() -> None:
+    """The agent's batches and its local endpoint's requests share one pseudonymiser: its cache
+    grows under both (each call brings addresses never seen), and no lookup may mix versions."""
+    import sys
+    import threading
+
+    rng = np.random.default_rng(5)
+    bigs = [wire.ips_from_strings([_v4(int(n)) for n in rng.integers(0, 1 << 23, 20_000)]) for _ in range(6)]
+    smalls = [wire.ips_from_strings([_v4(int(n)) for n in rng.integers(0, 1 << 23, 50)]) for _ in range(600)]
+    expected = Pseudonymiser(KEY, ["10.0.0.0/8"])
+    want = {id(c): expected.apply(c) for c in bigs + smalls}
+    shared, wrong = Pseudonymiser(KEY, ["10.0.0.0/8"]), []
+
+    def apply_each(columns) -> None:
+        for c in columns:
+            wrong.append(int((shared.apply(c) != want[id(c)]).any(axis=1).sum()))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often
+    try:
+        threads = [threading.Thread(target=apply_each, args=(bigs,)), threading.Thread(target=apply_each, args=(smalls,))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(wrong) == 606 and sum(wrong) == 0
