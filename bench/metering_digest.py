@@ -82,7 +82,7 @@ def digests(paths: list[Path]) -> dict:
                 try:
                     batches = list(meter_capture(path, profile))
                     out[f"{path.name}|{profile}"] = digest(RecordBatch.concat(batches) if batches else None)
-                except Exception as exc:  # noqa: BLE001 -- an error is an output too: it must not change either
+                except Exception as exc:  # noqa: BLE001 - an error is an output too: it must not change either
                     out[f"{path.name}|{profile}"] = {"error": f"{type(exc).__name__}: {str(exc)[:100]}"}
             run = subprocess.run([finsa, "flows", str(path), "-o", str(csv)], capture_output=True)
             out[f"{path.name}|csv"] = ({"sha": hashlib.sha256(csv.read_bytes()).hexdigest()[:16]} if run.returncode == 0

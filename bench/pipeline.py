@@ -120,8 +120,8 @@ def _start_agent(bootstrap: str, rate: float, seconds: float, quick: bool, insti
 
 
 def _failed(agent: subprocess.Popen) -> RuntimeError:
-    agent.errors.seek(0)  # type: ignore[attr-defined]
-    return RuntimeError(f"bench agent failed: {agent.errors.read()[-2000:].decode(errors='replace')}")  # type: ignore[attr-defined]
+    agent.errors.seek(0)  # type: ignore[attr-defined]  # set by _start_agent
+    return RuntimeError(f"bench agent failed: {agent.errors.read()[-2000:].decode(errors='replace')}")  # type: ignore[attr-defined]  # set by _start_agent
 
 
 async def _go(agents: list[subprocess.Popen]) -> None:

@@ -17,8 +17,7 @@ import sys
 
 from finsa.errors import StorageError
 
-from finsa.storage.backend import open_store
-from finsa.storage.store_args import add_store_arguments
+from finsa.storage.backend import add_store_arguments, open_store
 from finsa.storage.triage import ENTRY_STATES, Actor, TriageLog
 
 

@@ -24,6 +24,7 @@ clickhouse-connect (``http://user:pass@host:8123``). Both expose the same :class
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import ipaddress
 import json
@@ -335,6 +336,24 @@ class Store(ABC):
         except Exception as exc:  # any engine or transport error becomes a StorageError
             ERRORS.inc(operation=operation)
             raise StorageError(str(exc).strip()) from exc
+
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line flags naming a store (:func:`open_store`'s), shared by the storage
+    commands (``finsa query``, ``finsa allowlist``), which never import one another:
+    ``--data-dir`` / ``--clickhouse-url`` (one of them) and ``--database``.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_store_arguments(parser)
+    >>> args = parser.parse_args(["--data-dir", "data/run"])
+    >>> args.data_dir, args.clickhouse_url, args.database
+    ('data/run', None, 'finsa')
+    """
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="folder of the store in process (chdb)")
+    where.add_argument("--clickhouse-url", help="ClickHouse server, http://user:pass@host:8123")
+    parser.add_argument("--database", default="finsa", help="database name (default: finsa)")
 
 
 def open_store(data_dir: str | Path | None = None, url: str | None = None, database: str = "finsa") -> Store:

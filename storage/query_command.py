@@ -22,8 +22,7 @@ from typing import Any, TextIO
 
 from finsa.errors import StorageError
 
-from finsa.storage.backend import QueryResult, open_store
-from finsa.storage.store_args import add_store_arguments
+from finsa.storage.backend import QueryResult, add_store_arguments, open_store
 from finsa.storage.tenant import TenantView
 
 

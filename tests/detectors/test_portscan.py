@@ -125,7 +125,7 @@ def test_a_full_buffer_is_cut_to_its_bound_as_after_the_per_row_limits(synth) ->
     batches = synth.batches(*parts, batch_rows=250)
     for bound in (150, 1_000, 200_000):
         fast, every = PortScanDetector(max_buffer_rows=bound), PortScanDetector(max_buffer_rows=bound)
-        every._expire = _expire_every_row.__get__(every)  # type: ignore[method-assign]
+        every._expire = _expire_every_row.__get__(every)  # type: ignore[method-assign]  # the former per-row expiry, patched in for the comparison
         for b in batches:
             assert fast.process(b) == every.process(b)
             assert fast._buf.column("flow_id").tolist() == every._buf.column("flow_id").tolist()

@@ -201,7 +201,7 @@ def test_the_ipv4_cache_starts_afresh_at_its_limit() -> None:
     from finsa.collectors.agent.ipv4_words import WordCache
 
     cache, calls = WordCache(limit=4), []
-    twice = lambda new: (calls.append(new.tolist()), new * 2)[1]  # noqa: E731
+    twice = lambda new: (calls.append(new.tolist()), new * 2)[1]  # noqa: E731 - a one-line compute that records its calls
     assert cache.get(np.array([1, 2, 3], dtype=np.uint32), twice).tolist() == [2, 4, 6]
     assert cache.get(np.array([3, 4, 5], dtype=np.uint32), twice).tolist() == [6, 8, 10]
     assert calls == [[1, 2, 3], [4, 5]] and cache.keys.tolist() == [4, 5]  # 5 entries > 4: only the new kept
