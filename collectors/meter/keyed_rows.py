@@ -81,7 +81,7 @@ _FIRST_DTYPES = {"src_ip": np.uint8, "dst_ip": np.uint8, "src_port": np.uint16, 
 _ADDRESS_FIRST = ("src_ip", "dst_ip")
 
 
-_FIRST_SIG = ", ".join(["u8*", "u8*", "u16*", "u16*", "u16*", "u8*", "u8*"] * 3)
+_FIRST_SIG = ", ".join(["u64*", "u64*", "u16*", "u16*", "u16*", "u8*", "u8*"] * 3)
 
 
 @kernel(f"void(i64*, i64, i64*, i64, i64, i64, {_FIRST_SIG})")
@@ -91,28 +91,31 @@ def _gather_first(order_p, m, rows_p, k, n_pseudo, n_packets,
                   src_p, dst_p, sport_p, dport_p, vlan_p, ver_p, tun_p):
     """Per sorted row of ``rows``: its first-row columns from the table flow (a pseudo row) or the packet."""
     rows = carray(rows_p, k)
-    src, dst, sport, dport = carray(src_p, 16 * k), carray(dst_p, 16 * k), carray(sport_p, k), carray(dport_p, k)
+    src, dst, sport, dport = carray(src_p, 2 * k), carray(dst_p, 2 * k), carray(sport_p, k), carray(dport_p, k)
     vlan, ver, tun = carray(vlan_p, k), carray(ver_p, k), carray(tun_p, k)
     order = carray(order_p, m)
-    t_src, t_dst, t_sport, t_dport = carray(t_src_p, 16 * n_pseudo), carray(t_dst_p, 16 * n_pseudo), \
+    t_src, t_dst, t_sport, t_dport = carray(t_src_p, 2 * n_pseudo), carray(t_dst_p, 2 * n_pseudo), \
         carray(t_sport_p, n_pseudo), carray(t_dport_p, n_pseudo)
     t_vlan, t_ver, t_tun = carray(t_vlan_p, n_pseudo), carray(t_ver_p, n_pseudo), carray(t_tun_p, n_pseudo)
-    p_src, p_dst, p_sport, p_dport = carray(p_src_p, 16 * n_packets), carray(p_dst_p, 16 * n_packets), \
+    p_src, p_dst, p_sport, p_dport = carray(p_src_p, 2 * n_packets), carray(p_dst_p, 2 * n_packets), \
         carray(p_sport_p, n_packets), carray(p_dport_p, n_packets)
     p_vlan, p_ver, p_tun = carray(p_vlan_p, n_packets), carray(p_ver_p, n_packets), carray(p_tun_p, n_packets)
     for i in range(k):
         q = order[rows[i]]
         if q < n_pseudo:
-            for b in range(16):
-                src[16 * i + b] = t_src[16 * q + b]
-                dst[16 * i + b] = t_dst[16 * q + b]
+            src[2 * i], src[2 * i + 1], dst[2 * i], dst[2 * i + 1] = t_src[2 * q], t_src[2 * q + 1], t_dst[2 * q], \
+                t_dst[2 * q + 1]
             sport[i], dport[i], vlan[i], ver[i], tun[i] = t_sport[q], t_dport[q], t_vlan[q], t_ver[q], t_tun[q]
         else:
             p = q - n_pseudo
-            for b in range(16):
-                src[16 * i + b] = p_src[16 * p + b]
-                dst[16 * i + b] = p_dst[16 * p + b]
+            src[2 * i], src[2 * i + 1], dst[2 * i], dst[2 * i + 1] = p_src[2 * p], p_src[2 * p + 1], p_dst[2 * p], \
+                p_dst[2 * p + 1]
             sport[i], dport[i], vlan[i], ver[i], tun[i] = p_sport[p], p_dport[p], p_vlan[p], p_ver[p], p_tun[p]
+
+
+def _flat(col: np.ndarray) -> np.ndarray:
+    """A column as the kernel reads it: an address column (16 bytes a row) as two uint64 words a row."""
+    return col.reshape(-1).view(np.uint64) if col.ndim == 2 else col
 
 
 class _FirstRows:
@@ -132,8 +135,7 @@ class _FirstRows:
                    for name, dtype in _FIRST_DTYPES.items()]
         _gather_first(np.ascontiguousarray(self.order, dtype=np.int64), len(self.order),
                       np.ascontiguousarray(rows, dtype=np.int64), k, self.n_pseudo, len(self.decoded),
-                      *(c.reshape(-1) for c in table), *(c.reshape(-1) for c in packets),
-                      *(c.reshape(-1) for c in out.values()))
+                      *map(_flat, table), *map(_flat, packets), *map(_flat, out.values()))
         return out
 
 
