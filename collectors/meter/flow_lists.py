@@ -105,7 +105,14 @@ class FlowLists:
             got = store.pop(h, None)
             if got is None:  # two flows of one key in this export: the other took the items
                 continue
-            if got[-1][0] <= last and got[0][0] >= first:  # the usual case: every item is this flow's
+            if len(got) == 1 and first <= got[0][0] <= last:  # the usual case: one item, this flow's
+                one = got[0]
+                if one[2] == "dns":
+                    dns_col[i] = one[3]
+                elif one[2] != "resp":
+                    dns_col[i], http_col[i], mark_col[i] = _render_one(one, bool(lo))
+                continue
+            if got[-1][0] <= last and got[0][0] >= first:  # every item is this flow's
                 mine = got
             else:
                 mine = [it for it in got if first <= it[0] <= last]

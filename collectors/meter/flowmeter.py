@@ -32,7 +32,7 @@ from finsa.collectors.meter.flow_lists import FlowLists, complete_dns
 from finsa.collectors.pcap.capture import PacketBatch, read_capture
 from finsa.collectors.meter.profiles import BYTES_WIRE, MeterProfile, get_profile
 from finsa.collectors.meter.segment_sums import segment_sums
-from finsa.collectors.meter.keyed_rows import FIRST_COLUMNS, build_rows, first_hints, key_hashes, sort_keys
+from finsa.collectors.meter.keyed_rows import build_rows, first_hints, key_hashes, sort_keys
 from finsa.collectors.meter.flow_ends import FIN, REASON_ACTIVE, REASON_FIN, REASON_IDLE, REASON_RST, RST, segment
 from finsa.metrics import REGISTRY
 from finsa.wire import END_REASONS, RecordBatch
@@ -144,8 +144,7 @@ class FlowMeter:
 
     def _aggregate(self, rows, starts: np.ndarray) -> dict[str, np.ndarray]:
         flows = segment_sums(rows.cols, rows.seg.t, starts)
-        for name in FIRST_COLUMNS:
-            flows[name] = rows.first.gather(name, starts)
+        flows.update(rows.first.gather_all(starts))
         flows.update(first_hints(rows, starts, flows["hinted"]))
         return flows
 

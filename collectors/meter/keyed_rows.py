@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from finsa.collectors.compiled import carray, kernel
 from finsa.collectors.meter.flow_ends import Rows
-from finsa.collectors.meter.flowtable import HINT_COLUMNS, object_column, put_rows, take_rows
+from finsa.collectors.meter.flowtable import HINT_COLUMNS, object_column
 from finsa.collectors.meter.key_hash import key_hashes
 from finsa.collectors.meter.key_sort import KeyOrder, sort_keys
 from finsa.collectors.meter.row_merge import merge_rows
@@ -21,18 +22,43 @@ __all__ = ["key_hashes", "KeyOrder", "sort_keys", "SortedRows", "FIRST_COLUMNS",
            "first_hints"]  # key_hashes, KeyOrder, sort_keys: re-exported, their own modules since they became compiled loops
 
 
+@kernel("void(i64*, i64*, i64, u8*, i64, i64*)")
+def _merge_order(order_p, group_p, n, in_table_p, n_groups, out_p):
+    """Walk the sorted packets; before each group's first packet put its pseudo row if it has one."""
+    order, group, in_table = carray(order_p, n), carray(group_p, n), carray(in_table_p, n_groups)
+    n_pseudo = 0
+    for g in range(n_groups):
+        if in_table[g] != 0:
+            n_pseudo += 1
+    out = carray(out_p, n + n_pseudo)
+    j = pseudo = 0
+    last = -1
+    for i in range(n):
+        g = group[i]
+        if g != last:
+            last = g
+            if in_table[g] != 0:
+                out[j] = pseudo
+                pseudo += 1
+                j += 1
+        out[j] = order[i] + n_pseudo
+        j += 1
+
+
 def _merged_order(keys: KeyOrder, in_table: np.ndarray) -> np.ndarray:
     """Row order of [pseudo rows..., packets...] sorted by hash, each group's pseudo row first.
 
     Pseudo rows are numbered in hash order (those of the groups ``in_table``), packets after them.
+
+    >>> keys = sort_keys(np.array([9, 3, 9, 5], dtype=np.uint64))
+    >>> _merged_order(keys, np.array([False, True, True])).tolist()
+    [3, 0, 5, 1, 2, 4]
     """
     n = len(keys.order)
-    before = np.cumsum(in_table)  # pseudo rows up to and including each group
-    n_pseudo = int(before[-1]) if len(before) else 0
-    order = np.empty(n + n_pseudo, dtype=np.int64)
-    order[np.arange(n) + before[keys.group]] = keys.order + n_pseudo
-    groups = np.flatnonzero(in_table)
-    order[keys.starts[groups] + before[groups] - 1] = np.arange(n_pseudo)
+    in_table = np.ascontiguousarray(in_table, dtype=np.bool_).view(np.uint8)
+    order = np.empty(n + int(np.count_nonzero(in_table)), dtype=np.int64)
+    _merge_order(np.ascontiguousarray(keys.order, dtype=np.int64), np.ascontiguousarray(keys.group, dtype=np.int64),
+                 n, in_table, len(in_table), order)
     return order
 
 
@@ -49,6 +75,47 @@ class SortedRows:
 #: columns read only from a flow's first row, and their source in Decoded
 FIRST_COLUMNS = {"src_ip": "src_ip", "dst_ip": "dst_ip", "src_port": "src_port", "dst_port": "dst_port",
                  "vlan_id": "vlan_id", "ip_version": "ip_version", "tunnel_kind": "tunnel_kind"}
+#: their dtypes (the flow table's and the decoder's: addresses are 16 bytes a row), in the kernel's order
+_FIRST_DTYPES = {"src_ip": np.uint8, "dst_ip": np.uint8, "src_port": np.uint16, "dst_port": np.uint16,
+                 "vlan_id": np.uint16, "ip_version": np.uint8, "tunnel_kind": np.uint8}
+_ADDRESS_FIRST = ("src_ip", "dst_ip")
+
+
+_FIRST_SIG = ", ".join(["u64*", "u64*", "u16*", "u16*", "u16*", "u8*", "u8*"] * 3)
+
+
+@kernel(f"void(i64*, i64, i64*, i64, i64, i64, {_FIRST_SIG})")
+def _gather_first(order_p, m, rows_p, k, n_pseudo, n_packets,
+                  t_src_p, t_dst_p, t_sport_p, t_dport_p, t_vlan_p, t_ver_p, t_tun_p,
+                  p_src_p, p_dst_p, p_sport_p, p_dport_p, p_vlan_p, p_ver_p, p_tun_p,
+                  src_p, dst_p, sport_p, dport_p, vlan_p, ver_p, tun_p):
+    """Per sorted row of ``rows``: its first-row columns from the table flow (a pseudo row) or the packet."""
+    rows = carray(rows_p, k)
+    src, dst, sport, dport = carray(src_p, 2 * k), carray(dst_p, 2 * k), carray(sport_p, k), carray(dport_p, k)
+    vlan, ver, tun = carray(vlan_p, k), carray(ver_p, k), carray(tun_p, k)
+    order = carray(order_p, m)
+    t_src, t_dst, t_sport, t_dport = carray(t_src_p, 2 * n_pseudo), carray(t_dst_p, 2 * n_pseudo), \
+        carray(t_sport_p, n_pseudo), carray(t_dport_p, n_pseudo)
+    t_vlan, t_ver, t_tun = carray(t_vlan_p, n_pseudo), carray(t_ver_p, n_pseudo), carray(t_tun_p, n_pseudo)
+    p_src, p_dst, p_sport, p_dport = carray(p_src_p, 2 * n_packets), carray(p_dst_p, 2 * n_packets), \
+        carray(p_sport_p, n_packets), carray(p_dport_p, n_packets)
+    p_vlan, p_ver, p_tun = carray(p_vlan_p, n_packets), carray(p_ver_p, n_packets), carray(p_tun_p, n_packets)
+    for i in range(k):
+        q = order[rows[i]]
+        if q < n_pseudo:
+            src[2 * i], src[2 * i + 1], dst[2 * i], dst[2 * i + 1] = t_src[2 * q], t_src[2 * q + 1], t_dst[2 * q], \
+                t_dst[2 * q + 1]
+            sport[i], dport[i], vlan[i], ver[i], tun[i] = t_sport[q], t_dport[q], t_vlan[q], t_ver[q], t_tun[q]
+        else:
+            p = q - n_pseudo
+            src[2 * i], src[2 * i + 1], dst[2 * i], dst[2 * i + 1] = p_src[2 * p], p_src[2 * p + 1], p_dst[2 * p], \
+                p_dst[2 * p + 1]
+            sport[i], dport[i], vlan[i], ver[i], tun[i] = p_sport[p], p_dport[p], p_vlan[p], p_ver[p], p_tun[p]
+
+
+def _flat(col: np.ndarray) -> np.ndarray:
+    """A column as the kernel reads it: an address column (16 bytes a row) as two uint64 words a row."""
+    return col.reshape(-1).view(np.uint64) if col.ndim == 2 else col
 
 
 class _FirstRows:
@@ -57,30 +124,18 @@ class _FirstRows:
     def __init__(self, order: np.ndarray, n_pseudo: int, table_flows: dict, decoded) -> None:
         self.order, self.n_pseudo, self.table_flows = order, n_pseudo, table_flows
         self.decoded = decoded
-        self._split: tuple | None = None  # (rows, where each comes from) of the last gather
 
-    def _sources(self, rows: np.ndarray) -> tuple:
-        """(table rows or None, their places, packet numbers, their places) of ``rows``, worked
-        out once for the columns gathered at the same rows (every first column of a chunk)."""
-        if self._split is None or self._split[0] is not rows:
-            orig = self.order[rows]
-            from_table = orig < self.n_pseudo
-            if not from_table.any():
-                self._split = (rows, None, None, orig - self.n_pseudo, None)
-            else:
-                table_at, packet_at = np.flatnonzero(from_table), np.flatnonzero(~from_table)
-                self._split = (rows, orig[table_at], table_at, orig[packet_at] - self.n_pseudo, packet_at)
-        return self._split[1:]
-
-    def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
-        table_rows, table_at, packet_rows, packet_at = self._sources(rows)
-        packets = getattr(self.decoded, FIRST_COLUMNS[name])
-        if table_rows is None:
-            return take_rows(packets, packet_rows)
-        source = self.table_flows[name]
-        out = np.zeros((len(rows),) + source.shape[1:], dtype=source.dtype)
-        put_rows(out, table_at, take_rows(source, table_rows))
-        put_rows(out, packet_at, take_rows(packets, packet_rows))
+    def gather_all(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every :data:`FIRST_COLUMNS` column at the sorted ``rows``, in one compiled pass."""
+        k = len(rows)
+        out = {name: np.empty((k, 16) if name in _ADDRESS_FIRST else k, dtype=dtype)
+               for name, dtype in _FIRST_DTYPES.items()}
+        table = [np.ascontiguousarray(self.table_flows[name], dtype=dtype) for name, dtype in _FIRST_DTYPES.items()]
+        packets = [np.ascontiguousarray(getattr(self.decoded, FIRST_COLUMNS[name]), dtype=dtype)
+                   for name, dtype in _FIRST_DTYPES.items()]
+        _gather_first(np.ascontiguousarray(self.order, dtype=np.int64), len(self.order),
+                      np.ascontiguousarray(rows, dtype=np.int64), k, self.n_pseudo, len(self.decoded),
+                      *map(_flat, table), *map(_flat, packets), *map(_flat, out.values()))
         return out
 
 

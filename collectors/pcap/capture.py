@@ -39,6 +39,8 @@ __all__ = ["PacketBatch", "read_capture"]
 
 _READ_BYTES = 4 << 20
 _WINDOW_BYTES = 64 << 20
+#: madvise(MADV_POPULATE_READ) (Linux 5.14+; not in Python's mmap module before 3.13)
+_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22 if sys.platform.startswith("linux") else None)
 _PCAP_MAGICS = {0xA1B2C3D4: 1000, 0xA1B23C4D: 1}  # -> ns per sub-second unit
 _PCAPNG_SHB = 0x0A0D0D0A
 
@@ -248,6 +250,7 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
             window = mmap.mmap(fd, length, offset=base, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
             raise CaptureError(f"cannot map the capture: {exc}") from None
+        _populate(window)
         if hunting:
             at, keep = resync(window, pos - base, length, order, frac_limit, sec_ref or 0)
             if at is None:
@@ -269,6 +272,17 @@ def _read_mapped(where: tuple[int, int], order: str, sub_ns: int, frac_limit: in
                 yield _Chunker().batch(b"", {"truncated_record": 1})
                 return
         want = _WINDOW_BYTES if count else want * 2  # a record larger than the window
+
+
+def _populate(window: mmap.mmap) -> None:
+    """Map every page of a window in one call: the walk reads all of them in order, and page
+    faults taken one by one (each mapping 16 pages of the cached file) cost more CPU. Nothing
+    changes but the cost where the kernel lacks MADV_POPULATE_READ (or the file is not cached)."""
+    if _POPULATE_READ is not None:
+        try:
+            window.madvise(_POPULATE_READ)
+        except (OSError, ValueError):
+            pass
 
 
 def _count(skipped: dict[str, int], reason: str) -> None:

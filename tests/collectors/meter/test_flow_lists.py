@@ -86,3 +86,15 @@ def test_list_fields_round_trip_on_the_wire() -> None:
                          "http_requests": ["GET\th\t/\t200\ttext/html", ""], "app_markers": ["smb1,exe_from_dst", ""]})
     again = decode_batch(encode_batch(b))
     assert again.rows()[0]["dns_queries"] == "a.example/1\nb.example/16" and FLOW.topic == "finsa.flows.v2"
+
+
+def test_a_lone_item_outside_the_flow_waits_for_the_key_s_next_flow() -> None:
+    fl = FlowLists()
+    key = np.array([7], np.uint64)
+    fl.add_items(key, np.array([50]), np.array([True]), [("req", "GET\tbank.example\t/")])
+    early = fl.columns(key, np.array([0]), np.array([30]), np.array([True]))
+    assert early["http_requests"][0] == "" and len(fl) == 1
+    later = fl.columns(key, np.array([40]), np.array([60]), np.array([False]))
+    assert later["http_requests"][0] == "GET\tbank.example\t/\t\t" and len(fl) == 0
+    fl.add_items(key, np.array([70]), np.array([True]), [("mark", "shell")])
+    assert fl.columns(key, np.array([70]), np.array([70]), np.array([False]))["app_markers"][0] == "shell_from_dst"

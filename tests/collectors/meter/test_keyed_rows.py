@@ -7,7 +7,7 @@ import pytest
 
 from finsa.collectors.meter.decode import decode_packets
 from finsa.collectors.pcap.capture import PacketBatch
-from finsa.collectors.meter.keyed_rows import _merged_order, key_hashes, sort_keys
+from finsa.collectors.meter.keyed_rows import FIRST_COLUMNS, _FirstRows, _merged_order, key_hashes, sort_keys
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 100, 70_000])
@@ -33,6 +33,27 @@ def test_merged_order_puts_each_pseudo_row_first_in_its_group() -> None:
     order = _merged_order(keys, np.array([True, False, True]))
     # rows: pseudo 0 (hash 3), pseudo 1 (hash 9), then packets 2.. (packet i is row 2 + i)
     assert order.tolist() == [0, 3, 5, 1, 2, 4]
+
+
+def test_first_rows_come_from_the_table_flow_or_the_packet() -> None:
+    rng = np.random.default_rng(5)
+    n_pseudo, n_packets = 40, 300
+
+    def columns(n: int) -> dict[str, np.ndarray]:
+        return {"src_ip": rng.integers(0, 256, (n, 16), dtype=np.uint8), "dst_ip": rng.integers(0, 256, (n, 16), dtype=np.uint8),
+                "src_port": rng.integers(0, 65536, n, dtype=np.uint16), "dst_port": rng.integers(0, 65536, n, dtype=np.uint16),
+                "vlan_id": rng.integers(0, 4096, n, dtype=np.uint16), "ip_version": rng.choice([4, 6], n).astype(np.uint8),
+                "tunnel_kind": rng.integers(0, 6, n, dtype=np.uint8)}
+
+    table, packets = columns(n_pseudo), columns(n_packets)
+    order = rng.permutation(n_pseudo + n_packets)
+    rows = np.sort(rng.choice(len(order), 120, replace=False))
+    got = _FirstRows(order, n_pseudo, table, type("Decoded", (), {**packets, "__len__": lambda self: n_packets})()).gather_all(rows)
+    assert list(got) == list(FIRST_COLUMNS)
+    for name, col in got.items():
+        want = [table[name][q] if q < n_pseudo else packets[name][q - n_pseudo] for q in order[rows]]
+        assert col.dtype == table[name].dtype and col.shape == (len(rows),) + table[name].shape[1:]
+        assert col.tolist() == np.array(want).tolist(), name
 
 
 def _frame(src: str, dst: str, sport: int, dport: int) -> bytes:

@@ -67,6 +67,20 @@ def test_chunks_and_slices_share_the_buffer(tmp_path) -> None:
     assert part.packet(0) == FRAMES[2] and part.data is chunks[0].data
 
 
+@pytest.mark.parametrize("advice", ["kernel's", "refused"])
+def test_a_mapped_file_reads_the_same_whether_the_pages_are_populated_or_not(tmp_path, monkeypatch,
+                                                                            advice: str) -> None:
+    from finsa.collectors.pcap import capture
+
+    if advice == "refused":  # an advice the kernel does not know (EINVAL): reading goes on unchanged
+        monkeypatch.setattr(capture, "_POPULATE_READ", 0x7FFF)
+    path = tmp_path / "mapped.pcap"
+    path.write_bytes(_pcap(frames=FRAMES * 10))
+    with open(path, "rb") as fh:  # a file object is mapped too
+        chunks = list(read_capture(fh, chunk_packets=7))
+    assert [c.packet(i) for c in chunks for i in range(len(c))] == FRAMES * 10
+
+
 def test_pcapng_blocks_interfaces_and_resolution() -> None:
     for order in "<>":
         [batch] = read_capture(io.BytesIO(_pcapng(order)))
