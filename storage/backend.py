@@ -39,7 +39,7 @@ from finsa.errors import StorageError
 from finsa.metrics import REGISTRY
 from finsa.wire import FLOW, RecordBatch
 
-from finsa.storage.key_order import flows_key_order, sorted_chunks_of
+from finsa.storage.key_order import flows_sorted_block
 from finsa.storage.native import native_chunks_of
 from finsa.storage.schema import INSTITUTION_COLUMNS, TABLE_OF_RECORD
 
@@ -258,7 +258,7 @@ class Store(ABC):
                 return 0
             rows = sum(len(b) for b in fresh)
             if rows:
-                names, payload = (sorted_chunks_of(fresh, flows_key_order(fresh)) if table == "flows"
+                names, payload = (flows_sorted_block(fresh) if table == "flows"
                                   else native_chunks_of(fresh))  # flows: in the table's key order (no engine sort)
                 token = hashlib.blake2b(b"".join(sorted(ids)), digest_size=16).hexdigest()
                 settings = {"insert_deduplication_token": f"{table}-{token}",

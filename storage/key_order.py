@@ -19,51 +19,28 @@ there, as before.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from finsa.wire import RecordBatch
 
-from finsa.storage.native import (_column_bytes, _column_header, _EncodedStrings, _object_pointers, _coalesced,
-                                  low_cardinality_column, string_codes, string_column, varuint)
+from finsa.storage.native import StringPieces, _column_bytes, _column_header, _coalesced, varuint
 
-__all__ = ["flows_key_order", "sorted_chunks_of", "text_codes"]
+__all__ = ["flows_key_order", "sorted_chunks_of", "flows_sorted_block"]
 
 _MINUTE_MS = 60_000
-#: Rows a String column that must be encoded value by value is joined in at once (cache-sized).
-_JOIN_ROWS = 100_000
 
 
-def _pointers(batches: Sequence[RecordBatch], name: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The column's object addresses, and the object arrays they are in: the caller keeps those
-    referenced while it reads objects by address (a column that is not of objects already is
-    converted here, and its strings live only as long as the converted array). Empty batches
-    are left out."""
-    arrays = [np.ascontiguousarray(b.columns[name], dtype=object) for b in batches if len(b)]
-    pointers = np.concatenate([_object_pointers(a) for a in arrays]) if arrays else np.zeros(0, dtype=np.uintp)
-    return pointers, arrays
+def _institutions(batches: Sequence[RecordBatch]) -> StringPieces:
+    return StringPieces([b.columns["institution_id"] for b in batches], by_text=True)
 
 
-def _ranks(batches: Sequence[RecordBatch], name: str) -> np.ndarray:
-    """Per row, the rank of a string column's text in byte order (the engine's string order)."""
-    pointers, alive = _pointers(batches, name)
-    found = string_codes(pointers) if len(pointers) and not (pointers == pointers[0]).all() else None
-    if found is None and len(pointers) and not (pointers == pointers[0]).all():
-        found = text_codes(np.concatenate([b.columns[name] for b in batches]))
-    if found is None:
-        return np.zeros(len(pointers), dtype=np.int64)
-    codes, texts = found
-    by_bytes = np.argsort(np.array([t.encode("utf-8") for t in texts], dtype=object), kind="stable")
-    rank = np.empty(len(texts), dtype=np.int64)
-    rank[by_bytes] = np.arange(len(texts))
-    return rank[codes]
-
-
-def flows_key_order(batches: Sequence[RecordBatch]) -> np.ndarray:
+def flows_key_order(batches: Sequence[RecordBatch], institutions: StringPieces | None = None) -> np.ndarray:
     """Row numbers of the batches (concatenated) in ``flows``' key order, ties in the order they
-    came (a stable sort, as the engine's own: a part holds its rows exactly as before)."""
-    rank = _ranks(batches, "institution_id")
+    came (a stable sort, as the engine's own: a part holds its rows exactly as before);
+    ``institutions``: the batches' ``institution_id`` already read (:func:`flows_sorted_block`)."""
+    rank = (institutions or _institutions(batches)).ranks()
     first = np.concatenate([b.columns["first_seen_ms"] for b in batches]).astype(np.int64)
     if not len(first):
         return np.zeros(0, dtype=np.intp)
@@ -80,48 +57,17 @@ def flows_key_order(batches: Sequence[RecordBatch]) -> np.ndarray:
     return np.lexsort((low, high, minute, rank))
 
 
-def text_codes(values: np.ndarray, limit: int = 0xFFFF) -> tuple[np.ndarray, list[str]] | None:
-    """Codes by text of a string column of many objects but few texts (one step per row);
-    None beyond ``limit`` distinct texts.
-
-    >>> codes, texts = text_codes(np.array(["".join("ab"), "".join("ab"), None], dtype=object))
-    >>> codes.tolist(), texts
-    ([0, 0, 1], ['ab', ''])
-    """
-    index: dict[str, int] = {}
-
-    class _Codes(dict):
-        def __missing__(self, value: object) -> int:
-            code = self[value] = index.setdefault("" if value is None else str(value), len(index))
-            return code
-
-    codes = np.fromiter(map(_Codes().__getitem__, np.asarray(values, dtype=object).tolist()), dtype=np.uint32,
-                        count=len(values))
-    if len(index) > limit:
-        return None
-    return codes.astype(np.uint8 if len(index) <= 0xFF else np.uint16), list(index)
+def flows_sorted_block(batches: Sequence[RecordBatch]) -> tuple[list[str], list[bytes]]:
+    """The flows block in the table's key order: :func:`sorted_chunks_of` of
+    :func:`flows_key_order`, ``institution_id`` read once for both."""
+    institutions = _institutions(batches)
+    return sorted_chunks_of(batches, flows_key_order(batches, institutions), {"institution_id": institutions})
 
 
-def _string_column(batches: Sequence[RecordBatch], name: str, order: np.ndarray) -> tuple[str, list[bytes]]:
-    pointers, alive = _pointers(batches, name)
-    if not len(pointers):
-        return "String", []
-    if (pointers == pointers[0]).all():  # one object throughout: one repeat, order does not matter
-        return "String", [_EncodedStrings()[alive[0][0]] * len(pointers)]
-    found = string_codes(pointers)
-    whole = None
-    if found is None:
-        whole = np.concatenate([b.columns[name] for b in batches])
-        found = text_codes(whole)
-    if found is not None:
-        return "LowCardinality(String)", [low_cardinality_column(found[0][order], found[1])]
-    assert whole is not None
-    ordered = whole[order]
-    return "String", [string_column(ordered[i:i + _JOIN_ROWS]) for i in range(0, len(ordered), _JOIN_ROWS)]
-
-
-def sorted_chunks_of(batches: Sequence[RecordBatch], order: np.ndarray) -> tuple[list[str], list[bytes]]:
-    """:func:`~finsa.storage.native.native_chunks_of`'s block with its rows taken in ``order``.
+def sorted_chunks_of(batches: Sequence[RecordBatch], order: np.ndarray,
+                     read: Mapping[str, StringPieces] | None = None) -> tuple[list[str], list[bytes]]:
+    """:func:`~finsa.storage.native.native_chunks_of`'s block with its rows taken in ``order``;
+    ``read``: string columns already read, by name.
 
     >>> from finsa.wire import FLOW
     >>> batch = FLOW.make_batch({"flow_id": [1, 2], "institution_id": ["b", "a"]}, batch_id=bytes(16))
@@ -134,7 +80,8 @@ def sorted_chunks_of(batches: Sequence[RecordBatch], order: np.ndarray) -> tuple
     names = []
     for f in rtype.fields:
         if f.kind == "str":
-            ch_type, data = _string_column(batches, f.name, order)
+            column = (read or {}).get(f.name) or StringPieces([b.columns[f.name] for b in batches], by_text=True)
+            ch_type, data = column.encoded(order)
         elif f.kind == "ip":
             whole = np.ascontiguousarray(np.concatenate([b.columns[f.name] for b in batches]), dtype=np.uint8)
             ch_type, data = "IPv6", [whole.view("V16").reshape(-1)[order].tobytes()]

@@ -126,21 +126,90 @@ def low_cardinality_column(codes: np.ndarray, texts: Sequence[str]) -> bytes:
             + struct.pack("<Q", len(codes)) + np.ascontiguousarray(codes).tobytes())
 
 
-def _string_pieces(pieces: list[np.ndarray]) -> tuple[str, list[bytes]]:
-    """A string column given in pieces (one per batch): ``LowCardinality(String)`` when it holds
-    a few distinct objects (codes of the whole column), else ``String`` encoded piece by piece."""
-    # the object arrays stay referenced while their addresses are read (string_codes); empty
-    # pieces are left out (a group may start with an empty batch)
-    pieces = [np.ascontiguousarray(p, dtype=object) for p in pieces if len(p)]
-    if not pieces:
-        return "String", []
-    pointers = np.concatenate([_object_pointers(p) for p in pieces])
-    if (pointers == pointers[0]).all():  # one object throughout (every "", one institution)
-        return "String", [_EncodedStrings()[pieces[0][0]] * len(pointers)]
-    found = string_codes(pointers)
-    if found is not None and len(found[1]) > 1:
-        return "LowCardinality(String)", [low_cardinality_column(*found)]
-    return "String", [string_column(piece) for piece in pieces]
+class StringPieces:
+    """A string column given in pieces (one per batch), read once for everything a write needs of
+    it: the order of its texts (:meth:`ranks`, the ``flows`` key) and its Native encoding
+    (:meth:`encoded`, in the pieces' order or another). The object arrays stay referenced here
+    while their addresses are read (:func:`string_codes`); empty pieces are left out (a group may
+    start with an empty batch). A column of many objects but few texts is coded by text when
+    ``by_text`` (:func:`text_codes`, one Python step per row).
+
+    >>> column = StringPieces([np.array(["b", "a"], dtype=object), np.array(["b"], dtype=object)])
+    >>> column.ranks().tolist(), column.encoded()[0]
+    ([1, 0, 1], 'LowCardinality(String)')
+    >>> StringPieces([np.array(["", ""], dtype=object)]).encoded()
+    ('String', [b'\\x00\\x00'])
+    """
+
+    def __init__(self, pieces: Sequence[np.ndarray], by_text: bool = False) -> None:
+        self.pieces = [np.ascontiguousarray(p, dtype=object) for p in pieces if len(p)]
+        self.pointers = (np.concatenate([_object_pointers(p) for p in self.pieces]) if self.pieces
+                         else np.zeros(0, dtype=np.uintp))
+        #: one object throughout (every "", one institution): one repeat, whatever the order
+        self.single = bool(len(self.pointers)) and bool((self.pointers == self.pointers[0]).all())
+        self._whole: np.ndarray | None = None
+        found = string_codes(self.pointers) if len(self.pointers) and not self.single else None
+        if found is None and by_text and len(self.pointers) and not self.single:
+            found = text_codes(self.whole())
+        self.codes: np.ndarray | None = found[0] if found is not None else None
+        self.texts: list[str] = found[1] if found is not None else []
+
+    def whole(self) -> np.ndarray:
+        """The pieces concatenated (made once)."""
+        if self._whole is None:
+            self._whole = np.concatenate(self.pieces) if self.pieces else np.zeros(0, dtype=object)
+        return self._whole
+
+    def ranks(self) -> np.ndarray:
+        """Per row, the rank of its text in UTF-8 byte order (the engine's string order); zeros for
+        one object throughout, or for a column of too many texts to code."""
+        if self.codes is None:
+            return np.zeros(len(self.pointers), dtype=np.int64)
+        by_bytes = np.argsort(np.array([t.encode("utf-8") for t in self.texts], dtype=object), kind="stable")
+        rank = np.empty(len(self.texts), dtype=np.int64)
+        rank[by_bytes] = np.arange(len(self.texts))
+        return rank[self.codes]
+
+    def encoded(self, order: np.ndarray | None = None) -> tuple[str, list[bytes]]:
+        """The column's Native type and bytes, rows in ``order`` (row numbers of the pieces
+        concatenated) or as they came: ``LowCardinality(String)`` when coded, else ``String``."""
+        if not len(self.pointers):
+            return "String", []
+        if self.single:
+            return "String", [_EncodedStrings()[self.pieces[0][0]] * len(self.pointers)]
+        if self.codes is not None:
+            return "LowCardinality(String)", [low_cardinality_column(
+                self.codes if order is None else self.codes[order], self.texts)]
+        if order is None:
+            return "String", [string_column(piece) for piece in self.pieces]
+        ordered = self.whole()[order]
+        return "String", [string_column(ordered[i:i + _JOIN_ROWS]) for i in range(0, len(ordered), _JOIN_ROWS)]
+
+
+#: Rows a String column that must be encoded value by value is joined in at once (cache-sized).
+_JOIN_ROWS = 100_000
+
+
+def text_codes(values: np.ndarray, limit: int = 0xFFFF) -> tuple[np.ndarray, list[str]] | None:
+    """Codes by text of a string column of many objects but few texts (one step per row);
+    None beyond ``limit`` distinct texts.
+
+    >>> codes, texts = text_codes(np.array(["".join("ab"), "".join("ab"), None], dtype=object))
+    >>> codes.tolist(), texts
+    ([0, 0, 1], ['ab', ''])
+    """
+    index: dict[str, int] = {}
+
+    class _Codes(dict):
+        def __missing__(self, value: object) -> int:
+            code = self[value] = index.setdefault("" if value is None else str(value), len(index))
+            return code
+
+    codes = np.fromiter(map(_Codes().__getitem__, np.asarray(values, dtype=object).tolist()), dtype=np.uint32,
+                        count=len(values))
+    if len(index) > limit:
+        return None
+    return codes.astype(np.uint8 if len(index) <= 0xFF else np.uint16), list(index)
 
 
 def _column_bytes(f: Field, col: np.ndarray) -> tuple[str, bytes]:
@@ -228,7 +297,7 @@ def _block(rtype: RecordType, n_rows: int, columns: list[list[np.ndarray]], batc
     names = []
     for f, pieces in zip(rtype.fields, columns):
         if f.kind == "str":
-            ch_type, data = _string_pieces(pieces)
+            ch_type, data = StringPieces(pieces).encoded()
             parts += [_column_header(f.name, ch_type), *data]
         else:
             encoded = [_column_bytes(f, piece) for piece in pieces]
