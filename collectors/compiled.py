@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["kernel", "helper", "carray", "prefetch", "cache_dir", "readonly_bytes", "Kernel"]
+__all__ = ["kernel", "helper", "carray", "prefetch", "cache_dir", "readonly_bytes", "Kernel", "missing_names"]
 
 _POINTERS = {"u8*": np.uint8, "u16*": np.uint16, "i8*": np.int8, "i64*": np.int64, "u64*": np.uint64}
 _STUBS = """
@@ -59,6 +59,10 @@ define void @numba_gil_release(i8* %s) { ret void }
 define void @NRT_MemInfo_call_dtor(i8* %s) { ret void }
 """  # only reached on error paths that kernels do not have (they raise nothing, allocate nothing)
 _STUB_NAMES = frozenset({"numba_gil_ensure", "numba_gil_release", "NRT_MemInfo_call_dtor"})
+#: Prefixes of the only names a kernel's object may use undefined (numba's runtime and its raising
+#: machinery, reached only on error paths that kernels do not have, such as ``numba_do_raise``):
+#: bound to a stub that does nothing. Any other name the process lacks refuses the kernel.
+_ERROR_PATH_PREFIXES = ("NRT_", "numba_")
 _LOCK = threading.Lock()
 _LOG = logging.getLogger(__name__)
 
@@ -183,8 +187,10 @@ class _Engine:
     """One LLVM engine for every kernel of the process: the stubs are compiled once (about 5 ms)
     and each kernel's object code is only relocated into it (about 0.3 ms instead of 5).
 
-    Names an object uses that neither the process nor the stubs define (numba runtime entry points
-    reached only on error paths that kernels do not have) are bound to a stub that does nothing.
+    Names an object uses that neither the process nor the stubs define are bound to a stub that
+    does nothing when they are numba runtime entry points (:data:`_ERROR_PATH_PREFIXES`, reached
+    only on error paths that kernels do not have); any other such name is refused
+    (:func:`missing_names`).
     A kernel whose symbol is loaded already (two kernels of one name) gets an engine of its own.
     """
 
@@ -214,9 +220,8 @@ class _Engine:
             owner._keep = [machine, engine]
             return engine.get_function_address(symbol)
         _, engine, noop = self._shared()
-        for name in undefined_symbols(code):
-            if name not in _STUB_NAMES and not llvm.address_of_symbol(name):
-                llvm.add_symbol(name, noop)
+        for name in missing_names(symbol, undefined_symbols(code), llvm.address_of_symbol):
+            llvm.add_symbol(name, noop)
         engine.add_object_file(llvm.ObjectFileRef.from_data(code))
         engine.finalize_object()
         self._loaded.add(symbol)
@@ -224,6 +229,23 @@ class _Engine:
 
 
 _ENGINE = _Engine()
+
+
+def missing_names(symbol: str, undefined: list[str], address_of: Callable[[str], int]) -> list[str]:
+    """The names of ``undefined`` that the process (``address_of``) and the stubs lack, all numba
+    runtime entry points (bound to the no-op stub); a ValueError naming any other.
+
+    >>> missing_names("k", ["numba_do_raise", "memcpy"], lambda name: 0 if name == "numba_do_raise" else 1)
+    ['numba_do_raise']
+    >>> missing_names("k", ["system"], lambda name: 0)
+    Traceback (most recent call last):
+    ValueError: kernel k calls system, which this process does not define: refused
+    """
+    missing = [name for name in undefined if name not in _STUB_NAMES and not address_of(name)]
+    unknown = [name for name in missing if not name.startswith(_ERROR_PATH_PREFIXES)]
+    if unknown:
+        raise ValueError(f"kernel {symbol} calls {', '.join(unknown)}, which this process does not define: refused")
+    return missing
 
 
 def kernel(signature: str) -> Callable[[Callable], Kernel]:

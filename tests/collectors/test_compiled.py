@@ -100,3 +100,16 @@ def test_kernels_share_one_engine_and_a_second_kernel_of_one_name_gets_its_own()
     [cached] = [p for p in cache_dir().glob("*._last-*.o")][:1]
     symbol, _, code = cached.read_bytes().split(b"\n", 2)
     assert "numba_gil_ensure" in undefined_symbols(code) and symbol.decode() not in undefined_symbols(code)
+
+
+def test_a_kernel_calling_a_name_outside_numbas_runtime_that_the_process_lacks_is_refused() -> None:
+    """Only numba's runtime entry points (error paths) may be bound to the no-op stub: a kernel
+    object that calls any other undefined name (here a made-up libc-like one) is refused, never
+    linked to a function that silently does nothing."""
+    from finsa.collectors.compiled import missing_names
+
+    have = {"memcpy"}
+    address_of = lambda name: 1 if name in have else 0  # noqa: E731 - the process's symbol table
+    assert missing_names("k", ["memcpy", "NRT_Free", "numba_do_raise"], address_of) == ["NRT_Free", "numba_do_raise"]
+    with pytest.raises(ValueError, match="kernel k calls not_a_function_here"):
+        missing_names("k", ["numba_do_raise", "not_a_function_here"], address_of)
