@@ -4,8 +4,10 @@ Digests every column of :func:`meter_capture` with the nfstream, zeek and agent 
 CSV of ``finsa flows``, on every capture under ``../shared/data/{flows,attacks,benign}`` and the
 bench's generated captures where they exist (``bench collector`` and ``bench command`` make them):
 464 comparisons with the four bench captures. Run it with the tree before a change (the
-reference) and after; ``--against`` prints each digest that differs and exits 1 if any does. An
-optimisation of the metering loops is kept only with 0 differences.
+reference) and after; ``--against`` prints each digest that differs and exits 1 if any does. A run
+that failed (metering raised, or the command exited non-zero) is printed and exits 2, even when
+the reference failed alike. An optimisation of the metering loops is kept only with 0 differences
+and no failure.
 
 A digest is the sha256 of a column's dtype and bytes (object columns: of ``repr(tolist())``):
 
@@ -100,11 +102,23 @@ def main(argv: list[str] | None = None) -> int:
     now = digests(paths)
     args.out.write_text(json.dumps(now, indent=0, sort_keys=True))
     print(f"{len(now)} comparisons over {len(paths)} captures written to {args.out}")
+    failed = failures(now)
+    if failed:  # an error is digested too (a change must not alter it), but it is no proof of identity
+        print(f"{len(failed)} runs failed in this tree:\n" + "\n".join(failed), file=sys.stderr)
     if args.against is None:
-        return 0
+        return 2 if failed else 0
     differ = differences(json.loads(args.against.read_text()), now)
     print("\n".join(differ) or "0 differences")
-    return 1 if differ else 0
+    return 1 if differ else 2 if failed else 0
+
+
+def failures(found: dict[str, dict]) -> list[str]:
+    """The digests that are a failure (metering raised, or ``finsa flows`` exited non-zero).
+
+    >>> failures({"a.pcap|csv": {"rc": 1, "stderr": "boom"}, "a.pcap|zeek": {"_rows": 3}})
+    ['a.pcap|csv: {"rc": 1, "stderr": "boom"}']
+    """
+    return [f"{key}: {json.dumps(value)}" for key, value in sorted(found.items()) if "error" in value or "rc" in value]
 
 
 if __name__ == "__main__":
