@@ -40,7 +40,7 @@ from finsa.metrics import REGISTRY
 from finsa.wire import FLOW, RecordBatch
 
 from finsa.storage.key_order import flows_sorted_block
-from finsa.storage.native import native_chunks_of
+from finsa.storage.native import Chunk, native_chunks_of
 from finsa.storage.schema import INSTITUTION_COLUMNS, TABLE_OF_RECORD
 
 ROWS_WRITTEN = REGISTRY.counter("finsa_storage_rows_total", "Rows written to the store", ["table"])
@@ -118,7 +118,7 @@ class Store(ABC):
     def _run_command(self, sql: str) -> str: ...
 
     @abstractmethod
-    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[bytes], fmt: str,
+    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[Chunk], fmt: str,
                       settings: dict[str, str]) -> None:
         """Insert ``payload`` (the bytes, or consecutive chunks of them) in format ``fmt``."""
 

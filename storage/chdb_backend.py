@@ -25,6 +25,7 @@ import chdb.session
 from finsa.errors import StorageError
 
 from finsa.storage.backend import QueryResult, Store
+from finsa.storage.native import Chunk
 
 
 class _BytesSource:
@@ -102,7 +103,7 @@ class ChdbStore(Store):
     def _run_command(self, sql: str) -> str:
         return str(self.session.query(sql, "TSV"))
 
-    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[bytes], fmt: str,
+    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[Chunk], fmt: str,
                       settings: dict[str, str]) -> None:
         columns = f" ({', '.join(names)})" if names else ""
         statement = f"INSERT INTO {table}{columns}{settings_clause(settings)}"

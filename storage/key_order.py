@@ -25,7 +25,7 @@ import numpy as np
 
 from finsa.wire import RecordBatch
 
-from finsa.storage.native import StringPieces, _column_bytes, _column_header, _coalesced, varuint
+from finsa.storage.native import Chunk, StringPieces, _column_bytes, _column_header, _coalesced, raw_view, varuint
 
 __all__ = ["flows_key_order", "sorted_chunks_of", "flows_sorted_block"]
 
@@ -57,7 +57,7 @@ def flows_key_order(batches: Sequence[RecordBatch], institutions: StringPieces |
     return np.lexsort((low, high, minute, rank))
 
 
-def flows_sorted_block(batches: Sequence[RecordBatch]) -> tuple[list[str], list[bytes]]:
+def flows_sorted_block(batches: Sequence[RecordBatch]) -> tuple[list[str], list[Chunk]]:
     """The flows block in the table's key order: :func:`sorted_chunks_of` of
     :func:`flows_key_order`, ``institution_id`` read once for both."""
     institutions = _institutions(batches)
@@ -65,7 +65,7 @@ def flows_sorted_block(batches: Sequence[RecordBatch]) -> tuple[list[str], list[
 
 
 def sorted_chunks_of(batches: Sequence[RecordBatch], order: np.ndarray,
-                     read: Mapping[str, StringPieces] | None = None) -> tuple[list[str], list[bytes]]:
+                     read: Mapping[str, StringPieces] | None = None) -> tuple[list[str], list[Chunk]]:
     """:func:`~finsa.storage.native.native_chunks_of`'s block with its rows taken in ``order``;
     ``read``: string columns already read, by name.
 
@@ -76,7 +76,7 @@ def sorted_chunks_of(batches: Sequence[RecordBatch], order: np.ndarray,
     (['flow_id', 'first_seen_ms', 'last_seen_ms', 'institution_id'], True)
     """
     rtype = batches[0].type
-    parts = [varuint(len(rtype.fields) + 1), varuint(len(order))]
+    parts: list[Chunk] = [varuint(len(rtype.fields) + 1), varuint(len(order))]
     names = []
     for f in rtype.fields:
         if f.kind == "str":
@@ -84,7 +84,7 @@ def sorted_chunks_of(batches: Sequence[RecordBatch], order: np.ndarray,
             ch_type, data = column.encoded(order)
         elif f.kind == "ip":
             whole = np.ascontiguousarray(np.concatenate([b.columns[f.name] for b in batches]), dtype=np.uint8)
-            ch_type, data = "IPv6", [whole.view("V16").reshape(-1)[order].tobytes()]
+            ch_type, data = "IPv6", [raw_view(whole.view("V16").reshape(-1)[order])]
         else:
             ch_type, encoded = _column_bytes(f, np.concatenate([b.columns[f.name] for b in batches])[order])
             data = [encoded]
@@ -92,6 +92,6 @@ def sorted_chunks_of(batches: Sequence[RecordBatch], order: np.ndarray,
         names.append(f.name)
     source = np.repeat(np.arange(len(batches)), [len(b) for b in batches])[order]
     ids = np.frombuffer(b"".join(b.batch_id for b in batches), dtype="V16")
-    parts += [_column_header("batch_id", "FixedString(16)"), ids[source].tobytes()]
+    parts += [_column_header("batch_id", "FixedString(16)"), raw_view(ids[source])]
     names.append("batch_id")
     return names, _coalesced(parts)

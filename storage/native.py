@@ -170,7 +170,7 @@ class StringPieces:
         rank[by_bytes] = np.arange(len(self.texts))
         return rank[self.codes]
 
-    def encoded(self, order: np.ndarray | None = None) -> tuple[str, list[bytes]]:
+    def encoded(self, order: np.ndarray | None = None) -> tuple[str, list[Chunk]]:
         """The column's Native type and bytes, rows in ``order`` (row numbers of the pieces
         concatenated) or as they came: ``LowCardinality(String)`` when coded, else ``String``."""
         if not len(self.pointers):
@@ -212,15 +212,29 @@ def text_codes(values: np.ndarray, limit: int = 0xFFFF) -> tuple[np.ndarray, lis
     return codes.astype(np.uint8 if len(index) <= 0xFF else np.uint16), list(index)
 
 
-def _column_bytes(f: Field, col: np.ndarray) -> tuple[str, bytes]:
+#: A piece of a Native payload: bytes, or the memory of a numpy array sent as it is (no copy;
+#: the view keeps the array alive, and nothing writes to it before the insert has read it).
+Chunk = bytes | memoryview
+
+
+def raw_view(values: np.ndarray) -> memoryview:
+    """The bytes of an array's values, without a copy when it is contiguous.
+
+    >>> bytes(raw_view(np.array([1, 2], dtype="<u2")))
+    b'\\x01\\x00\\x02\\x00'
+    """
+    return np.ascontiguousarray(values).reshape(-1).view(np.uint8).data
+
+
+def _column_bytes(f: Field, col: np.ndarray) -> tuple[str, Chunk]:
     if f.kind == "str":
         return "String", string_column(col)
     if f.kind == "ip":
-        return "IPv6", np.ascontiguousarray(col, dtype=np.uint8).tobytes()
+        return "IPv6", raw_view(np.ascontiguousarray(col, dtype=np.uint8))
     ch_type = CLICKHOUSE_TYPES[f.kind]
     dtype = {"UInt8": "<u1", "UInt16": "<u2", "UInt32": "<u4", "UInt64": "<u8", "Int64": "<i8",
              "Float64": "<f8"}[ch_type]
-    return ch_type, np.ascontiguousarray(col, dtype=dtype).tobytes()
+    return ch_type, raw_view(np.ascontiguousarray(col, dtype=dtype))
 
 
 def _column_header(name: str, ch_type: str) -> bytes:
@@ -256,7 +270,7 @@ def native_block_of(batches: Sequence[RecordBatch]) -> tuple[list[str], bytes]:
 CHUNK_MIN_BYTES = 1 << 16
 
 
-def native_chunks_of(batches: Sequence[RecordBatch]) -> tuple[list[str], list[bytes]]:
+def native_chunks_of(batches: Sequence[RecordBatch]) -> tuple[list[str], list[Chunk]]:
     """:func:`native_block_of`'s block as consecutive chunks (a column's data is one or a few of
     them), for a streaming insert that takes them one at a time: the block is never joined
     into one buffer (a copy of the whole payload, a tenth of encoding a block).
@@ -273,11 +287,11 @@ def native_chunks_of(batches: Sequence[RecordBatch]) -> tuple[list[str], list[by
     return names, _coalesced(parts)
 
 
-def _coalesced(parts: list[bytes]) -> list[bytes]:
+def _coalesced(parts: list[Chunk]) -> list[Chunk]:
     """The parts in order: a part of :data:`CHUNK_MIN_BYTES` or more is a chunk of its own (never
     copied), runs of smaller ones between them are joined into one chunk."""
-    chunks: list[bytes] = []
-    pending: list[bytes] = []
+    chunks: list[Chunk] = []
+    pending: list[Chunk] = []
     for part in parts:
         if len(part) < CHUNK_MIN_BYTES:
             pending.append(part)
@@ -292,8 +306,8 @@ def _coalesced(parts: list[bytes]) -> list[bytes]:
 
 
 def _block(rtype: RecordType, n_rows: int, columns: list[list[np.ndarray]], batch_ids: Sequence[bytes],
-           counts: Sequence[int]) -> tuple[list[str], list[bytes]]:
-    parts = [varuint(len(rtype.fields) + 1), varuint(n_rows)]
+           counts: Sequence[int]) -> tuple[list[str], list[Chunk]]:
+    parts: list[Chunk] = [varuint(len(rtype.fields) + 1), varuint(n_rows)]
     names = []
     for f, pieces in zip(rtype.fields, columns):
         if f.kind == "str":

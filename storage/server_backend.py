@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from finsa.errors import StorageError
 
 from finsa.storage.backend import QueryResult, Store
+from finsa.storage.native import Chunk
 
 
 def parse_url(url: str) -> tuple[str, str, int, str, str]:
@@ -60,7 +61,7 @@ class ServerStore(Store):
             return "\t".join(str(v) for v in out)
         return "" if out is None or not isinstance(out, (str, int, float)) else str(out)
 
-    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[bytes], fmt: str,
+    def _insert_bytes(self, table: str, names: list[str], payload: bytes | Sequence[Chunk], fmt: str,
                       settings: dict[str, str]) -> None:
         body = payload if isinstance(payload, bytes) else b"".join(payload)  # one request body: a retry resends it
         self._client.raw_insert(table, names or None, body, settings=settings or None, fmt=fmt)
