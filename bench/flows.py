@@ -28,8 +28,20 @@ START_MS = 1_772_442_000_000  # 2026-03-02T09:00:00Z
 
 
 def synthetic_flows(n: int, seed: int = 0, start_ms: int = START_MS, span_ms: int = 3_600_000,
-                    flow_id_base: int = 1) -> RecordBatch:
-    """A FLOW batch of ``n`` rows spread over ``span_ms`` from ``start_ms``, sorted by time."""
+                    flow_id_base: int = 1, source_skew: float | None = None) -> RecordBatch:
+    """A FLOW batch of ``n`` rows spread over ``span_ms`` from ``start_ms``, sorted by time.
+
+    Sources are uniform over each institution's /16 (65,535 hosts alike: the worst case of a
+    heavy-hitter sketch), or with ``source_skew`` Zipf-distributed hosts (host 1 the busiest), as
+    real sources are; every other column is the same either way.
+
+    >>> uniform, skewed = synthetic_flows(5000, seed=2), synthetic_flows(5000, seed=2, source_skew=1.1)
+    >>> busiest = lambda b: float((b.columns["src_ip"][:, 14:] == [0, 1]).all(axis=1).mean())  # host x.x.0.1
+    >>> busiest(uniform) < 0.01 < 0.05 < busiest(skewed)
+    True
+    >>> bool((uniform.columns["dst_ip"] == skewed.columns["dst_ip"]).all())
+    True
+    """
     rng = np.random.default_rng(seed)
     inst = rng.integers(0, len(INSTITUTIONS), n)
     port = _PORTS[rng.choice(len(_PORTS), n, p=_PORT_P)]
@@ -37,7 +49,11 @@ def synthetic_flows(n: int, seed: int = 0, start_ms: int = START_MS, span_ms: in
     first = np.sort(start_ms + rng.integers(0, span_ms, n))
     pk_s = rng.geometric(0.12, n)
     pk_d = np.where(rng.random(n) < 0.06, 0, np.maximum(1, (pk_s * rng.uniform(0.6, 1.6, n)).astype(np.int64)))
-    src = ((10 << 24) + (inst << 16) + rng.integers(1, 1 << 16, n)).astype(np.uint32)
+    host = rng.integers(1, 1 << 16, n)
+    if source_skew is not None:  # drawn apart: the other columns stay those of the uniform batch; the
+        # tail beyond the /16 wraps around it (clipped, it would pile up on one last host)
+        host = (np.random.default_rng([seed, 1]).zipf(source_skew, n) - 1) % ((1 << 16) - 1) + 1
+    src = ((10 << 24) + (inst << 16) + host).astype(np.uint32)
     dst = ((198 << 24) + (18 << 16) + np.minimum(rng.zipf(1.3, n), 65_000)).astype(np.uint32)
     name = _NAMES[np.minimum(rng.zipf(1.5, n), len(_NAMES) - 1)]
     empty = np.full(n, "", dtype=object)

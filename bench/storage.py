@@ -32,7 +32,7 @@ from bench.flows import INSTITUTIONS, START_MS, synthetic_flows
 from bench.measure import Clock
 from bench.report import Result, grid, table
 from bench.storage_fill import fill_small_tables
-from finsa.wire import ALERT, RecordBatch
+from finsa.wire import ALERT, FLOW, RecordBatch, decode_batch, encode_batch
 
 __all__ = ["run", "synthetic_alerts"]
 
@@ -54,12 +54,15 @@ def synthetic_alerts(n: int, seed: int = 0, start_ms: int = START_MS, span_ms: i
     })
 
 
-def flow_batches(flows: int, batch_rows: int) -> Iterator[RecordBatch]:
-    """The benchmark's flows, one wire batch at a time, in time order over one day."""
+def flow_batches(flows: int, batch_rows: int, source_skew: float | None = None) -> Iterator[RecordBatch]:
+    """The benchmark's flows, one wire batch at a time, in time order over one day, each as a worker
+    has it: decoded from its wire bytes (a text column holds one object per distinct value);
+    ``source_skew``: Zipf-distributed sources (:func:`bench.flows.synthetic_flows`)."""
     span = max(DAY_MS * batch_rows // max(flows, 1), 1)
     for i, lo in enumerate(range(0, flows, batch_rows)):
-        yield synthetic_flows(min(batch_rows, flows - lo), seed=i, start_ms=START_MS + i * span, span_ms=span,
-                              flow_id_base=lo + 1)
+        made = synthetic_flows(min(batch_rows, flows - lo), seed=i, start_ms=START_MS + i * span, span_ms=span,
+                               flow_id_base=lo + 1, source_skew=source_skew)
+        yield decode_batch(encode_batch(made), FLOW)
 
 
 def _groups(batches: Iterator[RecordBatch], size: int) -> Iterator[list[RecordBatch]]:
