@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from finsa.collectors.csv_rows import csv_chunks
 from finsa.errors import CaptureError, ConfigError
 from finsa.wire import FLOW, RecordBatch, ips_to_strings
 
@@ -76,16 +77,15 @@ class _Writer:
             self._header = True
         if not len(batch):
             return
-        table, quoting = _arrow_table(batch)
-        if quoting:
+        chunks = csv_chunks(batch, FLOW)
+        if chunks is None:  # a text value needs quoting: the csv module writes the batch
+            table = arrow_table(batch)
             text = io.StringIO()
             csv.writer(text, lineterminator="\n").writerows(zip(*(c.to_pylist() for c in table.columns)))
             stream.write(text.getvalue().encode())
             return
-        import pyarrow.csv as pa_csv
-
-        pa_csv.write_csv(table, stream, pa_csv.WriteOptions(include_header=False, quoting_style="none",
-                                                                  batch_size=65_536))
+        for chunk in chunks:
+            stream.write(chunk)
 
     def _write_parquet(self, table: Any, stream: IO) -> None:
         import pyarrow.parquet as pq
