@@ -288,4 +288,4 @@ def _chunks(plan: _Plan, chunk_rows: int) -> Iterator[memoryview]:
                      plan.codes, texts, offsets, sizes, out, cap, plan.row_max)
         if used < 0:
             raise RuntimeError("csv_rows: a row is longer than its bound")
-        yield memoryview(out)[:used]
+        yield out[:used].data
