@@ -39,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Writer:
     """Writes flow batches in one format to a text or binary stream.
 
-    CSV and Parquet go through Arrow a whole batch at a time (columns, not rows). CSV output is
-    byte for byte what Python's ``csv`` module writes (``QUOTE_MINIMAL``): Arrow writes the batch
-    unquoted; a batch with a text value that needs quoting (a comma, quote or line break, e.g. in
-    an HTTP URI) is written by the ``csv`` module instead.
+    CSV output is byte for byte what Python's ``csv`` module writes (``QUOTE_MINIMAL``): a batch
+    with nothing to quote is written by one compiled pass over its rows
+    (:func:`finsa.collectors.csv_rows.csv_chunks`, no Arrow); a batch with a text value that needs
+    quoting (a comma, quote or line break, e.g. in an HTTP URI) by the ``csv`` module. Parquet
+    goes through Arrow a whole batch at a time.
     """
 
     def __init__(self, fmt: str, path: str) -> None:
