@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from types import ModuleType
-from typing import Callable
+from typing import Callable, NoReturn
 
 from finsa import __version__
 
@@ -134,8 +134,35 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+#: One-shot commands whose process, when ``main`` reads the process's own command line, ends as
+#: soon as the command returns (standard streams flushed): the interpreter's teardown (freeing
+#: every module's objects, numpy's and LLVM's state, about 0.02-0.03 CPU s) is work a finished
+#: command's process does not need. Called with an argument list (tests, embedding), ``main``
+#: returns as usual.
+ONE_SHOT = frozenset({"flows"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = _dispatch(args)
+    if argv is None and args and args[0] in ONE_SHOT:
+        _end_process(code)
+    return code
+
+
+def _end_process(code: int) -> NoReturn:
+    """End the process with ``code`` now: log handlers and standard streams flushed first."""
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away, or a closed stream: nothing to flush to
+            pass
+    os._exit(code)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from finsa.collectors.csv_rows import csv_chunks
 from finsa.errors import CaptureError, ConfigError
 from finsa.wire import FLOW, RecordBatch, ips_to_strings
 
@@ -38,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Writer:
     """Writes flow batches in one format to a text or binary stream.
 
-    CSV and Parquet go through Arrow a whole batch at a time (columns, not rows). CSV output is
-    byte for byte what Python's ``csv`` module writes (``QUOTE_MINIMAL``): Arrow writes the batch
-    unquoted; a batch with a text value that needs quoting (a comma, quote or line break, e.g. in
-    an HTTP URI) is written by the ``csv`` module instead.
+    CSV output is byte for byte what Python's ``csv`` module writes (``QUOTE_MINIMAL``): a batch
+    with nothing to quote is written by one compiled pass over its rows
+    (:func:`finsa.collectors.csv_rows.csv_chunks`, no Arrow); a batch with a text value that needs
+    quoting (a comma, quote or line break, e.g. in an HTTP URI) by the ``csv`` module. Parquet
+    goes through Arrow a whole batch at a time.
     """
 
     def __init__(self, fmt: str, path: str) -> None:
@@ -76,16 +78,15 @@ class _Writer:
             self._header = True
         if not len(batch):
             return
-        table, quoting = _arrow_table(batch)
-        if quoting:
+        chunks = csv_chunks(batch, FLOW)
+        if chunks is None:  # a text value needs quoting: the csv module writes the batch
+            table = arrow_table(batch)
             text = io.StringIO()
             csv.writer(text, lineterminator="\n").writerows(zip(*(c.to_pylist() for c in table.columns)))
             stream.write(text.getvalue().encode())
             return
-        import pyarrow.csv as pa_csv
-
-        pa_csv.write_csv(table, stream, pa_csv.WriteOptions(include_header=False, quoting_style="none",
-                                                                  batch_size=65_536))
+        for chunk in chunks:
+            stream.write(chunk)
 
     def _write_parquet(self, table: Any, stream: IO) -> None:
         import pyarrow.parquet as pq

@@ -100,3 +100,23 @@ def test_csv_quotes_like_the_csv_module(tmp_path) -> None:
     w.writeheader()
     w.writerows(batch.rows() + plain.rows())
     assert out.read_bytes() == expected.getvalue().encode()
+
+
+def test_a_command_line_process_ends_with_everything_written(capsys) -> None:
+    """From the process's own command line, ``finsa flows`` ends the process as soon as it
+    returns (cli.ONE_SHOT): what it wrote to standard output and error is all there, and the
+    exit code is the command's."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # standard output block-buffered
+    run = "import sys; from finsa.app.cli import main; sys.argv[0] = 'finsa'; sys.exit(main())"
+    capture = str(_capture("android.pcap"))
+    done = subprocess.run([sys.executable, "-c", run, "flows", capture], capture_output=True, timeout=300, env=env)
+    assert main(["flows", capture]) == 0
+    out, err = capsys.readouterr()
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (0, out.encode(), err)
+    failed = subprocess.run([sys.executable, "-c", run, "flows", capture + ".missing"], capture_output=True,
+                            timeout=300, env=env)
+    assert failed.returncode == 2 and b"finsa flows:" in failed.stderr

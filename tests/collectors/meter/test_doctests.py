@@ -9,7 +9,8 @@ import pytest
 
 MODULES = ["pcap.capture", "pcap.frames", "meter.decode", "meter.profiles", "meter.flowmeter", "meter.app_hints",
            "meter.tls_hello", "meter.payload_candidates", "meter.same_payloads", "meter.flow_lists", "meter.flowtable",
-           "meter.payload_marks", "compiled", "meter.linklayer", "meter.key_hash", "meter.isin", "meter.row_merge", "meter.segment_sums", "meter.key_sort"]
+           "meter.payload_marks", "compiled", "meter.linklayer", "meter.key_hash", "meter.isin", "meter.row_merge", "meter.segment_sums", "meter.key_sort",
+           "csv_rows", "flows_command"]
 
 
 @pytest.mark.parametrize("name", MODULES)
