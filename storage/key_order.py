@@ -49,10 +49,15 @@ def flows_key_order(batches: Sequence[RecordBatch], institutions: StringPieces |
     words = words.view(">u8").reshape(len(first), 2).astype(np.uint64)
     high, low = words[:, 0], words[:, 1]
     rank_bits, minute_bits = int(rank.max()).bit_length(), int(minute.max()).bit_length()
+    row_bits = max(len(first) - 1, 1).bit_length()
     if (high == high[0]).all() and ((low >> np.uint64(32)) == (low[0] >> np.uint64(32))).all() \
             and rank_bits + minute_bits <= 32:  # one /96 (IPv4 as IPv4-mapped): one 64-bit key
         key = ((rank.astype(np.uint64) << np.uint64(minute_bits + 32)) | (minute.astype(np.uint64) << np.uint64(32))
                | (low & np.uint64(0xFFFFFFFF)))
+        if rank_bits + minute_bits + 32 + row_bits <= 64:  # the row number in the low bits: every key distinct,
+            # so the (vectorised, unstable) sort of the keys is the stable order, read back from those bits
+            key = (key << np.uint64(row_bits)) | np.arange(len(key), dtype=np.uint64)
+            return (np.sort(key) & np.uint64((1 << row_bits) - 1)).astype(np.intp)
         return np.argsort(key, kind="stable")
     return np.lexsort((low, high, minute, rank))
 

@@ -64,3 +64,20 @@ def test_an_empty_batch_first_and_text_columns_not_of_objects_are_stored_as_give
                       zip(b.columns["flow_id"], b.columns["institution_id"], b.columns["tls_sni"]))
     stored = migrated.query("SELECT flow_id, institution_id, tls_sni FROM flows ORDER BY flow_id").rows
     assert [tuple(r) for r in stored] == expected
+
+
+@pytest.mark.parametrize("span_ms", [600_000, 2**41])  # minutes + rows fit in one 64-bit key with the row number, or not
+def test_the_order_is_the_stable_order_of_the_key_ties_in_arrival_order(span_ms):
+    """Whichever way the order is computed (keys made distinct by their row number and sorted, or
+    a stable argsort), it is the stable sort by (institution's bytes, minute, source): ties keep
+    the order they came in."""
+    rng = np.random.default_rng(11)
+    n = 5_000
+    inst = np.array(["b", "a", "c"], dtype=object)[rng.integers(0, 3, n)]
+    first = 1_700_000_000_000 + rng.integers(0, span_ms, n)
+    host = rng.integers(0, 40, n)  # many equal keys
+    batch = FLOW.make_batch({"institution_id": inst, "first_seen_ms": first,
+                             "src_ip": [f"10.0.0.{h}" for h in host.tolist()]})
+    minute = first // 60_000
+    expected = np.lexsort((np.arange(n), host, minute, np.searchsorted(["a", "b", "c"], inst.astype(str))))
+    assert flows_key_order([batch]).tolist() == expected.tolist()
