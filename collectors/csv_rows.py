@@ -23,13 +23,13 @@ True
 
 from __future__ import annotations
 
-import ctypes
 import re
 from typing import Iterator
 
 import numpy as np
 
 from finsa.collectors.compiled import carray, helper, kernel
+from finsa.object_codes import address_slots, object_pointers
 from finsa.wire import ips_to_strings
 
 __all__ = ["csv_chunks"]
@@ -147,17 +147,8 @@ class _Texts:
         return np.frombuffer(blob, dtype=np.uint8) if blob else np.zeros(1, np.uint8), offsets
 
 
-def _object_pointers(values: np.ndarray) -> np.ndarray:
-    """The PyObject addresses a contiguous object array holds (a copy): same address, same object."""
-    raw = (ctypes.c_char * (values.size * values.itemsize)).from_address(values.ctypes.data)
-    return np.frombuffer(raw, dtype=np.uintp).copy()  # type: ignore[call-overload]  # a ctypes array is a buffer
-
-
 def _encode(value: object) -> bytes:
     return b"" if value is None else str(value).encode()
-
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _object_codes(values: np.ndarray) -> tuple[list[object], np.ndarray]:
@@ -168,17 +159,13 @@ def _object_codes(values: np.ndarray) -> tuple[list[object], np.ndarray]:
     >>> [objs[c] for c in codes]
     ['a', 'b', 'a', None]
     """
-    pointers = _object_pointers(values)
-    mixed = (pointers.view(np.uint64) >> np.uint64(4)) * _GOLDEN
-    for bits in (8, 12, 16):
-        slot = (mixed >> np.uint64(64 - bits)).view(np.intp)
-        table = np.zeros(1 << bits, dtype=np.uintp)
-        table[slot] = pointers
-        if np.array_equal(table[slot], pointers):
-            used = np.flatnonzero(table)
-            remap = np.zeros(len(table), dtype=np.int64)
-            remap[used] = np.arange(len(used))
-            return [values[slot_row] for slot_row in _first_rows(slot, used)], remap[slot]
+    found = address_slots(object_pointers(values), (8, 12, 16))
+    if found is not None:
+        slot, table = found
+        used = np.flatnonzero(table)
+        remap = np.zeros(len(table), dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        return [values[slot_row] for slot_row in _first_rows(slot, used)], remap[slot]
     items = values.tolist()  # more distinct objects than a 16-bit hash tells apart: by value
     distinct = list(dict.fromkeys(items))
     code_of = {v: k for k, v in enumerate(distinct)}
@@ -228,7 +215,7 @@ class _Plan:
     def _text_column(self, values: np.ndarray, codes: list[np.ndarray]) -> tuple[int, int, int]:
         if not len(values):
             return _TEXT, -1, self.texts.add([b""])
-        pointers = _object_pointers(values)
+        pointers = object_pointers(values)
         if (pointers == pointers[0]).all():
             objects, row_codes = [values[0]], None
         else:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from finsa.object_codes import address_slots, object_pointers
 from finsa.wire import Field, RecordBatch, RecordType
 
 from finsa.storage.schema import CLICKHOUSE_TYPES
@@ -55,12 +56,6 @@ class _EncodedStrings(dict):
         return encoded
 
 
-def _object_pointers(values: np.ndarray) -> np.ndarray:
-    """The PyObject addresses a contiguous object array holds (a copy): same address, same object."""
-    raw = (ctypes.c_char * (values.size * values.itemsize)).from_address(values.ctypes.data)
-    return np.frombuffer(raw, dtype=np.uintp).copy()  # type: ignore[call-overload]  # a ctypes array is a buffer
-
-
 def string_column(values: np.ndarray) -> bytes:
     """Values of a String column: each distinct value encoded once, then joined.
 
@@ -70,7 +65,7 @@ def string_column(values: np.ndarray) -> bytes:
     values = np.ascontiguousarray(values, dtype=object)
     if not len(values):
         return b""
-    pointers = _object_pointers(values)
+    pointers = object_pointers(values)
     if (pointers == pointers[0]).all():
         return _EncodedStrings()[values[0]] * len(values)
     return b"".join(map(_EncodedStrings().__getitem__, values.tolist()))
@@ -78,31 +73,25 @@ def string_column(values: np.ndarray) -> bytes:
 
 #: Bits of the address hashes :func:`string_codes` tries, smallest first.
 _HASH_BITS = (12, 16)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def string_codes(pointers: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
     """Codes of a string column by object identity (the objects' addresses, from
-    :func:`_object_pointers` of arrays that are still alive), and the text of each code;
+    :func:`~finsa.object_codes.object_pointers` of arrays that are still alive), and the text of each code;
     None when two objects share a slot of every hash tried (many distinct objects).
 
     Objects are told apart by address (no Python step per row); equal text in two objects gets
     one code all the same: the codes index the distinct texts, in the order of the hash.
 
     >>> values = np.array(["a", "b", "a", None], dtype=object)
-    >>> codes, texts = string_codes(_object_pointers(values))
+    >>> codes, texts = string_codes(object_pointers(values))
     >>> [texts[c] for c in codes]
     ['a', 'b', 'a', '']
     """
-    mixed = (pointers.view(np.uint64) >> np.uint64(4)) * _GOLDEN
-    for bits in _HASH_BITS:
-        slot = (mixed >> np.uint64(64 - bits)).view(np.intp)
-        table = np.zeros(1 << bits, dtype=np.uintp)
-        table[slot] = pointers
-        if np.array_equal(table[slot], pointers):
-            break
-    else:
+    found = address_slots(pointers, _HASH_BITS)
+    if found is None:
         return None
+    slot, table = found
     used = np.flatnonzero(table)
     # every address is an object of a live array: read each distinct one back by its address
     texts = ["" if v is None else str(v) for v in (ctypes.cast(int(a), ctypes.py_object).value for a in table[used])]
@@ -143,7 +132,7 @@ class StringPieces:
 
     def __init__(self, pieces: Sequence[np.ndarray], by_text: bool = False) -> None:
         self.pieces = [np.ascontiguousarray(p, dtype=object) for p in pieces if len(p)]
-        self.pointers = (np.concatenate([_object_pointers(p) for p in self.pieces]) if self.pieces
+        self.pointers = (np.concatenate([object_pointers(p) for p in self.pieces]) if self.pieces
                          else np.zeros(0, dtype=np.uintp))
         #: one object throughout (every "", one institution): one repeat, whatever the order
         self.single = bool(len(self.pointers)) and bool((self.pointers == self.pointers[0]).all())

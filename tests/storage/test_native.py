@@ -72,7 +72,8 @@ def test_string_column_encodes_equal_text_in_different_objects_and_one_shared_ob
 
 
 def test_string_columns_go_low_cardinality_when_few_objects_and_string_when_many(flows_store):
-    from finsa.storage.native import native_block_of, string_codes, _object_pointers
+    from finsa.object_codes import object_pointers as _object_pointers
+    from finsa.storage.native import native_block_of, string_codes
 
     n = 70_000
     few = np.array(["bank-a", "".join(["bank", "-a"]), "bänk-ü", None] * (n // 4), dtype=object)
