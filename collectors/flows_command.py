@@ -11,7 +11,6 @@ import argparse
 import csv
 import io
 import json
-import re
 import sys
 from typing import IO, Any
 
@@ -43,7 +42,7 @@ class _Writer:
     with nothing to quote is written by one compiled pass over its rows
     (:func:`finsa.collectors.csv_rows.csv_chunks`, no Arrow); a batch with a text value that needs
     quoting (a comma, quote or line break, e.g. in an HTTP URI) by the ``csv`` module. Parquet
-    goes through Arrow a whole batch at a time.
+    goes through Arrow a whole batch at a time; CSV and JSON lines do not need pyarrow.
     """
 
     def __init__(self, fmt: str, path: str) -> None:
@@ -79,10 +78,12 @@ class _Writer:
         if not len(batch):
             return
         chunks = csv_chunks(batch, FLOW)
-        if chunks is None:  # a text value needs quoting: the csv module writes the batch
-            table = arrow_table(batch)
+        if chunks is None:  # a text value needs quoting: the csv module writes the batch (no Arrow:
+            # an agent installed without pyarrow writes CSV too), column by column as rows() reads it
+            columns = [ips_to_strings(batch.columns[f.name]) if f.kind == "ip" else batch.columns[f.name].tolist()
+                       for f in FLOW.fields]
             text = io.StringIO()
-            csv.writer(text, lineterminator="\n").writerows(zip(*(c.to_pylist() for c in table.columns)))
+            csv.writer(text, lineterminator="\n").writerows(zip(*columns))
             stream.write(text.getvalue().encode())
             return
         for chunk in chunks:
@@ -122,27 +123,20 @@ def arrow_table(batch: RecordBatch) -> Any:
     >>> arrow_table(FLOW.make_batch({"src_ip": ["10.0.0.1"], "dst_port": [443]})).column("src_ip").to_pylist()
     ['10.0.0.1']
     """
-    return _arrow_table(batch)[0]
-
-
-def _arrow_table(batch: RecordBatch) -> tuple[Any, bool]:
-    """(the batch as a pyarrow Table, whether a text value needs CSV quoting)."""
     import pyarrow as pa
 
     schema = _arrow_schema()
     arrays = []
-    quoting = False
     n = len(batch)
     for f, pa_field in zip(FLOW.fields, schema):
         col = batch.columns[f.name]
         if f.kind in ("ip", "str"):
             distinct, codes = address_texts(col) if f.kind == "ip" else _distinct(col)
-            quoting = quoting or (f.kind == "str" and _SPECIAL.search("\x00".join(distinct)) is not None)
             arrays.append(_text_array(distinct, codes, n))
         else:  # Arrow arrays over the numpy buffers (pa.array on numpy would import pandas)
             values = np.ascontiguousarray(col, dtype=pa_field.type.to_pandas_dtype())
             arrays.append(pa.Array.from_buffers(pa_field.type, n, [None, pa.py_buffer(values)]))
-    return pa.Table.from_arrays(arrays, schema=schema), quoting
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _distinct(values: np.ndarray) -> tuple[list[str], np.ndarray | None]:
@@ -185,7 +179,6 @@ def _text_array(distinct: list[str], codes: np.ndarray | None, n: int | None = N
 
 _OCTETS = np.array([str(i) for i in range(256)])
 _V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
-_SPECIAL = re.compile(r'[,"\r\n]')
 
 
 def address_texts(column: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -120,3 +120,27 @@ def test_a_command_line_process_ends_with_everything_written(capsys) -> None:
     failed = subprocess.run([sys.executable, "-c", run, "flows", capture + ".missing"], capture_output=True,
                             timeout=300, env=env)
     assert failed.returncode == 2 and b"finsa flows:" in failed.stderr
+
+
+def test_csv_needs_no_pyarrow_even_for_values_that_need_quoting(tmp_path, monkeypatch) -> None:
+    """A collector agent is installed without pyarrow (only Parquet needs it): CSV output, the
+    compiled rows and the csv module's quoted batches alike, is written without importing it."""
+    import csv as csv_module
+    import sys
+
+    from finsa.collectors.flows_command import _Writer
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    quoted = FLOW.make_batch({"src_ip": ["10.0.0.1", "2001:db8::1"], "http_uri": ['/a,b', "/c"],
+                              "first_seen_ms": [-1, 2**40], "dst_port": [80, 443]})
+    plain = FLOW.make_batch({"src_ip": ["192.0.2.7"], "http_host": ["example.org"]})
+    out = tmp_path / "f.csv"
+    writer = _Writer("csv", str(out))
+    writer.write(quoted)
+    writer.write(plain)
+    writer.close()
+    expected = io.StringIO()
+    w = csv_module.DictWriter(expected, fieldnames=list(FLOW.names), lineterminator="\n")
+    w.writeheader()
+    w.writerows(quoted.rows() + plain.rows())
+    assert out.read_bytes() == expected.getvalue().encode()
