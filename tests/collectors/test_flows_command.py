@@ -82,23 +82,26 @@ def test_empty_capture_gives_a_header(tmp_path, capsys) -> None:
 
 def test_csv_quotes_like_the_csv_module(tmp_path) -> None:
     """A text value with a comma, quote or line break is quoted exactly as Python's csv module
-    quotes it (the Arrow path writes batches that need none)."""
-    import csv as csv_module
-
-    from finsa.collectors.flows_command import _Writer
-
+    quotes it (the compiled path writes batches that need none)."""
     batch = FLOW.make_batch({"src_ip": ["10.0.0.1", "2001:db8::1"], "dst_port": [80, 443],
                              "http_uri": ['/a,b?q="x"', "/plain"], "ssh_banner": ["SSH-2.0\r\nx", ""]})
     plain = FLOW.make_batch({"src_ip": ["192.0.2.7"], "http_host": ["example.org"]})
-    out = tmp_path / "f.csv"
+    _assert_written_as_the_csv_module_writes(tmp_path / "f.csv", [batch, plain])
+
+
+def _assert_written_as_the_csv_module_writes(out, batches) -> None:
+    """The batches written to ``out`` by ``finsa flows``' CSV writer are byte for byte what
+    Python's csv module writes of their rows, header first."""
+    from finsa.collectors.flows_command import _Writer
+
     writer = _Writer("csv", str(out))
-    writer.write(batch)
-    writer.write(plain)
+    for batch in batches:
+        writer.write(batch)
     writer.close()
     expected = io.StringIO()
-    w = csv_module.DictWriter(expected, fieldnames=list(FLOW.names), lineterminator="\n")
+    w = csv.DictWriter(expected, fieldnames=list(FLOW.names), lineterminator="\n")
     w.writeheader()
-    w.writerows(batch.rows() + plain.rows())
+    w.writerows([row for batch in batches for row in batch.rows()])
     assert out.read_bytes() == expected.getvalue().encode()
 
 
@@ -125,22 +128,10 @@ def test_a_command_line_process_ends_with_everything_written(capsys) -> None:
 def test_csv_needs_no_pyarrow_even_for_values_that_need_quoting(tmp_path, monkeypatch) -> None:
     """A collector agent is installed without pyarrow (only Parquet needs it): CSV output, the
     compiled rows and the csv module's quoted batches alike, is written without importing it."""
-    import csv as csv_module
     import sys
-
-    from finsa.collectors.flows_command import _Writer
 
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
     quoted = FLOW.make_batch({"src_ip": ["10.0.0.1", "2001:db8::1"], "http_uri": ['/a,b', "/c"],
                               "first_seen_ms": [-1, 2**40], "dst_port": [80, 443]})
     plain = FLOW.make_batch({"src_ip": ["192.0.2.7"], "http_host": ["example.org"]})
-    out = tmp_path / "f.csv"
-    writer = _Writer("csv", str(out))
-    writer.write(quoted)
-    writer.write(plain)
-    writer.close()
-    expected = io.StringIO()
-    w = csv_module.DictWriter(expected, fieldnames=list(FLOW.names), lineterminator="\n")
-    w.writeheader()
-    w.writerows(quoted.rows() + plain.rows())
-    assert out.read_bytes() == expected.getvalue().encode()
+    _assert_written_as_the_csv_module_writes(tmp_path / "f.csv", [quoted, plain])
