@@ -338,7 +338,6 @@ class Store(ABC):
             raise StorageError(str(exc).strip()) from exc
 
 
-
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line flags naming a store (:func:`open_store`'s), shared by the storage
     commands (``finsa query``, ``finsa allowlist``), which never import one another:
