@@ -139,7 +139,8 @@ def test_the_agent_config_takes_the_web_origin_strictly(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["finsa.collectors.agent.endpoint", "finsa.collectors.agent.translate",
-                                  "finsa.institutions",
+                                  "finsa.institutions", "finsa.collectors.agent.pseudonym",
+                                  "finsa.collectors.agent.ipv4_words",
                                   "finsa.collectors.agent.http_thread", "finsa.collectors.agent.metrics_http"])
 def test_docstring_examples(name):
     import doctest
