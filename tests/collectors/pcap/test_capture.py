@@ -74,11 +74,14 @@ def test_a_mapped_file_reads_the_same_whether_the_pages_are_populated_or_not(tmp
 
     if advice == "refused":  # an advice the kernel does not know (EINVAL): reading goes on unchanged
         monkeypatch.setattr(capture, "_POPULATE_READ", 0x7FFF)
+    populated = []
+    real = capture._populate
+    monkeypatch.setattr(capture, "_populate", lambda window: (populated.append(len(window)), real(window)))
     path = tmp_path / "mapped.pcap"
     path.write_bytes(_pcap(frames=FRAMES * 10))
-    with open(path, "rb") as fh:  # a file object is mapped too
-        chunks = list(read_capture(fh, chunk_packets=7))
+    chunks = list(read_capture(str(path), chunk_packets=7))  # a file read_capture opens itself is mapped
     assert [c.packet(i) for c in chunks for i in range(len(c))] == FRAMES * 10
+    assert populated and populated[0] > 0  # the window was advised (and a refusal did not stop the read)
 
 
 def test_pcapng_blocks_interfaces_and_resolution() -> None:
