@@ -200,11 +200,10 @@ class Pseudonymiser:
     def _map_words(self, words: np.ndarray) -> np.ndarray:
         """Pseudonyms of internal IPv4 addresses given as host-order uint32 words: :meth:`_map_bits`
         over 32 bits with each level's prefixes as integers (the same PRF inputs, the same output).
-        Sorted once, the words' prefixes at every level come sorted: their distinct values are
-        where they change, no sort per level. Words that come sorted (the cache's distinct words,
-        :class:`~finsa.collectors.agent.ipv4_words.WordCache`) are not sorted again."""
-        order = None if len(words) < 2 or bool((words[1:] >= words[:-1]).all()) else np.argsort(words, kind="stable")
-        sorted_words = words if order is None else words[order]
+        ``words`` come sorted and distinct (:meth:`~finsa.collectors.agent.ipv4_words.WordCache.get`
+        hands its ``compute`` the missing words so): their prefixes at every level come sorted, so
+        their distinct values are where they change, no sort per level."""
+        sorted_words = words
         start = start_levels(words_to_rows(sorted_words), self._fixed_bits, self._fixed_lengths) - 96
         out = sorted_words.copy()
         if len(self._prefix_bits) > _CACHE_LIMIT:
@@ -218,11 +217,7 @@ class Pseudonymiser:
             flips = np.fromiter((self._prf(32, level, p.to_bytes(4, "big")) for p in prefixes[changes].tolist()),
                                 dtype=np.uint32, count=int(changes.sum()))
             out[rows] ^= flips[np.cumsum(changes) - 1] << np.uint32(31 - level)
-        if order is None:
-            return out
-        result = np.empty_like(out)
-        result[order] = out
-        return result
+        return out
 
     def invert(self, ips: np.ndarray) -> np.ndarray:
         """The clear addresses behind an (n, 16) column of pseudonyms; rows outside every internal
