@@ -479,7 +479,7 @@ def _code_dtype(n_unique: int) -> str:
 def _encode_strings(values: np.ndarray) -> bytes:
     # Dictionary in order of first appearance; dict.fromkeys and map run the loops in C.
     items = values.tolist()
-    if items and type(items[0]) is str and items.count(items[0]) == len(items):
+    if items and type(items[0]) is str and items[-1] == items[0] and items.count(items[0]) == len(items):
         # one value in every row (an institution id, a field no flow had): list.count compares by
         # identity first, several times quicker than building the dictionary; the same bytes
         blob = items[0].encode("utf-8")
