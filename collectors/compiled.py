@@ -212,6 +212,9 @@ class _Engine:
         """Address of ``symbol`` once ``code`` is loaded (the caller holds _LOCK)."""
         import llvmlite.binding as llvm
 
+        _, engine, noop = self._shared()
+        for name in missing_names(symbol, undefined_symbols(code), llvm.address_of_symbol):
+            llvm.add_symbol(name, noop)  # process-wide: both paths below resolve through it
         if symbol in self._loaded:
             machine = llvm.Target.from_default_triple().create_target_machine()
             engine = llvm.create_mcjit_compiler(llvm.parse_assembly(_STUBS), machine)
@@ -219,9 +222,6 @@ class _Engine:
             engine.finalize_object()
             owner._keep = [machine, engine]
             return engine.get_function_address(symbol)
-        _, engine, noop = self._shared()
-        for name in missing_names(symbol, undefined_symbols(code), llvm.address_of_symbol):
-            llvm.add_symbol(name, noop)
         engine.add_object_file(llvm.ObjectFileRef.from_data(code))
         engine.finalize_object()
         self._loaded.add(symbol)
