@@ -151,15 +151,16 @@ def _encode(value: object) -> bytes:
     return b"" if value is None else str(value).encode()
 
 
-def _object_codes(values: np.ndarray) -> tuple[list[object], np.ndarray]:
+def _object_codes(values: np.ndarray, pointers: np.ndarray | None = None) -> tuple[list[object], np.ndarray]:
     """(distinct objects, code of each row) of an object column by the objects' addresses (no
-    Python step per row when the addresses fit a 16-bit hash; else one dict look-up per row).
+    Python step per row when the addresses fit a 16-bit hash; else one dict look-up per row);
+    ``pointers``: the column's :func:`~finsa.object_codes.object_pointers`, when already read.
 
     >>> objs, codes = _object_codes(np.array(["a", "b", "a", None], dtype=object))
     >>> [objs[c] for c in codes]
     ['a', 'b', 'a', None]
     """
-    found = address_slots(object_pointers(values), (8, 12, 16))
+    found = address_slots(object_pointers(values) if pointers is None else pointers, (8, 12, 16))
     if found is not None:
         slot, table = found
         used = np.flatnonzero(table)
@@ -219,7 +220,7 @@ class _Plan:
         if (pointers == pointers[0]).all():
             objects, row_codes = [values[0]], None
         else:
-            objects, row_codes = _object_codes(values)
+            objects, row_codes = _object_codes(values, pointers)
         encoded = [_encode(v) for v in objects]
         self.quoting = self.quoting or _SPECIAL.search(b"\0".join(encoded)) is not None
         self.row_max += max(map(len, encoded))
