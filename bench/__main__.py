@@ -62,8 +62,7 @@ def _run_part(part: str, args: argparse.Namespace) -> list[str]:
         return module.run(args.quick, flows=args.flows)
     if part == "pipeline":
         rates = tuple(float(r) for r in args.rates.split(",")) if args.rates else None
-        return module.run(args.quick, rates, **({"agents": args.agents} if args.agents else {}),
-                          **({"seconds": args.seconds} if args.seconds else {}))
+        return module.run(args.quick, rates, agents=args.agents, seconds=args.seconds)
     if part in ("collector", "detection"):
         return module.run(args.quick, packets=args.packets)
     return module.run(args.quick)

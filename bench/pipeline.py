@@ -231,9 +231,14 @@ def measure(rate: float, seconds: float, quick: bool = False, agents: int = 1) -
             threads, gc_cpu, kafka = ThreadCpu().start(), GcSeconds().__enter__(), KafkaCounts().__enter__()
             groups = agent_groups([i for i, _ in INSTITUTIONS], agents)
             procs = [_start_agent(broker.bootstrap, rate * len(g) / len(INSTITUTIONS), seconds, quick, g) for g in groups]
-            await _go(procs)
-            while any(agent.poll() is None for agent in procs):
-                await asyncio.sleep(0.2)
+            try:
+                await _go(procs)
+                while any(agent.poll() is None for agent in procs):
+                    await asyncio.sleep(0.2)
+            finally:  # one agent failed (not ready, or the wait was cancelled): the others go with it
+                for agent in procs:
+                    if agent.poll() is None:
+                        agent.kill()
             outs = [agent.stdout.read() for agent in procs]
             for agent in procs:
                 if agent.returncode != 0:
@@ -303,7 +308,7 @@ def _layer_line(rate: float, r: dict) -> str:
 def _agents_text(r: dict) -> str:
     """Each agent process's flows, send time and CPU; the agents' CPU per 100k flows by part."""
     per = 1e5 / max(r["sent"], 1)
-    return (f"{len(r.get('agents', [r]))} agent(s): " + ", ".join(
+    return (f"{len(r['agents'])} agent(s): " + ", ".join(
         f"{a['sent']:,} flows in {a['send_s']:.1f} s, {a['cpu_s']:.1f} CPU s" for a in r.get("agents", [r]))
         + f"; per 100k flows {r['meter_cpu_s'] * per:.3f} CPU s metering, "
         f"{(r['cpu_s'] - r['meter_cpu_s']) * per:.3f} pseudonymise+sign+produce")
@@ -334,7 +339,9 @@ def tables(results: list[tuple[float, dict]], seconds: float, agents: int = 1) -
             + "\n".join(layer)]
 
 
-def run(quick: bool, rates: tuple[float, ...] | None = None, agents: int = AGENTS, seconds: float | None = None) -> list[str]:
+def run(quick: bool, rates: tuple[float, ...] | None = None, agents: int | None = None,
+        seconds: float | None = None) -> list[str]:
+    agents = agents or AGENTS
     seconds = seconds or (5.0 if quick else 30.0)
     rates = rates or ((2_000,) if quick else (10_000, 25_000, 50_000, 100_000))
     return tables([(rate, measure(rate, seconds, quick, agents)) for rate in rates], seconds, agents)
