@@ -69,32 +69,54 @@ def _buckets_in_range(bucket: str = "hour", start: str = "toStartOfHour") -> str
 TALKERS_DAILY_AFTER_MS = 3 * 3_600_000
 _SHORT = f"{{to_ms:Int64}} - {{from_ms:Int64}} <= {TALKERS_DAILY_AFTER_MS}"
 _LONG = f"{{to_ms:Int64}} - {{from_ms:Int64}} > {TALKERS_DAILY_AFTER_MS}"
-#: The merged heavy-hitter states of the range: (source, count, error) tuples by bytes and by
-#: flows (see finsa.storage.rollups.TALKERS_TOP_CAPACITY).
-_TOP_STATES = """SELECT approx_top_sumMerge(1024, 1024)(top) AS by_bytes, approx_top_sumMerge(1024, 1024)(top_flows) AS by_flows
-      FROM {table}
-      WHERE {cond} AND {buckets}"""
+#: Flows started in the hours (UTC) holding ``from_ms`` to ``to_ms``: the hourly roll-ups' range.
+_HOURS_OF_RANGE = ("first_seen >= toStartOfHour(fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC'))"
+                   " AND first_seen < toStartOfHour(fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')) + INTERVAL 1 HOUR"
+                   f" AND {_INSTITUTION}")
 
-#: Top sources by bytes (then flows, then address) from the heavy-hitter roll-ups: the hourly
-#: one up to :data:`TALKERS_DAILY_AFTER_MS`, the daily one beyond (two branches, one of them
-#: false for given parameters: it reads no part). A source's flows are its count in the flows
-#: state (that state's smallest count when it is not there, only possible when approximate),
-#: looked up only for the ten heaviest by bytes with their ties (flows only break those ties).
-#: Exact while each merged state saw at most 1,024 sources, approximate beyond (see
+#: Top sources by bytes (then flows, then address) from the heavy-hitter roll-ups, in two
+#: branches (one of them false for given parameters: it reads no part):
+#:
+#: * up to :data:`TALKERS_DAILY_AFTER_MS`, the hourly bytes states give the ten heaviest sources
+#:   (with their ties), and their flows are counted in ``flows`` over the same hours -- exact,
+#:   and cheap: the source-address projection (:mod:`finsa.storage.search_index`) holds each
+#:   source's flows together, and a few hours bound the count;
+#: * beyond, the daily states: by bytes, and by flows where a source's flows are its count in
+#:   the flows state (that state's smallest count when it is not there, only possible when
+#:   approximate), looked up only for the ten heaviest by bytes with their ties.
+#:
+#: Bytes are exact while each merged state saw at most 1,024 sources, approximate beyond (see
 #: :mod:`finsa.storage.rollups`).
+#: The ten heaviest sources by bytes (with their ties) of the hourly states, as (address, bytes)
+#: tuples: read once (a scalar) by :data:`TOP_TALKERS_SQL` for short ranges, nothing for long ones.
+TOP_TALKERS_HOURLY_SQL = f"""SELECT groupArray((src_ip, bytes))
+      FROM (SELECT t.1 AS src_ip, t.2 AS bytes
+            FROM (SELECT arrayJoin(by_bytes) AS t
+                  FROM (SELECT approx_top_sumMerge(1024, 1024)(top) AS by_bytes
+                        FROM talkers_top_1h WHERE {_SHORT} AND {_buckets_in_range()}))
+            ORDER BY bytes DESC LIMIT 10 WITH TIES)"""
 TOP_TALKERS_SQL = f"""
+WITH ({TOP_TALKERS_HOURLY_SQL}) AS hourly
 SELECT {_IP_TEXT.format("src_ip")} AS source, flows, bytes
-FROM (SELECT src_ip, bytes, arrayFirst(x -> x.1 = src_ip, by_flows).2 AS found,
-             if(found > 0, found, arrayMin(arrayMap(x -> x.2, by_flows))) AS flows
-      FROM (SELECT t.1 AS src_ip, t.2 AS bytes, by_flows
-      FROM (SELECT arrayJoin(by_bytes) AS t, by_flows
-            FROM ({_TOP_STATES.format(table="talkers_top_1h", cond=_SHORT, buckets=_buckets_in_range())}
-                  UNION ALL
-                  {_TOP_STATES.format(table="talkers_top_1d", cond=_LONG, buckets=_buckets_in_range("day", "toStartOfDay"))}))
-            ORDER BY bytes DESC LIMIT 10 WITH TIES)
-      ORDER BY bytes DESC, flows DESC, src_ip
-      LIMIT 10)
+FROM (SELECT src_ip, flows, bytes
+      FROM (SELECT t.1 AS src_ip, t.2 AS bytes FROM (SELECT arrayJoin(hourly) AS t)) AS heaviest
+      LEFT JOIN (SELECT src_ip, count() AS flows
+                 FROM flows
+                 WHERE {_SHORT} AND src_ip IN (SELECT arrayJoin(hourly).1) AND {_HOURS_OF_RANGE}
+                 GROUP BY src_ip) AS counted USING (src_ip)
+      UNION ALL
+      SELECT src_ip, flows, bytes
+      FROM (SELECT src_ip, bytes, arrayFirst(x -> x.1 = src_ip, by_flows).2 AS found,
+                   if(found > 0, found, arrayMin(arrayMap(x -> x.2, by_flows))) AS flows
+            FROM (SELECT t.1 AS src_ip, t.2 AS bytes, by_flows
+                  FROM (SELECT arrayJoin(by_bytes) AS t, by_flows
+                        FROM (SELECT approx_top_sumMerge(1024, 1024)(top) AS by_bytes,
+                                     approx_top_sumMerge(1024, 1024)(top_flows) AS by_flows
+                              FROM talkers_top_1d
+                              WHERE {_LONG} AND {_buckets_in_range("day", "toStartOfDay")}))
+                  ORDER BY bytes DESC LIMIT 10 WITH TIES)))
 ORDER BY bytes DESC, flows DESC, src_ip
+LIMIT 10
 """.strip()
 
 SERVICES_RAW_SQL = f"""

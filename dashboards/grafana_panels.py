@@ -131,14 +131,26 @@ def _kind_options(builder: Any, panel: Panel, columns: Sequence[str]) -> None:
         _colour_cells(builder, "")
 
 
+def _outer_select(text: str) -> int:
+    """Where the outermost ``SELECT`` keyword starts (after a ``WITH (...) AS x`` clause)."""
+    depth, upper = 0, text.upper()
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and upper.startswith("SELECT", i) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+            return i
+    raise ValueError("no SELECT outside parentheses")
+
+
 def output_columns(sql: str) -> list[str]:
     """Names of the columns a ``SELECT`` returns, read from its outermost select list.
 
     >>> output_columns("SELECT a, f(b, c) AS d, t.e AS e FROM (SELECT 1 AS z) AS t")
     ['a', 'd', 'e']
+    >>> output_columns("WITH (SELECT max(x) FROM t) AS m SELECT m AS top FROM t")
+    ['top']
     """
     text = sql.strip()
-    start, depth = text.upper().index("SELECT") + 6, 0
+    start, depth = _outer_select(text) + 6, 0
     items: list[str] = []
     current: list[str] = []
     i = start

@@ -229,6 +229,40 @@ def flows_1h_cascade_step() -> Step:
     return Step("cascade:flows_1h", "flows_1h_mv reads flows_1m (a cascade), not flows", needed, apply)
 
 
+def _view_query(store: Any, view: str) -> str:
+    rows = store._run_query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
+                            "AND name = {v:String}", {"v": view}).rows
+    return rows[0][0] if rows else ""
+
+
+def talkers_bytes_only_step() -> Step:
+    """An older single-node store's ``talkers_top_1h`` keeps only its bytes state: its view is
+    re-created without the flows state (each Space-Saving state is ~7% of a 500k-row write; the
+    top-talkers panel counts the flows of the sources it shows in ``flows`` over short ranges,
+    :mod:`finsa.storage.rollups`) and the ``top_flows`` column is dropped. The view's new creation
+    time must not look like a roll-up that missed the flows stored before it, so
+    ``backfill:talkers_top_1h`` (which runs first in the same migration) is recorded as done. A
+    cluster node (``flows_1m_local`` exists) is left alone. Checks itself."""
+    view = "talkers_top_1h_mv"
+
+    def needed(store: Any) -> bool:
+        if table_exists(store, "flows_1m_local") or not table_exists(store, "talkers_top_1h"):
+            return False
+        return "top_flows" in existing_columns(store, "talkers_top_1h") or "top_flows" in _view_query(store, view)
+
+    def apply(store: Any) -> None:
+        store._run_command(f"DROP VIEW IF EXISTS {view}")
+        store._run_command(rollups.flow_rollup_view_ddl("talkers_top_1h"))
+        store._run_command("ALTER TABLE talkers_top_1h DROP COLUMN IF EXISTS top_flows")
+        if not _recorded(store, "backfill:talkers_top_1h"):
+            _record(store, "backfill:talkers_top_1h")
+        if needed(store) or not table_exists(store, view):
+            raise RuntimeError("talkers:bytes_only: talkers_top_1h still has its flows state after the swap")
+
+    return Step("talkers:bytes_only", "talkers_top_1h: the bytes state only (its view re-created, top_flows dropped)",
+                needed, apply)
+
+
 def _flow_rollup_steps(first: int, ttl: Mapping[str, int]) -> list[Step]:
     steps = []
     for k, name in enumerate(rollups.FLOW_ROLLUPS):
@@ -327,6 +361,7 @@ def run_migrations(store: Any, ttl_days: Mapping[str, int] | None = None) -> Mig
         _run_step(store, backfill_step(name), report)
     for name in rollups.RETIRED_ROLLUPS:
         _run_step(store, retire_view_step(name), report)
+    _run_step(store, talkers_bytes_only_step(), report)
     return report
 
 

@@ -32,15 +32,20 @@ Per institution, for the flow panels (AggregatingMergeTree; TTLs from
 
 * ``talkers_top_1h`` / ``talkers_top_1d``: per hour / day, a bounded heavy-hitter state
   (``approx_top_sum``, Space-Saving, :data:`TALKERS_TOP_CAPACITY` counters) of the sources
-  weighted by bytes and by flows (two states). One row per institution and bucket
-  per insert instead of one per source address and hour: the per-source ``talkers_1h`` and its
-  daily cascade ``talkers_1d`` cost about 40% of the insert CPU (``bench rollups``), these two
-  about as much as nothing (within the noise of one run). Exact for a state that saw at most
-  CAPACITY sources (an institution's hour), approximate (over-estimates bounded by the total /
-  CAPACITY) beyond, where the heavy hitters of skewed traffic still come out right. Both are
-  fed by ``flows`` (no cascade: a day's state built from merged hourly states would add the
-  hourly errors). ``talkers_1h`` / ``talkers_1d`` of older stores lose their views on
-  ``migrate()`` (:data:`RETIRED_ROLLUPS`) and expire by TTL.
+  weighted by bytes; the daily roll-up has a second state weighted by flows. One row per
+  institution and bucket per insert instead of one per source address and hour: the per-source
+  ``talkers_1h`` and its daily cascade ``talkers_1d`` cost about 40% of the insert CPU
+  (``bench rollups``). Exact for a state that saw at most CAPACITY sources (an institution's
+  hour), approximate (over-estimates bounded by the total / CAPACITY) beyond, where the heavy
+  hitters of skewed traffic still come out right. Both are fed by ``flows`` (no cascade: a
+  day's state built from merged hourly states would add the hourly errors). The hourly roll-up
+  has no flows state (each state is ~7% of a 500k-row write): the top-talkers panel counts the
+  flows of the ten sources it returns in ``flows`` itself over ranges of up to
+  :data:`~finsa.dashboards.flow_panels.TALKERS_DAILY_AFTER_MS` (the source-address projection
+  of :mod:`finsa.storage.search_index` reads a few granules per source), exactly;
+  ``talkers_top_1h`` of older stores loses its flows state on ``migrate()``
+  (:func:`finsa.storage.migrations.talkers_bytes_only_step`). ``talkers_1h`` / ``talkers_1d``
+  of older stores lose their views on ``migrate()`` (:data:`RETIRED_ROLLUPS`) and expire by TTL.
 * ``services_1h``: per hour, protocol and destination port: ``flows``, ``bytes``, ``clients``
   and ``servers`` (distinct source / destination addresses, ``uniqCombined(12)`` sketches).
 * ``ingest_lag_1m``: per minute of the flows' last packet: ``lag_ms``, the worst time from a
@@ -64,11 +69,12 @@ FLOW_ROLLUP_TTL_DAYS = {"services_1h": 365, "ingest_lag_1m": 90, "talkers_top_1h
 
 #: The top-talkers states: Space-Saving (``approx_top_sum``) over source addresses with
 #: :data:`TALKERS_TOP_CAPACITY` counters per (institution, bucket), one weighted by bytes
-#: (``top``, ranks the sources) and one by flows (``top_flows``, where the panel reads the
-#: flows of the sources ``top`` returned). The counters are UInt64: bytes and flows cannot share
-#: one sum. Exact while a state has seen at most CAPACITY distinct sources; beyond it a count
-#: may be over-estimated by at most the state's total / CAPACITY (the tuples' third field
-#: bounds it), and a source missing from ``top_flows`` is given that state's smallest count.
+#: (``top``, ranks the sources) and, in the daily roll-up only, one by flows (``top_flows``,
+#: where the panel reads the flows of the sources ``top`` returned over long ranges). The
+#: counters are UInt64: bytes and flows cannot share one sum. Exact while a state has seen at
+#: most CAPACITY distinct sources; beyond it a count may be over-estimated by at most the
+#: state's total / CAPACITY (the tuples' third field bounds it), and a source missing from
+#: ``top_flows`` is given that state's smallest count.
 TALKERS_TOP_CAPACITY = 1024
 TALKERS_TOP_TYPE = f"AggregateFunction(approx_top_sum({TALKERS_TOP_CAPACITY}, {TALKERS_TOP_CAPACITY}), IPv6, UInt64)"
 TALKERS_TOP_STATE = f"approx_top_sumState({TALKERS_TOP_CAPACITY}, {TALKERS_TOP_CAPACITY})"
@@ -215,10 +221,10 @@ SETTINGS join_use_nulls = 0"""
 # --- Roll-ups of the flow panels (top talkers, services, ingest lag) -------------------------
 
 _SUM = "SimpleAggregateFunction(sum, UInt64)"
-_TOP_COLUMNS = [f"top {TALKERS_TOP_TYPE} COMMENT 'Heaviest sources by bytes: {TALKERS_TOP_MERGE}(top)'",
-                f"top_flows {TALKERS_TOP_TYPE} COMMENT 'Heaviest sources by flows: {TALKERS_TOP_MERGE}(top_flows)'"]
-_TOP_MEASURES = (f"{TALKERS_TOP_STATE}(src_ip, src2dst_bytes + dst2src_bytes) AS top, "
-                 f"{TALKERS_TOP_STATE}(src_ip, toUInt64(1)) AS top_flows")
+_TOP_BYTES = (f"top {TALKERS_TOP_TYPE} COMMENT 'Heaviest sources by bytes: {TALKERS_TOP_MERGE}(top)'",
+              f"{TALKERS_TOP_STATE}(src_ip, src2dst_bytes + dst2src_bytes) AS top")
+_TOP_FLOWS = (f"top_flows {TALKERS_TOP_TYPE} COMMENT 'Heaviest sources by flows: {TALKERS_TOP_MERGE}(top_flows)'",
+              f"{TALKERS_TOP_STATE}(src_ip, toUInt64(1)) AS top_flows")
 #: name -> (bucket, bucket expression, key columns, measure columns, view's measures, comment)
 _FLOW_ROLLUPS = {
     "services_1h": (
@@ -238,11 +244,11 @@ _FLOW_ROLLUPS = {
         "Worst ingest lag per minute (of the flows' last packet) and institution"),
     "talkers_top_1h": (
         "hour", "toStartOfHour(first_seen)", [],
-        _TOP_COLUMNS, _TOP_MEASURES,
+        [_TOP_BYTES[0]], _TOP_BYTES[1],
         "Heaviest sources per hour and institution (top talkers, a bounded heavy-hitter state)"),
     "talkers_top_1d": (
         "day", "toStartOfDay(first_seen)", [],
-        _TOP_COLUMNS, _TOP_MEASURES,
+        [_TOP_BYTES[0], _TOP_FLOWS[0]], f"{_TOP_BYTES[1]}, {_TOP_FLOWS[1]}",
         "Heaviest sources per day and institution (top talkers over long ranges)"),
 }
 FLOW_ROLLUPS = tuple(_FLOW_ROLLUPS)

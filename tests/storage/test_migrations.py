@@ -22,7 +22,7 @@ def test_fresh_store_applies_every_table_step_then_nothing(store):
                               + [f"sketch:{name}" for name in SKETCHED_ROLLUPS] + ["cascade:flows_1h"]
                               + [f"fill:{name}" for name in CASCADES]
                               + [f"backfill:{name}" for name in FLOW_FED_ROLLUPS]
-                              + [f"retire:{name}" for name in RETIRED_ROLLUPS])
+                              + [f"retire:{name}" for name in RETIRED_ROLLUPS] + ["talkers:bytes_only"])
     assert report.applied[0] == "0001_create_schema_migrations"
     again = run_migrations(store)
     assert again.applied == [] and "0002_create_flows" in again.skipped
@@ -31,13 +31,15 @@ def test_fresh_store_applies_every_table_step_then_nothing(store):
 #: (flows, bytes, sources) of a heavy-hitter talkers roll-up: sums over its merged states.
 _TOP = ("SELECT arraySum(x -> x.2, f), arraySum(x -> x.2, b), length(b) FROM (SELECT "
         "approx_top_sumMerge(1024, 1024)(top_flows) AS f, approx_top_sumMerge(1024, 1024)(top) AS b FROM {})")
+#: (bytes, sources) of the hourly talkers roll-up (a bytes state only).
+_TOP_BYTES = "SELECT arraySum(x -> x.2, b), length(b) FROM (SELECT approx_top_sumMerge(1024, 1024)(top) AS b FROM {})"
 
 
 def test_flows_stored_after_the_views_are_not_backfilled(store, make_flows):
     store.migrate()
     store.insert(make_flows(5))
     assert store.migrate() == []
-    assert store.query(_TOP.format("talkers_top_1h")).rows[0][0] == 5
+    assert store.query(_TOP.format("talkers_top_1d")).rows[0][0] == 5
 
 
 def test_older_store_is_upgraded_and_keeps_its_rows(store, make_flows):
@@ -100,14 +102,45 @@ def test_flow_panel_rollups_reach_an_older_store_and_roll_up_its_flows_once(stor
         "0034_create_talkers_top_1d_mv", "backfill:talkers_top_1h", "backfill:talkers_top_1d"]
     assert {f"backfill:{name}" for name in FLOW_FED_ROLLUPS} <= set(applied)
     assert store.query(_TOP.format("talkers_top_1d")).rows == [(48, 4800, 7)]
-    assert store.query(_TOP.format("talkers_top_1h")).rows == [(48, 4800, 7)]  # seven sources, one flow each an hour
+    assert store.query(_TOP_BYTES.format("talkers_top_1h")).rows == [(4800, 7)]  # seven sources, 100 bytes a flow
     hours = store.query("SELECT uniqExact(institution_id, toStartOfHour(first_seen)) FROM flows").rows
     assert store.query("SELECT count() FROM talkers_top_1h FINAL").rows == hours  # a state per institution and hour
     assert store.query("SELECT sum(flows), uniqCombinedMerge(12)(clients) FROM services_1h").rows == [(48, 7)]
     assert store.query("SELECT count() FROM ingest_lag_1m").rows == [(48,)]
     assert store.migrate() == []  # backfilled once
     store.insert(make_flows(10))
-    assert store.query(_TOP.format("talkers_top_1h")).rows[0][0] == 58
+    assert store.query(_TOP.format("talkers_top_1d")).rows[0][0] == 58
+    assert store.migrate() == []
+
+
+def _bytes_of(batch) -> int:
+    return int(batch.columns["src2dst_bytes"].sum() + batch.columns["dst2src_bytes"].sum())
+
+
+def test_an_older_stores_hourly_talkers_lose_their_flows_state_and_keep_their_bytes(store, make_flows):
+    store.migrate()
+    # the store as it was: talkers_top_1h with a flows state, its view writing both
+    store.command("DROP VIEW talkers_top_1h_mv")
+    store.command(f"ALTER TABLE talkers_top_1h ADD COLUMN top_flows {rollups.TALKERS_TOP_TYPE} AFTER top")
+    store.command(rollups.flow_rollup_view_ddl("talkers_top_1d").replace("talkers_top_1d", "talkers_top_1h")
+                  .replace("toStartOfDay(first_seen) AS day", "toStartOfHour(first_seen) AS hour")
+                  .replace("GROUP BY day", "GROUP BY hour"))
+    store.command("DELETE FROM schema_migrations WHERE version LIKE 'backfill:%'")  # as a store with no flows then
+    older = make_flows(30, start_ms=1_700_000_000_000)
+    store.insert(older)
+    assert store.query(_TOP.format("talkers_top_1h")).rows == [(30, _bytes_of(older), 30)]
+
+    applied = store.migrate()
+    assert "talkers:bytes_only" in applied and "backfill:talkers_top_1h" not in applied  # nothing rolled up twice
+    assert "top_flows" not in existing_columns(store, "talkers_top_1h")
+    view = store.query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
+                       "AND name = 'talkers_top_1h_mv'").rows[0][0]
+    assert "top_flows" not in view and "talkers_top_1h" in view
+    assert store.query(_TOP_BYTES.format("talkers_top_1h")).rows == [(_bytes_of(older), 30)]  # the states kept
+    later = make_flows(20, start_ms=1_700_000_100_000)
+    store.insert(later)
+    got = store.query(_TOP_BYTES.format("talkers_top_1h")).rows[0][0]
+    assert got == _bytes_of(older) + _bytes_of(later)  # written by the new view
     assert store.migrate() == []
 
 
