@@ -144,6 +144,23 @@ def test_an_older_stores_hourly_talkers_lose_their_flows_state_and_keep_their_by
     assert store.migrate() == []
 
 
+def test_flows_settings_reach_an_older_store_and_its_flows_read_back(store, make_flows):
+    from finsa.storage.migrations import FLOWS_SETTINGS
+
+    store.migrate()
+    store.command("ALTER TABLE flows MODIFY SETTING ratio_of_defaults_for_sparse_serialization = 0.9375")
+    batch = make_flows(40)
+    store.insert(batch)
+    assert store.migrate() == ["settings:flows"]
+    created = store.query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
+                          "AND name = 'flows'").rows[0][0]
+    assert all(f"{k} = {v}" in created for k, v in FLOWS_SETTINGS.items())
+    store.insert(make_flows(40, start_ms=1_700_000_000_000))  # a part written with the new settings
+    rows = store.query("SELECT tls_sni, count() FROM flows GROUP BY tls_sni ORDER BY tls_sni LIMIT 2").rows
+    assert rows == [("", 28), ("h1.example.com", 2)]
+    assert store.migrate() == []
+
+
 def test_an_older_stores_per_source_talkers_stop_being_written_and_keep_their_rows(store, make_flows):
     store.migrate()
     for name, bucket in (("talkers_1h", "toStartOfHour"), ("talkers_1d", "toStartOfDay")):  # as finsa made them
