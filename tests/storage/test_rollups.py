@@ -13,7 +13,7 @@ REGISTRY = parse_registry({"institution": [
 
 
 def test_flow_rollups_count_sources_and_skip_a_redelivered_batch(migrated, make_flows):
-    batch = make_flows(40)
+    batch = make_flows(40, start_ms=1_700_000_000_000)  # 40 s inside one hour (22:13 UTC), whatever the clock
     migrated.insert(batch)
     migrated.command("TRUNCATE TABLE ingested_batches")  # ledger lost: the insert token still dedups
     migrated.insert(batch)
@@ -64,7 +64,7 @@ FLOW_PANEL_ROLLUPS = {  # roll-up -> what it reads back: sums of flows and bytes
 def test_flow_panel_rollups_skip_a_redelivered_batch(migrated, make_flows):
     for table in ("talkers_top_1h", "talkers_top_1d", "services_1h", "ingest_lag_1m"):
         migrated.command(f"TRUNCATE TABLE {table}")
-    batch = make_flows(40)
+    batch = make_flows(40, start_ms=1_700_000_000_000)  # 40 s inside one hour (22:13 UTC), whatever the clock
     migrated.insert(batch)
     migrated.command("TRUNCATE TABLE ingested_batches")  # ledger lost: the insert token still dedups
     migrated.insert(batch)
