@@ -72,11 +72,9 @@ class SortedRows:
     first: "_FirstRows"  # columns needed only at segment starts, gathered on demand
 
 
-#: columns read only from a flow's first row, and their source in Decoded
-FIRST_COLUMNS = {"src_ip": "src_ip", "dst_ip": "dst_ip", "src_port": "src_port", "dst_port": "dst_port",
-                 "vlan_id": "vlan_id", "ip_version": "ip_version", "tunnel_kind": "tunnel_kind"}
-#: their dtypes (the flow table's and the decoder's: addresses are 16 bytes a row), in the kernel's order
-_FIRST_DTYPES = {"src_ip": np.uint8, "dst_ip": np.uint8, "src_port": np.uint16, "dst_port": np.uint16,
+#: columns read only from a flow's first row (the same names in the flow table and in Decoded), and
+#: their dtypes (the table's and the decoder's: addresses are 16 bytes a row), in the kernel's order
+FIRST_COLUMNS = {"src_ip": np.uint8, "dst_ip": np.uint8, "src_port": np.uint16, "dst_port": np.uint16,
                  "vlan_id": np.uint16, "ip_version": np.uint8, "tunnel_kind": np.uint8}
 _ADDRESS_FIRST = ("src_ip", "dst_ip")
 
@@ -129,10 +127,9 @@ class _FirstRows:
         """Every :data:`FIRST_COLUMNS` column at the sorted ``rows``, in one compiled pass."""
         k = len(rows)
         out = {name: np.empty((k, 16) if name in _ADDRESS_FIRST else k, dtype=dtype)
-               for name, dtype in _FIRST_DTYPES.items()}
-        table = [np.ascontiguousarray(self.table_flows[name], dtype=dtype) for name, dtype in _FIRST_DTYPES.items()]
-        packets = [np.ascontiguousarray(getattr(self.decoded, FIRST_COLUMNS[name]), dtype=dtype)
-                   for name, dtype in _FIRST_DTYPES.items()]
+               for name, dtype in FIRST_COLUMNS.items()}
+        table = [np.ascontiguousarray(self.table_flows[name], dtype=dtype) for name, dtype in FIRST_COLUMNS.items()]
+        packets = [np.ascontiguousarray(getattr(self.decoded, name), dtype=dtype) for name, dtype in FIRST_COLUMNS.items()]
         _gather_first(np.ascontiguousarray(self.order, dtype=np.int64), len(self.order),
                       np.ascontiguousarray(rows, dtype=np.int64), k, self.n_pseudo, len(self.decoded),
                       *map(_flat, table), *map(_flat, packets), *map(_flat, out.values()))
