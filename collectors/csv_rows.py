@@ -28,6 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
+from finsa.collectors.agent.ipv4_words import ipv4_words
 from finsa.collectors.compiled import carray, helper, kernel
 from finsa.object_codes import address_slots, object_pointers
 from finsa.wire import ips_to_strings
@@ -233,8 +234,7 @@ class _Plan:
     def _other_addresses(self, column: np.ndarray, codes: list[np.ndarray]) -> tuple[int, int]:
         """(code row of the column's addresses that are not IPv4-mapped, or -1 when all are; the
         widest text of the column)."""
-        words = column.view("<u8")
-        mapped = (words[:, 0] == 0) & ((words[:, 1] & np.uint64(0xFFFFFFFF)) == np.uint64(0xFFFF0000))
+        mapped = ipv4_words(column)[0]
         if mapped.all():
             return -1, 15
         others = np.flatnonzero(~mapped)
