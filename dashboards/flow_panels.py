@@ -74,6 +74,15 @@ _HOURS_OF_RANGE = ("first_seen >= toStartOfHour(fromUnixTimestamp64Milli({from_m
                    " AND first_seen < toStartOfHour(fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')) + INTERVAL 1 HOUR"
                    f" AND {_INSTITUTION}")
 
+#: The ten heaviest sources by bytes (with their ties) of the hourly states, as (address, bytes)
+#: tuples: read once (a scalar) by :data:`TOP_TALKERS_SQL` for short ranges, nothing for long ones.
+TOP_TALKERS_HOURLY_SQL = f"""SELECT groupArray((src_ip, bytes))
+      FROM (SELECT t.1 AS src_ip, t.2 AS bytes
+            FROM (SELECT arrayJoin(by_bytes) AS t
+                  FROM (SELECT approx_top_sumMerge(1024, 1024)(top) AS by_bytes
+                        FROM talkers_top_1h WHERE {_SHORT} AND {_buckets_in_range()}))
+            ORDER BY bytes DESC LIMIT 10 WITH TIES)"""
+
 #: Top sources by bytes (then flows, then address) from the heavy-hitter roll-ups, in two
 #: branches (one of them false for given parameters: it reads no part):
 #:
@@ -87,14 +96,6 @@ _HOURS_OF_RANGE = ("first_seen >= toStartOfHour(fromUnixTimestamp64Milli({from_m
 #:
 #: Bytes are exact while each merged state saw at most 1,024 sources, approximate beyond (see
 #: :mod:`finsa.storage.rollups`).
-#: The ten heaviest sources by bytes (with their ties) of the hourly states, as (address, bytes)
-#: tuples: read once (a scalar) by :data:`TOP_TALKERS_SQL` for short ranges, nothing for long ones.
-TOP_TALKERS_HOURLY_SQL = f"""SELECT groupArray((src_ip, bytes))
-      FROM (SELECT t.1 AS src_ip, t.2 AS bytes
-            FROM (SELECT arrayJoin(by_bytes) AS t
-                  FROM (SELECT approx_top_sumMerge(1024, 1024)(top) AS by_bytes
-                        FROM talkers_top_1h WHERE {_SHORT} AND {_buckets_in_range()}))
-            ORDER BY bytes DESC LIMIT 10 WITH TIES)"""
 TOP_TALKERS_SQL = f"""
 WITH ({TOP_TALKERS_HOURLY_SQL}) AS hourly
 SELECT {_IP_TEXT.format("src_ip")} AS source, flows, bytes
