@@ -309,7 +309,7 @@ def _agents_text(r: dict) -> str:
     """Each agent process's flows, send time and CPU; the agents' CPU per 100k flows by part."""
     per = 1e5 / max(r["sent"], 1)
     return (f"{len(r['agents'])} agent(s): " + ", ".join(
-        f"{a['sent']:,} flows in {a['send_s']:.1f} s, {a['cpu_s']:.1f} CPU s" for a in r.get("agents", [r]))
+        f"{a['sent']:,} flows in {a['send_s']:.1f} s, {a['cpu_s']:.1f} CPU s" for a in r["agents"])
         + f"; per 100k flows {r['meter_cpu_s'] * per:.3f} CPU s metering, "
         f"{(r['cpu_s'] - r['meter_cpu_s']) * per:.3f} pseudonymise+sign+produce")
 

@@ -174,13 +174,13 @@ def retire_view_step(name: str) -> Step:
 _CASCADE_VIEW = (re.compile(r"\bTO \w+\.flows_1h\b"), re.compile(r"\bFROM \w+\.flows_1m\b"))
 
 
-def _flows_1h_view(store: Any) -> str | None:
+def _view_query(store: Any, view: str) -> str:
     rows = store._run_query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
-                            "AND name = 'flows_1h_mv'", {}).rows
-    return rows[0][0] if rows else None
+                            "AND name = {v:String}", {"v": view}).rows
+    return rows[0][0] if rows else ""
 
 
-def _is_cascade(query: str | None) -> bool:
+def _is_cascade(query: str) -> bool:
     """A single node's ``flows_1h_mv`` that reads ``flows_1m`` and writes ``flows_1h``.
 
     >>> _is_cascade("CREATE MATERIALIZED VIEW d.flows_1h_mv TO d.flows_1h (x) AS SELECT 1 FROM d.flows_1m GROUP BY 1")
@@ -188,7 +188,7 @@ def _is_cascade(query: str | None) -> bool:
     >>> _is_cascade("CREATE MATERIALIZED VIEW d.flows_1h_mv TO d.flows_1h (x) AS SELECT 1 FROM d.flows_1m_local")
     False
     """
-    return query is not None and all(p.search(query) for p in _CASCADE_VIEW)
+    return all(p.search(query) for p in _CASCADE_VIEW)
 
 
 def _flows_1m_sketch_current(store: Any) -> bool:
@@ -218,21 +218,15 @@ def flows_1h_cascade_step() -> Step:
     def needed(store: Any) -> bool:
         if table_exists(store, "flows_1m_local") or not table_exists(store, "flows_1h"):
             return False
-        return not _is_cascade(_flows_1h_view(store))
+        return not _is_cascade(_view_query(store, "flows_1h_mv"))
 
     def apply(store: Any) -> None:
         store._run_command("DROP VIEW IF EXISTS flows_1h_mv")
         store._run_command(rollups.flows_1h_view_ddl())
-        if not _is_cascade(_flows_1h_view(store)):
+        if not _is_cascade(_view_query(store, "flows_1h_mv")):
             raise RuntimeError("cascade:flows_1h: flows_1h_mv does not read flows_1m into flows_1h after the swap")
 
     return Step("cascade:flows_1h", "flows_1h_mv reads flows_1m (a cascade), not flows", needed, apply)
-
-
-def _view_query(store: Any, view: str) -> str:
-    rows = store._run_query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
-                            "AND name = {v:String}", {"v": view}).rows
-    return rows[0][0] if rows else ""
 
 
 def talkers_bytes_only_step() -> Step:

@@ -203,14 +203,13 @@ class Pseudonymiser:
         ``words`` come sorted and distinct (:meth:`~finsa.collectors.agent.ipv4_words.WordCache.get`
         hands its ``compute`` the missing words so): their prefixes at every level come sorted, so
         their distinct values are where they change, no sort per level."""
-        sorted_words = words
-        start = start_levels(words_to_rows(sorted_words), self._fixed_bits, self._fixed_lengths) - 96
-        out = sorted_words.copy()
+        start = start_levels(words_to_rows(words), self._fixed_bits, self._fixed_lengths) - 96
+        out = words.copy()
         if len(self._prefix_bits) > _CACHE_LIMIT:
             self._prefix_bits.clear()
         for level in range(int(start.min(initial=32)), 32):
             rows = np.flatnonzero(start <= level)
-            prefixes = sorted_words[rows] & np.uint32((0xFFFFFFFF << (32 - level)) & 0xFFFFFFFF)
+            prefixes = words[rows] & np.uint32((0xFFFFFFFF << (32 - level)) & 0xFFFFFFFF)
             changes = np.empty(len(prefixes), dtype=bool)
             changes[:1] = True
             np.not_equal(prefixes[1:], prefixes[:-1], out=changes[1:])

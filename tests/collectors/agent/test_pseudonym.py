@@ -207,7 +207,6 @@ def test_the_ipv4_cache_starts_afresh_at_its_limit() -> None:
     assert calls == [[1, 2, 3], [4, 5]] and cache.keys.tolist() == [4, 5]  # 5 entries > 4: only the new kept
 
 
-
 def test_two_threads_applying_at_once_get_the_pseudonyms_one_thread_gets() -> None:
     """The agent's batches and its local endpoint's requests share one pseudonymiser: its cache
     grows under both (each call brings addresses never seen), and no lookup may mix versions."""
